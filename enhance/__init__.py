@@ -1,0 +1,16 @@
+"""enhance: deconvolution and 2x super-resolution of SDO/HMI images.
+
+Implements the method of Díaz Baso & Asensio Ramos (2018), "Enhancing SDO/HMI
+images using deep learning", A&A 614, A5 (arXiv:1706.02933), as a package
+for archival reprocessing: physics (PSFs, degradation), the network, tiled
+inference, FITS/HDF5 I/O, JSOC acquisition and validation.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("enhance")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

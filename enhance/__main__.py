@@ -1,0 +1,5 @@
+"""Allow ``python -m enhance``."""
+
+from enhance.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""The ``enhance`` command line (also ``python -m enhance``).
+
+Each subcommand lives in its own module of this package and exposes
+``register(subparsers)``, which adds an :mod:`argparse` parser whose
+``func`` default is called with the parsed namespace and returns an exit
+code. Modules are discovered automatically, so adding a subcommand means
+adding a file. Argument parsing only: the work is done by the library.
+
+Every :class:`enhance.errors.EnhanceError` becomes one line on standard error
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from enhance import __version__
+from enhance.errors import EnhanceError
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every discovered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="enhance",
+        description=(
+            "Deconvolve and 2x super-resolve SDO/HMI images "
+            "(Diaz Baso & Asensio Ramos 2018, A&A 614, A5)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"enhance {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(subparsers)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except EnhanceError as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"enhance {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"enhance {args.command}: interrupted", file=sys.stderr)
+        return 130
