@@ -1,0 +1,561 @@
+"""``acquire``: query, export, download and verify a range of HMI frames.
+
+One call brings an output directory up to date for a series, a time range
+and a cadence: it re-queries the range (so gaps JSOC filled since are
+backfilled), resumes export requests recorded in the manifest, exports what
+is still needed in bounded chunks (one request at a time: JSOC allows one
+pending export per user), downloads with bounded concurrency through
+verified ``name.part`` files, and writes the manifest and the gap report.
+The same manifest and layout come from a local directory of FITS files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from enhance.acquire.download import DownloadTask, download_all
+from enhance.acquire.gaps import gap_report
+from enhance.acquire.jsoc import (
+    ExportedFile,
+    JsocOptions,
+    JsocSource,
+    check_email,
+    is_remote,
+    mask_email,
+    server_config,
+)
+from enhance.acquire.local import import_file, scan_archive
+from enhance.acquire.manifest import KEYWORDS, NEEDS_EXPORT, Manifest, manifest_path
+from enhance.acquire.quality import QualityPolicy, decode_quality, format_quality
+from enhance.acquire.series import HmiSeries, get_series
+from enhance.acquire.timespec import (
+    expected_slots,
+    file_time,
+    format_duration,
+    format_t_rec,
+    parse_cadence,
+    parse_t_rec,
+    parse_time,
+    record_set,
+)
+from enhance.acquire.verify import VerificationError, verify_fits
+from enhance.atomic import check_writable_dir
+from enhance.errors import ConfigError, JsocError, OutputError
+from enhance.provenance import provenance_record, sha256_file
+
+__all__ = ["acquire", "AcquireOptions", "EMAIL_ENV"]
+
+log = logging.getLogger(__name__)
+
+#: Environment variable read for the JSOC export address.
+EMAIL_ENV = "ENHANCE_JSOC_EMAIL"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class AcquireOptions:
+    """Knobs of :func:`acquire` beyond the essentials (seconds for times).
+
+    Attributes
+    ----------
+    max_per_request
+        Largest number of slots in one export request.
+    max_concurrent
+        Parallel downloads (keep low: JSOC blocks bulk users).
+    download_retries, download_timeout
+        Attempts per file and the socket timeout of one attempt.
+    save_every
+        Seconds between manifest saves while downloading.
+    jsoc
+        Query/export polling and retry knobs.
+    """
+
+    max_per_request: int = 500
+    max_concurrent: int = 2
+    download_retries: int = 3
+    download_timeout: float = 120.0
+    save_every: float = 2.0
+    jsoc: JsocOptions = dataclasses.field(default_factory=JsocOptions)
+
+
+def _prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    path = Path(out_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output directory {path}: {exc.strerror or exc}") from exc
+    check_writable_dir(path)
+    probe = path / ".enhance-write-test"
+    try:  # root ignores permission bits; a read-only mount still refuses
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"output directory {path} is not writable: {exc.strerror}") from exc
+    return path
+
+
+def _local_name(series: HmiSeries, t_rec: dt.datetime, server_name: str | None) -> str:
+    name = Path(server_name or "").name
+    if name and name != "NoDataFile" and _SAFE_NAME.match(name):
+        return name
+    return f"{series.name}.{file_time(t_rec)}.{series.segment}.fits"
+
+
+class _Run:
+    """State of one :func:`acquire` call."""
+
+    def __init__(
+        self,
+        series: HmiSeries,
+        out_dir: Path,
+        policy: QualityPolicy,
+        options: AcquireOptions,
+        progress: bool,
+    ) -> None:
+        self.series = series
+        self.out_dir = out_dir
+        self.policy = policy
+        self.options = options
+        self.progress = progress
+        self.manifest = Manifest.load(manifest_path(out_dir, series.name), series.name)
+        self.last_save = time.monotonic()
+        self.failures: list[str] = []
+
+    def save(self, *, force: bool = True) -> None:
+        if force or time.monotonic() - self.last_save >= self.options.save_every:
+            self.manifest.save()
+            self.last_save = time.monotonic()
+
+    # ------------------------------------------------------------- merging
+    def _file_ok(self, row: dict[str, str]) -> bool:
+        if not row["file"]:
+            return False
+        path = self.out_dir / row["file"]
+        return path.is_file() and str(path.stat().st_size) == row["size"]
+
+    def merge(
+        self, when: dt.datetime, record: str | None, quality: int | None, keywords: dict[str, str]
+    ) -> None:
+        """Fold one slot's query result into the manifest."""
+        key = format_t_rec(when)
+        row = self.manifest.get(key)
+        if record is None:
+            if row is not None and row["state"] == "verified" and self._file_ok(row):
+                log.warning("%s: verified file kept although the server lists no record", key)
+                return
+            self.manifest.update(
+                key,
+                record=f"{self.series.name}[{key}]",
+                state="missing",
+                reason="no record on the server",
+                request_id="",
+            )
+            return
+        values: dict[str, object] = {
+            "record": record,
+            "quality": format_quality(quality) if quality is not None else "",
+            "quality_bits": "|".join(decode_quality(quality)),
+            **{k: v for k, v in keywords.items() if k in KEYWORDS},
+        }
+        reason = self.policy.skip_reason(quality)
+        if reason is not None:
+            self.manifest.update(key, state="skipped", reason=reason, **values)
+            return
+        if row is not None and row["state"] == "verified":
+            if self._file_ok(row):
+                self.manifest.update(key, **values)
+                return
+            log.warning(
+                "%s: verified file %s is gone or changed; fetching it again", key, row["file"]
+            )
+        if (
+            row is not None
+            and row["state"] in ("exported", "downloaded", "failed")
+            and row["request_id"]
+        ):
+            self.manifest.update(key, **values)
+            return
+        state = "flagged" if quality else "queried"
+        self.manifest.update(key, state=state, reason="", request_id="", **values)
+
+    def adopt_existing(self, rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Verify files already in place (a crash after rename); return rows still needed."""
+        still = []
+        for row in rows:
+            path = self.out_dir / row["file"] if row["file"] else None
+            if path is not None and path.is_file():
+                try:
+                    verify_fits(path, series=self.series, t_rec=parse_t_rec(row["t_rec"]))
+                except VerificationError as exc:
+                    log.warning("removing unusable %s: %s", path.name, exc)
+                    path.unlink()
+                else:
+                    self.manifest.update(
+                        row["t_rec"],
+                        state="verified",
+                        reason="",
+                        size=path.stat().st_size,
+                        sha256=sha256_file(path),
+                    )
+                    continue
+            still.append(row)
+        return still
+
+    # ----------------------------------------------------------- downloads
+    def download(self, files: list[ExportedFile], request_id: str, bar: tqdm | None) -> None:
+        """Download the files of a finished request that rows still need."""
+        tasks = []
+        for item in files:
+            key = format_t_rec(item.t_rec)
+            row = self.manifest.get(key)
+            if row is None or row["state"] not in NEEDS_EXPORT:
+                continue
+            if item.url is None:
+                self.manifest.update(
+                    key,
+                    state="skipped",
+                    request_id=request_id,
+                    reason="the server exported no file for this record "
+                    f"(NoDataFile, QUALITY {row['quality'] or '?'})",
+                )
+                continue
+            name = _local_name(self.series, item.t_rec, item.filename)
+            self.manifest.update(key, file=name)
+            tasks.append(DownloadTask(item.t_rec, item.url, self.out_dir / name, self.series))
+        needed = self.adopt_existing([self.manifest.get(format_t_rec(t.t_rec)) for t in tasks])
+        needed_keys = {r["t_rec"] for r in needed}
+        tasks = [t for t in tasks if format_t_rec(t.t_rec) in needed_keys]
+        self.save()
+        for result in download_all(
+            tasks,
+            max_concurrent=self.options.max_concurrent,
+            retries=self.options.download_retries,
+            retry_wait=self.options.jsoc.retry_wait,
+            timeout=self.options.download_timeout,
+        ):
+            key = format_t_rec(result.task.t_rec)
+            if result.error is None:
+                self.manifest.update(
+                    key, state="verified", reason="", size=result.size, sha256=result.sha256
+                )
+            else:
+                self.manifest.update(key, state="failed", reason=result.error)
+                self.failures.append(f"{key}: {result.error}")
+            if bar is not None:
+                bar.update(1)
+            self.save(force=False)
+        self.save()
+
+
+def _chunks(
+    rows: list[dict[str, str]], cadence: dt.timedelta, limit: int
+) -> list[list[dt.datetime]]:
+    """Group needed slots into runs spanning at most ``limit`` slots each."""
+    groups: list[list[dt.datetime]] = []
+    for row in rows:
+        when = parse_t_rec(row["t_rec"])
+        if groups and (when - groups[-1][0]) / cadence + 1 <= limit:
+            groups[-1].append(when)
+        else:
+            groups.append([when])
+    return groups
+
+
+def _resolve_email(email: str | None) -> str | None:
+    return email if email else os.environ.get(EMAIL_ENV) or None
+
+
+def acquire(
+    *,
+    series: str,
+    start: str | dt.datetime | None,
+    end: str | dt.datetime | None,
+    cadence: str | dt.timedelta | None,
+    out_dir: str | os.PathLike[str],
+    server: str = "jsoc",
+    email: str | None = None,
+    quality_policy: str | QualityPolicy | None = None,
+    download: bool = True,
+    progress: bool = False,
+    options: AcquireOptions | None = None,
+) -> Manifest:
+    """Bring ``out_dir`` up to date with ``series`` from ``start`` to ``end``.
+
+    Parameters
+    ----------
+    series : str
+        One of :data:`enhance.acquire.series.SERIES`.
+    start, end : str or datetime
+        TAI times (ISO or JSOC format), both included. Optional for a local
+        archive (no bound).
+    cadence : str or timedelta
+        Slot spacing, a multiple of the series step (``"12m"``, ``"45s"``,
+        ``"1h"``). Optional for a local archive (then every file found counts
+        and no gaps are computed).
+    out_dir : path-like
+        Where files, ``<series>.manifest.csv`` and ``<series>.gaps.{csv,json}``
+        go (created if needed).
+    server : str
+        ``"jsoc"``, ``"kis"`` (queries only), a base URL of a server speaking
+        the JSOC protocol, or a local directory of FITS files.
+    email : str, optional
+        Registered JSOC export address; default ``$ENHANCE_JSOC_EMAIL``. Never
+        logged in full.
+    quality_policy : str or QualityPolicy, optional
+        Which QUALITY bits skip a frame (default ``"nodata"``).
+    download : bool
+        False: query and write the manifest and gap report only.
+    progress : bool
+        Show a tqdm progress bar of the downloads.
+    options : AcquireOptions, optional
+        Chunk size, concurrency, retries, polling.
+
+    Returns
+    -------
+    Manifest
+        Saved; ``Manifest.files()`` lists the verified files.
+
+    Raises
+    ------
+    ConfigError
+        Bad series, times, cadence, policy, server or missing e-mail.
+    OutputError
+        ``out_dir`` cannot be created or written.
+    JsocError
+        The server kept failing, an export timed out, or files failed every
+        retry (the manifest and gap report are written first).
+    """
+    options = options or AcquireOptions()
+    hmi = get_series(series)
+    policy = (
+        quality_policy
+        if isinstance(quality_policy, QualityPolicy)
+        else QualityPolicy.parse(quality_policy)
+    )
+    t0 = parse_time(start) if start is not None else None
+    t1 = parse_time(end) if end is not None else None
+    step = parse_cadence(cadence) if cadence is not None else None
+    if t0 is not None and t1 is not None and t1 < t0:
+        raise ConfigError(f"end {end} is before start {start}")
+    if options.max_per_request < 1:
+        raise ConfigError("max_per_request must be at least 1")
+    if step is not None and (t0 is None or t1 is None):
+        raise ConfigError("a cadence needs a start and an end time")
+    slots = expected_slots(hmi, t0, t1, step) if step is not None else None
+    remote = is_remote(server)
+    if remote:
+        config = server_config(server)
+        if slots is None or t0 is None or t1 is None:
+            raise ConfigError(f"fetching from {server} needs a start, an end and a cadence")
+        if download and not config.check_supported("export"):
+            raise ConfigError(
+                f"server {server!r} answers queries only (drms has no export service for it); "
+                "use --server jsoc or a URL, or --query-only"
+            )
+        if download:
+            email = check_email(_resolve_email(email))
+    elif not Path(server).is_dir():
+        raise ConfigError(f"server {server!r} is not jsoc, kis, an http(s) URL or a directory")
+    out = _prepare_out_dir(out_dir)
+    for stale in out.glob("*.fits.part"):
+        stale.unlink()  # our own temporary files from an interrupted run
+    run = _Run(hmi, out, policy, options, progress)
+    where = server if remote else str(Path(server).resolve())
+    log.info(
+        "acquiring %s from %s into %s (policy %s, e-mail %s)",
+        hmi.name,
+        where,
+        out,
+        policy.name,
+        mask_email(email),
+    )
+    error: JsocError | None = None
+    if remote:
+        source = JsocSource(server, email=email, options=options.jsoc)
+        try:
+            _remote(run, source, slots, step, download)
+        except JsocError as exc:
+            error = exc  # write the manifest and the gap report, then raise
+    else:
+        slots = _local(run, Path(server), slots, t0, t1)
+    provenance = provenance_record(
+        series=hmi.name,
+        server=where,
+        start=format_t_rec(t0) if t0 else None,
+        end=format_t_rec(t1) if t1 else None,
+        cadence=format_duration(step) if step else None,
+        quality_policy=policy.name,
+    )
+    report = gap_report(run.manifest, slots, cadence=step, provenance=provenance)
+    report.write(out)
+    run.save()
+    log.info("%s", report.summary_line())
+    run.manifest.report = report
+    if error is not None:
+        raise error
+    if run.failures:
+        raise JsocError(
+            f"{len(run.failures)} file(s) failed every retry (first: {run.failures[0]}); "
+            f"they are marked failed in {run.manifest.path.name}: rerun to retry them"
+        )
+    return run.manifest
+
+
+def _local(
+    run: _Run,
+    directory: Path,
+    slots: list[dt.datetime] | None,
+    t0: dt.datetime | None,
+    t1: dt.datetime | None,
+) -> list[dt.datetime]:
+    found = scan_archive(directory, run.series, KEYWORDS)
+    in_range = {
+        t: rec for t, rec in found.items() if (t0 is None or t >= t0) and (t1 is None or t <= t1)
+    }
+    if slots is None:
+        slots = sorted(in_range)
+    for when in slots:
+        rec = in_range.get(when)
+        if rec is None:
+            run.merge(when, None, None, {})
+            continue
+        run.merge(when, rec.record, rec.quality, rec.keywords)
+        row = run.manifest.get(format_t_rec(when))
+        if row["state"] in NEEDS_EXPORT:
+            dest = run.out_dir / rec.path.name
+            size, sha = import_file(rec, dest, run.series)
+            run.manifest.update(
+                row["t_rec"],
+                state="verified",
+                reason="",
+                file=dest.name,
+                size=size,
+                sha256=sha,
+                request_id="local",
+            )
+    run.save()
+    return slots
+
+
+def _remote(
+    run: _Run, source: JsocSource, slots: list[dt.datetime], cadence: dt.timedelta, download: bool
+) -> None:
+    found = source.query(run.series, slots, cadence, KEYWORDS)
+    for when in slots:
+        rec = found.get(when)
+        if rec is None:
+            run.merge(when, None, None, {})
+        else:
+            run.merge(when, rec.record, rec.quality, rec.keywords)
+    run.save()
+    if not download:
+        return
+    todo = run.manifest.rows(NEEDS_EXPORT)
+    bar = tqdm(
+        total=len(todo),
+        desc=f"{run.series.name}",
+        unit="file",
+        disable=not run.progress,
+        leave=False,
+    )
+    try:
+        _resume(run, source, bar)
+        todo = [r for r in run.manifest.rows(NEEDS_EXPORT) if not r["request_id"]]
+        todo = run.adopt_existing(todo)
+        run.save()
+        for group in _chunks(todo, cadence, run.options.max_per_request):
+            count = int((group[-1] - group[0]) / cadence) + 1
+            ds = record_set(run.series, group[0], count, cadence)
+            _export_and_download(run, source, ds, group, bar)
+    finally:
+        bar.close()
+
+
+def _resume(run: _Run, source: JsocSource, bar: tqdm) -> None:
+    """Finish the export requests a previous run recorded."""
+    by_request: dict[str, list[dict[str, str]]] = {}
+    for row in run.manifest.rows(NEEDS_EXPORT):
+        if row["request_id"] and row["request_id"] != "local":
+            by_request.setdefault(row["request_id"], []).append(row)
+    for request_id, rows in by_request.items():
+        log.info("resuming export request %s (%d frames)", request_id, len(rows))
+        request = source.resume(request_id)
+        if request is None:
+            ok, message = False, "not found on the server"
+        else:
+            ok, message = source.wait(request)
+        if not ok:
+            log.warning(
+                "export request %s cannot be resumed (%s); exporting anew", request_id, message
+            )
+            for row in rows:
+                state = "flagged" if row["quality_bits"] else "queried"
+                run.manifest.update(row["t_rec"], state=state, request_id="", reason=message)
+            run.save()
+            continue
+        files = source.files(request)
+        run.download(files, request_id, bar)
+        listed = {format_t_rec(f.t_rec) for f in files}
+        for row in rows:
+            if row["t_rec"] not in listed and row["state"] in NEEDS_EXPORT:
+                state = "flagged" if row["quality_bits"] else "queried"
+                run.manifest.update(
+                    row["t_rec"],
+                    state=state,
+                    request_id="",
+                    reason=f"not in export request {request_id}",
+                )
+        run.save()
+
+
+def _export_and_download(
+    run: _Run, source: JsocSource, ds: str, group: list[dt.datetime], bar: tqdm
+) -> None:
+    wait_budget = run.options.jsoc.retries
+    for attempt in range(1, wait_budget + 1):
+        request = source.submit_export(ds)
+        for when in group:
+            run.manifest.update(
+                format_t_rec(when), state="exported", request_id=request.id, reason=""
+            )
+        run.save()  # the id must be on disk before anything else can go wrong
+        ok, message = source.wait(request)
+        if ok:
+            files = source.files(request)
+            listed = {f.t_rec for f in files}
+            for when in group:
+                if when not in listed:
+                    run.manifest.update(
+                        format_t_rec(when),
+                        state="failed",
+                        reason=f"not in export request {request.id}",
+                    )
+                    run.failures.append(f"{format_t_rec(when)}: not in export {request.id}")
+            run.download(files, request.id, bar)
+            return
+        log.warning(
+            "export request %s for %s failed (%s); attempt %d/%d",
+            request.id,
+            ds,
+            message,
+            attempt,
+            wait_budget,
+        )
+        for when in group:
+            row = run.manifest.get(format_t_rec(when))
+            run.manifest.update(
+                row["t_rec"],
+                state="flagged" if row["quality_bits"] else "queried",
+                request_id="",
+                reason=message,
+            )
+        run.save()
+    raise JsocError(f"export of {ds} failed {wait_budget} times, last: {message}")

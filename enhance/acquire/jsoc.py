@@ -1,0 +1,457 @@
+"""JSOC (or a mirror speaking its protocol) through the ``drms`` client.
+
+Queries keywords, submits bounded export requests, polls them with backoff
+and a timeout, resumes a known request id, and turns the protocol's failure
+modes (HTTP errors, "pending export requests" refusals, failed or vanished
+requests) into retries and, in the end, one clear :class:`JsocError`.
+
+Downloading the exported files is :mod:`enhance.acquire.download`'s job.
+
+References
+----------
+.. [1] Glogowski, K., Bobra, M. G., Choudhary, N., Amezcua, A. B. & Mumford,
+   S. J. (2019), "drms: A Python package for accessing HMI and AIA data",
+   JOSS 4, 1614.
+.. [2] JSOC AJAX interface (jsoc.stanford.edu/jsocwiki/AjaxJsocConnect):
+   ``jsoc_info`` (series_struct, rs_list) and ``jsoc_fetch`` (exp_request,
+   exp_status; status 0 done, 1/2/6 pending, 3/4/5 failed, 7 refused).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import http.client
+import json
+import logging
+import re
+import time
+import urllib.error
+from collections.abc import Callable
+from typing import TypeVar
+
+from enhance.acquire._drms import drms
+from enhance.acquire.quality import parse_quality
+from enhance.acquire.series import HmiSeries
+from enhance.acquire.timespec import parse_t_rec, record_set
+from enhance.errors import ConfigError, JsocError
+
+__all__ = [
+    "JsocOptions",
+    "JsocSource",
+    "QueriedRecord",
+    "ExportedFile",
+    "server_config",
+    "mask_email",
+    "check_email",
+    "is_remote",
+    "mask_emails",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Errors worth retrying: the network or the server had a bad moment.
+TRANSIENT = (
+    urllib.error.URLError,  # includes HTTPError (checked for 4xx below)
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+    json.JSONDecodeError,
+)
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_T_REC_IN_RECORD = re.compile(r"\[(\d{4}\.\d\d\.\d\d_\d\d:\d\d:\d\d(?:\.\d+)?_TAI)\]")
+_PENDING_STATUSES = (1, 2, 6)
+_REFUSED = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class JsocOptions:
+    """Timing and retry knobs (seconds); tests make them tiny.
+
+    Attributes
+    ----------
+    poll_interval, poll_max_interval, poll_backoff
+        First wait between ``exp_status`` polls, its cap and growth factor.
+    export_timeout
+        Give up waiting for one export request after this long (the request
+        id stays in the manifest; a rerun resumes it).
+    retries, retry_wait
+        Attempts for every HTTP call and export submission, and the first
+        backoff wait (doubling, capped at ``poll_max_interval``).
+    notfound_polls
+        ``exp_status`` answers of "not found" (status 6) tolerated before a
+        request counts as lost.
+    query_chunk
+        Records per ``rs_list`` query.
+    """
+
+    poll_interval: float = 5.0
+    poll_max_interval: float = 60.0
+    poll_backoff: float = 1.5
+    export_timeout: float = 6 * 3600.0
+    retries: int = 5
+    retry_wait: float = 2.0
+    notfound_polls: int = 5
+    query_chunk: int = 5000
+
+
+@dataclasses.dataclass
+class QueriedRecord:
+    """One record found by a keyword query."""
+
+    t_rec: dt.datetime
+    record: str
+    quality: int | None
+    keywords: dict[str, str]
+
+
+@dataclasses.dataclass
+class ExportedFile:
+    """One file of a finished export request (``url`` None: no file)."""
+
+    t_rec: dt.datetime
+    record: str
+    filename: str
+    url: str | None
+
+
+def is_remote(server: str) -> bool:
+    """True for ``jsoc``, ``kis`` and http(s) URLs (everything but a local directory)."""
+    text = str(server).strip()
+    return text.lower() in {"jsoc", "kis"} or text.lower().startswith(("http://", "https://"))
+
+
+def server_config(server: str) -> drms.ServerConfig:
+    """The drms server configuration for ``jsoc``, ``kis`` or a base URL.
+
+    A URL names a server speaking the JSOC protocol: CGIs under
+    ``URL/cgi-bin/ajax/`` and exported files under ``URL/``.
+
+    Raises
+    ------
+    ConfigError
+        If ``server`` is none of those.
+    """
+    text = str(server).strip()
+    if text.lower() in {"jsoc", "kis"}:
+        return drms.HttpJsonClient(text.lower()).server
+    if not text.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"server {server!r} is not jsoc, kis, an http(s) URL or a directory")
+    base = text.rstrip("/") + "/"
+    return drms.ServerConfig(
+        name=f"URL {base}",
+        cgi_baseurl=base + "cgi-bin/ajax/",
+        cgi_jsoc_info="jsoc_info",
+        cgi_jsoc_fetch="jsoc_fetch",
+        http_download_baseurl=base,
+    )
+
+
+def mask_email(email: str | None) -> str:
+    """``j***@example.org``: enough to recognise the address, never all of it."""
+    if not email:
+        return "<none>"
+    user, _, domain = str(email).partition("@")
+    return f"{user[:1]}***@{domain}" if domain else f"{user[:1]}***"
+
+
+def check_email(email: str | None) -> str:
+    """Return the address stripped, or raise :class:`ConfigError` if absent or malformed."""
+    if email is None or not str(email).strip():
+        raise ConfigError(
+            "a JSOC export needs a registered e-mail address: pass --email or set "
+            "ENHANCE_JSOC_EMAIL (register at jsoc.stanford.edu/ajax/register_email.html)"
+        )
+    email = str(email).strip()
+    if not _EMAIL_RE.match(email):
+        raise ConfigError(f"e-mail address {mask_email(email)} is malformed")
+    return email
+
+
+class _MaskEmail(logging.Filter):
+    """Mask e-mail addresses (plain or URL-encoded) in drms's log records."""
+
+    _REQUESTER = re.compile(r"(requester=)([^&\s*])[^&\s]*")
+    _ADDRESS = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*(@|%40)([A-Za-z0-9.\-]+)")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_emails(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def mask_emails(text: str) -> str:
+    """``text`` with every e-mail address (plain or URL-encoded) masked."""
+    masked = _MaskEmail._ADDRESS.sub(r"\1***\2\3", str(text))
+    return _MaskEmail._REQUESTER.sub(r"\1\2***", masked)
+
+
+def _mask_drms_logs() -> None:
+    logger = logging.getLogger("drms")
+    if not any(isinstance(f, _MaskEmail) for f in logger.filters):
+        logger.addFilter(_MaskEmail())
+
+
+def _error_text(request: drms.ExportRequest) -> str:
+    # drms keeps the server's last answer in ExportRequest._d and exposes its
+    # "error" text only by raising from wait(); read it directly
+    answer = getattr(request, "_d", None) or {}
+    return mask_emails(str(answer.get("error") or ""))
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500 or exc.code == 429
+    return isinstance(exc, TRANSIENT)
+
+
+class JsocSource:
+    """Query and export HMI records through :class:`drms.Client`.
+
+    Before the first export, a server that has drms's e-mail check (JSOC)
+    is asked whether the address is registered.
+
+    Parameters
+    ----------
+    server : str or drms.ServerConfig
+        ``"jsoc"``, ``"kis"``, a base URL (see :func:`server_config`) or a
+        ready drms configuration.
+    email : str, optional
+        Registered export address (required by :meth:`submit_export`).
+    options : JsocOptions, optional
+        Timing and retry knobs.
+    sleep : callable, optional
+        Replaces :func:`time.sleep` (tests).
+    """
+
+    def __init__(
+        self,
+        server: str | drms.ServerConfig,
+        *,
+        email: str | None = None,
+        options: JsocOptions | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = server if isinstance(server, drms.ServerConfig) else server_config(server)
+        self.server = self.config.name
+        self.email = email
+        self.options = options or JsocOptions()
+        self._sleep = sleep
+        _mask_drms_logs()  # drms logs request URLs, notify=<e-mail> included
+        self.client = drms.Client(server=self.config)
+        self.exports_submitted = 0
+        self._email_checked = False
+
+    @property
+    def can_export(self) -> bool:
+        """Whether the server configuration has the export CGI."""
+        return bool(self.config.check_supported("export"))
+
+    # --------------------------------------------------------------- retries
+    def _retry(self, what: str, call: Callable[[], T]) -> T:
+        wait = self.options.retry_wait
+        for attempt in range(1, self.options.retries + 1):
+            try:
+                return call()
+            except drms.DrmsQueryError as exc:
+                raise JsocError(mask_emails(f"{what} failed: {exc}")) from exc
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise JsocError(mask_emails(f"{what} failed: {exc}")) from exc
+                if attempt == self.options.retries:
+                    raise JsocError(
+                        mask_emails(
+                            f"{what} failed {attempt} times, last with {type(exc).__name__}: "
+                            f"{exc}; {self.config.name} may be down, try again later"
+                        )
+                    ) from exc
+                log.warning(
+                    "%s: %s (%s); retry %d/%d in %.1f s",
+                    what,
+                    type(exc).__name__,
+                    mask_emails(str(exc)),
+                    attempt,
+                    self.options.retries - 1,
+                    wait,
+                )
+                self._sleep(wait)
+                wait = min(wait * 2, self.options.poll_max_interval)
+        raise AssertionError("unreachable")
+
+    # ----------------------------------------------------------------- query
+    def available_keywords(self, series: HmiSeries, wanted: tuple[str, ...]) -> list[str]:
+        """The keywords of ``wanted`` that ``series`` defines (one series_struct call)."""
+        keys = self._retry(f"series_struct {series.name}", lambda: self.client.keys(series.name))
+        known = {k.upper() for k in keys}
+        return [k for k in wanted if k.upper() in known]
+
+    def query(
+        self,
+        series: HmiSeries,
+        slots: list[dt.datetime],
+        cadence: dt.timedelta,
+        keywords: tuple[str, ...],
+    ) -> dict[dt.datetime, QueriedRecord]:
+        """Keywords of every record on ``slots``, keyed by ``T_REC``.
+
+        ``QUALITY`` is read as text and parsed here: drms 0.9.0 with pandas >= 3
+        turns the hex strings into NaN (drms issue 167).
+        """
+        keys = ["T_REC", "QUALITY", *self.available_keywords(series, keywords)]
+        wanted = set(slots)
+        found: dict[dt.datetime, QueriedRecord] = {}
+        step = max(1, self.options.query_chunk)
+        for i in range(0, len(slots), step):
+            chunk = slots[i : i + step]
+            count = int((chunk[-1] - chunk[0]) / cadence) + 1
+            ds = record_set(series, chunk[0], count, cadence).split("{")[0]
+            frame = self._retry(
+                f"query {ds}",
+                lambda ds=ds: self.client.query(
+                    ds, key=keys, rec_index=True, convert_numeric=False
+                ),
+            )
+            for record, values in frame.iterrows():
+                t_rec = parse_t_rec(str(values.get("T_REC", "")))
+                if t_rec is None or t_rec not in wanted:
+                    continue
+                found[t_rec] = QueriedRecord(
+                    t_rec=t_rec,
+                    record=str(record),
+                    quality=parse_quality(values.get("QUALITY")),
+                    keywords={k: str(values.get(k, "")) for k in keys[2:]},
+                )
+        return found
+
+    # ---------------------------------------------------------------- export
+    def submit_export(self, ds: str) -> drms.ExportRequest:
+        """Submit one export (method url, protocol fits) and return its request.
+
+        Refusals because of another pending export and failed submissions are
+        retried with backoff.
+
+        Raises
+        ------
+        JsocError
+            When every attempt was refused or failed.
+        """
+        if not self.can_export:
+            raise ConfigError(
+                f"server {self.config.name} has no export service in drms; "
+                "use --server jsoc or a URL, or query only"
+            )
+        email = check_email(self.email)
+        if not self._email_checked and self.config.check_supported("email"):
+            registered = self._retry(
+                f"e-mail check for {mask_email(email)}", lambda: self.client.check_email(email)
+            )
+            if not registered:
+                raise ConfigError(
+                    f"{self.config.name} does not know the export address {mask_email(email)}; "
+                    "register it at jsoc.stanford.edu/ajax/register_email.html"
+                )
+            self._email_checked = True
+        wait = self.options.retry_wait
+        message = ""
+        for attempt in range(1, self.options.retries + 1):
+            request = self._retry(
+                f"export {ds}",
+                lambda: self.client.export(ds, method="url", protocol="fits", email=email),
+            )
+            status = int(request.status)
+            if status == 0 or status in _PENDING_STATUSES:
+                self.exports_submitted += 1
+                log.info(
+                    "export %s submitted for %s: request %s", ds, mask_email(email), request.id
+                )
+                return request
+            message = _error_text(request) or f"status {status}"
+            refused = status == _REFUSED or "pending export" in message.lower()
+            log.warning(
+                "export %s %s (status %d: %s); attempt %d/%d, next in %.1f s",
+                ds,
+                "refused" if refused else "failed",
+                status,
+                message,
+                attempt,
+                self.options.retries,
+                wait,
+            )
+            if attempt < self.options.retries:
+                self._sleep(wait)
+                wait = min(wait * 2, self.options.poll_max_interval)
+        if "pending export" in message.lower():
+            raise JsocError(
+                f"{self.config.name} refused the export of {ds} {self.options.retries} times: "
+                f"{message!r}. Another export for {mask_email(email)} is still pending; "
+                "wait for it to finish and rerun"
+            )
+        raise JsocError(
+            f"export of {ds} failed {self.options.retries} times, last with {message!r}"
+        )
+
+    def resume(self, request_id: str) -> drms.ExportRequest | None:
+        """The export request ``request_id`` (from a manifest), or None if the server lost it."""
+        request = self._retry(
+            f"exp_status {request_id}", lambda: self.client.export_from_id(request_id)
+        )
+        if request.id is None:  # "not found" answered without the id: drms cannot poll it
+            return None
+        return request
+
+    def wait(self, request: drms.ExportRequest) -> tuple[bool, str]:
+        """Poll until the request finishes; return ``(succeeded, message)``.
+
+        Raises
+        ------
+        JsocError
+            If it is still pending after ``export_timeout`` seconds.
+        """
+        deadline = time.monotonic() + self.options.export_timeout
+        delay = self.options.poll_interval
+        notfound = 0
+        while True:
+            finished = self._retry(f"exp_status {request.id}", request.has_finished)
+            status = int(request.status)
+            if finished:
+                break
+            if status == 6:
+                notfound += 1
+                if notfound > self.options.notfound_polls:
+                    return False, f"request {request.id} not found on the server (status 6)"
+            if time.monotonic() + delay > deadline:
+                raise JsocError(
+                    f"export request {request.id} still pending (status {status}) after "
+                    f"{self.options.export_timeout:.0f} s; its id is kept in the manifest: "
+                    "rerun later to resume it"
+                )
+            log.debug(
+                "request %s pending (status %d); next poll in %.1f s", request.id, status, delay
+            )
+            self._sleep(delay)
+            delay = min(delay * self.options.poll_backoff, self.options.poll_max_interval)
+        if status == 0:
+            return True, ""
+        message = _error_text(request) or "export failed"
+        return False, f"{message} [status={status}]"
+
+    def files(self, request: drms.ExportRequest) -> list[ExportedFile]:
+        """The records and download URLs of a finished request."""
+
+        def collect() -> list[ExportedFile]:
+            urls = {row.filename: row.url for row in request.urls.itertuples()}
+            out = []
+            for row in request.data.itertuples():
+                match = _T_REC_IN_RECORD.search(str(row.record))
+                t_rec = parse_t_rec(match.group(1)) if match else None
+                if t_rec is None:
+                    log.warning("export %s: cannot read T_REC of %r", request.id, row.record)
+                    continue
+                name = str(row.filename)
+                out.append(ExportedFile(t_rec, str(row.record), name, urls.get(name)))
+            return out
+
+        return self._retry(f"file list of {request.id}", collect)

@@ -1,0 +1,144 @@
+"""Check that a FITS file is the complete HMI record the manifest expects.
+
+A file passes when its size is the announced one (and a whole number of
+2880-byte FITS blocks), it opens, its image decompresses to the shape its
+header states, its ``T_REC`` is the expected slot and it belongs to the
+expected series (``DRMS_ID``, or ``CONTENT`` and ``CADENCE`` when there is no
+``DRMS_ID``).
+
+References
+----------
+.. [1] Pence, W. D. et al. (2010), "Definition of the Flexible Image Transport
+   System (FITS), version 3.0", A&A 524, A42: 2880-byte blocks.
+.. [2] JSOC export format: compressed image in HDU 1, full keywords
+   (jsoc.stanford.edu/jsocwiki/AjaxJsocConnect).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
+
+from enhance.acquire.series import HmiSeries
+from enhance.acquire.timespec import parse_t_rec
+from enhance.errors import InputError
+
+__all__ = ["VerificationError", "verify_fits", "image_hdu", "read_image_header", "FITS_BLOCK"]
+
+#: FITS files are sequences of 2880-byte blocks [1]_.
+FITS_BLOCK = 2880
+
+
+class VerificationError(InputError):
+    """A downloaded or local file is not the complete record it should be."""
+
+
+def image_hdu(hdul: fits.HDUList) -> fits.hdu.base.ExtensionHDU | fits.PrimaryHDU:
+    """The HDU holding the image: the first with ``NAXIS`` > 0 (HDU 1 for JSOC files)."""
+    for hdu in hdul:
+        if isinstance(hdu, fits.CompImageHDU) or (
+            getattr(hdu, "is_image", False) and hdu.header.get("NAXIS", 0) > 0
+        ):
+            return hdu
+    raise VerificationError(f"{hdul.filename()} holds no image HDU")
+
+
+def read_image_header(path: str | os.PathLike[str]) -> fits.Header:
+    """The header of the image HDU of ``path`` (no data read).
+
+    Raises
+    ------
+    VerificationError
+        If the file is not FITS or holds no image.
+    """
+    try:
+        with warnings.catch_warnings():
+            # real HMI headers carry cards astropy flags but reads fine (e.g. BLANK
+            # on float data); they do not make the file unusable
+            warnings.simplefilter("ignore", VerifyWarning)
+            with fits.open(path, memmap=False) as hdul:
+                return image_hdu(hdul).header.copy()
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise VerificationError(f"{Path(path).name} is not a readable FITS file: {exc}") from exc
+
+
+def _series_matches(header: fits.Header, series: HmiSeries) -> tuple[bool, str]:
+    drms_id = str(header.get("DRMS_ID", "")).strip()
+    if drms_id:
+        found = drms_id.split(":", 1)[0]
+        return found.lower() == series.name.lower(), f"DRMS_ID {drms_id!r}"
+    content = str(header.get("CONTENT", "")).strip().upper()
+    cadence = header.get("CADENCE", header.get("TRECSTEP"))
+    ok = content == series.content.upper()
+    if cadence is not None:
+        try:
+            ok = ok and abs(float(cadence) - series.step.total_seconds()) < 1e-6
+        except (TypeError, ValueError):
+            ok = False
+    return ok, f"CONTENT {content!r}, CADENCE {cadence!r}"
+
+
+def verify_fits(
+    path: str | os.PathLike[str],
+    *,
+    series: HmiSeries,
+    t_rec: dt.datetime,
+    expected_size: int | None = None,
+) -> fits.Header:
+    """Verify ``path`` and return its image header.
+
+    Parameters
+    ----------
+    path : path-like
+        The file (typically ``name.part`` before its atomic rename).
+    series : HmiSeries
+        The series the record must belong to.
+    t_rec : datetime.datetime
+        The ``T_REC`` slot (TAI) it must hold.
+    expected_size : int, optional
+        Size in bytes announced by the server (``Content-Length``).
+
+    Raises
+    ------
+    VerificationError
+        Naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    name = path.name.removesuffix(".part")
+    size = path.stat().st_size
+    if expected_size is not None and size != expected_size:
+        raise VerificationError(f"{name}: {size} bytes received, {expected_size} announced")
+    if size == 0 or size % FITS_BLOCK:
+        raise VerificationError(f"{name}: {size} bytes is not a whole number of FITS blocks")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VerifyWarning)  # see read_image_header
+            with fits.open(path, memmap=False) as hdul:
+                hdu = image_hdu(hdul)
+                header = hdu.header.copy()
+                data = hdu.data
+                shape = tuple(header.get(f"NAXIS{i}", 0) for i in (2, 1))
+                if data is None or np.shape(data) != shape:
+                    raise VerificationError(
+                        f"{name}: image shape {np.shape(data)} differs from header {shape}"
+                    )
+    except VerificationError:
+        raise
+    except Exception as exc:  # astropy raises many types on damaged files
+        raise VerificationError(f"{name}: not a readable FITS file ({exc})") from exc
+    found = parse_t_rec(str(header.get("T_REC", "")))
+    if found is None or abs((found - t_rec).total_seconds()) > 0.5:
+        raise VerificationError(
+            f"{name}: T_REC {header.get('T_REC')!r} does not match the expected "
+            f"{t_rec:%Y.%m.%d_%H:%M:%S}_TAI"
+        )
+    ok, what = _series_matches(header, series)
+    if not ok:
+        raise VerificationError(f"{name}: {what} does not belong to series {series.name}")
+    return header

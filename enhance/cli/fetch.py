@@ -1,0 +1,88 @@
+"""``enhance fetch``: bring a directory up to date with a range of HMI frames.
+
+Argument parsing only; the work is :func:`enhance.acquire.acquire`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from enhance.acquire import EMAIL_ENV, SERIES, AcquireOptions, JsocOptions, acquire
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``fetch`` subcommand."""
+    parser = subparsers.add_parser(
+        "fetch",
+        help="download HMI frames from JSOC (drms) or a local archive, verified, with a "
+        "manifest and a gap report",
+        description=(
+            "Query, export, download and verify HMI frames into OUT, writing "
+            "<series>.manifest.csv and <series>.gaps.{csv,json}. Reruns resume export "
+            "requests, download nothing already verified and backfill gaps."
+        ),
+    )
+    parser.add_argument("--series", required=True, help=f"one of {', '.join(SERIES)}")
+    parser.add_argument("--start", help="first slot, TAI (2014-01-01T00:00:00 or JSOC form)")
+    parser.add_argument("--end", help="last slot, TAI, included")
+    parser.add_argument("--cadence", help="slot spacing, e.g. 45s, 12m, 1h")
+    parser.add_argument("--out", required=True, help="output directory (created if needed)")
+    parser.add_argument(
+        "--server",
+        default="jsoc",
+        help="jsoc (default), kis (queries only), a base URL speaking the JSOC protocol, "
+        "or a local directory of HMI FITS files",
+    )
+    parser.add_argument(
+        "--email", help=f"registered JSOC export e-mail (default: ${EMAIL_ENV}); never logged"
+    )
+    parser.add_argument(
+        "--max-per-request", type=int, default=500, help="slots per export request (500)"
+    )
+    parser.add_argument(
+        "--max-concurrent", type=int, default=2, help="parallel downloads (2; JSOC blocks bulk)"
+    )
+    parser.add_argument(
+        "--quality-policy",
+        default="nodata",
+        help="QUALITY bits that skip a frame: nodata (default), conservative, strict, bit "
+        "names (ECLIPSE, ISSTARGET, ...) or hex masks, joined by commas",
+    )
+    parser.add_argument(
+        "--export-timeout", type=float, default=6 * 3600.0, help="seconds to wait per export"
+    )
+    parser.add_argument(
+        "--query-only", action="store_true", help="write the manifest and gap report only"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``enhance fetch``; return the exit code."""
+    options = AcquireOptions(
+        max_per_request=args.max_per_request,
+        max_concurrent=args.max_concurrent,
+        jsoc=JsocOptions(export_timeout=args.export_timeout),
+    )
+    manifest = acquire(
+        series=args.series,
+        start=args.start,
+        end=args.end,
+        cadence=args.cadence,
+        out_dir=args.out,
+        server=args.server,
+        email=args.email,
+        quality_policy=args.quality_policy,
+        download=not args.query_only,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        options=options,
+    )
+    report = getattr(manifest, "report", None)
+    if report is not None:
+        print(report.summary_line())
+    print(f"manifest: {manifest.path}")
+    return 0

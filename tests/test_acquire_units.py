@@ -1,0 +1,206 @@
+"""Acquisition building blocks: QUALITY, times, manifest, verification (no network)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import astropy.units as u
+import pytest
+from astropy.io import fits
+
+from enhance.acquire import (
+    Manifest,
+    QualityPolicy,
+    decode_quality,
+    expected_slots,
+    get_series,
+    parse_cadence,
+    parse_quality,
+    parse_time,
+    sample_dir,
+    verify_fits,
+)
+from enhance.acquire.jsoc import mask_email
+from enhance.acquire.timespec import record_set
+from enhance.acquire.verify import VerificationError
+from enhance.errors import ConfigError, InputError
+
+M720 = get_series("hmi.M_720s")
+SAMPLE_M = sorted(sample_dir().glob("hmi.M_720s.*.fits"))
+
+
+# ------------------------------------------------------------------ QUALITY
+def test_sample_quality_values_decode_to_named_bits() -> None:
+    # the three real magnetograms carry QUALITY 66560, 0 and 65536 (INVENTORY.md)
+    decoded = {}
+    for path in SAMPLE_M:
+        header = fits.getheader(path, 1)
+        decoded[header["T_REC"][:10]] = decode_quality(header["QUALITY"])
+    assert decoded == {
+        "2011.12.17": ["LOWINTERPNUM", "NOCOSMICRAY"],
+        "2016.07.07": [],
+        "2019.06.21": ["LOWINTERPNUM"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0x00010400", 0x10400),
+        ("0x80000000", 0x80000000),
+        (-2147483648, 0x80000000),  # FITS headers hold it signed
+        ("66560", 66560),
+        (512.0, 512),
+        ("MISSING", None),
+        (float("nan"), None),
+    ],
+)
+def test_parse_quality_forms(value: object, expected: int | None) -> None:
+    assert parse_quality(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0xZZ", "1.5", 2**33, 0.5])
+def test_parse_quality_rejects_garbage(value: object) -> None:
+    with pytest.raises(InputError):
+        parse_quality(value)
+
+
+def test_decode_quality_nodata_and_unknown_bits() -> None:
+    assert decode_quality("0x80000000") == ["NODATA"]
+    assert decode_quality("0x00000201") == ["ECLIPSE", "BIT_0x00000001"]
+    assert decode_quality("0x00000000") == []
+
+
+def test_quality_policy_presets_names_and_masks() -> None:
+    default = QualityPolicy.parse(None)
+    assert default.skip_reason(0) is None
+    assert default.skip_reason(0x10400) is None  # sub-optimal but usable
+    assert "NODATA" in default.skip_reason(0x80000000)
+    assert "MISSINGLEV1D" in default.skip_reason(0x02000000)
+    eclipse = QualityPolicy.parse("nodata,ECLIPSE")
+    reason = eclipse.skip_reason(0x200)
+    assert "ECLIPSE" in reason and "nodata,ECLIPSE" in reason
+    assert QualityPolicy.parse("QUAL_ISSTARGET").skip_reason(0x4000) is not None
+    assert QualityPolicy.parse("0x00000400").skip_reason(0x10400) is not None
+    assert QualityPolicy.parse("strict").skip_reason(0x10000) is not None
+    # NODATA is always skipped, whatever the policy says
+    assert QualityPolicy.parse("ECLIPSE").skip_reason(0x80000000) is not None
+    with pytest.raises(ConfigError, match="unknown QUALITY policy item"):
+        QualityPolicy.parse("nodata,SUNNY")
+
+
+# -------------------------------------------------------------------- times
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("45s", 45), ("12m", 720), ("1h", 3600), ("1d", 86400), ("720 s", 720), ("2min", 120)],
+)
+def test_parse_cadence(text: str, seconds: int) -> None:
+    assert parse_cadence(text) == dt.timedelta(seconds=seconds)
+
+
+def test_parse_cadence_quantity() -> None:
+    assert parse_cadence(12 * u.min) == dt.timedelta(minutes=12)
+    with pytest.raises(ConfigError):
+        parse_cadence(3 * u.m)
+
+
+@pytest.mark.parametrize("text", ["12", "12x", "m12", "", "0m", "-1h", "1.5s", "twelve minutes"])
+def test_parse_cadence_rejects_malformed(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_cadence(text)
+
+
+def test_parse_time_forms_and_utc_refused() -> None:
+    want = dt.datetime(2014, 1, 1, 0, 12)
+    for text in ("2014-01-01T00:12:00", "2014.01.01_00:12:00_TAI", "2014-01-01 00:12"):
+        assert parse_time(text) == want
+    assert parse_time("2014-01-01") == dt.datetime(2014, 1, 1)
+    assert parse_time("2011.12.17_06:00:00.000_TAI") == dt.datetime(2011, 12, 17, 6)
+    with pytest.raises(ConfigError, match="TAI"):
+        parse_time("2014-01-01T00:00:00Z")
+    with pytest.raises(ConfigError):
+        parse_time("2014-13-01")
+    with pytest.raises(ConfigError):
+        parse_time("yesterday")
+
+
+def test_expected_slots_snap_to_the_series_grid() -> None:
+    slots = expected_slots(
+        M720, dt.datetime(2014, 1, 1, 0, 5), dt.datetime(2014, 1, 1, 1), dt.timedelta(minutes=12)
+    )
+    assert slots[0] == dt.datetime(2014, 1, 1, 0, 12)
+    assert slots[-1] == dt.datetime(2014, 1, 1, 1, 0)
+    assert len(slots) == 5
+    with pytest.raises(ConfigError, match="not a multiple"):
+        expected_slots(
+            M720, dt.datetime(2014, 1, 1), dt.datetime(2014, 1, 2), dt.timedelta(seconds=45)
+        )
+    with pytest.raises(ConfigError, match="before"):
+        expected_slots(
+            M720, dt.datetime(2014, 1, 2), dt.datetime(2014, 1, 1), dt.timedelta(hours=1)
+        )
+
+
+def test_record_set_syntax() -> None:
+    ds = record_set(M720, dt.datetime(2014, 1, 1), 120, dt.timedelta(minutes=12))
+    assert ds == "hmi.M_720s[2014.01.01_00:00:00_TAI/1d@12m]{magnetogram}"
+
+
+def test_unknown_series() -> None:
+    with pytest.raises(ConfigError, match="unknown series"):
+        get_series("hmi.V_45s")
+    assert get_series("HMI.m_720S").name == "hmi.M_720s"
+
+
+def test_mask_email() -> None:
+    assert mask_email("john.doe@example.org") == "j***@example.org"
+    assert "john" not in mask_email("john.doe@example.org")
+
+
+# ----------------------------------------------------------------- manifest
+def test_manifest_round_trip_and_series_check(tmp_path) -> None:
+    manifest = Manifest(tmp_path / "hmi.M_720s.manifest.csv", "hmi.M_720s")
+    manifest.update(
+        "2014.01.01_00:12:00_TAI",
+        state="verified",
+        quality="0x00000200",
+        quality_bits="ECLIPSE",
+        size=1234,
+        CRPIX1="2048.5",
+    )
+    manifest.update("2014.01.01_00:00:00_TAI", state="missing", reason="no record on the server")
+    manifest.save()
+    assert not (tmp_path / "hmi.M_720s.manifest.csv.part").exists()
+    back = Manifest.load(manifest.path, "hmi.M_720s")
+    assert back.frame.equals(manifest.frame)
+    assert list(back.frame["t_rec"]) == ["2014.01.01_00:00:00_TAI", "2014.01.01_00:12:00_TAI"]
+    assert back.counts()["verified"] == 1 and back.counts()["missing"] == 1
+    with pytest.raises(ValueError, match="state"):
+        back.update("2014.01.01_00:24:00_TAI", state="lost")
+    with pytest.raises(InputError, match="hmi.M_720s"):
+        Manifest.load(manifest.path, "hmi.Ic_720s")
+
+
+# ------------------------------------------------------------- verification
+def test_verify_fits_on_real_sample(tmp_path) -> None:
+    path = SAMPLE_M[0]
+    header = verify_fits(path, series=M720, t_rec=dt.datetime(2011, 12, 17, 6))
+    assert header["NAXIS1"] == 256 and header["QUALITY"] == 66560
+    with pytest.raises(VerificationError, match="T_REC"):
+        verify_fits(path, series=M720, t_rec=dt.datetime(2011, 12, 17, 6, 12))
+    with pytest.raises(VerificationError, match="hmi.M_45s"):
+        verify_fits(path, series=get_series("hmi.M_45s"), t_rec=dt.datetime(2011, 12, 17, 6))
+    with pytest.raises(VerificationError, match="announced"):
+        verify_fits(path, series=M720, t_rec=dt.datetime(2011, 12, 17, 6), expected_size=1)
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(path.read_bytes()[: 2880 * 10])  # whole blocks, data missing
+    with pytest.raises(VerificationError):
+        verify_fits(cut, series=M720, t_rec=dt.datetime(2011, 12, 17, 6))
+    garbage = tmp_path / "garbage.fits"
+    shutil.copyfile(path, garbage)
+    data = bytearray(garbage.read_bytes())
+    data[:2880] = b"\0" * 2880
+    garbage.write_bytes(bytes(data))
+    with pytest.raises(VerificationError, match="not a readable FITS"):
+        verify_fits(garbage, series=M720, t_rec=dt.datetime(2011, 12, 17, 6))
