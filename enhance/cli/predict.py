@@ -1,0 +1,111 @@
+"""``enhance predict``: enhance one HMI FITS file.
+
+Argument parsing only; the work is :func:`enhance.pipeline.enhance_file`.
+Option values are taken as plain strings and validated there, so a bad
+value gives one line on standard error (argparse ``choices`` would print the
+usage as well).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from enhance.errors import ConfigError
+
+__all__ = ["register", "run"]
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``predict`` subcommand."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="deconvolve and 2x super-resolve one HMI FITS file",
+        description=(
+            "Deconvolve and 2x super-resolve one HMI continuum image or magnetogram "
+            "(Diaz Baso & Asensio Ramos 2018, A&A 614, A5). The output FITS file has "
+            "a 2x WCS and provenance keywords; continuum is written in quiet-Sun "
+            "units, magnetograms in gauss."
+        ),
+    )
+    parser.add_argument("input", metavar="INPUT.fits", help="HMI FITS file (JSOC level 1.5)")
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUTPUT.fits", help="enhanced FITS file to write"
+    )
+    parser.add_argument(
+        "--observable",
+        default=None,
+        metavar="{continuum,magnetogram}",
+        help="what the input shows (default: read from the file header or name)",
+    )
+    parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda}", help="default: auto")
+    parser.add_argument(
+        "--precision", default="fp32", metavar="{fp32,bf16,fp16}", help="default: fp32"
+    )
+    parser.add_argument(
+        "--tile", default="256", metavar="N", help="inference tile size in pixels (default 256)"
+    )
+    parser.add_argument(
+        "--normalize",
+        default="auto",
+        metavar="{auto,quiet-sun,none}",
+        help=(
+            "continuum normalisation: auto (limb-darkening fit on full disk, quiet-Sun "
+            "level otherwise), quiet-sun, or none (input already in quiet-Sun units)"
+        ),
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        metavar="PATH",
+        help="network weights (.safetensors + .json sidecar); default: shipped weights",
+    )
+    parser.add_argument(
+        "--compression",
+        default="gzip",
+        metavar="{gzip,rice,none}",
+        help="output: lossless gzip (default), lossy rice (noise/16 quantisation), or none",
+    )
+    parser.set_defaults(func=run)
+
+
+def _tile(value: str) -> int:
+    try:
+        tile = int(value)
+    except ValueError:
+        raise ConfigError(f"--tile must be a positive integer, got {value!r}") from None
+    if tile <= 0:
+        raise ConfigError(f"--tile must be a positive integer, got {value!r}")
+    return tile
+
+
+def _compression(value: str) -> str | None:
+    if value not in ("gzip", "rice", "none"):
+        raise ConfigError(f"unknown --compression {value!r}; use gzip, rice or none")
+    return None if value == "none" else value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``enhance predict``; return the exit code."""
+    tile = _tile(args.tile)
+    compression = _compression(args.compression)
+    from enhance.pipeline import enhance_file  # heavy imports only when the command runs
+
+    output = enhance_file(
+        args.input,
+        args.output,
+        observable=args.observable,
+        weights=args.weights,
+        device=args.device,
+        precision=args.precision,
+        tile=tile,
+        normalize=args.normalize,
+        progress=sys.stderr.isatty(),
+        compression=compression,
+    )
+    log.info("wrote %s", output)
+    print(output)
+    return 0

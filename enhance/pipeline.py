@@ -1,0 +1,234 @@
+"""One HMI FITS file in, one enhanced FITS file out: :func:`enhance_file`.
+
+Everything that can be checked cheaply is checked before the network runs
+(options, output directory, input file, weights and their checksum), so a
+bad call fails in seconds with one clear message; the output is written
+atomically, so no failure leaves a half-written file behind.
+
+References
+----------
+.. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), "Enhancing SDO/HMI images
+   using deep learning", A&A 614, A5.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from enhance.atomic import check_writable_dir
+from enhance.errors import ConfigError, InputError, OutputError, WeightsError
+from enhance.frame import OBSERVABLES
+from enhance.io import NORMALIZE_CHOICES, read_hmi, write_enhanced
+from enhance.io.writer import COMPRESSION_CHOICES
+from enhance.provenance import sha256_file
+
+__all__ = ["DEVICE_PATTERN", "PRECISIONS", "enhance_file", "resolve_weights", "validate_options"]
+
+log = logging.getLogger(__name__)
+
+#: Accepted ``precision`` values.
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+#: Accepted ``device`` values: auto, cpu, cuda or cuda:N.
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def validate_options(
+    *,
+    observable: str | None,
+    device: str,
+    precision: str,
+    tile: int,
+    normalize: str,
+) -> None:
+    """Raise :class:`ConfigError` (one sentence) for any invalid option value."""
+    if observable is not None and observable not in OBSERVABLES:
+        raise ConfigError(
+            f"unknown observable {observable!r}; use one of {', '.join(OBSERVABLES)} "
+            "(or leave it out to read it from the file)"
+        )
+    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0:
+        raise ConfigError(f"tile must be a positive number of pixels, got {tile!r}")
+    if normalize not in NORMALIZE_CHOICES:
+        raise ConfigError(
+            f"unknown normalisation {normalize!r}; use one of {', '.join(NORMALIZE_CHOICES)}"
+        )
+
+
+def _check_device(device: str) -> None:
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but no CUDA GPU is available; use cpu")
+    if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist"
+        )
+
+
+def resolve_weights(weights: str | os.PathLike[str] | None, observable: str) -> Path:
+    """Return the weights file to use: ``weights`` or the shipped one.
+
+    Raises
+    ------
+    WeightsError
+        ``weights`` does not exist, or none was given and no trained weights
+        are installed for ``observable``.
+    """
+    from enhance.model import default_weights
+
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist")
+        return path
+    try:
+        return Path(default_weights(observable))
+    except WeightsError as exc:
+        raise WeightsError(
+            f"no trained weights are installed for {observable}; pass --weights PATH "
+            "(a .safetensors file with its .json sidecar, e.g. written by enhance "
+            "training) or point ENHANCE_WEIGHTS_DIR to a directory holding "
+            f"{observable}.safetensors"
+        ) from exc
+
+
+def _check_output(input_path: Path, output_path: Path) -> None:
+    directory = output_path.parent if str(output_path.parent) else Path(".")
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"cannot write {output_path}: {directory} is a file, not a directory")
+    check_writable_dir(directory)
+    if output_path.is_dir():
+        raise OutputError(f"output {output_path} is a directory; give a file name")
+    if input_path.exists() and output_path.exists() and output_path.samefile(input_path):
+        raise OutputError(f"output {output_path} would overwrite the input; choose another name")
+
+
+def enhance_file(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    observable: str | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    tile: int = 256,
+    normalize: str = "auto",
+    progress: bool = False,
+    compression: str | None = "gzip",
+) -> Path:
+    """Enhance one HMI FITS file and write the 2x result.
+
+    Steps: validate the options; check the output directory is writable;
+    read the input (:func:`enhance.io.read_hmi`: north up, normalised);
+    resolve and load the weights (checksum verified, trained for the same
+    observable); run :func:`enhance.inference.enhance_frame`; write with
+    :func:`enhance.io.write_enhanced` (atomic, provenance in the header).
+
+    Output units. Magnetograms: Blos in gauss. Continuum: quiet-Sun units
+    (``BUNIT = ''``, dimensionless; ``ENHUNIT = 'I/I_quiet-Sun'``), i.e. the
+    network's own units, with limb darkening removed when it was fitted. The
+    normalisation is recorded, not undone: ``ENHNORM`` names the method,
+    ``ENHNFAC`` is the divisor (the quiet-Sun intensity at disk centre in
+    input units) and ``ENHLDC0..5`` the limb-darkening law ``I(mu)``, so
+    input units are recovered by multiplying by ``ENHNFAC`` (quiet-Sun
+    method) or by ``I(mu)`` at each output pixel (limb-darkening method).
+    Quiet-Sun units are what contrast and power-spectrum comparisons with the
+    paper use, and they are independent of the HMI calibration epoch.
+
+    Parameters
+    ----------
+    input_path, output_path : path-like
+        HMI FITS file in; FITS file out (its directory must exist).
+    observable : {"continuum", "magnetogram"}, optional
+        Read from the file when None.
+    weights : path-like, optional
+        A ``.safetensors`` weights file (with its JSON sidecar); default: the
+        shipped weights for the observable.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+    precision : {"fp32", "bf16", "fp16"}
+    tile : int
+        Inference tile size in input pixels.
+    normalize : {"auto", "quiet-sun", "none"}
+        See :func:`enhance.io.read_hmi`.
+    progress : bool
+        Show a progress bar (callers pass ``sys.stderr.isatty()``).
+    compression : {"gzip", "rice", None}
+        Output compression, see :func:`enhance.io.write_enhanced` (default
+        lossless gzip).
+
+    Returns
+    -------
+    pathlib.Path
+        ``output_path``.
+
+    Raises
+    ------
+    ConfigError, InputError, OutputError, WeightsError
+        One clear sentence each; nothing is written.
+
+    References
+    ----------
+    .. [1] Díaz Baso & Asensio Ramos (2018), A&A 614, A5.
+    """
+    validate_options(
+        observable=observable, device=device, precision=precision, tile=tile, normalize=normalize
+    )
+    if compression not in COMPRESSION_CHOICES:
+        raise ConfigError(f"unknown compression {compression!r}; use gzip, rice or none")
+    input_path, output_path = Path(input_path), Path(output_path)
+    _check_output(input_path, output_path)
+    _check_device(device)
+    frame = read_hmi(input_path, observable=observable, normalize=normalize)
+    weights_path = resolve_weights(weights, frame.observable)
+
+    from enhance.inference import enhance_frame
+    from enhance.model import load_weights_cached
+
+    _, metadata = load_weights_cached(weights_path, device="cpu")
+    trained_for = metadata.get("observable")
+    if trained_for is not None and trained_for != frame.observable:
+        raise WeightsError(
+            f"weights {weights_path.name} were trained for {trained_for} but "
+            f"{input_path.name} is a {frame.observable} image; pass matching --weights"
+        )
+    log.info(
+        "enhancing %s with %s on %s (%s)", input_path.name, weights_path.name, device, precision
+    )
+    enhanced = enhance_frame(
+        frame,
+        weights=weights_path,
+        device=device,
+        precision=precision,
+        tile=tile,
+        progress=progress,
+    )
+    expected = (2 * frame.data.shape[0], 2 * frame.data.shape[1])
+    if enhanced.data.shape != expected:
+        raise InputError(
+            f"the network returned shape {enhanced.data.shape} for input {frame.data.shape}; "
+            f"expected {expected}"
+        )
+    provenance: dict[str, Any] = {
+        "observable": frame.observable,
+        "weights_file": weights_path.name,
+        "weights_sha256": metadata.get("sha256") or sha256_file(weights_path),
+        "psf_model": metadata.get("psf_model"),
+        "training_data": metadata.get("training_data"),
+        "input_file": input_path.name,
+        "input_sha256": frame.meta.get("input_sha256"),
+        "normalisation": frame.meta["normalisation"]["method"],
+        "device": device,
+        "precision": precision,
+        "tile": tile,
+    }
+    return write_enhanced(output_path, enhanced, provenance=provenance, compression=compression)

@@ -1,0 +1,336 @@
+"""``enhance predict`` end to end: real CLI, real inputs, freshly initialised nets.
+
+The nets are small (``n_blocks=1, width=8``) randomly initialised
+:class:`enhance.model.EnhanceNet` instances saved with
+:func:`enhance.model.save_weights`: the point is the plumbing (reading,
+weights, tiling, 2x WCS, provenance, errors), not the science, and small nets
+keep the file fast on two shared cores. Inputs: the committed crop of a real
+JSOC hmi.M_720s file and sunpy's real resampled hmi.Ic_45s full-disk file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+import sunpy.map
+import torch
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from sunpy.data.test import get_test_filepath
+
+from enhance.atomic import part_path
+from enhance.cli import main
+from enhance.io import read_hmi
+from enhance.model import EnhanceNet, save_weights
+from enhance.provenance import sha256_file
+
+DATA = Path(__file__).parent / "data"
+CROP = DATA / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
+CONTINUUM = Path(get_test_filepath("resampled_hmi.fits"))
+SMALL_NET = {"n_blocks": 1, "width": 8}
+INPUT_SCALE = {"continuum": 1.0, "magnetogram": 1000.0}
+
+
+def _save_net(path: Path, observable: str, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    net = EnhanceNet(**SMALL_NET)
+    metadata = {
+        "observable": observable,
+        "input_normalisation": {
+            "quantity": "continuum intensity" if observable == "continuum" else "Blos",
+            "units": "quiet-Sun intensity" if observable == "continuum" else "G",
+            "scale": INPUT_SCALE[observable],
+        },
+        "psf_model": "wachter",
+        "training_data": "untrained: random initialisation (test)",
+    }
+    return Path(save_weights(net, path, metadata=metadata))
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("weights")
+    for observable in ("continuum", "magnetogram"):
+        _save_net(directory / f"{observable}.safetensors", observable)
+    return directory
+
+
+def _files(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir()}
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("enhance predict: error: "), lines[0]
+    return lines[0]
+
+
+def _check_output(out: Path, source: Path, weights: Path, observable: str) -> None:
+    frame = read_hmi(source)
+    with fits.open(out) as hdul:
+        index = next(i for i, h in enumerate(hdul) if h.header.get("NAXIS") == 2)
+        header, data = hdul[index].header, hdul[index].data
+        assert data.dtype.kind == "f" and data.dtype.itemsize == 4
+        assert data.shape == (2 * frame.data.shape[0], 2 * frame.data.shape[1])
+        # off-disk NaN survive the network, on-disk pixels are finite
+        big_nan = np.kron(np.isnan(frame.data), np.ones((2, 2), dtype=bool))
+        np.testing.assert_array_equal(np.isnan(data), big_nan)
+    assert header["ENHWSHA"] == sha256_file(weights)
+    assert header["ENHWTS"] == weights.name
+    assert header["ENHPSF"] == "wachter"
+    assert header["ENHINPUT"] == source.name
+    assert header["ENHINSHA"] == sha256_file(source)
+    assert header["ENHOBS"] == observable
+    assert header["ENHVERS"].startswith("enhance ")
+    assert header["CDELT1"] == pytest.approx(frame.header["CDELT1"] / 2)
+    assert header["CRPIX1"] == pytest.approx(2 * frame.header["CRPIX1"] - 0.5)
+    smap = sunpy.map.Map(out)
+    source_map = sunpy.map.Map(frame.data, frame.header)
+    assert smap.observer_coordinate.separation_3d(source_map.observer_coordinate) < 1 * u.m
+    point = SkyCoord(-150 * u.arcsec, 90 * u.arcsec, frame=source_map.coordinate_frame)
+    p = np.array([v.to_value(u.pix) for v in source_map.world_to_pixel(point)])
+    q = np.array([v.to_value(u.pix) for v in smap.world_to_pixel(point)])
+    np.testing.assert_allclose(q, 2 * p + 0.5, atol=0.25)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def test_predict_magnetogram_subprocess(tmp_path: Path, weights_dir: Path) -> None:
+    weights = weights_dir / "magnetogram.safetensors"
+    out = tmp_path / "enhanced.fits"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "enhance",
+            "predict",
+            str(CROP),
+            "-o",
+            str(out),
+            "--weights",
+            str(weights),
+            "--device",
+            "cpu",
+            "--tile",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""  # no warnings, no progress bar off a terminal
+    assert result.stdout.strip() == str(out)
+    assert _files(tmp_path) == {"enhanced.fits"}
+    _check_output(out, CROP, weights, "magnetogram")
+    assert sunpy.map.Map(out).unit == u.G
+
+
+def test_predict_continuum_with_shipped_weights_dir(
+    tmp_path: Path,
+    weights_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ENHANCE_WEIGHTS_DIR", str(weights_dir))
+    out = tmp_path / "continuum_2x.fits"
+    code = main(["predict", str(CONTINUUM), "-o", str(out), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.err.strip() == ""
+    _check_output(out, CONTINUUM, weights_dir / "continuum.safetensors", "continuum")
+    with fits.open(out) as hdul:
+        header = hdul[1].header
+    assert header["ENHNORM"] == "limb-darkening-fit" and header["BUNIT"] == ""
+    assert header["ENHUNIT"] == "I/I_quiet-Sun"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _bad_case(case: str, tmp_path: Path, weights_dir: Path) -> tuple[list[str], Path, str]:
+    """Return (argv, output path, expected words) for one bad call."""
+    out = tmp_path / "out" / "enhanced.fits"
+    out.parent.mkdir()
+    weights = weights_dir / "magnetogram.safetensors"
+    inp = CROP
+    extra: list[str] = ["--weights", str(weights)]
+    if case == "not-fits":
+        inp = tmp_path / "notes.fits"
+        inp.write_text("this is not a FITS file\n" * 100)
+        expect = "not a readable FITS file"
+    elif case == "missing-input":
+        inp = tmp_path / "nowhere.fits"
+        expect = "does not exist"
+    elif case == "not-2d":
+        inp = tmp_path / "cube.fits"
+        fits.PrimaryHDU(np.ones((2, 16, 16), dtype=np.float32)).writeto(inp)
+        expect = "no 2-D image"
+    elif case == "all-nan":
+        inp = tmp_path / "nan.fits"
+        header = fits.Header({"CONTENT": "MAGNETOGRAM", "BUNIT": "Gauss"})
+        fits.PrimaryHDU(np.full((16, 16), np.nan, dtype=np.float32), header).writeto(inp)
+        expect = "no finite pixel"
+    elif case == "unknown-observable-option":
+        extra += ["--observable", "dopplergram"]
+        expect = "unknown observable 'dopplergram'"
+    elif case == "unknown-observable-file":
+        inp = tmp_path / "anonymous.fits"
+        fits.PrimaryHDU(np.ones((16, 16), dtype=np.float32)).writeto(inp)
+        expect = "cannot tell whether"
+    elif case == "missing-weights":
+        extra = ["--weights", str(tmp_path / "nope.safetensors")]
+        expect = "nope.safetensors does not exist"
+    elif case == "corrupt-weights":
+        bad = tmp_path / "corrupt.safetensors"
+        shutil.copy(weights, bad)
+        shutil.copy(weights.with_suffix(".json"), bad.with_suffix(".json"))
+        raw = bytearray(bad.read_bytes())
+        for i in range(len(raw) - 64, len(raw) - 32):
+            raw[i] ^= 0xFF
+        bad.write_bytes(bytes(raw))
+        extra = ["--weights", str(bad)]
+        expect = "corrupt.safetensors"
+    elif case == "wrong-observable-weights":
+        extra = ["--weights", str(weights_dir / "continuum.safetensors")]
+        expect = "trained for continuum"
+    elif case == "missing-output-dir":
+        out = tmp_path / "no-such-dir" / "enhanced.fits"
+        expect = "does not exist"
+    elif case == "output-under-a-file":
+        blocker = tmp_path / "plain-file"
+        blocker.write_text("x")
+        out = blocker / "enhanced.fits"
+        expect = "not a directory"
+    elif case == "output-is-input":
+        inp = tmp_path / CROP.name
+        shutil.copy(CROP, inp)
+        out = inp
+        expect = "would overwrite the input"
+    elif case == "bad-tile":
+        extra += ["--tile", "-3"]
+        expect = "--tile must be a positive integer"
+    elif case == "bad-device":
+        extra += ["--device", "tpu"]
+        expect = "unknown device 'tpu'"
+    elif case == "bad-precision":
+        extra += ["--precision", "fp8"]
+        expect = "unknown precision 'fp8'"
+    elif case == "bad-normalize":
+        extra += ["--normalize", "max"]
+        expect = "unknown normalisation 'max'"
+    elif case == "bad-compression":
+        extra += ["--compression", "zip"]
+        expect = "unknown --compression 'zip'"
+    else:  # pragma: no cover - parametrisation guard
+        raise AssertionError(case)
+    # the extra options come last, so a bad --device wins over "--device cpu"
+    return ["predict", str(inp), "-o", str(out), "--device", "cpu", *extra], out, expect
+
+
+BAD_CASES = [
+    "not-fits",
+    "missing-input",
+    "not-2d",
+    "all-nan",
+    "unknown-observable-option",
+    "unknown-observable-file",
+    "missing-weights",
+    "corrupt-weights",
+    "wrong-observable-weights",
+    "missing-output-dir",
+    "output-under-a-file",
+    "output-is-input",
+    "bad-tile",
+    "bad-device",
+    "bad-precision",
+    "bad-normalize",
+    "bad-compression",
+]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_call_gives_one_line_and_no_output(
+    case: str, tmp_path: Path, weights_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, out, expect = _bad_case(case, tmp_path, weights_dir)
+    before = set(tmp_path.rglob("*"))
+    sizes = {p: p.stat().st_size for p in before if p.is_file()}
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2
+    line = _one_error_line(captured.err)
+    assert expect in line, line
+    assert case == "output-is-input" or not out.exists()
+    assert not part_path(out).exists()
+    assert set(tmp_path.rglob("*")) == before  # nothing else left behind
+    assert {p: p.stat().st_size for p in before if p.is_file()} == sizes  # nothing changed
+
+
+def test_corrupt_weights_message_names_the_checksum(
+    tmp_path: Path, weights_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, _, _ = _bad_case("corrupt-weights", tmp_path, weights_dir)
+    assert main(argv) == 2
+    assert "sha256" in _one_error_line(capsys.readouterr().err).lower()
+
+
+def test_output_directory_without_write_permission(
+    tmp_path: Path, weights_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions; the missing-directory case covers it")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        out = locked / "enhanced.fits"
+        weights = weights_dir / "magnetogram.safetensors"
+        code = main(["predict", str(CROP), "-o", str(out), "--weights", str(weights)])
+        assert code == 2
+        assert "not writable" in _one_error_line(capsys.readouterr().err)
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_no_shipped_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty-weights"
+    empty.mkdir()
+    monkeypatch.setenv("ENHANCE_WEIGHTS_DIR", str(empty))
+    out = tmp_path / "enhanced.fits"
+    assert main(["predict", str(CROP), "-o", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "no trained weights are installed for magnetogram" in line
+    assert "--weights PATH" in line
+    assert _files(tmp_path) == {"empty-weights"}
+
+
+def test_bad_call_subprocess_stderr_is_one_line(tmp_path: Path, weights_dir: Path) -> None:
+    """The real process: nothing but the one error line reaches stderr."""
+    argv, out, expect = _bad_case("corrupt-weights", tmp_path, weights_dir)
+    result = subprocess.run(
+        [sys.executable, "-m", "enhance", *argv],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+    )
+    assert result.returncode == 2
+    assert expect in _one_error_line(result.stderr)
+    assert not out.exists() and not part_path(out).exists()
