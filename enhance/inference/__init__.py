@@ -1,0 +1,38 @@
+"""Tiled inference of the Enhance network on CPU or GPU.
+
+Public API
+----------
+enhance_array
+    2-D array (physical units, NaN allowed) -> 2x array, tiled and blended.
+enhance_frame
+    :class:`enhance.frame.Frame` -> enhanced Frame with the 2x WCS.
+resolve_device, autocast_dtype, fill_nan, plan_windows
+    The pieces.
+
+This package never imports drms or h5py.
+
+References
+----------
+.. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), "Enhancing SDO/HMI images
+   using deep learning", A&A 614, A5.
+"""
+
+from enhance.inference.array import (
+    PRECISIONS,
+    autocast_dtype,
+    enhance_array,
+    fill_nan,
+    resolve_device,
+)
+from enhance.inference.frame import enhance_frame
+from enhance.inference.tiling import plan_windows
+
+__all__ = [
+    "PRECISIONS",
+    "autocast_dtype",
+    "enhance_array",
+    "enhance_frame",
+    "fill_nan",
+    "plan_windows",
+    "resolve_device",
+]

@@ -1,0 +1,80 @@
+"""Enhance a :class:`~enhance.frame.Frame`: weights, network units, 2x header."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from enhance.errors import WeightsError
+from enhance.frame import Frame
+from enhance.inference.array import enhance_array, resolve_device
+from enhance.io.wcs import upsample_header
+from enhance.model.weights import default_weights, load_weights_cached
+
+__all__ = ["enhance_frame"]
+
+log = logging.getLogger(__name__)
+
+
+def enhance_frame(
+    frame: Frame,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    tile: int = 256,
+    batch_size: int = 4,
+    progress: bool = False,
+) -> Frame:
+    """Return the enhanced frame (2x grid, same units, header with the 2x WCS).
+
+    The network is loaded once per process and weights file
+    (:func:`enhance.model.load_weights_cached`), so a job enhancing many frames
+    pays the load and checksum once.
+
+    Parameters
+    ----------
+    frame : Frame
+        Continuum in quiet-Sun units or Blos in gauss (:func:`enhance.io.read_hmi`).
+    weights : path-like, optional
+        Default: the shipped weights for ``frame.observable``.
+    device, precision, tile, batch_size, progress
+        See :func:`enhance.inference.enhance_array`.
+
+    Raises
+    ------
+    WeightsError
+        No weights, a bad weights file, or weights trained for another observable.
+    """
+    path = Path(weights) if weights is not None else default_weights(frame.observable)
+    dev = resolve_device(device)
+    model, meta = load_weights_cached(path, device=str(dev))
+    trained_for = meta.get("observable")
+    if trained_for != frame.observable:
+        raise WeightsError(
+            f"weights {path.name} were trained for {trained_for} but the image is a "
+            f"{frame.observable}; pass matching weights"
+        )
+    scale = float(meta["input_normalisation"].get("scale", 1.0))
+    data = enhance_array(
+        frame.data,
+        model,
+        device=dev,
+        precision=precision,
+        tile=tile,
+        batch_size=batch_size,
+        input_scale=scale,
+        progress=progress,
+    )
+    header = upsample_header(frame.header, factor=model.upscale)
+    meta_out = dict(frame.meta)
+    meta_out.update(
+        weights_file=path.name,
+        weights_sha256=meta["sha256"],
+        psf_model=meta.get("psf_model"),
+        device=str(dev),
+        precision=precision,
+        tile=tile,
+    )
+    return Frame(data=data, header=header, observable=frame.observable, meta=meta_out)

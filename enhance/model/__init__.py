@@ -1,0 +1,42 @@
+"""The Enhance network and its weights files.
+
+Public API
+----------
+EnhanceNet
+    The network of Díaz Baso & Asensio Ramos (2018, A&A 614, A5).
+save_weights, load_weights, load_weights_cached, read_sidecar, sidecar_path
+    safetensors + JSON sidecar (sha256-verified, strict loading).
+default_weights
+    The shipped (or ``$ENHANCE_WEIGHTS_DIR``) weights for an observable.
+import_keras_weights, keras_to_safetensors
+    The 2018 Keras ``*_weights.hdf5`` files -> an :class:`EnhanceNet` / a
+    weights file with its sidecar.
+
+This package never imports drms.
+"""
+
+from enhance.model.keras_import import import_keras_weights, keras_to_safetensors
+from enhance.model.network import PAPER_ARCHITECTURE, EnhanceNet
+from enhance.model.weights import (
+    WEIGHTS_DIR_ENV,
+    default_weights,
+    load_weights,
+    load_weights_cached,
+    read_sidecar,
+    save_weights,
+    sidecar_path,
+)
+
+__all__ = [
+    "PAPER_ARCHITECTURE",
+    "WEIGHTS_DIR_ENV",
+    "EnhanceNet",
+    "default_weights",
+    "import_keras_weights",
+    "keras_to_safetensors",
+    "load_weights",
+    "load_weights_cached",
+    "read_sidecar",
+    "save_weights",
+    "sidecar_path",
+]

@@ -1,0 +1,213 @@
+"""Weights files: a safetensors ``state_dict`` plus a JSON sidecar.
+
+``NAME.safetensors`` holds the tensors; ``NAME.json`` beside it holds what a
+user needs to trust and reuse them: the architecture, the observable, the
+input normalisation and its units, the PSF model and training data, the
+package version and the sha256 of the ``.safetensors`` file. Loading checks
+the sha256 and loads strictly, so a truncated, edited or mismatched file is a
+clear :class:`~enhance.errors.WeightsError` naming the file, never a silently
+wrong network.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from enhance import __version__
+from enhance.atomic import atomic_path
+from enhance.errors import WeightsError
+from enhance.model.network import EnhanceNet
+from enhance.provenance import REFERENCE, sha256_file
+
+__all__ = [
+    "WEIGHTS_DIR_ENV",
+    "default_weights",
+    "load_weights",
+    "load_weights_cached",
+    "read_sidecar",
+    "save_weights",
+    "sidecar_path",
+]
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming a directory of ``{observable}.safetensors``
+#: files that replaces the weights shipped in the package.
+WEIGHTS_DIR_ENV = "ENHANCE_WEIGHTS_DIR"
+
+#: Sidecar keys every weights file must have.
+REQUIRED_KEYS = ("sha256", "architecture", "observable", "input_normalisation")
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """The JSON sidecar of a weights file (same name, ``.json``)."""
+    return Path(path).with_suffix(".json")
+
+
+def save_weights(
+    model: EnhanceNet, path: str | os.PathLike[str], *, metadata: Mapping[str, Any]
+) -> Path:
+    """Write ``model``'s state_dict to ``path`` and its sidecar, atomically.
+
+    Parameters
+    ----------
+    model : EnhanceNet
+    path : path-like
+        Destination ``.safetensors`` file; the sidecar goes to
+        ``path.with_suffix(".json")``.
+    metadata : mapping
+        At least ``observable`` and ``input_normalisation`` (``{"quantity",
+        "units", "scale"}``: network input = physical value / scale). Other
+        keys (``psf_model``, ``training_data``, ``training``, ``metrics``...)
+        are stored as given. ``architecture``, ``sha256``, ``package_version``
+        and ``reference`` are filled in here.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"weights file {path} must end in .safetensors")
+    for key in ("observable", "input_normalisation"):
+        if key not in metadata:
+            raise WeightsError(f"metadata for {path.name} lacks {key!r}")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "observable": metadata["observable"]})
+    sidecar = dict(metadata)
+    sidecar.update(
+        architecture=model.architecture,
+        package_version=__version__,
+        reference=REFERENCE,
+        sha256=sha256_file(path),
+        weights_file=path.name,
+    )
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n")
+    log.info("wrote %s (sha256 %s…)", path, sidecar["sha256"][:12])
+    return path
+
+
+def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check the sidecar of ``path`` (not the tensors)."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise WeightsError(f"weights file {path} has no sidecar {side.name} beside it")
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"sidecar {side} is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise WeightsError(f"sidecar {side} does not hold a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise WeightsError(f"sidecar {side} lacks {', '.join(missing)}")
+    return meta
+
+
+def load_weights(
+    path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+) -> tuple[EnhanceNet, dict[str, Any]]:
+    """Load a network from ``path``, verifying its sha256 and loading strictly.
+
+    Returns
+    -------
+    (EnhanceNet, dict)
+        The network in eval mode on ``device`` and the sidecar metadata.
+
+    Raises
+    ------
+    WeightsError
+        The file or its sidecar is missing or unreadable, the sha256 differs
+        from the sidecar's, or the tensors do not fit the architecture.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    meta = read_sidecar(path)
+    actual = sha256_file(path)
+    if actual != meta["sha256"]:
+        raise WeightsError(
+            f"weights file {path} is corrupt or was changed: sha256 {actual[:12]}… does not "
+            f"match {meta['sha256'][:12]}… in {sidecar_path(path).name}"
+        )
+    try:
+        model = EnhanceNet(**meta["architecture"])
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{sidecar_path(path)} has an invalid architecture: {exc}") from exc
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"weights file {path} is not a readable safetensors file") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(
+            f"weights file {path} does not fit architecture {meta['architecture']}: {first}"
+        ) from exc
+    model.eval()
+    return model.to(device), meta
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(path: str, version: tuple[int, ...], device: str) -> tuple[EnhanceNet, dict]:
+    return load_weights(path, device=device)
+
+
+def load_weights_cached(
+    path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+) -> tuple[EnhanceNet, dict[str, Any]]:
+    """:func:`load_weights` once per (file, version on disk, device) per process.
+
+    A batch job enhancing many frames loads and checks the network once; a
+    weights file replaced on disk is loaded again. The version on disk is
+    the inode, size, mtime and ctime: :func:`save_weights` replaces the file
+    by a rename (new inode), so even two saves within one file-system clock
+    tick with the same size are told apart.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    stat = path.stat()
+    version = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    return _cached(str(path), version, str(device))
+
+
+def default_weights(observable: str) -> Path:
+    """The trained weights for ``observable``.
+
+    ``$ENHANCE_WEIGHTS_DIR/{observable}.safetensors`` when that variable is
+    set, else the weights shipped in ``enhance/data/weights/``.
+
+    Raises
+    ------
+    WeightsError
+        No weights are installed for ``observable``.
+    """
+    override = os.environ.get(WEIGHTS_DIR_ENV)
+    if override:
+        path = Path(override) / f"{observable}.safetensors"
+        where = f"{WEIGHTS_DIR_ENV}={override}"
+    else:
+        path = Path(str(resources.files("enhance") / "data" / "weights")) / (
+            f"{observable}.safetensors"
+        )
+        where = "the package"
+    if not path.is_file():
+        raise WeightsError(f"no trained weights are installed for {observable} (looked in {where})")
+    return path
