@@ -1,0 +1,48 @@
+"""HDF5 time cubes of enhanced HMI frames: one file per observable per period.
+
+:class:`TimeCube` appends frames atomically and idempotently and reads them
+back as sunpy Maps; :class:`Codec` chooses the HDF5 filter and an optional
+quantisation below the noise; :class:`CubeLayout` names the cube a frame
+belongs to; :func:`read_enhanced` reads a per-frame product of
+:func:`enhance.io.write_enhanced`. This package never imports torch or drms.
+
+References
+----------
+.. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), "Enhancing SDO/HMI images
+   using deep learning", A&A 614, A5.
+"""
+
+from enhance.cube.codec import COMPRESSIONS, Codec, quantize
+from enhance.cube.layout import LAYOUTS, CubeLayout, format_t_rec, parse_t_rec
+from enhance.cube.plan import (
+    PlannedFrame,
+    batch_id,
+    plan_batches,
+    read_manifest,
+    read_plan,
+    write_plan,
+)
+from enhance.cube.source import read_enhanced
+from enhance.cube.store import FORMAT, FORMAT_VERSION, WCS_NUMERIC, WCS_TEXT, TimeCube
+
+__all__ = [
+    "COMPRESSIONS",
+    "Codec",
+    "CubeLayout",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "LAYOUTS",
+    "PlannedFrame",
+    "TimeCube",
+    "WCS_NUMERIC",
+    "WCS_TEXT",
+    "batch_id",
+    "format_t_rec",
+    "parse_t_rec",
+    "plan_batches",
+    "quantize",
+    "read_enhanced",
+    "read_manifest",
+    "read_plan",
+    "write_plan",
+]

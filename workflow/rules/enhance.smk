@@ -1,0 +1,29 @@
+# Enhancement in batches: one job loads the network once and enhances up to
+# `frames_per_job` frames, skipping those already enhanced from the same input
+# and weights (a killed or extended batch resumes where it stopped).
+
+
+rule enhance_batch:
+    input:
+        f"{OUT}/plan/{{series}}/{{batch}}.csv",
+    output:
+        f"{OUT}/enhanced/{{series}}/batches/{{batch}}.json",
+    log:
+        f"{OUT}/logs/enhance/{{series}}/{{batch}}.log",
+    conda:
+        "../../envs/enhance.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=config["resources"]["gpu"],
+    params:
+        frames_dir=lambda wildcards: f"{OUT}/enhanced/{wildcards.series}",
+        observable=lambda wildcards: SERIES[wildcards.series].observable,
+        weights=lambda wildcards: weights_for(wildcards.series),
+        device=config["enhance"]["device"],
+        precision=config["enhance"]["precision"],
+        tile=config["enhance"]["tile"],
+        normalize=config["enhance"]["normalize"],
+    script:
+        "../scripts/enhance_batch.py"

@@ -1,0 +1,37 @@
+"""Rule ``cube``: append the enhanced frames of one period to its HDF5 time cube."""
+
+import json
+import logging
+from pathlib import Path
+
+from enhance.atomic import atomic_path
+from enhance.cube import Codec, TimeCube, read_enhanced
+
+snakemake = globals()["snakemake"]
+logging.basicConfig(
+    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+)
+p = snakemake.params
+frames = sorted(
+    (item["t_rec"], item["output"])
+    for marker in snakemake.input
+    for item in json.loads(Path(marker).read_text())["frames"]
+)
+codec = Codec.from_options(
+    compression=p.compression,
+    level=p.level,
+    quantize=p.quantize.get(p.observable, 0) or None,
+    observable=p.observable,
+)
+cube = TimeCube(p.cube, codec=codec, tile=p.tile, provenance={"config_sha256": p.config_sha256})
+added = cube.append(read_enhanced(path) for _, path in frames)
+table = cube.table()
+summary = {
+    "cube": str(Path(p.cube).name),
+    "frames": len(table),
+    "appended": added,
+    "t_rec": [row["t_rec"] for row in table],
+    "attributes": cube.attributes(),
+}
+with atomic_path(snakemake.output[0]) as tmp:
+    tmp.write_text(json.dumps(summary, indent=1, default=str) + "\n")
