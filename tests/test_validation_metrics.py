@@ -1,0 +1,99 @@
+"""Known-answer tests for enhance.validation.metrics and baselines."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from enhance.errors import InputError
+from enhance.validation import baselines, metrics
+
+
+def test_power_spectrum_peaks_at_sinusoid_frequency():
+    x = np.arange(120)[None, :] * np.ones((120, 1))
+    for freq in (0.1, 0.2):
+        f, p = metrics.power_spectrum(np.sin(2 * np.pi * freq * x))
+        peak = f[1:][np.argmax(p[1:])]
+        assert abs(peak - freq) <= 1 / 360 + 1e-9
+
+
+def test_rms_contrast_of_known_field():
+    rng = np.random.default_rng(1)
+    field = 1.0 + 0.07 * rng.standard_normal((200, 200))
+    assert metrics.rms_contrast(field) == pytest.approx(0.07, rel=0.02)
+
+
+def test_quiet_sun_mask_excludes_spot_with_margin():
+    rng = np.random.default_rng(2)
+    img = 1.0 + 0.03 * rng.standard_normal((100, 100))
+    img[40:60, 40:60] = 0.2
+    mask = metrics.quiet_sun_mask(img, margin=3)
+    assert not mask[37:63, 37:63].any()
+    assert mask[:30].mean() > 0.99
+    assert metrics.rms_contrast(img, mask) == pytest.approx(0.03, rel=0.05)
+    assert metrics.umbral_intensity(img) == pytest.approx(0.2, rel=0.02)
+
+
+def test_unsigned_flux_of_known_map():
+    blos = np.zeros((10, 10))
+    blos[2, 2], blos[5, 5] = 1000.0, -500.0
+    flux = metrics.unsigned_flux(blos, (1 * u.Mm) ** 2)
+    assert flux.to_value(u.Mx) == pytest.approx(1500 * 1e16)
+
+
+def test_noise_level_and_pearson_psnr():
+    rng = np.random.default_rng(3)
+    noise = 10 * rng.standard_normal((200, 200))
+    assert metrics.noise_level(noise) == pytest.approx(10, rel=0.05)
+    a = rng.random((64, 64))
+    assert metrics.pearson(a, 2 * a + 1) == pytest.approx(1.0)
+    assert metrics.psnr(a + 0.01, a, data_range=1.0) == pytest.approx(40.0, abs=1e-6)
+    assert metrics.ssim(a, a) == pytest.approx(1.0)
+    assert metrics.spectrum_distance(a, a) == 0.0
+    with pytest.raises(InputError):
+        metrics.psnr(a, a[:10])
+
+
+def test_field_amplification():
+    ref = np.full((20, 20), 1000.0)
+    assert metrics.field_amplification(1.3 * ref, ref) == pytest.approx(1.3)
+
+
+def test_forward_residual_zero_for_consistent_pair():
+    from enhance.physics import degrade, reobserve
+
+    rng = np.random.default_rng(4)
+    sharp = 1 + 0.1 * rng.standard_normal((64, 64))
+    assert metrics.forward_residual(sharp, reobserve(sharp)) == pytest.approx(0, abs=1e-12)
+    pair = degrade(sharp, 0.252 * u.arcsec)
+    assert metrics.forward_residual(pair.target, pair.input) < 0.05
+
+
+@pytest.mark.parametrize(
+    "fn", [baselines.bicubic, baselines.unsharp_mask, baselines.richardson_lucy]
+)
+def test_baselines_shape_and_pixel_convention(fn):
+    ramp = np.tile(np.arange(16, dtype=float), (16, 1)) + 10
+    out = fn(ramp)
+    assert out.shape == (32, 32)
+    if fn is baselines.bicubic:
+        # output pixel j has its centre at input coordinate j/2 - 1/4
+        assert out[8, 10] == pytest.approx(10 + 10 / 2 - 0.25, abs=1e-3)
+    withnan = ramp.copy()
+    withnan[3, 4] = np.nan
+    res = fn(withnan)
+    assert np.isnan(res[6:8, 8:10]).all() and np.isfinite(res).sum() == 32 * 32 - 4
+
+
+def test_richardson_lucy_handles_negative_blos_and_sharpens():
+    from enhance.physics import degrade
+
+    rng = np.random.default_rng(5)
+    truth = np.zeros((128, 128))
+    truth[rng.integers(0, 128, 40), rng.integers(0, 128, 40)] = rng.choice([-1500, 1500], 40)
+    pair = degrade(truth, 0.126 * u.arcsec)
+    rl = baselines.richardson_lucy(pair.input)
+    bc = baselines.bicubic(pair.input)
+    assert np.isfinite(rl).all() and rl.min() < 0
+    assert np.abs(rl).max() > np.abs(bc).max()
