@@ -1,0 +1,49 @@
+"""Training the Enhance networks and evaluating them against classical methods.
+
+Public API
+----------
+Scene, load_continuum_scene, load_magnetogram_scene, split_scene
+    Truth scenes in network-ready units; disjoint train/held-out regions.
+Pair, degraded_pair, augmented_pairs, PatchSampler
+    Degraded pairs (:func:`enhance.physics.degrade`) and augmented patches.
+TrainConfig, train, PAPER_RECIPE
+    The seeded, resumable training loop.
+build_pairs
+    Scenes -> (train pairs, held-out pairs) for an observable.
+
+Must not import drms.
+
+References
+----------
+.. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), "Enhancing SDO/HMI images
+   using deep learning", A&A 614, A5.
+"""
+
+from enhance.training.datasets import build_pairs, load_scenes
+from enhance.training.loop import PAPER_RECIPE, TrainConfig, train, validation_loss
+from enhance.training.pairs import Pair, PatchSampler, augmented_pairs, degraded_pair
+from enhance.training.scenes import (
+    Scene,
+    load_continuum_scene,
+    load_magnetogram_scene,
+    parse_scene_spec,
+    split_scene,
+)
+
+__all__ = [
+    "PAPER_RECIPE",
+    "Pair",
+    "PatchSampler",
+    "Scene",
+    "TrainConfig",
+    "augmented_pairs",
+    "build_pairs",
+    "degraded_pair",
+    "load_continuum_scene",
+    "load_magnetogram_scene",
+    "load_scenes",
+    "parse_scene_spec",
+    "split_scene",
+    "train",
+    "validation_loss",
+]

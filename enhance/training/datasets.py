@@ -1,0 +1,61 @@
+"""From scene files to training and held-out pairs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from enhance.training.pairs import Pair, augmented_pairs, degraded_pair
+from enhance.training.scenes import (
+    Scene,
+    load_continuum_scene,
+    load_magnetogram_scene,
+    parse_scene_spec,
+    split_scene,
+)
+
+__all__ = ["build_pairs", "load_scenes"]
+
+log = logging.getLogger(__name__)
+
+
+def load_scenes(specs: Sequence[str], observable: str) -> list[Scene]:
+    """Read ``PATH[:ARCSEC]`` specs as continuum scenes or HMI magnetogram scenes."""
+    scenes = []
+    for spec in specs:
+        path, scale = parse_scene_spec(spec)
+        if observable == "continuum":
+            scenes.append(load_continuum_scene(path, scale))
+        else:
+            scenes.append(load_magnetogram_scene(path))
+    return scenes
+
+
+def build_pairs(
+    scenes: Sequence[Scene],
+    *,
+    variants: int,
+    holdout: float,
+    seed: int,
+    psf_model: str = "wachter",
+) -> tuple[list[Pair], list[Pair]]:
+    """Split each scene by region, augment the training parts, degrade the rest.
+
+    Returns
+    -------
+    (train_pairs, held_out_pairs)
+        ``variants`` augmented pairs per scene for training; one noise-free
+        pair per held-out region.
+    """
+    rng = np.random.default_rng(seed)
+    train_pairs, held_pairs = [], []
+    for scene in scenes:
+        train_part, held_part = split_scene(scene, holdout=holdout)
+        train_pairs += augmented_pairs(train_part, variants, rng=rng, psf_model=psf_model)
+        held_pairs.append(degraded_pair(held_part, psf_model=psf_model))
+        log.info(
+            "%s: %d training variants, held-out %s", scene.name, variants, held_part.data.shape
+        )
+    return train_pairs, held_pairs

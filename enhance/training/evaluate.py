@@ -1,0 +1,286 @@
+"""Honest evaluation: the network against classical methods on data it never saw.
+
+Held-out scenes: the held-out region of each truth scene (see
+:func:`enhance.training.scenes.split_scene`) is degraded to an HMI-like
+input (with the paper's input noise, fixed seed) and its 28 cm target. The
+network output, bicubic interpolation, an unsharp mask and Richardson-Lucy
+(scikit-image, HMI PSF) are scored against the target with PSNR, SSIM,
+quiet-Sun rms contrast, the distance between azimuthally averaged power
+spectra at 0.05-0.25 px^-1 (the paper's recipe) and the forward-consistency
+residual.
+
+Real HMI: the quiet-Sun contrast of a real HMI continuum cut-out before and
+after enhancement, and for real HMI magnetograms the unsigned flux (output
+vs input, same field of view) and the quiet-Sun noise against
+Richardson-Lucy's.
+
+References
+----------
+.. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), "Enhancing SDO/HMI images
+   using deep learning", A&A 614, A5, Sect. 4.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from enhance.atomic import atomic_path
+from enhance.inference import enhance_array
+from enhance.model import load_weights
+from enhance.provenance import provenance_record
+from enhance.training.pairs import Pair
+from enhance.validation import baselines, metrics
+
+__all__ = [
+    "METHODS",
+    "evaluate_hmi_continuum",
+    "evaluate_hmi_magnetograms",
+    "evaluate_pairs",
+    "format_table",
+    "write_evaluation",
+]
+
+log = logging.getLogger(__name__)
+
+#: Methods compared, in table order.
+METHODS = ("bicubic", "unsharp", "richardson_lucy", "enhance")
+
+
+def _methods(data: np.ndarray, model, scale: float, psf_model: str) -> dict[str, np.ndarray]:
+    return {
+        "bicubic": baselines.bicubic(data),
+        "unsharp": baselines.unsharp_mask(data),
+        "richardson_lucy": baselines.richardson_lucy(data, psf_model=psf_model),
+        "enhance": enhance_array(data, model, device="cpu", input_scale=scale, tile=512),
+    }
+
+
+def _crop(image: np.ndarray, border: int) -> np.ndarray:
+    return image[border:-border, border:-border] if border else image
+
+
+def evaluate_pairs(
+    weights: str | os.PathLike[str],
+    pairs: Sequence[Pair],
+    *,
+    noise_seed: int = 1,
+    border: int = 8,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
+    """Score every method on every held-out pair.
+
+    Parameters
+    ----------
+    weights : path-like
+    pairs : sequence of Pair
+        Noise-free held-out pairs; input noise of the weights' recipe
+        (sidecar ``training.config.noise_sigma`` x input scale) is added with
+        ``noise_seed``.
+    border : int
+        Target pixels dropped at each edge before scoring (edge handling is
+        not what is compared).
+
+    Returns
+    -------
+    (rows, images)
+        One row per (scene, method) with ``psnr``, ``ssim``, ``contrast``
+        (per cent, quiet-Sun mask of the truth), ``truth_contrast``,
+        ``spectrum_distance``, ``forward_residual``; and the images per scene.
+    """
+    model, meta = load_weights(weights)
+    scale = float(meta["input_normalisation"]["scale"])
+    sigma = float(meta.get("training", {}).get("config", {}).get("noise_sigma", 0.0)) * scale
+    psf_model = meta.get("psf_model", "wachter")
+    rng = np.random.default_rng(noise_seed)
+    kind = "continuum" if meta["observable"] == "continuum" else "blos"
+    rows, images = [], {}
+    for pair in pairs:
+        noisy = pair.input + rng.normal(0.0, sigma, pair.input.shape).astype(np.float32)
+        outputs = _methods(noisy, model, scale, psf_model)
+        truth = _crop(pair.target, border)
+        mask = metrics.quiet_sun_mask(truth, kind=kind)
+        truth_contrast = 100 * metrics.rms_contrast(truth, mask) if kind == "continuum" else None
+        for name, out in outputs.items():
+            image = _crop(out, border)
+            row = {
+                "scene": pair.label,
+                "method": name,
+                "psnr": metrics.psnr(image, truth),
+                "ssim": metrics.ssim(image, truth),
+                "spectrum_distance": metrics.spectrum_distance(image, truth),
+                "forward_residual": metrics.forward_residual(out, noisy, psf_model=psf_model),
+            }
+            if kind == "continuum":
+                row["contrast"] = 100 * metrics.rms_contrast(image, mask)
+                row["truth_contrast"] = truth_contrast
+            else:
+                row["noise_G"] = metrics.noise_level(image, mask)
+                row["truth_noise_G"] = metrics.noise_level(truth, mask)
+            rows.append(row)
+        images[pair.label] = {"input": noisy, "truth": pair.target, **outputs}
+        log.info("evaluated %s", pair.label)
+    return rows, images
+
+
+def evaluate_hmi_continuum(
+    weights: str | os.PathLike[str], path: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """Quiet-Sun contrast of a real HMI continuum image before/after enhancement.
+
+    The image is read with :func:`enhance.io.read_hmi` (quiet-Sun
+    normalisation); contrasts use the automatic quiet-Sun mask of each image.
+    The paper reports 3.7-3.8 % -> 6.7-7.7 % [1]_.
+    """
+    from enhance.io import read_hmi
+
+    frame = read_hmi(path, observable="continuum")
+    model, meta = load_weights(weights)
+    out = enhance_array(frame.data, model, device="cpu", input_scale=1.0)
+    rl = baselines.richardson_lucy(frame.data, psf_model=meta.get("psf_model", "wachter"))
+    contrast = {}
+    for name, image in (("hmi", frame.data), ("enhance", out), ("richardson_lucy", rl)):
+        contrast[name] = 100 * metrics.rms_contrast(image, metrics.quiet_sun_mask(image))
+    return {"file": Path(path).name, "shape": list(frame.data.shape), "contrast_percent": contrast}
+
+
+def evaluate_hmi_magnetograms(
+    weights: str | os.PathLike[str],
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    crop: int = 512,
+) -> list[dict[str, Any]]:
+    """Unsigned flux and quiet-Sun noise on real HMI magnetograms.
+
+    For each file the central ``crop`` x ``crop`` pixels (disk centre) are
+    enhanced. Unsigned flux is compared on the same field of view (output
+    pixels have a quarter of the area); noise is the robust standard
+    deviation over the quiet-Sun mask (|B| < 50 G, grown by 5 px) of the
+    input, mapped to each output grid by nearest-neighbour 2x. The paper
+    finds the flux roughly conserved and Richardson-Lucy adding ~80 G of
+    noise where Enhance adds none [1]_.
+    """
+    import astropy.units as u
+
+    from enhance.io import read_hmi
+
+    model, meta = load_weights(weights)
+    rows = []
+    for path in paths:
+        frame = read_hmi(path, observable="magnetogram")
+        ny, nx = frame.data.shape
+        size = min(crop, ny, nx)
+        y0, x0 = (ny - size) // 2, (nx - size) // 2
+        data = np.asarray(frame.data[y0 : y0 + size, x0 : x0 + size], dtype=np.float32)
+        out = enhance_array(data, model, device="cpu", input_scale=1000.0, tile=512)
+        rl = baselines.richardson_lucy(data, psf_model=meta.get("psf_model", "wachter"))
+        bic = baselines.bicubic(data)
+        quiet_in = metrics.quiet_sun_mask(data, kind="blos")
+        quiet = np.repeat(np.repeat(quiet_in, 2, axis=0), 2, axis=1)
+        pix_in = (0.504 * 725 * u.km) ** 2
+        pix_out = pix_in / 4
+        flux_in = metrics.unsigned_flux(data, pix_in)
+        row = {
+            "file": Path(path).name,
+            "crop": size,
+            "flux_in_Mx": float(flux_in.value),
+            "flux_ratio_enhance": float(metrics.unsigned_flux(out, pix_out) / flux_in),
+            "flux_ratio_richardson_lucy": float(metrics.unsigned_flux(rl, pix_out) / flux_in),
+            "noise_in_G": metrics.noise_level(data, quiet_in),
+            "noise_bicubic_G": metrics.noise_level(bic, quiet),
+            "noise_enhance_G": metrics.noise_level(out, quiet),
+            "noise_richardson_lucy_G": metrics.noise_level(rl, quiet),
+            "amplification_1kG_enhance": metrics.field_amplification(out, bic),
+            "forward_residual_enhance": metrics.forward_residual(out, data),
+        }
+        rows.append(row)
+        log.info("evaluated %s", row["file"])
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of the per-scene, per-method rows."""
+    keys = [k for k in rows[0] if k not in ("scene", "method")]
+    lines = [
+        "| scene | method | " + " | ".join(keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+    ]
+    for row in rows:
+        cells = []
+        for k in keys:
+            v = row.get(k)
+            cells.append("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+        lines.append(f"| {row['scene']} | {row['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _figure(images: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = ["input", "bicubic", "unsharp", "richardson_lucy", "enhance", "truth"]
+    fig, axes = plt.subplots(
+        len(images), len(cols) + 1, figsize=(3 * (len(cols) + 1), 3 * len(images)), squeeze=False
+    )
+    for r, (label, imgs) in enumerate(images.items()):
+        truth = imgs["truth"]
+        lo, hi = np.percentile(truth, [1, 99])
+        for c, name in enumerate(cols):
+            ax = axes[r, c]
+            ax.imshow(imgs[name], origin="lower", cmap="gray", vmin=lo, vmax=hi)
+            ax.set_title(name if r == 0 else "", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=8)
+        ax = axes[r, -1]
+        for name in ("bicubic", "richardson_lucy", "enhance", "truth"):
+            f, p = metrics.power_spectrum(imgs[name])
+            ax.loglog(f[1:], p[1:], label=name)
+        ax.axvspan(0.05, 0.25, color="0.9")
+        ax.set_xlabel("px$^{-1}$", fontsize=8)
+        if r == 0:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def write_evaluation(
+    out_dir: str | os.PathLike[str],
+    *,
+    weights: str | os.PathLike[str],
+    rows: Sequence[dict[str, Any]],
+    images: dict[str, dict[str, np.ndarray]],
+    hmi: dict[str, Any] | list | None = None,
+) -> dict[str, Path]:
+    """Write ``evaluation.json``, ``evaluation.md`` and ``evaluation.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    from enhance.model import read_sidecar
+
+    meta = read_sidecar(weights)
+    record = {
+        "provenance": provenance_record(weights_sha256=meta["sha256"], weights=Path(weights).name),
+        "held_out": list(rows),
+        "real_hmi": hmi,
+    }
+    paths = {
+        "json": out / "evaluation.json",
+        "table": out / "evaluation.md",
+        "figure": out / "evaluation.png",
+    }
+    with atomic_path(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    with atomic_path(paths["table"]) as tmp:
+        tmp.write_text(format_table(rows) + "\n")
+    _figure(images, paths["figure"], f"{meta['observable']}: held-out regions")
+    return paths

@@ -1,0 +1,229 @@
+"""Training: scenes, disjoint splits, augmentation, a seeded resumable loop, evaluation.
+
+Tiny nets (``n_blocks=1, width=8``) and a few steps: the point is the
+machinery (reproducibility, resume, outputs, held-out split), not the
+science, which the shipped weights' evaluation measures.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from enhance.errors import InputError, TrainingError
+from enhance.model import load_weights
+from enhance.physics import reobserve
+from enhance.training import (
+    PatchSampler,
+    Scene,
+    TrainConfig,
+    augmented_pairs,
+    build_pairs,
+    degraded_pair,
+    load_continuum_scene,
+    parse_scene_spec,
+    split_scene,
+    train,
+)
+from enhance.training.evaluate import evaluate_pairs, format_table, write_evaluation
+
+TINY = {"n_blocks": 1, "width": 8, "patch": 16, "batch": 2, "val_every": 2, "checkpoint_every": 2}
+
+
+def _granulation(shape=(400, 420), seed=0) -> np.ndarray:
+    """A granulation-like random field (cells ~1"), mean 1, contrast ~10 %."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.normal(size=shape), 6, mode="wrap")
+    return 1.0 + 0.1 * field / field.std()
+
+
+def _scene(seed=0) -> Scene:
+    return Scene(
+        name=f"synthetic{seed}",
+        data=_granulation(seed=seed),
+        pixel_scale=0.0662 * u.arcsec,
+        observable="continuum",
+        wavelength=6173 * u.AA,
+        source="synthetic test field",
+    )
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return build_pairs([_scene(0), _scene(1)], variants=2, holdout=0.35, seed=0)
+
+
+def test_split_is_disjoint_with_a_guard_band():
+    scene = _scene()
+    train_part, held = split_scene(scene, holdout=0.35)
+    nx = scene.data.shape[1]
+    cut = train_part.data.shape[1]
+    guard = nx - cut - held.data.shape[1]
+    # 4 HMI pixels at 0.0662"/px: ceil(4 * 0.504 / 0.0662) = 31 truth pixels
+    assert guard == 31
+    np.testing.assert_array_equal(held.data, scene.data[:, cut + guard :])
+    with pytest.raises(InputError, match="fraction"):
+        split_scene(scene, holdout=1.5)
+
+
+def test_quiet_sun_normalisation_and_pixel_scale(tmp_path):
+    data = (_granulation() * 5000.0).astype(np.float32)
+    data[:40, :40] = 1000.0  # an "umbra" must not pull the quiet-Sun level down
+    path = tmp_path / "scene.fits"
+    header = fits.Header({"CDELT1": 0.059, "CDELT2": 0.059, "WAVELNTH": 8542.0})
+    fits.writeto(path, data, header)
+    scene = load_continuum_scene(path)
+    assert scene.pixel_scale == 0.059 * u.arcsec
+    assert scene.wavelength == 8542 * u.AA
+    quiet = scene.data[100:, 100:]
+    assert abs(np.median(quiet) - 1.0) < 0.01
+    assert parse_scene_spec(f"{path}:0.1") == (path, 0.1 * u.arcsec)
+    bare = tmp_path / "bare.fits"
+    fits.writeto(bare, data)
+    with pytest.raises(InputError, match="CDELT1"):
+        load_continuum_scene(bare)
+    assert load_continuum_scene(bare, 0.05 * u.arcsec).pixel_scale == 0.05 * u.arcsec
+
+
+def test_augmented_pairs_are_consistent_degradations():
+    rng = np.random.default_rng(3)
+    scene = _scene()
+    pairs = augmented_pairs(scene, 3, rng=rng)
+    for pair in pairs:
+        assert pair.target.shape == (2 * pair.input.shape[0], 2 * pair.input.shape[1])
+        # the target re-observed by HMI is close to the input where valid
+        back = reobserve(pair.target.astype(float))
+        ok = pair.valid[2:-2, 2:-2]
+        diff = (back - pair.input)[2:-2, 2:-2][ok]
+        assert np.sqrt(np.mean(diff**2)) < 0.01
+    assert pairs[0].valid.all() and not pairs[1].valid.all()
+
+
+def test_patch_sampler_flips_and_noise():
+    pair = degraded_pair(_scene())
+    sampler = PatchSampler(
+        [pair], patch=16, noise_sigma=1e-3, input_scale=1.0, rng=np.random.default_rng(0)
+    )
+    x, y = sampler.sample(64)
+    assert x.shape == (64, 1, 16, 16) and y.shape == (64, 1, 32, 32)
+    assert x.dtype == np.float32
+    # the input is the degraded target plus noise: never identical to a crop
+    assert 0.5e-3 < float(np.std(x - x.mean(axis=(2, 3), keepdims=True))) < 0.2
+
+
+def _curve(out):
+    with open(out / "loss.csv") as fh:
+        return [(int(r["step"]), float(r["train_loss"]), r["val_loss"]) for r in csv.DictReader(fh)]
+
+
+def test_training_is_reproducible_and_writes_its_outputs(tmp_path, pairs):
+    train_pairs, held = pairs
+    config = TrainConfig(observable="continuum", steps=6, seed=7, **TINY)
+    a = train(config, train_pairs, held, tmp_path / "a", training_data=["synthetic"])
+    b = train(config, train_pairs, held, tmp_path / "b", training_data=["synthetic"])
+    assert _curve(tmp_path / "a") == _curve(tmp_path / "b")
+    assert len(_curve(tmp_path / "a")) == 4  # steps 1, 2, 4, 6
+    net_a, meta = load_weights(a)
+    net_b, _ = load_weights(b)
+    for pa, pb in zip(net_a.parameters(), net_b.parameters(), strict=True):
+        assert np.array_equal(pa.detach().numpy(), pb.detach().numpy())
+    assert meta["training"]["steps_done"] == 6
+    assert meta["training"]["config"]["weight_decay"] == 1e-6  # paper, continuum
+    assert meta["training"]["config"]["noise_sigma"] == 1e-3
+    assert meta["training_data"] == ["synthetic"]
+    png = (tmp_path / "a" / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    other = train(
+        TrainConfig(observable="continuum", steps=6, seed=8, **TINY),
+        train_pairs,
+        held,
+        tmp_path / "c",
+    )
+    assert _curve(tmp_path / "c") != _curve(tmp_path / "a")
+    assert other.is_file()
+
+
+def test_resume_continues_where_it_stopped(tmp_path, pairs):
+    train_pairs, held = pairs
+    full = TrainConfig(observable="continuum", steps=6, seed=1, **TINY)
+    train(full, train_pairs, held, tmp_path / "full")
+    part = TrainConfig(observable="continuum", steps=4, seed=1, **TINY)
+    train(part, train_pairs, held, tmp_path / "resumed")
+    train(full, train_pairs, held, tmp_path / "resumed")
+    assert _curve(tmp_path / "resumed") == _curve(tmp_path / "full")
+    changed = TrainConfig(observable="continuum", steps=6, seed=1, **{**TINY, "width": 4})
+    with pytest.raises(TrainingError, match="other settings"):
+        train(changed, train_pairs, held, tmp_path / "resumed")
+
+
+def test_bad_training_settings():
+    with pytest.raises(TrainingError, match="observable"):
+        TrainConfig(observable="doppler")
+    with pytest.raises(TrainingError, match="steps"):
+        TrainConfig(steps=0)
+    assert TrainConfig(observable="magnetogram").weight_decay == 1e-5
+
+
+def test_evaluation_table_and_files(tmp_path, pairs):
+    train_pairs, held = pairs
+    weights = train(
+        TrainConfig(observable="continuum", steps=2, seed=0, **TINY),
+        train_pairs,
+        held,
+        tmp_path / "run",
+    )
+    rows, images = evaluate_pairs(weights, held)
+    methods = {r["method"] for r in rows}
+    assert methods == {"bicubic", "unsharp", "richardson_lucy", "enhance"}
+    bicubic = next(r for r in rows if r["method"] == "bicubic")
+    rl = next(r for r in rows if r["method"] == "richardson_lucy")
+    # a classical deconvolution sharpens: higher contrast than bicubic, truth's is higher still
+    assert bicubic["contrast"] < rl["contrast"] < bicubic["truth_contrast"] * 1.5
+    assert all(np.isfinite(r["psnr"]) for r in rows)
+    paths = write_evaluation(tmp_path / "eval", weights=weights, rows=rows, images=images)
+    record = json.loads(paths["json"].read_text())
+    assert len(record["held_out"]) == 8
+    assert record["provenance"]["weights_sha256"]
+    assert "| richardson_lucy |" in format_table(rows)
+    assert paths["figure"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_and_evaluate_cli(tmp_path, shared_data):
+    muram = shared_data / "highres" / "muram_quiet_ic_0.0662.fits"
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "enhance"]
+    common = ["--n-blocks", "1", "--width", "8", "--patch", "16", "--batch", "2"]
+    subprocess.run(
+        [*cmd, "train", "--observable", "continuum", "--scene", str(muram), "--out", str(run)]
+        + [*common, "--steps", "3", "--val-every", "3", "--variants", "2"],
+        check=True,
+        capture_output=True,
+    )
+    weights = run / "continuum.safetensors"
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    assert "muram_quiet_ic_0.0662.fits divided by its quiet-Sun level" in meta["training_data"][0]
+    result = subprocess.run(
+        [*cmd, "evaluate", "--weights", str(weights), "--scene", str(muram), "-o", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert "| muram_quiet_ic_0.0662[held-out] | enhance |" in result.stdout
+    assert (tmp_path / "evaluation.json").is_file()
+    bad = subprocess.run(
+        [*cmd, "train", "--observable", "continuum", "--scene", str(tmp_path / "nope.fits")]
+        + ["--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0
+    assert len(bad.stderr.strip().splitlines()) == 1 and "nope.fits" in bad.stderr
