@@ -16,7 +16,7 @@ what was done; the image stays RICE-compressed in HDU 1 as JSOC serves it.
 
 Run from the repository root::
 
-    python tools/make_hmi_sample.py [--shared ../shared/data] [--size 256]
+    python tests/data/make_hmi_sample.py [--shared ../shared/data] [--size 256]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "enhance" / "data" / "sample"
 MAGNETOGRAMS = (
     "hmi.M_720s.20111217_060000_TAI.magnetogram.fits",
@@ -60,7 +60,7 @@ def crop_magnetogram(src: Path, size: int) -> Path:
     header["CRPIX1"] = header["CRPIX1"] - x0
     header["CRPIX2"] = header["CRPIX2"] - y0
     header.add_history(
-        f"enhance tools/make_hmi_sample.py: cropped to {size}x{size} px, 0-based "
+        f"enhance tests/data/make_hmi_sample.py: cropped to {size}x{size} px, 0-based "
         f"x {x0}:{x0 + size}, y {y0}:{y0 + size} of the {raw.shape[1]}x{raw.shape[0]} "
         f"JSOC file {src.name}; CRPIX1/2 shifted by the crop origin; every other "
         "keyword (DATAMIN/MAX, TOTVALS, ...) still describes the full disk"
@@ -86,7 +86,7 @@ def rewrite_continuum(src: Path) -> Path:
     for key in ("SIMPLE", "EXTEND", "BLANK"):  # BLANK is invalid for float data
         header.remove(key, ignore_missing=True)
     header.add_history(
-        f"enhance tools/make_hmi_sample.py: {src.name} (sunpy test data, the real "
+        f"enhance tests/data/make_hmi_sample.py: {src.name} (sunpy test data, the real "
         "hmi.Ic_45s frame resampled by sunpy to 100x100) stored as float32, "
         "losslessly GZIP_2-compressed in HDU 1 like a JSOC export; keywords unchanged"
     )
