@@ -9,6 +9,7 @@ slurm-client munge slurmdbd mariadb-server (skipped otherwise, required in CI).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def test_workflow_on_slurm(tmp_path, weights, cluster):  # noqa: F811
                 "source": str(archive),
                 "series": ["hmi.M_720s"],
                 "weights": weights,
-                "enhance": {"device": "cpu", "tile": 64, "frames_per_job": 10},
+                "enhance": {"device": "cpu", "tile": 64, "frames_per_job": 1},
                 "resources": {"gpu": 1, "mem_mb": 1000, "runtime": 10, "threads": 1},
                 "output": "out",
             }
@@ -88,6 +89,13 @@ def test_workflow_on_slurm(tmp_path, weights, cluster):  # noqa: F811
     ).stdout
     jobs = [line for line in sacct.splitlines() if "COMPLETED" in line]
     assert len(jobs) >= 2, sacct  # enhance_batch and cube ran as SLURM jobs
+    # scaling out: three one-frame batches ran as three SLURM jobs that split the
+    # range without overlap and together cover every frame
+    enhance_jobs = [line for line in jobs if "gres/gpu=1" in line]  # only they ask for a GPU
+    assert len(enhance_jobs) == 3, sacct
+    batches = sorted((tmp_path / "out" / "enhanced" / "hmi.M_720s" / "batches").glob("*.json"))
+    assigned = [f["t_rec"] for b in batches for f in json.loads(b.read_text())["frames"]]
+    assert len(batches) == 3 and len(assigned) == 3 == len(set(assigned)), assigned
     assert any("gres/gpu=1" in line for line in jobs), sacct
     cube = TimeCube(tmp_path / "out" / "cubes" / "hmi.M_720s" / "20160707.h5")
     assert len(cube.times()) == 3

@@ -37,6 +37,7 @@ __all__ = [
     "load_magnetogram_scene",
     "parse_scene_spec",
     "quiet_sun_level",
+    "held_out_columns",
     "split_scene",
 ]
 
@@ -185,25 +186,30 @@ def load_magnetogram_scene(
     )
 
 
-def split_scene(scene: Scene, *, holdout: float = 0.35, guard: int | None = None) -> tuple:
-    """Split ``scene`` by columns into (train, held-out) scenes.
+def held_out_columns(nx: int, pixel_scale: u.Quantity, holdout: float = 0.35) -> tuple[int, int]:
+    """``(cut, start)``: training columns are ``[0, cut)``, held-out ``[start, nx)``.
 
-    The right ``holdout`` fraction of the columns is held out; ``guard`` truth
-    pixels between them (default: 4 HMI pixels, beyond the HMI PSF core and
-    the network's receptive field at the input scale is 13 px, which the
-    degradation of the held-out part never sees from the training part) are
-    dropped.
+    The right ``holdout`` fraction is held out; the guard band ``[cut, start)``
+    is 4 HMI pixels wide (beyond the HMI PSF core), so the degradation of the
+    held-out part never sees a training pixel. Training
+    (:func:`split_scene`) and validation twins use this one definition.
     """
     if not 0 < holdout < 1:
         raise InputError(f"holdout must be a fraction between 0 and 1, got {holdout}")
-    ny, nx = scene.data.shape
-    if guard is None:
-        guard = int(np.ceil(4 * (HMI_PIXEL_SCALE / scene.pixel_scale).decompose().value))
+    guard = int(np.ceil(4 * (HMI_PIXEL_SCALE / pixel_scale).decompose().value))
     cut = int(round(nx * (1 - holdout)))
+    return cut, cut + guard
+
+
+def split_scene(scene: Scene, *, holdout: float = 0.35) -> tuple:
+    """Split ``scene`` by columns into (train, held-out) scenes.
+
+    See :func:`held_out_columns` for the columns and the guard band.
+    """
+    ny, nx = scene.data.shape
+    cut, start = held_out_columns(nx, scene.pixel_scale, holdout)
     train = dataclasses.replace(scene, name=f"{scene.name}[train]", data=scene.data[:, :cut])
-    held = dataclasses.replace(
-        scene, name=f"{scene.name}[held-out]", data=scene.data[:, cut + guard :]
-    )
+    held = dataclasses.replace(scene, name=f"{scene.name}[held-out]", data=scene.data[:, start:])
     if min(held.data.shape) * scene.pixel_scale < 8 * HMI_PIXEL_SCALE:
         raise InputError(f"held-out part of {scene.name} is too small ({held.data.shape})")
     return train, held

@@ -417,6 +417,20 @@ def _rectangle(xy: tuple[float, float], width: float, height: float):
     return Rectangle(xy, width, height, fill=False, edgecolor="tab:orange", linewidth=1.0)
 
 
+def _binned(freq: np.ndarray, power: np.ndarray, nbins: int = 160):
+    """Mean spectrum in ``nbins`` equal frequency bins (display only: large images
+    give thousands of padded-frequency annuli that draw as a thick band)."""
+    if freq.size <= nbins:
+        return freq, power
+    edges = np.linspace(0.0, float(freq.max()) + 1e-12, nbins + 1)
+    idx = np.clip(np.digitize(freq, edges) - 1, 0, nbins - 1)
+    counts = np.bincount(idx, minlength=nbins)
+    good = counts > 0
+    f = np.bincount(idx, weights=freq, minlength=nbins)[good] / counts[good]
+    p = np.bincount(idx, weights=power, minlength=nbins)[good] / counts[good]
+    return f, p
+
+
 def _spectra_figure(ev: Evaluation, case: ValidationCase, path: Path) -> None:
     fig = _new_figure(8, 5.2)
     ax = fig.subplots()
@@ -428,7 +442,7 @@ def _spectra_figure(ev: Evaluation, case: ValidationCase, path: Path) -> None:
         "enhance": ("tab:red", "-", 1.6),
     }
     for key in ("truth", *METHODS):
-        freq, power = metrics.power_spectrum(ev.images[key])
+        freq, power = _binned(*metrics.power_spectrum(ev.images[key]))
         keep = (freq > 0) & (power > 0)
         color, style, width = styles[key]
         label = case.truth_label if key == "truth" else METHOD_LABELS[key]
@@ -438,7 +452,7 @@ def _spectra_figure(ev: Evaluation, case: ValidationCase, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlim(0, 0.5)
     ax.set_xlabel('spatial frequency [px$^{-1}$] at 0.252"/px')
-    ax.set_ylabel("azimuthally averaged power")
+    ax.set_ylabel("azimuthally averaged power (binned for display)")
     ax.set_title(f"{case.name}: power spectra ((img - median) / std, 3x zero padding)")
     ax.legend(fontsize=8, loc="lower left")
     _save_png(fig, path)
@@ -475,7 +489,7 @@ table { border-collapse: collapse; margin: 0.8em 0; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 tr.enhance td { font-weight: bold; background: #fdeaea; }
-td.best { background: #dff2df; }
+tr td.best, tr.enhance td.best { background: #c9ebc9; }
 img { max-width: 100%; border: 1px solid #ddd; }
 .notes li { color: #8a4b00; }
 code { background: #f4f4f4; padding: 0 0.2em; }

@@ -78,6 +78,7 @@ def read_scene(
     pixel_scale: u.Quantity | float | None = None,
     observable: str = "continuum",
     crop: int | None = None,
+    holdout: float | None = None,
 ) -> TwinScene:
     """Read a high-resolution scene, crop it and put it in network units.
 
@@ -92,6 +93,11 @@ def read_scene(
         gauss and are used as they are.
     crop : int, optional
         Keep the central ``crop`` x ``crop`` pixels (default: whole scene).
+    holdout : float, optional
+        Keep only the held-out columns of ``enhance train``'s split (the right
+        ``holdout`` fraction beyond the guard band, see
+        :func:`enhance.training.scenes.held_out_columns`), so the twin scores
+        the shipped networks on pixels they never saw. Applied before ``crop``.
 
     Raises
     ------
@@ -114,6 +120,12 @@ def read_scene(
             raise ConfigError(f"scene {path.name} has no CDELT1; pass its pixel scale in arcsec")
         pixel_scale = abs(value)
     scale = u.Quantity(pixel_scale, u.arcsec)
+    x_offset = 0
+    if holdout is not None:
+        from enhance.training.scenes import held_out_columns
+
+        x_offset = held_out_columns(data.shape[1], scale, float(holdout))[1]
+        data = data[:, x_offset:]
     if crop is not None:
         crop = int(crop)
         ny, nx = data.shape
@@ -123,9 +135,9 @@ def read_scene(
             )
         y0, x0 = (ny - crop) // 2, (nx - crop) // 2
         data = data[y0 : y0 + crop, x0 : x0 + crop]
-        region = [y0, y0 + crop, x0, x0 + crop]
+        region = [y0, y0 + crop, x_offset + x0, x_offset + x0 + crop]
     else:
-        region = [0, data.shape[0], 0, data.shape[1]]
+        region = [0, data.shape[0], x_offset, x_offset + data.shape[1]]
     if not np.isfinite(data).all():
         raise InputError(f"scene {path.name} has non-finite pixels in the region used")
     if observable == "continuum":
@@ -254,6 +266,7 @@ def run_twin(
     observable: str | None = None,
     pixel_scale: u.Quantity | float | None = None,
     crop: int | None = None,
+    holdout: float | None = None,
     noise_sigma: float | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -286,7 +299,9 @@ def run_twin(
             "give weights for the scene's observable"
         )
     scale = float((meta.get("input_normalisation") or {}).get("scale", 1.0))
-    scene = read_scene(scene_path, pixel_scale=pixel_scale, observable=obs, crop=crop)
+    scene = read_scene(
+        scene_path, pixel_scale=pixel_scale, observable=obs, crop=crop, holdout=holdout
+    )
     case = twin_case(
         scene,
         model,

@@ -168,4 +168,4 @@ def all_targets(wildcards):
         targets += series_cubes(series)
         targets.append(f"{OUT}/report/{series}/frames.csv")
         targets.append(f"{OUT}/report/{series}/validation.json")
-    return targets
+    return targets + TWIN_TARGETS  # twins added to a finished run are still built

@@ -6,15 +6,19 @@
 # Richardson-Lucy (Diaz Baso & Asensio Ramos 2018, A&A 614, A5, Sect. 4).
 
 
-def _twin_name(twin):
-    return twin.get("name") or Path(twin["scene"]).name.split(".fits")[0]
-
-
-TWINS = {_twin_name(twin): twin for twin in config["validation"]["twins"]}
+TWINS = {
+    twin.get("name") or Path(twin["scene"]).name.split(".fits")[0]: twin
+    for twin in config["validation"]["twins"]
+}
 if len(TWINS) != len(config["validation"]["twins"]):
     raise ConfigError(
         "config validation.twins has two scenes with the same name; give each a distinct `name`"
     )
+#: Every twin report (for `snakemake <target>` or a target list).
+TWIN_TARGETS = [
+    f"{OUT}/validation/twin/{name}/{twin['observable']}/report.html"
+    for name, twin in TWINS.items()
+]
 _OBSERVABLES = {series.observable for series in SERIES.values()}
 for _name, _twin in TWINS.items():
     if not Path(_twin["scene"]).is_file():
@@ -29,34 +33,18 @@ for _name, _twin in TWINS.items():
         )
 
 
-def twin_dir(name, observable):
-    return f"{OUT}/validation/twin/{name}/{observable}"
-
-
-def twin_reports(observable):
-    """metrics.json of every twin of ``observable``."""
-    return [
-        f"{twin_dir(name, observable)}/metrics.json"
-        for name, twin in TWINS.items()
-        if twin["observable"] == observable
-    ]
-
-
-def validate_inputs(wildcards):
-    return {
-        **report_inputs(wildcards),
-        "twins": twin_reports(SERIES[wildcards.series].observable),
-    }
-
-
-def twin_weights(wildcards):
-    path = config["weights"][wildcards.observable]
-    return [path] if path else []
-
-
 rule validate:
     input:
-        unpack(validate_inputs),
+        unpack(
+            lambda wildcards: {
+                **report_inputs(wildcards),
+                "twins": [
+                    f"{OUT}/validation/twin/{name}/{twin['observable']}/metrics.json"
+                    for name, twin in TWINS.items()
+                    if twin["observable"] == SERIES[wildcards.series].observable
+                ],
+            }
+        ),
     output:
         summary=f"{OUT}/report/{{series}}/validation.json",
         figure=report(
@@ -79,7 +67,9 @@ rule validate:
 rule validation_twin:
     input:
         scene=lambda wildcards: TWINS[wildcards.twin]["scene"],
-        weights=twin_weights,
+        weights=lambda wildcards: [
+            path for path in [config["weights"][wildcards.observable]] if path
+        ],
     output:
         html=f"{OUT}/validation/twin/{{twin}}/{{observable}}/report.html",
         metrics=f"{OUT}/validation/twin/{{twin}}/{{observable}}/metrics.json",

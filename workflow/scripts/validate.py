@@ -90,6 +90,7 @@ def twin_report():
         observable=snakemake.wildcards.observable,
         pixel_scale=twin.get("pixel_scale"),
         crop=crop,
+        holdout=twin.get("held_out"),
         seed=snakemake.params.seed,
         device=snakemake.params.device,
         tile=snakemake.params.tile,

@@ -1,0 +1,190 @@
+"""Validation reports end to end: synthetic twin, real Hinode file, real browser.
+
+The twin uses the real MURaM quiet-Sun snapshot (HelioML, BSD-3-Clause) in
+../shared/data/highres, a short central crop and a tiny randomly initialised
+network (``EnhanceNet(n_blocks=1, width=8)``): the point is the machinery
+(files, metrics, links), not the science. The Hinode path uses the real
+Hinode SOT/NFI file of NOAA 11158 (sunpy test data, BSD-2-Clause) with
+synthetic HMI and enhanced frames made from it by the package's own physics,
+whose WCS carries a known pointing error, so the co-alignment must find it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from conftest import require
+
+from enhance.cli import main
+from enhance.errors import ReportError
+from enhance.frame import Frame
+from enhance.io import upsample_header, write_enhanced
+from enhance.model import EnhanceNet, save_weights
+from enhance.physics import degrade
+from enhance.validation.hinode import read_hinode
+from enhance.validation.report import METHODS, ValidationCase
+from enhance.validation.target import coarse_header, degraded_grid_header
+
+SCENE = Path("highres") / "muram_quiet_ic_0.0662.fits"
+HINODE = Path("hinode") / "FGMG4_20110214_030443.7.fits"
+HINODE_TIME = "2011-02-14T03:04:43.785"
+COMMON_KEYS = ("psnr", "ssim", "pearson", "spectrum_distance", "forward_residual")
+#: Pointing error written into the synthetic HMI WCS, in HMI pixels (x, y);
+#: the report must find the shift (dy, dx) = (2 ky, 2 kx) enhanced pixels.
+INJECTED = (0.8, -0.55)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_weights(
+        EnhanceNet(n_blocks=1, width=8),
+        tmp_path_factory.mktemp("w") / "continuum.safetensors",
+        metadata={
+            "observable": "continuum",
+            "psf_model": "wachter",
+            "training_data": "untrained: random initialisation (test)",
+            "input_normalisation": {"quantity": "continuum", "units": "quiet-Sun", "scale": 1.0},
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def twin_report(shared_data, weights, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("twin") / "report"
+    argv = ["validate", "--twin", str(shared_data / SCENE), "--pixel-scale", "0.0662"]
+    argv += ["--weights", str(weights), "-o", str(out), "--crop", "192", "--device", "cpu"]
+    assert main(argv) == 0
+    return out
+
+
+def test_twin_report_files_metrics_and_links(twin_report):
+    doc = json.loads((twin_report / "metrics.json").read_text())
+    assert doc["kind"] == "twin" and doc["observable"] == "continuum"
+    # 192 px x 0.0662" / 0.504" -> 25 input pixels, 50 enhanced
+    assert doc["hmi_shape"] == [25, 25] and doc["shape"] == [50, 50]
+    for method in METHODS:
+        values = doc["methods"][method]
+        for key in (*COMMON_KEYS, "rms_contrast", "contrast_difference_pp"):
+            assert isinstance(values[key], float) and math.isfinite(values[key]), (method, key)
+    # granulation of the 28 cm truth is far more contrasted than HMI's (paper: ~7 % vs 3.8 %)
+    truth_contrast = doc["truth_stats"]["rms_contrast"]
+    assert 0.05 < truth_contrast < 0.12
+    assert doc["hmi_input"]["rms_contrast"] < 0.7 * truth_contrast
+    assert doc["methods"]["bicubic"]["psnr"] < doc["methods"]["richardson_lucy"]["psnr"]
+    assert doc["provenance"]["weights_sha256"] and doc["provenance"]["scene_file"] == SCENE.name
+    page = (twin_report / "report.html").read_text()
+    links = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert {"images.png", "spectra.png", "metrics.json"} <= set(links)
+    for link in links:
+        assert not link.startswith(("/", "http", "file:")), link  # relative: opens from disk
+        assert (twin_report / link).stat().st_size > 1000
+    assert not list(twin_report.glob("*.part"))
+
+
+def _synthetic_frames(directory: Path, hinode: Path) -> tuple[list[Path], list[Path]]:
+    """HMI-like and enhanced frames made from the Hinode image, one at its time."""
+    image = read_hinode(hinode)
+    pair = degrade(image.data, image.pixel_scale, wavelength=image.wavelength)
+    fine = degraded_grid_header(image, pair.target.shape, 0.252 * u.arcsec)
+    header = fits.Header()
+    for key, value in coarse_header(fine).items():
+        header[key.upper()] = value
+    header["CRPIX1"] += INJECTED[0]
+    header["CRPIX2"] += INJECTED[1]
+    header.update(TELESCOP="SDO/HMI", CONTENT="MAGNETOGRAM", BUNIT="G")
+    hmi, enhanced = [], []
+    for tag, when, gain in (("near", HINODE_TIME, 1.0), ("far", "2011-02-14T03:25:00", -1.0)):
+        card = header.copy()
+        card["DATE-OBS"] = when
+        hmi.append(directory / f"hmi.M_45s.{tag}.magnetogram.fits")
+        fits.PrimaryHDU((gain * pair.input).astype(np.float32), card).writeto(hmi[-1])
+        frame = Frame(
+            (gain * pair.target).astype(np.float32),
+            upsample_header(card),
+            "magnetogram",
+            meta={"input_file": hmi[-1].name},
+        )
+        enhanced.append(directory / f"enhanced.{tag}.fits")
+        write_enhanced(enhanced[-1], frame, provenance={"psf_model": "wachter"})
+    return hmi, enhanced
+
+
+def test_hinode_target_recovers_pointing_error(shared_data, tmp_path):
+    hmi, enhanced = _synthetic_frames(tmp_path, shared_data / HINODE)
+    out = tmp_path / "report"
+    argv = ["validate", "--hinode", str(shared_data / HINODE), "--enhanced", *enhanced[::-1]]
+    assert main([*map(str, argv), "--hmi", *map(str, hmi), "-o", str(out)]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    align = doc["alignment"]
+    assert align["enhanced_file"] == "enhanced.near.fits" and align["time_difference_s"] == 0
+    assert align["hmi_input"] == "hmi.M_45s.near.magnetogram.fits"
+    dy, dx = align["shift_applied_px"]
+    assert abs(dy - 2 * INJECTED[1]) < 0.1 and abs(dx - 2 * INJECTED[0]) < 0.1
+    assert max(map(abs, align["residual_shift_px"])) < 0.05
+    assert align["calibration"]["gain_G"] == pytest.approx(1.0, abs=0.01)
+    assert doc["observable"] == "magnetogram" and doc["kind"] == "hinode"
+    # the "enhanced" frame is the degraded Hinode image itself: once aligned it must match
+    enh = doc["methods"]["enhance"]
+    assert enh["pearson"] > 0.999 and enh["unsigned_flux_ratio"] == pytest.approx(1, abs=0.01)
+    assert doc["methods"]["bicubic"]["pearson"] < enh["pearson"]
+    for method in METHODS:
+        for key in (*COMMON_KEYS, "unsigned_flux_Mx", "noise_level_G"):
+            assert math.isfinite(doc["methods"][method][key]), (method, key)
+    assert any("not calibrated Blos" in note for note in doc["notes"])
+    assert "shift_applied_px" in (out / "report.html").read_text()
+
+
+def test_hinode_target_errors_are_one_line(shared_data, tmp_path, capsys):
+    _, enhanced = _synthetic_frames(tmp_path, shared_data / HINODE)
+    argv = ["validate", "--hinode", str(shared_data / HINODE), "-o", str(tmp_path / "r")]
+    assert main([*argv, "--enhanced", str(enhanced[1]), "--max-dt", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("enhance validate: error: the nearest enhanced frame enhanced.far")
+    assert "from the observation at 2011-02-14T03:04:43" in err
+    assert len(err.splitlines()) == 1
+    assert main(argv) == 2
+    assert "--hinode needs --enhanced" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_case_rejects_grids_that_do_not_nest():
+    hmi, good, bad = np.ones((16, 16)), np.ones((32, 32)), np.ones((32, 30))
+    with pytest.raises(ReportError, match="twice the HMI input"):
+        ValidationCase("x", "continuum", hmi, bad, good, "truth")
+
+
+def _screenshot(chromium: str, page: Path, png: Path) -> np.ndarray:
+    from PIL import Image
+
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    cmd += [f"--screenshot={png}", "--window-size=1200,1600", page.resolve().as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120, check=True)
+    assert png.stat().st_size > 0
+    with Image.open(png) as shot:
+        return np.asarray(shot.convert("RGB"), dtype=np.float64)
+
+
+def test_report_opens_in_headless_chromium(twin_report, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    require(chromium is not None, "chromium is not installed")
+    shot = _screenshot(chromium, twin_report / "report.html", tmp_path / "shot.png")
+    assert shot.shape == (1600, 1200, 3)
+    assert shot.mean(axis=2).std() > 20  # not blank
+    colours = len(np.unique(shot.reshape(-1, 3), axis=0))
+    # the same page without its figures: only text and table colours remain
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(twin_report / "report.html", bare / "report.html")
+    text_only = _screenshot(chromium, bare / "report.html", tmp_path / "bare.png")
+    assert colours > 2 * len(np.unique(text_only.reshape(-1, 3), axis=0))
