@@ -34,7 +34,15 @@ from enhance.training import (
 )
 from enhance.training.evaluate import evaluate_pairs, format_table, write_evaluation
 
-TINY = {"n_blocks": 1, "width": 8, "patch": 16, "batch": 2, "val_every": 2, "checkpoint_every": 2}
+TINY = {
+    "n_blocks": 1,
+    "width": 8,
+    "patch": 16,
+    "batch": 2,
+    "val_every": 2,
+    "checkpoint_every": 2,
+    "bn_recalibration": 3,
+}
 
 
 def _granulation(shape=(400, 420), seed=0) -> np.ndarray:
@@ -202,6 +210,7 @@ def test_train_and_evaluate_cli(tmp_path, shared_data):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "enhance"]
     common = ["--n-blocks", "1", "--width", "8", "--patch", "16", "--batch", "2"]
+    common += ["--bn-recalibration", "3"]
     subprocess.run(
         [*cmd, "train", "--observable", "continuum", "--scene", str(muram), "--out", str(run)]
         + [*common, "--steps", "3", "--val-every", "3", "--variants", "2"],
@@ -227,3 +236,31 @@ def test_train_and_evaluate_cli(tmp_path, shared_data):
     )
     assert bad.returncode != 0
     assert len(bad.stderr.strip().splitlines()) == 1 and "nope.fits" in bad.stderr
+
+
+def test_batchnorm_recalibration_uses_exact_averages(pairs):
+    import torch
+
+    from enhance.model import EnhanceNet
+    from enhance.training import recalibrate_batchnorm
+
+    train_pairs, _ = pairs
+    sampler = PatchSampler(
+        train_pairs, patch=16, noise_sigma=0.0, input_scale=1.0, rng=np.random.default_rng(0)
+    )
+    torch.manual_seed(0)
+    net = EnhanceNet(n_blocks=1, width=4)
+    recalibrate_batchnorm(net, sampler, batches=4, batch=8)
+    assert not net.training
+    assert all(bn.momentum == 0.1 for bn in net.modules() if isinstance(bn, torch.nn.BatchNorm2d))
+    # the first BN sees conv1(relu(head(x))): its running mean is the exact batch mean
+    replay = PatchSampler(
+        train_pairs, patch=16, noise_sigma=0.0, input_scale=1.0, rng=np.random.default_rng(0)
+    )
+    with torch.no_grad():
+        feats = [
+            net.blocks[0].conv1(torch.relu(net.head(torch.from_numpy(replay.sample(8)[0]))))
+            for _ in range(4)
+        ]
+    mean = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
+    torch.testing.assert_close(net.blocks[0].bn1.running_mean, mean, rtol=1e-4, atol=1e-6)

@@ -53,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--psf", default="wachter", help="HMI PSF model of the degradation")
+    parser.add_argument(
+        "--bn-recalibration",
+        type=int,
+        default=200,
+        help="batches for the final batch-norm statistics (0: keep the running ones)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         threads=args.threads,
         psf_model=args.psf,
+        bn_recalibration=args.bn_recalibration,
     )
     scenes = load_scenes(args.scene, args.observable)
     train_pairs, held_pairs = build_pairs(

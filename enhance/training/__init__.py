@@ -20,7 +20,13 @@ References
 """
 
 from enhance.training.datasets import build_pairs, load_scenes
-from enhance.training.loop import PAPER_RECIPE, TrainConfig, train, validation_loss
+from enhance.training.loop import (
+    PAPER_RECIPE,
+    TrainConfig,
+    recalibrate_batchnorm,
+    train,
+    validation_loss,
+)
 from enhance.training.pairs import Pair, PatchSampler, augmented_pairs, degraded_pair
 from enhance.training.scenes import (
     Scene,
@@ -43,6 +49,7 @@ __all__ = [
     "load_magnetogram_scene",
     "load_scenes",
     "parse_scene_spec",
+    "recalibrate_batchnorm",
     "split_scene",
     "train",
     "validation_loss",
