@@ -12,6 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
+
+from enhance.model import EnhanceNet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ENHANCE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -38,3 +42,22 @@ def shared_data() -> Path:
 def repo_root() -> Path:
     """The repository root."""
     return REPO_ROOT
+
+
+def randomised_net(seed: int = 0, **arch: int) -> EnhanceNet:
+    """EnhanceNet with random batch-norm statistics and affine terms, in eval mode.
+
+    Fresh batch norms are identities in eval mode; random statistics make
+    the tests see every term of the forward pass.
+    """
+    torch.manual_seed(seed)
+    model = EnhanceNet(**arch)
+    gen = torch.Generator().manual_seed(seed + 1)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
+            module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+            module.weight.data.copy_(0.5 + torch.rand(n, generator=gen))
+            module.bias.data.copy_(0.1 * torch.randn(n, generator=gen))
+    return model.eval()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from conftest import randomised_net
 
 from enhance.errors import ConfigError, InputError, WeightsError
 from enhance.frame import Frame
@@ -37,18 +37,8 @@ BF16_BOUND = 5e-2
 
 
 def net(seed: int = 0, **arch: int) -> EnhanceNet:
-    """EnhanceNet with random batch-norm statistics and affine terms, eval mode."""
-    torch.manual_seed(seed)
-    model = EnhanceNet(**arch)
-    gen = torch.Generator().manual_seed(seed + 1)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
-            module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
-            module.weight.data.copy_(0.5 + torch.rand(n, generator=gen))
-            module.bias.data.copy_(0.1 * torch.randn(n, generator=gen))
-    return model.eval()
+    """EnhanceNet with random batch-norm statistics, in eval mode."""
+    return randomised_net(seed, **arch)
 
 
 @pytest.fixture(scope="module")

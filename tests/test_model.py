@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import randomised_net
 from torch import nn
 
 from enhance.errors import WeightsError
@@ -31,17 +32,7 @@ METADATA = {
 
 def tiny(seed: int = 0, **arch: int) -> EnhanceNet:
     """A small network with non-trivial batch-norm statistics, in eval mode."""
-    torch.manual_seed(seed)
-    model = EnhanceNet(**{"n_blocks": 1, "width": 8, **arch})
-    gen = torch.Generator().manual_seed(seed + 1)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
-            module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
-            module.weight.data.copy_(0.5 + torch.rand(n, generator=gen))
-            module.bias.data.copy_(0.1 * torch.randn(n, generator=gen))
-    return model.eval()
+    return randomised_net(seed, **{"n_blocks": 1, "width": 8, **arch})
 
 
 def run(model: EnhanceNet, x: torch.Tensor) -> torch.Tensor:

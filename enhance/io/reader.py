@@ -54,7 +54,7 @@ HEADER_UNITS = {"continuum": "", "magnetogram": "G"}
 UNIT_NAMES = {"continuum": "I/I_quiet-Sun", "magnetogram": "G"}
 
 # Cards describing the on-disk layout of the input HDU, not the image.
-_STRUCTURAL = (
+STRUCTURAL_CARDS = (
     "SIMPLE",
     "XTENSION",
     "BITPIX",
@@ -258,7 +258,7 @@ def _clean_header(header: fits.Header, shape: tuple[int, int]) -> fits.Header:
     """Copy of ``header`` without the cards that describe the input HDU layout."""
     out = fits.Header([("NAXIS", 2), ("NAXIS1", int(shape[1])), ("NAXIS2", int(shape[0]))])
     for card in header.cards:
-        if card.keyword in _STRUCTURAL or card.keyword.startswith("NAXIS"):
+        if card.keyword in STRUCTURAL_CARDS or card.keyword.startswith("NAXIS"):
             continue
         out.append(card, end=True)
     return out
@@ -345,7 +345,7 @@ def read_hmi(
         # the JSOC primary header carries nothing the image header lacks; a
         # bare cut-out may keep its cards in the primary HDU though
         if index > 0:
-            skip = {*_STRUCTURAL, "COMMENT", "HISTORY", ""}
+            skip = {*STRUCTURAL_CARDS, "COMMENT", "HISTORY", ""}
             for card in hdul[0].header.cards:
                 keyword = card.keyword
                 if keyword in skip or keyword.startswith("NAXIS") or keyword in header:

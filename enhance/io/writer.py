@@ -39,7 +39,7 @@ from enhance.atomic import atomic_path
 from enhance.errors import InputError, OutputError
 from enhance.frame import Frame
 from enhance.io.cards import set_card
-from enhance.io.reader import HEADER_UNITS, UNIT_NAMES
+from enhance.io.reader import HEADER_UNITS, STRUCTURAL_CARDS, UNIT_NAMES
 from enhance.provenance import provenance_record
 
 __all__ = ["COMPRESSION_CHOICES", "PROVENANCE_KEYWORDS", "write_enhanced"]
@@ -70,18 +70,7 @@ PROVENANCE_KEYWORDS: dict[str, tuple[str, str]] = {
 _ALIASES = {"psf": "psf_model", "weights": "weights_file", "version": "software"}
 
 # Cards describing the input image's values or layout: wrong for the output.
-_STALE = (
-    "SIMPLE",
-    "XTENSION",
-    "BITPIX",
-    "EXTEND",
-    "PCOUNT",
-    "GCOUNT",
-    "BLANK",
-    "BSCALE",
-    "BZERO",
-    "CHECKSUM",
-    "DATASUM",
+_STALE = STRUCTURAL_CARDS + (
     "HEADSUM",
     "DATAMIN",
     "DATAMAX",
