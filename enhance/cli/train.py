@@ -54,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--psf", default="wachter", help="HMI PSF model of the degradation")
     parser.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="input noise sigma in network units (default: paper, 1e-3 continuum, 1e-2 kG Blos)",
+    )
+    parser.add_argument(
         "--bn-recalibration",
         type=int,
         default=200,
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         psf_model=args.psf,
         bn_recalibration=args.bn_recalibration,
+        noise_sigma=args.noise,
     )
     scenes = load_scenes(args.scene, args.observable)
     train_pairs, held_pairs = build_pairs(

@@ -87,6 +87,7 @@ def save_weights(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "observable": metadata["observable"]})
+        os.chmod(tmp, 0o644)  # safetensors creates 0600 files; weights are meant to be shared
     sidecar = dict(metadata)
     sidecar.update(
         architecture=model.architecture,
