@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--holdout", type=float, default=0.35)
     parser.add_argument("--hmi", action="append", default=[], metavar="FITS", help="real HMI")
     parser.add_argument("--crop", type=int, default=512, help="magnetogram crop (HMI px)")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="input noise in network units (default: the noise the weights were trained with)",
+    )
     parser.add_argument("-o", "--out", required=True, metavar="DIR")
     parser.set_defaults(func=run)
 
@@ -56,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     for scene in load_scenes(args.scene, observable):
         held = split_scene(scene, holdout=args.holdout)[1]
         pairs.append(degraded_pair(held, psf_model=psf))
-    rows, images = evaluate_pairs(args.weights, pairs)
+    rows, images = evaluate_pairs(args.weights, pairs, noise_sigma=args.noise)
     hmi = None
     if args.hmi:
         if observable == "continuum":

@@ -72,6 +72,7 @@ def evaluate_pairs(
     pairs: Sequence[Pair],
     *,
     noise_seed: int = 1,
+    noise_sigma: float | None = None,
     border: int = 8,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
     """Score every method on every held-out pair.
@@ -83,6 +84,10 @@ def evaluate_pairs(
         Noise-free held-out pairs; input noise of the weights' recipe
         (sidecar ``training.config.noise_sigma`` x input scale) is added with
         ``noise_seed``.
+    noise_sigma : float, optional
+        Input noise in network units instead of the weights' training noise
+        (e.g. the paper's 1e-3, to compare networks trained with different
+        noise on the same inputs).
     border : int
         Target pixels dropped at each edge before scoring (edge handling is
         not what is compared).
@@ -96,7 +101,9 @@ def evaluate_pairs(
     """
     model, meta = load_weights(weights)
     scale = float(meta["input_normalisation"]["scale"])
-    sigma = float(meta.get("training", {}).get("config", {}).get("noise_sigma", 0.0)) * scale
+    if noise_sigma is None:
+        noise_sigma = float(meta.get("training", {}).get("config", {}).get("noise_sigma", 0.0))
+    sigma = float(noise_sigma) * scale
     psf_model = meta.get("psf_model", "wachter")
     rng = np.random.default_rng(noise_seed)
     kind = "continuum" if meta["observable"] == "continuum" else "blos"

@@ -10,10 +10,14 @@ Hinode target is written (:mod:`enhance.validation.report`). The twin runs
 offline and proves the whole machinery; real Hinode files are used when a
 user has them (:mod:`enhance.validation.target`).
 
-Continuum scenes are put in quiet-Sun units first: divided by their quiet-Sun
-level (:func:`enhance.io.normalise.quiet_sun_level`, the median of the
-non-dark pixels; for a quiet-Sun scene this is the median), which is how the
-network's input is normalised [1]_.
+Continuum scenes are put in quiet-Sun units first, the way
+:func:`enhance.io.read_hmi` normalises a real HMI frame: divided by the
+quiet-Sun level (:func:`enhance.io.normalise.quiet_sun_level`, the median of
+the non-dark pixels) of the scene seen at HMI resolution (noise-free
+:func:`enhance.physics.degrade` input). The estimator is tuned for HMI's
+~3.7 % contrast; applied to a raw MURaM scene (~15 % contrast) it would land
+on the granules and put the input 16 % below the quiet-Sun units the network
+expects [1]_.
 
 References
 ----------
@@ -141,9 +145,18 @@ def read_scene(
     if not np.isfinite(data).all():
         raise InputError(f"scene {path.name} has non-finite pixels in the region used")
     if observable == "continuum":
-        level = quiet_sun_level(data)
+        # Normalise as read_hmi normalises a real HMI frame: the quiet-Sun level
+        # of the scene seen at HMI resolution (the estimator is tuned for HMI's
+        # ~3.7 % contrast; on the raw scene, with ~15 % contrast, it would land
+        # on the granules and bias the level high by up to 16 %).
+        from enhance.physics import degrade
+
+        level = quiet_sun_level(degrade(data, scale).input)
         data = data / level
-        norm = {"method": "quiet-sun level (median of non-dark pixels)", "factor": level}
+        norm = {
+            "method": "quiet-Sun level of the scene at HMI resolution (as read_hmi)",
+            "factor": level,
+        }
     else:
         norm = {"method": "none (gauss)", "factor": 1.0}
     return TwinScene(
