@@ -24,7 +24,7 @@ def enhance_frame(
     device: str = "auto",
     precision: str = "fp32",
     tile: int = 256,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     progress: bool = False,
 ) -> Frame:
     """Return the enhanced frame (2x grid, same units, header with the 2x WCS).
