@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``enhance evaluate``; return the exit code."""
     from enhance.errors import ConfigError
     from enhance.model import read_sidecar
-    from enhance.training import degraded_pair, load_scenes, split_scene
+    from enhance.training import held_out_pairs, load_scenes
     from enhance.training.evaluate import (
         evaluate_hmi_continuum,
         evaluate_hmi_magnetograms,
@@ -56,12 +56,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.scene:
         raise ConfigError("give at least one --scene to evaluate on")
-    observable = read_sidecar(args.weights)["observable"]
-    psf = read_sidecar(args.weights).get("psf_model", "wachter")
-    pairs = []
-    for scene in load_scenes(args.scene, observable):
-        held = split_scene(scene, holdout=args.holdout)[1]
-        pairs.append(degraded_pair(held, psf_model=psf))
+    sidecar = read_sidecar(args.weights)
+    observable = sidecar["observable"]
+    pairs = held_out_pairs(
+        load_scenes(args.scene, observable),
+        holdout=args.holdout,
+        psf_model=sidecar.get("psf_model", "wachter"),
+    )
     rows, images = evaluate_pairs(args.weights, pairs, noise_sigma=args.noise)
     hmi = None
     if args.hmi:

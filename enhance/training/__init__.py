@@ -19,7 +19,7 @@ References
    using deep learning", A&A 614, A5.
 """
 
-from enhance.training.datasets import build_pairs, load_scenes
+from enhance.training.datasets import build_pairs, held_out_pairs, load_scenes
 from enhance.training.loop import (
     PAPER_RECIPE,
     TrainConfig,
@@ -45,6 +45,7 @@ __all__ = [
     "augmented_pairs",
     "build_pairs",
     "degraded_pair",
+    "held_out_pairs",
     "load_continuum_scene",
     "load_magnetogram_scene",
     "load_scenes",

@@ -16,7 +16,7 @@ from enhance.training.scenes import (
     split_scene,
 )
 
-__all__ = ["build_pairs", "load_scenes"]
+__all__ = ["build_pairs", "held_out_pairs", "load_scenes"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,16 @@ def load_scenes(specs: Sequence[str], observable: str) -> list[Scene]:
         else:
             scenes.append(load_magnetogram_scene(path))
     return scenes
+
+
+def held_out_pairs(
+    scenes: Sequence[Scene], *, holdout: float, psf_model: str = "wachter"
+) -> list[Pair]:
+    """One noise-free degraded pair per held-out region (the split of :func:`build_pairs`)."""
+    return [
+        degraded_pair(split_scene(scene, holdout=holdout)[1], psf_model=psf_model)
+        for scene in scenes
+    ]
 
 
 def build_pairs(
@@ -50,12 +60,9 @@ def build_pairs(
         pair per held-out region.
     """
     rng = np.random.default_rng(seed)
-    train_pairs, held_pairs = [], []
+    train_pairs = []
     for scene in scenes:
-        train_part, held_part = split_scene(scene, holdout=holdout)
+        train_part = split_scene(scene, holdout=holdout)[0]
         train_pairs += augmented_pairs(train_part, variants, rng=rng, psf_model=psf_model)
-        held_pairs.append(degraded_pair(held_part, psf_model=psf_model))
-        log.info(
-            "%s: %d training variants, held-out %s", scene.name, variants, held_part.data.shape
-        )
-    return train_pairs, held_pairs
+        log.info("%s: %d training variants", scene.name, variants)
+    return train_pairs, held_out_pairs(scenes, holdout=holdout, psf_model=psf_model)

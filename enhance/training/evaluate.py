@@ -33,7 +33,7 @@ import numpy as np
 
 from enhance.atomic import atomic_path
 from enhance.inference import enhance_array
-from enhance.model import load_weights
+from enhance.model import load_weights_cached
 from enhance.provenance import provenance_record
 from enhance.training.pairs import Pair
 from enhance.validation import baselines, metrics
@@ -99,7 +99,7 @@ def evaluate_pairs(
         (per cent, quiet-Sun mask of the truth), ``truth_contrast``,
         ``spectrum_distance``, ``forward_residual``; and the images per scene.
     """
-    model, meta = load_weights(weights)
+    model, meta = load_weights_cached(weights)
     scale = float(meta["input_normalisation"]["scale"])
     if noise_sigma is None:
         noise_sigma = float(meta.get("training", {}).get("config", {}).get("noise_sigma", 0.0))
@@ -148,7 +148,7 @@ def evaluate_hmi_continuum(
     from enhance.io import read_hmi
 
     frame = read_hmi(path, observable="continuum")
-    model, meta = load_weights(weights)
+    model, meta = load_weights_cached(weights)
     out = enhance_array(frame.data, model, device="cpu", input_scale=1.0)
     rl = baselines.richardson_lucy(frame.data, psf_model=meta.get("psf_model", "wachter"))
     contrast = {}
@@ -179,7 +179,7 @@ def evaluate_hmi_magnetograms(
 
     from enhance.io import read_hmi
 
-    model, meta = load_weights(weights)
+    model, meta = load_weights_cached(weights)
     rows = []
     for path in paths:
         frame = read_hmi(path, observable="magnetogram")
