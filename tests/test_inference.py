@@ -16,6 +16,7 @@ import pytest
 import torch
 from conftest import randomised_net
 
+import enhance.inference.array as inference_array
 from enhance.errors import ConfigError, InputError, WeightsError
 from enhance.frame import Frame
 from enhance.inference import enhance_array, enhance_frame, plan_windows
@@ -125,7 +126,7 @@ def test_all_nan_and_non_2d_are_input_errors(narrow) -> None:
         enhance_array(np.zeros(20, dtype=np.float32), narrow, device="cpu")
 
 
-def test_windows_without_finite_pixels_are_skipped(magnetogram) -> None:
+def test_windows_without_finite_pixels_are_skipped(magnetogram, monkeypatch) -> None:
     model = net(n_blocks=1, width=8)
     data = magnetogram.data.copy()
     data[:, :70] = np.nan  # left half "off disk"
@@ -135,16 +136,16 @@ def test_windows_without_finite_pixels_are_skipped(magnetogram) -> None:
     assert 0 < len(live) < len(windows)
 
     seen: list[int] = []
-    forward = model.forward
+    forward = inference_array._forward
 
-    def counting(x: torch.Tensor) -> torch.Tensor:
-        seen.append(x.shape[0])
-        return forward(x)
+    def counting(net: torch.nn.Module, batch: torch.Tensor, dtype: object) -> torch.Tensor:
+        seen.append(batch.shape[0])
+        return forward(net, batch, dtype)
 
-    model.forward = counting  # instance attribute: nn.Module.__call__ uses it
+    monkeypatch.setattr(inference_array, "_forward", counting)
     out = enhance_array(data, model, device="cpu", tile=tile, batch_size=1, input_scale=1000.0)
     assert sum(seen) == len(live) == len(seen)
-    del model.forward
+    monkeypatch.undo()
     assert np.isnan(out[:, :140]).all() and np.isfinite(out[:, 140:]).all()
     assert rel_diff(out, whole(data, model, input_scale=1000.0)) <= 1e-5
 

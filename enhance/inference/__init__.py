@@ -6,7 +6,9 @@ enhance_array
     2-D array (physical units, NaN allowed) -> 2x array, tiled and blended.
 enhance_frame
     :class:`enhance.frame.Frame` -> enhanced Frame with the 2x WCS.
-resolve_device, autocast_dtype, fill_nan, plan_windows
+prepare_model
+    The inference copy of a network (batch norms folded, cached per device).
+resolve_device, autocast_dtype, plan_windows
     The pieces.
 
 This package never imports drms or h5py.
@@ -21,7 +23,7 @@ from enhance.inference.array import (
     PRECISIONS,
     autocast_dtype,
     enhance_array,
-    fill_nan,
+    prepare_model,
     resolve_device,
 )
 from enhance.inference.frame import enhance_frame
@@ -32,7 +34,7 @@ __all__ = [
     "autocast_dtype",
     "enhance_array",
     "enhance_frame",
-    "fill_nan",
     "plan_windows",
+    "prepare_model",
     "resolve_device",
 ]

@@ -1,5 +1,13 @@
 """Enhance a 2-D array of any size with tiling, NaN handling and a device choice.
 
+The work of one frame stays on the compute device from the first copy to the
+last: the image goes over once, the non-finite (off-disk) pixels are filled
+there, windows are cut, run through the network (batch norms folded into the
+convolutions, :func:`enhance.model.fuse.fold_batchnorm`) and blended into the
+2x image there, and the finished image comes back once. On a GPU the host
+therefore only launches work, and a frame costs two transfers (64 MiB in,
+256 MiB out for a 4096x4096 HMI frame) instead of two per window.
+
 References
 ----------
 .. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), "Enhancing SDO/HMI images
@@ -10,15 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 
 import numpy as np
 import torch
+from torch import nn
 
 from enhance.errors import ConfigError, InputError
 from enhance.inference.tiling import plan_windows
+from enhance.model.fuse import fold_batchnorm
 from enhance.model.network import EnhanceNet
 
-__all__ = ["PRECISIONS", "autocast_dtype", "enhance_array", "fill_nan", "resolve_device"]
+__all__ = ["PRECISIONS", "autocast_dtype", "enhance_array", "prepare_model", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -46,38 +57,74 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return PRECISIONS[precision]
 
 
-def fill_nan(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(filled, mask)``: NaN/inf replaced by the median finite value.
+def _to_device(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """One float32 host image -> the device (one copy per frame).
 
-    The convolutions need numbers everywhere; off-disk pixels are set back to
-    NaN in the output, and only pixels within the receptive radius of the limb
-    feel the fill value. The median is the quiet-Sun level for continuum and
-    ~0 G for magnetograms.
+    On a GPU the copy goes through page-locked memory (PyTorch's caching host
+    allocator reuses the block from frame to frame) and does not block.
     """
-    mask = ~np.isfinite(data)
-    if mask.all():
-        raise InputError("the image has no finite pixels (all NaN or infinite)")
-    if not mask.any():
-        return np.asarray(data, dtype=np.float32), mask
-    filled = np.array(data, dtype=np.float32)
-    filled[mask] = np.float32(np.median(filled[~mask]))
-    return filled, mask
-
-
-def _forward(
-    model: EnhanceNet, batch: np.ndarray, device: torch.device, dtype: torch.dtype | None
-) -> np.ndarray:
-    tensor = torch.from_numpy(batch[:, None]).to(device, non_blocking=True)
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     if device.type == "cuda":
-        tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
+
+
+def _to_host(tensor: torch.Tensor) -> np.ndarray:
+    """The finished output -> a host float32 array (one copy per frame)."""
+    if tensor.device.type == "cuda":
+        host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        host.copy_(tensor)
+        return host.numpy()
+    return tensor.numpy()
+
+
+def _forward(model: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """Network on a ``(N, H, W)`` device batch -> ``(N, fH, fW)`` float32 on the device."""
+    tensor = batch[:, None].contiguous(memory_format=torch.channels_last)
     context = (
-        torch.autocast(device_type=device.type, dtype=dtype)
+        torch.autocast(device_type=tensor.device.type, dtype=dtype)
         if dtype is not None
         else contextlib.nullcontext()
     )
-    with torch.inference_mode(), context:
+    with context:
         out = model(tensor)
-    return out.float()[:, 0].cpu().numpy()
+    return out[:, 0].float()
+
+
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _state_fingerprint(model: nn.Module) -> tuple:
+    return tuple((t.data_ptr(), t._version) for t in model.state_dict().values())
+
+
+def prepare_model(model: EnhanceNet, device: torch.device, *, compile: bool = False) -> nn.Module:
+    """The inference copy of ``model`` on ``device``: batch norms folded, eval mode.
+
+    ``model`` itself is not changed (not even put in eval mode). The copy is
+    cached per model and device and rebuilt when any of the model's
+    parameters or statistics changed in place (e.g. by training between two
+    evaluations). The copy uses the channels-last layout, the one cuDNN's
+    fastest convolution kernels expect; on the CPU (oneDNN) it was also 1.35x
+    faster than the default layout (one 256x256 window, 2 cores, 0.49 vs
+    0.69 s per forward pass).
+
+    With ``compile`` the copy is wrapped by :func:`torch.compile` (TorchInductor
+    fuses the bias, ReLU and skip additions into the convolutions' epilogues).
+    On the reference CPU that made a 256x256 forward pass 1.10x faster
+    (0.45 vs 0.50 s, identical output) at a one-off cost of ~21 s per
+    process (and again for the first batch of another size), so it pays only
+    for jobs of many full-disk frames.
+    """
+    fingerprint = (str(device), bool(compile), _state_fingerprint(model))
+    cached = _PREPARED.get(model, {}).get((str(device), bool(compile)))
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    prepared = fold_batchnorm(model).to(device).to(memory_format=torch.channels_last)
+    if compile:
+        prepared = torch.compile(prepared)
+    _PREPARED.setdefault(model, {})[(str(device), bool(compile))] = (fingerprint, prepared)
+    return prepared
 
 
 def enhance_array(
@@ -92,6 +139,7 @@ def enhance_array(
     margin: int | None = None,
     blend: int = 8,
     progress: bool = False,
+    compile: bool = False,
 ) -> np.ndarray:
     """Deconvolve and super-resolve a 2-D image with ``model``.
 
@@ -101,7 +149,8 @@ def enhance_array(
         Physical units: continuum in quiet-Sun intensity, Blos in gauss.
         Non-finite pixels (off-disk) are allowed.
     model : EnhanceNet
-        Put in eval mode and moved to ``device`` here.
+        Not modified: the forward passes use its inference copy
+        (:func:`prepare_model`, batch norms folded, always evaluation mode).
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device
     precision : {"fp32", "bf16", "fp16"}
         Autocast precision (fp32: none). bf16/fp16 are meant for GPUs; on a
@@ -123,6 +172,10 @@ def enhance_array(
         Width of the linear blending ramp after the margin.
     progress : bool
         Show a tqdm progress bar over batches.
+    compile : bool
+        Run the network through :func:`torch.compile` (see
+        :func:`prepare_model`). A smaller last batch costs one more
+        compilation, of a graph for any batch size, on the first frame.
 
     Returns
     -------
@@ -148,49 +201,77 @@ def enhance_array(
         batch_size = 4 if dev.type == "cuda" else 1
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    model = model.to(dev).eval()
     if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
+        # fp32 means IEEE fp32: PyTorch lets cuDNN round convolution inputs
+        # to TF32 (10-bit mantissa) by default, which would break the 1e-5
+        # tiling exactness; the reduced-precision modes are bf16 and fp16.
+        torch.backends.cudnn.allow_tf32 = precision != "fp32"
     factor = model.upscale
     margin = model.receptive_radius if margin is None else int(margin)
-    filled, mask = fill_nan(image)
-    filled = filled / np.float32(input_scale)
     try:
         (wh, ww), windows = plan_windows(
-            filled.shape, tile=int(tile), margin=margin, blend=int(blend), factor=factor
+            image.shape, tile=int(tile), margin=margin, blend=int(blend), factor=factor
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    height, width = filled.shape
-    out = np.zeros((factor * height, factor * width), dtype=np.float32)
-    # The windows form a grid, so the sum of their weights is the outer product
-    # of per-axis sums. Windows without a finite pixel are skipped: every output
-    # pixel they cover is NaN in the end, so the normalisation is unaffected.
-    norm_y = np.zeros(factor * height)
-    norm_x = np.zeros(factor * width)
-    for y0, wy in {w.y0: w.wy for w in windows}.items():
-        norm_y[factor * y0 : factor * (y0 + wh)] += wy
-    for x0, wx in {w.x0: w.wx for w in windows}.items():
-        norm_x[factor * x0 : factor * (x0 + ww)] += wx
-    finite = ~mask
-    windows = [w for w in windows if finite[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww].any()]
-    batches = [windows[i : i + int(batch_size)] for i in range(0, len(windows), int(batch_size))]
-    if progress:
-        from tqdm.auto import tqdm
+    net = prepare_model(model, dev, compile=compile)
+    height, width = image.shape
+    with torch.inference_mode():
+        # Everything from here to the final copy stays on the device: the
+        # image goes over once, the blended 2x image comes back once.
+        src = _to_device(image, dev)
+        finite = torch.isfinite(src)
+        has_nan = not bool(finite.all())
+        if has_nan:
+            if not bool(finite.any()):
+                raise InputError("the image has no finite pixels (all NaN or infinite)")
+            # Off-disk fill: the (lower) median finite value, the quiet-Sun
+            # level for continuum and ~0 G for Blos; only output pixels within
+            # the receptive radius of the limb feel it.
+            src = torch.where(finite, src, src[finite].median())
+        if input_scale != 1.0:
+            src = src / float(input_scale)
+        # The windows form a grid, so the sum of their weights is the outer
+        # product of per-axis sums. Windows without a finite pixel are
+        # skipped: every output pixel they cover ends up NaN, so the
+        # normalisation is unaffected.
+        norm_y = np.zeros(factor * height)
+        norm_x = np.zeros(factor * width)
+        for y0, wy in {w.y0: w.wy for w in windows}.items():
+            norm_y[factor * y0 : factor * (y0 + wh)] += wy
+        for x0, wx in {w.x0: w.wx for w in windows}.items():
+            norm_x[factor * x0 : factor * (x0 + ww)] += wx
+        if has_nan:
+            keep = torch.stack(
+                [finite[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww].any() for w in windows]
+            ).cpu()
+            windows = [w for w, k in zip(windows, keep.tolist(), strict=True) if k]
+        weights_y = {w.y0: torch.from_numpy(w.wy.astype(np.float32)).to(dev) for w in windows}
+        weights_x = {w.x0: torch.from_numpy(w.wx.astype(np.float32)).to(dev) for w in windows}
+        batches = [
+            windows[i : i + int(batch_size)] for i in range(0, len(windows), int(batch_size))
+        ]
+        if progress:
+            from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc="enhance", unit="batch", leave=False)
-    log.debug("%d windows of %dx%d on %s (%s)", len(windows), wh, ww, dev, precision)
-    for batch in batches:
-        stack = np.stack([filled[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww] for w in batch])
-        result = _forward(model, stack, dev, dtype)
-        for w, tile_out in zip(batch, result, strict=True):
-            ys = slice(factor * w.y0, factor * (w.y0 + wh))
-            xs = slice(factor * w.x0, factor * (w.x0 + ww))
-            out[ys, xs] += (tile_out * np.outer(w.wy, w.wx)).astype(np.float32)
-    out /= norm_y.astype(np.float32)[:, None]
-    out /= norm_x.astype(np.float32)[None, :]
-    out *= np.float32(input_scale)
-    if mask.any():
-        out[np.repeat(np.repeat(mask, factor, axis=0), factor, axis=1)] = np.nan
-    return out
+            batches = tqdm(batches, desc="enhance", unit="batch", leave=False)
+        log.debug("%d windows of %dx%d on %s (%s)", len(windows), wh, ww, dev, precision)
+        out = torch.zeros((factor * height, factor * width), dtype=torch.float32, device=dev)
+        for batch in batches:
+            stack = torch.stack([src[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww] for w in batch])
+            result = _forward(net, stack, dtype)
+            for w, tile_out in zip(batch, result, strict=True):
+                ys = slice(factor * w.y0, factor * (w.y0 + wh))
+                xs = slice(factor * w.x0, factor * (w.x0 + ww))
+                out[ys, xs].addcmul_(tile_out, torch.outer(weights_y[w.y0], weights_x[w.x0]))
+        norm = torch.from_numpy(norm_y.astype(np.float32)).to(dev)
+        out /= norm[:, None]
+        norm = torch.from_numpy(norm_x.astype(np.float32)).to(dev)
+        out /= norm[None, :]
+        if input_scale != 1.0:
+            out *= float(input_scale)
+        if has_nan:
+            blocks = out.view(height, factor, width, factor)
+            blocks.masked_fill_(~finite[:, None, :, None], float("nan"))
+        return _to_host(out)

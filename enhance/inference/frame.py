@@ -26,6 +26,7 @@ def enhance_frame(
     tile: int = 256,
     batch_size: int | None = None,
     progress: bool = False,
+    compile: bool = False,
 ) -> Frame:
     """Return the enhanced frame (2x grid, same units, header with the 2x WCS).
 
@@ -39,7 +40,7 @@ def enhance_frame(
         Continuum in quiet-Sun units or Blos in gauss (:func:`enhance.io.read_hmi`).
     weights : path-like, optional
         Default: the shipped weights for ``frame.observable``.
-    device, precision, tile, batch_size, progress
+    device, precision, tile, batch_size, progress, compile
         See :func:`enhance.inference.enhance_array`.
 
     Raises
@@ -66,6 +67,7 @@ def enhance_frame(
         batch_size=batch_size,
         input_scale=scale,
         progress=progress,
+        compile=compile,
     )
     header = upsample_header(frame.header, factor=model.upscale)
     meta_out = dict(frame.meta)

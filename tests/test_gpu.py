@@ -1,0 +1,88 @@
+"""The CUDA path, on a real GPU: skipped (with the reason) where there is none.
+
+These run on a machine with a GPU (``bench/gpu_check.sh`` runs them on a lent
+one); CI has no GPU, and there the same code paths are exercised on the CPU by
+``test_inference.py``, ``test_fuse.py`` and ``test_batch.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import randomised_net
+
+from enhance.batch import enhance_files
+from enhance.inference import enhance_array
+from enhance.io import read_hmi
+from enhance.model import save_weights
+from enhance.pipeline import EnhanceSettings
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "enhance" / "data" / "sample"
+FULL_DISK_IC = SAMPLE / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"
+MAGNETOGRAMS = sorted(SAMPLE.glob("hmi.M_720s.*.magnetogram.fits"))
+#: bf16 keeps 8 mantissa bits; the bound of test_inference.py (5 % of the range).
+BF16_BOUND = 5e-2
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.abs(a[ok] - b[ok]).max() / np.abs(b[ok]).max())
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return randomised_net(11)  # paper architecture
+
+
+@pytest.fixture(scope="module")
+def disk() -> np.ndarray:
+    return read_hmi(FULL_DISK_IC).data  # resampled full disk with off-disk NaN
+
+
+def test_gpu_tiled_equals_whole_in_fp32(model, disk) -> None:
+    """Exact tiling on the GPU, with TF32 off as enhance_array sets it for fp32."""
+    whole = enhance_array(disk, model, device="cuda", tile=max(disk.shape) + 1)
+    tiled = enhance_array(disk, model, device="cuda", tile=96, batch_size=3)
+    assert np.array_equal(np.isnan(whole), np.isnan(tiled))
+    assert _rel(tiled, whole) <= 1e-5
+
+
+def test_gpu_matches_cpu(model, disk) -> None:
+    cpu = enhance_array(disk, model, device="cpu", tile=128)
+    gpu = enhance_array(disk, model, device="cuda", tile=128)
+    assert np.array_equal(np.isnan(cpu), np.isnan(gpu))
+    assert _rel(gpu, cpu) <= 1e-4
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_gpu_reduced_precision_error(model, disk, precision, record_property) -> None:
+    fp32 = enhance_array(disk, model, device="cuda", tile=128)
+    low = enhance_array(disk, model, device="cuda", tile=128, precision=precision)
+    ok = np.isfinite(fp32)
+    err = float(np.abs(low[ok] - fp32[ok]).max() / (fp32[ok].max() - fp32[ok].min()))
+    record_property(f"{precision}_max_error_of_range", err)
+    assert err <= BF16_BOUND
+
+
+def test_gpu_batch_threaded(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    weights = save_weights(
+        randomised_net(12, n_blocks=1, width=8),
+        tmp_path / "magnetogram.safetensors",
+        metadata={
+            "observable": "magnetogram",
+            "input_normalisation": {"quantity": "Blos", "units": "G", "scale": 1000.0},
+            "psf_model": "wachter",
+            "training_data": "untrained (test)",
+        },
+    )
+    pairs = [(src, tmp_path / f"{src.stem}.out.fits") for src in MAGNETOGRAMS]
+    outcomes = enhance_files(pairs, EnhanceSettings(weights=weights, device="cuda"))
+    assert [o.status for o in outcomes] == ["enhanced"] * len(pairs)
+    assert all(out.is_file() for _, out in pairs)
