@@ -13,6 +13,7 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -21,12 +22,23 @@ from typing import Any
 
 from enhance.atomic import check_writable_dir
 from enhance.errors import ConfigError, InputError, OutputError, WeightsError
-from enhance.frame import OBSERVABLES
+from enhance.frame import OBSERVABLES, Frame
 from enhance.io import NORMALIZE_CHOICES, read_hmi, write_enhanced
 from enhance.io.writer import COMPRESSION_CHOICES
 from enhance.provenance import sha256_file
 
-__all__ = ["DEVICE_PATTERN", "PRECISIONS", "enhance_file", "resolve_weights", "validate_options"]
+__all__ = [
+    "DEVICE_PATTERN",
+    "PRECISIONS",
+    "EnhanceSettings",
+    "LoadedFrame",
+    "enhance_file",
+    "load_frame",
+    "resolve_weights",
+    "run_network",
+    "validate_options",
+    "write_result",
+]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +125,151 @@ def _check_output(input_path: Path, output_path: Path) -> None:
         raise OutputError(f"output {output_path} would overwrite the input; choose another name")
 
 
+@dataclasses.dataclass(frozen=True)
+class EnhanceSettings:
+    """The options of one enhancement run, shared by every frame of a batch.
+
+    Attributes
+    ----------
+    observable : {"continuum", "magnetogram"}, optional
+        Read from each file when None.
+    weights : path-like, optional
+        A ``.safetensors`` weights file (with its JSON sidecar); default: the
+        shipped weights for the observable.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+    precision : {"fp32", "bf16", "fp16"}
+    tile : int
+        Inference tile size in input pixels.
+    normalize : {"auto", "quiet-sun", "none"}
+        See :func:`enhance.io.read_hmi`.
+    compression : {"gzip", "rice", None}
+        Output compression, see :func:`enhance.io.write_enhanced` (default
+        lossless gzip).
+    compile : bool
+        Run the network through :func:`torch.compile`: ~21 s once per
+        process, then 1.10x faster forward passes on the reference CPU
+        (:func:`enhance.inference.array.prepare_model`); for jobs of many
+        full-disk frames.
+    """
+
+    observable: str | None = None
+    weights: str | os.PathLike[str] | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    tile: int = 256
+    normalize: str = "auto"
+    compression: str | None = "gzip"
+    compile: bool = False
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for a bad value or a missing GPU."""
+        validate_options(
+            observable=self.observable,
+            device=self.device,
+            precision=self.precision,
+            tile=self.tile,
+            normalize=self.normalize,
+        )
+        if self.compression not in COMPRESSION_CHOICES:
+            raise ConfigError(f"unknown compression {self.compression!r}; use gzip, rice or none")
+        _check_device(self.device)
+
+
+@dataclasses.dataclass
+class LoadedFrame:
+    """A frame read and checked, with the weights that will enhance it."""
+
+    input_path: Path
+    output_path: Path
+    frame: Frame
+    weights_path: Path
+    weights_metadata: dict[str, Any]
+
+
+def load_frame(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    settings: EnhanceSettings,
+) -> LoadedFrame:
+    """Check the output place, read the input and pick matching weights.
+
+    The first stage of :func:`enhance_file`; cheap next to the network, so a
+    bad frame fails here before any compute is spent on it.
+
+    Raises
+    ------
+    InputError, OutputError, WeightsError
+        One clear sentence naming the file.
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    _check_output(input_path, output_path)
+    frame = read_hmi(input_path, observable=settings.observable, normalize=settings.normalize)
+    weights_path = resolve_weights(settings.weights, frame.observable)
+
+    from enhance.model import load_weights_cached
+
+    _, metadata = load_weights_cached(weights_path, device="cpu")
+    trained_for = metadata.get("observable")
+    if trained_for is not None and trained_for != frame.observable:
+        raise WeightsError(
+            f"weights {weights_path.name} were trained for {trained_for} but "
+            f"{input_path.name} is a {frame.observable} image; pass matching --weights"
+        )
+    return LoadedFrame(input_path, output_path, frame, weights_path, metadata)
+
+
+def run_network(loaded: LoadedFrame, settings: EnhanceSettings, *, progress: bool = False) -> Frame:
+    """The second stage of :func:`enhance_file`: the tiled network on one frame."""
+    from enhance.inference import enhance_frame
+
+    frame = loaded.frame
+    log.info(
+        "enhancing %s with %s on %s (%s)",
+        loaded.input_path.name,
+        loaded.weights_path.name,
+        settings.device,
+        settings.precision,
+    )
+    enhanced = enhance_frame(
+        frame,
+        weights=loaded.weights_path,
+        device=settings.device,
+        precision=settings.precision,
+        tile=settings.tile,
+        progress=progress,
+        compile=settings.compile,
+    )
+    expected = (2 * frame.data.shape[0], 2 * frame.data.shape[1])
+    if enhanced.data.shape != expected:
+        raise InputError(
+            f"the network returned shape {enhanced.data.shape} for input {frame.data.shape}; "
+            f"expected {expected}"
+        )
+    return enhanced
+
+
+def write_result(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings) -> Path:
+    """The last stage of :func:`enhance_file`: the atomic FITS write with provenance."""
+    frame, metadata = loaded.frame, loaded.weights_metadata
+    provenance: dict[str, Any] = {
+        "observable": frame.observable,
+        "weights_file": loaded.weights_path.name,
+        "weights_sha256": metadata.get("sha256") or sha256_file(loaded.weights_path),
+        "psf_model": metadata.get("psf_model"),
+        "training_data": metadata.get("training_data"),
+        "input_file": loaded.input_path.name,
+        "input_sha256": frame.meta.get("input_sha256"),
+        "normalisation": frame.meta["normalisation"]["method"],
+        "device": settings.device,
+        "precision": settings.precision,
+        "tile": settings.tile,
+        "compiled": settings.compile,
+    }
+    return write_enhanced(
+        loaded.output_path, enhanced, provenance=provenance, compression=settings.compression
+    )
+
+
 def enhance_file(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
@@ -125,6 +282,7 @@ def enhance_file(
     normalize: str = "auto",
     progress: bool = False,
     compression: str | None = "gzip",
+    compile: bool = False,
 ) -> Path:
     """Enhance one HMI FITS file and write the 2x result.
 
@@ -133,6 +291,8 @@ def enhance_file(
     resolve and load the weights (checksum verified, trained for the same
     observable); run :func:`enhance.inference.enhance_frame`; write with
     :func:`enhance.io.write_enhanced` (atomic, provenance in the header).
+    Many files in one process: :func:`enhance.batch.enhance_files`, which
+    runs the same three stages with reading and writing overlapped.
 
     Output units. Magnetograms: Blos in gauss. Continuum: quiet-Sun units
     (``BUNIT = ''``, dimensionless; ``ENHUNIT = 'I/I_quiet-Sun'``), i.e. the
@@ -149,22 +309,10 @@ def enhance_file(
     ----------
     input_path, output_path : path-like
         HMI FITS file in; FITS file out (its directory must exist).
-    observable : {"continuum", "magnetogram"}, optional
-        Read from the file when None.
-    weights : path-like, optional
-        A ``.safetensors`` weights file (with its JSON sidecar); default: the
-        shipped weights for the observable.
-    device : {"auto", "cpu", "cuda", "cuda:N"}
-    precision : {"fp32", "bf16", "fp16"}
-    tile : int
-        Inference tile size in input pixels.
-    normalize : {"auto", "quiet-sun", "none"}
-        See :func:`enhance.io.read_hmi`.
+    observable, weights, device, precision, tile, normalize, compression, compile
+        See :class:`EnhanceSettings`.
     progress : bool
         Show a progress bar (callers pass ``sys.stderr.isatty()``).
-    compression : {"gzip", "rice", None}
-        Output compression, see :func:`enhance.io.write_enhanced` (default
-        lossless gzip).
 
     Returns
     -------
@@ -180,55 +328,17 @@ def enhance_file(
     ----------
     .. [1] Díaz Baso & Asensio Ramos (2018), A&A 614, A5.
     """
-    validate_options(
-        observable=observable, device=device, precision=precision, tile=tile, normalize=normalize
-    )
-    if compression not in COMPRESSION_CHOICES:
-        raise ConfigError(f"unknown compression {compression!r}; use gzip, rice or none")
-    input_path, output_path = Path(input_path), Path(output_path)
-    _check_output(input_path, output_path)
-    _check_device(device)
-    frame = read_hmi(input_path, observable=observable, normalize=normalize)
-    weights_path = resolve_weights(weights, frame.observable)
-
-    from enhance.inference import enhance_frame
-    from enhance.model import load_weights_cached
-
-    _, metadata = load_weights_cached(weights_path, device="cpu")
-    trained_for = metadata.get("observable")
-    if trained_for is not None and trained_for != frame.observable:
-        raise WeightsError(
-            f"weights {weights_path.name} were trained for {trained_for} but "
-            f"{input_path.name} is a {frame.observable} image; pass matching --weights"
-        )
-    log.info(
-        "enhancing %s with %s on %s (%s)", input_path.name, weights_path.name, device, precision
-    )
-    enhanced = enhance_frame(
-        frame,
-        weights=weights_path,
+    settings = EnhanceSettings(
+        observable=observable,
+        weights=weights,
         device=device,
         precision=precision,
         tile=tile,
-        progress=progress,
+        normalize=normalize,
+        compression=compression,
+        compile=compile,
     )
-    expected = (2 * frame.data.shape[0], 2 * frame.data.shape[1])
-    if enhanced.data.shape != expected:
-        raise InputError(
-            f"the network returned shape {enhanced.data.shape} for input {frame.data.shape}; "
-            f"expected {expected}"
-        )
-    provenance: dict[str, Any] = {
-        "observable": frame.observable,
-        "weights_file": weights_path.name,
-        "weights_sha256": metadata.get("sha256") or sha256_file(weights_path),
-        "psf_model": metadata.get("psf_model"),
-        "training_data": metadata.get("training_data"),
-        "input_file": input_path.name,
-        "input_sha256": frame.meta.get("input_sha256"),
-        "normalisation": frame.meta["normalisation"]["method"],
-        "device": device,
-        "precision": precision,
-        "tile": tile,
-    }
-    return write_enhanced(output_path, enhanced, provenance=provenance, compression=compression)
+    settings.check()
+    loaded = load_frame(input_path, output_path, settings)
+    enhanced = run_network(loaded, settings, progress=progress)
+    return write_result(loaded, enhanced, settings)

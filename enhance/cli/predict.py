@@ -69,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="{gzip,rice,none}",
         help="output: lossless gzip (default), lossy rice (noise/16 quantisation), or none",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the network with torch.compile (~20 s once, then ~10%% faster on a CPU; "
+        "worth it for full-disk frames)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -105,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         normalize=args.normalize,
         progress=sys.stderr.isatty(),
         compression=compression,
+        compile=args.compile,
     )
     log.info("wrote %s", output)
     print(output)

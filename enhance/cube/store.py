@@ -301,7 +301,10 @@ class TimeCube:
                     mode = "r+"
                 else:
                     mode = "w"
-                import hdf5plugin  # noqa: F401
+                if mode == "r+" or self.codec.compression != "gzip":
+                    # Registers Blosc2/zstd, which an existing cube may use
+                    # whatever this codec is; gzip is built into HDF5.
+                    import hdf5plugin  # noqa: F401
 
                 with h5py.File(tmp, mode) as handle:
                     if mode == "w":

@@ -25,5 +25,11 @@ rule enhance_batch:
         precision=config["enhance"]["precision"],
         tile=config["enhance"]["tile"],
         normalize=config["enhance"]["normalize"],
+        overlap=config["enhance"]["overlap"],
+        prefetch=config["enhance"]["prefetch"],
+        readers=config["enhance"]["readers"],
+        writers=config["enhance"]["writers"],
+        compression=config["enhance"]["compression"],
+        compile=config["enhance"]["compile"],
     script:
         "../scripts/enhance_batch.py"
