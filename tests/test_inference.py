@@ -20,6 +20,7 @@ import enhance.inference.array as inference_array
 from enhance.errors import ConfigError, InputError, WeightsError
 from enhance.frame import Frame
 from enhance.inference import enhance_array, enhance_frame, plan_windows
+from enhance.inference.tiling import axis_plan
 from enhance.io import read_hmi
 from enhance.model import EnhanceNet, save_weights
 
@@ -86,6 +87,24 @@ def test_tiled_equals_whole_image(narrow, magnetogram, shape, tile, batch_size) 
     assert rel_diff(tiled, reference) <= 1e-5
 
 
+@pytest.mark.parametrize("length", [97, 123, 300, 1024, 4096, 4097])
+@pytest.mark.parametrize("tile", [48, 61, 256, 1024])
+def test_window_plan_covers_with_the_overlap(length: int, tile: int) -> None:
+    overlap = 34  # 2 x 13 (paper net's receptive radius) + 8
+    window, starts = axis_plan(length, tile, overlap)
+    assert window <= tile and starts[0] == 0 and starts[-1] + window == length
+    shared = [window - (b - a) for a, b in zip(starts, starts[1:], strict=False)]
+    assert all(s >= overlap for s in shared)
+    if len(starts) > 1:  # no window could be dropped, none could be smaller
+        assert (len(starts) - 2) * (tile - overlap) + tile < length  # n - 1 tiles fall short
+        assert window - 1 < (length + (len(starts) - 1) * overlap) / len(starts)
+
+
+def test_window_plan_of_a_full_disk_frame() -> None:
+    """4096 px in 1024-px windows: 5 windows of 847 px (1.07x the axis), not of 1024 (1.25x)."""
+    assert axis_plan(4096, 1024, 34) == (847, [0, 812, 1624, 2436, 3249])
+
+
 def test_too_small_margin_would_show(narrow, magnetogram) -> None:
     """The exactness test has teeth: a margin below the receptive radius breaks it."""
     data = magnetogram.data[:97, :123]
@@ -131,8 +150,8 @@ def test_windows_without_finite_pixels_are_skipped(magnetogram, monkeypatch) -> 
     data = magnetogram.data.copy()
     data[:, :70] = np.nan  # left half "off disk"
     tile, margin, blend = 32, model.receptive_radius, 8
-    _, windows = plan_windows(data.shape, tile=tile, margin=margin, blend=blend)
-    live = [w for w in windows if np.isfinite(data[w.y0 : w.y0 + tile, w.x0 : w.x0 + tile]).any()]
+    (wh, ww), windows = plan_windows(data.shape, tile=tile, margin=margin, blend=blend)
+    live = [w for w in windows if np.isfinite(data[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww]).any()]
     assert 0 < len(live) < len(windows)
 
     seen: list[int] = []

@@ -1,7 +1,8 @@
 """Overlap tiling with a blending window, exact to float rounding.
 
 An image is cut into equal windows of at most ``tile`` pixels per side that
-overlap by ``2 * margin + blend`` pixels. Each window's output is weighted by
+overlap by at least ``2 * margin + blend`` pixels (as few windows as that
+allows, shrunk to the smallest size that covers the image, spread evenly). Each window's output is weighted by
 a separable trapezoid: zero over the ``margin`` pixels next to a cut edge
 (where the network saw reflection padding instead of the true neighbours),
 rising linearly over ``blend`` pixels, one inside. At the image borders the
@@ -15,19 +16,38 @@ caller chooses a smaller margin.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
-__all__ = ["Window", "axis_starts", "axis_weight", "plan_windows"]
+__all__ = ["Window", "axis_plan", "axis_weight", "plan_windows"]
 
 
-def axis_starts(length: int, window: int, step: int) -> list[int]:
-    """Start indices of windows of size ``window`` covering ``[0, length)``."""
-    if window >= length:
-        return [0]
-    starts = list(range(0, length - window, step))
-    starts.append(length - window)
-    return sorted(set(starts))
+def axis_plan(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
+    """Window size and starts covering ``[0, length)`` with the fewest, smallest windows.
+
+    ``n = ceil((length - overlap) / (tile - overlap))`` windows are needed;
+    they are then shrunk to the smallest equal size that still covers the
+    axis with ``overlap`` pixels shared by neighbours, ``ceil((length + (n -
+    1) overlap) / n) <= tile``, and spread evenly. Fixed ``tile``-sized
+    windows at a fixed step would instead end with a window almost entirely
+    inside the previous one: a 4096-pixel HMI axis in 1024-pixel windows
+    computed 5 x 1024 = 5120 pixels per axis (1.56x the frame's pixels), and
+    now 5 x 847 = 4235 (1.07x).
+
+    Returns
+    -------
+    (window, starts)
+        ``window == length`` and ``starts == [0]`` when ``tile >= length``.
+    """
+    if tile >= length:
+        return length, [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    window = math.ceil((length + (n - 1) * overlap) / n)
+    # floor spacing: neighbours share at least `overlap` pixels (spacing <=
+    # ceil((length - window) / (n - 1)) <= window - overlap by the choice of n)
+    starts = [(i * (length - window)) // (n - 1) for i in range(n)]
+    return window, starts
 
 
 def axis_weight(
@@ -76,12 +96,11 @@ def plan_windows(
         raise ValueError(
             f"tile {tile} must exceed twice the margin plus the blend ({overlap} pixels)"
         )
-    wh, ww = min(tile, height), min(tile, width)
-    step = tile - overlap
+    wh, starts_y = axis_plan(height, tile, overlap)
+    ww, starts_x = axis_plan(width, tile, overlap)
+    weights_x = {x0: axis_weight(x0, ww, width, margin, blend, factor) for x0 in starts_x}
     windows = []
-    for y0 in axis_starts(height, wh, step):
+    for y0 in starts_y:
         wy = axis_weight(y0, wh, height, margin, blend, factor)
-        for x0 in axis_starts(width, ww, step):
-            wx = axis_weight(x0, ww, width, margin, blend, factor)
-            windows.append(Window(y0, x0, wy, wx))
+        windows.extend(Window(y0, x0, wy, weights_x[x0]) for x0 in starts_x)
     return (wh, ww), windows
