@@ -2,15 +2,15 @@
 
 An image is cut into equal windows of at most ``tile`` pixels per side that
 overlap by at least ``2 * margin + blend`` pixels (as few windows as that
-allows, shrunk to the smallest size that covers the image, spread evenly). Each window's output is weighted by
-a separable trapezoid: zero over the ``margin`` pixels next to a cut edge
-(where the network saw reflection padding instead of the true neighbours),
-rising linearly over ``blend`` pixels, one inside. At the image borders the
-weight stays one (the whole-image pass pads there by reflection too). When
-``margin`` is at least the receptive radius of the network every window is
-exact wherever its weight is non-zero, so the blended image equals the
-whole-image result to float rounding; the ramp hides any residual seam if a
-caller chooses a smaller margin.
+allows, shrunk to the smallest size that covers the image, spread evenly).
+Each window's output is weighted by a separable trapezoid: zero over the
+``margin`` pixels next to a cut edge (where the network saw reflection padding
+instead of the true neighbours), rising linearly over ``blend`` pixels, one
+inside. At the image borders the weight stays one (the whole-image pass pads
+there by reflection too). When ``margin`` is at least the receptive radius of
+the network every window is exact wherever its weight is non-zero, so the
+blended image equals the whole-image result to float rounding; the ramp hides
+any residual seam if a caller chooses a smaller margin.
 """
 
 from __future__ import annotations
