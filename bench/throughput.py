@@ -20,8 +20,8 @@ Reported, in one run:
   FITS, write cube; with ``--pipeline threaded`` (the default on a GPU)
   reading and writing run in their own threads, so the stages overlap and do
   not add up to the wall time; on the CPU the default is serial, because
-  there the threads take cores from the convolutions (measured on 2 cores:
-  ratio 0.75 threaded vs 0.95 serial at ``--size 512``);
+  there the threads share the cores of the convolutions (no consistent gain
+  measured on 2 cores, see :mod:`enhance.batch`);
 * achieved TFLOP/s at 1.1 MFLOP per input pixel of every computed tile
   (../shared/docs/method.md; overlap included, skipped off-disk windows
   excluded), for the compute stage and end to end, as a fraction of

@@ -11,9 +11,10 @@ frames, which bounds the host memory (a 4096x4096 frame is 64 MiB in and
 256 MiB out).
 
 ``overlap="auto"`` is threaded on a GPU and serial on the CPU, where the
-threads take cores from the convolutions (measured on the 2-core reference
-machine, 512x512 frames: end-to-end over bare-forward throughput 0.75
-threaded, 0.95 serial; ``bench/throughput.py``).
+threads only move work between the same cores as the convolutions: on the
+2-core reference machine they gave no consistent gain (512x512 crops,
+end-to-end over bare-forward throughput in three pairs of runs: serial 0.905,
+0.867, 0.818; threaded 0.898, 0.882, 0.831; ``bench/throughput.py``).
 
 A frame that fails with an :class:`enhance.errors.EnhanceError` (a corrupt
 file, an unwritable output) is reported in its :class:`FrameOutcome` and the
