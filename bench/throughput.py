@@ -98,8 +98,9 @@ class Timers:
         self._lock = threading.Lock()
         self.tiles = 0
         self.tile_pixels = 0
-        self.capture: list[np.ndarray] | None = None
-        self.capture_done: list[np.ndarray] = []
+        # the first frame's window batches, on the device, for the bare forward
+        self.capture: list[torch.Tensor] | None = None
+        self.capture_done: list[torch.Tensor] = []
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -125,7 +126,7 @@ def install_timers(timers: Timers, split: bool) -> None:
     the finished 2x frame back). With ``split`` each is followed by a device
     synchronisation, so its time is its own and not the next stage's.
     """
-    to_device, forward, to_host = (
+    to_device, network, to_host = (
         inference_array._to_device,
         inference_array._forward,
         inference_array._to_host,
@@ -143,7 +144,7 @@ def install_timers(timers: Timers, split: bool) -> None:
 
     timed_to_device = timed("h2d", to_device)
     timed_to_host = timed("d2h", to_host)
-    timed_compute = timed("compute", forward)
+    timed_compute = timed("compute", network)
 
     def counted_forward(model: torch.nn.Module, batch: torch.Tensor, dtype: object) -> object:
         timers.tiles += batch.shape[0]

@@ -117,14 +117,14 @@ def prepare_model(model: EnhanceNet, device: torch.device, *, compile: bool = Fa
     process (and again for the first batch of another size), so it pays only
     for jobs of many full-disk frames.
     """
-    fingerprint = (str(device), bool(compile), _state_fingerprint(model))
-    cached = _PREPARED.get(model, {}).get((str(device), bool(compile)))
+    key, fingerprint = (str(device), bool(compile)), _state_fingerprint(model)
+    cached = _PREPARED.get(model, {}).get(key)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
     prepared = fold_batchnorm(model).to(device).to(memory_format=torch.channels_last)
     if compile:
         prepared = torch.compile(prepared)
-    _PREPARED.setdefault(model, {})[(str(device), bool(compile))] = (fingerprint, prepared)
+    _PREPARED.setdefault(model, {})[key] = (fingerprint, prepared)
     return prepared
 
 
