@@ -102,6 +102,40 @@ def test_quiet_sun_normalisation_and_pixel_scale(tmp_path):
     assert load_continuum_scene(bare, 0.05 * u.arcsec).pixel_scale == 0.05 * u.arcsec
 
 
+def test_scene_quiet_sun_level_is_read_hmis_level_at_hmi_resolution(shared_data):
+    """MURaM (quiet Sun, ~15 % raw contrast): the level is the scene's mean.
+
+    The estimator of real HMI frames, applied to the raw scene, lands ~16 %
+    high on the granules; seen at HMI resolution it gives the mean intensity
+    (INVENTORY: a quiet-Sun frame is normalised by its mean).
+    """
+    from enhance.io.normalise import quiet_sun_level
+    from enhance.training.scenes import scene_quiet_sun_level
+
+    raw = fits.getdata(shared_data / "highres" / "muram_quiet_ic_0.0662.fits").astype(float)
+    level = scene_quiet_sun_level(raw, 0.0662 * u.arcsec)
+    assert level == pytest.approx(raw.mean(), rel=0.005)
+    assert quiet_sun_level(raw) / level > 1.1
+    with pytest.raises(InputError, match="finite"):
+        scene_quiet_sun_level(np.where(raw > raw.mean(), np.nan, raw), 0.0662 * u.arcsec)
+
+
+def test_held_out_twin_is_enhance_train_held_out_region(shared_data):
+    """The twin's held-out scene: the same pixels, in the same units, as training's."""
+    from enhance.validation.twin import read_scene
+
+    path = shared_data / "highres" / "sst_crisp_wb8542_spot_20200727.fits"
+    held = split_scene(load_continuum_scene(path, 0.059 * u.arcsec), holdout=0.35)[1]
+    twin = read_scene(path, pixel_scale=0.059, holdout=0.35)
+    np.testing.assert_allclose(twin.data, held.data, rtol=1e-12)
+    assert "whole scene" in twin.normalisation["method"]
+    # a crop of it keeps the whole scene's units
+    cropped = read_scene(path, pixel_scale=0.059, holdout=0.35, crop=200)
+    y0, _, x0, _ = cropped.normalisation["region_yx"]
+    x0 -= twin.normalisation["region_yx"][2]
+    np.testing.assert_allclose(cropped.data, held.data[y0 : y0 + 200, x0 : x0 + 200], rtol=1e-12)
+
+
 def test_augmented_pairs_are_consistent_degradations():
     rng = np.random.default_rng(3)
     scene = _scene()

@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         scenes, variants=args.variants, holdout=args.holdout, seed=args.seed, psf_model=args.psf
     )
     sources = [s.source for s in scenes] + [
-        f"held out: right {args.holdout:.0%} of the columns of each scene"
+        f"held out: right {args.holdout:.0%} of the columns of each scene",
+        f"{args.variants} augmented degradations of each training region",
     ]
     weights = train(
         config,

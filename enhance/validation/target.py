@@ -449,9 +449,14 @@ def target_case(
     if hin_obs == "continuum":
         from enhance.io.normalise import quiet_sun_level
 
-        level = quiet_sun_level(truth)
+        # The level of the same field seen at HMI resolution, as enhance train
+        # and read_hmi measure it (the estimator is tuned for HMI's contrast).
+        level = quiet_sun_level(pair.input[cbox])
         truth = truth / level
-        calibration = {"method": "divided by the quiet-Sun level", "factor": level}
+        calibration = {
+            "method": "divided by the quiet-Sun level of the field at HMI resolution",
+            "factor": level,
+        }
     elif image.product == "nfi-v/i":
         low = pair.input[cbox]
         gain, offset = np.polyfit(low.ravel(), hmi.ravel(), 1)

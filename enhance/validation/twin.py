@@ -10,14 +10,13 @@ Hinode target is written (:mod:`enhance.validation.report`). The twin runs
 offline and proves the whole machinery; real Hinode files are used when a
 user has them (:mod:`enhance.validation.target`).
 
-Continuum scenes are put in quiet-Sun units first, the way
-:func:`enhance.io.read_hmi` normalises a real HMI frame: divided by the
-quiet-Sun level (:func:`enhance.io.normalise.quiet_sun_level`, the median of
-the non-dark pixels) of the scene seen at HMI resolution (noise-free
-:func:`enhance.physics.degrade` input). The estimator is tuned for HMI's
-~3.7 % contrast; applied to a raw MURaM scene (~15 % contrast) it would land
-on the granules and put the input 16 % below the quiet-Sun units the network
-expects [1]_.
+Continuum scenes are put in quiet-Sun units first, exactly as ``enhance
+train`` puts its training scenes and :func:`enhance.io.read_hmi` a real HMI
+frame: divided by the quiet-Sun level of the whole scene seen at HMI
+resolution (:func:`enhance.training.scenes.scene_quiet_sun_level`). The
+estimator is tuned for HMI's ~3.7 % contrast; applied to a raw MURaM scene
+(~15 % contrast) it would land on the granules and put the input 16 % below
+the quiet-Sun units the network expects [1]_.
 
 References
 ----------
@@ -62,20 +61,6 @@ class TwinScene:
     normalisation: dict[str, Any]
 
 
-def _first_image(path: Path) -> tuple[np.ndarray, fits.Header]:
-    try:
-        with fits.open(path) as hdul:
-            for hdu in hdul:
-                if hdu.is_image and hdu.data is not None and np.ndim(hdu.data) >= 2:
-                    data = np.asarray(hdu.data, dtype=np.float64)
-                    while data.ndim > 2:
-                        data = data[0]
-                    return data, hdu.header.copy()
-    except OSError as exc:
-        raise InputError(f"cannot read scene {path}: {exc}; give a FITS image") from exc
-    raise InputError(f"scene {path} holds no 2-D image")
-
-
 def read_scene(
     path: str | os.PathLike[str],
     *,
@@ -93,8 +78,10 @@ def read_scene(
     pixel_scale : Quantity or float (arcsec), optional
         Pixel scale of the scene; default the header's ``CDELT1`` (arcsec).
     observable : {"continuum", "magnetogram"}
-        Continuum is divided by its quiet-Sun level; magnetograms must be in
-        gauss and are used as they are.
+        Continuum is divided by the quiet-Sun level of the whole scene at HMI
+        resolution, as ``enhance train`` divides it (of the region used when
+        the scene has non-finite pixels); magnetograms must be in gauss and
+        are used as they are.
     crop : int, optional
         Keep the central ``crop`` x ``crop`` pixels (default: whole scene).
     holdout : float, optional
@@ -110,24 +97,34 @@ def read_scene(
     ConfigError
         Unknown observable or no usable pixel scale.
     """
-    from enhance.io.normalise import quiet_sun_level
+    from enhance.training.scenes import (
+        held_out_columns,
+        read_scene_image,
+        scene_pixel_scale,
+        scene_quiet_sun_level,
+    )
 
     path = Path(path)
     if observable not in OBSERVABLES:
         raise ConfigError(f"unknown observable {observable!r}; use one of {', '.join(OBSERVABLES)}")
-    if not path.is_file():
-        raise InputError(f"scene {path} does not exist")
-    data, header = _first_image(path)
+    data, header = read_scene_image(path)
     if pixel_scale is None:
-        value = float(header.get("CDELT1", 0.0) or 0.0)
-        if value <= 0:
-            raise ConfigError(f"scene {path.name} has no CDELT1; pass its pixel scale in arcsec")
-        pixel_scale = abs(value)
+        try:
+            pixel_scale = scene_pixel_scale(header, path)
+        except InputError as exc:
+            raise ConfigError(str(exc)) from None
     scale = u.Quantity(pixel_scale, u.arcsec)
+    # Continuum is put in quiet-Sun units over the whole scene when it is
+    # complete, exactly as enhance train puts its scenes (so a held-out twin
+    # scores the pixels and units of enhance evaluate); a scene with holes is
+    # normalised over the region used.
+    whole_level = (
+        scene_quiet_sun_level(data, scale)
+        if observable == "continuum" and np.isfinite(data).all()
+        else None
+    )
     x_offset = 0
     if holdout is not None:
-        from enhance.training.scenes import held_out_columns
-
         x_offset = held_out_columns(data.shape[1], scale, float(holdout))[1]
         data = data[:, x_offset:]
     if crop is not None:
@@ -145,16 +142,11 @@ def read_scene(
     if not np.isfinite(data).all():
         raise InputError(f"scene {path.name} has non-finite pixels in the region used")
     if observable == "continuum":
-        # Normalise as read_hmi normalises a real HMI frame: the quiet-Sun level
-        # of the scene seen at HMI resolution (the estimator is tuned for HMI's
-        # ~3.7 % contrast; on the raw scene, with ~15 % contrast, it would land
-        # on the granules and bias the level high by up to 16 %).
-        from enhance.physics import degrade
-
-        level = quiet_sun_level(degrade(data, scale).input)
+        level = whole_level if whole_level is not None else scene_quiet_sun_level(data, scale)
         data = data / level
         norm = {
-            "method": "quiet-Sun level of the scene at HMI resolution (as read_hmi)",
+            "method": "quiet-Sun level at HMI resolution (as enhance train and read_hmi), of the "
+            + ("whole scene" if whole_level is not None else "region used"),
             "factor": level,
         }
     else:
