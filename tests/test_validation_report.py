@@ -188,3 +188,31 @@ def test_report_opens_in_headless_chromium(twin_report, tmp_path):
     shutil.copy(twin_report / "report.html", bare / "report.html")
     text_only = _screenshot(chromium, bare / "report.html", tmp_path / "bare.png")
     assert colours > 2 * len(np.unique(text_only.reshape(-1, 3), axis=0))
+
+
+def test_scoring_border_crops_every_image_but_not_the_forward_residual():
+    """``evaluate(border=...)``: the scorer of ``enhance evaluate`` and of the reports."""
+    from enhance.validation import metrics
+    from enhance.validation.report import evaluate
+
+    rng = np.random.default_rng(4)
+    pair = degrade(1 + 0.08 * rng.standard_normal((400, 400)), 0.0662 * u.arcsec)
+    truth, hmi = pair.target, pair.input
+    enhanced = truth + 0.01 * rng.standard_normal(truth.shape)
+    case = ValidationCase("x", "continuum", hmi, truth, enhanced, "truth")
+    whole, inner = evaluate(case).metrics, evaluate(case, border=10).metrics
+    crop = (slice(10, -10), slice(10, -10))
+    assert inner["border_px"] == 10 and whole["border_px"] == 0
+    assert inner["methods"]["enhance"]["psnr"] == pytest.approx(
+        metrics.psnr(enhanced[crop], truth[crop])
+    )
+    assert whole["methods"]["enhance"]["psnr"] == pytest.approx(metrics.psnr(enhanced, truth))
+    assert inner["methods"]["enhance"]["psnr"] != whole["methods"]["enhance"]["psnr"]
+    for method in METHODS:
+        assert (
+            inner["methods"][method]["forward_residual"]
+            == whole["methods"][method]["forward_residual"]
+        )
+    for bad in (3, -2, 200):
+        with pytest.raises(ReportError, match="border"):
+            evaluate(case, border=bad)

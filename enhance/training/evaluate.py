@@ -4,7 +4,8 @@ Held-out scenes: the held-out region of each truth scene (see
 :func:`enhance.training.scenes.split_scene`) is degraded to an HMI-like
 input (with the paper's input noise, fixed seed) and its 28 cm target. The
 network output, bicubic interpolation, an unsharp mask and Richardson-Lucy
-(scikit-image, HMI PSF) are scored against the target with PSNR, SSIM,
+(scikit-image, HMI PSF) are scored against the target by the scorer of the
+validation reports (:func:`enhance.validation.report.evaluate`): PSNR, SSIM,
 quiet-Sun rms contrast, the distance between azimuthally averaged power
 spectra at 0.05-0.25 px^-1 (the paper's recipe) and the forward-consistency
 residual.
@@ -37,6 +38,7 @@ from enhance.model import load_weights_cached
 from enhance.provenance import provenance_record
 from enhance.training.pairs import Pair
 from enhance.validation import baselines, metrics
+from enhance.validation.report import METHODS as REPORT_METHODS
 
 __all__ = [
     "METHODS",
@@ -50,21 +52,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Methods compared, in table order.
-METHODS = ("bicubic", "unsharp", "richardson_lucy", "enhance")
+#: Methods compared, in table order (those of the validation reports).
+METHODS = REPORT_METHODS
+#: Scores copied from :func:`enhance.validation.report.evaluate` into each row.
+_SCORES = ("psnr", "ssim", "spectrum_distance", "forward_residual")
 
 
-def _methods(data: np.ndarray, model, scale: float, psf_model: str) -> dict[str, np.ndarray]:
-    return {
-        "bicubic": baselines.bicubic(data),
-        "unsharp": baselines.unsharp_mask(data),
-        "richardson_lucy": baselines.richardson_lucy(data, psf_model=psf_model),
-        "enhance": enhance_array(data, model, device="cpu", input_scale=scale, tile=512),
-    }
-
-
-def _crop(image: np.ndarray, border: int) -> np.ndarray:
-    return image[border:-border, border:-border] if border else image
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100.0 * fraction
 
 
 def evaluate_pairs(
@@ -89,16 +84,22 @@ def evaluate_pairs(
         (e.g. the paper's 1e-3, to compare networks trained with different
         noise on the same inputs).
     border : int
-        Target pixels dropped at each edge before scoring (edge handling is
-        not what is compared).
+        Even number of target pixels dropped at each edge before scoring
+        (edge handling is not what is compared); the forward residual is
+        measured on the whole field.
 
     Returns
     -------
     (rows, images)
-        One row per (scene, method) with ``psnr``, ``ssim``, ``contrast``
-        (per cent, quiet-Sun mask of the truth), ``truth_contrast``,
-        ``spectrum_distance``, ``forward_residual``; and the images per scene.
+        One row per (scene, method) with ``psnr``, ``ssim``,
+        ``spectrum_distance``, ``forward_residual`` and, for continuum,
+        ``contrast`` and ``truth_contrast`` (per cent, quiet-Sun mask of the
+        truth) or, for Blos, ``noise_G`` and ``truth_noise_G``; and the
+        images per scene. The scores are those of
+        :func:`enhance.validation.report.evaluate`.
     """
+    from enhance.validation.report import ValidationCase, evaluate
+
     model, meta = load_weights_cached(weights)
     scale = float(meta["input_normalisation"]["scale"])
     if noise_sigma is None:
@@ -106,32 +107,34 @@ def evaluate_pairs(
     sigma = float(noise_sigma) * scale
     psf_model = meta.get("psf_model", "wachter")
     rng = np.random.default_rng(noise_seed)
-    kind = "continuum" if meta["observable"] == "continuum" else "blos"
+    observable = meta["observable"]
     rows, images = [], {}
     for pair in pairs:
         noisy = pair.input + rng.normal(0.0, sigma, pair.input.shape).astype(np.float32)
-        outputs = _methods(noisy, model, scale, psf_model)
-        truth = _crop(pair.target, border)
-        mask = metrics.quiet_sun_mask(truth, kind=kind)
-        truth_contrast = 100 * metrics.rms_contrast(truth, mask) if kind == "continuum" else None
-        for name, out in outputs.items():
-            image = _crop(out, border)
-            row = {
-                "scene": pair.label,
-                "method": name,
-                "psnr": metrics.psnr(image, truth),
-                "ssim": metrics.ssim(image, truth),
-                "spectrum_distance": metrics.spectrum_distance(image, truth),
-                "forward_residual": metrics.forward_residual(out, noisy, psf_model=psf_model),
-            }
-            if kind == "continuum":
-                row["contrast"] = 100 * metrics.rms_contrast(image, mask)
-                row["truth_contrast"] = truth_contrast
+        case = ValidationCase(
+            name=pair.label,
+            observable=observable,
+            hmi=noisy,
+            truth=pair.target,
+            enhanced=enhance_array(noisy, model, device="cpu", input_scale=scale, tile=512),
+            truth_label="held-out region degraded to 28 cm",
+            psf_model=psf_model,
+        )
+        evaluation = evaluate(case, border=border)
+        doc = evaluation.metrics
+        truth_stats = doc["truth_stats"]
+        for name in METHODS:
+            scores = doc["methods"][name]
+            row = {"scene": pair.label, "method": name}
+            row.update({k: scores[k] for k in _SCORES})
+            if observable == "continuum":
+                row["contrast"] = _percent(scores["rms_contrast"])
+                row["truth_contrast"] = _percent(truth_stats["rms_contrast"])
             else:
-                row["noise_G"] = metrics.noise_level(image, mask)
-                row["truth_noise_G"] = metrics.noise_level(truth, mask)
+                row["noise_G"] = scores["noise_level_G"]
+                row["truth_noise_G"] = truth_stats["noise_level_G"]
             rows.append(row)
-        images[pair.label] = {"input": noisy, "truth": pair.target, **outputs}
+        images[pair.label] = {"input": noisy, **evaluation.images}
         log.info("evaluated %s", pair.label)
     return rows, images
 

@@ -185,19 +185,21 @@ def _pixel_area(scale: u.Quantity) -> u.Quantity:
 
 
 def _method_metrics(
-    image: np.ndarray, case: ValidationCase, mask: np.ndarray, truth_stats: dict[str, Any]
+    image: np.ndarray,
+    truth: np.ndarray,
+    observable: str,
+    mask: np.ndarray,
+    truth_stats: dict[str, Any],
+    forward_residual: float,
 ) -> dict[str, float | None]:
-    truth = case.truth
     out: dict[str, float | None] = {
         "psnr": _finite(metrics.psnr(image, truth)),
         "ssim": _finite(metrics.ssim(image, truth)),
         "pearson": _finite(metrics.pearson(image, truth)),
         "spectrum_distance": _finite(metrics.spectrum_distance(image, truth)),
-        "forward_residual": _finite(
-            metrics.forward_residual(image, case.hmi, psf_model=case.psf_model)
-        ),
+        "forward_residual": _finite(forward_residual),
     }
-    if case.observable == "continuum":
+    if observable == "continuum":
         contrast = metrics.rms_contrast(image, mask)
         out["rms_contrast"] = _finite(contrast)
         out["contrast_difference_pp"] = _finite(
@@ -216,26 +218,52 @@ def _method_metrics(
     return out
 
 
-def evaluate(case: ValidationCase, *, rl_iterations: int = RL_ITERATIONS) -> Evaluation:
+def _inner(image: np.ndarray, border: int) -> np.ndarray:
+    return image[border:-border, border:-border] if border else image
+
+
+def evaluate(
+    case: ValidationCase, *, rl_iterations: int = RL_ITERATIONS, border: int = 0
+) -> Evaluation:
     """Compute the baselines and every metric of ``case`` against its truth.
+
+    This is the one scorer of the package: validation reports (twins, Hinode
+    targets) and ``enhance evaluate`` (held-out regions,
+    :func:`enhance.training.evaluate.evaluate_pairs`) both use it.
 
     Parameters
     ----------
     case : ValidationCase
     rl_iterations : int
         Richardson-Lucy iterations of the baseline.
+    border : int
+        Even number of 0.252"/px pixels left out at each edge of every image
+        before scoring (``border // 2`` on the HMI grid). Every method still
+        runs on the whole field, and the forward residual is measured on the
+        whole field. 0: score everything, edges included.
 
     Returns
     -------
     Evaluation
-        ``images`` (``truth`` and each of :data:`METHODS` at 0.252"/px),
-        ``metrics`` (the JSON document without provenance) and the quiet-Sun
-        mask used.
+        ``images`` (``truth`` and each of :data:`METHODS` at 0.252"/px, whole
+        field), ``metrics`` (the JSON document without provenance) and the
+        quiet-Sun mask used (scored region).
+
+    Raises
+    ------
+    ReportError
+        ``border`` is odd, negative or leaves fewer than 8 pixels.
 
     References
     ----------
     .. [1] Díaz Baso & Asensio Ramos (2018), A&A 614, A5, Sect. 4.
     """
+    border = int(border)
+    if border < 0 or border % 2 or min(case.truth.shape) - 2 * border < 8:
+        raise ReportError(
+            f"border must be an even number of pixels leaving at least 8; got {border} "
+            f"for a {case.truth.shape} truth"
+        )
     images = {
         "bicubic": baselines.bicubic(case.hmi),
         "unsharp": baselines.unsharp_mask(case.hmi),
@@ -244,30 +272,38 @@ def evaluate(case: ValidationCase, *, rl_iterations: int = RL_ITERATIONS) -> Eva
         ),
         "enhance": case.enhanced,
     }
-    kind = "continuum" if case.observable == "continuum" else "blos"
-    mask = metrics.quiet_sun_mask(case.truth, kind=kind)
-    coarse = _coarse_mask(mask)
-    truth_stats: dict[str, Any] = {
-        "forward_residual": _finite(
-            metrics.forward_residual(case.truth, case.hmi, psf_model=case.psf_model)
-        )
+    residuals = {
+        name: metrics.forward_residual(image, case.hmi, psf_model=case.psf_model)
+        for name, image in [*images.items(), ("truth", case.truth)]
     }
+    truth, hmi = _inner(case.truth, border), _inner(case.hmi, border // 2)
+    kind = "continuum" if case.observable == "continuum" else "blos"
+    mask = metrics.quiet_sun_mask(truth, kind=kind)
+    coarse = _coarse_mask(mask)
+    truth_stats: dict[str, Any] = {"forward_residual": _finite(residuals["truth"])}
     hmi_stats: dict[str, Any] = {}
     if case.observable == "continuum":
-        truth_stats["rms_contrast"] = _finite(metrics.rms_contrast(case.truth, mask))
-        truth_stats["umbral_intensity"] = _finite(metrics.umbral_intensity(case.truth))
-        hmi_stats["rms_contrast"] = _finite(metrics.rms_contrast(case.hmi, coarse))
+        truth_stats["rms_contrast"] = _finite(metrics.rms_contrast(truth, mask))
+        truth_stats["umbral_intensity"] = _finite(metrics.umbral_intensity(truth))
+        hmi_stats["rms_contrast"] = _finite(metrics.rms_contrast(hmi, coarse))
     else:
-        flux = metrics.unsigned_flux(case.truth, _pixel_area(TRUTH_SCALE)).to_value(u.Mx)
+        flux = metrics.unsigned_flux(truth, _pixel_area(TRUTH_SCALE)).to_value(u.Mx)
         truth_stats["unsigned_flux_Mx"] = _finite(flux)
-        truth_stats["noise_level_G"] = _finite(metrics.noise_level(case.truth, mask))
-        hmi_flux = metrics.unsigned_flux(case.hmi, _pixel_area(2 * TRUTH_SCALE)).to_value(u.Mx)
+        truth_stats["noise_level_G"] = _finite(metrics.noise_level(truth, mask))
+        hmi_flux = metrics.unsigned_flux(hmi, _pixel_area(2 * TRUTH_SCALE)).to_value(u.Mx)
         hmi_stats["unsigned_flux_Mx"] = _finite(hmi_flux)
-        hmi_stats["noise_level_G"] = _finite(metrics.noise_level(case.hmi, coarse))
-    table = {m: _method_metrics(images[m], case, mask, truth_stats) for m in METHODS}
+        hmi_stats["noise_level_G"] = _finite(metrics.noise_level(hmi, coarse))
+    table = {
+        m: _method_metrics(
+            _inner(images[m], border), truth, case.observable, mask, truth_stats, residuals[m]
+        )
+        for m in METHODS
+    }
     if case.observable == "magnetogram":
         table["enhance"]["amplification_1kG_vs_bicubic"] = _finite(
-            metrics.field_amplification(images["enhance"], images["bicubic"])
+            metrics.field_amplification(
+                _inner(images["enhance"], border), _inner(images["bicubic"], border)
+            )
         )
     summary = _summary(table, truth_stats, case.observable)
     doc = {
@@ -279,6 +315,7 @@ def evaluate(case: ValidationCase, *, rl_iterations: int = RL_ITERATIONS) -> Eva
         "pixel_scale_arcsec": TRUTH_SCALE.to_value(u.arcsec),
         "shape": list(case.truth.shape),
         "hmi_shape": list(case.hmi.shape),
+        "border_px": border,
         "psf_model": case.psf_model,
         "richardson_lucy_iterations": int(rl_iterations),
         "spectrum_band_px": list(metrics.SPECTRUM_BAND),
