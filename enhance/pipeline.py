@@ -206,15 +206,10 @@ def load_frame(
     frame = read_hmi(input_path, observable=settings.observable, normalize=settings.normalize)
     weights_path = resolve_weights(settings.weights, frame.observable)
 
-    from enhance.model import load_weights_cached
+    from enhance.model import check_trained_for, load_weights_cached
 
     _, metadata = load_weights_cached(weights_path, device="cpu")
-    trained_for = metadata.get("observable")
-    if trained_for is not None and trained_for != frame.observable:
-        raise WeightsError(
-            f"weights {weights_path.name} were trained for {trained_for} but "
-            f"{input_path.name} is a {frame.observable} image; pass matching --weights"
-        )
+    check_trained_for(metadata, frame.observable, weights_path, input_path.name)
     return LoadedFrame(input_path, output_path, frame, weights_path, metadata)
 
 

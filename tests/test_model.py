@@ -194,3 +194,31 @@ def test_load_weights_cached_reuses_and_reloads(tmp_path) -> None:
     assert meta["sha256"] == json.loads(sidecar_path(path).read_text())["sha256"]
     with pytest.raises(WeightsError, match="does not exist"):
         load_weights_cached(tmp_path / "nope.safetensors")
+
+
+def test_other_devices_copy_the_checked_cpu_network(tmp_path, monkeypatch) -> None:
+    """The file is read and hashed once per process, not once per device."""
+    import enhance.model.weights as weights_module
+
+    path = tmp_path / "d.safetensors"
+    save_weights(tiny(seed=3), path, metadata=METADATA)
+    hashed = []
+    real_sha = weights_module.sha256_file
+    monkeypatch.setattr(weights_module, "sha256_file", lambda p: hashed.append(p) or real_sha(p))
+    cpu, meta = load_weights_cached(path)
+    # "meta" is a real torch device without storage: it stands in for a GPU here
+    other, other_meta = load_weights_cached(path, device="meta")
+    assert len(hashed) == 1 and other_meta is meta
+    assert other is not cpu
+    assert {p.device.type for p in other.parameters()} == {"meta"}
+    assert {p.device.type for p in cpu.parameters()} == {"cpu"}
+    assert [n for n, _ in other.named_parameters()] == [n for n, _ in cpu.named_parameters()]
+    assert not other.training
+
+
+def test_check_trained_for_names_both_sides() -> None:
+    from enhance.model import check_trained_for
+
+    check_trained_for(METADATA, "magnetogram", "m.safetensors", "x.fits")
+    with pytest.raises(WeightsError, match=r"m.safetensors were trained for magnetogram but x"):
+        check_trained_for(METADATA, "continuum", "/a/m.safetensors", "x.fits")

@@ -6,11 +6,10 @@ import logging
 import os
 from pathlib import Path
 
-from enhance.errors import WeightsError
 from enhance.frame import Frame
 from enhance.inference.array import enhance_array, resolve_device
 from enhance.io.wcs import upsample_header
-from enhance.model.weights import default_weights, load_weights_cached
+from enhance.model.weights import check_trained_for, default_weights, load_weights_cached
 
 __all__ = ["enhance_frame"]
 
@@ -51,12 +50,7 @@ def enhance_frame(
     path = Path(weights) if weights is not None else default_weights(frame.observable)
     dev = resolve_device(device)
     model, meta = load_weights_cached(path, device=str(dev))
-    trained_for = meta.get("observable")
-    if trained_for != frame.observable:
-        raise WeightsError(
-            f"weights {path.name} were trained for {trained_for} but the image is a "
-            f"{frame.observable}; pass matching weights"
-        )
+    check_trained_for(meta, frame.observable, path, "the image")
     scale = float(meta["input_normalisation"].get("scale", 1.0))
     data = enhance_array(
         frame.data,

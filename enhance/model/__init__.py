@@ -6,6 +6,8 @@ EnhanceNet
     The network of Díaz Baso & Asensio Ramos (2018, A&A 614, A5).
 save_weights, load_weights, load_weights_cached, read_sidecar, sidecar_path
     safetensors + JSON sidecar (sha256-verified, strict loading).
+check_trained_for
+    The one check that weights fit the observable of an image.
 default_weights
     The shipped (or ``$ENHANCE_WEIGHTS_DIR``) weights for an observable.
 import_keras_weights, keras_to_safetensors
@@ -19,6 +21,7 @@ from enhance.model.keras_import import import_keras_weights, keras_to_safetensor
 from enhance.model.network import PAPER_ARCHITECTURE, EnhanceNet
 from enhance.model.weights import (
     WEIGHTS_DIR_ENV,
+    check_trained_for,
     default_weights,
     load_weights,
     load_weights_cached,
@@ -31,6 +34,7 @@ __all__ = [
     "PAPER_ARCHITECTURE",
     "WEIGHTS_DIR_ENV",
     "EnhanceNet",
+    "check_trained_for",
     "default_weights",
     "import_keras_weights",
     "keras_to_safetensors",

@@ -11,6 +11,7 @@ wrong network.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -34,6 +35,7 @@ __all__ = [
     "WEIGHTS_DIR_ENV",
     "default_weights",
     "load_weights",
+    "check_trained_for",
     "load_weights_cached",
     "read_sidecar",
     "save_weights",
@@ -167,13 +169,50 @@ def load_weights(
 
 @functools.lru_cache(maxsize=8)
 def _cached(path: str, version: tuple[int, ...], device: str) -> tuple[EnhanceNet, dict]:
-    return load_weights(path, device=device)
+    if torch.device(device).type == "cpu":
+        return load_weights(path, device=device)
+    # Another device: a copy of the checked CPU network, so the file is read
+    # and hashed once per process however many devices use it.
+    model, meta = _cached(path, version, "cpu")
+    return copy.deepcopy(model).to(device), meta
+
+
+def check_trained_for(
+    meta: dict[str, Any], observable: str, weights: str | os.PathLike[str], image: str
+) -> None:
+    """Raise unless the weights of sidecar ``meta`` were trained for ``observable``.
+
+    Parameters
+    ----------
+    meta : dict
+        Sidecar metadata (:func:`read_sidecar`, :func:`load_weights`).
+    observable : str
+        Observable of the image about to be enhanced.
+    weights : path-like
+        The weights file, for the message.
+    image : str
+        What the image is, for the message (a file name).
+
+    Raises
+    ------
+    WeightsError
+        One sentence naming both and the way out.
+    """
+    trained_for = meta.get("observable")
+    if trained_for != observable:
+        raise WeightsError(
+            f"weights {Path(weights).name} were trained for {trained_for} but {image} is a "
+            f"{observable} image; pass weights trained for {observable}"
+        )
 
 
 def load_weights_cached(
     path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
 ) -> tuple[EnhanceNet, dict[str, Any]]:
     """:func:`load_weights` once per (file, version on disk, device) per process.
+
+    The file is read and its sha256 checked once, for the CPU; a GPU copy is
+    made from that CPU network.
 
     A batch job enhancing many frames loads and checks the network once; a
     weights file replaced on disk is loaded again. The version on disk is
