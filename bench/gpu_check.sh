@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8 on a lent GPU, in one `device` run (about 5 minutes on an H100/H200).
+# Issue 8 on a lent GPU, in one `device` run (about 6 minutes on an H100/H200).
 #
 # The device machine has PyTorch, h5py, safetensors, scipy, tqdm and pytest,
 # but not astropy, and ../shared does not travel. Prepare here, once:
@@ -13,8 +13,9 @@
 #
 # (.whl and .gpu-input are git-ignored; together ~27 MB.) Then call the device
 # tool's run with command "bash bench/gpu_check.sh", carry [".whl", ".gpu-input"]
-# and timeout_s 420. Everything it measures comes back under $OUT: the GPU
-# tests' log and one JSON + log per bench/throughput.py configuration.
+# and timeout_s 480. Everything it measures comes back under $OUT: the GPU
+# tests' log, the tile x batch sweep (bench/tile_sweep.py) and one JSON + log
+# per bench/throughput.py configuration.
 #
 # A dry run of the script's logic on the CPU: DEVICE=cpu SIZE=512 FRAMES=2 bash bench/gpu_check.sh
 #
@@ -47,6 +48,13 @@ timeout 180 python3 -m pytest -q -p no:cacheprovider -rs --junitxml="$OUT/gpu-te
     tests/test_gpu.py tests/test_fuse.py 2>&1 | tail -15 | tee "$OUT/gpu-tests.log"
 
 # Peak dense TFLOP/s of an H100/H200 SXM: bf16 989, fp32 (no tensor cores) 67.
+echo "== tile x batch sweep of the network alone (bf16): the largest that fit, the fastest"
+if [ "$DEVICE" = cpu ]; then SWEEP="--tiles 64 128 --batches 1 2"; else
+    SWEEP="--tiles 512 1024 1536 2048 --batches 1 2 4 8"; fi
+# shellcheck disable=SC2086
+timeout 120 python3 bench/tile_sweep.py --device "$DEVICE" --precision bf16 $SWEEP \
+    --peak-tflops 989 --json "$OUT/sweep-bf16.json" 2>&1 | tee "$OUT/sweep-bf16.log" | tail -20
+
 bench() {
     local name=$1
     shift
