@@ -216,3 +216,61 @@ def test_scoring_border_crops_every_image_but_not_the_forward_residual():
     for bad in (3, -2, 200):
         with pytest.raises(ReportError, match="border"):
             evaluate(case, border=bad)
+
+
+def test_hinode_continuum_truth_is_in_read_hmis_quiet_sun_units(shared_data, tmp_path):
+    """A BFI-like continuum target: the truth is divided by the field's level at HMI resolution.
+
+    The Hinode file is the real MURaM snapshot in raw intensity units behind
+    the real NFI file's SOT header (made a BFI red-continuum header). The HMI
+    and enhanced frames are its degradations divided by the quiet-Sun level
+    read_hmi would find (that of the HMI-resolution view), so once the truth
+    is put in the same units the "enhanced" frame must equal it. A level
+    taken on the 28 cm truth itself (MURaM: 8.6 % contrast) would be biased.
+    """
+    from enhance.io.normalise import quiet_sun_level
+
+    header = fits.getheader(shared_data / HINODE)
+    raw = fits.getdata(shared_data / SCENE).astype(np.float64)
+    header.update(
+        INSTRUME="SOT/WB", OBS_TYPE="FG (simple)", WAVE="red cont 6684", CDELT1=0.0662,
+        CDELT2=0.0662, CRPIX1=raw.shape[1] / 2 + 0.5, CRPIX2=raw.shape[0] / 2 + 0.5,
+    )  # fmt: skip
+    bfi = tmp_path / "FG_bfi_red.fits"
+    fits.PrimaryHDU(raw, header).writeto(bfi)
+    image = read_hinode(bfi)
+    pair = degrade(image.data, image.pixel_scale, wavelength=image.wavelength)
+    level = quiet_sun_level(pair.input)
+    card = fits.Header()
+    for key, value in coarse_header(
+        degraded_grid_header(image, pair.target.shape, 0.252 * u.arcsec)
+    ).items():
+        card[key.upper()] = value
+    card.update(TELESCOP="SDO/HMI", CONTENT="CONTINUUM INTENSITY", DATE_OBS=HINODE_TIME)
+    hmi = tmp_path / "hmi.Ic_45s.near.continuum.fits"
+    fits.PrimaryHDU((pair.input / level).astype(np.float32), card).writeto(hmi)
+    enhanced = tmp_path / "enhanced.near.fits"
+    frame = Frame(
+        (pair.target / level).astype(np.float32),
+        upsample_header(card),
+        "continuum",
+        meta={"input_file": hmi.name},
+    )
+    write_enhanced(enhanced, frame, provenance={"psf_model": "wachter"})
+    out = tmp_path / "report"
+    argv = ["validate", "--hinode", bfi, "--enhanced", enhanced, "--hmi", hmi, "-o", out]
+    assert main(list(map(str, argv))) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["observable"] == "continuum"
+    calibration = doc["alignment"]["calibration"]
+    assert "HMI resolution" in calibration["method"]
+    # the level of the field that overlaps (a box inside the frame) is the frame's
+    assert calibration["factor"] == pytest.approx(level, rel=1e-3)
+    assert quiet_sun_level(pair.target) / level > 1.01  # what the truth alone would give
+    enh = doc["methods"]["enhance"]
+    # 1.4 % off in units (the truth's own level) would cap the PSNR near 37 dB
+    assert enh["pearson"] > 0.999 and enh["psnr"] > 60
+    assert abs(enh["contrast_difference_pp"]) < 0.1
+    assert doc["truth_stats"]["rms_contrast"] == pytest.approx(
+        doc["methods"]["enhance"]["rms_contrast"], rel=0.01
+    )
