@@ -323,7 +323,7 @@ def bare_forward(
     """
     device = resolve_device(args.device)
     dtype = autocast_dtype(args.precision)
-    model, _ = load_weights_cached(weights, device=str(device))
+    model, _ = load_weights_cached(weights)  # as enhance_frame: CPU net, device copy
     net = prepare_model(model, device, compile=args.compile)
     times: list[float] = []
     with torch.inference_mode():
@@ -346,7 +346,7 @@ def warm_up(args: argparse.Namespace, weights: Path) -> float:
     """
     device = resolve_device(args.device)
     side = min(args.tile, args.size)
-    model, _ = load_weights_cached(weights, device=str(device))
+    model, _ = load_weights_cached(weights)  # as enhance_frame: CPU net, device copy
     start = time.perf_counter()
     net = prepare_model(model, device, compile=args.compile)
     with torch.inference_mode():

@@ -49,7 +49,9 @@ def enhance_frame(
     """
     path = Path(weights) if weights is not None else default_weights(frame.observable)
     dev = resolve_device(device)
-    model, meta = load_weights_cached(path, device=str(dev))
+    # The checked CPU network: enhance_array's inference copy (batch norms
+    # folded, cached per device) is the one that goes to the device.
+    model, meta = load_weights_cached(path)
     check_trained_for(meta, frame.observable, path, "the image")
     scale = float(meta["input_normalisation"].get("scale", 1.0))
     data = enhance_array(
