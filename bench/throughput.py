@@ -77,13 +77,11 @@ from enhance.frame import Frame
 from enhance.inference import enhance_frame, resolve_device
 from enhance.inference.array import autocast_dtype, prepare_model
 from enhance.io import read_hmi, write_enhanced
-from enhance.model import EnhanceNet, load_weights_cached, save_weights
+from enhance.model import FLOP_PER_INPUT_PIXEL, EnhanceNet, load_weights_cached, save_weights
 from enhance.provenance import provenance_record
 
 ROOT = Path(__file__).resolve().parents[1]
 FULLDISK = ROOT.parent / "shared" / "data" / "hmi" / "fulldisk"
-#: Network cost per input pixel quoted in ../shared/docs/method.md (paper architecture).
-FLOP_PER_PIXEL = 1.1e6
 #: The network alone, kept before :func:`install_timers` wraps it.
 forward = inference_array._forward
 STAGES = ("read", "h2d", "compute", "d2h", "tile/blend", "write FITS", "write cube")
@@ -440,7 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     n = args.frames
     wall = run["wall_s"]
-    flop = FLOP_PER_PIXEL * timers.tile_pixels
+    flop = FLOP_PER_INPUT_PIXEL * timers.tile_pixels
     compute_s = timers.seconds["compute"]
     tiles_first = run["per_frame"][0]["tiles"]
     mean_tiles = timers.tiles / n

@@ -44,11 +44,8 @@ from enhance.atomic import atomic_path
 from enhance.heap import keep_freed_memory
 from enhance.inference import resolve_device
 from enhance.inference.array import _forward, autocast_dtype, prepare_model
-from enhance.model import EnhanceNet
+from enhance.model import FLOP_PER_INPUT_PIXEL, EnhanceNet
 from enhance.provenance import provenance_record
-
-#: Network cost per input pixel quoted in ../shared/docs/method.md (paper architecture).
-FLOP_PER_PIXEL = 1.1e6
 
 
 def _sync(device: torch.device) -> None:
@@ -92,7 +89,7 @@ def measure(
         "batch": batch,
         "seconds_per_pass": seconds,
         "mpix_per_s": pixels / seconds / 1e6,
-        "tflops": FLOP_PER_PIXEL * pixels / seconds / 1e12,
+        "tflops": FLOP_PER_INPUT_PIXEL * pixels / seconds / 1e12,
         "peak_memory_gib": _peak_memory_gib(device),
         "fits": True,
     }

@@ -27,10 +27,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["EnhanceNet", "PAPER_ARCHITECTURE", "TORCH_BN_EPS"]
+__all__ = ["EnhanceNet", "FLOP_PER_INPUT_PIXEL", "PAPER_ARCHITECTURE", "TORCH_BN_EPS"]
 
 #: Default depth and width: five residual blocks of 64 filters (paper Sect. 3).
 PAPER_ARCHITECTURE: dict[str, int] = {"n_blocks": 5, "width": 64, "upscale": 2}
+#: Cost of the paper architecture per input pixel, ~1.1 MFLOP (18.6 TFLOP per
+#: 4096x4096 frame; ../shared/docs/method.md), the figure the benchmarks report
+#: achieved TFLOP/s and fractions of a device's peak against.
+FLOP_PER_INPUT_PIXEL = 1.1e6
 
 #: PyTorch's BatchNorm epsilon, used by networks trained here. Networks imported
 #: from the 2018 Keras code carry Keras' own default, 1e-3 (keras.layers.BatchNormalization).
