@@ -25,7 +25,6 @@ from enhance.errors import ConfigError, InputError, OutputError, WeightsError
 from enhance.frame import OBSERVABLES, Frame
 from enhance.io import NORMALIZE_CHOICES, read_hmi, write_enhanced
 from enhance.io.writer import COMPRESSION_CHOICES
-from enhance.provenance import sha256_file
 
 __all__ = [
     "DEVICE_PATTERN",
@@ -249,7 +248,7 @@ def write_result(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings
     provenance: dict[str, Any] = {
         "observable": frame.observable,
         "weights_file": loaded.weights_path.name,
-        "weights_sha256": metadata.get("sha256") or sha256_file(loaded.weights_path),
+        "weights_sha256": metadata["sha256"],  # checked against the file on loading
         "psf_model": metadata.get("psf_model"),
         "training_data": metadata.get("training_data"),
         "input_file": loaded.input_path.name,
