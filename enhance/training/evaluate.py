@@ -37,8 +37,7 @@ from enhance.inference import enhance_array
 from enhance.model import load_weights_cached
 from enhance.provenance import provenance_record
 from enhance.training.pairs import Pair
-from enhance.validation import baselines, metrics
-from enhance.validation.report import METHODS as REPORT_METHODS
+from enhance.validation import baselines, metrics, report
 
 __all__ = [
     "METHODS",
@@ -53,7 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Methods compared, in table order (those of the validation reports).
-METHODS = REPORT_METHODS
+METHODS = report.METHODS
 #: Scores copied from :func:`enhance.validation.report.evaluate` into each row.
 _SCORES = ("psnr", "ssim", "spectrum_distance", "forward_residual")
 
@@ -98,8 +97,6 @@ def evaluate_pairs(
         images per scene. The scores are those of
         :func:`enhance.validation.report.evaluate`.
     """
-    from enhance.validation.report import ValidationCase, evaluate
-
     model, meta = load_weights_cached(weights)
     scale = float(meta["input_normalisation"]["scale"])
     if noise_sigma is None:
@@ -111,7 +108,7 @@ def evaluate_pairs(
     rows, images = [], {}
     for pair in pairs:
         noisy = pair.input + rng.normal(0.0, sigma, pair.input.shape).astype(np.float32)
-        case = ValidationCase(
+        case = report.ValidationCase(
             name=pair.label,
             observable=observable,
             hmi=noisy,
@@ -120,7 +117,7 @@ def evaluate_pairs(
             truth_label="held-out region degraded to 28 cm",
             psf_model=psf_model,
         )
-        evaluation = evaluate(case, border=border)
+        evaluation = report.evaluate(case, border=border)
         doc = evaluation.metrics
         truth_stats = doc["truth_stats"]
         for name in METHODS:
