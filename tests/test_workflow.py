@@ -111,7 +111,7 @@ def write_config(path: Path, **values: object) -> Path:
 
 
 def snakemake(workdir: Path, config: Path, *args: str, timeout: float = 240) -> str:
-    """Run the workflow in ``workdir`` with the default profile; return its output."""
+    """Run the workflow in ``workdir`` with the local profile; return its output."""
     cmd = [
         *SNAKEMAKE,
         "-s",
@@ -121,7 +121,7 @@ def snakemake(workdir: Path, config: Path, *args: str, timeout: float = 240) -> 
         "--configfile",
         str(config),
         "--workflow-profile",
-        str(REPO / "profiles" / "default"),
+        str(REPO / "profiles" / "local"),
         "--cores",
         "2",
         *args,
@@ -263,7 +263,7 @@ def test_interrupted_run_resumes_without_redoing(tmp_path, paper_weights):
         "--configfile",
         str(config),
         "--workflow-profile",
-        str(REPO / "profiles" / "default"),
+        str(REPO / "profiles" / "local"),
         "--cores",
         "1",
     ]
