@@ -21,6 +21,7 @@ from enhance.acquire.local import sample_dir, scan_archive
 from enhance.acquire.manifest import COLUMNS, KEYWORDS, STATES, Manifest, manifest_path
 from enhance.acquire.quality import QUALITY_BITS, QualityPolicy, decode_quality, parse_quality
 from enhance.acquire.series import SERIES, HmiSeries, get_series
+from enhance.acquire.status import AcquisitionStatus, read_status, status_path
 from enhance.acquire.timespec import expected_slots, parse_cadence, parse_time
 from enhance.acquire.verify import VerificationError, verify_fits
 
@@ -36,6 +37,9 @@ __all__ = [
     "KEYWORDS",
     "STATES",
     "GapReport",
+    "AcquisitionStatus",
+    "read_status",
+    "status_path",
     "gap_report",
     "QUALITY_BITS",
     "QualityPolicy",

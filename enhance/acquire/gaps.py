@@ -5,6 +5,12 @@ slot that is not a verified good frame) and ``<series>.gaps.json`` (counts,
 runs of consecutive missing slots, provenance), plus one summary line in the
 log. A later run over the same range re-queries the missing slots, so the
 report shrinks as JSOC backfills.
+
+Three kinds of absent frame are told apart, because they call for different
+actions: ``missing`` (the server was asked and has no record: a real gap),
+``not queried`` (the server was never asked about the slot, e.g. because it
+was unreachable: rerun) and ``failed`` (the record exists but its file could
+not be fetched or verified after every attempt: rerun).
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from enhance.acquire.manifest import Manifest
-from enhance.acquire.timespec import format_duration, format_t_rec, parse_t_rec
+from enhance.acquire.timespec import format_duration, format_t_rec
 from enhance.atomic import atomic_path
 
 __all__ = ["GapReport", "gap_report"]
@@ -43,10 +50,12 @@ class GapReport:
     failed: list[dict[str, str]]
     pending: list[str]
     gaps: list[dict[str, object]]
+    not_queried: list[str] = dataclasses.field(default_factory=list)
     provenance: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def summary_line(self) -> str:
-        """One line for the log: expected, present, verified, missing, flagged, skipped."""
+        """One line for the log: expected, present, verified, missing, flagged, skipped,
+        and, when there are any, failed, not queried and not yet downloaded."""
         parts = [
             f"{self.series} {self.start} .. {self.end} @ {self.cadence}:",
             f"{self.expected} expected,",
@@ -58,10 +67,18 @@ class GapReport:
         if self.failed:
             parts[-1] += ","
             parts.append(f"{len(self.failed)} failed")
+        if self.not_queried:
+            parts[-1] += ","
+            parts.append(f"{len(self.not_queried)} not queried")
         if self.pending:
             parts[-1] += ","
             parts.append(f"{len(self.pending)} not yet downloaded")
         return " ".join(parts)
+
+    @property
+    def complete(self) -> bool:
+        """True when every slot was queried and nothing failed or is still pending."""
+        return not (self.not_queried or self.failed or self.pending)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready content."""
@@ -104,6 +121,16 @@ class GapReport:
             }
             for t in self.pending
         ]
+        rows += [
+            {
+                "t_rec": t,
+                "status": "not queried",
+                "quality": "",
+                "quality_bits": "",
+                "reason": "the server was not asked about this slot (rerun)",
+            }
+            for t in self.not_queried
+        ]
         frame = pd.DataFrame(
             sorted(rows, key=lambda r: (r["t_rec"], r["status"])),
             columns=["t_rec", "status", "quality", "quality_bits", "reason"],
@@ -134,19 +161,44 @@ def _runs(missing: list[dt.datetime], cadence: dt.timedelta | None) -> list[dict
 
 def gap_report(
     manifest: Manifest,
-    slots: list[dt.datetime],
+    slots: Iterable[dt.datetime],
     *,
     cadence: dt.timedelta | None,
     provenance: dict[str, str] | None = None,
 ) -> GapReport:
-    """Compare ``slots`` with the manifest rows (slots without a row count as missing)."""
+    """Compare ``slots`` with the manifest rows.
+
+    Parameters
+    ----------
+    manifest : Manifest
+        The rows after the run.
+    slots : iterable of datetime
+        The expected slots, in time order (read once).
+    cadence : timedelta or None
+        Slot spacing (None: as found), for the runs of missing slots.
+    provenance : dict, optional
+        Recorded in the JSON file.
+
+    A slot with no row was never queried. A ``missing`` row is a slot the
+    server said it has no record for (in this run or, if this run did not get
+    to ask, in the earlier one that wrote the row).
+    """
     missing: list[dt.datetime] = []
+    not_queried: list[str] = []
     flagged, skipped, failed, pending = [], [], [], []
     present = verified = 0
+    first = last = None
+    expected = 0
     for when in slots:
+        expected += 1
+        first = when if first is None else first
+        last = when
         key = format_t_rec(when)
         row = manifest.get(key)
-        if row is None or row["state"] == "missing":
+        if row is None:
+            not_queried.append(key)
+            continue
+        if row["state"] == "missing":
             missing.append(when)
             continue
         present += 1
@@ -167,13 +219,12 @@ def gap_report(
             failed.append(item)
         else:
             pending.append(key)
-    times = [parse_t_rec(k) for k in (format_t_rec(s) for s in slots)]
     return GapReport(
         series=manifest.series,
         cadence=format_duration(cadence) if cadence is not None else "as found",
-        start=format_t_rec(times[0]) if times else "",
-        end=format_t_rec(times[-1]) if times else "",
-        expected=len(slots),
+        start=format_t_rec(first) if first is not None else "",
+        end=format_t_rec(last) if last is not None else "",
+        expected=expected,
         present=present,
         verified=verified,
         missing=[format_t_rec(m) for m in missing],
@@ -182,5 +233,6 @@ def gap_report(
         failed=failed,
         pending=pending,
         gaps=_runs(missing, cadence),
+        not_queried=not_queried,
         provenance=dict(provenance or {}),
     )

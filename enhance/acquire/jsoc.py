@@ -27,7 +27,7 @@ import logging
 import re
 import time
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from enhance.acquire._drms import drms
@@ -300,20 +300,42 @@ class JsocSource:
         ``QUALITY`` is read as text and parsed here: drms 0.9.0 with pandas >= 3
         turns the hex strings into NaN (drms issue 167).
         """
-        keys = ["T_REC", "QUALITY", *self.available_keywords(series, keywords)]
-        wanted = set(slots)
-        found: dict[dt.datetime, QueriedRecord] = {}
         step = max(1, self.options.query_chunk)
-        for i in range(0, len(slots), step):
-            chunk = slots[i : i + step]
-            count = int((chunk[-1] - chunk[0]) / cadence) + 1
-            ds = record_set(series, chunk[0], count, cadence).split("{")[0]
+        windows = (slots[i : i + step] for i in range(0, len(slots), step))
+        found: dict[dt.datetime, QueriedRecord] = {}
+        for _window, records in self.query_windows(series, windows, cadence, keywords):
+            found.update(records)
+        return found
+
+    def query_windows(
+        self,
+        series: HmiSeries,
+        windows: Iterable[list[dt.datetime]],
+        cadence: dt.timedelta,
+        keywords: tuple[str, ...],
+    ) -> Iterator[tuple[list[dt.datetime], dict[dt.datetime, QueriedRecord]]]:
+        """Query one window of slots at a time; yield each window with its records.
+
+        One ``rs_list`` request per window (consecutive slots, at most
+        ``query_chunk`` of them for a bounded answer); nothing of a window is
+        kept once the caller has moved on, so memory follows the window, not
+        the range. A window whose query fails every retry raises
+        :class:`JsocError`; the windows yielded before it are complete.
+        """
+        keys = ["T_REC", "QUALITY", *self.available_keywords(series, keywords)]
+        for window in windows:
+            if not window:
+                continue
+            wanted = set(window)
+            count = int((window[-1] - window[0]) / cadence) + 1
+            ds = record_set(series, window[0], count, cadence).split("{")[0]
             frame = self._retry(
                 f"query {ds}",
                 lambda ds=ds: self.client.query(
                     ds, key=keys, rec_index=True, convert_numeric=False
                 ),
             )
+            found: dict[dt.datetime, QueriedRecord] = {}
             for record, values in frame.iterrows():
                 t_rec = parse_t_rec(str(values.get("T_REC", "")))
                 if t_rec is None or t_rec not in wanted:
@@ -324,7 +346,8 @@ class JsocSource:
                     quality=parse_quality(values.get("QUALITY")),
                     keywords={k: str(values.get(k, "")) for k in keys[2:]},
                 )
-        return found
+            del frame
+            yield window, found
 
     # ---------------------------------------------------------------- export
     def submit_export(self, ds: str) -> drms.ExportRequest:

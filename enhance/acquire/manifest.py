@@ -129,6 +129,8 @@ class Manifest:
         self._rows: dict[str, dict[str, str]] = {}
         #: The :class:`enhance.acquire.gaps.GapReport` of the run that returned it.
         self.report: object | None = None
+        #: The :class:`enhance.acquire.status.AcquisitionStatus` of that run.
+        self.status: object | None = None
 
     # ------------------------------------------------------------------ I/O
     @classmethod

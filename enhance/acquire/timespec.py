@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 
 import astropy.units as u
 
@@ -30,6 +31,9 @@ __all__ = [
     "file_time",
     "snap_up",
     "expected_slots",
+    "iter_slots",
+    "count_slots",
+    "slot_windows",
     "record_set",
     "format_duration",
 ]
@@ -137,17 +141,9 @@ def snap_up(when: dt.datetime, series: HmiSeries) -> dt.datetime:
     return when if offset == dt.timedelta(0) else when + (series.step - offset)
 
 
-def expected_slots(
+def _check_grid(
     series: HmiSeries, start: dt.datetime, end: dt.datetime, cadence: dt.timedelta
-) -> list[dt.datetime]:
-    """Every slot ``start' + k * cadence <= end`` with ``start'`` snapped onto the grid.
-
-    Raises
-    ------
-    ConfigError
-        If ``end`` is before ``start`` or the cadence is not a multiple of the
-        series' native step.
-    """
+) -> dt.datetime:
     if end < start:
         raise ConfigError(f"end {end:%Y-%m-%dT%H:%M:%S} is before start {start:%Y-%m-%dT%H:%M:%S}")
     if cadence % series.step != dt.timedelta(0):
@@ -155,13 +151,84 @@ def expected_slots(
             f"cadence {format_duration(cadence)} is not a multiple of the "
             f"{int(series.step.total_seconds())} s step of {series.name}"
         )
-    first = snap_up(start, series)
-    slots = []
-    when = first
-    while when <= end:
-        slots.append(when)
-        when += cadence
-    return slots
+    return snap_up(start, series)
+
+
+def count_slots(
+    series: HmiSeries, start: dt.datetime, end: dt.datetime, cadence: dt.timedelta
+) -> int:
+    """Number of slots :func:`iter_slots` yields, computed without listing them."""
+    first = _check_grid(series, start, end, cadence)
+    return 0 if first > end else (end - first) // cadence + 1
+
+
+def iter_slots(
+    series: HmiSeries, start: dt.datetime, end: dt.datetime, cadence: dt.timedelta
+) -> Iterator[dt.datetime]:
+    """Yield every slot ``start' + k * cadence <= end``, ``start'`` snapped onto the grid.
+
+    A generator: a range of millions of slots costs no memory until consumed.
+
+    Raises
+    ------
+    ConfigError
+        If ``end`` is before ``start`` or the cadence is not a multiple of the
+        series' native step (raised on the call, before the first slot).
+    """
+    first = _check_grid(series, start, end, cadence)
+
+    def slots() -> Iterator[dt.datetime]:
+        when = first
+        while when <= end:
+            yield when
+            when += cadence
+
+    return slots()
+
+
+def expected_slots(
+    series: HmiSeries, start: dt.datetime, end: dt.datetime, cadence: dt.timedelta
+) -> list[dt.datetime]:
+    """Every slot of :func:`iter_slots` as a list (for short ranges).
+
+    Raises
+    ------
+    ConfigError
+        If ``end`` is before ``start`` or the cadence is not a multiple of the
+        series' native step.
+    """
+    return list(iter_slots(series, start, end, cadence))
+
+
+def slot_windows(
+    series: HmiSeries,
+    start: dt.datetime,
+    end: dt.datetime,
+    cadence: dt.timedelta,
+    size: int,
+) -> Iterator[list[dt.datetime]]:
+    """Yield the slots of :func:`iter_slots` in consecutive lists of at most ``size``.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`iter_slots`, or if ``size`` is not positive.
+    """
+    if size < 1:
+        raise ConfigError(f"a window needs at least one slot, got {size}")
+    slots = iter_slots(series, start, end, cadence)
+
+    def windows() -> Iterator[list[dt.datetime]]:
+        window: list[dt.datetime] = []
+        for when in slots:
+            window.append(when)
+            if len(window) == size:
+                yield window
+                window = []
+        if window:
+            yield window
+
+    return windows()
 
 
 def record_set(series: HmiSeries, first: dt.datetime, count: int, cadence: dt.timedelta) -> str:
