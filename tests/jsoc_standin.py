@@ -12,7 +12,12 @@ Knobs make it misbehave the way JSOC does: exports pending for N polls,
 "pending export requests" refusals, HTTP 500s, downloads cut half way,
 corrupt or wrong files, records with QUALITY 0x80000000 (no file), missing
 records, failed exports, and a download that stalls until released (to kill
-a client mid-download).
+a client mid-download). Hostile knobs make it misbehave as no honest server
+should: export directories on ``file://`` or another host, file downloads
+redirected elsewhere, bytes trickled slowly, a Content-Length smaller than
+the body or absurdly large, a consistent but short file, an HTML page instead
+of FITS, one file name for several records, and file names of its choosing
+(``filenames``, e.g. the client's manifest name).
 
 Used by ``tests/test_acquire_*.py`` (fixture ``jsoc_standin``) and by
 ``bench/acquire_throughput.py``.
@@ -146,15 +151,29 @@ class JsocStandin:
         self.refuse_exports = 0  # exp_request refusals ("pending export requests")
         self.fail_exports = 0  # requests that end with status 4
         self.http_errors: collections.Counter[str] = collections.Counter()  # op -> 500s
+        # op -> calls answered normally before every later call of it gets a 503 (an outage)
+        self.fail_after: dict[str, int] = {}
         self.cut: collections.Counter[dt.datetime] = collections.Counter()
         self.corrupt: collections.Counter[dt.datetime] = collections.Counter()
         self.wrong: collections.Counter[dt.datetime] = collections.Counter()
         self.stall: set[dt.datetime] = set()
         self.stall_started = threading.Event()
         self.release = threading.Event()
+        # hostile knobs
+        self.export_dir: str | None = None  # exp_status "dir" instead of /SUM1/D<n>/S00000
+        self.redirect: dict[dt.datetime, str] = {}  # record -> 302 Location of its file
+        self.trickle: set[dt.datetime] = set()  # records sent 16 bytes per trickle_interval
+        self.trickle_interval = 0.05
+        self.overlong: set[dt.datetime] = set()  # Content-Length 2880 bytes short of the body
+        self.short_file: set[dt.datetime] = set()  # last FITS block missing, length consistent
+        self.huge_length: set[dt.datetime] = set()  # Content-Length of 1 TB
+        self.html: set[dt.datetime] = set()  # a 200 HTML page instead of the file
+        self.same_name: set[dt.datetime] = set()  # listed with the export's first file name
+        self.filenames: dict[dt.datetime, str] = {}  # record -> file name it is listed with
         # bookkeeping
         self.calls: collections.Counter[str] = collections.Counter()
         self.downloads: collections.Counter[str] = collections.Counter()
+        self.served: collections.Counter[dt.datetime] = collections.Counter()  # by T_REC
         self.exports: dict[str, Export] = {}
         self._templates: dict[str, tuple[bytes, dict[str, int]]] = {}
         self._header_values: dict[str, fits.Header] = {}
@@ -300,6 +319,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.calls[op] += 1
         if self._take(self.state.http_errors, op):
             self._error(500, "Internal Server Error")
+            return
+        if op in self.state.fail_after and self.state.calls[op] > self.state.fail_after[op]:
+            self._error(503, "Service Unavailable")
             return
         handler = {
             "series_struct": self._series_struct,
@@ -471,6 +493,10 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _filename(self, export: Export, when: dt.datetime) -> str:
+        if when in self.state.filenames:
+            return self.state.filenames[when]
+        if when in self.state.same_name and export.records:
+            when = export.records[0]
         fmt = export.filenamefmt or f"{export.series.name}.{{T_REC:A}}.{{segment}}"
         name = (
             fmt.replace("{T_REC:A}", file_time(when))
@@ -513,7 +539,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "requestid": export.id,
                 "method": "url",
                 "protocol": "FITS",
-                "dir": f"/SUM1/D{number}/S00000",
+                "dir": state.export_dir or f"/SUM1/D{number}/S00000",
                 "wait": 0,
                 "count": len(data),
                 "size": 1,
@@ -533,21 +559,43 @@ class _Handler(BaseHTTPRequestHandler):
             for when in export.records:
                 if self._filename(export, when) == name:
                     target = when
+                    break  # a name given to several records serves the first
         if target is None:
             self._error(404, "Not Found")
             return
         with state._lock:
             state.downloads[name] += 1
+            state.served[target] += 1
+        if target in state.redirect:
+            self.send_response(302)
+            self.send_header("Location", state.redirect[target])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         series = export.series
         body = state.file_bytes(series, target)
+        if target in state.html:
+            self._html_page()
+            return
+        if target in state.short_file:
+            body = body[:-2880]
         if self._take(state.wrong, target):
             body = state.file_bytes(series, target + series.step)
         if self._take(state.corrupt, target):
             body = np.random.default_rng(len(body)).bytes(len(body))
         self.send_response(200)
         self.send_header("Content-Type", "application/fits")
-        self.send_header("Content-Length", str(len(body)))
+        announced = len(body) - 2880 if target in state.overlong else len(body)
+        announced = 10**12 if target in state.huge_length else announced
+        self.send_header("Content-Length", str(announced))
         self.end_headers()
+        if target in state.trickle:
+            self._trickle(body)
+            return
+        if target in state.huge_length:
+            self.wfile.write(body)
+            self.close_connection = True
+            return
         if target in state.stall:
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
@@ -561,6 +609,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.wfile.write(body)
+
+    def _html_page(self) -> None:
+        body = b"<!DOCTYPE html><html><body><h1>JSOC is down for maintenance</h1></body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _trickle(self, body: bytes) -> None:
+        """Send ``body`` 16 bytes at a time until done, the client leaves or the server stops."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            for i in range(0, len(body), 16):
+                self.wfile.write(body[i : i + 16])
+                self.wfile.flush()
+                if self.state.release.wait(self.state.trickle_interval):
+                    return
 
 
 @contextlib.contextmanager

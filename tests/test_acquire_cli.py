@@ -13,6 +13,7 @@ from jsoc_standin import running_standin
 
 from enhance.acquire import Manifest, acquire, sample_dir
 from enhance.cli import main
+from enhance.provenance import sha256_file
 
 EMAIL = "jane.roe@example.org"
 
@@ -172,8 +173,12 @@ def test_local_archive_of_the_bundled_sample(tmp_path, capsys) -> None:
     manifest = Manifest.load(tmp_path / "hmi.M_720s.manifest.csv", "hmi.M_720s")
     assert [r["quality_bits"] for r in manifest] == ["LOWINTERPNUM|NOCOSMICRAY", "", "LOWINTERPNUM"]
     for row, src in zip(manifest, sorted(sample_dir().glob("hmi.M_720s.*.fits")), strict=True):
-        assert row["file"] == src.name
-        assert (tmp_path / row["file"]).read_bytes() == src.read_bytes()
+        # a link to the archive file, under the name derived from the record
+        assert row["file"] == src.name.replace(".1.magnetogram", ".magnetogram").replace(
+            ".3.magnetogram", ".magnetogram"
+        )
+        assert (tmp_path / row["file"]).resolve() == src.resolve()
+        assert sha256_file(src) == row["sha256"]
         assert row["CRPIX1"] and row["CAMERA"] in {"1", "3"}
         assert row["request_id"] == "local"
     continuum = acquire(

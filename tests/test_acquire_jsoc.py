@@ -240,8 +240,7 @@ def test_cut_download_is_retried_and_never_kept(standin, tmp_path) -> None:
     standin.cut[at(12)] = 2
     manifest = run(standin, out)
     assert manifest.counts()["verified"] == 6
-    name = manifest.get(key(12))["file"]
-    assert standin.downloads[name] == 3
+    assert standin.served[at(12)] == 3
     assert_consistent(manifest)
 
 
@@ -250,8 +249,8 @@ def test_corrupt_and_wrong_files_are_retried(standin, tmp_path) -> None:
     standin.wrong[at(24)] = 1
     manifest = run(standin, tmp_path)
     assert manifest.counts()["verified"] == 6
-    assert standin.downloads[manifest.get(key(12))["file"]] == 2
-    assert standin.downloads[manifest.get(key(24))["file"]] == 2
+    assert standin.served[at(12)] == 2
+    assert standin.served[at(24)] == 2
     assert_consistent(manifest)
 
 
@@ -335,11 +334,12 @@ def test_killed_mid_download_then_rerun(standin, tmp_path) -> None:
         "--no-progress",
     ]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    part = tmp_path / "hmi.m_720s.20140101_002400_TAI.1.magnetogram.fits.part"
+    name = "hmi.M_720s.20140101_002400_TAI.magnetogram.fits"
     try:
         assert standin.stall_started.wait(60), proc.communicate(timeout=5)
         for _ in range(1000):  # the client writes what it has received so far
-            if part.exists() and part.stat().st_size > 0:
+            parts = list(tmp_path.glob(name + ".*.part"))
+            if parts and parts[0].stat().st_size > 0:
                 break
             time.sleep(0.01)
     finally:
@@ -350,7 +350,9 @@ def test_killed_mid_download_then_rerun(standin, tmp_path) -> None:
     stalled = on_disk.get(key(24))
     assert stalled["state"] == "exported" and stalled["request_id"] == "JSOC_20260101_001"
     assert not (tmp_path / stalled["file"]).exists()  # the cut file never got its name
-    assert tmp_path / (stalled["file"] + ".part") == part
+    assert stalled["file"] == name
+    (part,) = parts  # a temporary name of that process's own
+    assert part.name.startswith(f"{name}.{proc.pid}-")
     assert 0 < part.stat().st_size < len(standin.file_bytes(M720, at(24)))
 
     standin.stall.clear()
@@ -358,7 +360,7 @@ def test_killed_mid_download_then_rerun(standin, tmp_path) -> None:
     manifest = run(standin, tmp_path)
     assert manifest.counts()["verified"] == 6
     assert standin.calls["exp_request"] == 1  # resumed, no duplicate export request
-    assert standin.downloads[stalled["file"]] == 2
+    assert standin.served[at(24)] == 2
     assert_consistent(manifest)
 
 
@@ -390,10 +392,10 @@ def test_later_run_backfills_what_appeared(standin, tmp_path) -> None:
     first = run(standin, tmp_path)
     assert first.get(key(36))["state"] == "missing"
     standin.missing.clear()
-    downloads = set(standin.downloads)
+    served = set(standin.served)
     manifest = run(standin, tmp_path)
     assert manifest.get(key(36))["state"] == "verified"
-    assert set(standin.downloads) - downloads == {manifest.get(key(36))["file"]}
+    assert set(standin.served) - served == {at(36)}
     assert json.loads((tmp_path / "hmi.M_720s.gaps.json").read_text())["missing"] == []
 
 

@@ -1,38 +1,265 @@
-"""Verified downloads: ``name.part``, check, atomic rename; retried when cut.
+"""Verified downloads: safe URLs, a deadline, ``name.<pid>-<random>.part``, check, rename.
 
 drms 0.9.0 does not notice a download cut short after the server announced
-its ``Content-Length`` (it keeps the truncated file). Here every byte is
-counted, the file is verified as the expected HMI record
-(:func:`enhance.acquire.verify.verify_fits`) while still ``name.part``, and only
-then renamed into place by :func:`enhance.atomic.atomic_path`. A cut, corrupt
-or wrong file is removed and fetched again, never kept.
+its ``Content-Length`` (it keeps the truncated file), and it builds download
+URLs from whatever directory the server names, ``file://`` and other hosts
+included. Here:
+
+- a URL (and every HTTP redirect) must have the scheme, host and port of the
+  server's own download URL, or of a host the user allowed
+  (:func:`allowed_origins`); anything else is refused, never opened;
+- every byte is counted against the announced ``Content-Length`` and a size
+  cap, the first bytes must be a FITS primary header (an HTML error page is
+  refused at once), and each attempt has a wall-clock deadline, so a server
+  that trickles bytes cannot hold a download forever;
+- the file is written to a temporary name unique to this process, verified as
+  the expected HMI record (:func:`enhance.acquire.verify.verify_fits`) and
+  only then renamed into place by :func:`enhance.atomic.atomic_path`. A cut,
+  corrupt or wrong file is removed and fetched again, never kept;
+- a full disk (or a read-only or size-limited target) stops every download
+  with one :class:`~enhance.errors.OutputError` and leaves no temporary file.
+
+Local file names never come from the server: :func:`local_name` derives them
+from the series, ``T_REC`` and segment, so they are unique by construction,
+and :func:`export_clashes` refuses an export whose file list is ambiguous.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import datetime as dt
+import errno
 import hashlib
 import http.client
 import logging
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from enhance import __version__
 from enhance.acquire.series import HmiSeries
+from enhance.acquire.timespec import file_time, format_t_rec
 from enhance.acquire.verify import VerificationError, verify_fits
-from enhance.atomic import atomic_path
+from enhance.atomic import atomic_path, free_bytes, no_room_error
+from enhance.errors import ConfigError, JsocError, OutputError
 
-__all__ = ["DownloadTask", "DownloadResult", "fetch_file", "download_all"]
+__all__ = [
+    "DownloadTask",
+    "DownloadResult",
+    "RefusedDownloadError",
+    "DownloadDeadlineError",
+    "IncompleteDownloadError",
+    "Origin",
+    "MAX_FILE_BYTES",
+    "DEFAULT_DEADLINE",
+    "allowed_origins",
+    "check_url",
+    "local_name",
+    "export_clashes",
+    "fetch_file",
+    "download_all",
+]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
 _USER_AGENT = f"enhance/{__version__} (HMI acquisition; drms protocol)"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Every FITS file starts with this card (FITS standard 3.0, section 4.4.1.1).
+_FITS_START = b"SIMPLE  ="
+
+#: Largest file accepted (bytes). An uncompressed 4096 x 4096 HMI image of
+#: 32-bit pixels is 64 MiB; JSOC's Rice-compressed exports are 10-20 MiB.
+MAX_FILE_BYTES = 512 << 20
+#: Wall-clock seconds one download attempt may take (a 20 MiB file at 25 kB/s).
+DEFAULT_DEADLINE = 900.0
+
+#: ``(scheme, host, port)`` of a URL, host in lower case, port made explicit.
+Origin = tuple[str, str, int]
+
+
+class RefusedDownloadError(JsocError):
+    """A download refused for what the server asked, not for a transient fault.
+
+    A URL off the allowed origins, or a size beyond :data:`MAX_FILE_BYTES`:
+    retrying cannot help, so it is not retried.
+    """
+
+
+class DownloadDeadlineError(JsocError):
+    """One download attempt took longer than its deadline (a trickling server)."""
+
+
+class IncompleteDownloadError(VerificationError):
+    """The connection closed before the announced number of bytes arrived."""
+
+
+class _CancelledError(Exception):
+    """Another download hit a fatal error; this one stops between two reads."""
+
+
+def _origin(url: str) -> Origin:
+    parts = urllib.parse.urlsplit(str(url).strip())
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise RefusedDownloadError(
+            f"refusing to download {url!r}: only http and https URLs are fetched"
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise RefusedDownloadError(f"refusing to download {url!r}: malformed port") from exc
+    if not parts.hostname:
+        raise RefusedDownloadError(f"refusing to download {url!r}: no host")
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def _origin_text(origin: Origin) -> str:
+    scheme, host, port = origin
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + ("" if _DEFAULT_PORTS[scheme] == port else f":{port}")
+
+
+def allowed_origins(base_url: str, allow_hosts: Iterable[str] = ()) -> frozenset[Origin]:
+    """The origins downloads may come from: the server's own and the ones a user allows.
+
+    Parameters
+    ----------
+    base_url : str
+        The server's download base URL (drms ``http_download_baseurl``).
+    allow_hosts : iterable of str
+        More origins, each ``host``, ``host:port`` or ``scheme://host[:port]``
+        (http or https). Without a scheme both are allowed, on the given port
+        or on each scheme's default one.
+
+    Raises
+    ------
+    ConfigError
+        If an entry is not of those forms (``file://`` can never be allowed).
+    """
+    try:
+        allowed = {_origin(base_url)}
+    except RefusedDownloadError as exc:
+        raise ConfigError(f"server download URL {base_url!r} is not http(s)") from exc
+    for entry in allow_hosts:
+        text = str(entry).strip()
+        has_scheme = "://" in text
+        parts = urllib.parse.urlsplit(text if has_scheme else "//" + text)
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if (
+            (has_scheme and scheme not in _DEFAULT_PORTS)
+            or not parts.hostname
+            or port == -1
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.username
+        ):
+            raise ConfigError(
+                f"allowed download host {text!r} is not host, host:port or "
+                "http(s)://host[:port] (file:// and other schemes are never allowed)"
+            )
+        for each in [scheme] if has_scheme else list(_DEFAULT_PORTS):
+            allowed.add((each, parts.hostname.lower(), port or _DEFAULT_PORTS[each]))
+    return frozenset(allowed)
+
+
+def check_url(url: str, allowed: frozenset[Origin]) -> None:
+    """Raise :class:`RefusedDownloadError` unless ``url`` is on one of ``allowed``."""
+    origin = _origin(url)
+    if origin not in allowed:
+        shown = ", ".join(sorted(_origin_text(o) for o in allowed))
+        raise RefusedDownloadError(
+            f"refusing to download {url!r}: not from the server's own origin ({shown}); "
+            "if that host is a mirror you trust, allow it (--allow-host "
+            f"{_origin_text(origin)})"
+        )
+
+
+def _redirect_allowed(url: str, target: str, allowed: frozenset[Origin]) -> None:
+    """Allow a redirect onto an allowed origin, or from http to https on the same host."""
+    origin = _origin(target)
+    if origin in allowed:
+        return
+    here = _origin(url)
+    if here[0] == "http" and origin[0] == "https" and here[1] == origin[1]:
+        return
+    check_url(target, allowed)
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow an HTTP redirect only onto an allowed origin (or an https upgrade)."""
+
+    def __init__(self, allowed: frozenset[Origin]) -> None:
+        super().__init__()
+        self.allowed = allowed
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
+        _redirect_allowed(req.full_url, newurl, self.allowed)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def local_name(series: HmiSeries, t_rec: dt.datetime) -> str:
+    """The local file name of the record of ``series`` at ``t_rec``.
+
+    ``<series>.<YYYYMMDD_hhmmss>_TAI.<segment>.fits``: derived from the record
+    only (never from a server's file name), distinct for distinct ``T_REC``
+    slots of one series (slots are at least 45 s apart), and never one of the
+    acquisition's own files (manifest, gap report: they do not end in
+    ``.fits``).
+    """
+    return f"{series.name}.{file_time(t_rec)}.{series.segment}.fits"
+
+
+class _ListedFile(Protocol):
+    t_rec: dt.datetime
+    record: str
+    filename: str
+
+
+def export_clashes(files: Sequence[_ListedFile]) -> dict[dt.datetime, str]:
+    """``T_REC`` -> reason, for the files of an export that cannot be told apart.
+
+    A finished export lists ``(record, filename)`` pairs and drms maps file
+    names to URLs. Two entries for one ``T_REC``, or one file name given to
+    two records, make it ambiguous which bytes belong to which record; those
+    records are refused rather than guessed (and so never overwrite each
+    other). ``NoDataFile`` entries (no file) do not count.
+    """
+    by_time: dict[dt.datetime, list[str]] = collections.defaultdict(list)
+    by_name: dict[str, list[_ListedFile]] = collections.defaultdict(list)
+    for item in files:
+        by_time[item.t_rec].append(item.record)
+        if item.filename and item.filename != "NoDataFile":
+            by_name[item.filename].append(item)
+    clashes: dict[dt.datetime, str] = {}
+    for when, records in by_time.items():
+        if len(records) > 1:
+            clashes[when] = (
+                f"the server listed {len(records)} files for T_REC {format_t_rec(when)} "
+                f"({', '.join(records)}); refusing to guess which is the record"
+            )
+    for name, items in by_name.items():
+        times = sorted({item.t_rec for item in items})
+        if len(times) > 1:
+            listed = ", ".join(format_t_rec(t) for t in times)
+            for when in times:
+                clashes.setdefault(
+                    when,
+                    f"the server gave the file name {name!r} to {len(times)} records "
+                    f"({listed}); refusing the ambiguous download",
+                )
+    return clashes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +283,54 @@ class DownloadResult:
     error: str | None = None
 
 
-class IncompleteDownloadError(VerificationError):
-    """The connection closed before the announced number of bytes arrived."""
+def _announced_size(response: http.client.HTTPResponse, name: str) -> int | None:
+    text = response.headers.get("Content-Length")
+    if text is None:
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise VerificationError(f"{name}: malformed Content-Length {text!r}")
+    return size
 
 
-def fetch_file(task: DownloadTask, *, timeout: float = 120.0) -> tuple[int, str]:
-    """Download ``task.url`` to ``task.dest`` through ``dest.part``; verify; rename.
+def _not_fits(name: str, head: bytes, response: http.client.HTTPResponse) -> VerificationError:
+    kind = response.headers.get("Content-Type") or "no Content-Type"
+    return VerificationError(
+        f"{name}: the server sent {kind} starting {head[:24]!r}, not a FITS file"
+    )
+
+
+def fetch_file(
+    task: DownloadTask,
+    *,
+    timeout: float = 120.0,
+    deadline: float = DEFAULT_DEADLINE,
+    allowed: frozenset[Origin] | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
+    stop: threading.Event | None = None,
+) -> tuple[int, str]:
+    """Download ``task.url`` to ``task.dest`` through a unique ``.part`` file; verify; rename.
+
+    Parameters
+    ----------
+    task : DownloadTask
+        What to fetch and where to put it.
+    timeout : float
+        Socket timeout: seconds without a single byte before the attempt fails.
+    deadline : float
+        Wall-clock seconds for the whole attempt. It is checked after every
+        read, so an attempt ends at the latest ``min(timeout, deadline)``
+        seconds after its deadline.
+    allowed : frozenset of Origin, optional
+        Origins the URL and its redirects may have (:func:`allowed_origins`);
+        default: the URL's own origin only (no redirect elsewhere).
+    max_bytes : int
+        Largest file accepted, announced or received.
+    stop : threading.Event, optional
+        When set, the download stops before its next read.
 
     Returns
     -------
@@ -69,32 +338,74 @@ def fetch_file(task: DownloadTask, *, timeout: float = 120.0) -> tuple[int, str]
 
     Raises
     ------
+    RefusedDownloadError
+        The URL or a redirect leaves the allowed origins, or the file is over
+        ``max_bytes`` (nothing opened or kept).
+    OutputError
+        The destination's filesystem is full, read-only or size-limited
+        (nothing kept).
+    DownloadDeadlineError
+        The attempt passed its deadline (nothing kept).
     VerificationError
-        If the file is cut, corrupt or not the expected record (nothing kept).
+        If the file is cut, too long, not FITS, corrupt or not the expected
+        record (nothing kept).
     urllib.error.URLError, http.client.HTTPException, OSError
         On network failures (nothing kept).
     """
+    allowed = allowed if allowed is not None else frozenset({_origin(task.url)})
+    check_url(task.url, allowed)
+    name = task.dest.name
+    opener = urllib.request.build_opener(_CheckedRedirects(allowed))
     request = urllib.request.Request(task.url, headers={"User-Agent": _USER_AGENT})
     digest = hashlib.sha256()
-    with atomic_path(task.dest) as tmp:
+    ends = time.monotonic() + deadline
+    with atomic_path(task.dest, unique=True) as tmp:
         received = 0
+        head = b""
         with (
-            urllib.request.urlopen(request, timeout=timeout) as response,
+            opener.open(request, timeout=min(timeout, deadline)) as response,
             open(tmp, "wb", buffering=0) as fh,
         ):
-            announced = response.headers.get("Content-Length")
+            expected = _announced_size(response, name)
+            if expected is not None and expected > max_bytes:
+                raise RefusedDownloadError(
+                    f"{name}: the server announces {expected} bytes, more than the "
+                    f"{max_bytes} accepted for one HMI file; refusing it"
+                )
+            free = free_bytes(task.dest.parent)
+            if expected is not None and free is not None and expected > free:
+                raise no_room_error(task.dest, OSError(errno.ENOSPC, f"{expected} bytes announced"))
+            limit = expected if expected is not None else max_bytes
             while True:
+                if stop is not None and stop.is_set():
+                    raise _CancelledError(name)
+                if time.monotonic() > ends:
+                    raise DownloadDeadlineError(
+                        f"{name}: {received} bytes in {deadline:.0f} s, the deadline of one "
+                        "attempt; the server is too slow or stalled"
+                    )
                 block = response.read1(_CHUNK)  # what has arrived, not a full chunk
                 if not block:
                     break
+                if len(head) < len(_FITS_START):
+                    start = head + block
+                    head = start[: len(_FITS_START)]
+                    if not _FITS_START.startswith(head):
+                        raise _not_fits(name, start, response)
+                received += len(block)
+                if received > limit:
+                    what = "announced" if expected is not None else "accepted"
+                    raise VerificationError(
+                        f"{name}: the server sent more than the {limit} bytes {what}"
+                    )
                 fh.write(block)
                 digest.update(block)
-                received += len(block)
-        expected = int(announced) if announced is not None else None
         if expected is not None and received != expected:
             raise IncompleteDownloadError(
-                f"{task.dest.name}: connection closed after {received} of {expected} bytes"
+                f"{name}: connection closed after {received} of {expected} bytes"
             )
+        if received and len(head) < len(_FITS_START):
+            raise _not_fits(name, head, response)
         verify_fits(tmp, series=task.series, t_rec=task.t_rec, expected_size=expected)
     return received, digest.hexdigest()
 
@@ -105,6 +416,10 @@ def _attempt(
     retries: int,
     retry_wait: float,
     timeout: float,
+    deadline: float,
+    allowed: frozenset[Origin] | None,
+    max_bytes: int,
+    stop: threading.Event,
     sleep: Callable[[float], None],
 ) -> DownloadResult:
     result = DownloadResult(task)
@@ -112,15 +427,33 @@ def _attempt(
     for attempt in range(1, retries + 1):
         result.attempts = attempt
         try:
-            result.size, result.sha256 = fetch_file(task, timeout=timeout)
+            result.size, result.sha256 = fetch_file(
+                task,
+                timeout=timeout,
+                deadline=deadline,
+                allowed=allowed,
+                max_bytes=max_bytes,
+                stop=stop,
+            )
             result.error = None
             return result
+        except RefusedDownloadError as exc:
+            result.error = str(exc)
+            log.warning("download %s: %s", task.dest.name, exc)
+            return result  # what the server asked for: retrying will not change it
+        except _CancelledError:
+            result.error = "stopped: another download failed for good"
+            return result
+        except OutputError:
+            stop.set()  # the disk is full: every other download stops too
+            raise
         except urllib.error.HTTPError as exc:
             result.error = f"HTTP {exc.code} for {task.dest.name}"
             if 400 <= exc.code < 500 and exc.code != 429:
                 return result  # the file is not there; retrying will not help
         except (
             VerificationError,
+            DownloadDeadlineError,
             urllib.error.URLError,
             http.client.HTTPException,
             OSError,
@@ -129,7 +462,7 @@ def _attempt(
         log.warning(
             "download %s, attempt %d/%d: %s", task.dest.name, attempt, retries, result.error
         )
-        if attempt < retries:
+        if attempt < retries and not stop.is_set():
             sleep(wait)
             wait *= 2
     return result
@@ -142,15 +475,38 @@ def download_all(
     retries: int = 3,
     retry_wait: float = 2.0,
     timeout: float = 120.0,
+    deadline: float = DEFAULT_DEADLINE,
+    allowed: frozenset[Origin] | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[DownloadResult]:
     """Fetch every task with at most ``max_concurrent`` at a time; yield as each ends.
 
-    Low concurrency by default: JSOC blocks bulk users.
+    Low concurrency by default: JSOC blocks bulk users. Options are those of
+    :func:`fetch_file`; each task gets ``retries`` attempts with a doubling
+    wait, except refusals (:class:`RefusedDownloadError`, HTTP 4xx), which
+    are final at once.
+
+    Raises
+    ------
+    OutputError
+        As soon as one download finds the disk full (or read-only): the
+        others stop before their next read, their temporary files removed.
+    ValueError
+        If two tasks have one destination.
     """
     tasks = list(tasks)
     if not tasks:
         return
+    seen: dict[Path, DownloadTask] = {}
+    for task in tasks:
+        other = seen.setdefault(task.dest, task)
+        if other is not task:
+            raise ValueError(
+                f"{task.dest.name} is the destination of both {format_t_rec(other.t_rec)} "
+                f"and {format_t_rec(task.t_rec)}"
+            )
+    stop = threading.Event()
     workers = max(1, min(int(max_concurrent), len(tasks)))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [
@@ -160,6 +516,10 @@ def download_all(
                 retries=retries,
                 retry_wait=retry_wait,
                 timeout=timeout,
+                deadline=deadline,
+                allowed=allowed,
+                max_bytes=max_bytes,
+                stop=stop,
                 sleep=sleep,
             )
             for task in tasks
@@ -168,5 +528,6 @@ def download_all(
             for future in concurrent.futures.as_completed(futures):
                 yield future.result()
         finally:
+            stop.set()
             for future in futures:
                 future.cancel()

@@ -15,13 +15,21 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import re
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-from enhance.acquire.download import DownloadTask, download_all
+from enhance.acquire.download import (
+    DEFAULT_DEADLINE,
+    MAX_FILE_BYTES,
+    DownloadTask,
+    Origin,
+    allowed_origins,
+    download_all,
+    export_clashes,
+    local_name,
+)
 from enhance.acquire.gaps import gap_report
 from enhance.acquire.jsoc import (
     ExportedFile,
@@ -33,12 +41,12 @@ from enhance.acquire.jsoc import (
     server_config,
 )
 from enhance.acquire.local import import_file, scan_archive
+from enhance.acquire.lock import out_dir_lock
 from enhance.acquire.manifest import KEYWORDS, NEEDS_EXPORT, Manifest, manifest_path
 from enhance.acquire.quality import QualityPolicy, decode_quality, format_quality
 from enhance.acquire.series import HmiSeries, get_series
 from enhance.acquire.timespec import (
     expected_slots,
-    file_time,
     format_duration,
     format_t_rec,
     parse_cadence,
@@ -57,7 +65,6 @@ log = logging.getLogger(__name__)
 
 #: Environment variable read for the JSOC export address.
 EMAIL_ENV = "ENHANCE_JSOC_EMAIL"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +81,14 @@ class AcquireOptions:
         Attempts per file and the socket timeout of one attempt.
     save_every
         Seconds between manifest saves while downloading.
+    download_deadline
+        Wall-clock seconds one download attempt may take (a server that
+        trickles bytes is cut off).
+    max_file_bytes
+        Largest file accepted from the server.
+    allow_hosts
+        Hosts besides the server's own download origin that files may come
+        from (``host``, ``host:port`` or ``http(s)://host[:port]``).
     jsoc
         Query/export polling and retry knobs.
     """
@@ -83,6 +98,9 @@ class AcquireOptions:
     download_retries: int = 3
     download_timeout: float = 120.0
     save_every: float = 2.0
+    download_deadline: float = DEFAULT_DEADLINE
+    max_file_bytes: int = MAX_FILE_BYTES
+    allow_hosts: tuple[str, ...] = ()
     jsoc: JsocOptions = dataclasses.field(default_factory=JsocOptions)
 
 
@@ -93,20 +111,13 @@ def _prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot create output directory {path}: {exc.strerror or exc}") from exc
     check_writable_dir(path)
-    probe = path / ".enhance-write-test"
+    probe = path / f".enhance-write-test.{os.getpid()}"
     try:  # root ignores permission bits; a read-only mount still refuses
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
         raise OutputError(f"output directory {path} is not writable: {exc.strerror}") from exc
     return path
-
-
-def _local_name(series: HmiSeries, t_rec: dt.datetime, server_name: str | None) -> str:
-    name = Path(server_name or "").name
-    if name and name != "NoDataFile" and _SAFE_NAME.match(name):
-        return name
-    return f"{series.name}.{file_time(t_rec)}.{series.segment}.fits"
 
 
 class _Run:
@@ -128,6 +139,8 @@ class _Run:
         self.manifest = Manifest.load(manifest_path(out_dir, series.name), series.name)
         self.last_save = time.monotonic()
         self.failures: list[str] = []
+        #: Origins downloads may come from (set for a remote server).
+        self.allowed: frozenset[Origin] | None = None
 
     def save(self, *, force: bool = True) -> None:
         if force or time.monotonic() - self.last_save >= self.options.save_every:
@@ -213,10 +226,18 @@ class _Run:
     def download(self, files: list[ExportedFile], request_id: str, bar: tqdm | None) -> None:
         """Download the files of a finished request that rows still need."""
         tasks = []
+        clashes = export_clashes(files)
+        owners = {row["file"]: row["t_rec"] for row in self.manifest if row["file"]}
         for item in files:
             key = format_t_rec(item.t_rec)
             row = self.manifest.get(key)
             if row is None or row["state"] not in NEEDS_EXPORT:
+                continue
+            name = local_name(self.series, item.t_rec)
+            if key in clashes or owners.get(name, key) != key:
+                reason = clashes.get(key) or f"{name} is already the file of {owners[name]}"
+                self.manifest.update(key, state="failed", request_id=request_id, reason=reason)
+                self.failures.append(f"{key}: {reason}")
                 continue
             if item.url is None:
                 self.manifest.update(
@@ -227,7 +248,6 @@ class _Run:
                     f"(NoDataFile, QUALITY {row['quality'] or '?'})",
                 )
                 continue
-            name = _local_name(self.series, item.t_rec, item.filename)
             self.manifest.update(key, file=name)
             tasks.append(DownloadTask(item.t_rec, item.url, self.out_dir / name, self.series))
         needed = self.adopt_existing([self.manifest.get(format_t_rec(t.t_rec)) for t in tasks])
@@ -240,6 +260,9 @@ class _Run:
             retries=self.options.download_retries,
             retry_wait=self.options.jsoc.retry_wait,
             timeout=self.options.download_timeout,
+            deadline=self.options.download_deadline,
+            allowed=self.allowed,
+            max_bytes=self.options.max_file_bytes,
         ):
             key = format_t_rec(result.task.t_rec)
             if result.error is None:
@@ -362,51 +385,53 @@ def acquire(
             )
         if download:
             email = check_email(_resolve_email(email))
+            allowed_origins(config.http_download_baseurl, options.allow_hosts)
     elif not Path(server).is_dir():
         raise ConfigError(f"server {server!r} is not jsoc, kis, an http(s) URL or a directory")
     out = _prepare_out_dir(out_dir)
-    for stale in out.glob("*.fits.part"):
-        stale.unlink()  # our own temporary files from an interrupted run
-    run = _Run(hmi, out, policy, options, progress)
-    where = server if remote else str(Path(server).resolve())
-    log.info(
-        "acquiring %s from %s into %s (policy %s, e-mail %s)",
-        hmi.name,
-        where,
-        out,
-        policy.name,
-        mask_email(email),
-    )
-    error: JsocError | None = None
-    if remote:
-        source = JsocSource(server, email=email, options=options.jsoc)
-        try:
-            _remote(run, source, slots, step, download)
-        except JsocError as exc:
-            error = exc  # write the manifest and the gap report, then raise
-    else:
-        slots = _local(run, Path(server), slots, t0, t1)
-    provenance = provenance_record(
-        series=hmi.name,
-        server=where,
-        start=format_t_rec(t0) if t0 else None,
-        end=format_t_rec(t1) if t1 else None,
-        cadence=format_duration(step) if step else None,
-        quality_policy=policy.name,
-    )
-    report = gap_report(run.manifest, slots, cadence=step, provenance=provenance)
-    report.write(out)
-    run.save()
-    log.info("%s", report.summary_line())
-    run.manifest.report = report
-    if error is not None:
-        raise error
-    if run.failures:
-        raise JsocError(
-            f"{len(run.failures)} file(s) failed every retry (first: {run.failures[0]}); "
-            f"they are marked failed in {run.manifest.path.name}: rerun to retry them"
+    with out_dir_lock(out):  # one acquisition at a time per directory
+        for stale in out.glob("*.fits*.part"):
+            stale.unlink()  # our own temporary files (and links) from an interrupted run
+        run = _Run(hmi, out, policy, options, progress)
+        where = server if remote else str(Path(server).resolve())
+        log.info(
+            "acquiring %s from %s into %s (policy %s, e-mail %s)",
+            hmi.name,
+            where,
+            out,
+            policy.name,
+            mask_email(email),
         )
-    return run.manifest
+        error: JsocError | None = None
+        if remote:
+            source = JsocSource(server, email=email, options=options.jsoc)
+            try:
+                _remote(run, source, slots, step, download)
+            except JsocError as exc:
+                error = exc  # write the manifest and the gap report, then raise
+        else:
+            slots = _local(run, Path(server), slots, t0, t1)
+        provenance = provenance_record(
+            series=hmi.name,
+            server=where,
+            start=format_t_rec(t0) if t0 else None,
+            end=format_t_rec(t1) if t1 else None,
+            cadence=format_duration(step) if step else None,
+            quality_policy=policy.name,
+        )
+        report = gap_report(run.manifest, slots, cadence=step, provenance=provenance)
+        report.write(out)
+        run.save()
+        log.info("%s", report.summary_line())
+        run.manifest.report = report
+        if error is not None:
+            raise error
+        if run.failures:
+            raise JsocError(
+                f"{len(run.failures)} file(s) failed every retry (first: {run.failures[0]}); "
+                f"they are marked failed in {run.manifest.path.name}: rerun to retry them"
+            )
+        return run.manifest
 
 
 def _local(
@@ -430,7 +455,7 @@ def _local(
         run.merge(when, rec.record, rec.quality, rec.keywords)
         row = run.manifest.get(format_t_rec(when))
         if row["state"] in NEEDS_EXPORT:
-            dest = run.out_dir / rec.path.name
+            dest = run.out_dir / local_name(run.series, when)
             size, sha = import_file(rec, dest, run.series)
             run.manifest.update(
                 row["t_rec"],
@@ -448,6 +473,7 @@ def _local(
 def _remote(
     run: _Run, source: JsocSource, slots: list[dt.datetime], cadence: dt.timedelta, download: bool
 ) -> None:
+    run.allowed = allowed_origins(source.config.http_download_baseurl, run.options.allow_hosts)
     found = source.query(run.series, slots, cadence, KEYWORDS)
     for when in slots:
         rec = found.get(when)

@@ -160,8 +160,8 @@ def check_email(email: str | None) -> str:
     """Return the address stripped, or raise :class:`ConfigError` if absent or malformed."""
     if email is None or not str(email).strip():
         raise ConfigError(
-            "a JSOC export needs a registered e-mail address: pass --email or set "
-            "ENHANCE_JSOC_EMAIL (register at jsoc.stanford.edu/ajax/register_email.html)"
+            "a JSOC export needs a registered e-mail address: set ENHANCE_JSOC_EMAIL or "
+            "pass --email-file (register at jsoc.stanford.edu/ajax/register_email.html)"
         )
     email = str(email).strip()
     if not _EMAIL_RE.match(email):
@@ -173,7 +173,12 @@ class _MaskEmail(logging.Filter):
     """Mask e-mail addresses (plain or URL-encoded) in drms's log records."""
 
     _REQUESTER = re.compile(r"(requester=)([^&\s*])[^&\s]*")
-    _ADDRESS = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*(@|%40)([A-Za-z0-9.\-]+)")
+    # the domain needs a dot and a top level starting with a letter: record sets
+    # such as "[2014.01.01_00:00:00_TAI/1d@12m]" hold an "@" but no address
+    _ADDRESS = re.compile(
+        r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*(@|%40)"
+        r"((?:[A-Za-z0-9\-]+\.)+[A-Za-z][A-Za-z0-9\-]*)"
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

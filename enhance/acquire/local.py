@@ -2,26 +2,31 @@
 
 Files are recognised by their image header (``DRMS_ID``, or the JSOC file
 name, or ``CONTENT`` and ``CADENCE``) and ``T_REC``; the acquisition then
-builds the same manifest and file layout as for a JSOC download. The bundled
-sample (``enhance/data/sample``, see :func:`sample_dir`) is such an archive.
+builds the same manifest and file layout as for a JSOC download, without
+copying a byte: each verified file gets, under the name derived from its
+record (:func:`enhance.acquire.download.local_name`), a symbolic link to the
+archive's file, and the manifest records its size and sha256. Two archive
+files holding one ``T_REC`` with different contents are an error, whatever
+their folders and names. The bundled sample (``enhance/data/sample``, see
+:func:`sample_dir`) is such an archive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import os
-import shutil
 from importlib import resources
 from pathlib import Path
 
 from enhance.acquire.quality import parse_quality
 from enhance.acquire.series import HmiSeries
-from enhance.acquire.timespec import parse_t_rec
+from enhance.acquire.timespec import format_t_rec, parse_t_rec
 from enhance.acquire.verify import VerificationError, read_image_header, verify_fits
-from enhance.atomic import atomic_path
-from enhance.errors import InputError
+from enhance.atomic import NO_ROOM_ERRNOS, check_writable_dir, no_room_error, unique_part_path
+from enhance.errors import InputError, OutputError
 from enhance.provenance import sha256_file
 
 __all__ = ["LocalRecord", "scan_archive", "import_file", "sample_dir"]
@@ -68,18 +73,26 @@ def scan_archive(
     """Every file under ``directory`` holding a record of ``series``, keyed by ``T_REC``.
 
     Files that are not FITS, belong to another series or carry no ``T_REC``
-    are passed over (logged at debug level).
+    are passed over (logged at debug level). A file reached twice (through a
+    symbolic link) counts once, and so does a byte-identical copy of a file
+    already found.
 
     Raises
     ------
     InputError
-        If ``directory`` is not a directory.
+        If ``directory`` is not a directory, or two files with different
+        contents hold the same ``T_REC`` (naming both: remove one).
     """
     root = Path(directory)
     if not root.is_dir():
         raise InputError(f"local archive {root} is not a directory")
     found: dict[dt.datetime, LocalRecord] = {}
+    seen: set[Path] = set()
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in _SUFFIXES):
+        real = path.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
         try:
             header = read_image_header(path)
         except VerificationError as exc:
@@ -90,12 +103,14 @@ def scan_archive(
             log.debug("local archive: %s is not a %s record", path.name, series.name)
             continue
         if t_rec in found:
-            log.warning(
-                "local archive: %s and %s both hold T_REC %s; keeping the first",
-                found[t_rec].path.name,
-                path.name,
-                header.get("T_REC"),
-            )
+            first = found[t_rec].path
+            if sha256_file(first) != sha256_file(path):
+                raise InputError(
+                    f"local archive {root}: {first.relative_to(root)} and "
+                    f"{path.relative_to(root)} both hold T_REC {format_t_rec(t_rec)} with "
+                    "different contents; remove or move away the wrong one"
+                )
+            log.debug("local archive: %s is a copy of %s", path, first)
             continue
         quality = parse_quality(header.get("QUALITY"))
         camera = header.get("CAMERA")
@@ -113,16 +128,39 @@ def scan_archive(
 
 
 def import_file(record: LocalRecord, dest: Path, series: HmiSeries) -> tuple[int, str]:
-    """Verify ``record`` and place it at ``dest`` (atomic copy unless it is already there).
+    """Verify ``record`` in place and make ``dest`` a symbolic link to it (no copy).
+
+    The link points at the archive file's absolute path and replaces
+    whatever ``dest`` was atomically (a link is made under a unique
+    temporary name, then renamed). Nothing is written into the archive; a
+    ``dest`` that already is the archive file (or a link to it) is kept.
 
     Returns
     -------
     (size, sha256)
+        Of the archive file.
+
+    Raises
+    ------
+    VerificationError
+        If the archive file is not the complete record (``dest`` untouched).
+    OutputError
+        If the link cannot be made in ``dest``'s directory.
     """
-    if record.path.resolve() == dest.resolve():
-        verify_fits(dest, series=series, t_rec=record.t_rec)
-    else:
-        with atomic_path(dest) as tmp:
-            shutil.copyfile(record.path, tmp)
-            verify_fits(tmp, series=series, t_rec=record.t_rec)
-    return dest.stat().st_size, sha256_file(dest)
+    source = record.path.resolve()
+    verify_fits(source, series=series, t_rec=record.t_rec)
+    size, sha256 = source.stat().st_size, sha256_file(source)
+    if dest.resolve() == source:
+        return size, sha256  # already a link to it, or the archive file itself
+    check_writable_dir(dest.parent)
+    tmp = unique_part_path(dest)
+    try:
+        os.symlink(source, tmp)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if exc.errno in NO_ROOM_ERRNOS:
+            raise no_room_error(dest, exc) from exc
+        raise OutputError(f"cannot link {dest} to {source}: {exc.strerror or exc}") from exc
+    return size, sha256

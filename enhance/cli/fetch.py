@@ -6,11 +6,17 @@ Argument parsing only; the work is :func:`enhance.acquire.acquire`.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 
 from enhance.acquire import EMAIL_ENV, SERIES, AcquireOptions, JsocOptions, acquire
+from enhance.acquire.download import DEFAULT_DEADLINE
+from enhance.errors import ConfigError
 
 __all__ = ["register"]
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +43,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "or a local directory of HMI FITS files",
     )
     parser.add_argument(
-        "--email", help=f"registered JSOC export e-mail (default: ${EMAIL_ENV}); never logged"
+        "--email",
+        help=f"registered JSOC export e-mail; prefer ${EMAIL_ENV} (the default) or "
+        "--email-file: other users see command lines in ps. Never logged",
+    )
+    parser.add_argument(
+        "--email-file",
+        type=Path,
+        help="file whose first line is the registered JSOC export e-mail",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="also download from HOST (host, host:port or http(s)://host[:port]); by default "
+        "files come only from the server's own scheme, host and port. Repeatable",
+    )
+    parser.add_argument(
+        "--download-deadline",
+        type=float,
+        default=DEFAULT_DEADLINE,
+        help=f"seconds one file download may take before it is retried ({DEFAULT_DEADLINE:.0f})",
     )
     parser.add_argument(
         "--max-per-request", type=int, default=500, help="slots per export request (500)"
@@ -61,11 +88,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _email(args: argparse.Namespace) -> str | None:
+    """The address from --email-file or --email (None: acquire reads the environment)."""
+    if args.email and args.email_file:
+        raise ConfigError("give --email or --email-file, not both")
+    if args.email_file is not None:
+        try:
+            lines = args.email_file.read_text(encoding="utf-8").split()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the e-mail file {args.email_file}: {exc}") from exc
+        if not lines:
+            raise ConfigError(f"the e-mail file {args.email_file} is empty")
+        return lines[0]
+    if args.email:
+        log.warning(
+            "--email is visible to every user of this machine (ps, /proc) and in shell "
+            "history; set %s or use --email-file instead",
+            EMAIL_ENV,
+        )
+    return args.email
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``enhance fetch``; return the exit code."""
     options = AcquireOptions(
         max_per_request=args.max_per_request,
         max_concurrent=args.max_concurrent,
+        download_deadline=args.download_deadline,
+        allow_hosts=tuple(args.allow_host),
         jsoc=JsocOptions(export_timeout=args.export_timeout),
     )
     manifest = acquire(
@@ -75,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         cadence=args.cadence,
         out_dir=args.out,
         server=args.server,
-        email=args.email,
+        email=_email(args),
         quality_policy=args.quality_policy,
         download=not args.query_only,
         progress=not args.no_progress and sys.stderr.isatty(),
