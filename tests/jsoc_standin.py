@@ -139,8 +139,9 @@ class JsocStandin:
     per slot (``NODATA`` makes a record without a file).
     """
 
-    def __init__(self, *, crop: int = 32) -> None:
+    def __init__(self, *, crop: int = 32, port: int = 0) -> None:
         self.crop = crop
+        self.port = port  # 0: an ephemeral port; a fixed one lets a client start first
         self.first: dt.datetime | None = None
         self.last: dt.datetime | None = None
         self.missing: set[dt.datetime] = set()
@@ -151,6 +152,8 @@ class JsocStandin:
         self.refuse_exports = 0  # exp_request refusals ("pending export requests")
         self.fail_exports = 0  # requests that end with status 4
         self.http_errors: collections.Counter[str] = collections.Counter()  # op -> 500s
+        # op -> calls answered normally before every later call of it gets a 503 (an outage)
+        self.fail_after: dict[str, int] = {}
         # op -> calls answered normally before every later call of it gets a 503 (an outage)
         self.fail_after: dict[str, int] = {}
         self.cut: collections.Counter[dt.datetime] = collections.Counter()
@@ -207,7 +210,7 @@ class JsocStandin:
         class Handler(_Handler):
             state = standin
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -319,6 +322,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.calls[op] += 1
         if self._take(self.state.http_errors, op):
             self._error(500, "Internal Server Error")
+            return
+        if op in self.state.fail_after and self.state.calls[op] > self.state.fail_after[op]:
+            self._error(503, "Service Unavailable")
             return
         if op in self.state.fail_after and self.state.calls[op] > self.state.fail_after[op]:
             self._error(503, "Service Unavailable")

@@ -27,8 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "manifest and a gap report",
         description=(
             "Query, export, download and verify HMI frames into OUT, writing "
-            "<series>.manifest.csv and <series>.gaps.{csv,json}. Reruns resume export "
-            "requests, download nothing already verified and backfill gaps."
+            "<series>.manifest.csv, <series>.gaps.{csv,json} and <series>.status.json. "
+            "Reruns resume export requests, download nothing already verified, retry what "
+            "failed and backfill gaps. Exit status 0: the range is complete; 2: something "
+            "failed (server unreachable, query or export failed, files failed every attempt), "
+            "with one line on standard error; a rerun retries it."
         ),
     )
     parser.add_argument("--series", required=True, help=f"one of {', '.join(SERIES)}")
@@ -82,6 +85,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--export-timeout", type=float, default=6 * 3600.0, help="seconds to wait per export"
     )
     parser.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        help="attempts of every server call before the run fails (5)",
+    )
+    parser.add_argument(
+        "--retry-wait",
+        type=float,
+        default=2.0,
+        help="seconds before the first retry; doubles up to 60 (2)",
+    )
+    parser.add_argument(
         "--query-only", action="store_true", help="write the manifest and gap report only"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -116,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent,
         download_deadline=args.download_deadline,
         allow_hosts=tuple(args.allow_host),
-        jsoc=JsocOptions(export_timeout=args.export_timeout),
+        jsoc=JsocOptions(
+            export_timeout=args.export_timeout, retries=args.retries, retry_wait=args.retry_wait
+        ),
     )
     manifest = acquire(
         series=args.series,

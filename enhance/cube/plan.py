@@ -1,10 +1,15 @@
 """Plan the enhancement of an archive: frames -> batches (jobs) -> cubes.
 
 The workflow enhances frames in batches (one job loads the network once and
-processes many frames) and assembles one cube per period. The plan is made
-from the acquisition manifest: every verified frame in the requested range
-goes to the cube of its period (:class:`enhance.cube.CubeLayout`) and, within
-the period, to batch ``k`` of ``frames_per_job`` frames in time order.
+processes many frames) and assembles one cube per period. Batches are fixed
+on the slot grid: within its period (:class:`enhance.cube.CubeLayout`), the
+slot ``i`` steps after the period's start belongs to batch
+``i // frames_per_job``. So the batches of a date range are known from the
+range alone (:func:`range_batches`, without listing its slots), before
+anything is queried, and a frame's batch never changes as gaps are filled.
+The plan (:func:`plan_batches`) then puts every verified frame of the
+acquisition manifest into its batch; a batch whose slots have no verified
+frame is planned empty.
 
 Each batch is written as a small CSV file, and only rewritten when its frame
 list changes, so a rerun over an extended range leaves the files of finished
@@ -25,10 +30,19 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from enhance.atomic import atomic_path
-from enhance.cube.layout import CubeLayout, format_t_rec, parse_t_rec
+from enhance.cube.layout import T_REC_EPOCH, CubeLayout, format_t_rec, parse_t_rec
 from enhance.errors import InputError
 
-__all__ = ["PlannedFrame", "batch_id", "plan_batches", "write_plan", "read_plan", "read_manifest"]
+__all__ = [
+    "PlannedFrame",
+    "batch_id",
+    "batch_of",
+    "range_batches",
+    "plan_batches",
+    "write_plan",
+    "read_plan",
+    "read_manifest",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +57,69 @@ class PlannedFrame:
     file: str
     sha256: str
     quality: str
+
+
+def _period_bounds(layout: CubeLayout, when: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """Start (included) and end (excluded) of the period holding ``when``."""
+    if layout.period == "day":
+        start = dt.datetime(when.year, when.month, when.day)
+        return start, start + dt.timedelta(days=1)
+    window = layout.step * layout.frames
+    start = T_REC_EPOCH + window * ((when - T_REC_EPOCH) // window)
+    return start, start + window
+
+
+def batch_of(layout: CubeLayout, when: dt.datetime, frames_per_job: int) -> tuple[str, str]:
+    """``(period, batch id)`` of the slot ``when``.
+
+    The slot ``i = (when - period start) // layout.step`` of its period is in
+    batch ``i // frames_per_job``.
+    """
+    start, _ = _period_bounds(layout, when)
+    index = ((when - start) // layout.step) // frames_per_job
+    return layout.period_of(when), batch_id(layout.period_of(when), index)
+
+
+def range_batches(
+    layout: CubeLayout,
+    first: dt.datetime,
+    last: dt.datetime,
+    frames_per_job: int,
+) -> dict[str, list[str]]:
+    """Every batch holding a slot of ``first, first + step, ... <= last``, by period.
+
+    Computed period by period from the grid (no slot is listed), so a
+    16-year range of 45 s slots costs the size of its batch list.
+
+    Parameters
+    ----------
+    layout : CubeLayout
+        Periods and the slot step (``layout.step``).
+    first, last : datetime
+        First slot (on the grid) and the end of the range (included).
+    frames_per_job : int
+        Slots per batch.
+
+    Returns
+    -------
+    dict
+        ``{period: [batch id, ...]}`` in time order.
+    """
+    if frames_per_job < 1:
+        raise ValueError(f"frames_per_job must be at least 1, got {frames_per_job}")
+    step = layout.step
+    batches: dict[str, list[str]] = {}
+    when = first
+    while when <= last:
+        start, end = _period_bounds(layout, when)
+        in_period = min(last, end - dt.timedelta(microseconds=1))
+        final = when + step * ((in_period - when) // step)  # last slot in this period
+        i0 = ((when - start) // step) // frames_per_job
+        i1 = ((final - start) // step) // frames_per_job
+        period = layout.period_of(when)
+        batches[period] = [batch_id(period, k) for k in range(i0, i1 + 1)]
+        when = final + step
+    return batches
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, str]]:
@@ -72,8 +149,9 @@ def plan_batches(
     frames_per_job: int,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
-) -> dict[str, list[list[PlannedFrame]]]:
-    """Group the verified frames in ``[start, end]`` by period, then into batches.
+    batches: dict[str, list[str]] | None = None,
+) -> dict[str, dict[str, list[PlannedFrame]]]:
+    """Put the verified frames in ``[start, end]`` into their batches (see the module notes).
 
     Parameters
     ----------
@@ -87,17 +165,22 @@ def plan_batches(
         Largest number of frames in one batch.
     start, end : datetime, optional
         Range of ``T_REC`` (TAI, both included) to plan; default: everything.
+    batches : dict, optional
+        Batches to plan even when empty, ``{period: [batch id, ...]}`` (the
+        :func:`range_batches` of the range); default: only batches with a frame.
 
     Returns
     -------
     dict
-        ``{period: [batch, ...]}`` with each batch a list of
-        :class:`PlannedFrame` in time order.
+        ``{period: {batch id: [PlannedFrame, ...]}}``, everything in time order.
     """
     if frames_per_job < 1:
         raise ValueError(f"frames_per_job must be at least 1, got {frames_per_job}")
     base = Path(base_dir).resolve()
-    by_period: dict[str, list[tuple[dt.datetime, PlannedFrame]]] = {}
+    by_batch: dict[tuple[str, str], list[tuple[dt.datetime, PlannedFrame]]] = {}
+    for period, ids in (batches or {}).items():
+        for name in ids:
+            by_batch[(period, name)] = []
     for row in rows:
         if row.get("state") != "verified" or not row.get("file"):
             continue
@@ -110,13 +193,11 @@ def plan_batches(
             sha256=row.get("sha256", ""),
             quality=row.get("quality", ""),
         )
-        by_period.setdefault(layout.period_of(when), []).append((when, frame))
-    plan: dict[str, list[list[PlannedFrame]]] = {}
-    for period in sorted(by_period):
-        frames = [f for _, f in sorted(by_period[period], key=lambda item: item[0])]
-        plan[period] = [
-            frames[i : i + frames_per_job] for i in range(0, len(frames), frames_per_job)
-        ]
+        by_batch.setdefault(batch_of(layout, when, frames_per_job), []).append((when, frame))
+    plan: dict[str, dict[str, list[PlannedFrame]]] = {}
+    for period, name in sorted(by_batch):
+        frames = sorted(by_batch[(period, name)], key=lambda item: item[0])
+        plan.setdefault(period, {})[name] = [f for _, f in frames]
     return plan
 
 
@@ -135,7 +216,7 @@ def _render(frames: list[PlannedFrame]) -> str:
 
 
 def write_plan(
-    plan: dict[str, list[list[PlannedFrame]]], plan_dir: str | os.PathLike[str]
+    plan: dict[str, dict[str, list[PlannedFrame]]], plan_dir: str | os.PathLike[str]
 ) -> dict[str, list[str]]:
     """Write one CSV per batch into ``plan_dir``, leaving unchanged ones untouched.
 
@@ -151,8 +232,7 @@ def write_plan(
     changed = 0
     for period, batches in plan.items():
         index[period] = []
-        for k, frames in enumerate(batches):
-            name = batch_id(period, k)
+        for name, frames in batches.items():
             index[period].append(name)
             path = directory / f"{name}.csv"
             text = _render(frames)

@@ -1,10 +1,17 @@
 # Acquisition (JSOC through drms, or a local archive): a checkpoint, since the
 # frames to enhance are known only once the manifest is written. Downloads run
 # on the submit host (localrules): compute nodes often have no internet.
+#
+# Failures are never frozen: a query that did not cover the range fails the
+# checkpoint (no summary is written, so the next run tries again); files that
+# failed every attempt or exports still pending give a summary marked
+# incomplete, whose verified frames are processed while `acquisition_complete`
+# fails the run; the next run then gets a new acquisition key and retries.
 
 
 localrules:
     acquire,
+    acquisition_complete,
 
 
 checkpoint acquire:
@@ -24,5 +31,20 @@ checkpoint acquire:
         plan_dir=lambda wildcards: f"{OUT}/plan/{wildcards.series}",
         layout=lambda wildcards: layout_params(wildcards.series),
         frames_per_job=config["enhance"]["frames_per_job"],
+        batches=lambda wildcards: range_plan(wildcards.series),
+        jsoc=config["jsoc"],
     script:
         "../scripts/acquire.py"
+
+
+rule acquisition_complete:
+    input:
+        f"{OUT}/acquire/{{series}}/{{key}}.json",
+    output:
+        f"{OUT}/acquire/{{series}}/{{key}}.complete",
+    log:
+        f"{OUT}/logs/acquire/{{series}}.{{key}}.complete.log",
+    conda:
+        "../../envs/enhance.yaml"
+    script:
+        "../scripts/acquisition_complete.py"

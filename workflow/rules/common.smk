@@ -4,13 +4,21 @@
 import datetime as dt
 import hashlib
 import json
+import re
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 import enhance.acquire as acquisition
-from enhance.acquire.timespec import format_t_rec
+from enhance.acquire.status import utc_now
+from enhance.acquire.timespec import format_t_rec, snap_up
+from enhance.atomic import atomic_path
+from enhance.cube import CubeLayout
+from enhance.cube.plan import range_batches
 from enhance.errors import ConfigError
+
+RUN_STARTED = utc_now()
 
 for _key in ("start", "end"):  # YAML reads an unquoted 2014-01-01 as a date
     if isinstance(config.get(_key), (dt.date, dt.datetime)):
@@ -71,7 +79,7 @@ CONFIG_SHA256 = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexd
 
 wildcard_constraints:
     series=r"hmi\.[A-Za-z_]+_[0-9]+s",
-    key=r"[0-9a-f]{12}",
+    key=r"[0-9a-f]{12}(-r[0-9]+)?",
     batch=r"[0-9_]+-[0-9]{4}",
     period=r"[0-9_]+",
 
@@ -81,8 +89,20 @@ def slot_step(series):
     return CADENCE if CADENCE is not None else SERIES[series].step
 
 
+_ENDS = {}
+
+
 def resolved_end(series):
-    """``end`` as a JSOC time; ``now`` is the last slot before the current TAI time."""
+    """``end`` as a JSOC time; ``now`` is the last slot before the current TAI time.
+
+    Computed once per run, so the key, the batches and the checkpoint agree.
+    """
+    if series not in _ENDS:
+        _ENDS[series] = _resolve_end(series)
+    return _ENDS[series]
+
+
+def _resolve_end(series):
     if not END_IS_NOW:
         return format_t_rec(END) if END is not None else None
     from astropy.time import Time
@@ -93,15 +113,7 @@ def resolved_end(series):
     return format_t_rec(epoch + step * ((now - epoch) // step))
 
 
-def acquire_key(series):
-    """Name of one acquisition: changes when anything that decides the plan changes."""
-    if END_IS_NOW and (workflow.remote_exec or workflow.subprocess_exec):
-        # a job started later must see the plan its scheduler saw, not a newer "now"
-        done = sorted(
-            Path(OUT, "acquire", series).glob("*.json"), key=lambda p: p.stat().st_mtime
-        )
-        if done:
-            return done[-1].stem
+def _request_hash(series):
     request = {
         "source": SOURCE,
         "series": series,
@@ -114,6 +126,42 @@ def acquire_key(series):
         "frames": config["cube"]["frames"],
     }
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _attempt(path):
+    """The retry number in a summary name ``<hash>[-r<n>]``."""
+    _, _, number = path.stem.partition("-r")
+    return int(number) if number else 0
+
+
+_KEYS = {}
+
+
+def acquire_key(series):
+    """Name of one acquisition, fixed for the whole run.
+
+    ``<hash>`` of everything that decides the plan; when the summary of that
+    request records an incomplete acquisition (files that failed, exports
+    still pending), the next run gets ``<hash>-r<n+1>``: a new checkpoint
+    output, so a rerun retries what failed instead of finding it "done".
+    """
+    if series in _KEYS:
+        return _KEYS[series]
+    done = sorted(Path(OUT, "acquire", series).glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if done and (workflow.remote_exec or workflow.subprocess_exec):
+        # a job started later must see the plan its scheduler saw, not a newer "now"
+        _KEYS[series] = done[-1].stem
+        return _KEYS[series]
+    base = _request_hash(series)
+    tries = sorted((p for p in done if p.stem.split("-r")[0] == base), key=_attempt)
+    key = base
+    if tries:
+        latest = tries[-1]
+        summary = json.loads(latest.read_text())
+        attempt = _attempt(latest)
+        key = latest.stem if summary.get("complete") else f"{base}-r{attempt + 1}"
+    _KEYS[series] = key
+    return key
 
 
 def layout_params(series):
@@ -134,26 +182,94 @@ def acquire_summary(series):
     return json.loads(Path(acquire_output(series)).read_text())
 
 
+_RANGE_BATCHES = {}
+
+
+def range_plan(series):
+    """``{period: [batch id]}`` of the configured range, known before any query.
+
+    None for a local archive without ``start``/``end``: its batches are known
+    only once the checkpoint has scanned it.
+    """
+    if series not in _RANGE_BATCHES:
+        end = resolved_end(series)
+        if START is None or end is None:
+            _RANGE_BATCHES[series] = None
+        else:
+            layout = CubeLayout(
+                period=config["cube"]["period"],
+                frames=config["cube"]["frames"],
+                step=slot_step(series),
+            )
+            first = snap_up(START, SERIES[series])
+            last = acquisition.parse_time(end)
+            _RANGE_BATCHES[series] = (
+                {}
+                if first > last
+                else range_batches(layout, first, last, config["enhance"]["frames_per_job"])
+            )
+    return _RANGE_BATCHES[series]
+
+
+def series_periods(series):
+    """Every period (cube) of ``series`` with its batch ids."""
+    planned = range_plan(series)
+    return planned if planned is not None else acquire_summary(series)["periods"]
+
+
+def batch_plan(wildcards):
+    """The plan file of one batch, waiting for the checkpoint whenever it may change.
+
+    A batch whose plan and marker both exist and that held no unfinished
+    slot at the last acquisition reads its plan file as it is: Snakemake's
+    job count then includes only the batches with work, before and after the
+    checkpoint. Any other batch depends on the checkpoint, which writes its
+    plan.
+    """
+    series = wildcards.series
+    plan = Path(OUT, "plan", series, f"{wildcards.batch}.csv")
+    marker = Path(OUT, "enhanced", series, "batches", f"{wildcards.batch}.json")
+    settled = plan.is_file() and marker.is_file() and not _open_batch(series, wildcards.batch)
+    if not settled:
+        acquire_output(series)  # IncompleteCheckpointException until the checkpoint ran
+    return str(plan)
+
+
+_OPEN_BATCHES = {}
+
+
+def _open_batch(series, batch):
+    """Whether the last acquisition left slots of ``batch`` unfinished."""
+    if series not in _OPEN_BATCHES:
+        done = sorted(
+            Path(OUT, "acquire", series).glob("*.json"), key=lambda p: p.stat().st_mtime
+        )
+        summary = json.loads(done[-1].read_text()) if done else {}
+        _OPEN_BATCHES[series] = set(summary.get("open_batches", []))
+    return batch in _OPEN_BATCHES[series]
+
+
 def cube_batches(wildcards):
     """Batch markers of the frames of one cube."""
-    summary = acquire_summary(wildcards.series)
     return [
         f"{OUT}/enhanced/{wildcards.series}/batches/{batch}.json"
-        for batch in summary["periods"][wildcards.period]
+        for batch in series_periods(wildcards.series)[wildcards.period]
     ]
 
 
 def series_cubes(series):
-    return [
-        f"{OUT}/cubes/{series}/{period}.json"
-        for period in acquire_summary(series)["periods"]
-    ]
+    return [f"{OUT}/cubes/{series}/{period}.json" for period in series_periods(series)]
 
 
 def report_inputs(wildcards):
+    """Acquisition summary and the cubes that hold frames (read after the checkpoint)."""
+    summary = acquire_summary(wildcards.series)
     return {
         "summary": acquire_output(wildcards.series),
-        "cubes": series_cubes(wildcards.series),
+        "cubes": [
+            f"{OUT}/cubes/{wildcards.series}/{period}.json"
+            for period in summary["filled_periods"]
+        ],
     }
 
 
@@ -162,10 +278,93 @@ def weights_for(series):
     return str(Path(path).resolve()) if path else None
 
 
+def acquisition_check(series):
+    """The marker of a complete acquisition (its rule fails while one is incomplete)."""
+    return f"{OUT}/acquire/{series}/{acquire_key(series)}.complete"
+
+
 def all_targets(wildcards):
     targets = []
     for series in SERIES:
+        targets.append(acquisition_check(series))
         targets += series_cubes(series)
         targets.append(f"{OUT}/report/{series}/frames.csv")
         targets.append(f"{OUT}/report/{series}/validation.json")
     return targets + TWIN_TARGETS  # twins added to a finished run are still built
+
+
+# ------------------------------------------------------------------ run status
+def _acquisition_statuses():
+    statuses = {}
+    for series in SERIES:
+        path = acquisition.status_path(f"{OUT}/raw/{series}", series)
+        if path.is_file():
+            statuses[series] = json.loads(path.read_text())
+    return statuses
+
+
+def _log_files(log):
+    """Snakemake hands the hooks its log file, or a list of them."""
+    if not log:
+        return []
+    return [str(path) for path in ([log] if isinstance(log, (str, Path)) else log)]
+
+
+def _failed_rules(log):
+    """Failed jobs per rule, from the "Error in rule NAME:" lines of the run's log."""
+    counts = {}
+    for path in _log_files(log):
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError:
+            continue
+        for name in re.findall(r"^Error in rule (\w+):", text, re.MULTILINE):
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def write_run_status(success, log):
+    """Write ``<output>/status.json`` (atomically) and return its one-line summary.
+
+    Holds when the run started and finished, whether it succeeded, the rules
+    whose jobs failed, and each series' acquisition status (counts, failures,
+    error) as of this run.
+    """
+    statuses = _acquisition_statuses()
+    failed = {} if success else _failed_rules(log)
+    incomplete = [s for s in statuses.values() if not s.get("complete")]
+    if success:
+        reason = "every job finished"
+    elif incomplete:
+        reason = "; ".join(
+            acquisition.AcquisitionStatus(**s).summary_line() for s in incomplete
+        )
+    elif failed:
+        reason = "failed jobs: " + ", ".join(f"{n} x{c}" for n, c in sorted(failed.items()))
+    else:
+        reason = "the workflow stopped with an error"
+    status = {
+        "workflow": "enhance",
+        "output": OUT,
+        "config_sha256": CONFIG_SHA256,
+        "started": RUN_STARTED,
+        "finished": utc_now(),
+        "success": success,
+        "exit_status": 0 if success else 1,
+        "reason": reason,
+        "failed_rules": failed,
+        "log": _log_files(log),
+        "acquisition": statuses,
+    }
+    Path(OUT).mkdir(parents=True, exist_ok=True)
+    with atomic_path(Path(OUT, "status.json")) as tmp:
+        tmp.write_text(json.dumps(status, indent=1) + "\n")
+    return f"enhance: {'done' if success else 'FAILED'}: {reason} (status in {OUT}/status.json)"
+
+
+onsuccess:
+    print(write_run_status(True, log), file=sys.stderr)
+
+
+onerror:
+    print(write_run_status(False, log), file=sys.stderr)

@@ -5,7 +5,7 @@
 
 rule enhance_batch:
     input:
-        f"{OUT}/plan/{{series}}/{{batch}}.csv",
+        batch_plan,
     output:
         f"{OUT}/enhanced/{{series}}/batches/{{batch}}.json",
     log:

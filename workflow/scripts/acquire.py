@@ -1,14 +1,32 @@
-"""Checkpoint ``acquire``: bring the raw archive up to date and plan the batches."""
+"""Checkpoint ``acquire``: bring the raw archive up to date and plan the batches.
+
+A query that did not cover the whole range fails the job (no summary, so the
+next run tries again). Files that failed every attempt or exports still
+pending are recorded in a summary marked incomplete: the verified frames are
+planned and processed, and ``acquisition_complete`` fails the run.
+"""
 
 import datetime as dt
 import json
 import logging
+import sys
 from pathlib import Path
 
-from enhance.acquire import acquire, get_series, manifest_path, parse_time
+from enhance.acquire import (
+    AcquireOptions,
+    JsocOptions,
+    acquire,
+    get_series,
+    manifest_path,
+    parse_time,
+    read_status,
+)
+from enhance.acquire.manifest import NEEDS_EXPORT
+from enhance.acquire.status import status_path
 from enhance.atomic import atomic_path
-from enhance.cube import CubeLayout, plan_batches, read_manifest, write_plan
-from enhance.errors import JsocError
+from enhance.cube import CubeLayout, read_manifest, write_plan
+from enhance.cube.plan import batch_of, plan_batches
+from enhance.errors import EnhanceError
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(
@@ -17,6 +35,7 @@ logging.basicConfig(
 p = snakemake.params
 series = snakemake.wildcards.series
 error = None
+status_path(p.raw_dir, series).unlink(missing_ok=True)  # only this run's status counts
 try:
     acquire(
         series=series,
@@ -26,30 +45,50 @@ try:
         out_dir=p.raw_dir,
         server=p.source,
         quality_policy=p.quality_policy,
+        options=AcquireOptions(
+            jsoc=JsocOptions(
+                retries=p.jsoc["retries"],
+                retry_wait=p.jsoc["retry_wait"],
+                export_timeout=p.jsoc["export_timeout"],
+            )
+        ),
     )
-except JsocError as exc:  # frames that failed every retry stay "failed": retried next run
-    if not manifest_path(p.raw_dir, series).is_file():
-        raise
-    error = str(exc)
-    logging.error("acquisition incomplete: %s", exc)
+except EnhanceError as exc:
+    error = " ".join(str(exc).split())
+    logging.error("acquisition failed: %s", error)
+    status = status_path(p.raw_dir, series)
+    queried = status.is_file() and read_status(status).counts["not_queried"] == 0
+    if not queried or not manifest_path(p.raw_dir, series).is_file():
+        # the range is not known: plan nothing, write no summary (a rerun retries)
+        print(f"enhance: {series}: acquisition failed: {error}", file=sys.stderr)
+        sys.exit(1)
+status = read_status(status_path(p.raw_dir, series))
 rows = read_manifest(manifest_path(p.raw_dir, series))
 layout = CubeLayout(
     period=p.layout["period"],
     frames=p.layout["frames"],
     step=dt.timedelta(seconds=p.layout["step_seconds"]),
 )
+start = parse_time(p.start) if p.start else None
+end = parse_time(p.end) if p.end else None
 plan = plan_batches(
     rows,
     base_dir=p.raw_dir,
     layout=layout,
     frames_per_job=p.frames_per_job,
-    start=parse_time(p.start) if p.start else None,
-    end=parse_time(p.end) if p.end else None,
+    start=start,
+    end=end,
+    batches=p.batches,
 )
 periods = write_plan(plan, p.plan_dir)
 states = {}
+open_batches = set()
 for row in rows:
     states[row["state"]] = states.get(row["state"], 0) + 1
+    when = parse_time(row["t_rec"])
+    in_range = (start is None or when >= start) and (end is None or when <= end)
+    if in_range and row["state"] in NEEDS_EXPORT:  # will change when a rerun fetches it
+        open_batches.add(batch_of(layout, when, p.frames_per_job)[1])
 summary = {
     "series": series,
     "observable": get_series(series).observable,
@@ -57,14 +96,18 @@ summary = {
     "start": p.start,
     "end": p.end,
     "cadence": p.cadence,
-    "frames": sum(len(b) for batches in plan.values() for b in batches),
+    "frames": sum(len(frames) for batches in plan.values() for frames in batches.values()),
     "periods": periods,
+    "filled_periods": sorted(k for k, batches in plan.items() if any(batches.values())),
+    "open_batches": sorted(open_batches),
     "manifest_states": states,
+    "complete": error is None and status.complete,
     "acquire_error": error,
+    "status_line": status.summary_line(),
 }
 out = Path(snakemake.output[0])
-for older in out.parent.glob("*.json"):  # earlier ranges: superseded by this one
-    if older != out:
+for older in [*out.parent.glob("*.json"), *out.parent.glob("*.complete")]:
+    if older != out:  # earlier ranges and attempts: superseded by this one
         older.unlink()
 with atomic_path(out) as tmp:
     tmp.write_text(json.dumps(summary, indent=1) + "\n")

@@ -25,13 +25,13 @@ codec = Codec.from_options(
 )
 cube = TimeCube(p.cube, codec=codec, tile=p.tile, provenance={"config_sha256": p.config_sha256})
 added = cube.append(read_enhanced(path) for _, path in frames)
-table = cube.table()
+table = cube.table() if cube.exists else []  # a period without any frame yet has no cube
 summary = {
     "cube": str(Path(p.cube).name),
     "frames": len(table),
     "appended": added,
     "t_rec": [row["t_rec"] for row in table],
-    "attributes": cube.attributes(),
+    "attributes": cube.attributes() if cube.exists else {},
 }
 with atomic_path(snakemake.output[0]) as tmp:
     tmp.write_text(json.dumps(summary, indent=1, default=str) + "\n")
