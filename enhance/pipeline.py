@@ -149,6 +149,14 @@ class EnhanceSettings:
         process, then 1.10x faster forward passes on the reference CPU
         (:func:`enhance.inference.array.prepare_model`); for jobs of many
         full-disk frames.
+    check_scale : bool
+        Refuse frames whose pixel scale is not the network's training scale
+        (:func:`enhance.io.plausibility.check_pixel_scale`); False to enhance
+        them anyway.
+    check_range : bool
+        Refuse frames whose values do not fit the observable and mask the
+        few implausible pixels (see :func:`enhance.io.read_hmi`); False to
+        use the values as they are.
     """
 
     observable: str | None = None
@@ -159,6 +167,8 @@ class EnhanceSettings:
     normalize: str = "auto"
     compression: str | None = "gzip"
     compile: bool = False
+    check_scale: bool = True
+    check_range: bool = True
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for a bad value or a missing GPU."""
@@ -202,13 +212,22 @@ def load_frame(
     """
     input_path, output_path = Path(input_path), Path(output_path)
     _check_output(input_path, output_path)
-    frame = read_hmi(input_path, observable=settings.observable, normalize=settings.normalize)
+    frame = read_hmi(
+        input_path,
+        observable=settings.observable,
+        normalize=settings.normalize,
+        check_range=settings.check_range,
+    )
     weights_path = resolve_weights(settings.weights, frame.observable)
 
+    from enhance.io.plausibility import check_pixel_scale
     from enhance.model import check_trained_for, load_weights_cached
+    from enhance.model.weights import trained_pixel_scale
 
     _, metadata = load_weights_cached(weights_path, device="cpu")
     check_trained_for(metadata, frame.observable, weights_path, input_path.name)
+    if settings.check_scale:
+        check_pixel_scale(frame.header, trained_pixel_scale(metadata), path=input_path)
     return LoadedFrame(input_path, output_path, frame, weights_path, metadata)
 
 
@@ -232,6 +251,7 @@ def run_network(loaded: LoadedFrame, settings: EnhanceSettings, *, progress: boo
         tile=settings.tile,
         progress=progress,
         compile=settings.compile,
+        check_scale=settings.check_scale,
     )
     expected = (2 * frame.data.shape[0], 2 * frame.data.shape[1])
     if enhanced.data.shape != expected:
@@ -254,10 +274,12 @@ def write_result(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings
         "input_file": loaded.input_path.name,
         "input_sha256": frame.meta.get("input_sha256"),
         "normalisation": frame.meta["normalisation"]["method"],
-        "device": settings.device,
+        "device": enhanced.meta.get("device", settings.device),  # the one used, not "auto"
         "precision": settings.precision,
         "tile": settings.tile,
         "compiled": settings.compile,
+        "scale_check": "on" if settings.check_scale else "off (by request)",
+        "range_check": "on" if settings.check_range else "off (by request)",
     }
     return write_enhanced(
         loaded.output_path, enhanced, provenance=provenance, compression=settings.compression
@@ -277,6 +299,8 @@ def enhance_file(
     progress: bool = False,
     compression: str | None = "gzip",
     compile: bool = False,
+    check_scale: bool = True,
+    check_range: bool = True,
 ) -> Path:
     """Enhance one HMI FITS file and write the 2x result.
 
@@ -305,6 +329,8 @@ def enhance_file(
         HMI FITS file in; FITS file out (its directory must exist).
     observable, weights, device, precision, tile, normalize, compression, compile
         See :class:`EnhanceSettings`.
+    check_scale, check_range
+        Plausibility checks before compute, see :class:`EnhanceSettings`.
     progress : bool
         Show a progress bar (callers pass ``sys.stderr.isatty()``).
 
@@ -331,6 +357,8 @@ def enhance_file(
         normalize=normalize,
         compression=compression,
         compile=compile,
+        check_scale=check_scale,
+        check_range=check_range,
     )
     settings.check()
     loaded = load_frame(input_path, output_path, settings)

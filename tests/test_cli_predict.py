@@ -5,15 +5,24 @@ The nets are small (``n_blocks=1, width=8``) randomly initialised
 :func:`enhance.model.save_weights`: the point is the plumbing (reading,
 weights, tiling, 2x WCS, provenance, errors), not the science, and small nets
 keep the file fast on two shared cores. Inputs: the committed crop of a real
-JSOC hmi.M_720s file and sunpy's real resampled hmi.Ic_45s full-disk file.
+JSOC hmi.M_720s file, the bundled real hmi.Ic_45s continuum cut-out at
+0.504"/px, sunpy's real hmi.Ic_45s full disk resampled to 20.66"/px (refused
+unless ``--no-scale-check``) and, for the progress bar, a 1024x1024 crop of a
+real JSOC full-disk magnetogram from ``../shared/data``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import select
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+import warnings
 from pathlib import Path
 
 import astropy.units as u
@@ -23,6 +32,8 @@ import sunpy.map
 import torch
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
+from conftest import require
 from sunpy.data.test import get_test_filepath
 
 from enhance.atomic import part_path
@@ -34,6 +45,13 @@ from enhance.provenance import sha256_file
 DATA = Path(__file__).parent / "data"
 CROP = DATA / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
 CONTINUUM = Path(get_test_filepath("resampled_hmi.fits"))
+SAMPLE_IC = (
+    Path(__file__).resolve().parents[1]
+    / "enhance"
+    / "data"
+    / "sample"
+    / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"
+)
 SMALL_NET = {"n_blocks": 1, "width": 8}
 INPUT_SCALE = {"continuum": 1.0, "magnetogram": 1000.0}
 
@@ -145,17 +163,160 @@ def test_predict_continuum_with_shipped_weights_dir(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The bundled continuum sample (real HMI at 0.504"/px); ENHDEV is the device used."""
     monkeypatch.setenv("ENHANCE_WEIGHTS_DIR", str(weights_dir))
     out = tmp_path / "continuum_2x.fits"
-    code = main(["predict", str(CONTINUUM), "-o", str(out), "--device", "cpu"])
+    code = main(["predict", str(SAMPLE_IC), "-o", str(out), "--device", "auto"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert captured.err.strip() == ""
+    _check_output(out, SAMPLE_IC, weights_dir / "continuum.safetensors", "continuum")
+    with fits.open(out) as hdul:
+        header = hdul[1].header
+    assert header["ENHNORM"] == "quiet-sun-median" and header["BUNIT"] == ""
+    assert header["ENHUNIT"] == "I/I_quiet-Sun"
+    assert header["ENHDEV"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    assert (header["ENHMNAN"], header["ENHMINF"], header["ENHMFILL"], header["ENHMBAD"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
+
+
+def test_resampled_full_disk_is_refused_unless_the_scale_check_is_off(
+    tmp_path: Path,
+    weights_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """sunpy's real full disk at 20.66"/px: one line and nothing written; then the override."""
+    monkeypatch.setenv("ENHANCE_WEIGHTS_DIR", str(weights_dir))
+    out = tmp_path / "continuum_2x.fits"
+    assert main(["predict", str(CONTINUUM), "-o", str(out), "--device", "cpu"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert 'resampled_hmi.fits has 20.66x20.66"/px pixels' in line
+    assert 'trained at 0.504"/px' in line and "--no-scale-check" in line
+    assert _files(tmp_path) == set()
+    argv = ["predict", str(CONTINUUM), "-o", str(out), "--device", "cpu", "--no-scale-check"]
+    assert main(argv) == 0, capsys.readouterr().err
     _check_output(out, CONTINUUM, weights_dir / "continuum.safetensors", "continuum")
     with fits.open(out) as hdul:
         header = hdul[1].header
-    assert header["ENHNORM"] == "limb-darkening-fit" and header["BUNIT"] == ""
-    assert header["ENHUNIT"] == "I/I_quiet-Sun"
+    assert header["ENHNORM"] == "limb-darkening-fit"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)  # float image with a BLANK card
+        raw = fits.getdata(CONTINUUM)
+    assert header["ENHMNAN"] == int(np.isnan(raw).sum()) > 0
+    assert any("scale_check: off" in str(h) for h in header["HISTORY"])
+
+
+# --------------------------------------------------------------------------- progress, -v
+
+
+def _crop_1024(shared: Path, tmp_path: Path) -> Path:
+    """A 1024x1024 crop of a real JSOC full-disk magnetogram, float32, header adapted."""
+    src = shared / "hmi" / "fulldisk" / "hmi.M_720s.20160707_010000_TAI.magnetogram.fits"
+    require(src.is_file(), f"{src} not found")
+    with fits.open(src) as hdul:
+        header = hdul[1].header.copy()
+        data = np.asarray(hdul[1].data[1536:2560, 1536:2560], dtype=np.float32)
+    for key in ("BLANK", "BSCALE", "BZERO", "CHECKSUM", "DATASUM"):
+        header.remove(key, ignore_missing=True)
+    header["CRPIX1"] -= 1536
+    header["CRPIX2"] -= 1536
+    path = tmp_path / "hmi.M_720s.20160707_010000_TAI.crop1024.magnetogram.fits"
+    fits.PrimaryHDU(data, header).writeto(path)
+    return path
+
+
+def _run_under_pty(argv: list[str], *, timeout: float = 300.0) -> tuple[int, str, str]:
+    """Run ``python -m enhance ARGV`` with standard error on a real pseudo-terminal.
+
+    Returns (exit code, what the terminal received, standard output).
+    """
+    master, slave = pty.openpty()
+    # a terminal of 24 rows and 100 columns (a fresh pty reports 0x0)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enhance", *argv],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+        env=_env(),
+    )
+    os.close(slave)
+    screen = bytearray()
+    while True:
+        ready, _, _ = select.select([master], [], [], timeout)
+        if not ready:
+            proc.kill()
+            raise AssertionError(f"no terminal output for {timeout} s: {screen.decode()!r}")
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed its end of the terminal
+            break
+        if not chunk:
+            break
+        screen.extend(chunk)
+    os.close(master)
+    stdout, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, screen.decode(errors="replace"), stdout.decode()
+
+
+def test_predict_shows_a_progress_bar_over_windows_on_a_terminal(
+    tmp_path: Path, weights_dir: Path, shared_data: Path
+) -> None:
+    """1024x1024 in 256-px tiles: 25 windows, counted on the terminal; none off it."""
+    frame = _crop_1024(shared_data, tmp_path)
+    weights = weights_dir / "magnetogram.safetensors"
+    out = tmp_path / "enhanced.fits"
+    argv = [str(frame), "-o", str(out), "--weights", str(weights), "--device", "cpu"]
+    code, screen, stdout = _run_under_pty(["predict", *argv, "--tile", "256"])
+    assert code == 0, screen
+    assert stdout.strip() == str(out)
+    assert frame.name[:31] + "…" in screen  # labelled with the input file (cut to 32)
+    assert "25/25" in screen and "window" in screen and "100%" in screen
+    assert "\r" in screen  # redrawn in place
+    out.unlink()
+    code, screen, _ = _run_under_pty(["predict", *argv, "--tile", "256", "--no-progress"])
+    assert code == 0, screen
+    assert screen.strip() == ""
+    # no terminal, but asked for
+    result = subprocess.run(
+        [sys.executable, "-m", "enhance", "predict", *argv, "--tile", "512", "--progress"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "9/9" in result.stderr and "window" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("where", "flags", "expected"),
+    [("before", ["-v"], "INFO"), ("after", ["-v"], "INFO"), ("after", ["-vv"], "DEBUG")],
+)
+def test_verbosity_before_or_after_the_subcommand(
+    tmp_path: Path, weights_dir: Path, where: str, flags: list[str], expected: str
+) -> None:
+    weights = weights_dir / "magnetogram.safetensors"
+    out = tmp_path / "enhanced.fits"
+    argv = ["predict", str(CROP), "-o", str(out), "--weights", str(weights), "--device", "cpu"]
+    argv = [*flags, *argv] if where == "before" else [*argv, *flags]
+    result = subprocess.run(
+        [sys.executable, "-m", "enhance", *argv],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    levels = {line.split(" ", 1)[0] for line in result.stderr.splitlines() if line.strip()}
+    assert expected in levels, result.stderr
+    assert (expected == "DEBUG") == ("DEBUG" in levels), result.stderr
+    assert f"read {CROP.name}" in result.stderr
 
 
 # --------------------------------------------------------------------------- errors

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import randomised_net
+from sunpy.data.test import get_test_filepath
 
 from enhance.batch import enhance_files
 from enhance.inference import enhance_array
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "enhance" / "data" / "sample"
-FULL_DISK_IC = SAMPLE / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"
+FULL_DISK_IC = Path(get_test_filepath("resampled_hmi.fits"))  # sunpy: real, resampled
 MAGNETOGRAMS = sorted(SAMPLE.glob("hmi.M_720s.*.magnetogram.fits"))
 #: bf16 keeps 8 mantissa bits; the bound of test_inference.py (5 % of the range).
 BF16_BOUND = 5e-2

@@ -26,6 +26,9 @@ __all__ = ["main", "build_parser"]
 
 log = logging.getLogger(__name__)
 
+#: Namespace attribute of ``-v`` given after the subcommand.
+_VERBOSE_AFTER = "verbose_after_command"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every discovered subcommand."""
@@ -49,7 +52,30 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
+    _accept_verbosity_after_subcommand(subparsers)
     return parser
+
+
+def _accept_verbosity_after_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    """Let ``-v`` follow the subcommand too (``enhance predict -v ...``).
+
+    Each subcommand parser gets the option under its own destination, with no
+    default (a subparser's default would overwrite the top-level count);
+    :func:`main` adds both counts.
+    """
+    seen: set[int] = set()
+    for sub in subparsers.choices.values():
+        if id(sub) in seen or "-v" in sub._option_string_actions:
+            continue
+        seen.add(id(sub))
+        sub.add_argument(
+            "-v",
+            "--verbose",
+            dest=_VERBOSE_AFTER,
+            action="count",
+            default=argparse.SUPPRESS,
+            help="more log output (-vv for debug); also accepted before the subcommand",
+        )
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -61,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
+    _configure_logging(args.verbose + getattr(args, _VERBOSE_AFTER, 0))
     try:
         return int(args.func(args) or 0)
     except EnhanceError as exc:

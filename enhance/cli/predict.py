@@ -75,6 +75,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compile the network with torch.compile (~20 s once, then ~10%% faster on a CPU; "
         "worth it for full-disk frames)",
     )
+    parser.add_argument(
+        "--no-scale-check",
+        dest="check_scale",
+        action="store_false",
+        help="enhance even if the header's pixel scale is not the one the network was "
+        "trained for (HMI's 0.504\"/px unless the weights' sidecar says otherwise), or "
+        "is missing",
+    )
+    parser.add_argument(
+        "--no-range-check",
+        dest="check_range",
+        action="store_false",
+        help="use the values as they are, even if they do not fit the observable "
+        "(e.g. |Blos| > 10 kG or negative intensities); infinite pixels and fill "
+        "values are masked regardless",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar over the network's windows on standard error "
+        "(default: shown when standard error is a terminal)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -109,9 +132,11 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         tile=tile,
         normalize=args.normalize,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
         compression=compression,
         compile=args.compile,
+        check_scale=args.check_scale,
+        check_range=args.check_range,
     )
     log.info("wrote %s", output)
     print(output)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,14 @@ from enhance.inference.tiling import plan_windows
 from enhance.model.fuse import fold_batchnorm
 from enhance.model.network import EnhanceNet
 
-__all__ = ["PRECISIONS", "autocast_dtype", "enhance_array", "prepare_model", "resolve_device"]
+__all__ = [
+    "PRECISIONS",
+    "autocast_dtype",
+    "device_name",
+    "enhance_array",
+    "prepare_model",
+    "resolve_device",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but no CUDA GPU is available; use cpu")
     return dev
+
+
+def device_name(device: torch.device) -> str:
+    """The device as provenance records it: ``"cpu"``, ``"cuda:0"`` (the index always given)."""
+    if device.type == "cuda" and device.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -90,6 +105,24 @@ def _forward(model: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -
     with context:
         out = model(tensor)
     return out[:, 0].float()
+
+
+def _progress_bar(total: int, label: str | None) -> Any:
+    """A tqdm bar on standard error counting ``total`` windows.
+
+    The label is cut to :data:`_LABEL_WIDTH` characters (a JSOC file name
+    keeps its series and T_REC), so the bar fits an 80-column terminal.
+    """
+    from tqdm import tqdm
+
+    text = label or "enhance"
+    if len(text) > _LABEL_WIDTH:
+        text = text[: _LABEL_WIDTH - 1] + "…"
+    return tqdm(total=total, desc=text, unit="window", leave=True, dynamic_ncols=True)
+
+
+#: Longest progress-bar label, in characters.
+_LABEL_WIDTH = 32
 
 
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -140,6 +173,7 @@ def enhance_array(
     margin: int | None = None,
     blend: int = 8,
     progress: bool = False,
+    progress_label: str | None = None,
     compile: bool = False,
 ) -> np.ndarray:
     """Deconvolve and super-resolve a 2-D image with ``model``.
@@ -174,7 +208,13 @@ def enhance_array(
     blend : int
         Width of the linear blending ramp after the margin.
     progress : bool
-        Show a tqdm progress bar over batches.
+        Show a tqdm progress bar on standard error, counting windows (the
+        caller decides: the CLI shows it when standard error is a terminal).
+        On a GPU each batch is then waited for, so the bar shows finished
+        work rather than queued launches.
+    progress_label : str, optional
+        Text before the bar (e.g. the input file name, cut to 32 characters);
+        default "enhance".
     compile : bool
         Run the network through :func:`torch.compile` (see
         :func:`prepare_model`). A smaller last batch costs one more
@@ -257,19 +297,24 @@ def enhance_array(
         batches = [
             windows[i : i + int(batch_size)] for i in range(0, len(windows), int(batch_size))
         ]
-        if progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc="enhance", unit="batch", leave=False)
+        bar = _progress_bar(len(windows), progress_label) if progress else None
         log.debug("%d windows of %dx%d on %s (%s)", len(windows), wh, ww, dev, precision)
         out = torch.zeros((factor * height, factor * width), dtype=torch.float32, device=dev)
-        for batch in batches:
-            stack = torch.stack([src[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww] for w in batch])
-            result = _forward(net, stack, dtype)
-            for w, tile_out in zip(batch, result, strict=True):
-                ys = slice(factor * w.y0, factor * (w.y0 + wh))
-                xs = slice(factor * w.x0, factor * (w.x0 + ww))
-                out[ys, xs].addcmul_(tile_out, torch.outer(weights_y[w.y0], weights_x[w.x0]))
+        try:
+            for batch in batches:
+                stack = torch.stack([src[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww] for w in batch])
+                result = _forward(net, stack, dtype)
+                for w, tile_out in zip(batch, result, strict=True):
+                    ys = slice(factor * w.y0, factor * (w.y0 + wh))
+                    xs = slice(factor * w.x0, factor * (w.x0 + ww))
+                    out[ys, xs].addcmul_(tile_out, torch.outer(weights_y[w.y0], weights_x[w.x0]))
+                if bar is not None:
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize(dev)
+                    bar.update(len(batch))
+        finally:
+            if bar is not None:
+                bar.close()
         norm = torch.from_numpy(norm_y.astype(np.float32)).to(dev)
         out /= norm[:, None]
         norm = torch.from_numpy(norm_x.astype(np.float32)).to(dev)

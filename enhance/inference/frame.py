@@ -7,9 +7,15 @@ import os
 from pathlib import Path
 
 from enhance.frame import Frame
-from enhance.inference.array import enhance_array, resolve_device
+from enhance.inference.array import device_name, enhance_array, resolve_device
+from enhance.io.plausibility import check_pixel_scale
 from enhance.io.wcs import upsample_header
-from enhance.model.weights import check_trained_for, default_weights, load_weights_cached
+from enhance.model.weights import (
+    check_trained_for,
+    default_weights,
+    load_weights_cached,
+    trained_pixel_scale,
+)
 
 __all__ = ["enhance_frame"]
 
@@ -26,6 +32,7 @@ def enhance_frame(
     batch_size: int | None = None,
     progress: bool = False,
     compile: bool = False,
+    check_scale: bool = True,
 ) -> Frame:
     """Return the enhanced frame (2x grid, same units, header with the 2x WCS).
 
@@ -40,19 +47,38 @@ def enhance_frame(
     weights : path-like, optional
         Default: the shipped weights for ``frame.observable``.
     device, precision, tile, batch_size, progress, compile
-        See :func:`enhance.inference.enhance_array`.
+        See :func:`enhance.inference.enhance_array`; the progress bar is
+        labelled with the input file name.
+    check_scale : bool
+        Refuse a frame whose header pixel scale is not the one the network
+        was trained for (:func:`enhance.model.trained_pixel_scale`, within
+        :data:`enhance.io.plausibility.PIXEL_SCALE_TOLERANCE`), before any
+        compute. False: enhance it anyway.
+
+    Returns
+    -------
+    Frame
+        ``meta`` is the input's plus ``weights_file``, ``weights_sha256``,
+        ``psf_model``, ``device`` (the device used, e.g. ``"cpu"`` or
+        ``"cuda:0"``, never ``"auto"``), ``precision``, ``tile`` and
+        ``scale_checked``.
 
     Raises
     ------
     WeightsError
         No weights, a bad weights file, or weights trained for another observable.
+    InputError
+        The frame's pixel scale is missing or not the network's (``check_scale``).
     """
     path = Path(weights) if weights is not None else default_weights(frame.observable)
     dev = resolve_device(device)
     # The checked CPU network: enhance_array's inference copy (batch norms
     # folded, cached per device) is the one that goes to the device.
     model, meta = load_weights_cached(path)
+    input_name = Path(str(frame.meta.get("input_file") or "")).name
     check_trained_for(meta, frame.observable, path, "the image")
+    if check_scale:
+        check_pixel_scale(frame.header, trained_pixel_scale(meta), path=input_name or None)
     scale = float(meta["input_normalisation"].get("scale", 1.0))
     data = enhance_array(
         frame.data,
@@ -63,6 +89,7 @@ def enhance_frame(
         batch_size=batch_size,
         input_scale=scale,
         progress=progress,
+        progress_label=input_name or None,
         compile=compile,
     )
     header = upsample_header(frame.header, factor=model.upscale)
@@ -71,8 +98,9 @@ def enhance_frame(
         weights_file=path.name,
         weights_sha256=meta["sha256"],
         psf_model=meta.get("psf_model"),
-        device=str(dev),
+        device=device_name(dev),
         precision=precision,
         tile=tile,
+        scale_checked=bool(check_scale),
     )
     return Frame(data=data, header=header, observable=frame.observable, meta=meta_out)

@@ -36,10 +36,24 @@ from enhance.errors import ConfigError, InputError
 from enhance.frame import OBSERVABLES, Frame
 from enhance.io.cards import set_card
 from enhance.io.normalise import normalise_continuum
+from enhance.io.plausibility import (
+    FILL_VALUE_LIMIT,
+    check_value_range,
+    describe_masked,
+    gauss_per_unit,
+    mask_unusable,
+    pixel_scale_arcsec,
+)
 from enhance.io.wcs import rotate_north_up
 from enhance.provenance import sha256_file
 
-__all__ = ["NORMALIZE_CHOICES", "infer_observable", "read_hmi", "HEADER_UNITS"]
+__all__ = [
+    "NORMALIZE_CHOICES",
+    "infer_observable",
+    "observable_evidence",
+    "read_hmi",
+    "HEADER_UNITS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +101,15 @@ _CONTENT_OBSERVABLE = (
     ("INTENSITY", "continuum"),
 )
 _UNSUPPORTED_CONTENT = ("DOPPLER", "VELOCITY", "LINEWIDTH", "LINE WIDTH", "LINEDEPTH", "LINE DEPTH")
-_MAGNETIC_UNITS = {"G", "GAUSS", "MX/CM2", "MX/CM^2", "MX CM-2", "T"}
 _INTENSITY_UNITS = {"DN/S", "DN", "DN S-1", "COUNTS/S"}
 
 
 class _UnknownObservableError(InputError):
     """Nothing in the header or file name identifies the observable."""
+
+
+class _ObservableConflictError(InputError):
+    """The header and file name name different observables."""
 
 
 def _series_names(header: fits.Header, path: Path) -> list[str]:
@@ -108,26 +125,36 @@ def _is_no_limb_dark(header: fits.Header, path: Path) -> bool:
     return "nolimbdark" in text.replace(" ", "").replace("_", "").lower()
 
 
-def infer_observable(header: fits.Header, path: str | os.PathLike[str] = "") -> tuple[str, str]:
-    """Infer what an HMI image shows from its header and file name.
+def _magnetic_unit(bunit: str) -> bool:
+    try:
+        gauss_per_unit(bunit)
+    except InputError:
+        return False
+    return bool(bunit.strip())
 
-    Looks, in order, at ``CONTENT`` (JSOC writes ``CONTINUUM INTENSITY`` or
-    ``MAGNETOGRAM``), at a JSOC series name (``hmi.Ic_*``, ``hmi.M_*``) in
-    ``DRMS_ID``/``SERIES``/``TELESCOP``/``INSTRUME`` or the file name, and at
-    ``BUNIT`` (gauss -> magnetogram, DN/s -> continuum).
+
+def observable_evidence(
+    header: fits.Header, path: str | os.PathLike[str] = ""
+) -> list[tuple[str, str]]:
+    """Every statement the header and file name make about the observable.
+
+    Looks at ``CONTENT`` (JSOC writes ``CONTINUUM INTENSITY`` or
+    ``MAGNETOGRAM``), at each JSOC series name (``hmi.Ic_*``, ``hmi.M_*``) in
+    ``DRMS_ID``/``SERIES``/``TELESCOP``/``INSTRUME`` and the file name, and at
+    ``BUNIT`` (a magnetic unit -> magnetogram, DN/s -> continuum).
 
     Returns
     -------
-    observable, evidence
-        ``"continuum"`` or ``"magnetogram"``, and which card decided it.
+    list of (observable, evidence)
+        In that order; empty when nothing identifies the observable.
 
     Raises
     ------
     InputError
-        If the header names an observable the network does not exist for
-        (Dopplergram, ...) or nothing identifies it.
+        Something names an observable no network exists for (Dopplergram, ...).
     """
     path = Path(path)
+    found: list[tuple[str, str]] = []
     content = str(header.get("CONTENT", "")).strip().upper()
     if content:
         for word in _UNSUPPORTED_CONTENT:
@@ -138,7 +165,8 @@ def infer_observable(header: fits.Header, path: str | os.PathLike[str] = "") -> 
                 )
         for word, observable in _CONTENT_OBSERVABLE:
             if word in content:
-                return observable, f"CONTENT = {content!r}"
+                found.append((observable, f"CONTENT = {content!r}"))
+                break
     for name in _series_names(header, path):
         match = _SERIES_PATTERN.search(name)
         if match:
@@ -148,16 +176,55 @@ def infer_observable(header: fits.Header, path: str | os.PathLike[str] = "") -> 
                     f"{path.name or 'input'} is a {_UNSUPPORTED_SERIES[kind]} "
                     f"({match.group(0)}); enhance only supports {' and '.join(OBSERVABLES)} images"
                 )
-            return _SERIES_OBSERVABLE[kind], f"series {match.group(0)}"
-    bunit = str(header.get("BUNIT", "")).strip().upper()
-    if bunit in _MAGNETIC_UNITS:
-        return "magnetogram", f"BUNIT = {bunit!r}"
-    if bunit in _INTENSITY_UNITS:
-        return "continuum", f"BUNIT = {bunit!r}"
-    raise _UnknownObservableError(
-        f"cannot tell whether {path.name or 'the input'} is a continuum image or a "
-        "magnetogram (no CONTENT, series name or BUNIT says); pass --observable"
-    )
+            found.append((_SERIES_OBSERVABLE[kind], f"series {match.group(0)}"))
+    bunit = str(header.get("BUNIT", "")).strip()
+    if _magnetic_unit(bunit):
+        found.append(("magnetogram", f"BUNIT = {bunit!r}"))
+    elif bunit.upper() in _INTENSITY_UNITS:
+        found.append(("continuum", f"BUNIT = {bunit!r}"))
+    return found
+
+
+def _conflict_message(name: str, found: list[tuple[str, str]]) -> str:
+    said = {}
+    for observable, evidence in found:
+        said.setdefault(observable, evidence)
+    parts = [f"{evidence} says {observable}" for observable, evidence in said.items()]
+    return f"{name} has a contradictory header: {' but '.join(parts)}"
+
+
+def infer_observable(header: fits.Header, path: str | os.PathLike[str] = "") -> tuple[str, str]:
+    """Infer what an HMI image shows from its header and file name.
+
+    Every card and name that says something (:func:`observable_evidence`) must
+    agree: a header whose ``CONTENT`` says continuum while ``BUNIT`` is gauss
+    (or the series name says ``hmi.M_*``) is refused rather than guessed.
+
+    Returns
+    -------
+    observable, evidence
+        ``"continuum"`` or ``"magnetogram"``, and the first card that says so.
+
+    Raises
+    ------
+    InputError
+        If the header names an observable the network does not exist for
+        (Dopplergram, ...), the statements contradict each other, or nothing
+        identifies it.
+    """
+    path = Path(path)
+    found = observable_evidence(header, path)
+    if not found:
+        raise _UnknownObservableError(
+            f"cannot tell whether {path.name or 'the input'} is a continuum image or a "
+            "magnetogram (no CONTENT, series name or BUNIT says); pass --observable"
+        )
+    if len({observable for observable, _ in found}) > 1:
+        raise _ObservableConflictError(
+            _conflict_message(path.name or "the input", found)
+            + "; fix the header, or pass --observable to say which it is"
+        )
+    return found[0]
 
 
 def _ignore_float_blank() -> None:
@@ -283,11 +350,43 @@ def _normalisation_cards(header: fits.Header, info: dict[str, Any], observable: 
         )
 
 
+def _decide_observable(header: fits.Header, path: Path, requested: str | None) -> tuple[str, str]:
+    """The observable of the image: the header's, or the caller's if the header allows it."""
+    if requested is None:
+        return infer_observable(header, path)
+    found = observable_evidence(header, path)
+    if not found:
+        return requested, "given by the caller"
+    agreeing = [evidence for observable, evidence in found if observable == requested]
+    if not agreeing:
+        inferred, evidence = found[0]
+        raise InputError(
+            f"{path.name} looks like a {inferred} image ({evidence}) but observable "
+            f"{requested!r} was requested; drop the option or pick the right file"
+        )
+    if len(agreeing) < len(found):
+        log.info(
+            "%s: %s; %s chosen by the caller",
+            path.name,
+            _conflict_message(path.name, found),
+            requested,
+        )
+    return requested, f"{agreeing[0]}, chosen by the caller"
+
+
+def _pixel_scale_or_none(header: fits.Header) -> tuple[float, float] | None:
+    try:
+        return pixel_scale_arcsec(header)
+    except InputError:
+        return None
+
+
 def read_hmi(
     path: str | os.PathLike[str],
     *,
     observable: str | None = None,
     normalize: str = "auto",
+    check_range: bool = True,
 ) -> Frame:
     """Read an HMI continuum image or magnetogram into a north-up, normalised Frame.
 
@@ -304,6 +403,12 @@ def read_hmi(
         Continuum normalisation (see
         :func:`enhance.io.normalise.normalise_continuum`); magnetograms stay
         in gauss and accept only ``"auto"`` or ``"none"``.
+    check_range : bool
+        Refuse an image whose values do not fit the observable (a continuum
+        image read as a magnetogram: 5e4 G) and mask the few pixels outside
+        the plausible range (:func:`enhance.io.plausibility.check_value_range`).
+        False: values are used as they are (infinite pixels and float fill
+        values are masked whatever this says).
 
     Returns
     -------
@@ -314,13 +419,22 @@ def read_hmi(
         ``ENHLDCk`` cards recording the normalisation); ``meta`` with
         ``input_file``, ``input_sha256``, ``t_rec``, ``quality``,
         ``hdu_index``, ``units``, ``input_units``, ``rotation`` (degrees
-        applied), ``observable_evidence`` and ``normalisation`` (method,
-        factor, fit details).
+        applied), ``observable_evidence``, ``normalisation`` (method,
+        factor, fit details, unit conversion), ``masked`` (pixel counts:
+        ``nan`` in the input, ``infinite``, ``fill`` and ``implausible``
+        ones masked here), ``range_checked`` and ``pixel_scale`` (arcsec
+        per pixel along the two axes, None when the header has none).
+
+    Magnetograms in kG, T or Mx/cm^2 (``BUNIT``) are converted to gauss;
+    any other ``BUNIT`` is refused. Infinite pixels and fill values
+    (``|x| >= 1e30``) become NaN and are counted, never enhanced.
 
     Raises
     ------
     InputError
-        File missing, not FITS, no 2-D image, all NaN, unknown observable.
+        File missing, not FITS, no 2-D image, all NaN, unknown observable,
+        header cards naming different observables, a magnetogram ``BUNIT``
+        that is not a field unit, values implausible for the observable.
     ConfigError
         Invalid ``observable`` or ``normalize`` value.
 
@@ -351,21 +465,10 @@ def read_hmi(
                 if keyword in skip or keyword.startswith("NAXIS") or keyword in header:
                     continue
                 header.append(card, end=True)
+    data, masked = mask_unusable(data)
     if not np.isfinite(data).any():
-        raise InputError(f"{path.name} holds no finite pixel (all NaN or blank)")
-
-    try:
-        inferred, evidence = infer_observable(header, path)
-    except _UnknownObservableError:
-        if observable is None:
-            raise
-        inferred, evidence = observable, "given by the caller"
-    if observable is not None and inferred != observable:
-        raise InputError(
-            f"{path.name} looks like a {inferred} image ({evidence}) but observable "
-            f"{observable!r} was requested; drop the option or pick the right file"
-        )
-    observable = inferred if observable is None else observable
+        raise InputError(f"{path.name} holds no finite pixel (all NaN, infinite or blank)")
+    observable, evidence = _decide_observable(header, path, observable)
     if observable == "magnetogram" and normalize == "quiet-sun":
         raise ConfigError(
             "--normalize quiet-sun applies to continuum images; magnetograms are "
@@ -374,16 +477,36 @@ def read_hmi(
 
     data, header, rotation = rotate_north_up(data, header)
     input_units = str(header.get("BUNIT", "")).strip()
+    implausible = 0
     if observable == "continuum":
+        if check_range:
+            data, implausible = check_value_range(data, observable, path=path, stage="raw")
         data, info = normalise_continuum(
             data, header, method=normalize, limb_darkened=not _is_no_limb_dark(header, path)
         )
+        if check_range:
+            data, beyond = check_value_range(data, observable, path=path, stage="normalised")
+            implausible += beyond
         if not np.isfinite(data).any():
             raise InputError(f"{path.name} has no finite pixel left after normalisation")
     else:
         info = {"method": "none", "factor": 1.0}
-        if input_units.upper() not in ("", "G", "GAUSS"):
-            log.warning("magnetogram BUNIT is %r, expected gauss; data used as is", input_units)
+        gauss = gauss_per_unit(input_units, path=path)
+        if gauss != 1.0:
+            data *= np.float32(gauss)
+            info["unit_conversion"] = f"{input_units} -> G (x{gauss:g})"
+            header.add_history(f"enhance: Blos converted from {input_units!r} to G (x{gauss:g})")
+            log.info("%s: Blos converted from %s to G (x%g)", path.name, input_units, gauss)
+        if check_range:
+            data, implausible = check_value_range(data, observable, path=path)
+    masked["implausible"] = implausible
+    if masked["infinite"] or masked["fill"] or implausible:
+        log.info("%s: %s", path.name, describe_masked(masked))
+        header.add_history(
+            f"enhance: input pixels masked (NaN): {masked['infinite']} infinite, "
+            f"{masked['fill']} fill values (|x| >= {FILL_VALUE_LIMIT:g}), {implausible} "
+            "outside the plausible range"
+        )
     info["input_units"] = input_units
     if "BUNIT" in header or observable == "continuum":
         header["BUNIT"] = HEADER_UNITS[observable]
@@ -400,6 +523,9 @@ def read_hmi(
         "rotation": rotation.applied,
         "observable_evidence": evidence,
         "normalisation": info,
+        "masked": masked,
+        "range_checked": bool(check_range),
+        "pixel_scale": _pixel_scale_or_none(header),
     }
     log.info(
         "read %s: %s (%s), %dx%d, rotated %g deg, normalisation %s",

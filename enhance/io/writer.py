@@ -42,7 +42,7 @@ from enhance.io.cards import set_card
 from enhance.io.reader import HEADER_UNITS, STRUCTURAL_CARDS, UNIT_NAMES
 from enhance.provenance import provenance_record
 
-__all__ = ["COMPRESSION_CHOICES", "PROVENANCE_KEYWORDS", "write_enhanced"]
+__all__ = ["COMPRESSION_CHOICES", "MASK_KEYWORDS", "PROVENANCE_KEYWORDS", "write_enhanced"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,16 @@ PROVENANCE_KEYWORDS: dict[str, tuple[str, str]] = {
     "tile": ("ENHTILE", "inference tile size (input pixels)"),
 }
 _ALIASES = {"psf": "psf_model", "weights": "weights_file", "version": "software"}
+
+#: Input pixel counts (``frame.meta["masked"]``, :func:`enhance.io.read_hmi`)
+#: written as header keywords: what was NaN in the input, and what was masked
+#: because it could not be a measurement.
+MASK_KEYWORDS: dict[str, tuple[str, str]] = {
+    "nan": ("ENHMNAN", "input pixels NaN (off-disk or blank)"),
+    "infinite": ("ENHMINF", "infinite input pixels masked (NaN)"),
+    "fill": ("ENHMFILL", "input fill values (|x|>=1e30) masked (NaN)"),
+    "implausible": ("ENHMBAD", "input pixels outside plausible range masked"),
+}
 
 # Cards describing the input image's values or layout: wrong for the output.
 _STALE = STRUCTURAL_CARDS + (
@@ -126,7 +136,7 @@ def _output_header(frame: Frame, record: Mapping[str, str]) -> fits.Header:
         if card.keyword in _STALE or card.keyword.startswith("NAXIS"):
             continue
         if card.keyword.startswith("ENH") and card.keyword in {
-            v[0] for v in PROVENANCE_KEYWORDS.values()
+            v[0] for v in (*PROVENANCE_KEYWORDS.values(), *MASK_KEYWORDS.values())
         }:
             continue
         header.append(card, end=True)
@@ -145,6 +155,11 @@ def _output_header(frame: Frame, record: Mapping[str, str]) -> fits.Header:
         if key in PROVENANCE_KEYWORDS:
             keyword, comment = PROVENANCE_KEYWORDS[key]
             set_card(header, keyword, value, comment)
+    masked = frame.meta.get("masked")
+    if isinstance(masked, Mapping):
+        for key, (keyword, comment) in MASK_KEYWORDS.items():
+            if key in masked:
+                set_card(header, keyword, int(masked[key]), comment)
     for key, value in record.items():
         header.add_history(f"enhance provenance {key}: {value}")
     return header
@@ -175,7 +190,10 @@ def write_enhanced(
         keys of :func:`enhance.provenance.provenance_record` (software and
         version, UTC date, method reference) are always added. Known keys
         become header keywords (:data:`PROVENANCE_KEYWORDS`); every key is
-        also written as a ``HISTORY`` line.
+        also written as a ``HISTORY`` line. The input pixel counts of
+        ``frame.meta["masked"]`` (NaN in the input, infinite, fill values and
+        implausible values masked by :func:`enhance.io.read_hmi`) become the
+        keywords of :data:`MASK_KEYWORDS`.
     compression : {"gzip", "rice", None}
         ``"gzip"``: empty primary HDU + lossless GZIP_2 tile-compressed float32
         image in HDU 1 (default); ``"rice"``: the same with lossy RICE_1

