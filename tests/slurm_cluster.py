@@ -5,7 +5,12 @@ slurmdbd (accounting, which the snakemake SLURM executor queries with
 ``sacct``), slurmctld and slurmd with two fake GPUs (gres files /dev/null and
 /dev/zero), all as root from the Debian packages ``slurm-wlm slurm-client
 munge slurmdbd mariadb-server``; stops everything it started by pid at the
-end. The configuration must live in /etc/slurm (job steps drop SLURM_CONF);
+end. Besides the default partition ``debug`` and the ``root`` account there is
+a partition :data:`PARTITION` that is not the default and an account
+:data:`ACCOUNT` that is not root's default, and associations are enforced, so
+a job lands there only when sbatch was asked for them. The node offers at least
+:data:`MIN_CPUS` CPUs whatever the machine has, so jobs of several CPUs run side
+by side on a small machine. The configuration must live in /etc/slurm (job steps drop SLURM_CONF);
 files there that existed before are restored on stop.
 """
 
@@ -20,9 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["SlurmCluster", "missing_prerequisites"]
+__all__ = ["ACCOUNT", "PARTITION", "SlurmCluster", "missing_prerequisites"]
 
 CLUSTER = "enhance"
+ACCOUNT = "solar"
+"""An account root may use that is not its default one."""
+PARTITION = "archive"
+"""A partition that is not the default one."""
+MIN_CPUS = 4
 BINARIES = ("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "mariadb-install-db")
 BINARIES_USER = ("sbatch", "sacct", "sacctmgr", "sinfo", "scancel", "squeue")
 ETC = Path("/etc/slurm")
@@ -110,7 +120,7 @@ class SlurmCluster:
             s / "mariadb.pid",
         )
         _wait(lambda: (MYSQL_RUN / "mysqld.sock").exists(), "MariaDB")
-        cpus = os.cpu_count() or 1
+        cpus = max(os.cpu_count() or 1, MIN_CPUS)
         meminfo = Path("/proc/meminfo").read_text().splitlines()
         total_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
         memory = int(total_kib / 1024 * 0.8)
@@ -152,13 +162,17 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
+AccountingStorageEnforce=associations
+SlurmdParameters=config_overrides
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageTRES=gres/gpu
 JobCompType=jobcomp/none
+AccountingStoreFlags=job_comment
 MinJobAge=300
 GresTypes=gpu
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName={PARTITION} Nodes=localhost Default=NO MaxTime=INFINITE State=UP
 """,
         )
         self._write_etc(
@@ -171,6 +185,14 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         self._daemon(["slurmdbd"], s / "slurmdbd.pid")
         _wait(lambda: _ok("sacctmgr", "-n", "list", "cluster"), "slurmdbd")
         subprocess.run(["sacctmgr", "-i", "add", "cluster", CLUSTER], capture_output=True)
+        subprocess.run(
+            ["sacctmgr", "-i", "add", "account", ACCOUNT, f"cluster={CLUSTER}"],
+            capture_output=True,
+        )
+        subprocess.run(
+            ["sacctmgr", "-i", "add", "user", "root", f"account={ACCOUNT}", f"cluster={CLUSTER}"],
+            capture_output=True,
+        )
         self._daemon(["slurmctld"], s / "slurmctld.pid")
         self._daemon(["slurmd"], s / "slurmd.pid")
 
