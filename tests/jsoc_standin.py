@@ -154,8 +154,6 @@ class JsocStandin:
         self.http_errors: collections.Counter[str] = collections.Counter()  # op -> 500s
         # op -> calls answered normally before every later call of it gets a 503 (an outage)
         self.fail_after: dict[str, int] = {}
-        # op -> calls answered normally before every later call of it gets a 503 (an outage)
-        self.fail_after: dict[str, int] = {}
         self.cut: collections.Counter[dt.datetime] = collections.Counter()
         self.corrupt: collections.Counter[dt.datetime] = collections.Counter()
         self.wrong: collections.Counter[dt.datetime] = collections.Counter()
@@ -164,7 +162,7 @@ class JsocStandin:
         self.release = threading.Event()
         # hostile knobs
         self.export_dir: str | None = None  # exp_status "dir" instead of /SUM1/D<n>/S00000
-        self.redirect: dict[dt.datetime, str] = {}  # record -> 302 Location of its file
+        self.redirect: dict[dt.datetime, str] = {}  # record -> 302 Location, once
         self.trickle: set[dt.datetime] = set()  # records sent 16 bytes per trickle_interval
         self.trickle_interval = 0.05
         self.overlong: set[dt.datetime] = set()  # Content-Length 2880 bytes short of the body
@@ -322,9 +320,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.calls[op] += 1
         if self._take(self.state.http_errors, op):
             self._error(500, "Internal Server Error")
-            return
-        if op in self.state.fail_after and self.state.calls[op] > self.state.fail_after[op]:
-            self._error(503, "Service Unavailable")
             return
         if op in self.state.fail_after and self.state.calls[op] > self.state.fail_after[op]:
             self._error(503, "Service Unavailable")
@@ -572,9 +567,11 @@ class _Handler(BaseHTTPRequestHandler):
         with state._lock:
             state.downloads[name] += 1
             state.served[target] += 1
-        if target in state.redirect:
+        with state._lock:
+            location = state.redirect.pop(target, None)
+        if location is not None:
             self.send_response(302)
-            self.send_header("Location", state.redirect[target])
+            self.send_header("Location", location)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return

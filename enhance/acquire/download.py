@@ -33,6 +33,7 @@ import datetime as dt
 import errno
 import hashlib
 import http.client
+import io
 import logging
 import threading
 import time
@@ -204,9 +205,15 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         super().__init__()
         self.allowed = allowed
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
-        _redirect_allowed(req.full_url, newurl, self.allowed)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+    def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001, ANN201
+        # checked before urllib's own scheme test, which raises a (retryable) HTTPError
+        target = headers.get("location") or headers.get("uri")
+        if target:
+            newurl = urllib.parse.urljoin(req.full_url, target)
+            _redirect_allowed(req.full_url, newurl, self.allowed)
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 def local_name(series: HmiSeries, t_rec: dt.datetime) -> str:
@@ -301,6 +308,20 @@ def _not_fits(name: str, head: bytes, response: http.client.HTTPResponse) -> Ver
     return VerificationError(
         f"{name}: the server sent {kind} starting {head[:24]!r}, not a FITS file"
     )
+
+
+def _write_all(fh: io.RawIOBase, block: bytes) -> None:
+    """Write all of ``block``: an unbuffered write may take only part of it.
+
+    A write that reaches a size limit or the end of the free space is short
+    first; the next one raises the error (``EFBIG``, ``ENOSPC``).
+    """
+    view = memoryview(block)
+    while view:
+        written = fh.write(view)
+        if not written:
+            raise OSError(errno.EIO, f"no byte of {len(view)} written")
+        view = view[written:]
 
 
 def fetch_file(
@@ -398,7 +419,7 @@ def fetch_file(
                     raise VerificationError(
                         f"{name}: the server sent more than the {limit} bytes {what}"
                     )
-                fh.write(block)
+                _write_all(fh, block)
                 digest.update(block)
         if expected is not None and received != expected:
             raise IncompleteDownloadError(

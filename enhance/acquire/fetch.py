@@ -234,8 +234,8 @@ class _Run:
             if row is None or row["state"] not in NEEDS_EXPORT:
                 continue
             name = local_name(self.series, item.t_rec)
-            if key in clashes or owners.get(name, key) != key:
-                reason = clashes.get(key) or f"{name} is already the file of {owners[name]}"
+            if item.t_rec in clashes or owners.get(name, key) != key:
+                reason = clashes.get(item.t_rec) or f"{name} is already the file of {owners[name]}"
                 self.manifest.update(key, state="failed", request_id=request_id, reason=reason)
                 self.failures.append(f"{key}: {reason}")
                 continue

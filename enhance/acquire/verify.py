@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -33,6 +34,8 @@ __all__ = ["VerificationError", "verify_fits", "image_hdu", "read_image_header",
 
 #: FITS files are sequences of 2880-byte blocks [1]_.
 FITS_BLOCK = 2880
+#: Temporary-name endings of :mod:`enhance.atomic` (``.part``, ``.<pid>-<hex>.part``).
+_PART_SUFFIX = re.compile(r"(\.\d+-[0-9a-f]+)?\.part$")
 
 
 class VerificationError(InputError):
@@ -110,7 +113,7 @@ def verify_fits(
         Naming the file and what is wrong with it.
     """
     path = Path(path)
-    name = path.name.removesuffix(".part")
+    name = _PART_SUFFIX.sub("", path.name)
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
         raise VerificationError(f"{name}: {size} bytes received, {expected_size} announced")
