@@ -1,7 +1,8 @@
 """HDF5 time cubes of enhanced HMI frames: one file per observable per period.
 
-:class:`TimeCube` appends frames atomically and idempotently and reads them
-back as sunpy Maps; :class:`Codec` chooses the HDF5 filter and an optional
+:class:`TimeCube` appends frames atomically and idempotently, writing only
+the new frames (segment files stitched by an atomically replaced index), and
+reads them back as sunpy Maps; :class:`Codec` chooses the HDF5 filter and an optional
 quantisation below the noise; :class:`CubeLayout` names the cube a frame
 belongs to; :func:`read_enhanced` reads a per-frame product of
 :func:`enhance.io.write_enhanced`. This package never imports torch or drms.

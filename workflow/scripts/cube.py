@@ -2,10 +2,12 @@
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 from enhance.atomic import atomic_path
 from enhance.cube import Codec, TimeCube, read_enhanced
+from enhance.errors import EnhanceError
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(
@@ -24,7 +26,13 @@ codec = Codec.from_options(
     observable=p.observable,
 )
 cube = TimeCube(p.cube, codec=codec, tile=p.tile, provenance={"config_sha256": p.config_sha256})
-added = cube.append(read_enhanced(path) for _, path in frames)
+try:
+    added = cube.append(read_enhanced(path) for _, path in frames)
+except EnhanceError as exc:  # a full disk, a mismatched frame...: the cube is left as it was
+    error = " ".join(str(exc).split())
+    logging.error("cube append failed: %s", error)
+    print(f"enhance: {Path(p.cube).name}: {error}", file=sys.stderr)
+    sys.exit(1)
 table = cube.table() if cube.exists else []  # a period without any frame yet has no cube
 summary = {
     "cube": str(Path(p.cube).name),

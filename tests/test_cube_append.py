@@ -1,0 +1,435 @@
+"""Appends to HDF5 time cubes: cost of the new frames only, crash safety, full disks.
+
+Real HDF5 files throughout; kills are real SIGKILLs of a real appending
+process, full disks a real (small tmpfs) filesystem or a real file size
+limit (RLIMIT_FSIZE).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from conftest import require
+from test_cube import SAMPLE, T0, make_frame
+
+from enhance.cube import Codec, TimeCube, parse_t_rec
+from enhance.errors import CubeError
+from enhance.frame import Frame
+from enhance.io import read_hmi, write_enhanced
+
+HERE = Path(__file__).resolve().parent
+CUBE_V1 = HERE / "data" / "cube_v1.h5"
+V1_FIXTURE = HERE / "data" / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
+
+
+@pytest.fixture(scope="module")
+def base() -> Frame:
+    return read_hmi(SAMPLE)
+
+
+def written_bytes() -> int:
+    """Bytes this process has passed to write() so far (``wchar``; copies count too)."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["wchar"])
+
+
+def files_state(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Inode, size and mtime of every file in ``folder``."""
+    return {
+        p.name: (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.iterdir())
+    }
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_frames(cube: TimeCube, base: Frame) -> list[int]:
+    """Frame numbers in the cube, each checked pixel for pixel against what was appended."""
+    numbers = []
+    for index, t_rec in enumerate(cube.times()):
+        k = (parse_t_rec(t_rec) - T0) // dt.timedelta(minutes=12)
+        data, header = cube.read_frame(index)
+        np.testing.assert_array_equal(data, make_frame(base, k).data)
+        assert header["T_REC"] == t_rec
+        numbers.append(k)
+    return numbers
+
+
+APPENDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    sys.path.insert(0, {tests!r})
+    from test_cube import make_frame, SAMPLE
+    from enhance.io import read_hmi, write_enhanced
+    from enhance.cube import TimeCube
+
+    base = read_hmi(SAMPLE)
+    marker, phase = Path({marker!r}), {phase!r}
+    cube = TimeCube({path!r}, segment_bytes={segment_bytes})
+    if phase == "index":  # pause the real write of the new index after its first block
+        import builtins
+        import enhance.cube.segments as segments
+        segments._WRITE_BLOCK = 4096
+        class PausingFile:
+            def __init__(self, fh):
+                self.fh = fh
+            def __enter__(self):
+                return self
+            def __exit__(self, *exc):
+                self.fh.close()
+            def write(self, block):
+                self.fh.write(block)
+                self.fh.flush()
+                marker.write_text("index half written")
+                time.sleep(600)
+        def pausing_open(name, mode="r", *args, **kwargs):
+            fh = builtins.open(name, mode, *args, **kwargs)
+            if "w" in mode and Path(name).parent == cube.path.parent:
+                return PausingFile(fh)
+            return fh
+        segments.open = pausing_open
+    def frames():
+        yield make_frame(base, 2)
+        yield make_frame(base, 3)
+        if phase != "index":
+            marker.write_text("in the middle of the append")
+            time.sleep(600)  # the parent kills us here
+        yield make_frame(base, 4)
+    cube.append(frames())
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("phase", "segment_bytes"),
+    [
+        ("frames in memory", 1 << 30),  # nothing on disk yet
+        ("segments on disk", 1),  # frames 2 and 3 each in a written, unlisted segment
+        ("index", 1 << 30),  # the segment written, the new index half written
+    ],
+)
+def test_killed_append_leaves_the_cube_and_is_rolled_back(tmp_path, base, phase, segment_bytes):
+    path = tmp_path / "m.h5"
+    cube = TimeCube(path)
+    cube.append([make_frame(base, 0), make_frame(base, 1)])
+    index_before = sha(path)
+    segments_before = files_state(cube.segments_dir)
+    marker = tmp_path / "marker"
+    script = APPENDER.format(
+        tests=str(HERE),
+        marker=str(marker),
+        phase=phase,
+        path=str(path),
+        segment_bytes=segment_bytes,
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, "the appending process ended early"
+            assert time.monotonic() < deadline, "the append never reached the kill point"
+            time.sleep(0.05)
+        left_over = set(os.listdir(cube.segments_dir)) - set(segments_before)
+        if phase == "frames in memory":
+            assert not left_over
+        if phase == "segments on disk":
+            assert len(left_over) == 2  # what the kill strands
+        if phase == "index":
+            assert len(left_over) == 1 and (tmp_path / "m.h5.part").stat().st_size > 0
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    # readers see the cube of before the append, whatever was left on disk
+    assert sha(path) == index_before
+    assert check_frames(TimeCube(path), base) == [0, 1]
+    assert len(TimeCube(path).read_maps()) == 2
+    with h5py.File(path, "r") as h5:
+        assert h5["data"].shape[0] == 2
+    # the next append removes the leftovers and adds the frames
+    assert TimeCube(path).append([make_frame(base, k) for k in range(5)]) == 3
+    assert check_frames(TimeCube(path), base) == [0, 1, 2, 3, 4]
+    assert not (tmp_path / "m.h5.part").exists()
+    after = files_state(cube.segments_dir)
+    assert all(after[name] == state for name, state in segments_before.items())
+    assert len(after) == len(segments_before) + 1  # one new segment, nothing stranded
+
+
+def test_random_kills_never_show_a_partial_frame(tmp_path, base):
+    """SIGKILL an appending process at random moments: each time a whole prefix survives."""
+    path = tmp_path / "m.h5"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(HERE)!r})
+        from test_cube import make_frame, SAMPLE
+        from enhance.io import read_hmi, write_enhanced
+        from enhance.cube import TimeCube
+        base = read_hmi(SAMPLE)
+        cube = TimeCube({str(path)!r})
+        for k in range(int(sys.argv[1]), 400):
+            cube.append([make_frame(base, k)])
+            print(k, flush=True)
+        """
+    )
+    rng = random.Random(1)
+    held: list[int] = []
+    for _ in range(8):
+        start = held[-1] + 1 if held else 0
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script, str(start)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None
+            proc.stdout.readline()  # one append done: the process is in its loop
+            time.sleep(rng.uniform(0.0, 0.6))
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.communicate()
+        numbers = check_frames(TimeCube(path), base)
+        assert numbers == list(range(len(numbers)))  # a prefix, every frame whole
+        assert len(numbers) > len(held)
+        held = numbers
+
+
+def test_append_writes_the_new_frame_not_the_cube(tmp_path, base):
+    cube = TimeCube(tmp_path / "m.h5")
+    cost = {}
+    for k in range(40):
+        old = files_state(cube.segments_dir) if cube.exists else {}
+        before = written_bytes()
+        assert cube.append([make_frame(base, k)]) == 1
+        cost[k + 1] = written_bytes() - before
+        new = files_state(cube.segments_dir)
+        # the stored segments are untouched; all bytes written are the new segment + index
+        assert all(new[name] == state for name, state in old.items())
+        (added,) = set(new) - set(old)
+        fresh = (cube.segments_dir / added).stat().st_size + cube.path.stat().st_size
+        assert cost[k + 1] <= fresh + 16384
+    assert cost[40] <= 1.5 * cost[5]
+    assert check_frames(cube, base) == list(range(40))
+
+
+def test_backfill_reorders_the_index_only(tmp_path, base):
+    cube = TimeCube(tmp_path / "m.h5")
+    cube.append([make_frame(base, k) for k in (0, 2, 3)])
+    old = {p.name: sha(p) for p in cube.segments_dir.iterdir()}
+    before = written_bytes()
+    assert cube.append([make_frame(base, 1)]) == 1
+    assert written_bytes() - before < 2 * cube.path.stat().st_size + 200_000
+    assert all(sha(cube.segments_dir / name) == digest for name, digest in old.items())
+    assert check_frames(cube, base) == [0, 1, 2, 3]
+    with h5py.File(cube.path, "r") as h5:  # the virtual /data is in time order too
+        np.testing.assert_array_equal(h5["data"][1], make_frame(base, 1).data)
+        assert h5["header"][1].decode().find(make_frame(base, 1).meta["t_rec"]) > 0
+        assert [t.decode() for t in h5["t_rec"][:]] == cube.times()
+
+
+def test_version_1_cube_is_read_and_extended_without_a_copy(tmp_path):
+    path = tmp_path / "day.h5"
+    shutil.copyfile(CUBE_V1, path)
+    inode = path.stat().st_ino
+    cube = TimeCube(path)
+    assert cube.attributes()["format_version"] == 1
+    assert cube.times() == ["2011.12.17_06:00:00_TAI", "2011.12.17_06:12:00_TAI"]
+    maps = cube.read_maps()
+    assert len(maps) == 2 and maps[0].data.shape == (128, 128)
+    base = read_hmi(V1_FIXTURE)
+    good = np.isfinite(base.data)
+    np.testing.assert_allclose(maps[1].data[good], base.data[good] + 1, atol=0.05 + 1e-4)
+    frame = make_frame(base, 0)  # 2016.07.07_01:00:00_TAI, after both stored frames
+    frame.meta["weights_sha256"] = "a" * 64
+    before = written_bytes()
+    # another codec asked for: the cube keeps its own (blosc2-zstd, 0.1 G step)
+    assert TimeCube(path, codec=Codec(compression="gzip")).append([frame]) == 1
+    assert written_bytes() - before < CUBE_V1.stat().st_size  # the old frames were not copied
+    cube = TimeCube(path)
+    assert cube.attributes()["format_version"] == 2
+    assert len(cube.times()) == 3
+    adopted = [p for p in cube.segments_dir.iterdir() if p.stat().st_ino == inode]
+    assert len(adopted) == 1  # the version 1 file, hard-linked as the first segment
+    data = cube.read_frame(2)[0]
+    ok = np.isfinite(frame.data)
+    assert np.allclose(data[ok] / 0.1, np.round(data[ok] / 0.1), atol=1e-3)
+    np.testing.assert_allclose(cube.read_frame(1)[0][good], base.data[good] + 1, atol=0.051)
+
+
+def test_cube_without_its_segment_folder_is_a_clear_error(tmp_path, base):
+    cube = TimeCube(tmp_path / "a" / "m.h5")
+    cube.path.parent.mkdir()
+    cube.append([make_frame(base, 0)])
+    moved = tmp_path / "m.h5"
+    shutil.copyfile(cube.path, moved)
+    with pytest.raises(CubeError, match=r"m\.h5\.segments/ must stay next to m\.h5"):
+        TimeCube(moved).read_maps()
+
+
+FILLER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_cube import make_frame, SAMPLE
+    from enhance.io import read_hmi, write_enhanced
+    from enhance.cube import TimeCube
+    from enhance.errors import CubeError
+    base = read_hmi(SAMPLE)
+    cube = TimeCube({path!r})
+    try:
+        cube.append([make_frame(base, k) for k in range({first}, {first} + {count})])
+    except CubeError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(3)
+    """
+)
+
+
+def run_filler(path: Path, first: int, count: int, **popen) -> subprocess.CompletedProcess:
+    script = FILLER.format(tests=str(HERE), path=str(path), first=first, count=count)
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, **popen
+    )
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 4 MiB tmpfs mounted for the test (needs root, as in CI)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    require(os.geteuid() == 0, "mounting a small tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
+    )
+    require(done.returncode == 0, f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("stage", ["segment", "index"])
+def test_full_disk_is_a_cube_error_and_the_cube_is_unchanged(
+    tmp_path, base, small_filesystem, stage
+):
+    # the same appends on a roomy disk give the sizes to expect (the files are deterministic)
+    reference = TimeCube(tmp_path / "ref.h5")
+    reference.append([make_frame(base, k) for k in range(3)])
+    segments = set(reference.segments_dir.iterdir())
+    index_3 = reference.path.stat().st_size
+    reference.append([make_frame(base, 3)])
+    (segment_4,) = set(reference.segments_dir.iterdir()) - segments
+    index_4 = reference.path.stat().st_size
+
+    path = small_filesystem / "m.h5"
+    assert run_filler(path, 0, 3).returncode == 0
+    cube = TimeCube(path)
+    index_before = sha(path)
+    segments_before = files_state(cube.segments_dir)
+    assert path.stat().st_size == index_3
+    # leave room for the new segment but not the index, or not even for the segment
+    room = segment_4.stat().st_size + 4096 * 2 if stage == "index" else 4096 * 4
+    assert room < segment_4.stat().st_size + index_4 - 4096
+    free = shutil.disk_usage(small_filesystem).free
+    with open(small_filesystem / "filler", "wb") as fh:
+        fh.truncate(0)
+        fh.write(b"\0" * (free - room))
+
+    done = run_filler(path, 3, 1)
+    assert done.returncode == 3, f"not a CubeError (rc {done.returncode}): {done.stderr}"
+    message = done.stderr.strip()
+    assert "\n" not in message and "No space left on device" in message
+    assert "unchanged, still 3 frame(s)" in message and "free some space" in message
+    assert sha(path) == index_before and files_state(cube.segments_dir) == segments_before
+    assert not list(small_filesystem.glob("*.part"))
+    assert check_frames(TimeCube(path), base) == [0, 1, 2]
+    # with room again the same append succeeds
+    (small_filesystem / "filler").unlink()
+    assert run_filler(path, 3, 1).returncode == 0
+    assert check_frames(TimeCube(path), base) == [0, 1, 2, 3]
+
+
+def test_file_size_limit_is_a_cube_error(tmp_path, base):
+    path = tmp_path / "m.h5"
+    assert run_filler(path, 0, 1).returncode == 0
+    before = sha(path)
+    limit = 50_000  # below one segment of a 256x256 frame
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = run_filler(path, 1, 2, preexec_fn=limit_file_size)
+    assert done.returncode == 3, f"not a CubeError (rc {done.returncode}): {done.stderr}"
+    message = done.stderr.strip()
+    assert "\n" not in message and "File too large" in message and "ulimit -f" in message
+    assert sha(path) == before
+    assert check_frames(TimeCube(path), base) == [0]
+    assert len(list(TimeCube(path).segments_dir.iterdir())) == 1
+
+
+RULE = textwrap.dedent(
+    """
+    import runpy, sys
+    from types import SimpleNamespace
+    params = SimpleNamespace(
+        cube=sys.argv[1], observable="magnetogram", compression="blosc2-zstd", level=1,
+        tile=None, quantize={{}}, config_sha256="c0ffee",
+    )
+    snakemake = SimpleNamespace(
+        input=[sys.argv[2]], output=[sys.argv[3]], log=[sys.argv[4]], params=params
+    )
+    runpy.run_path({script!r}, init_globals={{"snakemake": snakemake}}, run_name="__main__")
+    """
+)
+
+
+def test_cube_rule_on_a_full_disk_fails_in_one_line(tmp_path, base, small_filesystem):
+    """The rule's script (as Snakemake runs it) exits 1 with one line; the cube keeps its frames."""
+    items = []
+    for k in range(12):
+        out = write_enhanced(
+            tmp_path / f"e{k}.fits",
+            make_frame(base, k),
+            provenance={"weights_sha256": "a" * 64, "psf_model": "wachter"},
+        )
+        items.append({"t_rec": make_frame(base, k).meta["t_rec"], "output": str(out)})
+    script = RULE.format(script=str(HERE.parent / "workflow" / "scripts" / "cube.py"))
+    cube = small_filesystem / "20160707.h5"
+
+    def run_rule(count: int, name: str) -> subprocess.CompletedProcess:
+        marker = tmp_path / f"{name}.json"
+        marker.write_text(json.dumps({"frames": items[:count]}))
+        args = [str(cube), str(marker), str(tmp_path / f"{name}.out.json"), str(tmp_path / name)]
+        return subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300
+        )
+
+    assert run_rule(2, "first").returncode == 0
+    assert json.loads((tmp_path / "first.out.json").read_text())["frames"] == 2
+    with open(small_filesystem / "filler", "wb") as fh:
+        fh.write(b"\0" * (shutil.disk_usage(small_filesystem).free - 200_000))
+    done = run_rule(12, "second")
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("enhance: 20160707.h5: cube 20160707.h5 not")
+    assert "No space left on device" in lines[0] and "still 2 frame(s)" in lines[0]
+    assert "cube append failed" in (tmp_path / "second").read_text()
+    assert not (tmp_path / "second.out.json").exists()  # the rule's output is not written
+    assert check_frames(TimeCube(cube), base) == [0, 1]
