@@ -234,10 +234,16 @@ def test_extended_range_processes_only_new_frames(tmp_path, weights):
     after = frame_files(out)
     assert len(after) == 5
     assert all(after[name] == mtime for name, mtime in before.items())  # nothing redone
-    markers = [json.loads(p.read_text()) for p in out.glob("enhanced/*/batches/*.json")]
-    statuses = sorted(f["status"] for m in markers for f in m["frames"])
-    assert statuses.count("enhanced") == 2  # frames 4 and 5 only
-    assert job_counts(second)["enhance_batch"] == 2  # batch 0 gained frame 4, batch 1 is new
+    markers = {p.stem: json.loads(p.read_text()) for p in out.glob("enhanced/*/batches/*.json")}
+    assert sorted(markers) == ["20160707-0001", "20160707-0002"]
+    new = markers["20160707-0002"]["frames"]  # frames 4 and 5 only, enhanced in the new batch
+    assert [(f["t_rec"][11:16], f["status"]) for f in new] == [
+        ("01:48", "enhanced"),
+        ("02:00", "enhanced"),
+    ]
+    # batches are fixed on the slot grid (4 slots each): 01:00-01:24 are slots 5-7 of the
+    # day, in batch 1 with 00:48, untouched; 01:48 and 02:00 fill the new batch 2 alone
+    assert job_counts(second)["enhance_batch"] == 1
     cube = TimeCube(out / "cubes" / "hmi.M_720s" / "20160707.h5")
     assert [t[11:16] for t in cube.times()] == ["01:00", "01:12", "01:24", "01:48", "02:00"]
     table = (out / "report" / "hmi.M_720s" / "frames.csv").read_text()

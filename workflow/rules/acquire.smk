@@ -48,3 +48,13 @@ rule acquisition_complete:
         "../../envs/enhance.yaml"
     script:
         "../scripts/acquisition_complete.py"
+
+
+# Every run that gets to execute jobs leaves <output>/status.json for monitoring
+# (write_run_status in common.smk) and ends with its one-line summary.
+onsuccess:
+    print(write_run_status(True, log), file=sys.stderr)
+
+
+onerror:
+    print(write_run_status(False, log), file=sys.stderr)

@@ -147,7 +147,9 @@ def acquire_key(series):
     """
     if series in _KEYS:
         return _KEYS[series]
-    done = sorted(Path(OUT, "acquire", series).glob("*.json"), key=lambda p: p.stat().st_mtime)
+    done = sorted(
+        Path(OUT, "acquire", series).glob("*.json"), key=lambda p: p.stat().st_mtime
+    )
     if done and (workflow.remote_exec or workflow.subprocess_exec):
         # a job started later must see the plan its scheduler saw, not a newer "now"
         _KEYS[series] = done[-1].stem
@@ -206,7 +208,9 @@ def range_plan(series):
             _RANGE_BATCHES[series] = (
                 {}
                 if first > last
-                else range_batches(layout, first, last, config["enhance"]["frames_per_job"])
+                else range_batches(
+                    layout, first, last, config["enhance"]["frames_per_job"]
+                )
             )
     return _RANGE_BATCHES[series]
 
@@ -229,7 +233,9 @@ def batch_plan(wildcards):
     series = wildcards.series
     plan = Path(OUT, "plan", series, f"{wildcards.batch}.csv")
     marker = Path(OUT, "enhanced", series, "batches", f"{wildcards.batch}.json")
-    settled = plan.is_file() and marker.is_file() and not _open_batch(series, wildcards.batch)
+    settled = (
+        plan.is_file() and marker.is_file() and not _open_batch(series, wildcards.batch)
+    )
     if not settled:
         acquire_output(series)  # IncompleteCheckpointException until the checkpoint ran
     return str(plan)
@@ -311,14 +317,14 @@ def _log_files(log):
 
 
 def _failed_rules(log):
-    """Failed jobs per rule, from the "Error in rule NAME:" lines of the run's log."""
+    """Failed jobs per rule, from the run log's error lines (one per failed job)."""
     counts = {}
     for path in _log_files(log):
         try:
             text = Path(path).read_text(errors="replace")
         except OSError:
             continue
-        for name in re.findall(r"^Error in rule (\w+):", text, re.MULTILINE):
+        for name in re.findall(r"^Error in rule\s(\w+):", text, re.MULTILINE):
             counts[name] = counts.get(name, 0) + 1
     return counts
 
@@ -340,7 +346,9 @@ def write_run_status(success, log):
             acquisition.AcquisitionStatus(**s).summary_line() for s in incomplete
         )
     elif failed:
-        reason = "failed jobs: " + ", ".join(f"{n} x{c}" for n, c in sorted(failed.items()))
+        reason = "failed jobs: " + ", ".join(
+            f"{n} x{c}" for n, c in sorted(failed.items())
+        )
     else:
         reason = "the workflow stopped with an error"
     status = {
@@ -360,11 +368,3 @@ def write_run_status(success, log):
     with atomic_path(Path(OUT, "status.json")) as tmp:
         tmp.write_text(json.dumps(status, indent=1) + "\n")
     return f"enhance: {'done' if success else 'FAILED'}: {reason} (status in {OUT}/status.json)"
-
-
-onsuccess:
-    print(write_run_status(True, log), file=sys.stderr)
-
-
-onerror:
-    print(write_run_status(False, log), file=sys.stderr)
