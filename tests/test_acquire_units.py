@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
 import shutil
 
 import astropy.units as u
@@ -21,10 +23,21 @@ from enhance.acquire import (
     sample_dir,
     verify_fits,
 )
-from enhance.acquire.jsoc import mask_email
+from enhance.acquire.download import (
+    DownloadTask,
+    RefusedDownloadError,
+    _redirect_allowed,
+    allowed_origins,
+    check_url,
+    download_all,
+    export_clashes,
+    local_name,
+)
+from enhance.acquire.jsoc import ExportedFile, mask_email, mask_emails
 from enhance.acquire.timespec import record_set
 from enhance.acquire.verify import VerificationError
-from enhance.errors import ConfigError, InputError
+from enhance.atomic import atomic_path, unique_part_path
+from enhance.errors import ConfigError, InputError, OutputError
 
 M720 = get_series("hmi.M_720s")
 SAMPLE_M = sorted(sample_dir().glob("hmi.M_720s.*.fits"))
@@ -204,3 +217,124 @@ def test_verify_fits_on_real_sample(tmp_path) -> None:
     garbage.write_bytes(bytes(data))
     with pytest.raises(VerificationError, match="not a readable FITS"):
         verify_fits(garbage, series=M720, t_rec=dt.datetime(2011, 12, 17, 6))
+
+
+# ---------------------------------------------------------------- e-mail masking
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hmi.M_720s[2014.01.01_00:00:00_TAI/1d@12m]{magnetogram}",
+        "export of hmi.M_45s[2014.01.01_00:00:00_TAI/48m@12m] failed",
+        "48m@12m",
+        "ds=hmi.M_720s%5B2014.01.01_00%3A00%3A00_TAI%2F1d%4012m%5D",
+    ],
+)
+def test_record_sets_are_not_masked_as_addresses(text: str) -> None:
+    assert mask_emails(text) == text
+
+
+def test_addresses_are_masked_plain_encoded_and_in_requester() -> None:
+    text = "notify=john.doe%40example.org&requester=john for john.doe@mail.example.co.uk"
+    masked = mask_emails(text)
+    assert "john.doe" not in masked and "requester=j***" in masked
+    assert "j***%40example.org" in masked and "j***@mail.example.co.uk" in masked
+
+
+# --------------------------------------------------------------- names and URLs
+def test_local_names_come_from_the_record_only() -> None:
+    when = dt.datetime(2014, 1, 1, 0, 12)
+    assert local_name(M720, when) == "hmi.M_720s.20140101_001200_TAI.magnetogram.fits"
+    slots = expected_slots(M720, dt.datetime(2014, 1, 1), dt.datetime(2014, 1, 8), M720.step)
+    names = {local_name(M720, t) for t in slots}
+    assert len(names) == len(slots)  # unique by construction
+    assert not names & {"hmi.M_720s.manifest.csv", "hmi.M_720s.gaps.csv", "hmi.M_720s.gaps.json"}
+
+
+def test_export_clashes_names_every_ambiguous_record() -> None:
+    t = [dt.datetime(2014, 1, 1, 0, 12 * i) for i in range(4)]
+    listed = [
+        ExportedFile(t[0], "r0", "a.fits", "u"),
+        ExportedFile(t[1], "r1", "a.fits", "u"),  # one name, two records
+        ExportedFile(t[2], "r2", "c.fits", "u"),
+        ExportedFile(t[2], "r2bis", "d.fits", "u"),  # two files, one record
+        ExportedFile(t[3], "r3", "NoDataFile", None),
+    ]
+    clashes = export_clashes(listed)
+    assert set(clashes) == {t[0], t[1], t[2]}
+    assert "'a.fits' to 2 records" in clashes[t[0]] and "2 files for T_REC" in clashes[t[2]]
+    assert export_clashes([*listed[2:3], *listed[4:]]) == {}
+
+
+def test_allowed_origins_and_check_url() -> None:
+    allowed = allowed_origins("http://jsoc.stanford.edu/", ["mirror.example.org:8080"])
+    check_url("http://jsoc.stanford.edu/SUM1/D1/x.fits", allowed)
+    check_url("http://JSOC.Stanford.edu:80/x.fits", allowed)  # same origin, spelled out
+    check_url("https://mirror.example.org:8080/x.fits", allowed)
+    for url, why in [
+        ("https://jsoc.stanford.edu/x.fits", "own origin"),  # another scheme is another origin
+        ("http://jsoc.stanford.edu:8080/x.fits", "own origin"),
+        ("http://evil.example.org/x.fits", "--allow-host http://evil.example.org"),
+        ("file:///etc/passwd", "only http and https"),
+        ("ftp://jsoc.stanford.edu/x.fits", "only http and https"),
+        ("http:///x.fits", "no host"),
+    ]:
+        with pytest.raises(RefusedDownloadError, match=why):
+            check_url(url, allowed)
+    scheme_only = allowed_origins("http://127.0.0.1:5000/", ["https://m.example.org"])
+    assert ("https", "m.example.org", 443) in scheme_only
+    assert ("http", "m.example.org", 80) not in scheme_only
+    for bad in ["file:///", "ftp://m", "http://m/path", "m:http", "user@m", ""]:
+        with pytest.raises(ConfigError, match="allowed download host"):
+            allowed_origins("http://127.0.0.1:5000/", [bad])
+
+
+def test_redirects_may_upgrade_to_https_on_the_same_host_only() -> None:
+    allowed = allowed_origins("http://jsoc.stanford.edu/")
+    _redirect_allowed("http://jsoc.stanford.edu/a", "https://jsoc.stanford.edu/a", allowed)
+    with pytest.raises(RefusedDownloadError):
+        _redirect_allowed("http://jsoc.stanford.edu/a", "https://other.org/a", allowed)
+    with pytest.raises(RefusedDownloadError):  # no downgrade
+        _redirect_allowed(
+            "https://jsoc.stanford.edu/a",
+            "http://jsoc.stanford.edu/a",
+            allowed_origins("https://jsoc.stanford.edu/"),
+        )
+
+
+# ------------------------------------------------------------ atomic writes
+def test_unique_part_names_differ_per_call(tmp_path) -> None:
+    target = tmp_path / "x.fits"
+    names = {unique_part_path(target).name for _ in range(50)}
+    assert len(names) == 50
+    assert all(n.startswith(f"x.fits.{os.getpid()}-") and n.endswith(".part") for n in names)
+    with atomic_path(target, unique=True) as tmp:
+        assert tmp.name in names or tmp.name.endswith(".part")
+        tmp.write_bytes(b"done")
+    assert target.read_bytes() == b"done" and [p.name for p in tmp_path.iterdir()] == ["x.fits"]
+
+
+def test_a_full_device_becomes_one_output_error(tmp_path) -> None:
+    # /dev/full answers every write with ENOSPC, like a full filesystem
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    target = tmp_path / "report.json"
+    with pytest.raises(OutputError) as info, atomic_path(target) as tmp:
+        tmp.symlink_to("/dev/full")
+        with open(tmp, "w") as fh:
+            fh.write("x" * 10)
+            fh.flush()
+    assert info.value.errno == errno.ENOSPC
+    assert isinstance(info.value.__cause__, OSError)
+    message = str(info.value)
+    assert "\n" not in message and f"cannot write {target}" in message
+    assert "No space left on device" in message and "free some space" in message
+    assert list(tmp_path.iterdir()) == []  # the temporary name is gone, no target
+
+
+def test_download_all_refuses_two_tasks_with_one_destination(tmp_path) -> None:
+    when = dt.datetime(2014, 1, 1)
+    tasks = [
+        DownloadTask(when, f"http://127.0.0.1:9/{i}", tmp_path / "a.fits", M720) for i in (1, 2)
+    ]
+    with pytest.raises(ValueError, match="destination of both"):
+        list(download_all(tasks))
