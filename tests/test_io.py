@@ -442,3 +442,55 @@ def test_read_logs_what_it_did(caplog: pytest.LogCaptureFixture) -> None:
         read_hmi(CONTINUUM)
     assert "limb darkening fitted" in caplog.text
     assert "rotated 180 deg" in caplog.text
+
+
+# --------------------------------------------------------------------------- bundled sample
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+SAMPLE_IC = SAMPLE_DIR / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"
+
+
+def test_bundled_continuum_sample_is_real_hmi_at_native_scale() -> None:
+    """The cut-out's pixels under the real hmi.Ic_45s header, WCS placing it at disk centre."""
+    with fits.open(SAMPLE_IC) as hdul:
+        header, stored = hdul[1].header, np.array(hdul[1].data)
+    with fits.open(SAMPLE_DIR / "hmi_quiet_ic_cutout.fits") as hdul:
+        source = np.array(hdul[0].data, dtype=np.float32)
+    np.testing.assert_array_equal(stored, source)  # pixel values unchanged
+    assert header["T_REC"] == "2014.03.01_00:01:30_TAI" and header["CONTENT"].startswith("CONT")
+    assert header["CDELT1"] == header["CDELT2"] == pytest.approx(0.504291)
+    assert (header["NAXIS1"], header["NAXIS2"]) == source.shape[::-1]
+    assert header["DATAMEAN"] == pytest.approx(float(source.mean()), rel=1e-6)
+    assert "SATVALS" not in header and "DATAMIN2" not in header
+    assert SAMPLE_IC.stat().st_size < 200_000
+    frame = read_hmi(SAMPLE_IC)
+    assert frame.meta["pixel_scale"] == pytest.approx((0.504291, 0.504291))
+    smap = sunpy.map.Map(frame.data, frame.header)
+    centre = SkyCoord(0 * u.arcsec, 0 * u.arcsec, frame=smap.coordinate_frame)
+    x, y = (float(v.to_value(u.pix)) for v in smap.world_to_pixel(centre))
+    assert (x, y) == pytest.approx(((source.shape[1] - 1) / 2, (source.shape[0] - 1) / 2))
+    # quiet-Sun granulation at HMI resolution: rms contrast ~3.7 % (paper Sect. 4)
+    assert 0.03 < float(np.std(frame.data)) < 0.045
+
+
+def test_sample_generator_reproduces_the_continuum_sample(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_hmi_sample", Path(__file__).parent / "data" / "make_hmi_sample.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*'BLANK' keyword")  # sunpy's header
+        made = module.continuum_cutout(
+            shared_data / CUTOUT, shared_data / "hmi" / "resampled_hmi.fits", tmp_path
+        )
+    assert made.name == SAMPLE_IC.name
+    with fits.open(made) as new, fits.open(SAMPLE_IC) as old:
+        np.testing.assert_array_equal(new[1].data, old[1].data)
+        skip = {"CHECKSUM", "DATASUM", "ZHECKSUM", "ZDATASUM"}
+        cards = [(c.keyword, c.value) for c in new[1].header.cards if c.keyword not in skip]
+        assert cards == [(c.keyword, c.value) for c in old[1].header.cards if c.keyword not in skip]

@@ -341,3 +341,18 @@ def test_shipped_sidecars_pass_the_checks() -> None:
     for observable in ("continuum", "magnetogram"):
         meta = read_sidecar(default_weights(observable))
         assert trained_pixel_scale(meta) == pytest.approx(0.504)
+
+
+def test_batch_settings_carry_the_overrides(tmp_path: Path, weights) -> None:
+    """The workflow's path (enhance_files + EnhanceSettings, config enhance.check_*)."""
+    from enhance.batch import enhance_files
+    from enhance.pipeline import EnhanceSettings
+
+    pairs = [(RESAMPLED_IC, tmp_path / "a.fits"), (SAMPLE_IC, tmp_path / "b.fits")]
+    checked = enhance_files(pairs, EnhanceSettings(weights=weights["continuum"], device="cpu"))
+    assert [o.status for o in checked] == ["failed", "enhanced"]
+    assert "20.66x20.66" in checked[0].error and not (tmp_path / "a.fits").exists()
+    (tmp_path / "b.fits").unlink()
+    settings = EnhanceSettings(weights=weights["continuum"], device="cpu", check_scale=False)
+    unchecked = enhance_files(pairs, settings)
+    assert [o.status for o in unchecked] == ["enhanced", "enhanced"]

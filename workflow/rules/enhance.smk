@@ -31,5 +31,7 @@ rule enhance_batch:
         writers=config["enhance"]["writers"],
         compression=config["enhance"]["compression"],
         compile=config["enhance"]["compile"],
+        check_scale=config["enhance"]["check_scale"],
+        check_range=config["enhance"]["check_range"],
     script:
         "../scripts/enhance_batch.py"

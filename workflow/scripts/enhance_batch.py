@@ -32,6 +32,8 @@ settings = EnhanceSettings(
     tile=p.tile,
     normalize=p.normalize,
     compile=p.compile,
+    check_scale=p.check_scale,
+    check_range=p.check_range,
     compression=None if p.compression == "none" else p.compression,
 )
 records, todo = [], []
