@@ -78,7 +78,7 @@ def main() -> None:
         for name, codec in codecs.items():
             path = Path(tmp) / f"{name.split()[0]}-{codec.step}.h5"
             t0 = time.perf_counter()
-            # one append per frame, as the workflow extends a cube (copy-on-write each time)
+            # one append per frame, as a scheduled update extends a cube (a segment each time)
             for frame in frames:
                 TimeCube(path, codec=codec).append([frame])
             seconds = time.perf_counter() - t0
