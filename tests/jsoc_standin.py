@@ -16,8 +16,9 @@ a client mid-download). Hostile knobs make it misbehave as no honest server
 should: export directories on ``file://`` or another host, file downloads
 redirected elsewhere, bytes trickled slowly, a Content-Length smaller than
 the body or absurdly large, a consistent but short file, an HTML page instead
-of FITS, one file name for several records, and file names of its choosing
-(``filenames``, e.g. the client's manifest name).
+of FITS, one file name for several records, file names of its choosing
+(``filenames``, e.g. the client's manifest name), and a flipped bit in the
+compressed data that only the ``DATASUM`` keyword reveals.
 
 Used by ``tests/test_acquire_*.py`` (fixture ``jsoc_standin``) and by
 ``bench/acquire_throughput.py``.
@@ -106,9 +107,13 @@ def _crop_template(path: Path, series: HmiSeries, size: int) -> tuple[bytes, dic
             quantize_level=0.0,
         )
     buf = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), comp]).writeto(buf)
+    # DATASUM (and CHECKSUM) as JSOC writes them; the per-record keyword patches
+    # below leave DATASUM right (data unchanged) and CHECKSUM stale
+    fits.HDUList([fits.PrimaryHDU(), comp]).writeto(buf, checksum=True)
     blob = buf.getvalue()
     offsets: dict[str, int] = {}
+    with fits.open(io.BytesIO(blob)) as hdul:
+        offsets["data"] = hdul.fileinfo(1)["datLoc"]
     hdu1 = blob.find(b"XTENSION= 'BINTABLE'")
     for key in _PATCHED:
         needle = key.ljust(8).encode() + b"= "
@@ -171,6 +176,7 @@ class JsocStandin:
         self.html: set[dt.datetime] = set()  # a 200 HTML page instead of the file
         self.same_name: set[dt.datetime] = set()  # listed with the export's first file name
         self.filenames: dict[dt.datetime, str] = {}  # record -> file name it is listed with
+        self.bitflip: set[dt.datetime] = set()  # one bit flipped in the compressed data
         # bookkeeping
         self.calls: collections.Counter[str] = collections.Counter()
         self.downloads: collections.Counter[str] = collections.Counter()
@@ -582,6 +588,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if target in state.short_file:
             body = body[:-2880]
+        if target in state.bitflip:  # decompresses fine, to wrong pixels (magnetograms)
+            flipped = bytearray(body)
+            flipped[state.template(series)[1]["data"] + 256] ^= 0x10
+            body = bytes(flipped)
         if self._take(state.wrong, target):
             body = state.file_bytes(series, target + series.step)
         if self._take(state.corrupt, target):

@@ -1,15 +1,19 @@
 """Check that a FITS file is the complete HMI record the manifest expects.
 
 A file passes when its size is the announced one (and a whole number of
-2880-byte FITS blocks), it opens, its image decompresses to the shape its
-header states, its ``T_REC`` is the expected slot and it belongs to the
-expected series (``DRMS_ID``, or ``CONTENT`` and ``CADENCE`` when there is no
-``DRMS_ID``).
+2880-byte FITS blocks), it opens, every HDU that carries a ``DATASUM``
+keyword has data summing to it [1]_ (a flipped bit in compressed data can
+otherwise decompress silently to wrong pixels), its image decompresses to the
+shape its header states, its ``T_REC`` is the expected slot and it belongs to
+the expected series (``DRMS_ID``, or ``CONTENT`` and ``CADENCE`` when there is
+no ``DRMS_ID``). ``CHECKSUM`` (header and data) is not checked: the header
+keywords that matter are checked one by one.
 
 References
 ----------
 .. [1] Pence, W. D. et al. (2010), "Definition of the Flexible Image Transport
-   System (FITS), version 3.0", A&A 524, A42: 2880-byte blocks.
+   System (FITS), version 3.0", A&A 524, A42: 2880-byte blocks; appendix J,
+   the ``DATASUM`` keyword (32-bit ones' complement sum of the data unit).
 .. [2] JSOC export format: compressed image in HDU 1, full keywords
    (jsoc.stanford.edu/jsocwiki/AjaxJsocConnect).
 """
@@ -30,7 +34,14 @@ from enhance.acquire.series import HmiSeries
 from enhance.acquire.timespec import parse_t_rec
 from enhance.errors import InputError
 
-__all__ = ["VerificationError", "verify_fits", "image_hdu", "read_image_header", "FITS_BLOCK"]
+__all__ = [
+    "VerificationError",
+    "verify_fits",
+    "image_hdu",
+    "read_image_header",
+    "ones_complement_sum",
+    "FITS_BLOCK",
+]
 
 #: FITS files are sequences of 2880-byte blocks [1]_.
 FITS_BLOCK = 2880
@@ -69,6 +80,47 @@ def read_image_header(path: str | os.PathLike[str]) -> fits.Header:
                 return image_hdu(hdul).header.copy()
     except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
         raise VerificationError(f"{Path(path).name} is not a readable FITS file: {exc}") from exc
+
+
+def ones_complement_sum(data: bytes) -> int:
+    """The 32-bit ones' complement sum of ``data`` read as big-endian words (FITS ``DATASUM``)."""
+    pad = (-len(data)) % 4
+    words = np.frombuffer(bytes(data) + b"\0" * pad, dtype=">u4")
+    total = int(words.sum(dtype=np.uint64))  # exact below 2**32 words (16 GiB)
+    while total >> 32:
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    return total
+
+
+def _check_datasums(path: Path, hdul: fits.HDUList, name: str) -> None:
+    """Raise :class:`VerificationError` if a data unit does not sum to its ``DATASUM``."""
+    with open(path, "rb") as fh:
+        for index in range(len(hdul)):
+            info = hdul.fileinfo(index)
+            if info is None:
+                continue
+            fh.seek(info["hdrLoc"])
+            header = fh.read(info["datLoc"] - info["hdrLoc"])
+            card = next(
+                (
+                    header[i : i + 80]
+                    for i in range(0, len(header), 80)
+                    if header[i : i + 8] == b"DATASUM "
+                ),
+                None,
+            )
+            if card is None:
+                continue
+            try:
+                expected = int(str(fits.Card.fromstring(card.decode("ascii")).value).strip())
+            except (ValueError, UnicodeDecodeError):
+                raise VerificationError(f"{name}: HDU {index} has a malformed DATASUM") from None
+            found = ones_complement_sum(fh.read(info["datSpan"]))
+            if found != expected:
+                raise VerificationError(
+                    f"{name}: HDU {index} data sum {found} differs from its DATASUM "
+                    f"{expected}: the file is corrupt"
+                )
 
 
 def _series_matches(header: fits.Header, series: HmiSeries) -> tuple[bool, str]:
@@ -124,6 +176,7 @@ def verify_fits(
             warnings.simplefilter("ignore", VerifyWarning)  # see read_image_header
             with fits.open(path, memmap=False) as hdul:
                 hdu = image_hdu(hdul)
+                _check_datasums(path, hdul, name)
                 header = hdu.header.copy()
                 data = hdu.data
                 shape = tuple(header.get(f"NAXIS{i}", 0) for i in (2, 1))
