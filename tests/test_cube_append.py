@@ -433,3 +433,41 @@ def test_cube_rule_on_a_full_disk_fails_in_one_line(tmp_path, base, small_filesy
     assert "cube append failed" in (tmp_path / "second").read_text()
     assert not (tmp_path / "second.out.json").exists()  # the rule's output is not written
     assert check_frames(TimeCube(cube), base) == [0, 1]
+
+
+def test_full_disk_with_incompressible_frames_is_an_error_not_a_crash(small_filesystem):
+    """Noise frames fill the disk mid-chunk: HDF5 writing there itself dies with SIGSEGV."""
+    path = small_filesystem / "m.h5"
+    script = textwrap.dedent(
+        f"""
+        import datetime as dt, sys
+        import numpy as np
+        from astropy.io import fits
+        from enhance.cube import TimeCube
+        from enhance.errors import CubeError
+        from enhance.frame import Frame
+        cube = TimeCube({str(path)!r})
+        for k in range(40):
+            header = fits.Header()
+            when = dt.datetime(2014, 1, 1) + dt.timedelta(minutes=12 * k)
+            header["T_REC"] = when.strftime("%Y.%m.%d_%H:%M:%S_TAI")
+            data = np.random.default_rng(k).normal(0, 10, (512, 512)).astype("float32")
+            frame = Frame(data=data, header=header, observable="magnetogram", meta={{}})
+            try:
+                cube.append([frame])
+            except CubeError as exc:
+                print(k, file=sys.stderr)
+                print(exc, file=sys.stderr)
+                sys.exit(3)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 3, f"rc {done.returncode} (-11: SIGSEGV): {done.stderr[-500:]}"
+    failed_at, message = done.stderr.strip().splitlines()
+    assert "No space left on device" in message and f"still {failed_at} frame(s)" in message
+    cube = TimeCube(path)
+    assert len(cube.times()) == int(failed_at) > 0
+    for index in range(int(failed_at)):
+        expected = np.random.default_rng(index).normal(0, 10, (512, 512)).astype("float32")
+        np.testing.assert_array_equal(cube.read_frame(index)[0], expected)
+    assert not list(small_filesystem.rglob("*.part"))
