@@ -100,8 +100,9 @@ READABLE_VERSIONS = (1, 2)
 #: Suffix of the segment folder next to the index file.
 SEGMENTS_SUFFIX = ".segments"
 #: A segment is closed (and a new one begun) once its compressed size passes
-#: this; each segment is built in memory, so this bounds an append's memory.
-SEGMENT_BYTES = 256 << 20
+#: this; each segment is built in memory, so an append holds at most about
+#: this plus one compressed frame (a full-disk frame is its own segment).
+SEGMENT_BYTES = 64 << 20
 #: Attributes that describe the whole cube, not one segment.
 _CUBE_ONLY = ("n_frames", "updated", "time_axis", "segments")
 
