@@ -357,6 +357,8 @@ def test_full_disk_is_a_cube_error_and_the_cube_is_unchanged(
     message = done.stderr.strip()
     assert "\n" not in message and "No space left on device" in message
     assert "unchanged, still 3 frame(s)" in message and "free some space" in message
+    refused = f"cannot write {path}: " if stage == "index" else f"cannot write {path}.segments/"
+    assert refused in message
     assert sha(path) == index_before and files_state(cube.segments_dir) == segments_before
     assert not list(small_filesystem.glob("*.part"))
     assert check_frames(TimeCube(path), base) == [0, 1, 2]
