@@ -283,6 +283,21 @@ def test_cube_without_its_segment_folder_is_a_clear_error(tmp_path, base):
         TimeCube(moved).read_maps()
 
 
+def test_renamed_index_keeps_its_segments(tmp_path, base):
+    cube = TimeCube(tmp_path / "m.h5")
+    cube.append([make_frame(base, 0), make_frame(base, 1)])
+    renamed = tmp_path / "renamed.h5"
+    os.replace(cube.path, renamed)
+    cube = TimeCube(renamed)
+    assert cube.segments_dir == tmp_path / "m.h5.segments"  # recorded in the index
+    assert check_frames(cube, base) == [0, 1]
+    with h5py.File(renamed, "r") as h5:  # the virtual dataset finds them too
+        np.testing.assert_array_equal(h5["data"][1], make_frame(base, 1).data)
+    assert cube.append([make_frame(base, 2)]) == 1
+    assert check_frames(TimeCube(renamed), base) == [0, 1, 2]
+    assert not (tmp_path / "renamed.h5.segments").exists()
+
+
 FILLER = textwrap.dedent(
     """
     import sys

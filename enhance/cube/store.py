@@ -104,7 +104,7 @@ SEGMENTS_SUFFIX = ".segments"
 #: this plus one compressed frame (a full-disk frame is its own segment).
 SEGMENT_BYTES = 64 << 20
 #: Attributes that describe the whole cube, not one segment.
-_CUBE_ONLY = ("n_frames", "updated", "time_axis", "segments")
+_CUBE_ONLY = ("n_frames", "updated", "time_axis", "segments", "segments_folder")
 
 
 def _frame_key(frame: Frame) -> str:
@@ -161,13 +161,15 @@ class _OpenCube:
         self.path = path
         self.version = version
         self._segment: tuple[int, h5py.File] | None = None
+        default = path.name + SEGMENTS_SUFFIX
+        self.folder = path.parent / _text(handle.attrs.get("segments_folder", default))
         if version == 1:
             count = handle["data"].shape[0]
             self.files = [path]
             self.segment = np.zeros(count, dtype=np.int64)
             self.row = np.arange(count)
             return
-        folder = path.with_name(path.name + SEGMENTS_SUFFIX)
+        folder = self.folder
         self.files = [folder / _text(name) for name in handle["segment_files"][:]]
         missing = [p for p in self.files if not p.is_file()]
         if missing:
@@ -222,6 +224,7 @@ class _CubeState:
     attrs: dict[str, Any]
     shape: tuple[int, int]
     dataset_options: dict[str, Any]
+    folder: Path
     files: list[str]
     counts: list[int]
     columns: dict[str, list[object]]
@@ -277,8 +280,16 @@ class TimeCube:
 
     @property
     def segments_dir(self) -> Path:
-        """The folder of segment files next to the index."""
-        return self.path.with_name(self.path.name + SEGMENTS_SUFFIX)
+        """The folder of segment files next to the index (as the index names it)."""
+        return self.path.parent / self._segments_folder()
+
+    def _segments_folder(self) -> str:
+        """Name of the segment folder: recorded in the index, so the index may be renamed."""
+        default = self.path.name + SEGMENTS_SUFFIX
+        if not self.exists:
+            return default
+        with self._open() as cube:
+            return _text(cube.handle.attrs.get("segments_folder", default))
 
     # ------------------------------------------------------------- reading
     @contextlib.contextmanager
@@ -469,7 +480,7 @@ class TimeCube:
     ) -> int:
         """Write the new frames into segments, then the index; return how many were added."""
         try:
-            self.segments_dir.mkdir(exist_ok=True)
+            state.folder.mkdir(exist_ok=True)
         except OSError as exc:
             raise self._write_error(exc, state) from exc
         step = float(state.attrs.get("quantization_step", 0.0) or 0.0)
@@ -483,7 +494,7 @@ class TimeCube:
 
         def finish(writer: SegmentWriter) -> None:
             name = f"{len(state.files) + len(new_files):06d}-{secrets.token_hex(4)}.h5"
-            dest = self.segments_dir / name
+            dest = state.folder / name
             written.append(dest)
             writer.finish(dest)
             new_files.append(name)
@@ -525,7 +536,7 @@ class TimeCube:
     def _adopt_single_file(self, state: _CubeState, written: list[Path]) -> _CubeState:
         """Make a version 1 cube file the first segment of its index (a hard link, no copy)."""
         name = f"{0:06d}-v1-{secrets.token_hex(4)}.h5"
-        dest = self.segments_dir / name
+        dest = state.folder / name
         written.append(dest)
         try:
             os.link(self.path, dest)
@@ -565,13 +576,14 @@ class TimeCube:
             n_frames=len(order),
             updated=_now(),
             time_axis="axis 0 of /data, sorted by t_rec (TAI)",
-            segments=f"frames stored in {self.segments_dir.name}/ (never modified); "
+            segments_folder=state.folder.name,
+            segments=f"frames stored in {state.folder.name}/ (never modified); "
             "/data and /header are virtual datasets over them",
         )
         image = index_image(
             attrs=attrs,
             columns=columns,
-            folder=self.segments_dir.name,
+            folder=state.folder.name,
             files=[*state.files, *new_files],
             counts=[*state.counts, *new_counts],
             segment=segment[order],
@@ -608,6 +620,7 @@ class TimeCube:
                 attrs=attrs,
                 shape=(shape[0], shape[1]),
                 dataset_options=options,
+                folder=cube.folder,
                 files=files,
                 counts=counts,
                 columns=columns,
@@ -658,6 +671,7 @@ class TimeCube:
             attrs=attrs,
             shape=(int(ny), int(nx)),
             dataset_options=options,
+            folder=self.path.parent / (self.path.name + SEGMENTS_SUFFIX),
             files=[],
             counts=[],
             columns={name: [] for name in COLUMNS},
@@ -668,12 +682,13 @@ class TimeCube:
     def _remove_uncommitted(self, state: _CubeState | None) -> None:
         """Remove what a killed or failed append left: its segments and ``.part`` files."""
         remove_quietly(part_path(self.path))
-        if not self.segments_dir.is_dir():
+        folder = state.folder if state is not None else self.segments_dir
+        if not folder.is_dir():
             return
         keep = set(state.files) if state is not None and state.version == 2 else set()
         removed = [
             entry.name
-            for entry in sorted(self.segments_dir.iterdir())
+            for entry in sorted(folder.iterdir())
             if entry.name not in keep and entry.is_file() and remove_quietly(entry)
         ]
         if removed:
