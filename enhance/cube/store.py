@@ -22,7 +22,11 @@ the index reads as one HDF5 file::
 File attributes record the provenance (package version, weights sha256, PSF
 model, configuration hash, method reference) and how the data are stored
 (filter, quantisation step and units). The time axis is sorted by
-``T_REC``.
+``T_REC``. :class:`TimeCube` reads frames from the segment files themselves
+and fails on a missing one; HDF5 returns the fill value (NaN, "") for the
+parts of a virtual dataset it cannot open, so plain h5py users should read
+``/data`` and ``/header`` a few frames at a time (one read opens every
+segment it spans at once, up to the process's open-file limit).
 
 An append costs the new frames, not the cube: they go into new segment
 files, written completely (in memory, then one write, fsync and rename)
