@@ -259,6 +259,7 @@ def test_interrupted_run_resumes_without_redoing(tmp_path, paper_weights):
         series=["hmi.M_720s"],
         weights=paper_weights,
         output="out",
+        enhance={"device": "cpu", "tile": 64, "frames_per_job": 12},  # slots 5-8: one batch
     )
     cmd = [
         *SNAKEMAKE,

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -45,18 +46,20 @@ from enhance.acquire.lock import out_dir_lock
 from enhance.acquire.manifest import KEYWORDS, NEEDS_EXPORT, Manifest, manifest_path
 from enhance.acquire.quality import QualityPolicy, decode_quality, format_quality
 from enhance.acquire.series import HmiSeries, get_series
+from enhance.acquire.status import AcquisitionStatus, utc_now
 from enhance.acquire.timespec import (
-    expected_slots,
     format_duration,
     format_t_rec,
+    iter_slots,
     parse_cadence,
     parse_t_rec,
     parse_time,
     record_set,
+    slot_windows,
 )
 from enhance.acquire.verify import VerificationError, verify_fits
 from enhance.atomic import check_writable_dir
-from enhance.errors import ConfigError, JsocError, OutputError
+from enhance.errors import ConfigError, EnhanceError, JsocError, OutputError
 from enhance.provenance import provenance_record, sha256_file
 
 __all__ = ["acquire", "AcquireOptions", "EMAIL_ENV"]
@@ -65,6 +68,8 @@ log = logging.getLogger(__name__)
 
 #: Environment variable read for the JSOC export address.
 EMAIL_ENV = "ENHANCE_JSOC_EMAIL"
+#: Slots merged between two releases of the manifest's rows from memory.
+_RELEASE_EVERY = 5000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,8 +148,9 @@ class _Run:
         self.allowed: frozenset[Origin] | None = None
 
     def save(self, *, force: bool = True) -> None:
+        """Commit the manifest (its CSV copy is rewritten once, at the end of the run)."""
         if force or time.monotonic() - self.last_save >= self.options.save_every:
-            self.manifest.save()
+            self.manifest.save(csv_copy=False)
             self.last_save = time.monotonic()
 
     # ------------------------------------------------------------- merging
@@ -370,13 +376,16 @@ def acquire(
         raise ConfigError(f"end {end} is before start {start}")
     if options.max_per_request < 1:
         raise ConfigError("max_per_request must be at least 1")
+    if options.jsoc.retries < 1:
+        raise ConfigError(f"retries must be at least 1, got {options.jsoc.retries}")
     if step is not None and (t0 is None or t1 is None):
         raise ConfigError("a cadence needs a start and an end time")
-    slots = expected_slots(hmi, t0, t1, step) if step is not None else None
+    if step is not None and t0 is not None and t1 is not None:
+        iter_slots(hmi, t0, t1, step)  # checks the grid before anything is written
     remote = is_remote(server)
     if remote:
         config = server_config(server)
-        if slots is None or t0 is None or t1 is None:
+        if step is None or t0 is None or t1 is None:
             raise ConfigError(f"fetching from {server} needs a start, an end and a cadence")
         if download and not config.check_supported("export"):
             raise ConfigError(
@@ -402,15 +411,18 @@ def acquire(
             policy.name,
             mask_email(email),
         )
-        error: JsocError | None = None
+        started = utc_now()
+        error: EnhanceError | None = None
         if remote:
             source = JsocSource(server, email=email, options=options.jsoc)
             try:
-                _remote(run, source, slots, step, download)
-            except JsocError as exc:
-                error = exc  # write the manifest and the gap report, then raise
+                _remote(run, source, (t0, t1, step), download)
+            except EnhanceError as exc:
+                error = exc  # write the manifest, gap report and status, then raise
+            slots: Iterable[dt.datetime] = iter_slots(hmi, t0, t1, step)
         else:
-            slots = _local(run, Path(server), slots, t0, t1)
+            grid = iter_slots(hmi, t0, t1, step) if step is not None else None
+            slots = _local(run, Path(server), grid, t0, t1)
         provenance = provenance_record(
             series=hmi.name,
             server=where,
@@ -419,25 +431,37 @@ def acquire(
             cadence=format_duration(step) if step else None,
             quality_policy=policy.name,
         )
-        report = gap_report(run.manifest, slots, cadence=step, provenance=provenance)
-        report.write(out)
-        run.save()
+        report = gap_report(run.manifest, slots, cadence=step, out_dir=out, provenance=provenance)
+        run.manifest.save()  # commit, and the CSV copy
         log.info("%s", report.summary_line())
         run.manifest.report = report
-        if error is not None:
-            raise error
-        if run.failures:
-            raise JsocError(
+        if error is None and run.failures:
+            error = JsocError(
                 f"{len(run.failures)} file(s) failed every retry (first: {run.failures[0]}); "
                 f"they are marked failed in {run.manifest.path.name}: rerun to retry them"
             )
+        status = AcquisitionStatus.from_report(
+            report,
+            server=where,
+            start=provenance.get("start"),
+            end=provenance.get("end"),
+            cadence=provenance.get("cadence"),
+            started=started,
+            error=error,
+            gap_report=out / f"{hmi.name}.gaps.csv",
+        )
+        status.write(out)
+        run.manifest.status = status
+        log.info("%s", status.summary_line())
+        if error is not None:
+            raise error
         return run.manifest
 
 
 def _local(
     run: _Run,
     directory: Path,
-    slots: list[dt.datetime] | None,
+    slots: Iterable[dt.datetime] | None,
     t0: dt.datetime | None,
     t1: dt.datetime | None,
 ) -> list[dt.datetime]:
@@ -445,9 +469,10 @@ def _local(
     in_range = {
         t: rec for t, rec in found.items() if (t0 is None or t >= t0) and (t1 is None or t <= t1)
     }
-    if slots is None:
-        slots = sorted(in_range)
-    for when in slots:
+    slots = sorted(in_range) if slots is None else list(slots)
+    for number, when in enumerate(slots, 1):
+        if number % _RELEASE_EVERY == 0:
+            run.manifest.release()  # rows go to disk; memory stays bounded
         rec = in_range.get(when)
         if rec is None:
             run.merge(when, None, None, {})
@@ -471,17 +496,31 @@ def _local(
 
 
 def _remote(
-    run: _Run, source: JsocSource, slots: list[dt.datetime], cadence: dt.timedelta, download: bool
+    run: _Run,
+    source: JsocSource,
+    grid: tuple[dt.datetime, dt.datetime, dt.timedelta],
+    download: bool,
 ) -> None:
+    """Query the range window by window, then export and download what is needed.
+
+    Each window is merged into the manifest as soon as it is answered, so a
+    query that fails half way leaves the earlier windows recorded and the
+    later slots without a row (``not queried`` in the gap report).
+    """
     run.allowed = allowed_origins(source.config.http_download_baseurl, run.options.allow_hosts)
-    found = source.query(run.series, slots, cadence, KEYWORDS)
-    for when in slots:
-        rec = found.get(when)
-        if rec is None:
-            run.merge(when, None, None, {})
-        else:
-            run.merge(when, rec.record, rec.quality, rec.keywords)
-    run.save()
+    t0, t1, cadence = grid
+    windows = slot_windows(run.series, t0, t1, cadence, max(1, source.options.query_chunk))
+    try:
+        for window, found in source.query_windows(run.series, windows, cadence, KEYWORDS):
+            for when in window:
+                rec = found.get(when)
+                if rec is None:
+                    run.merge(when, None, None, {})
+                else:
+                    run.merge(when, rec.record, rec.quality, rec.keywords)
+            run.manifest.release()  # the window's rows go to disk, not kept in memory
+    finally:
+        run.save()
     if not download:
         return
     todo = run.manifest.rows(NEEDS_EXPORT)

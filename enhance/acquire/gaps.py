@@ -4,7 +4,10 @@ Written next to the manifest as ``<series>.gaps.csv`` (one row per expected
 slot that is not a verified good frame) and ``<series>.gaps.json`` (counts,
 runs of consecutive missing slots, provenance), plus one summary line in the
 log. A later run over the same range re-queries the missing slots, so the
-report shrinks as JSOC backfills.
+report shrinks as JSOC backfills. The report is built in one streamed pass
+over the slots and the manifest, so a range of millions of slots costs the
+memory of a few rows; the JSON lists at most :data:`LISTED` slots of each
+kind beside the full counts (the CSV lists them all).
 
 Three kinds of absent frame are told apart, because they call for different
 actions: ``missing`` (the server was asked and has no record: a real gap),
@@ -15,27 +18,36 @@ not be fetched or verified after every attempt: rerun).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import pandas as pd
 
 from enhance.acquire.manifest import Manifest
 from enhance.acquire.timespec import format_duration, format_t_rec
 from enhance.atomic import atomic_path
 
-__all__ = ["GapReport", "gap_report"]
+__all__ = ["GapReport", "gap_report", "LISTED"]
 
 log = logging.getLogger(__name__)
+
+#: Slots of each kind (and runs of missing slots) listed by name in the JSON file.
+LISTED = 1000
+_KINDS = ("missing", "not_queried", "flagged", "skipped", "failed", "pending")
 
 
 @dataclasses.dataclass
 class GapReport:
-    """Coverage of one run's expected slots."""
+    """Coverage of one run's expected slots.
+
+    ``counts`` holds the number of slots of each kind (``missing`` on the
+    server, ``not_queried``, ``flagged``, ``skipped``, ``failed``, ``pending``:
+    not yet downloaded) and ``gaps`` (runs of consecutive missing slots); the
+    lists hold the first :data:`LISTED` of each.
+    """
 
     series: str
     cadence: str
@@ -44,119 +56,106 @@ class GapReport:
     expected: int
     present: int
     verified: int
+    counts: dict[str, int]
     missing: list[str]
+    not_queried: list[str]
     flagged: list[dict[str, str]]
     skipped: list[dict[str, str]]
     failed: list[dict[str, str]]
     pending: list[str]
     gaps: list[dict[str, object]]
-    not_queried: list[str] = dataclasses.field(default_factory=list)
     provenance: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def summary_line(self) -> str:
         """One line for the log: expected, present, verified, missing, flagged, skipped,
         and, when there are any, failed, not queried and not yet downloaded."""
+        c = self.counts
         parts = [
             f"{self.series} {self.start} .. {self.end} @ {self.cadence}:",
             f"{self.expected} expected,",
             f"{self.present} present ({self.verified} verified),",
-            f"{len(self.missing)} missing in {len(self.gaps)} gap(s),",
-            f"{len(self.flagged)} flagged,",
-            f"{len(self.skipped)} skipped",
+            f"{c['missing']} missing in {c['gaps']} gap(s),",
+            f"{c['flagged']} flagged,",
+            f"{c['skipped']} skipped",
         ]
-        if self.failed:
-            parts[-1] += ","
-            parts.append(f"{len(self.failed)} failed")
-        if self.not_queried:
-            parts[-1] += ","
-            parts.append(f"{len(self.not_queried)} not queried")
-        if self.pending:
-            parts[-1] += ","
-            parts.append(f"{len(self.pending)} not yet downloaded")
+        for kind, words in (
+            ("failed", "failed"),
+            ("not_queried", "not queried"),
+            ("pending", "not yet downloaded"),
+        ):
+            if c[kind]:
+                parts[-1] += ","
+                parts.append(f"{c[kind]} {words}")
         return " ".join(parts)
 
     @property
     def complete(self) -> bool:
         """True when every slot was queried and nothing failed or is still pending."""
-        return not (self.not_queried or self.failed or self.pending)
+        return not (self.counts["not_queried"] or self.counts["failed"] or self.counts["pending"])
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready content."""
         return dataclasses.asdict(self)
 
-    def write(self, out_dir: Path) -> tuple[Path, Path]:
-        """Write ``<series>.gaps.csv`` and ``<series>.gaps.json`` atomically."""
-        rows = [
-            {
-                "t_rec": t,
-                "status": "missing",
-                "quality": "",
-                "quality_bits": "",
-                "reason": "no record on the server",
-            }
-            for t in self.missing
-        ]
-        for status, items in (
-            ("flagged", self.flagged),
-            ("skipped", self.skipped),
-            ("failed", self.failed),
+
+class _Runs:
+    """Runs of consecutive missing slots, counted all, listed up to :data:`LISTED`."""
+
+    def __init__(self, cadence: dt.timedelta | None) -> None:
+        self.cadence = cadence
+        self.count = 0
+        self.listed: list[dict[str, object]] = []
+        self._first: dt.datetime | None = None
+        self._last: dt.datetime | None = None
+        self._slots = 0
+
+    def add(self, when: dt.datetime) -> None:
+        if (
+            self._last is not None
+            and self.cadence is not None
+            and when - self._last == self.cadence
         ):
-            rows += [
+            self._last = when
+            self._slots += 1
+            return
+        self.close()
+        self._first = self._last = when
+        self._slots = 1
+
+    def close(self) -> None:
+        if self._first is None:
+            return
+        self.count += 1
+        if len(self.listed) < LISTED:
+            self.listed.append(
                 {
-                    "t_rec": it["t_rec"],
-                    "status": status,
-                    "quality": it.get("quality", ""),
-                    "quality_bits": it.get("quality_bits", ""),
-                    "reason": it.get("reason", ""),
+                    "first": format_t_rec(self._first),
+                    "last": format_t_rec(self._last),
+                    "slots": self._slots,
                 }
-                for it in items
-            ]
-        rows += [
-            {
-                "t_rec": t,
-                "status": "pending",
-                "quality": "",
-                "quality_bits": "",
-                "reason": "not downloaded yet",
-            }
-            for t in self.pending
-        ]
-        rows += [
-            {
-                "t_rec": t,
-                "status": "not queried",
-                "quality": "",
-                "quality_bits": "",
-                "reason": "the server was not asked about this slot (rerun)",
-            }
-            for t in self.not_queried
-        ]
-        frame = pd.DataFrame(
-            sorted(rows, key=lambda r: (r["t_rec"], r["status"])),
-            columns=["t_rec", "status", "quality", "quality_bits", "reason"],
-        )
-        csv_path = out_dir / f"{self.series}.gaps.csv"
-        json_path = out_dir / f"{self.series}.gaps.json"
-        with atomic_path(csv_path) as tmp:
-            frame.to_csv(tmp, index=False)
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return csv_path, json_path
+            )
+        self._first = self._last = None
 
 
-def _runs(missing: list[dt.datetime], cadence: dt.timedelta | None) -> list[dict[str, object]]:
-    runs: list[dict[str, object]] = []
-    for when in missing:
-        last = runs[-1] if runs else None
-        if last is not None and cadence is not None and when - last["_last"] == cadence:
-            last["_last"] = when
-            last["slots"] = int(last["slots"]) + 1
-        else:
-            runs.append({"_first": when, "_last": when, "slots": 1})
-    return [
-        {"first": format_t_rec(r["_first"]), "last": format_t_rec(r["_last"]), "slots": r["slots"]}
-        for r in runs
-    ]
+def _rows_at(
+    manifest: Manifest, slots: Iterator[dt.datetime]
+) -> Iterator[tuple[dt.datetime, str, dict[str, str] | None]]:
+    """Pairs ``(slot, row or None)``, merging the slots with the manifest's sorted rows."""
+    first = next(slots, None)
+    if first is None:
+        return
+    rows = manifest.between(format_t_rec(first), "9999")
+    row = next(rows, None)
+    for when in _chain_first(first, slots):
+        key = format_t_rec(when)
+        while row is not None and row["t_rec"] < key:
+            row = next(rows, None)
+        yield when, key, row if row is not None and row["t_rec"] == key else None
+
+
+def _chain_first(first: dt.datetime, rest: Iterator[dt.datetime]) -> Iterator[dt.datetime]:
+    yield first
+    yield from rest
 
 
 def gap_report(
@@ -164,9 +163,10 @@ def gap_report(
     slots: Iterable[dt.datetime],
     *,
     cadence: dt.timedelta | None,
+    out_dir: str | Path,
     provenance: dict[str, str] | None = None,
 ) -> GapReport:
-    """Compare ``slots`` with the manifest rows.
+    """Compare ``slots`` with the manifest rows; write ``<series>.gaps.{csv,json}``.
 
     Parameters
     ----------
@@ -176,6 +176,8 @@ def gap_report(
         The expected slots, in time order (read once).
     cadence : timedelta or None
         Slot spacing (None: as found), for the runs of missing slots.
+    out_dir : path-like
+        Where the two files go (written atomically; the CSV is streamed).
     provenance : dict, optional
         Recorded in the JSON file.
 
@@ -183,43 +185,65 @@ def gap_report(
     server said it has no record for (in this run or, if this run did not get
     to ask, in the earlier one that wrote the row).
     """
-    missing: list[dt.datetime] = []
-    not_queried: list[str] = []
-    flagged, skipped, failed, pending = [], [], [], []
-    present = verified = 0
+    out = Path(out_dir)
+    counts = dict.fromkeys(_KINDS, 0)
+    listed: dict[str, list] = {kind: [] for kind in _KINDS}
+    runs = _Runs(cadence)
+    present = verified = expected = 0
     first = last = None
-    expected = 0
-    for when in slots:
-        expected += 1
-        first = when if first is None else first
-        last = when
-        key = format_t_rec(when)
-        row = manifest.get(key)
-        if row is None:
-            not_queried.append(key)
-            continue
-        if row["state"] == "missing":
-            missing.append(when)
-            continue
-        present += 1
-        quality = row["quality"]
-        item = {
-            "t_rec": key,
-            "quality": quality,
-            "quality_bits": row["quality_bits"],
-            "reason": row["reason"],
-        }
-        if row["quality_bits"]:
-            flagged.append(item)
-        if row["state"] == "verified":
-            verified += 1
-        elif row["state"] == "skipped":
-            skipped.append(item)
-        elif row["state"] == "failed":
-            failed.append(item)
-        else:
-            pending.append(key)
-    return GapReport(
+
+    def note(kind: str, value: object) -> None:
+        counts[kind] += 1
+        if len(listed[kind]) < LISTED:
+            listed[kind].append(value)
+
+    csv_path = out / f"{manifest.series}.gaps.csv"
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["t_rec", "status", "quality", "quality_bits", "reason"])
+        for when, key, row in _rows_at(manifest, iter(slots)):
+            expected += 1
+            first = when if first is None else first
+            last = when
+            if row is None:
+                note("not_queried", key)
+                writer.writerow(
+                    [key, "not queried", "", "", "the server was not asked about this slot (rerun)"]
+                )
+                continue
+            if row["state"] == "missing":
+                note("missing", key)
+                runs.add(when)
+                reason = row["reason"] or "no record on the server"
+                writer.writerow([key, "missing", "", "", reason])
+                continue
+            present += 1
+            item = {
+                "t_rec": key,
+                "quality": row["quality"],
+                "quality_bits": row["quality_bits"],
+                "reason": row["reason"],
+            }
+            statuses = []
+            if row["quality_bits"]:
+                note("flagged", item)
+                statuses.append("flagged")
+            if row["state"] == "verified":
+                verified += 1
+            elif row["state"] in ("skipped", "failed"):
+                note(row["state"], item)
+                statuses.append(row["state"])
+            else:
+                note("pending", key)
+                statuses.append("pending")
+            for status in sorted(statuses):
+                reason = "not downloaded yet" if status == "pending" else row["reason"]
+                quality = "" if status == "pending" else row["quality"]
+                bits = "" if status == "pending" else row["quality_bits"]
+                writer.writerow([key, status, quality, bits, reason])
+    runs.close()
+    counts["gaps"] = runs.count
+    report = GapReport(
         series=manifest.series,
         cadence=format_duration(cadence) if cadence is not None else "as found",
         start=format_t_rec(first) if first is not None else "",
@@ -227,12 +251,16 @@ def gap_report(
         expected=expected,
         present=present,
         verified=verified,
-        missing=[format_t_rec(m) for m in missing],
-        flagged=flagged,
-        skipped=skipped,
-        failed=failed,
-        pending=pending,
-        gaps=_runs(missing, cadence),
-        not_queried=not_queried,
+        counts=counts,
+        missing=listed["missing"],
+        not_queried=listed["not_queried"],
+        flagged=listed["flagged"],
+        skipped=listed["skipped"],
+        failed=listed["failed"],
+        pending=listed["pending"],
+        gaps=runs.listed,
         provenance=dict(provenance or {}),
     )
+    with atomic_path(out / f"{manifest.series}.gaps.json") as tmp:
+        tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return report

@@ -207,6 +207,22 @@ def _error_text(request: drms.ExportRequest) -> str:
     return mask_emails(str(answer.get("error") or ""))
 
 
+def _close_responses(exc: BaseException) -> None:
+    """Close the HTTP responses that ``HTTPError`` exceptions in the chain hold open.
+
+    An ``HTTPError`` keeps its connection until garbage collection; a failed
+    call whose error is kept (chained into :class:`JsocError`) would
+    otherwise hold a socket for the rest of the run.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, urllib.error.HTTPError):
+            current.close()
+        current = current.__cause__ or current.__context__
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code >= 500 or exc.code == 429
@@ -264,6 +280,7 @@ class JsocSource:
             except drms.DrmsQueryError as exc:
                 raise JsocError(mask_emails(f"{what} failed: {exc}")) from exc
             except Exception as exc:
+                _close_responses(exc)
                 if not _is_transient(exc):
                     raise JsocError(mask_emails(f"{what} failed: {exc}")) from exc
                 if attempt == self.options.retries:

@@ -1,10 +1,16 @@
 """The per-frame manifest: one row per expected or found ``T_REC`` slot.
 
-The manifest is the acquisition's memory. It is a CSV file (written through
-:func:`enhance.atomic.atomic_path`, so a crash never leaves half a manifest)
-named ``<series>.manifest.csv`` in the output directory, read back by pandas
-with every value as text. A restarted run reads it to resume export requests,
-skip verified files and backfill slots that were missing.
+The manifest is the acquisition's memory. Its rows live in a SQLite file,
+``<series>.manifest.sqlite`` (each save is one transaction, so a crash never
+leaves half a manifest), of which ``<series>.manifest.csv`` is the readable
+copy, every value as text, rewritten (atomically, streamed) at the end of
+each run. A restarted run reads it to resume export requests, skip verified
+files and backfill slots that were missing.
+
+Memory follows the work, not the archive: only the rows read or changed since
+the last :meth:`Manifest.release` are held (as live dicts); iteration,
+counts and the CSV copy stream from the file. A manifest from before the
+SQLite file (the CSV alone) is imported on first load.
 
 Row states
 ----------
@@ -32,16 +38,19 @@ Row states
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import datetime as dt
 import logging
 import os
+import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
 from enhance.atomic import atomic_path
-from enhance.errors import InputError
+from enhance.errors import InputError, OutputError
 
 __all__ = [
     "Manifest",
@@ -113,29 +122,86 @@ def _now() -> str:
 
 
 class Manifest:
-    """Rows keyed by ``t_rec`` (``YYYY.MM.DD_hh:mm:ss_TAI``), saved as CSV.
+    """Rows keyed by ``t_rec`` (``YYYY.MM.DD_hh:mm:ss_TAI``), stored in SQLite.
 
     Parameters
     ----------
     path : path-like
-        The CSV file (need not exist yet).
+        The CSV copy (``<series>.manifest.csv``; need not exist yet). The
+        rows live beside it in ``<series>.manifest.sqlite``; rows already
+        there belong to the manifest.
     series : str
         The JSOC series every row belongs to.
     """
 
     def __init__(self, path: str | os.PathLike[str], series: str) -> None:
         self.path = Path(path)
+        self.db_path = self.path.with_suffix(".sqlite")
         self.series = series
-        self._rows: dict[str, dict[str, str]] = {}
+        self._live: dict[str, dict[str, str]] = {}
+        self._dirty: set[str] = set()
+        self._db: sqlite3.Connection | None = None
         #: The :class:`enhance.acquire.gaps.GapReport` of the run that returned it.
         self.report: object | None = None
         #: The :class:`enhance.acquire.status.AcquisitionStatus` of that run.
         self.status: object | None = None
 
+    # ------------------------------------------------------------ storage
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                self._db = sqlite3.connect(self.db_path, timeout=60)
+                columns = ", ".join(f"\"{c}\" TEXT NOT NULL DEFAULT ''" for c in COLUMNS[1:])
+                self._db.execute(
+                    f"CREATE TABLE IF NOT EXISTS rows (t_rec TEXT PRIMARY KEY, {columns}) "
+                    "WITHOUT ROWID"
+                )
+                self._db.commit()
+            except sqlite3.Error as exc:
+                raise OutputError(f"cannot open manifest store {self.db_path}: {exc}") from exc
+        return self._db
+
+    def close(self) -> None:
+        """Write pending changes and close the SQLite file."""
+        if self._db is not None:
+            self._flush()
+            self._db.close()
+            self._db = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._db is not None:
+                self._db.close()
+
+    def _flush(self) -> None:
+        if not self._dirty:
+            return
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        names = ", ".join(f'"{c}"' for c in COLUMNS)
+        rows = [tuple(self._live[key][c] for c in COLUMNS) for key in sorted(self._dirty)]
+        try:
+            self._conn.executemany(
+                f"INSERT OR REPLACE INTO rows ({names}) VALUES ({placeholders})", rows
+            )
+            self._conn.commit()
+        except sqlite3.Error as exc:
+            raise OutputError(f"cannot write manifest store {self.db_path}: {exc}") from exc
+        self._dirty.clear()
+
+    def _select(self, where: str = "", args: tuple = ()) -> Iterator[dict[str, str]]:
+        """Stored rows in ``t_rec`` order (pending changes written first)."""
+        self._flush()
+        names = ", ".join(f'"{c}"' for c in COLUMNS)
+        cursor = self._conn.execute(f"SELECT {names} FROM rows {where} ORDER BY t_rec", args)
+        for values in cursor:
+            key = values[0]
+            yield self._live.get(key) or dict(zip(COLUMNS, values, strict=True))
+
     # ------------------------------------------------------------------ I/O
     @classmethod
     def load(cls, path: str | os.PathLike[str], series: str) -> Manifest:
-        """Read ``path`` if it exists, else start an empty manifest.
+        """Open the manifest at ``path``, importing a CSV-only manifest once.
 
         Raises
         ------
@@ -143,64 +209,104 @@ class Manifest:
             If the file is not a manifest of ``series``.
         """
         manifest = cls(path, series)
-        if not manifest.path.exists():
-            return manifest
-        try:
-            frame = pd.read_csv(manifest.path, dtype=str, keep_default_na=False)
-        except (ValueError, OSError) as exc:
-            raise InputError(
-                f"cannot read manifest {manifest.path}: {exc}; move it away to start afresh"
-            ) from exc
-        missing = {"t_rec", "state", "series"} - set(frame.columns)
-        if missing:
-            raise InputError(
-                f"{manifest.path} is not an enhance manifest (no {', '.join(sorted(missing))} "
-                "column); move it away to start afresh"
-            )
-        others = set(frame["series"]) - {series, ""}
+        if not manifest.db_path.exists() and manifest.path.exists():
+            manifest._import_csv()
+        others = [
+            name
+            for (name,) in manifest._conn.execute("SELECT DISTINCT series FROM rows")
+            if name not in (series, "")
+        ]
         if others:
+            manifest.close()
             raise InputError(
                 f"{manifest.path} holds series {', '.join(sorted(others))}, not {series}"
             )
-        for record in frame.to_dict("records"):
-            row = {col: str(record.get(col, "")) for col in COLUMNS}
-            manifest._rows[row["t_rec"]] = row
         return manifest
 
-    def save(self) -> Path:
-        """Write the manifest atomically (sorted by ``t_rec``)."""
-        with atomic_path(self.path) as tmp:
-            self.frame.to_csv(tmp, index=False)
+    def _import_csv(self) -> None:
+        try:
+            with open(self.path, newline="") as fh:
+                reader = csv.DictReader(fh)
+                missing = {"t_rec", "state", "series"} - set(reader.fieldnames or ())
+                if missing:
+                    raise InputError(
+                        f"{self.path} is not an enhance manifest (no "
+                        f"{', '.join(sorted(missing))} column); move it away to start afresh"
+                    )
+                for record in reader:
+                    row = {col: str(record.get(col) or "") for col in COLUMNS}
+                    self._live[row["t_rec"]] = row
+                    self._dirty.add(row["t_rec"])
+                    if len(self._dirty) >= 10000:
+                        self.release()
+        except (ValueError, OSError, csv.Error) as exc:
+            with contextlib.suppress(OSError):
+                self.close()
+                self.db_path.unlink()
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(
+                f"cannot read manifest {self.path}: {exc}; move it away to start afresh"
+            ) from exc
+        self.release()
+
+    def save(self, *, csv_copy: bool = True) -> Path:
+        """Commit every change; with ``csv_copy``, also rewrite the CSV copy (streamed)."""
+        self._flush()
+        if csv_copy:
+            with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
+                writer = csv.writer(fh, lineterminator="\n")
+                writer.writerow(COLUMNS)
+                for row in self._select():
+                    writer.writerow([row[c] for c in COLUMNS])
         return self.path
+
+    def release(self) -> None:
+        """Commit changes and forget the rows held in memory (they stay on disk)."""
+        self._flush()
+        self._live.clear()
 
     # ----------------------------------------------------------------- rows
     @property
     def frame(self) -> pd.DataFrame:
         """The rows as a DataFrame of strings, one column per :data:`COLUMNS`."""
-        rows = [self._rows[key] for key in sorted(self._rows)]
-        return pd.DataFrame(rows, columns=list(COLUMNS), dtype=str)
+        return pd.DataFrame(list(self._select()), columns=list(COLUMNS), dtype=str)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        self._flush()
+        return int(self._conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
 
     def __contains__(self, t_rec: object) -> bool:
-        return t_rec in self._rows
+        return self.get(str(t_rec)) is not None
 
     def __iter__(self) -> Iterator[dict[str, str]]:
-        return (self._rows[key] for key in sorted(self._rows))
+        return self._select()
+
+    def between(self, first: str, last: str) -> Iterator[dict[str, str]]:
+        """Rows with ``first <= t_rec <= last``, streamed in time order."""
+        return self._select("WHERE t_rec BETWEEN ? AND ?", (first, last))
 
     def get(self, t_rec: str) -> dict[str, str] | None:
-        """The row of ``t_rec`` (a live dict; use :meth:`update` to change it)."""
-        return self._rows.get(t_rec)
+        """The row of ``t_rec`` (a live dict until :meth:`release`; change it with
+        :meth:`update`)."""
+        row = self._live.get(t_rec)
+        if row is None:
+            names = ", ".join(f'"{c}"' for c in COLUMNS)
+            values = self._conn.execute(
+                f"SELECT {names} FROM rows WHERE t_rec = ?", (t_rec,)
+            ).fetchone()
+            if values is None:
+                return None
+            row = self._live[t_rec] = dict(zip(COLUMNS, values, strict=True))
+        return row
 
     def update(self, t_rec: str, **values: object) -> dict[str, str]:
         """Create or update the row of ``t_rec``; values are stored as text."""
-        row = self._rows.get(t_rec)
+        row = self.get(t_rec)
         if row is None:
             row = dict.fromkeys(COLUMNS, "")
             row["t_rec"] = t_rec
             row["series"] = self.series
-            self._rows[t_rec] = row
         for key, value in values.items():
             if key not in row:
                 raise KeyError(f"unknown manifest column {key!r}")
@@ -208,21 +314,32 @@ class Manifest:
                 raise ValueError(f"unknown manifest state {value!r}")
             row[key] = "" if value is None else str(value)
         row["updated"] = _now()
+        self._live[t_rec] = row
+        self._dirty.add(t_rec)
         return row
 
     def rows(self, states: Iterable[str] | None = None) -> list[dict[str, str]]:
-        """Rows (sorted by ``t_rec``) whose state is in ``states`` (all if ``None``)."""
-        wanted = None if states is None else set(states)
-        return [row for row in self if wanted is None or row["state"] in wanted]
+        """Rows (sorted by ``t_rec``, live) whose state is in ``states`` (all if ``None``)."""
+        if states is None:
+            selected = self._select()
+        else:
+            wanted = tuple(states)
+            marks = ", ".join("?" for _ in wanted)
+            selected = self._select(f"WHERE state IN ({marks})", wanted)
+        out = []
+        for row in selected:
+            out.append(self._live.setdefault(row["t_rec"], row))
+        return out
 
     def counts(self) -> dict[str, int]:
         """Number of rows in each state (every state listed, zeros included)."""
+        self._flush()
         counts = dict.fromkeys(STATES, 0)
-        for row in self._rows.values():
-            counts[row["state"]] = counts.get(row["state"], 0) + 1
+        for state, number in self._conn.execute("SELECT state, COUNT(*) FROM rows GROUP BY state"):
+            counts[state] = counts.get(state, 0) + int(number)
         return counts
 
     def files(self) -> list[Path]:
         """Absolute paths of the verified files, in time order."""
         base = self.path.parent
-        return [base / row["file"] for row in self.rows(["verified"])]
+        return [base / row["file"] for row in self._select("WHERE state = ?", ("verified",))]

@@ -82,16 +82,8 @@ class AcquisitionStatus:
         gap_report: Path,
     ) -> AcquisitionStatus:
         """The status of a run that wrote ``report`` and ended with ``error`` (or None)."""
-        counts = {
-            "expected": report.expected,
-            "verified": report.verified,
-            "missing": len(report.missing),
-            "not_queried": len(report.not_queried),
-            "failed": len(report.failed),
-            "pending": len(report.pending),
-            "skipped": len(report.skipped),
-            "flagged": len(report.flagged),
-        }
+        counts = {"expected": report.expected, "verified": report.verified}
+        counts.update({k: v for k, v in report.counts.items() if k != "gaps"})
         failures = [
             {"t_rec": item["t_rec"], "reason": item.get("reason", "")}
             for item in report.failed[:MAX_LISTED]
