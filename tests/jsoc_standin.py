@@ -420,6 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
         columns = []
         for key in keys:
             values = []
+            constant = str(header.get(key, "nan"))  # astropy's Header.get is slow per cell
             for when in times:
                 quality = self.state.quality.get(when, 0)
                 if key == "T_REC":
@@ -435,7 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
                         (when - dt.timedelta(seconds=8)).strftime("%Y.%m.%d_%H:%M:%S.00_TAI")
                     )
                 else:
-                    values.append(str(header.get(key, "nan")))
+                    values.append(constant)
             columns.append({"name": key, "values": values})
         payload = {"keywords": columns, "count": len(times), "runtime": 0.01, "status": 0}
         if query.get("R") == "1":

@@ -512,6 +512,7 @@ def _remote(
     windows = slot_windows(run.series, t0, t1, cadence, max(1, source.options.query_chunk))
     try:
         for window, found in source.query_windows(run.series, windows, cadence, KEYWORDS):
+            run.manifest.hold(format_t_rec(window[0]), format_t_rec(window[-1]))
             for when in window:
                 rec = found.get(when)
                 if rec is None:

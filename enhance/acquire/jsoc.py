@@ -358,17 +358,19 @@ class JsocSource:
                 ),
             )
             found: dict[dt.datetime, QueriedRecord] = {}
-            for record, values in frame.iterrows():
-                t_rec = parse_t_rec(str(values.get("T_REC", "")))
+            blank = [""] * len(frame)
+            columns = {k: frame[k].tolist() if k in frame else blank for k in keys}
+            for i, record in enumerate(frame.index.tolist()):
+                t_rec = parse_t_rec(str(columns["T_REC"][i]))
                 if t_rec is None or t_rec not in wanted:
                     continue
                 found[t_rec] = QueriedRecord(
                     t_rec=t_rec,
                     record=str(record),
-                    quality=parse_quality(values.get("QUALITY")),
-                    keywords={k: str(values.get(k, "")) for k in keys[2:]},
+                    quality=parse_quality(columns["QUALITY"][i]),
+                    keywords={k: str(columns[k][i]) for k in keys[2:]},
                 )
-            del frame
+            del frame, columns
             yield window, found
 
     # ---------------------------------------------------------------- export

@@ -140,6 +140,7 @@ class Manifest:
         self.series = series
         self._live: dict[str, dict[str, str]] = {}
         self._dirty: set[str] = set()
+        self._window: tuple[str, str] | None = None  # every stored row in it is live
         self._db: sqlite3.Connection | None = None
         #: The :class:`enhance.acquire.gaps.GapReport` of the run that returned it.
         self.report: object | None = None
@@ -265,6 +266,17 @@ class Manifest:
         """Commit changes and forget the rows held in memory (they stay on disk)."""
         self._flush()
         self._live.clear()
+        self._window = None
+
+    def hold(self, first: str, last: str) -> None:
+        """Read the rows with ``first <= t_rec <= last`` into memory in one query.
+
+        Until :meth:`release`, :meth:`get` answers for that range without
+        touching the file (a slot without a row is known to have none).
+        """
+        for row in self.between(first, last):
+            self._live.setdefault(row["t_rec"], row)
+        self._window = (first, last)
 
     # ----------------------------------------------------------------- rows
     @property
@@ -291,6 +303,8 @@ class Manifest:
         :meth:`update`)."""
         row = self._live.get(t_rec)
         if row is None:
+            if self._window is not None and self._window[0] <= t_rec <= self._window[1]:
+                return None
             names = ", ".join(f'"{c}"' for c in COLUMNS)
             values = self._conn.execute(
                 f"SELECT {names} FROM rows WHERE t_rec = ?", (t_rec,)

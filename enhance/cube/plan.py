@@ -40,6 +40,7 @@ __all__ = [
     "range_batches",
     "plan_batches",
     "write_plan",
+    "write_plan_streamed",
     "read_plan",
     "read_manifest",
 ]
@@ -249,3 +250,60 @@ def read_plan(path: str | os.PathLike[str]) -> list[PlannedFrame]:
     """The frames of one batch file written by :func:`write_plan`."""
     with open(path, newline="") as fh:
         return [PlannedFrame(**{k: row[k] for k in _FIELDS}) for row in csv.DictReader(fh)]
+
+
+def write_plan_streamed(
+    rows: Iterable[dict[str, str]],
+    *,
+    base_dir: str | os.PathLike[str],
+    layout: CubeLayout,
+    frames_per_job: int,
+    plan_dir: str | os.PathLike[str],
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    batches: dict[str, list[str]] | None = None,
+) -> dict[str, list[str]]:
+    """:func:`plan_batches` and :func:`write_plan`, one period at a time.
+
+    ``rows`` must come in time order (as :class:`enhance.acquire.Manifest`
+    iterates them); only one period's frames are held at a time, so planning
+    a range of millions of slots costs the memory of its batch list.
+
+    Returns
+    -------
+    dict
+        ``{period: [batch id, ...]}`` of every planned batch, in time order.
+    """
+    index: dict[str, list[str]] = {}
+    wanted = batches or {}
+    pending: list[dict[str, str]] = []
+    current: str | None = None
+
+    def flush() -> None:
+        if current is None:
+            return
+        ids = {current: wanted[current]} if current in wanted else None
+        plan = plan_batches(
+            pending,
+            base_dir=base_dir,
+            layout=layout,
+            frames_per_job=frames_per_job,
+            start=start,
+            end=end,
+            batches=ids,
+        )
+        index.update(write_plan(plan, plan_dir))
+
+    for row in rows:
+        if row.get("state") != "verified" or not row.get("file"):
+            continue
+        period = layout.period_of(parse_t_rec(row["t_rec"]))
+        if period != current:
+            flush()
+            pending, current = [], period
+        pending.append(row)
+    flush()
+    empty = {period: ids for period, ids in wanted.items() if period not in index}
+    if empty:  # periods of the range without any verified frame
+        index.update(write_plan({p: {b: [] for b in ids} for p, ids in empty.items()}, plan_dir))
+    return dict(sorted(index.items()))

@@ -15,6 +15,7 @@ from pathlib import Path
 from enhance.acquire import (
     AcquireOptions,
     JsocOptions,
+    Manifest,
     acquire,
     get_series,
     manifest_path,
@@ -24,8 +25,8 @@ from enhance.acquire import (
 from enhance.acquire.manifest import NEEDS_EXPORT
 from enhance.acquire.status import status_path
 from enhance.atomic import atomic_path
-from enhance.cube import CubeLayout, read_manifest, write_plan
-from enhance.cube.plan import batch_of, plan_batches
+from enhance.cube import CubeLayout
+from enhance.cube.plan import batch_of, write_plan_streamed
 from enhance.errors import EnhanceError
 
 snakemake = globals()["snakemake"]
@@ -63,7 +64,7 @@ except EnhanceError as exc:
         print(f"enhance: {series}: acquisition failed: {error}", file=sys.stderr)
         sys.exit(1)
 status = read_status(status_path(p.raw_dir, series))
-rows = read_manifest(manifest_path(p.raw_dir, series))
+manifest = Manifest.load(manifest_path(p.raw_dir, series), series)
 layout = CubeLayout(
     period=p.layout["period"],
     frames=p.layout["frames"],
@@ -71,23 +72,27 @@ layout = CubeLayout(
 )
 start = parse_time(p.start) if p.start else None
 end = parse_time(p.end) if p.end else None
-plan = plan_batches(
-    rows,
+periods = write_plan_streamed(
+    iter(manifest),  # streamed in time order: one period in memory at a time
     base_dir=p.raw_dir,
     layout=layout,
     frames_per_job=p.frames_per_job,
+    plan_dir=p.plan_dir,
     start=start,
     end=end,
     batches=p.batches,
 )
-periods = write_plan(plan, p.plan_dir)
-states = {}
+frames = 0
+filled = set()
 open_batches = set()
-for row in rows:
-    states[row["state"]] = states.get(row["state"], 0) + 1
+for row in manifest:
     when = parse_time(row["t_rec"])
-    in_range = (start is None or when >= start) and (end is None or when <= end)
-    if in_range and row["state"] in NEEDS_EXPORT:  # will change when a rerun fetches it
+    if (start is not None and when < start) or (end is not None and when > end):
+        continue
+    if row["state"] == "verified" and row["file"]:
+        frames += 1
+        filled.add(layout.period_of(when))
+    elif row["state"] in NEEDS_EXPORT:  # its batch changes when a rerun fetches it
         open_batches.add(batch_of(layout, when, p.frames_per_job)[1])
 summary = {
     "series": series,
@@ -96,11 +101,11 @@ summary = {
     "start": p.start,
     "end": p.end,
     "cadence": p.cadence,
-    "frames": sum(len(frames) for batches in plan.values() for frames in batches.values()),
+    "frames": frames,
     "periods": periods,
-    "filled_periods": sorted(k for k, batches in plan.items() if any(batches.values())),
+    "filled_periods": sorted(filled),
     "open_batches": sorted(open_batches),
-    "manifest_states": states,
+    "manifest_states": {k: v for k, v in manifest.counts().items() if v},
     "complete": error is None and status.complete,
     "acquire_error": error,
     "status_line": status.summary_line(),
