@@ -210,7 +210,11 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         target = headers.get("location") or headers.get("uri")
         if target:
             newurl = urllib.parse.urljoin(req.full_url, target)
-            _redirect_allowed(req.full_url, newurl, self.allowed)
+            try:
+                _redirect_allowed(req.full_url, newurl, self.allowed)
+            except RefusedDownloadError:
+                fp.close()  # the redirect's own response: no socket left open
+                raise
         return super().http_error_302(req, fp, code, msg, headers)
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
@@ -469,6 +473,7 @@ def _attempt(
             stop.set()  # the disk is full: every other download stops too
             raise
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the error response and its socket
             result.error = f"HTTP {exc.code} for {task.dest.name}"
             if 400 <= exc.code < 500 and exc.code != 429:
                 return result  # the file is not there; retrying will not help
