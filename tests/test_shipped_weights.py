@@ -101,11 +101,10 @@ def test_magnetogram_network_keeps_field_flux_and_does_not_add_noise():
 
     Over every pixel the unsigned flux drops, because the quiet-Sun noise
     (mean |noise| ~ 0.8 sigma per pixel) is removed; the flux of the
-    magnetic features (:func:`enhance.training.evaluate.field_mask`) is kept.
+    magnetic features (:func:`enhance.validation.metrics.field_mask`) is kept.
     """
     import astropy.units as u
 
-    from enhance.training.evaluate import field_mask
     from enhance.validation import baselines
 
     frame = read_hmi(MAGNETOGRAM, observable="magnetogram")
@@ -114,7 +113,7 @@ def test_magnetogram_network_keeps_field_flux_and_does_not_add_noise():
     out = enhance_array(data, model, device="cpu", input_scale=1000.0)
     quiet = metrics.quiet_sun_mask(data, kind="blos")
     noise = metrics.noise_level(data, quiet)
-    field = field_mask(data, noise)
+    field = metrics.field_mask(data, noise)
     assert 0.02 < field.mean() < 0.5
     big = np.repeat(np.repeat(field, 2, axis=0), 2, axis=1)
     pixel = (0.504 * 725 * u.km) ** 2

@@ -225,15 +225,25 @@ def test_evaluation_table_and_files(tmp_path, pairs):
     )
     rows, images = evaluate_pairs(weights, held)
     methods = {r["method"] for r in rows}
-    assert methods == {"bicubic", "unsharp", "richardson_lucy", "enhance"}
+    assert methods == {
+        "bicubic",
+        "unsharp",
+        "richardson_lucy",
+        "tikhonov",
+        "enhance",
+        "oracle_linear",
+    }
     bicubic = next(r for r in rows if r["method"] == "bicubic")
     rl = next(r for r in rows if r["method"] == "richardson_lucy")
+    oracle = next(r for r in rows if r["method"] == "oracle_linear")
+    # the linear filter fitted on the truth bounds every linear method
+    assert all(oracle["psnr"] >= r["psnr"] for r in rows if r["method"] != "enhance")
     # a classical deconvolution sharpens: higher contrast than bicubic, truth's is higher still
     assert bicubic["contrast"] < rl["contrast"] < bicubic["truth_contrast"] * 1.5
     assert all(np.isfinite(r["psnr"]) for r in rows)
     paths = write_evaluation(tmp_path / "eval", weights=weights, rows=rows, images=images)
     record = json.loads(paths["json"].read_text())
-    assert len(record["held_out"]) == 8
+    assert len(record["held_out"]) == 12
     assert record["provenance"]["weights_sha256"]
     assert "| richardson_lucy |" in format_table(rows)
     assert paths["figure"].read_bytes()[:4] == b"\x89PNG"

@@ -60,6 +60,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="input noise sigma in network units (default: paper, 1e-3 continuum, 1e-2 kG Blos)",
     )
     parser.add_argument(
+        "--noise-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="per-patch input noise, log-uniform in [LOW, HIGH] (network units)",
+    )
+    parser.add_argument(
+        "--contrast-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="continuum: per-patch granulation rms contrast in [LOW, HIGH] (e.g. 0.03 0.09)",
+    )
+    parser.add_argument(
+        "--linear-skip",
+        type=int,
+        default=0,
+        metavar="K",
+        help="add a learned KxK linear polyphase 2x filter of the input to the output (0: off)",
+    )
+    parser.add_argument(
         "--bn-recalibration",
         type=int,
         default=200,
@@ -89,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         psf_model=args.psf,
         bn_recalibration=args.bn_recalibration,
         noise_sigma=args.noise,
+        noise_range=tuple(args.noise_range) if args.noise_range else None,
+        contrast_range=tuple(args.contrast_range) if args.contrast_range else None,
+        linear_skip=args.linear_skip,
     )
     scenes = load_scenes(args.scene, args.observable)
     train_pairs, held_pairs = build_pairs(

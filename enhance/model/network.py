@@ -6,7 +6,12 @@ Architecture (paper Sect. 3, Fig. 2; ../shared/docs/method.md):
 * ``n_blocks`` residual blocks: conv3x3-BN-ReLU-conv3x3-BN, plus the skip;
 * conv3x3-BN, plus a skip from ``x0``;
 * nearest-neighbour 2x upsampling, conv 3x3 (``width``) + ReLU;
-* conv 1x1 -> 1 channel, linear output.
+* conv 1x1 -> 1 channel, linear output;
+* optionally (``linear_skip=k``, not in the paper) plus a learned linear 2x
+  filter of the input: a k x k convolution to ``upscale**2`` channels
+  rearranged into the output grid (one filter per output phase, sub-pixel
+  convolution of Shi et al. 2016). The deep path then only has to learn
+  what a linear filter cannot do.
 
 Every 3x3 convolution pads by reflection (zero padding darkens the borders).
 With the paper's defaults (5 blocks, 64 filters) the net has 445,249
@@ -20,6 +25,9 @@ References
 ----------
 .. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), "Enhancing SDO/HMI images
    using deep learning", A&A 614, A5.
+.. [2] Shi, W. et al. (2016), "Real-time single image and video
+   super-resolution using an efficient sub-pixel convolutional neural
+   network", CVPR, 1874.
 """
 
 from __future__ import annotations
@@ -76,6 +84,10 @@ class EnhanceNet(nn.Module):
         trained here, Keras' 1e-3 for weights imported from the 2018 code
         (:mod:`enhance.model.keras_import`). It is not part of a state_dict,
         so :attr:`architecture` records it whenever it differs from 1e-5.
+    linear_skip : int
+        Side of the learned linear polyphase 2x filter added to the output
+        (odd; 0: none, the paper's network). Initialised to nearest-neighbour
+        upsampling of the input.
 
     Notes
     -----
@@ -92,12 +104,20 @@ class EnhanceNet(nn.Module):
         width: int = 64,
         upscale: int = 2,
         bn_eps: float = TORCH_BN_EPS,
+        linear_skip: int = 0,
     ) -> None:
         super().__init__()
-        if n_blocks < 0 or width < 1 or upscale < 1 or not bn_eps > 0:
+        if (
+            n_blocks < 0
+            or width < 1
+            or upscale < 1
+            or not bn_eps > 0
+            or linear_skip < 0
+            or (linear_skip and linear_skip % 2 == 0)
+        ):
             raise ValueError(
                 f"invalid architecture n_blocks={n_blocks}, width={width}, upscale={upscale}, "
-                f"bn_eps={bn_eps}"
+                f"bn_eps={bn_eps}, linear_skip={linear_skip} (odd or 0)"
             )
         self.n_blocks, self.width, self.upscale = int(n_blocks), int(width), int(upscale)
         self.bn_eps = float(bn_eps)
@@ -108,6 +128,15 @@ class EnhanceNet(nn.Module):
         self.up = nn.Upsample(scale_factor=upscale, mode="nearest")
         self.up_conv = _conv3x3(width, width)
         self.tail = nn.Conv2d(width, 1, 1)
+        self.linear_skip = int(linear_skip)
+        if self.linear_skip:
+            k = self.linear_skip
+            self.linear = nn.Conv2d(1, upscale**2, k, padding=k // 2, padding_mode="reflect")
+            with torch.no_grad():
+                self.linear.weight.zero_()
+                self.linear.weight[:, 0, k // 2, k // 2] = 1.0
+                self.linear.bias.zero_()
+            self.shuffle = nn.PixelShuffle(upscale)
 
     @property
     def architecture(self) -> dict[str, int | float]:
@@ -123,6 +152,8 @@ class EnhanceNet(nn.Module):
         }
         if self.bn_eps != TORCH_BN_EPS:
             arch["bn_eps"] = self.bn_eps
+        if self.linear_skip:
+            arch["linear_skip"] = self.linear_skip
         return arch
 
     @property
@@ -131,9 +162,10 @@ class EnhanceNet(nn.Module):
 
         ``2 n_blocks + 2`` 3x3 convolutions at input resolution reach that many
         pixels; the 3x3 convolution after upsampling adds one output pixel,
-        i.e. ``1/upscale`` input pixel, rounded up to 1.
+        i.e. ``1/upscale`` input pixel, rounded up to 1. The linear skip
+        reaches ``linear_skip // 2`` pixels.
         """
-        return 2 * self.n_blocks + 2 + 1
+        return max(2 * self.n_blocks + 2 + 1, self.linear_skip // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = torch.relu(self.head(x))
@@ -142,7 +174,10 @@ class EnhanceNet(nn.Module):
             y = block(y)
         y = x0 + self.body_bn(self.body_conv(y))
         y = torch.relu(self.up_conv(self.up(y)))
-        return self.tail(y)
+        y = self.tail(y)
+        if self.linear_skip:
+            y = y + self.shuffle(self.linear(x))
+        return y
 
     def keras_layer_order(self) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d]]:
         """Convolutions and batch norms in the order of the published Keras model.

@@ -10,9 +10,12 @@ import numpy as np
 from enhance.training.pairs import Pair, augmented_pairs, degraded_pair
 from enhance.training.scenes import (
     Scene,
+    is_nfi_magnetogram,
     load_continuum_scene,
     load_magnetogram_scene,
+    load_nfi_magnetogram_scene,
     parse_scene_spec,
+    read_scene_image,
     split_scene,
 )
 
@@ -22,25 +25,53 @@ log = logging.getLogger(__name__)
 
 
 def load_scenes(specs: Sequence[str], observable: str) -> list[Scene]:
-    """Read ``PATH[:ARCSEC]`` specs as continuum scenes or HMI magnetogram scenes."""
+    """Read ``PATH[:ARCSEC]`` specs as truth scenes of ``observable``.
+
+    Continuum: high-resolution images. Magnetogram: a Hinode SOT/NFI V/I
+    image (:func:`load_nfi_magnetogram_scene`) or an HMI magnetogram used
+    self-similarly (:func:`load_magnetogram_scene`).
+    """
     scenes = []
     for spec in specs:
         path, scale = parse_scene_spec(spec)
         if observable == "continuum":
             scenes.append(load_continuum_scene(path, scale))
+        elif is_nfi_magnetogram(read_scene_image(path)[1]):
+            scenes.append(load_nfi_magnetogram_scene(path, pixel_scale=scale))
         else:
             scenes.append(load_magnetogram_scene(path))
     return scenes
 
 
 def held_out_pairs(
-    scenes: Sequence[Scene], *, holdout: float, psf_model: str = "wachter"
+    scenes: Sequence[Scene],
+    *,
+    holdout: float,
+    psf_model: str = "wachter",
+    gains: Sequence[float] | None = None,
 ) -> list[Pair]:
-    """One noise-free degraded pair per held-out region (the split of :func:`build_pairs`)."""
-    return [
-        degraded_pair(split_scene(scene, holdout=holdout)[1], psf_model=psf_model)
-        for scene in scenes
-    ]
+    """One noise-free degraded pair per held-out region (the split of :func:`build_pairs`).
+
+    A scene known up to a calibration factor (``scene.gain`` not (1, 1))
+    gives one pair per factor in ``gains`` (default: both ends of its
+    range), scaled to physical units and labelled with the factor.
+    """
+    pairs = []
+    for scene in scenes:
+        pair = degraded_pair(split_scene(scene, holdout=holdout)[1], psf_model=psf_model)
+        if scene.gain == (1.0, 1.0):
+            pairs.append(pair)
+            continue
+        for k in gains if gains is not None else scene.gain:
+            pairs.append(
+                Pair(
+                    input=pair.input * np.float32(k),
+                    target=pair.target * np.float32(k),
+                    valid=pair.valid,
+                    label=f"{pair.label} k={k:g}",
+                )
+            )
+    return pairs
 
 
 def build_pairs(

@@ -44,15 +44,15 @@ __all__ = [
     "evaluate_hmi_continuum",
     "evaluate_hmi_magnetograms",
     "evaluate_pairs",
-    "field_mask",
     "format_table",
     "write_evaluation",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Methods compared, in table order (those of the validation reports).
-METHODS = report.METHODS
+#: Methods compared, in table order (those of the validation reports), then
+#: the bounds scored beside them (the linear filter fitted on the truth).
+METHODS = (*report.METHODS, *report.BOUNDS)
 #: Scores copied from :func:`enhance.validation.report.evaluate` into each row.
 _SCORES = ("psnr", "ssim", "spectrum_distance", "forward_residual")
 
@@ -168,8 +168,8 @@ def evaluate_hmi_magnetograms(
     For each file the central ``crop`` x ``crop`` pixels (disk centre) are
     enhanced. Unsigned flux is compared on the same field of view (output
     pixels have a quarter of the area), over every pixel and over the field
-    regions of :func:`field_mask` (the flux of the magnetic features, without
-    the noise floor); noise is the robust standard
+    regions of :func:`enhance.validation.metrics.field_mask` (the flux of
+    the magnetic features, without the noise floor); noise is the robust standard
     deviation over the quiet-Sun mask (|B| < 50 G, grown by 5 px) of the
     input, mapped to each output grid by nearest-neighbour 2x. The paper
     finds the flux roughly conserved and Richardson-Lucy adding ~80 G of
@@ -195,7 +195,7 @@ def evaluate_hmi_magnetograms(
         pix_in = (0.504 * 725 * u.km) ** 2
         pix_out = pix_in / 4
         noise_in = metrics.noise_level(data, quiet_in)
-        field_in = field_mask(data, noise_in)
+        field_in = metrics.field_mask(data, noise_in)
         field = np.repeat(np.repeat(field_in, 2, axis=0), 2, axis=1)
         flux_in = metrics.unsigned_flux(data, pix_in)
         flux_field_in = metrics.unsigned_flux(np.where(field_in, data, 0.0), pix_in)
@@ -226,22 +226,6 @@ def evaluate_hmi_magnetograms(
     return rows
 
 
-def field_mask(blos: np.ndarray, noise: float, *, snr: float = 5.0, grow: int = 2) -> np.ndarray:
-    """Pixels with magnetic signal: |B| smoothed by 1 px above ``snr`` x noise, grown.
-
-    Unsigned flux summed over every pixel of a magnetogram is dominated in
-    quiet areas by the noise (mean |noise| = 0.8 sigma per pixel), which a
-    network that denoises removes. Flux conservation is therefore measured
-    over the field regions found in the input (a Gaussian of 1 px, a
-    ``snr`` threshold, ``grow`` pixels of dilation), on the same footprint in
-    input and output.
-    """
-    from scipy import ndimage
-
-    smooth = np.abs(ndimage.gaussian_filter(np.nan_to_num(blos), 1.0))
-    return ndimage.binary_dilation(smooth > snr * noise, iterations=grow) & np.isfinite(blos)
-
-
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of the per-scene, per-method rows."""
     keys = [k for k in rows[0] if k not in ("scene", "method")]
@@ -264,7 +248,7 @@ def _figure(images: dict[str, dict[str, np.ndarray]], path: Path, title: str) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = ["input", "bicubic", "unsharp", "richardson_lucy", "enhance", "truth"]
+    cols = ["input", "bicubic", "richardson_lucy", "tikhonov", "enhance", "oracle_linear", "truth"]
     fig, axes = plt.subplots(
         len(images), len(cols) + 1, figsize=(3 * (len(cols) + 1), 3 * len(images)), squeeze=False
     )
@@ -279,7 +263,7 @@ def _figure(images: dict[str, dict[str, np.ndarray]], path: Path, title: str) ->
             ax.set_yticks([])
         axes[r, 0].set_ylabel(label, fontsize=8)
         ax = axes[r, -1]
-        for name in ("bicubic", "richardson_lucy", "enhance", "truth"):
+        for name in ("bicubic", "tikhonov", "enhance", "truth"):
             f, p = metrics.power_spectrum(imgs[name])
             ax.loglog(f[1:], p[1:], label=name)
         ax.axvspan(0.05, 0.25, color="0.9")

@@ -37,6 +37,7 @@ from enhance.atomic import atomic_path
 from enhance.errors import TrainingError
 from enhance.heap import keep_freed_memory
 from enhance.model import EnhanceNet, save_weights
+from enhance.physics import HMI_PIXEL_SCALE
 from enhance.training.pairs import Pair, PatchSampler
 
 __all__ = ["PAPER_RECIPE", "TrainConfig", "recalibrate_batchnorm", "train", "validation_loss"]
@@ -117,6 +118,9 @@ class TrainConfig:
     threads: int | None = None
     psf_model: str = "wachter"
     bn_recalibration: int = 200
+    noise_range: tuple[float, float] | None = None
+    contrast_range: tuple[float, float] | None = None
+    linear_skip: int = 0
 
     def __post_init__(self) -> None:
         if self.observable not in PAPER_RECIPE:
@@ -129,6 +133,15 @@ class TrainConfig:
         for name in ("steps", "batch", "patch", "val_every", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise TrainingError(f"{name} must be a positive integer")
+        for name in ("noise_range", "contrast_range"):
+            value = getattr(self, name)
+            if value is not None:
+                low, high = (float(v) for v in value)
+                if not 0 < low <= high:
+                    raise TrainingError(f"{name} must be 0 < low <= high, got {value}")
+                setattr(self, name, (low, high))
+        if self.contrast_range is not None and self.observable != "continuum":
+            raise TrainingError("contrast_range applies to continuum training only")
 
     @property
     def input_scale(self) -> float:
@@ -239,7 +252,7 @@ def train(
     config_dict = dataclasses.asdict(config)
     ckpt_path, csv_path = out / "checkpoint.pt", out / "loss.csv"
     torch.manual_seed(config.seed)
-    model = EnhanceNet(n_blocks=config.n_blocks, width=config.width)
+    model = EnhanceNet(n_blocks=config.n_blocks, width=config.width, linear_skip=config.linear_skip)
     # Channels-last feature maps: with the freed-memory setting above, a
     # training step (8 patches of 40x40, paper net) took 245 instead of 325 ms
     # on the 2-core reference machine. Weights files are written contiguous.
@@ -271,9 +284,10 @@ def train(
         sampler = PatchSampler(
             train_pairs,
             patch=config.patch,
-            noise_sigma=float(config.noise_sigma),
+            noise_sigma=config.noise_range or float(config.noise_sigma),
             input_scale=config.input_scale,
             rng=rng,
+            contrast=config.contrast_range,
         )
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
@@ -359,6 +373,7 @@ def train(
             "scale": recipe["input_scale"],
         },
         "psf_model": config.psf_model,
+        "input_pixel_scale_arcsec": HMI_PIXEL_SCALE.to_value("arcsec"),
         "training_data": training_data or [],
         "training": {
             "config": config_dict,

@@ -6,7 +6,10 @@ training, tests and validation. Augmentation uses what the Sun allows
 (one MURaM snapshot is far less than the paper's 250): rotations by any
 angle before degrading, sub-pixel sampling phases (random truth offsets),
 flips and 90-degree turns of the patches, and a fresh input-noise draw per
-patch (the paper's Gaussian noise layer).
+patch (the paper's Gaussian noise layer). Optional per-patch augmentations
+that the linearity of the degradation allows without degrading again: a
+random noise level, a random granulation contrast (continuum) and a random
+calibration gain (a magnetogram truth known up to a factor).
 
 References
 ----------
@@ -35,13 +38,17 @@ class Pair:
     """A degraded input (0.504"/px), its 28 cm target (0.252"/px) and validity.
 
     ``valid`` (input grid) is False where the rotation filled the corners, so
-    patches never include invented pixels.
+    patches never include invented pixels. ``gain`` is the range of the
+    calibration factor from the truth's data units to physical units (1, 1
+    when the truth is calibrated); :class:`PatchSampler` draws one factor per
+    patch from it.
     """
 
     input: np.ndarray
     target: np.ndarray
     valid: np.ndarray
     label: str
+    gain: tuple[float, float] = (1.0, 1.0)
 
 
 def degraded_pair(scene: Scene, *, psf_model: str = "wachter", label: str = "") -> Pair:
@@ -52,6 +59,7 @@ def degraded_pair(scene: Scene, *, psf_model: str = "wachter", label: str = "") 
         target=pair.target.astype(np.float32),
         valid=np.ones(pair.input.shape, bool),
         label=label or scene.name,
+        gain=scene.gain,
     )
 
 
@@ -93,9 +101,22 @@ def augmented_pairs(
                 target=degraded.target.astype(np.float32),
                 valid=valid,
                 label=f"{scene.name} rot {angle:.0f} phase ({dy},{dx})",
+                gain=scene.gain,
             )
         )
     return pairs
+
+
+def quiet_contrast(target: np.ndarray) -> float:
+    """Rms contrast of a continuum target over its granulation (pixels above 0.85).
+
+    Umbrae and penumbrae (below 0.85 quiet-Sun units) are left out, so the
+    figure is that of the granulation the contrast augmentation rescales.
+    """
+    quiet = target[target > 0.85]
+    if quiet.size < 16:
+        return float("nan")
+    return float(quiet.std() / quiet.mean())
 
 
 class PatchSampler:
@@ -106,12 +127,20 @@ class PatchSampler:
     pairs : list of Pair
     patch : int
         Input patch side in pixels (target side ``2 * patch``); the paper used 50.
-    noise_sigma : float
+    noise_sigma : float or (float, float)
         Gaussian noise added to every input patch, in network units (paper:
-        1e-3 for continuum, 1e-2 kG for Blos).
+        1e-3 for continuum, 1e-2 kG for Blos). A pair ``(low, high)`` draws
+        one level per patch, log-uniformly between them (real frames differ:
+        HMI 45 s data are ~4x noisier than 720 s averages).
     input_scale : float
         Network units = physical / ``input_scale`` (1000 for Blos in G).
     rng : numpy.random.Generator
+    contrast : (float, float), optional
+        Continuum only: the granulation rms contrast of each patch is drawn
+        uniformly in ``[low, high]`` (fractions, e.g. 0.03-0.09) by
+        ``I -> 1 + c (I - 1)`` applied to input and target alike (exact,
+        since the degradation is linear and keeps the level 1). ``c`` is
+        capped so that no target pixel falls below 0.05 (umbrae).
     """
 
     def __init__(
@@ -119,13 +148,30 @@ class PatchSampler:
         pairs: list[Pair],
         *,
         patch: int,
-        noise_sigma: float,
+        noise_sigma: float | tuple[float, float],
         input_scale: float,
         rng: np.random.Generator,
+        contrast: tuple[float, float] | None = None,
     ) -> None:
-        self.patch, self.noise_sigma, self.rng = int(patch), float(noise_sigma), rng
+        self.patch, self.rng = int(patch), rng
+        low, high = (
+            (float(noise_sigma), float(noise_sigma))
+            if np.isscalar(noise_sigma)
+            else (float(noise_sigma[0]), float(noise_sigma[1]))
+        )
+        if not 0 <= low <= high:
+            raise ValueError(f"noise range must be 0 <= low <= high, got {noise_sigma}")
+        if low == 0 and high > 0:
+            raise ValueError("a log-uniform noise range needs low > 0")
+        self.noise_range = (low, high)
+        self.noise_sigma = high
+        if contrast is not None and not 0 < contrast[0] <= contrast[1]:
+            raise ValueError(f"contrast range must be 0 < low <= high, got {contrast}")
+        self.contrast = contrast
         self.inputs = [p.input / np.float32(input_scale) for p in pairs]
         self.targets = [p.target / np.float32(input_scale) for p in pairs]
+        self.gains = [p.gain for p in pairs]
+        self.scene_contrast = [quiet_contrast(p.target) for p in pairs] if contrast else None
         # valid top-left corners: the whole patch lies in valid pixels
         self.corners = []
         for p in pairs:
@@ -142,6 +188,12 @@ class PatchSampler:
             raise ValueError(f"no valid {patch}x{patch} patch in any pair")
         self.weights = counts / counts.sum()
 
+    def _noise(self) -> float:
+        low, high = self.noise_range
+        if low == high:
+            return low
+        return float(np.exp(self.rng.uniform(np.log(low), np.log(high))))
+
     def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """A batch ``(inputs (B,1,p,p), targets (B,1,2p,2p))``, float32."""
         p = self.patch
@@ -156,6 +208,17 @@ class PatchSampler:
             x, y = np.rot90(x, turns), np.rot90(y, turns)
             if self.rng.random() < 0.5:
                 x, y = x[:, ::-1], y[:, ::-1]
-            xs[i, 0] = x + self.rng.normal(0.0, self.noise_sigma, x.shape)
+            lo, hi = self.gains[k]
+            if hi != 1.0 or lo != 1.0:
+                gain = np.float32(self.rng.uniform(lo, hi))
+                x, y = x * gain, y * gain
+            if self.contrast is not None and np.isfinite(self.scene_contrast[k]):
+                c = self.rng.uniform(*self.contrast) / self.scene_contrast[k]
+                floor = float(y.min())
+                if floor < 1.0:
+                    c = min(c, 0.95 / (1.0 - floor))
+                c = np.float32(c)
+                x, y = 1 + c * (x - 1), 1 + c * (y - 1)
+            xs[i, 0] = x + self.rng.normal(0.0, self._noise(), x.shape)
             ys[i, 0] = y
         return xs, ys

@@ -36,6 +36,9 @@ __all__ = [
     "Scene",
     "load_continuum_scene",
     "load_magnetogram_scene",
+    "load_nfi_magnetogram_scene",
+    "is_nfi_magnetogram",
+    "NFI_VI_GAUSS_PER_DN",
     "parse_scene_spec",
     "read_scene_image",
     "scene_pixel_scale",
@@ -51,6 +54,20 @@ log = logging.getLogger(__name__)
 #: (HMI, 14 cm) then corresponds to a 56 cm telescope, finer than the 28 cm
 #: target, so :func:`enhance.physics.degrade` applies the paper's physics to it.
 SELF_SIMILAR_FACTOR = 4
+
+#: Weak-field calibration range of the Hinode SOT/NFI Na I D1 (5896 Å) FG MG4
+#: V/I product in ``../shared/data/hinode`` (level 0, V/I stored as int16
+#: data numbers): Blos = k V/I with k in [1.5, 3] G per data number. No
+#: literature value exists for this level-0 product. The range is a stated
+#: bracket: k = 1.5 G/DN makes its plage (90th percentile of |V/I| over
+#: field pixels at HMI resolution, 309 DN) ~460 G, k = 3 makes its
+#: penumbrae and spots (99.9th percentile, 503 DN) ~1.5 kG, the field
+#: strengths HMI shows at its resolution in plage and in spots of
+#: strong active regions. Na I D1 saturates in umbrae (V/I stops growing
+#: with B) and forms higher in the atmosphere than HMI's Fe I 6173 Å, so the
+#: truth under-represents umbral fields and is smoother than the photosphere
+#: HMI sees. Training draws k uniformly in the range for every patch.
+NFI_VI_GAUSS_PER_DN: tuple[float, float] = (1.5, 3.0)
 
 
 @dataclasses.dataclass
@@ -69,6 +86,10 @@ class Scene:
         Wavelength the scene was observed at (SST wideband: 8542 Å).
     source : str
         File name and what was done to it (for the model card).
+    gain : (float, float)
+        Range of the factor from ``data`` to physical units: ``(1, 1)`` for
+        a calibrated truth; for an uncalibrated one (Hinode NFI V/I) the
+        uncertainty of its calibration, drawn per training patch.
     """
 
     name: str
@@ -77,6 +98,7 @@ class Scene:
     observable: str
     wavelength: u.Quantity | None
     source: str
+    gain: tuple[float, float] = (1.0, 1.0)
 
 
 def scene_quiet_sun_level(data: np.ndarray, pixel_scale: u.Quantity) -> float:
@@ -246,6 +268,64 @@ def load_magnetogram_scene(
             f"{Path(path).name}: central {size}x{size} HMI pixels (Blos, G) declared at "
             f'{scale.value:.3f}"/px (self-similar factor {factor})'
         ),
+    )
+
+
+def is_nfi_magnetogram(header: fits.Header) -> bool:
+    """True for a Hinode SOT narrow-band filtergraph Stokes V/I image."""
+    instrument = str(header.get("INSTRUME", "")).upper()
+    kind = str(header.get("OBS_TYPE", "")).upper()
+    return instrument.startswith("SOT/NB") and "V/I" in kind
+
+
+def load_nfi_magnetogram_scene(
+    path: str | os.PathLike[str],
+    *,
+    gain: tuple[float, float] = NFI_VI_GAUSS_PER_DN,
+    pixel_scale: u.Quantity | None = None,
+) -> Scene:
+    """A Hinode SOT/NFI V/I magnetogram as a Blos truth known up to a factor.
+
+    The image keeps its data numbers (V/I as stored) and the scene carries
+    ``gain``, the range of the weak-field factor k (Blos = k V/I, gauss per
+    data number; :data:`NFI_VI_GAUSS_PER_DN`). Training draws one k per
+    patch; evaluation picks values in the range
+    (:func:`enhance.training.held_out_pairs`). The pixel scale is CDELT1
+    (0.16"/px for NFI) unless given. The degradation treats it as seen at
+    6173 Å (HMI's line), which it was not: see
+    :data:`NFI_VI_GAUSS_PER_DN` for the caveats.
+
+    Raises
+    ------
+    InputError
+        Not an NFI V/I image, non-finite pixels, or a bad gain range.
+    """
+    path = Path(path)
+    data, header = read_scene_image(path)
+    if not is_nfi_magnetogram(header):
+        raise InputError(
+            f"{path.name} is not a Hinode SOT/NFI V/I image (INSTRUME "
+            f"{header.get('INSTRUME')!r}, OBS_TYPE {header.get('OBS_TYPE')!r})"
+        )
+    if not np.isfinite(data).all():
+        raise InputError(f"{path.name} has non-finite pixels; a truth scene must be complete")
+    low, high = (float(g) for g in gain)
+    if not 0 < low <= high:
+        raise InputError(f"the calibration range must be 0 < low <= high; got {gain}")
+    scale = pixel_scale if pixel_scale is not None else scene_pixel_scale(header, path)
+    scale = u.Quantity(scale, u.arcsec)
+    return Scene(
+        name=path.stem,
+        data=data - float(np.median(data)),
+        pixel_scale=scale,
+        observable="magnetogram",
+        wavelength=5896 * u.AA,
+        source=(
+            f"{path.name}: Hinode SOT/NFI Na I 5896 V/I ({header.get('DATE_OBS', '?')}), "
+            f'{scale.value:.3f}"/px, Blos = k V/I with k in [{low}, {high}] G/DN '
+            "drawn per patch (median V/I subtracted)"
+        ),
+        gain=(low, high),
     )
 
 

@@ -54,6 +54,7 @@ from enhance.frame import OBSERVABLES
 from enhance.validation import baselines, metrics
 
 __all__ = [
+    "BOUNDS",
     "METHODS",
     "METHOD_LABELS",
     "ValidationCase",
@@ -66,13 +67,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Methods compared with the truth, in table order.
-METHODS: tuple[str, ...] = ("bicubic", "unsharp", "richardson_lucy", "enhance")
+METHODS: tuple[str, ...] = ("bicubic", "unsharp", "richardson_lucy", "tikhonov", "enhance")
+#: References scored beside the methods but not competing with them: the
+#: least-squares linear 2x filter fitted on the truth itself
+#: (:func:`enhance.validation.baselines.oracle_linear`), an upper bound for
+#: linear methods.
+BOUNDS: tuple[str, ...] = ("oracle_linear",)
 #: Human-readable method names.
 METHOD_LABELS: dict[str, str] = {
     "bicubic": "HMI (bicubic)",
     "unsharp": "HMI (unsharp mask)",
     "richardson_lucy": "Richardson-Lucy",
+    "tikhonov": "Tikhonov (HMI PSF, discrepancy principle)",
     "enhance": "Enhance",
+    "oracle_linear": "linear filter fitted on the truth (upper bound, not a method)",
 }
 #: Length of one arcsecond on the Sun seen from 1 AU, 725 km (IAU 2015
 #: astronomical unit: 1.496e8 km x 4.848e-6 rad), for flux pixel areas.
@@ -270,16 +278,34 @@ def evaluate(
         "richardson_lucy": baselines.richardson_lucy(
             case.hmi, psf_model=case.psf_model, iterations=rl_iterations
         ),
+        "tikhonov": baselines.tikhonov(case.hmi, psf_model=case.psf_model),
         "enhance": case.enhanced,
-    }
-    residuals = {
-        name: metrics.forward_residual(image, case.hmi, psf_model=case.psf_model)
-        for name, image in [*images.items(), ("truth", case.truth)]
+        "oracle_linear": baselines.oracle_linear(case.hmi, case.truth),
     }
     truth, hmi = _inner(case.truth, border), _inner(case.hmi, border // 2)
     kind = "continuum" if case.observable == "continuum" else "blos"
     mask = metrics.quiet_sun_mask(truth, kind=kind)
     coarse = _coarse_mask(mask)
+    # forward residual: whole field, in the input's noise, per region of the input
+    quiet_in = metrics.quiet_sun_mask(case.hmi, kind=kind)
+    if case.observable == "continuum":
+        noise_in = baselines.spectral_noise_sigma_hmi(case.hmi)
+        field_in = ~quiet_in
+    else:
+        noise_in = metrics.noise_level(case.hmi, quiet_in)
+        field_in = metrics.field_mask(case.hmi, noise_in)
+    residual_stats = {
+        name: metrics.forward_residual_stats(
+            image,
+            case.hmi,
+            noise=noise_in,
+            field=field_in,
+            quiet=quiet_in,
+            psf_model=case.psf_model,
+        )
+        for name, image in [*images.items(), ("truth", case.truth)]
+    }
+    residuals = {name: stats["relative"] for name, stats in residual_stats.items()}
     truth_stats: dict[str, Any] = {"forward_residual": _finite(residuals["truth"])}
     hmi_stats: dict[str, Any] = {}
     if case.observable == "continuum":
@@ -297,7 +323,7 @@ def evaluate(
         m: _method_metrics(
             _inner(images[m], border), truth, case.observable, mask, truth_stats, residuals[m]
         )
-        for m in METHODS
+        for m in (*METHODS, *BOUNDS)
     }
     if case.observable == "magnetogram":
         table["enhance"]["amplification_1kG_vs_bicubic"] = _finite(
@@ -321,6 +347,10 @@ def evaluate(
         "spectrum_band_px": list(metrics.SPECTRUM_BAND),
         "quiet_sun_fraction": float(mask.mean()),
         "methods": table,
+        "forward_residuals": {
+            name: {k: _finite(v) for k, v in stats.items()}
+            for name, stats in residual_stats.items()
+        },
         "truth_stats": truth_stats,
         "hmi_input": hmi_stats,
         "summary": summary,
@@ -341,19 +371,23 @@ def _summary(table: dict, truth_stats: dict, observable: str) -> dict[str, Any]:
             return None
         return (max if higher else min)(vals, key=vals.get)
 
-    def beats(key: str, higher: bool) -> bool | None:
+    def beats(key: str, higher: bool, rivals: tuple[str, ...]) -> bool | None:
         mine = table["enhance"][key]
-        others = [table[m][key] for m in ("bicubic", "richardson_lucy")]
+        others = [table[m][key] for m in rivals]
         if mine is None or any(v is None for v in others):
             return None
         return all(mine > v if higher else mine < v for v in others)
 
+    classical = ("bicubic", "richardson_lucy")
     out: dict[str, Any] = {
         "best_psnr": best("psnr", True),
         "best_spectrum": best("spectrum_distance", False),
-        "enhance_beats_bicubic_and_rl_psnr": beats("psnr", True),
-        "enhance_beats_bicubic_and_rl_spectrum": beats("spectrum_distance", False),
+        "enhance_beats_bicubic_and_rl_psnr": beats("psnr", True, classical),
+        "enhance_beats_bicubic_and_rl_spectrum": beats("spectrum_distance", False, classical),
+        "enhance_beats_tikhonov_psnr": beats("psnr", True, ("tikhonov",)),
     }
+    bound, mine = table["oracle_linear"]["psnr"], table["enhance"]["psnr"]
+    out["enhance_minus_linear_bound_db"] = None if bound is None or mine is None else mine - bound
     if observable == "continuum":
         diff = table["enhance"]["contrast_difference_pp"]
         out["enhance_contrast_within_1pp"] = None if diff is None else abs(diff) <= 1.0
@@ -563,14 +597,18 @@ def _metrics_table(doc: dict[str, Any]) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in columns)
     rows = [f"<tr><th>method</th>{head}</tr>"]
     table = doc["methods"]
-    for method in METHODS:
+    for method in (*METHODS, *BOUNDS):
         cells = []
         for key, _, fmt in columns:
             value = table[method].get(key)
             vals = [table[m].get(key) for m in METHODS if table[m].get(key) is not None]
-            is_best = value is not None and (
-                (key in best_high and value == max(vals))
-                or (key in best_low and value == min(vals))
+            is_best = (
+                method in METHODS
+                and value is not None
+                and (
+                    (key in best_high and value == max(vals))
+                    or (key in best_low and value == min(vals))
+                )
             )
             cls = ' class="best"' if is_best else ""
             cells.append(f"<td{cls}>{_fmt(value, fmt)}</td>")
