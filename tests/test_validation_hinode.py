@@ -10,9 +10,9 @@ from enhance.validation.hinode import classify, read_header_text, read_hinode
 
 
 def test_nfi_magnetogram_is_read_and_flagged(shared_data):
-    img = read_hinode(shared_data / "hinode" / "FGMG4_20110214_030443.7.fits")
+    img = read_hinode(shared_data / "hinode" / "FGMG4_20110214_030443.7.cols0-879.fits")
     assert img.product == "nfi-v/i"
-    assert img.data.shape == (704, 1408) and np.isfinite(img.data).all()
+    assert img.data.shape == (704, 880) and np.isfinite(img.data).all()
     assert img.pixel_scale.to_value(u.arcsec) == pytest.approx(0.16)
     assert img.wavelength == 5896 * u.AA
     assert any("not calibrated Blos" in n for n in img.notes)
@@ -28,7 +28,7 @@ def test_bfi_header_text(shared_data):
 def test_degrade_hinode_to_enhanced_grid(shared_data):
     from enhance.validation.hinode import degrade_hinode
 
-    img = read_hinode(shared_data / "hinode" / "FGMG4_20110214_030443.7.fits")
+    img = read_hinode(shared_data / "hinode" / "FGMG4_20110214_030443.7.cols0-879.fits")
     img.data = img.data[:256, :256]
     out = degrade_hinode(img)
     # 256 px x 0.16" / 0.252" per px, rounded down by the degrade contract

@@ -36,7 +36,7 @@ from enhance.validation.report import METHODS, ValidationCase
 from enhance.validation.target import coarse_header, degraded_grid_header
 
 SCENE = Path("highres") / "muram_quiet_ic_0.0662.fits"
-HINODE = Path("hinode") / "FGMG4_20110214_030443.7.fits"
+HINODE = Path("hinode") / "FGMG4_20110214_030443.7.cols0-879.fits"
 HINODE_TIME = "2011-02-14T03:04:43.785"
 COMMON_KEYS = ("psnr", "ssim", "pearson", "spectrum_distance", "forward_residual")
 #: Pointing error written into the synthetic HMI WCS, in HMI pixels (x, y);
