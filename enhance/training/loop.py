@@ -140,6 +140,8 @@ class TrainConfig:
                 if not 0 < low <= high:
                     raise TrainingError(f"{name} must be 0 < low <= high, got {value}")
                 setattr(self, name, (low, high))
+        if self.linear_skip < 0 or (self.linear_skip and self.linear_skip % 2 == 0):
+            raise TrainingError(f"linear_skip must be 0 or odd, got {self.linear_skip}")
         if self.contrast_range is not None and self.observable != "continuum":
             raise TrainingError("contrast_range applies to continuum training only")
 

@@ -426,7 +426,7 @@ def _images_figure(ev: Evaluation, case: ValidationCase, path: Path) -> None:
         ("bicubic", METHOD_LABELS["bicubic"]),
         ("enhance", METHOD_LABELS["enhance"]),
         ("truth", case.truth_label),
-        ("richardson_lucy", METHOD_LABELS["richardson_lucy"]),
+        ("tikhonov", METHOD_LABELS["tikhonov"]),
     ]
     vmin, vmax, cmap = _display_range(case.truth, case.observable)
     ny, nx = case.truth.shape
@@ -510,6 +510,7 @@ def _spectra_figure(ev: Evaluation, case: ValidationCase, path: Path) -> None:
         "bicubic": ("tab:blue", "--", 1.4),
         "unsharp": ("tab:cyan", ":", 1.4),
         "richardson_lucy": ("tab:green", "-.", 1.4),
+        "tikhonov": ("tab:purple", "--", 1.4),
         "enhance": ("tab:red", "-", 1.6),
     }
     for key in ("truth", *METHODS):
