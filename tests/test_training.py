@@ -235,9 +235,10 @@ def test_evaluation_table_and_files(tmp_path, pairs):
     }
     bicubic = next(r for r in rows if r["method"] == "bicubic")
     rl = next(r for r in rows if r["method"] == "richardson_lucy")
-    oracle = next(r for r in rows if r["method"] == "oracle_linear")
-    # the linear filter fitted on the truth bounds every linear method
-    assert all(oracle["psnr"] >= r["psnr"] for r in rows if r["method"] != "enhance")
+    # the linear filter fitted on the truth bounds the short linear filters, scene by scene
+    for scene in {r["scene"] for r in rows}:
+        score = {r["method"]: r["psnr"] for r in rows if r["scene"] == scene}
+        assert score["oracle_linear"] > max(score["bicubic"], score["unsharp"])
     # a classical deconvolution sharpens: higher contrast than bicubic, truth's is higher still
     assert bicubic["contrast"] < rl["contrast"] < bicubic["truth_contrast"] * 1.5
     assert all(np.isfinite(r["psnr"]) for r in rows)
