@@ -164,7 +164,6 @@ class PatchSampler:
         if low == 0 and high > 0:
             raise ValueError("a log-uniform noise range needs low > 0")
         self.noise_range = (low, high)
-        self.noise_sigma = high
         if contrast is not None and not 0 < contrast[0] <= contrast[1]:
             raise ValueError(f"contrast range must be 0 < low <= high, got {contrast}")
         self.contrast = contrast
