@@ -1,0 +1,51 @@
+"""Validation report of one target: figures, metrics table, provenance, JSON.
+
+One concern per module:
+
+* :mod:`~enhance.validation.report.case`: the data model
+  (:class:`ValidationCase`, :class:`Evaluation`, the methods compared);
+* :mod:`~enhance.validation.report.score`: :func:`evaluate`, the one scorer
+  (baselines and metrics against the truth);
+* :mod:`~enhance.validation.report.figures`: ``images.png`` (HMI bicubic,
+  Enhance, truth and Tikhonov on one grey scale, full field and a central
+  zoom) and ``spectra.png`` (azimuthally averaged power spectra, the paper's
+  0.05-0.25 px^-1 band shaded), matplotlib ``Figure`` on the Agg canvas;
+* :mod:`~enhance.validation.report.page`: ``report.html`` from a Jinja2
+  template, with relative links to the PNGs and ``metrics.json``;
+* :mod:`~enhance.validation.report.writer`: :func:`write_report`, every file
+  atomically and the page last.
+
+References
+----------
+.. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), "Enhancing SDO/HMI images
+   using deep learning", A&A 614, A5, Sect. 4.
+"""
+
+from enhance.validation.report.case import (
+    ARCSEC_KM,
+    BOUNDS,
+    FILES,
+    METHOD_LABELS,
+    METHODS,
+    TRUTH_SCALE,
+    Evaluation,
+    ValidationCase,
+)
+from enhance.validation.report.page import render_html
+from enhance.validation.report.score import RL_ITERATIONS, evaluate
+from enhance.validation.report.writer import write_report
+
+__all__ = [
+    "ARCSEC_KM",
+    "BOUNDS",
+    "FILES",
+    "METHODS",
+    "METHOD_LABELS",
+    "RL_ITERATIONS",
+    "TRUTH_SCALE",
+    "Evaluation",
+    "ValidationCase",
+    "evaluate",
+    "render_html",
+    "write_report",
+]

@@ -1,0 +1,72 @@
+"""Writing a validation report directory: figures, JSON, then the page.
+
+Each file is written atomically (:func:`enhance.atomic.atomic_path`) and
+``report.html`` last, so a complete page implies complete figures and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from enhance.atomic import atomic_path
+from enhance.errors import OutputError
+from enhance.validation.report.case import FILES, ValidationCase
+from enhance.validation.report.figures import images_figure, spectra_figure
+from enhance.validation.report.page import render_html
+from enhance.validation.report.score import RL_ITERATIONS, evaluate
+
+__all__ = ["write_report"]
+
+log = logging.getLogger(__name__)
+
+
+def write_report(
+    case: ValidationCase,
+    out_dir: str | os.PathLike[str],
+    *,
+    rl_iterations: int = RL_ITERATIONS,
+) -> Path:
+    """Evaluate ``case`` and write the report directory.
+
+    Parameters
+    ----------
+    case : ValidationCase
+    out_dir : path-like
+        Created when missing; ``images.png``, ``spectra.png``,
+        ``metrics.json`` and ``report.html`` are (re)written in it,
+        each atomically, the HTML last.
+    rl_iterations : int
+        Richardson-Lucy iterations of the baseline.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``report.html`` path.
+
+    Raises
+    ------
+    OutputError
+        ``out_dir`` exists and is not a directory, or cannot be created.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"report directory {out} is a file; give a directory name")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create report directory {out}: {exc.strerror}") from exc
+    ev = evaluate(case, rl_iterations=rl_iterations)
+    doc = dict(ev.metrics)
+    doc["provenance"] = {k: str(v) for k, v in case.provenance.items()}
+    doc["figures"] = {k: FILES[k] for k in ("images", "spectra")}
+    images_figure(ev, case, out / FILES["images"])
+    spectra_figure(ev, case, out / FILES["spectra"])
+    with atomic_path(out / FILES["metrics"]) as tmp:
+        tmp.write_text(json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
+    with atomic_path(out / FILES["html"]) as tmp:
+        tmp.write_text(render_html(doc), encoding="utf-8")
+    log.info("wrote validation report %s", out / FILES["html"])
+    return out / FILES["html"]
