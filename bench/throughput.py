@@ -1,4 +1,4 @@
-"""End-to-end throughput of the enhance pipeline against the hardware limit (issue 8).
+"""End-to-end throughput of the enhance pipeline against the hardware limit.
 
 N frames go through the whole chain, staged as a batch job stages them
 (:func:`enhance.batch.run_stages`): read a JSOC FITS file
@@ -34,8 +34,17 @@ Reported, in one run:
   reading, copying, tiling and writing cost nothing;
 * with ``--compile``, the one-off compilation time, apart.
 
-The stage split synchronises the device after each timed step, which costs
-a little overlap on a GPU; compare frames/s with ``--no-split``.
+The copies and forward passes are timed through the public
+``timings=`` hook of :func:`enhance.inference.enhance_frame`
+(:class:`enhance.inference.InferenceTimings`); the bare forward runs on the
+windows the network saw in the first frame, captured by a forward pre-hook
+on the cached inference copy (:func:`enhance.inference.prepare_model`). The
+stage split synchronises the device after each timed step, which costs a
+little overlap on a GPU; compare frames/s with ``--no-split``.
+
+As a batch job does, the benchmark keeps freed memory in the process
+(:func:`enhance.heap.keep_freed_memory`); ``ENHANCE_KEEP_FREED_MEMORY=0``
+measures without it.
 
 Frames beyond the number of input files reuse them in turn with a new
 ``T_REC`` (12 min apart), so the cube holds N distinct frames.
@@ -62,28 +71,31 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import enhance.inference.array as inference_array
 from enhance.atomic import atomic_path
 from enhance.batch import run_stages
-from enhance.cube import Codec, TimeCube
-from enhance.cube.layout import format_t_rec, parse_t_rec
+from enhance.cube import Codec, TimeCube, format_t_rec, parse_t_rec
 from enhance.frame import Frame
-from enhance.inference import enhance_frame, resolve_device
-from enhance.inference.array import autocast_dtype, prepare_model
+from enhance.heap import keep_freed_memory
+from enhance.inference import (
+    InferenceTimings,
+    autocast_dtype,
+    cudnn_settings,
+    enhance_frame,
+    prepare_model,
+    resolve_device,
+)
 from enhance.io import read_hmi, write_enhanced
 from enhance.model import FLOP_PER_INPUT_PIXEL, EnhanceNet, load_weights_cached, save_weights
 from enhance.provenance import provenance_record
 
 ROOT = Path(__file__).resolve().parents[1]
 FULLDISK = ROOT.parent / "shared" / "data" / "hmi" / "fulldisk"
-#: The network alone, kept before :func:`install_timers` wraps it.
-forward = inference_array._forward
 STAGES = ("read", "h2d", "compute", "d2h", "tile/blend", "write FITS", "write cube")
 CADENCE = dt.timedelta(minutes=12)  # hmi.M_720s
 
@@ -91,11 +103,11 @@ CADENCE = dt.timedelta(minutes=12)  # hmi.M_720s
 class Timers:
     """Seconds per stage, summed over frames and threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, split: bool) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
-        self.tiles = 0
-        self.tile_pixels = 0
+        #: the copies and forward passes, timed inside enhance_frame
+        self.inference = InferenceTimings(synchronise=split)
         # the first frame's window batches, on the device, for the bare forward
         self.capture: list[torch.Tensor] | None = None
         self.capture_done: list[torch.Tensor] = []
@@ -116,44 +128,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def install_timers(timers: Timers, split: bool) -> None:
-    """Wrap the per-frame helpers of ``enhance.inference.array`` with timers.
+def forward(net: torch.nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """The network on a ``(N, 1, H, W)`` channels-last device batch, under autocast if asked."""
+    if dtype is None:
+        return net(batch)
+    with torch.autocast(device_type=batch.device.type, dtype=dtype):
+        return net(batch)
 
-    ``_to_device`` (the one host -> device copy of a frame), ``_forward`` (a
-    batch of windows through the network) and ``_to_host`` (the one copy of
-    the finished 2x frame back). With ``split`` each is followed by a device
-    synchronisation, so its time is its own and not the next stage's.
-    """
-    to_device, network, to_host = (
-        inference_array._to_device,
-        inference_array._forward,
-        inference_array._to_host,
-    )
 
-    def timed(stage: str, func: Callable) -> Callable:
-        def wrapper(*args: object) -> object:
-            with timers.stage(stage):
-                out = func(*args)
-                if split and isinstance(out, torch.Tensor):
-                    _sync(out.device)
-                return out
+def capture_windows(timers: Timers, net: torch.nn.Module) -> torch.utils.hooks.RemovableHandle:
+    """Keep a copy of every batch ``net`` receives while ``timers.capture`` is a list."""
 
-        return wrapper
-
-    timed_to_device = timed("h2d", to_device)
-    timed_to_host = timed("d2h", to_host)
-    timed_compute = timed("compute", network)
-
-    def counted_forward(model: torch.nn.Module, batch: torch.Tensor, dtype: object) -> object:
-        timers.tiles += batch.shape[0]
-        timers.tile_pixels += batch.numel()
+    def keep(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         if timers.capture is not None:
-            timers.capture.append(batch.clone())
-        return timed_compute(model, batch, dtype)
+            timers.capture.append(inputs[0].clone())
 
-    inference_array._to_device = timed_to_device
-    inference_array._forward = counted_forward
-    inference_array._to_host = timed_to_host
+    return net.register_forward_pre_hook(keep)
 
 
 def read_frame(path: Path, index: int, size: int, base: dt.datetime) -> Frame:
@@ -204,8 +194,9 @@ def run_pipeline(args: argparse.Namespace, work: Path, weights: Path, timers: Ti
 
     def enhance(job: tuple[int, Frame]) -> tuple[int, Frame]:
         k, frame = job
-        before = {s: timers.seconds[s] for s in ("h2d", "compute", "d2h")}
-        tiles = timers.tiles
+        inference = timers.inference
+        before = inference.h2d_s + inference.compute_s + inference.d2h_s
+        tiles = inference.windows
         start = time.perf_counter()
         out = enhance_frame(
             frame,
@@ -215,11 +206,12 @@ def run_pipeline(args: argparse.Namespace, work: Path, weights: Path, timers: Ti
             tile=args.tile,
             batch_size=args.batch_size,
             compile=args.compile,
+            timings=inference,
         )
         total = time.perf_counter() - start
-        inner = sum(timers.seconds[s] - before[s] for s in before)
+        inner = inference.h2d_s + inference.compute_s + inference.d2h_s - before
         timers.seconds["tile/blend"] += total - inner
-        per_frame.append({"enhance_s": total, "tiles": timers.tiles - tiles})
+        per_frame.append({"enhance_s": total, "tiles": inference.windows - tiles})
         if timers.capture is not None and len(per_frame) == 1:
             timers.capture_done = list(timers.capture)
             timers.capture = None
@@ -317,14 +309,17 @@ def bare_forward(
 
     The same inference copy of the same network (batch norms folded,
     channels-last, compiled when the pipeline was) on the same device-resident
-    windows, through the same ``_forward``: nothing but the network.
+    windows, with the same cuDNN settings: nothing but the network.
     """
     device = resolve_device(args.device)
     dtype = autocast_dtype(args.precision)
     model, _ = load_weights_cached(weights)  # as enhance_frame: CPU net, device copy
     net = prepare_model(model, device, compile=args.compile)
     times: list[float] = []
-    with torch.inference_mode():
+    with (
+        cudnn_settings(benchmark=True, allow_tf32=args.precision != "fp32"),
+        torch.inference_mode(),
+    ):
         forward(net, batches[0], dtype)  # warm (cudnn autotuning, oneDNN primitives)
         _sync(device)
         for _ in range(args.bare_repeats):
@@ -347,11 +342,15 @@ def warm_up(args: argparse.Namespace, weights: Path) -> float:
     model, _ = load_weights_cached(weights)  # as enhance_frame: CPU net, device copy
     start = time.perf_counter()
     net = prepare_model(model, device, compile=args.compile)
-    with torch.inference_mode():
+    with (
+        cudnn_settings(benchmark=True, allow_tf32=args.precision != "fp32"),
+        torch.inference_mode(),
+    ):
         # Every batch size a frame can end with: with --compile the graph for
         # other sizes than the first is compiled here, not in a timed frame.
         for size in [args.batch_size, *range(1, args.batch_size)]:
-            batch = torch.zeros(size, side, side, device=device)
+            batch = torch.zeros(size, 1, side, side, device=device)
+            batch = batch.contiguous(memory_format=torch.channels_last)
             forward(net, batch, autocast_dtype(args.precision))
     _sync(device)
     return time.perf_counter() - start
@@ -406,6 +405,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.pipeline not in ("auto", "threaded", "serial"):
         parser.error("--pipeline must be auto, threaded or serial")
     args.compression = None if args.compression == "none" else args.compression
+    heap_kept = keep_freed_memory()  # as the batch jobs do (ENHANCE_KEEP_FREED_MEMORY=0: off)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    timers = Timers()
+    timers = Timers(split=not args.no_split)
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=False)
         work, cleanup = args.workdir, False
@@ -429,8 +429,12 @@ def main(argv: list[str] | None = None) -> dict:
         observable = read_hmi(args.input[0]).observable
         weights = random_weights(work, observable, args.seed)
         warm_s = warm_up(args, weights)
-        install_timers(timers, split=not args.no_split)
-        run = run_pipeline(args, work, weights, timers)
+        model, _ = load_weights_cached(weights)
+        hook = capture_windows(timers, prepare_model(model, device, compile=args.compile))
+        try:
+            run = run_pipeline(args, work, weights, timers)
+        finally:
+            hook.remove()
         bare_s = bare_forward(timers.capture_done, args, weights)
     finally:
         if cleanup:
@@ -438,10 +442,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     n = args.frames
     wall = run["wall_s"]
-    flop = FLOP_PER_INPUT_PIXEL * timers.tile_pixels
-    compute_s = timers.seconds["compute"]
+    inference = timers.inference
+    timers.seconds.update(h2d=inference.h2d_s, compute=inference.compute_s, d2h=inference.d2h_s)
+    flop = FLOP_PER_INPUT_PIXEL * inference.window_pixels
+    compute_s = inference.compute_s
     tiles_first = run["per_frame"][0]["tiles"]
-    mean_tiles = timers.tiles / n
+    mean_tiles = inference.windows / n
     bare_per_frame = bare_s[0] / tiles_first * mean_tiles
     bare_best_per_frame = bare_s[1] / tiles_first * mean_tiles
     fps = n / wall
@@ -457,6 +463,7 @@ def main(argv: list[str] | None = None) -> dict:
         "tile": args.tile,
         "batch_size": args.batch_size,
         "threads": torch.get_num_threads(),
+        "freed_memory_kept": heap_kept,
         "shape": run["shape"],
         "observable": run["observable"],
         "inputs": run["inputs"],
@@ -469,7 +476,7 @@ def main(argv: list[str] | None = None) -> dict:
         "writers": args.writers,
         "fits_compression": args.compression or "none",
         "tiles_per_frame": mean_tiles,
-        "tile_pixels_per_frame": timers.tile_pixels / n,
+        "tile_pixels_per_frame": inference.window_pixels / n,
         "flop_per_frame": flop / n,
         "compute_tflops": flop / compute_s / 1e12 if compute_s else None,
         "end_to_end_tflops": flop / wall / 1e12,
@@ -518,6 +525,7 @@ def print_table(r: dict) -> None:
         )
         + (", compiled" if r["compiled"] else "")
         + f", FITS {r['fits_compression']}, cube {r['cube_compression']}"
+        + f", freed memory {'kept' if r['freed_memory_kept'] else 'returned'}"
     )
     print(f"warm-up (once{', compilation' if r['compiled'] else ''}) {r['warm_up_s']:.1f} s")
     print(f"{'stage':14s} {'s/frame':>10s}")

@@ -11,10 +11,8 @@ frames, which bounds the host memory (a 4096x4096 frame is 64 MiB in and
 256 MiB out).
 
 ``overlap="auto"`` is threaded on a GPU and serial on the CPU, where the
-threads only move work between the same cores as the convolutions: on the
-2-core reference machine they gave no consistent gain (512x512 crops,
-end-to-end over bare-forward throughput in three pairs of runs: serial 0.905,
-0.867, 0.818; threaded 0.898, 0.882, 0.831; ``bench/throughput.py``).
+threads only move work between the same cores as the convolutions and gave
+no consistent gain (docs/performance.md, ``bench/throughput.py``).
 
 A frame that fails with an :class:`enhance.errors.EnhanceError` (a corrupt
 file, an unwritable output) is reported in its :class:`FrameOutcome` and the
@@ -140,9 +138,8 @@ def run_stages(
         Items waiting between two stages, at most (``threaded`` only).
     readers, writers : int
         Threads per stage (``threaded`` only). FITS decompression and
-        compression run largely outside Python's lock: on the 2-core
-        reference machine two threads read two full-disk frames 1.39x and
-        wrote two gzip 4096x4096 frames 1.65x faster than one. Use more
+        compression run largely outside Python's lock, so two threads read
+        and write frames faster than one (docs/performance.md). Use more
         writers than readers: writing a 2x frame moves 4x the pixels.
 
     Returns
@@ -291,9 +288,9 @@ def enhance_files(
         Frames read ahead (and waiting to be written), at most.
     readers, writers : int
         Reading and writing threads when threaded (see :func:`run_stages`).
-        A lossless gzip FITS write of a 2x full-disk frame takes ~6 s of one
-        core (1.43 s per 4096x4096 output here), so a GPU that enhances
-        several frames a second needs many writers, or ``compression=None``.
+        A lossless gzip FITS write of a 2x full-disk frame takes seconds of
+        one core (docs/performance.md), so a GPU that enhances several
+        frames a second needs many writers, or ``compression=None``.
     progress : bool
         A progress bar over frames.
 

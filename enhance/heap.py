@@ -4,16 +4,19 @@ Every convolution of the network on the CPU allocates its output afresh
 (64 x 248 x 248 float32, 16 MB, for a 248-pixel window; four times that
 after the 2x upsampling). glibc's ``malloc`` serves blocks that large with
 ``mmap`` and gives them back with ``munmap`` when freed, so every layer of
-every window starts from pages the kernel must fault in and zero. On the
-2-core reference machine that was a fifth of the inference time: a
-1024x1024 crop took 9.7-10.5 s as it comes and 7.8-8.0 s with the freed
-blocks kept (``bench/throughput.py``-style timing, three passes each).
+every window starts from pages the kernel must fault in and zero, a large
+part of the CPU inference time (measured figures: docs/performance.md,
+``bench/heap_cli.py``).
 
 :func:`keep_freed_memory` tells glibc (``mallopt``) not to use ``mmap`` and
 not to trim the heap, so a freed block is reused by the next layer. The
-price: the process keeps its peak memory until it exits, which suits batch
-jobs and the command line. Set ``ENHANCE_KEEP_FREED_MEMORY=0`` to leave
-``malloc`` alone. Other C libraries (macOS, musl) are left as they are.
+price: the process keeps its peak memory until it exits. That is a choice
+for the whole process, so no library function of ``enhance`` makes it: the
+entry points do (the ``enhance predict``, ``train``, ``evaluate`` and
+``validate`` commands and the workflow's batch jobs), and a library user
+who wants it calls :func:`keep_freed_memory` once. Set
+``ENHANCE_KEEP_FREED_MEMORY=0`` to make the entry points leave ``malloc``
+alone. Other C libraries (macOS, musl) are left as they are.
 """
 
 from __future__ import annotations

@@ -145,10 +145,10 @@ class EnhanceSettings:
         Output compression, see :func:`enhance.io.write_enhanced` (default
         lossless gzip).
     compile : bool
-        Run the network through :func:`torch.compile`: ~21 s once per
-        process, then 1.10x faster forward passes on the reference CPU
-        (:func:`enhance.inference.array.prepare_model`); for jobs of many
-        full-disk frames.
+        Run the network through :func:`torch.compile`: a one-off
+        compilation per process, then faster forward passes
+        (:func:`enhance.inference.array.prepare_model`, figures in
+        docs/performance.md); for jobs of many full-disk frames.
     check_scale : bool
         Refuse frames whose pixel scale is not the network's training scale
         (:func:`enhance.io.plausibility.check_pixel_scale`); False to enhance

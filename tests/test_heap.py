@@ -7,8 +7,10 @@ process, since the malloc settings are per process and cannot be undone.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,8 +35,6 @@ print(json.dumps({"kept": kept, "first": first, "again": again}))
 
 
 def _probe(env_value: str | None) -> dict:
-    import os
-
     env = dict(os.environ)
     env.pop("ENHANCE_KEEP_FREED_MEMORY", None)
     if env_value is not None:
@@ -54,3 +54,81 @@ def test_freed_blocks_are_reused() -> None:
     # it the second and later blocks reuse the heap.
     assert default["first"] > 0 and min(default["again"]) >= default["first"] // 2
     assert kept["first"] > 0 and max(kept["again"]) <= kept["first"] // 10
+
+
+# The fault count of a 64 MB block after some other work in a fresh process:
+# ``{"kept": ...}`` says whether freed blocks were reused afterwards. 64 MB is
+# above glibc's largest dynamic mmap threshold (32 MB), so without the setting
+# such a block is mmapped afresh every time.
+AFTER = r"""
+import json, resource, sys
+import numpy as np
+
+def faults_of_a_64mb_layer():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = np.empty(16 * 2**20, dtype=np.float32)
+    block.fill(1.0)
+    del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+WORK
+
+first = faults_of_a_64mb_layer()
+again = [faults_of_a_64mb_layer() for _ in range(3)]
+print(json.dumps({"kept": max(again) <= first // 10, "first": first, "again": again}))
+"""
+
+LIBRARY_CALLS = r"""
+import tempfile
+from pathlib import Path
+from enhance.batch import enhance_files
+from enhance.inference import enhance_array
+from enhance.model import EnhanceNet
+from enhance.pipeline import EnhanceSettings, enhance_file
+enhance_array(np.ones((64, 64), dtype=np.float32), EnhanceNet(n_blocks=1, width=8), device="cpu")
+out = Path(tempfile.mkdtemp())
+enhance_file(sys.argv[1], out / "one.fits", device="cpu", tile=64)
+outcomes = enhance_files([(sys.argv[1], out / "two.fits")], EnhanceSettings(device="cpu", tile=64))
+assert [o.status for o in outcomes] == ["enhanced"], outcomes
+"""
+
+COMMAND = r"""
+import tempfile
+from pathlib import Path
+from enhance.cli import main
+assert main(["predict", sys.argv[1], "-o", str(Path(tempfile.mkdtemp()) / "out.fits"),
+             "--device", "cpu", "--tile", "64"]) == 0
+"""
+
+CROP = Path(__file__).parent / "data" / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
+
+
+def _after(work: str, env_value: str | None = None) -> dict:
+    env = dict(os.environ)
+    env.pop("ENHANCE_KEEP_FREED_MEMORY", None)
+    if env_value is not None:
+        env["ENHANCE_KEEP_FREED_MEMORY"] = env_value
+    script = AFTER.replace("WORK", work)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(CROP)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_library_calls_leave_malloc_alone() -> None:
+    """enhance_array, enhance_file and enhance_files on the CPU do not call mallopt."""
+    after = _after(LIBRARY_CALLS)
+    assert after["first"] > 0 and not after["kept"], after
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_the_predict_command_keeps_freed_memory() -> None:
+    """The entry point opts in, and ENHANCE_KEEP_FREED_MEMORY=0 opts it out."""
+    assert _after(COMMAND)["kept"] is True
+    assert _after(COMMAND, "0")["kept"] is False

@@ -17,10 +17,16 @@ import torch
 from conftest import randomised_net
 from sunpy.data.test import get_test_filepath
 
-import enhance.inference.array as inference_array
 from enhance.errors import ConfigError, InputError, WeightsError
 from enhance.frame import Frame
-from enhance.inference import enhance_array, enhance_frame, plan_windows
+from enhance.inference import (
+    InferenceTimings,
+    cudnn_settings,
+    enhance_array,
+    enhance_frame,
+    plan_windows,
+    prepare_model,
+)
 from enhance.inference.tiling import axis_plan
 from enhance.io import read_hmi
 from enhance.model import EnhanceNet, save_weights
@@ -146,7 +152,7 @@ def test_all_nan_and_non_2d_are_input_errors(narrow) -> None:
         enhance_array(np.zeros(20, dtype=np.float32), narrow, device="cpu")
 
 
-def test_windows_without_finite_pixels_are_skipped(magnetogram, monkeypatch) -> None:
+def test_windows_without_finite_pixels_are_skipped(magnetogram) -> None:
     model = net(n_blocks=1, width=8)
     data = magnetogram.data.copy()
     data[:, :70] = np.nan  # left half "off disk"
@@ -155,19 +161,83 @@ def test_windows_without_finite_pixels_are_skipped(magnetogram, monkeypatch) -> 
     live = [w for w in windows if np.isfinite(data[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww]).any()]
     assert 0 < len(live) < len(windows)
 
+    # The batches reach the cached inference copy that enhance_array runs.
     seen: list[int] = []
-    forward = inference_array._forward
-
-    def counting(net: torch.nn.Module, batch: torch.Tensor, dtype: object) -> torch.Tensor:
-        seen.append(batch.shape[0])
-        return forward(net, batch, dtype)
-
-    monkeypatch.setattr(inference_array, "_forward", counting)
-    out = enhance_array(data, model, device="cpu", tile=tile, batch_size=1, input_scale=1000.0)
-    assert sum(seen) == len(live) == len(seen)
-    monkeypatch.undo()
+    hook = prepare_model(model, torch.device("cpu")).register_forward_pre_hook(
+        lambda _module, inputs: seen.append(inputs[0].shape[0])
+    )
+    timings = InferenceTimings()
+    try:
+        out = enhance_array(
+            data, model, device="cpu", tile=tile, batch_size=1, input_scale=1000.0, timings=timings
+        )
+    finally:
+        hook.remove()
+    assert sum(seen) == len(live) == len(seen) == timings.windows
+    assert timings.window_pixels == len(live) * wh * ww
+    assert timings.compute_s > 0
     assert np.isnan(out[:, :140]).all() and np.isfinite(out[:, 140:]).all()
     assert rel_diff(out, whole(data, model, input_scale=1000.0)) <= 1e-5
+
+
+# ------------------------------------------------------------ process state
+CUDNN_STATES = [(False, True), (True, False)]
+
+
+@pytest.fixture
+def cudnn_flags_kept():
+    """Put cuDNN's process-wide flags back however the test ends."""
+    backend = torch.backends.cudnn
+    saved = (backend.benchmark, backend.allow_tf32)
+    yield
+    backend.benchmark, backend.allow_tf32 = saved
+
+
+def _flags() -> tuple[bool, bool]:
+    return torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32
+
+
+@pytest.mark.parametrize("before", CUDNN_STATES)
+@pytest.mark.parametrize(("precision", "tf32_inside"), [("fp32", False), ("bf16", True)])
+def test_cudnn_flags_set_during_the_call_and_restored_after(
+    narrow, cudnn_flags_kept, before, precision, tf32_inside
+) -> None:
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = before
+    inside: list[tuple[bool, bool]] = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda _module, _inputs: inside.append(_flags())
+    )
+    try:
+        enhance_array(np.ones((24, 24)), narrow, device="cpu", precision=precision)
+    finally:
+        hook.remove()
+    assert inside and set(inside) == {(True, tf32_inside)}  # what the network ran with
+    assert _flags() == before  # and the process's own values are back
+
+
+@pytest.mark.parametrize("before", CUDNN_STATES)
+def test_cudnn_flags_restored_when_the_call_fails(narrow, cudnn_flags_kept, before) -> None:
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = before
+    with pytest.raises(InputError, match="no finite pixels"):
+        enhance_array(np.full((24, 24), np.nan), narrow, device="cpu")
+    assert _flags() == before
+    with (
+        pytest.raises(RuntimeError, match="inside"),
+        cudnn_settings(benchmark=not before[0], allow_tf32=not before[1]),
+    ):
+        assert _flags() == (not before[0], not before[1])
+        raise RuntimeError("inside")
+    assert _flags() == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cudnn_flags_restored_after_a_gpu_call(narrow, cudnn_flags_kept) -> None:
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = False, True
+    data = np.random.default_rng(0).normal(size=(70, 90)).astype(np.float32)
+    out = enhance_array(data, narrow, device="cuda", tile=48)
+    assert _flags() == (False, True)
+    # fp32 ran with TF32 off inside the call: tiled still equals whole to 1e-5
+    assert rel_diff(out, whole(data, narrow)) <= 1e-5
 
 
 # ------------------------------------------------------- precision, units

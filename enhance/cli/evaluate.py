@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``enhance evaluate``; return the exit code."""
+    from enhance.heap import keep_freed_memory
+
+    keep_freed_memory()  # the CPU network reuses freed activations (enhance.heap)
     from enhance.errors import ConfigError
     from enhance.model import read_sidecar
     from enhance.training import held_out_pairs, load_scenes

@@ -1,6 +1,10 @@
 """``enhance predict``: enhance one HMI FITS file.
 
 Argument parsing only; the work is :func:`enhance.pipeline.enhance_file`.
+As an entry point it makes the process-wide choice the library leaves to
+its callers: freed memory stays in the process
+(:func:`enhance.heap.keep_freed_memory`; ``ENHANCE_KEEP_FREED_MEMORY=0``
+turns it off).
 Option values are taken as plain strings and validated there, so a bad
 value gives one line on standard error (argparse ``choices`` would print the
 usage as well).
@@ -104,8 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _tile(value: str) -> int:
     try:
         tile = int(value)
-    except ValueError:
-        raise ConfigError(f"--tile must be a positive integer, got {value!r}") from None
+    except ValueError as exc:
+        raise ConfigError(f"--tile must be a positive integer, got {value!r}") from exc
     if tile <= 0:
         raise ConfigError(f"--tile must be a positive integer, got {value!r}")
     return tile
@@ -121,8 +125,10 @@ def run(args: argparse.Namespace) -> int:
     """Run ``enhance predict``; return the exit code."""
     tile = _tile(args.tile)
     compression = _compression(args.compression)
+    from enhance.heap import keep_freed_memory
     from enhance.pipeline import enhance_file  # heavy imports only when the command runs
 
+    keep_freed_memory()  # the CPU network reuses freed activations (enhance.heap)
     output = enhance_file(
         args.input,
         args.output,

@@ -93,6 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``enhance train``; return the exit code."""
+    from enhance.heap import keep_freed_memory
+
+    keep_freed_memory()  # the CPU network reuses freed activations (enhance.heap)
     from enhance.training import TrainConfig, build_pairs, load_scenes, train
 
     config = TrainConfig(

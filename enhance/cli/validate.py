@@ -124,6 +124,9 @@ def _number(value: str | None, option: str, kind: type = float, minimum: float |
 
 def run(args: argparse.Namespace) -> int:
     """Run ``enhance validate``; return the exit code."""
+    from enhance.heap import keep_freed_memory
+
+    keep_freed_memory()  # the CPU network reuses freed activations (enhance.heap)
     import astropy.units as u
 
     if args.twin:

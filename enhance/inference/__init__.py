@@ -8,6 +8,10 @@ enhance_frame
     :class:`enhance.frame.Frame` -> enhanced Frame with the 2x WCS.
 prepare_model
     The inference copy of a network (batch norms folded, cached per device).
+cudnn_settings
+    cuDNN's process-wide flags set for a ``with`` block and restored after it.
+InferenceTimings
+    Seconds per stage and windows computed, for benchmarks.
 resolve_device, autocast_dtype, plan_windows
     The pieces.
 
@@ -21,7 +25,9 @@ References
 
 from enhance.inference.array import (
     PRECISIONS,
+    InferenceTimings,
     autocast_dtype,
+    cudnn_settings,
     enhance_array,
     prepare_model,
     resolve_device,
@@ -31,7 +37,9 @@ from enhance.inference.tiling import plan_windows
 
 __all__ = [
     "PRECISIONS",
+    "InferenceTimings",
     "autocast_dtype",
+    "cudnn_settings",
     "enhance_array",
     "enhance_frame",
     "plan_windows",

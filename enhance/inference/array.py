@@ -17,8 +17,11 @@ References
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,14 +29,15 @@ import torch
 from torch import nn
 
 from enhance.errors import ConfigError, InputError
-from enhance.heap import keep_freed_memory
 from enhance.inference.tiling import plan_windows
 from enhance.model.fuse import fold_batchnorm
 from enhance.model.network import EnhanceNet
 
 __all__ = [
     "PRECISIONS",
+    "InferenceTimings",
     "autocast_dtype",
+    "cudnn_settings",
     "device_name",
     "enhance_array",
     "prepare_model",
@@ -71,6 +75,84 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     return PRECISIONS[precision]
+
+
+@contextlib.contextmanager
+def cudnn_settings(*, benchmark: bool, allow_tf32: bool) -> Iterator[None]:
+    """Set cuDNN's autotuner and TF32 flags inside the ``with`` block, then restore them.
+
+    ``torch.backends.cudnn.benchmark`` lets cuDNN time its convolution
+    algorithms on the first batch of each shape and keep the fastest;
+    ``allow_tf32`` lets it round fp32 convolution inputs to TF32 (10-bit
+    mantissa). Both flags belong to the whole process, so the previous values
+    come back when the block ends, also on an exception. Other threads see
+    the values set here while the block runs. On a CPU neither flag has an
+    effect.
+
+    Parameters
+    ----------
+    benchmark : bool
+        Value of ``torch.backends.cudnn.benchmark`` inside the block.
+    allow_tf32 : bool
+        Value of ``torch.backends.cudnn.allow_tf32`` inside the block.
+    """
+    backend = torch.backends.cudnn
+    saved = (backend.benchmark, backend.allow_tf32)
+    backend.benchmark, backend.allow_tf32 = benchmark, allow_tf32
+    try:
+        yield
+    finally:
+        backend.benchmark, backend.allow_tf32 = saved
+
+
+@dataclasses.dataclass
+class InferenceTimings:
+    """Where the time of :func:`enhance_array` calls goes, summed over the calls it is given to.
+
+    Pass one instance as ``timings=`` to measure; without it nothing is
+    timed and the device is never waited for between stages.
+
+    Attributes
+    ----------
+    synchronise : bool
+        Wait for the device at the end of each timed stage, so a stage's
+        seconds are its own and not the next one's (costs a little overlap
+        on a GPU).
+    h2d_s : float
+        The one host -> device copy of each image.
+    compute_s : float
+        The forward passes of the network.
+    d2h_s : float
+        The one device -> host copy of each 2x image.
+    windows : int
+        Windows that went through the network (windows without a finite
+        pixel are not computed).
+    window_pixels : int
+        Input pixels of those windows, overlaps included.
+    """
+
+    synchronise: bool = True
+    h2d_s: float = 0.0
+    compute_s: float = 0.0
+    d2h_s: float = 0.0
+    windows: int = 0
+    window_pixels: int = 0
+
+    @contextlib.contextmanager
+    def stage(self, name: str, device: torch.device) -> Iterator[None]:
+        """Add the seconds of the ``with`` block to the attribute ``{name}_s``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.synchronise and device.type == "cuda":
+                torch.cuda.synchronize(device)
+            attribute = f"{name}_s"
+            setattr(self, attribute, getattr(self, attribute) + time.perf_counter() - start)
+
+
+def _timed(timings: InferenceTimings | None, name: str, device: torch.device) -> Any:
+    return contextlib.nullcontext() if timings is None else timings.stage(name, device)
 
 
 def _to_device(image: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -139,16 +221,14 @@ def prepare_model(model: EnhanceNet, device: torch.device, *, compile: bool = Fa
     cached per model and device and rebuilt when any of the model's
     parameters or statistics changed in place (e.g. by training between two
     evaluations). The copy uses the channels-last layout, the one cuDNN's
-    fastest convolution kernels expect; on the CPU (oneDNN) it was also 1.35x
-    faster than the default layout (one 256x256 window, 2 cores, 0.49 vs
-    0.69 s per forward pass).
+    fastest convolution kernels expect and the faster one for oneDNN on a
+    CPU too (measured figures: docs/performance.md).
 
     With ``compile`` the copy is wrapped by :func:`torch.compile` (TorchInductor
-    fuses the bias, ReLU and skip additions into the convolutions' epilogues).
-    On the reference CPU that made a 256x256 forward pass 1.10x faster
-    (0.45 vs 0.50 s, identical output) at a one-off cost of ~21 s per
-    process (and again for the first batch of another size), so it pays only
-    for jobs of many full-disk frames.
+    fuses the bias, ReLU and skip additions into the convolutions' epilogues):
+    faster forward passes at a one-off compilation per process (and again
+    for the first batch of another size), so it pays only for jobs of many
+    full-disk frames.
     """
     key, fingerprint = (str(device), bool(compile)), _state_fingerprint(model)
     cached = _PREPARED.get(model, {}).get(key)
@@ -175,6 +255,7 @@ def enhance_array(
     progress: bool = False,
     progress_label: str | None = None,
     compile: bool = False,
+    timings: InferenceTimings | None = None,
 ) -> np.ndarray:
     """Deconvolve and super-resolve a 2-D image with ``model``.
 
@@ -187,8 +268,12 @@ def enhance_array(
         Not modified: the forward passes use its inference copy
         (:func:`prepare_model`, batch norms folded, always evaluation mode).
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device
-        On the CPU this first calls :func:`enhance.heap.keep_freed_memory`
-        (freed memory stays with the process; 1.26x faster here).
+        Where the network runs. During the call cuDNN's autotuner is on and
+        TF32 is allowed only for bf16/fp16 (:func:`cudnn_settings`; the
+        process's flags are restored afterwards). Process-wide allocator
+        settings are the caller's choice
+        (:func:`enhance.heap.keep_freed_memory`, which the command line and
+        the batch jobs turn on).
     precision : {"fp32", "bf16", "fp16"}
         Autocast precision (fp32: none). bf16/fp16 are meant for GPUs; on a
         CPU they run through CPU autocast (slow, used to test the path).
@@ -196,9 +281,8 @@ def enhance_array(
         Window size in input pixels; larger than ``2*margin + blend``.
         Images no larger than ``tile`` go through in one piece.
     batch_size : int, optional
-        Windows per forward pass. Default: 1 on a CPU (on the 2-core
-        reference machine, 1024x1024 crop, tile 256, channels-last: 12.9 s
-        with 1, 14.5 s with 2 and 15.7 s with 4), 4 on a GPU.
+        Windows per forward pass. Default: 1 on a CPU (larger batches were
+        slower there, see docs/performance.md), 4 on a GPU.
     input_scale : float
         Network units = physical / ``input_scale`` (1 for continuum, 1000 G
         for Blos: the network works in kG, paper Sect. 3).
@@ -219,6 +303,9 @@ def enhance_array(
         Run the network through :func:`torch.compile` (see
         :func:`prepare_model`). A smaller last batch costs one more
         compilation, of a graph for any batch size, on the first frame.
+    timings : InferenceTimings, optional
+        Accumulates the seconds of the copies and of the forward passes and
+        the windows computed (for benchmarks); None: nothing is timed.
 
     Returns
     -------
@@ -244,14 +331,6 @@ def enhance_array(
         batch_size = 4 if dev.type == "cuda" else 1
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if dev.type == "cpu":
-        keep_freed_memory()  # no page faults for every activation (enhance.heap)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        # fp32 means IEEE fp32: PyTorch lets cuDNN round convolution inputs
-        # to TF32 (10-bit mantissa) by default, which would break the 1e-5
-        # tiling exactness; the reduced-precision modes are bf16 and fp16.
-        torch.backends.cudnn.allow_tf32 = precision != "fp32"
     factor = model.upscale
     margin = model.receptive_radius if margin is None else int(margin)
     try:
@@ -259,13 +338,20 @@ def enhance_array(
             image.shape, tile=int(tile), margin=margin, blend=int(blend), factor=factor
         )
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(str(exc)) from exc
     net = prepare_model(model, dev, compile=compile)
     height, width = image.shape
-    with torch.inference_mode():
+    # fp32 means IEEE fp32: PyTorch lets cuDNN round convolution inputs to
+    # TF32 (10-bit mantissa) by default, which would break the 1e-5 tiling
+    # exactness; the reduced-precision modes are bf16 and fp16.
+    with (
+        cudnn_settings(benchmark=True, allow_tf32=precision != "fp32"),
+        torch.inference_mode(),
+    ):
         # Everything from here to the final copy stays on the device: the
         # image goes over once, the blended 2x image comes back once.
-        src = _to_device(image, dev)
+        with _timed(timings, "h2d", dev):
+            src = _to_device(image, dev)
         finite = torch.isfinite(src)
         has_nan = not bool(finite.all())
         if has_nan:
@@ -303,7 +389,11 @@ def enhance_array(
         try:
             for batch in batches:
                 stack = torch.stack([src[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww] for w in batch])
-                result = _forward(net, stack, dtype)
+                with _timed(timings, "compute", dev):
+                    result = _forward(net, stack, dtype)
+                if timings is not None:
+                    timings.windows += len(batch)
+                    timings.window_pixels += stack.numel()
                 for w, tile_out in zip(batch, result, strict=True):
                     ys = slice(factor * w.y0, factor * (w.y0 + wh))
                     xs = slice(factor * w.x0, factor * (w.x0 + ww))
@@ -324,4 +414,5 @@ def enhance_array(
         if has_nan:
             blocks = out.view(height, factor, width, factor)
             blocks.masked_fill_(~finite[:, None, :, None], float("nan"))
-        return _to_host(out)
+        with _timed(timings, "d2h", dev):
+            return _to_host(out)

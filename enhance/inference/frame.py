@@ -7,7 +7,12 @@ import os
 from pathlib import Path
 
 from enhance.frame import Frame
-from enhance.inference.array import device_name, enhance_array, resolve_device
+from enhance.inference.array import (
+    InferenceTimings,
+    device_name,
+    enhance_array,
+    resolve_device,
+)
 from enhance.io.plausibility import check_pixel_scale
 from enhance.io.wcs import upsample_header
 from enhance.model.weights import (
@@ -33,6 +38,7 @@ def enhance_frame(
     progress: bool = False,
     compile: bool = False,
     check_scale: bool = True,
+    timings: InferenceTimings | None = None,
 ) -> Frame:
     """Return the enhanced frame (2x grid, same units, header with the 2x WCS).
 
@@ -46,7 +52,7 @@ def enhance_frame(
         Continuum in quiet-Sun units or Blos in gauss (:func:`enhance.io.read_hmi`).
     weights : path-like, optional
         Default: the shipped weights for ``frame.observable``.
-    device, precision, tile, batch_size, progress, compile
+    device, precision, tile, batch_size, progress, compile, timings
         See :func:`enhance.inference.enhance_array`; the progress bar is
         labelled with the input file name.
     check_scale : bool
@@ -91,6 +97,7 @@ def enhance_frame(
         progress=progress,
         progress_label=input_name or None,
         compile=compile,
+        timings=timings,
     )
     header = upsample_header(frame.header, factor=model.upscale)
     meta_out = dict(frame.meta)

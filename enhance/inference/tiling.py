@@ -31,9 +31,9 @@ def axis_plan(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
     axis with ``overlap`` pixels shared by neighbours, ``ceil((length + (n -
     1) overlap) / n) <= tile``, and spread evenly. Fixed ``tile``-sized
     windows at a fixed step would instead end with a window almost entirely
-    inside the previous one: a 4096-pixel HMI axis in 1024-pixel windows
-    computed 5 x 1024 = 5120 pixels per axis (1.56x the frame's pixels), and
-    now 5 x 847 = 4235 (1.07x).
+    inside the previous one: for a 4096-pixel HMI axis in 1024-pixel windows
+    they compute 5 x 1024 = 5120 pixels per axis (1.56x the frame's pixels),
+    the shrunk windows 5 x 847 = 4235 (1.07x).
 
     Returns
     -------

@@ -35,7 +35,6 @@ import torch
 
 from enhance.atomic import atomic_path
 from enhance.errors import TrainingError
-from enhance.heap import keep_freed_memory
 from enhance.model import EnhanceNet, save_weights
 from enhance.physics import HMI_PIXEL_SCALE
 from enhance.training.pairs import Pair, PatchSampler
@@ -198,12 +197,12 @@ def recalibrate_batchnorm(
 
 
 def _plot_loss(rows: list[dict[str, float]], path: Path, title: str) -> None:
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     steps = [r["step"] for r in rows]
     ax.semilogy(steps, [r["train_loss"] for r in rows], label="training (running mean)")
     val = [(r["step"], r["val_loss"]) for r in rows if r["val_loss"] == r["val_loss"]]
@@ -216,7 +215,6 @@ def _plot_loss(rows: list[dict[str, float]], path: Path, title: str) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -250,14 +248,13 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(int(config.threads))
-    keep_freed_memory()  # no page faults for every activation (enhance.heap)
     config_dict = dataclasses.asdict(config)
     ckpt_path, csv_path = out / "checkpoint.pt", out / "loss.csv"
     torch.manual_seed(config.seed)
     model = EnhanceNet(n_blocks=config.n_blocks, width=config.width, linear_skip=config.linear_skip)
-    # Channels-last feature maps: with the freed-memory setting above, a
-    # training step (8 patches of 40x40, paper net) took 245 instead of 325 ms
-    # on the 2-core reference machine. Weights files are written contiguous.
+    # Channels-last feature maps: faster training steps on a CPU (with the
+    # freed-memory setting of the entry points, docs/performance.md). Weights
+    # files are written contiguous.
     model = model.to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(
         model.parameters(), lr=config.lr, weight_decay=float(config.weight_decay)

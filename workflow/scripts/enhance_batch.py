@@ -8,6 +8,7 @@ from pathlib import Path
 from enhance.atomic import atomic_path
 from enhance.batch import enhance_files, is_already_enhanced
 from enhance.cube import parse_t_rec, read_plan
+from enhance.heap import keep_freed_memory
 from enhance.pipeline import EnhanceSettings, resolve_weights
 from enhance.provenance import sha256_file
 
@@ -16,6 +17,7 @@ logging.basicConfig(
     filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
 )
 log = logging.getLogger("enhance_batch")
+keep_freed_memory()  # a batch job: the CPU network reuses freed activations
 p = snakemake.params
 log.info(
     "GPUs: CUDA_VISIBLE_DEVICES=%s SLURM_JOB_GPUS=%s",
