@@ -24,6 +24,7 @@ from enhance.atomic import check_writable_dir
 from enhance.errors import ConfigError, InputError, OutputError, WeightsError
 from enhance.frame import OBSERVABLES, Frame
 from enhance.io import NORMALIZE_CHOICES, read_hmi, write_enhanced
+from enhance.io.frame_quality import QualityTolerances, frame_quality
 from enhance.io.writer import COMPRESSION_CHOICES
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "LoadedFrame",
     "enhance_file",
     "load_frame",
+    "measure_quality",
     "resolve_weights",
     "run_network",
     "validate_options",
@@ -157,6 +159,11 @@ class EnhanceSettings:
         Refuse frames whose values do not fit the observable and mask the
         few implausible pixels (see :func:`enhance.io.read_hmi`); False to
         use the values as they are.
+    quality : QualityTolerances
+        Which per-frame quality figures flag a frame
+        (:func:`enhance.io.frame_quality.frame_quality`, measured in the
+        write stage and written to the header; flagged frames are written
+        too).
     """
 
     observable: str | None = None
@@ -169,6 +176,7 @@ class EnhanceSettings:
     compile: bool = False
     check_scale: bool = True
     check_range: bool = True
+    quality: QualityTolerances = dataclasses.field(default_factory=QualityTolerances)
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for a bad value or a missing GPU."""
@@ -262,9 +270,43 @@ def run_network(loaded: LoadedFrame, settings: EnhanceSettings, *, progress: boo
     return enhanced
 
 
+def measure_quality(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings):
+    """The per-frame quality figures of ``enhanced`` against its input (no truth needed).
+
+    See :func:`enhance.io.frame_quality.frame_quality`; the HMI PSF of the
+    re-observation is the one the weights were trained for.
+    """
+    frame = loaded.frame
+    return frame_quality(
+        frame.data,
+        enhanced.data,
+        observable=frame.observable,
+        header=frame.header,
+        quality=_quality_bits(frame),
+        psf_model=str(loaded.weights_metadata.get("psf_model") or "wachter"),
+        tolerances=settings.quality,
+    )
+
+
+def _quality_bits(frame: Frame) -> int:
+    value = frame.meta.get("quality", frame.header.get("QUALITY", 0))
+    try:
+        if isinstance(value, str):
+            return int(value, 16) if value.lower().startswith("0x") else int(value)
+        return int(value or 0) & 0xFFFFFFFF
+    except (TypeError, ValueError):
+        return 0
+
+
 def write_result(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings) -> Path:
-    """The last stage of :func:`enhance_file`: the atomic FITS write with provenance."""
+    """The last stage of :func:`enhance_file`: quality figures, then the atomic FITS write.
+
+    The quality figures (:func:`measure_quality`) go into the header of the
+    written frame (``ENHQ*`` keywords); a frame out of tolerance is written
+    all the same, with its flags in ``ENHQFLAG``.
+    """
     frame, metadata = loaded.frame, loaded.weights_metadata
+    enhanced.meta["frame_quality"] = measure_quality(loaded, enhanced, settings)
     provenance: dict[str, Any] = {
         "observable": frame.observable,
         "weights_file": loaded.weights_path.name,
@@ -301,6 +343,7 @@ def enhance_file(
     compile: bool = False,
     check_scale: bool = True,
     check_range: bool = True,
+    quality: QualityTolerances | None = None,
 ) -> Path:
     """Enhance one HMI FITS file and write the 2x result.
 
@@ -331,6 +374,9 @@ def enhance_file(
         See :class:`EnhanceSettings`.
     check_scale, check_range
         Plausibility checks before compute, see :class:`EnhanceSettings`.
+    quality : QualityTolerances, optional
+        Tolerances of the per-frame quality figures written to the header
+        (default :class:`~enhance.io.frame_quality.QualityTolerances`).
     progress : bool
         Show a progress bar (callers pass ``sys.stderr.isatty()``).
 
@@ -359,6 +405,7 @@ def enhance_file(
         compile=compile,
         check_scale=check_scale,
         check_range=check_range,
+        quality=quality or QualityTolerances(),
     )
     settings.check()
     loaded = load_frame(input_path, output_path, settings)

@@ -39,6 +39,7 @@ from enhance.atomic import atomic_path
 from enhance.errors import InputError, OutputError
 from enhance.frame import Frame
 from enhance.io.cards import set_card
+from enhance.io.frame_quality import FrameQuality
 from enhance.io.reader import HEADER_UNITS, STRUCTURAL_CARDS, UNIT_NAMES
 from enhance.provenance import provenance_record
 
@@ -161,6 +162,9 @@ def _output_header(frame: Frame, record: Mapping[str, str]) -> fits.Header:
             if key in masked:
                 set_card(header, keyword, int(masked[key]), comment)
     for key, value in record.items():
+    quality = frame.meta.get("frame_quality")
+    if isinstance(quality, FrameQuality):
+        quality.write_cards(header)
         header.add_history(f"enhance provenance {key}: {value}")
     return header
 

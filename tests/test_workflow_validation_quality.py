@@ -1,0 +1,130 @@
+"""Per-frame quality figures: measured while a frame is enhanced, written to its header.
+
+Real parts only: the bundled real HMI frames, the shipped networks, the real
+pipeline (:func:`enhance.pipeline.enhance_file`) and FITS files read back.
+The bad frames are the two the issue names: a continuum frame enhanced with
+weights of the other observable (the magnetogram network, its sidecar
+relabelled so the pipeline accepts it), and a magnetogram with heavy noise
+added to its input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from enhance.errors import ConfigError
+from enhance.io.frame_quality import (
+    QUALITY_KEYWORDS,
+    QualityTolerances,
+    frame_quality,
+    quality_from_header,
+)
+from enhance.pipeline import enhance_file
+
+SAMPLE = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+WEIGHTS = Path(__file__).resolve().parents[1] / "enhance" / "data" / "weights"
+CONTINUUM = SAMPLE / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"
+MAGNETOGRAMS = sorted(SAMPLE.glob("hmi.M_720s.*.magnetogram.fits"))
+
+
+def _header(path: Path) -> fits.Header:
+    with fits.open(path) as hdul:
+        return hdul[1].header if len(hdul) > 1 else hdul[0].header
+
+
+def relabelled_weights(directory: Path, source: str, claimed: str) -> Path:
+    """The shipped ``source`` network whose sidecar claims it was trained for ``claimed``."""
+    weights = directory / f"{source}-as-{claimed}.safetensors"
+    shutil.copy(WEIGHTS / f"{source}.safetensors", weights)
+    sidecar = json.loads((WEIGHTS / f"{source}.json").read_text())
+    sidecar["observable"] = claimed
+    weights.with_suffix(".json").write_text(json.dumps(sidecar))
+    return weights
+
+
+def noisy_copy(path: Path, out: Path, sigma: float, seed: int = 0) -> Path:
+    """``path`` with Gaussian noise of ``sigma`` (data units) added to its image."""
+    with fits.open(path) as hdul:
+        header = hdul[1].header.copy()
+        data = np.asarray(hdul[1].data, dtype=np.float32)
+    noise = np.random.default_rng(seed).normal(0.0, sigma, data.shape).astype(np.float32)
+    for key in ("BLANK", "BSCALE", "BZERO", "CHECKSUM", "DATASUM"):
+        header.remove(key, ignore_missing=True)
+    hdu = fits.CompImageHDU(data + noise, header=header, compression_type="GZIP_2")
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(out)
+    return out
+
+
+def test_good_frames_carry_their_figures_and_are_not_flagged(tmp_path):
+    for path in [CONTINUUM, *MAGNETOGRAMS]:
+        out = enhance_file(path, tmp_path / f"{path.stem}.enhanced.fits", device="cpu")
+        header = _header(out)
+        figures = quality_from_header(header)
+        assert figures["flags"] == "", (path.name, figures)
+        assert 0.5 < figures["forward_residual"] < 20, (path.name, figures)
+        assert figures["masked_fraction"] == 0.0
+        if "continuum" in path.name:
+            # the paper: ~7 % at 28 cm against HMI's ~3.7 %
+            assert 0.06 < figures["contrast"] < 0.11 and 0.03 < figures["input_contrast"] < 0.05
+            assert math.isnan(figures["flux_ratio"])
+        else:
+            assert 0.7 < figures["flux_ratio"] < 1.1 and math.isnan(figures["contrast"])
+            assert 1 < figures["input_noise"] < 5  # gauss, real hmi.M_720s
+        for keyword, _ in QUALITY_KEYWORDS.values():
+            assert keyword in header
+
+
+def test_continuum_enhanced_with_magnetogram_weights_is_flagged(tmp_path):
+    wrong = relabelled_weights(tmp_path, "magnetogram", "continuum")
+    out = enhance_file(CONTINUUM, tmp_path / "wrong.fits", weights=wrong, device="cpu")
+    figures = quality_from_header(_header(out))
+    assert out.is_file()  # flagged, never dropped
+    assert "forward_residual" in figures["flags"].split(",")
+    assert figures["forward_residual"] > 100
+
+
+def test_heavily_noised_magnetogram_is_flagged(tmp_path):
+    noisy = noisy_copy(MAGNETOGRAMS[1], tmp_path / MAGNETOGRAMS[1].name, sigma=200.0)
+    out = enhance_file(noisy, tmp_path / "noisy.enhanced.fits", device="cpu")
+    figures = quality_from_header(_header(out))
+    assert figures["flags"].split(",") == ["input_noise"]
+    assert figures["input_noise"] == pytest.approx(200, rel=0.1)
+
+
+def test_tolerances_decide_the_flags():
+    rng = np.random.default_rng(1)
+    data = 1 + 0.04 * rng.standard_normal((64, 64))
+    enhanced = np.kron(data, np.ones((2, 2)))
+    enhanced[:8] = np.nan
+    data[:4] = np.nan
+    loose = frame_quality(data, enhanced, observable="continuum", quality=0x400)
+    assert "masked_fraction" in loose.flags and "quality_bits" not in loose.flags
+    strict = frame_quality(
+        data,
+        enhanced,
+        observable="continuum",
+        quality=0x400,
+        tolerances=QualityTolerances.from_mapping(
+            {"quality_mask": "0x400", "masked_fraction": 0.1}
+        ),
+    )
+    assert "quality_bits" in strict.flags and "masked_fraction" not in strict.flags
+    assert strict.masked_fraction == pytest.approx(4 / 64)
+
+
+def test_bad_tolerances_are_one_line_config_errors():
+    with pytest.raises(ConfigError, match="unknown quality tolerance bogus"):
+        QualityTolerances.from_mapping({"bogus": 1})
+    with pytest.raises(ConfigError, match=r"flux_ratio must have 0 <= low < high"):
+        QualityTolerances.from_mapping({"flux_ratio": [2, 1]})
+    with pytest.raises(ConfigError, match="input_noise must map"):
+        QualityTolerances.from_mapping({"input_noise": {"doppler": 3}})
+    merged = QualityTolerances.from_mapping({"input_noise": {"magnetogram": 40}})
+    assert merged.input_noise == {"magnetogram": 40.0, "continuum": 5e-3}
