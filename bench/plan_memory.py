@@ -83,10 +83,11 @@ print(json.dumps({{
 
 _PLAN = """
 import datetime as dt, json, resource, sqlite3, time
-from enhance.acquire import Manifest, get_series, parse_time
+from enhance.acquire import Manifest, get_series
 from enhance.acquire.timespec import snap_up
 from enhance.cube import CubeLayout
 from enhance.cube.plan import range_batches, write_plan_streamed
+from enhance.time import tai_datetime
 db = sqlite3.connect({db!r})
 db.execute("UPDATE rows SET state = 'verified', file = t_rec || '.fits' WHERE state != 'missing'")
 db.commit()
@@ -94,7 +95,7 @@ db.close()
 t0 = time.perf_counter()
 series = get_series({series!r})
 layout = CubeLayout(period="day", step=dt.timedelta(seconds={step}))
-start, end = parse_time({start!r}), parse_time({end!r})
+start, end = tai_datetime({start!r}), tai_datetime({end!r})
 batches = range_batches(layout, snap_up(start, series), end, {per_job})
 manifest = Manifest.load({csv!r}, {series!r})
 index = write_plan_streamed(

@@ -3,6 +3,13 @@
 Every error a user can cause derives from :class:`EnhanceError` and carries a
 message that says what was wrong and what to do. The command-line interface
 turns these into a one-line message and a non-zero exit code.
+
+A result that was produced but carries a caveat about the data (an image
+left unrotated, a unit taken on trust, a truth too coarse for its target)
+is reported with a subclass of :class:`EnhanceWarning` through
+:mod:`warnings`, so library users see it, can filter it by class, and test
+suites that turn warnings into errors catch it. The subclass's name says the
+caveat.
 """
 
 from __future__ import annotations
@@ -13,11 +20,16 @@ __all__ = [
     "OutputError",
     "WeightsError",
     "ConfigError",
+    "TimeFormatError",
     "JsocError",
     "CubeError",
     "TrainingError",
     "ReportError",
     "EnhanceWarning",
+    "NotNorthUpWarning",
+    "UnexpectedUnitWarning",
+    "NotQuietSunUnitsWarning",
+    "CoarseTruthWarning",
 ]
 
 
@@ -41,6 +53,14 @@ class ConfigError(EnhanceError, ValueError):
     """A configuration value or command-line option is invalid."""
 
 
+class TimeFormatError(ConfigError, InputError):
+    """A time (option, configuration value or keyword) is not a time ``enhance`` reads.
+
+    Both a :class:`ConfigError` and an :class:`InputError`: the same text can
+    come from a user's configuration or from a file.
+    """
+
+
 class JsocError(EnhanceError):
     """Querying, exporting or downloading from JSOC (or a mirror) failed."""
 
@@ -58,4 +78,23 @@ class ReportError(EnhanceError):
 
 
 class EnhanceWarning(UserWarning):
-    """Something worked but deserves the user's attention."""
+    """Something worked but deserves the user's attention (base of the caveats below)."""
+
+
+class NotNorthUpWarning(EnhanceWarning):
+    """The image is rotated by neither ~0 nor ~180 degrees (an SDO roll) and was kept as it is.
+
+    The data are not north up; the WCS in the header carries the angle.
+    """
+
+
+class UnexpectedUnitWarning(EnhanceWarning):
+    """``BUNIT`` is not a unit ``enhance`` expects for the observable; the values were used."""
+
+
+class NotQuietSunUnitsWarning(EnhanceWarning):
+    """A continuum image said to be in quiet-Sun units has a median far from 1."""
+
+
+class CoarseTruthWarning(EnhanceWarning):
+    """A truth image is coarser than the target grid: the target is not a faithful 28 cm image."""

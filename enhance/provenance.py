@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import os
 from pathlib import Path
 
 from enhance import __version__
+from enhance.time import utc_timestamp
 
 __all__ = ["sha256_file", "provenance_record", "REFERENCE"]
 
@@ -33,7 +33,7 @@ def provenance_record(**extra: object) -> dict[str, str]:
     """
     record = {
         "software": f"enhance {__version__}",
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": utc_timestamp(),
         "reference": REFERENCE,
     }
     for key, value in extra.items():

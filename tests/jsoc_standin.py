@@ -43,7 +43,8 @@ import numpy as np
 from astropy.io import fits
 
 from enhance.acquire.series import SERIES, HmiSeries
-from enhance.acquire.timespec import file_time, format_t_rec, parse_cadence, parse_t_rec
+from enhance.acquire.timespec import parse_cadence
+from enhance.time import file_time, format_t_rec, parse_t_rec
 
 SAMPLE = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
 TEMPLATE_FILES = {

@@ -19,7 +19,6 @@ from enhance.acquire import (
     get_series,
     parse_cadence,
     parse_quality,
-    parse_time,
     sample_dir,
     verify_fits,
 )
@@ -122,20 +121,6 @@ def test_parse_cadence_quantity() -> None:
 def test_parse_cadence_rejects_malformed(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_cadence(text)
-
-
-def test_parse_time_forms_and_utc_refused() -> None:
-    want = dt.datetime(2014, 1, 1, 0, 12)
-    for text in ("2014-01-01T00:12:00", "2014.01.01_00:12:00_TAI", "2014-01-01 00:12"):
-        assert parse_time(text) == want
-    assert parse_time("2014-01-01") == dt.datetime(2014, 1, 1)
-    assert parse_time("2011.12.17_06:00:00.000_TAI") == dt.datetime(2011, 12, 17, 6)
-    with pytest.raises(ConfigError, match="TAI"):
-        parse_time("2014-01-01T00:00:00Z")
-    with pytest.raises(ConfigError):
-        parse_time("2014-13-01")
-    with pytest.raises(ConfigError):
-        parse_time("yesterday")
 
 
 def test_expected_slots_snap_to_the_series_grid() -> None:

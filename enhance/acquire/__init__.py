@@ -22,7 +22,7 @@ from enhance.acquire.manifest import COLUMNS, KEYWORDS, STATES, Manifest, manife
 from enhance.acquire.quality import QUALITY_BITS, QualityPolicy, decode_quality, parse_quality
 from enhance.acquire.series import SERIES, HmiSeries, get_series
 from enhance.acquire.status import AcquisitionStatus, read_status, status_path
-from enhance.acquire.timespec import expected_slots, parse_cadence, parse_time
+from enhance.acquire.timespec import expected_slots, parse_cadence
 from enhance.acquire.verify import VerificationError, verify_fits
 
 __all__ = [

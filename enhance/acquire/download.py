@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import errno
@@ -44,12 +45,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import tenacity
+
 from enhance import __version__
+from enhance.acquire.retry import retry_policy
 from enhance.acquire.series import HmiSeries
-from enhance.acquire.timespec import file_time, format_t_rec
 from enhance.acquire.verify import VerificationError, verify_fits
 from enhance.atomic import atomic_path, free_bytes, no_room_error
 from enhance.errors import ConfigError, JsocError, OutputError
+from enhance.time import file_time, format_t_rec
 
 __all__ = [
     "DownloadTask",
@@ -435,6 +439,10 @@ def fetch_file(
     return received, digest.hexdigest()
 
 
+class _RetryableDownloadError(Exception):
+    """One attempt failed in a way another attempt may not (the text is in the result)."""
+
+
 def _attempt(
     task: DownloadTask,
     *,
@@ -447,10 +455,11 @@ def _attempt(
     stop: threading.Event,
     sleep: Callable[[float], None],
 ) -> DownloadResult:
+    """Fetch one task under the retry policy; the outcome, with its error text, as a result."""
     result = DownloadResult(task)
-    wait = retry_wait
-    for attempt in range(1, retries + 1):
-        result.attempts = attempt
+
+    def once() -> None:
+        result.attempts += 1
         try:
             result.size, result.sha256 = fetch_file(
                 task,
@@ -461,22 +470,21 @@ def _attempt(
                 stop=stop,
             )
             result.error = None
-            return result
         except RefusedDownloadError as exc:
             result.error = str(exc)
             log.warning("download %s: %s", task.dest.name, exc)
-            return result  # what the server asked for: retrying will not change it
+            # what the server asked for: retrying will not change it
         except _CancelledError:
             result.error = "stopped: another download failed for good"
-            return result
         except OutputError:
             stop.set()  # the disk is full: every other download stops too
             raise
         except urllib.error.HTTPError as exc:
             exc.close()  # it holds the error response and its socket
             result.error = f"HTTP {exc.code} for {task.dest.name}"
-            if 400 <= exc.code < 500 and exc.code != 429:
-                return result  # the file is not there; retrying will not help
+            if not 400 <= exc.code < 500 or exc.code == 429:
+                raise _RetryableDownloadError(result.error) from exc
+            # 4xx: the file is not there; retrying will not help
         except (
             VerificationError,
             DownloadDeadlineError,
@@ -485,12 +493,27 @@ def _attempt(
             OSError,
         ) as exc:
             result.error = f"{type(exc).__name__}: {exc}"
+            raise _RetryableDownloadError(result.error) from exc
+
+    def log_failure(state: tenacity.RetryCallState, _wait: float | None) -> None:
         log.warning(
-            "download %s, attempt %d/%d: %s", task.dest.name, attempt, retries, result.error
+            "download %s, attempt %d/%d: %s",
+            task.dest.name,
+            state.attempt_number,
+            retries,
+            result.error,
         )
-        if attempt < retries and not stop.is_set():
-            sleep(wait)
-            wait *= 2
+
+    policy = retry_policy(
+        attempts=retries,
+        first_wait=retry_wait,
+        retry_on=lambda exc: isinstance(exc, _RetryableDownloadError),
+        stop_when=stop.is_set,
+        sleep=sleep,
+        on_failure=log_failure,
+    )
+    with contextlib.suppress(_RetryableDownloadError):
+        policy(once)
     return result
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import tenacity
 from tqdm import tqdm
 
 from enhance.acquire.download import (
@@ -45,15 +46,13 @@ from enhance.acquire.local import import_file, scan_archive
 from enhance.acquire.lock import out_dir_lock
 from enhance.acquire.manifest import KEYWORDS, NEEDS_EXPORT, Manifest, manifest_path
 from enhance.acquire.quality import QualityPolicy, decode_quality, format_quality
+from enhance.acquire.retry import retry_policy
 from enhance.acquire.series import HmiSeries, get_series
-from enhance.acquire.status import AcquisitionStatus, utc_now
+from enhance.acquire.status import AcquisitionStatus
 from enhance.acquire.timespec import (
     format_duration,
-    format_t_rec,
     iter_slots,
     parse_cadence,
-    parse_t_rec,
-    parse_time,
     record_set,
     slot_windows,
 )
@@ -61,6 +60,7 @@ from enhance.acquire.verify import VerificationError, verify_fits
 from enhance.atomic import check_writable_dir
 from enhance.errors import ConfigError, EnhanceError, JsocError, OutputError
 from enhance.provenance import provenance_record, sha256_file
+from enhance.time import format_t_rec, tai_datetime, utc_timestamp
 
 __all__ = ["acquire", "AcquireOptions", "EMAIL_ENV"]
 
@@ -212,7 +212,7 @@ class _Run:
             path = self.out_dir / row["file"] if row["file"] else None
             if path is not None and path.is_file():
                 try:
-                    verify_fits(path, series=self.series, t_rec=parse_t_rec(row["t_rec"]))
+                    verify_fits(path, series=self.series, t_rec=tai_datetime(row["t_rec"]))
                 except VerificationError as exc:
                     log.warning("removing unusable %s: %s", path.name, exc)
                     path.unlink()
@@ -290,7 +290,7 @@ def _chunks(
     """Group needed slots into runs spanning at most ``limit`` slots each."""
     groups: list[list[dt.datetime]] = []
     for row in rows:
-        when = parse_t_rec(row["t_rec"])
+        when = tai_datetime(row["t_rec"])
         if groups and (when - groups[-1][0]) / cadence + 1 <= limit:
             groups[-1].append(when)
         else:
@@ -369,8 +369,8 @@ def acquire(
         if isinstance(quality_policy, QualityPolicy)
         else QualityPolicy.parse(quality_policy)
     )
-    t0 = parse_time(start) if start is not None else None
-    t1 = parse_time(end) if end is not None else None
+    t0 = tai_datetime(start) if start is not None else None
+    t1 = tai_datetime(end) if end is not None else None
     step = parse_cadence(cadence) if cadence is not None else None
     if t0 is not None and t1 is not None and t1 < t0:
         raise ConfigError(f"end {end} is before start {start}")
@@ -411,7 +411,7 @@ def acquire(
             policy.name,
             mask_email(email),
         )
-        started = utc_now()
+        started = utc_timestamp()
         error: EnhanceError | None = None
         if remote:
             source = JsocSource(server, email=email, options=options.jsoc)
@@ -585,8 +585,22 @@ def _resume(run: _Run, source: JsocSource, bar: tqdm) -> None:
 def _export_and_download(
     run: _Run, source: JsocSource, ds: str, group: list[dt.datetime], bar: tqdm
 ) -> None:
-    wait_budget = run.options.jsoc.retries
-    for attempt in range(1, wait_budget + 1):
+    """Export ``ds`` and download its files; a failed export request is submitted again.
+
+    At most ``jsoc.retries`` requests, one after the other without a pause
+    (each has waited for its outcome already); the rows of a failed one go
+    back to ``queried``/``flagged`` with its message before the next.
+
+    Raises
+    ------
+    JsocError
+        When every request failed.
+    """
+    attempts = run.options.jsoc.retries
+    message = ""
+
+    def export_once() -> bool:
+        nonlocal message
         request = source.submit_export(ds)
         for when in group:
             run.manifest.update(
@@ -606,15 +620,7 @@ def _export_and_download(
                     )
                     run.failures.append(f"{format_t_rec(when)}: not in export {request.id}")
             run.download(files, request.id, bar)
-            return
-        log.warning(
-            "export request %s for %s failed (%s); attempt %d/%d",
-            request.id,
-            ds,
-            message,
-            attempt,
-            wait_budget,
-        )
+            return True
         for when in group:
             row = run.manifest.get(format_t_rec(when))
             run.manifest.update(
@@ -624,4 +630,22 @@ def _export_and_download(
                 reason=message,
             )
         run.save()
-    raise JsocError(f"export of {ds} failed {wait_budget} times, last: {message}")
+        return False
+
+    def log_failure(state: tenacity.RetryCallState, _wait: float | None) -> None:
+        log.warning(
+            "export request for %s failed (%s); attempt %d/%d",
+            ds,
+            message,
+            state.attempt_number,
+            attempts,
+        )
+
+    policy = retry_policy(
+        attempts=attempts,
+        first_wait=0.0,
+        retry_result=lambda ok: not ok,
+        on_failure=log_failure,
+    )
+    if not policy(export_once):
+        raise JsocError(f"export of {ds} failed {attempts} times, last: {message}")

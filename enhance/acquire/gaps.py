@@ -27,8 +27,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from enhance.acquire.manifest import Manifest
-from enhance.acquire.timespec import format_duration, format_t_rec
+from enhance.acquire.timespec import format_duration
 from enhance.atomic import atomic_path
+from enhance.time import format_t_rec
 
 __all__ = ["GapReport", "gap_report", "LISTED"]
 

@@ -30,11 +30,15 @@ import urllib.error
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from enhance.acquire._drms import drms
+import tenacity
+
+from enhance.acquire._drms import drms, export_error_text
 from enhance.acquire.quality import parse_quality
+from enhance.acquire.retry import retry_policy
 from enhance.acquire.series import HmiSeries
-from enhance.acquire.timespec import parse_t_rec, record_set
+from enhance.acquire.timespec import record_set
 from enhance.errors import ConfigError, JsocError
+from enhance.time import parse_t_rec
 
 __all__ = [
     "JsocOptions",
@@ -201,10 +205,22 @@ def _mask_drms_logs() -> None:
 
 
 def _error_text(request: drms.ExportRequest) -> str:
-    # drms keeps the server's last answer in ExportRequest._d and exposes its
-    # "error" text only by raising from wait(); read it directly
-    answer = getattr(request, "_d", None) or {}
-    return mask_emails(str(answer.get("error") or ""))
+    return mask_emails(export_error_text(request))
+
+
+def _accepted(request: drms.ExportRequest) -> bool:
+    """True when the server took the export request (done or pending)."""
+    status = int(request.status)
+    return status == 0 or status in _PENDING_STATUSES
+
+
+def _export_message(request: drms.ExportRequest) -> str:
+    return _error_text(request) or f"status {int(request.status)}"
+
+
+def _is_refusal(request: drms.ExportRequest) -> bool:
+    """A refusal because another export of the user is pending (status 7 or its text)."""
+    return int(request.status) == _REFUSED or "pending export" in _export_message(request).lower()
 
 
 def _close_responses(exc: BaseException) -> None:
@@ -227,6 +243,12 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code >= 500 or exc.code == 429
     return isinstance(exc, TRANSIENT)
+
+
+def _retry_transient(exc: BaseException) -> bool:
+    """Retry predicate: close what the failed call left open; retry transient failures."""
+    _close_responses(exc)
+    return _is_transient(exc)
 
 
 class JsocSource:
@@ -272,36 +294,57 @@ class JsocSource:
         return bool(self.config.check_supported("export"))
 
     # --------------------------------------------------------------- retries
+    def _policy(self, what: str, **kwargs: object) -> tenacity.Retrying:
+        """The retry policy of this source: ``retries`` calls, waits doubling from
+        ``retry_wait`` up to ``poll_max_interval``."""
+
+        def log_failure(state: tenacity.RetryCallState, wait: float | None) -> None:
+            if wait is None or state.outcome is None or not state.outcome.failed:
+                return
+            exc = state.outcome.exception()
+            log.warning(
+                "%s: %s (%s); retry %d/%d in %.1f s",
+                what,
+                type(exc).__name__,
+                mask_emails(str(exc)),
+                state.attempt_number,
+                self.options.retries - 1,
+                wait,
+            )
+
+        return retry_policy(
+            attempts=self.options.retries,
+            first_wait=self.options.retry_wait,
+            max_wait=self.options.poll_max_interval,
+            sleep=self._sleep,
+            on_failure=kwargs.pop("on_failure", log_failure),
+            **kwargs,
+        )
+
     def _retry(self, what: str, call: Callable[[], T]) -> T:
-        wait = self.options.retry_wait
-        for attempt in range(1, self.options.retries + 1):
-            try:
-                return call()
-            except drms.DrmsQueryError as exc:
+        """``call()`` under the retry policy; transient network failures are retried.
+
+        Raises
+        ------
+        JsocError
+            At once for a refusal (HTTP 4xx, a drms query error, anything not
+            transient), or when every attempt failed; caused by the last error.
+        """
+        try:
+            return self._policy(what, retry_on=_retry_transient)(call)
+        except drms.DrmsQueryError as exc:
+            raise JsocError(mask_emails(f"{what} failed: {exc}")) from exc
+        except Exception as exc:
+            _close_responses(exc)
+            if not _is_transient(exc):
                 raise JsocError(mask_emails(f"{what} failed: {exc}")) from exc
-            except Exception as exc:
-                _close_responses(exc)
-                if not _is_transient(exc):
-                    raise JsocError(mask_emails(f"{what} failed: {exc}")) from exc
-                if attempt == self.options.retries:
-                    raise JsocError(
-                        mask_emails(
-                            f"{what} failed {attempt} times, last with {type(exc).__name__}: "
-                            f"{exc}; {self.config.name} may be down, try again later"
-                        )
-                    ) from exc
-                log.warning(
-                    "%s: %s (%s); retry %d/%d in %.1f s",
-                    what,
-                    type(exc).__name__,
-                    mask_emails(str(exc)),
-                    attempt,
-                    self.options.retries - 1,
-                    wait,
+            raise JsocError(
+                mask_emails(
+                    f"{what} failed {self.options.retries} times, last with "
+                    f"{type(exc).__name__}: {exc}; {self.config.name} may be down, "
+                    "try again later"
                 )
-                self._sleep(wait)
-                wait = min(wait * 2, self.options.poll_max_interval)
-        raise AssertionError("unreachable")
+            ) from exc
 
     # ----------------------------------------------------------------- query
     def available_keywords(self, series: HmiSeries, wanted: tuple[str, ...]) -> list[str]:
@@ -401,35 +444,36 @@ class JsocSource:
                     "register it at jsoc.stanford.edu/ajax/register_email.html"
                 )
             self._email_checked = True
-        wait = self.options.retry_wait
-        message = ""
-        for attempt in range(1, self.options.retries + 1):
-            request = self._retry(
+
+        def log_refusal(state: tenacity.RetryCallState, wait: float | None) -> None:
+            request = state.outcome.result() if state.outcome and not state.outcome.failed else None
+            if request is None:
+                return
+            status = int(request.status)
+            log.warning(
+                "export %s %s (status %d: %s); attempt %d/%d%s",
+                ds,
+                "refused" if _is_refusal(request) else "failed",
+                status,
+                _export_message(request),
+                state.attempt_number,
+                self.options.retries,
+                "" if wait is None else f", next in {wait:.1f} s",
+            )
+
+        request = self._policy(
+            f"export {ds}", retry_result=lambda r: not _accepted(r), on_failure=log_refusal
+        )(
+            lambda: self._retry(
                 f"export {ds}",
                 lambda: self.client.export(ds, method="url", protocol="fits", email=email),
             )
-            status = int(request.status)
-            if status == 0 or status in _PENDING_STATUSES:
-                self.exports_submitted += 1
-                log.info(
-                    "export %s submitted for %s: request %s", ds, mask_email(email), request.id
-                )
-                return request
-            message = _error_text(request) or f"status {status}"
-            refused = status == _REFUSED or "pending export" in message.lower()
-            log.warning(
-                "export %s %s (status %d: %s); attempt %d/%d, next in %.1f s",
-                ds,
-                "refused" if refused else "failed",
-                status,
-                message,
-                attempt,
-                self.options.retries,
-                wait,
-            )
-            if attempt < self.options.retries:
-                self._sleep(wait)
-                wait = min(wait * 2, self.options.poll_max_interval)
+        )
+        if _accepted(request):
+            self.exports_submitted += 1
+            log.info("export %s submitted for %s: request %s", ds, mask_email(email), request.id)
+            return request
+        message = _export_message(request)
         if "pending export" in message.lower():
             raise JsocError(
                 f"{self.config.name} refused the export of {ds} {self.options.retries} times: "

@@ -23,11 +23,11 @@ from pathlib import Path
 
 from enhance.acquire.quality import parse_quality
 from enhance.acquire.series import HmiSeries
-from enhance.acquire.timespec import format_t_rec, parse_t_rec
 from enhance.acquire.verify import VerificationError, read_image_header, verify_fits
 from enhance.atomic import NO_ROOM_ERRNOS, check_writable_dir, no_room_error, unique_part_path
 from enhance.errors import InputError, OutputError
 from enhance.provenance import sha256_file
+from enhance.time import format_t_rec, parse_t_rec
 
 __all__ = ["LocalRecord", "scan_archive", "import_file", "sample_dir"]
 
@@ -114,7 +114,7 @@ def scan_archive(
             continue
         quality = parse_quality(header.get("QUALITY"))
         camera = header.get("CAMERA")
-        record = f"{series.name}[{t_rec:%Y.%m.%d_%H:%M:%S}_TAI]" + (
+        record = f"{series.name}[{format_t_rec(t_rec)}]" + (
             f"[{camera}]" if camera is not None else ""
         )
         found[t_rec] = LocalRecord(

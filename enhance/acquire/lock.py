@@ -15,7 +15,6 @@ manager shares between clients.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import os
 import socket
@@ -23,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from enhance.errors import OutputError
+from enhance.time import utc_timestamp
 
 __all__ = ["LOCK_NAME", "OutDirLockedError", "out_dir_lock"]
 
@@ -69,7 +69,7 @@ def out_dir_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
                 f"{Path(directory)} is in use by another acquisition ({_holder(fd)}); "
                 "wait for it to finish or use another output directory"
             ) from exc
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = utc_timestamp()
         with contextlib.suppress(OSError):  # the note is informative; the lock is what counts
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {now}\n".encode(), 0)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime as dt
 import logging
 import os
 import sqlite3
@@ -51,6 +50,7 @@ import pandas as pd
 
 from enhance.atomic import atomic_path
 from enhance.errors import InputError, OutputError
+from enhance.time import utc_timestamp
 
 __all__ = [
     "Manifest",
@@ -115,10 +115,6 @@ COLUMNS = (
 def manifest_path(out_dir: str | os.PathLike[str], series: str) -> Path:
     """Where the manifest of ``series`` lives in ``out_dir``."""
     return Path(out_dir) / f"{series}.manifest.csv"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Manifest:
@@ -327,7 +323,7 @@ class Manifest:
             if key == "state" and value not in STATES:
                 raise ValueError(f"unknown manifest state {value!r}")
             row[key] = "" if value is None else str(value)
-        row["updated"] = _now()
+        row["updated"] = utc_timestamp()
         self._live[t_rec] = row
         self._dirty.add(t_rec)
         return row

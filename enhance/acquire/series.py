@@ -16,12 +16,9 @@ import dataclasses
 import datetime as dt
 
 from enhance.errors import ConfigError
+from enhance.time import grid_offset
 
-__all__ = ["HmiSeries", "SERIES", "get_series", "T_REC_EPOCH"]
-
-#: Origin of the slotted ``T_REC`` grid of every HMI observable series
-#: (``T_REC_epoch`` keyword, 1993.01.01_00:00:00_TAI) [2]_.
-T_REC_EPOCH = dt.datetime(1993, 1, 1)
+__all__ = ["HmiSeries", "SERIES", "get_series"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +32,8 @@ class HmiSeries:
     content: str  # value of the CONTENT keyword in the series' FITS files
 
     def on_grid(self, when: dt.datetime) -> bool:
-        """True when ``when`` (TAI) is a ``T_REC`` slot of this series."""
-        return (when - T_REC_EPOCH) % self.step == dt.timedelta(0)
+        """True when ``when`` (TAI) is a ``T_REC`` slot of this series [2]_."""
+        return grid_offset(when, self.step) == dt.timedelta(0)
 
 
 _45S = dt.timedelta(seconds=45)

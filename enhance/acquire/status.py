@@ -12,7 +12,6 @@ series into ``status.json`` at the top of its output directory.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -20,16 +19,12 @@ from pathlib import Path
 from enhance.acquire.gaps import GapReport
 from enhance.atomic import atomic_path
 from enhance.errors import InputError
+from enhance.time import utc_timestamp
 
-__all__ = ["AcquisitionStatus", "status_path", "read_status", "utc_now", "MAX_LISTED"]
+__all__ = ["AcquisitionStatus", "status_path", "read_status", "MAX_LISTED"]
 
 #: Failures listed by name in the status file (the gap report lists them all).
 MAX_LISTED = 20
-
-
-def utc_now() -> str:
-    """The current UTC time as ``YYYY-MM-DDThh:mm:ssZ``."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def status_path(out_dir: str | os.PathLike[str], series: str) -> Path:
@@ -96,7 +91,7 @@ class AcquisitionStatus:
             end=end,
             cadence=cadence,
             started=started,
-            finished=utc_now(),
+            finished=utc_timestamp(),
             complete=error is None and report.complete,
             error=message,
             counts=counts,

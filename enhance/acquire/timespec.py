@@ -1,8 +1,9 @@
-"""Times, cadences and record-set strings in JSOC's conventions.
+"""Cadences, slot grids and record-set strings in JSOC's conventions.
 
-All times are TAI, like the ``T_REC`` keyword of HMI series; they are handled
-as naive :class:`datetime.datetime` objects. A cadence is a positive multiple
-of the series' native step (45 s or 720 s).
+Times are naive TAI :class:`datetime.datetime` objects as
+:func:`enhance.time.tai_datetime` returns them (the ``T_REC`` keyword of HMI
+series is TAI); reading and writing times is :mod:`enhance.time`'s job. A
+cadence is a positive multiple of the series' native step (45 s or 720 s).
 
 References
 ----------
@@ -20,15 +21,12 @@ from collections.abc import Iterator
 
 import astropy.units as u
 
-from enhance.acquire.series import T_REC_EPOCH, HmiSeries
+from enhance.acquire.series import HmiSeries
 from enhance.errors import ConfigError
+from enhance.time import format_t_rec, grid_offset
 
 __all__ = [
-    "parse_time",
     "parse_cadence",
-    "format_t_rec",
-    "parse_t_rec",
-    "file_time",
     "snap_up",
     "expected_slots",
     "iter_slots",
@@ -40,11 +38,6 @@ __all__ = [
 
 _CADENCE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-_T_REC_RE = re.compile(
-    r"(\d{4})[.\-](\d{2})[.\-](\d{2})"
-    r"(?:[_T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?(?:_?(TAI|UTC|Z))?$",
-    re.IGNORECASE,
-)
 
 
 def parse_cadence(value: str | u.Quantity | dt.timedelta) -> dt.timedelta:
@@ -74,58 +67,6 @@ def parse_cadence(value: str | u.Quantity | dt.timedelta) -> dt.timedelta:
     return dt.timedelta(seconds=int(seconds))
 
 
-def parse_time(value: str | dt.datetime) -> dt.datetime:
-    """Parse a TAI time: ISO (``2014-01-01T00:12:00``), JSOC (``2014.01.01_00:12:00_TAI``)
-    or a date (``2014-01-01``).
-
-    Raises
-    ------
-    ConfigError
-        If the text is not a time in one of those forms.
-    """
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None)
-    text = str(value).strip()
-    match = _T_REC_RE.match(text)
-    if match is None:
-        raise ConfigError(
-            f"malformed time {value!r}; use e.g. 2014-01-01T00:00:00 or 2014.01.01_00:00:00_TAI"
-        )
-    year, month, day, hour, minute, second, frac, scale = match.groups()
-    if scale is not None and scale.upper() != "TAI":
-        raise ConfigError(
-            f"time {value!r} is UTC, but T_REC is TAI (37 s apart since 2017); "
-            "give the time without a suffix or with _TAI"
-        )
-    try:
-        when = dt.datetime(
-            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
-        )
-    except ValueError as exc:
-        raise ConfigError(f"invalid time {value!r}: {exc}") from exc
-    if frac:
-        when += dt.timedelta(seconds=round(float(frac), 6))
-    return when
-
-
-def parse_t_rec(value: str) -> dt.datetime | None:
-    """Parse a ``T_REC`` keyword value; ``None`` for missing or unparsable values."""
-    try:
-        return parse_time(value)
-    except ConfigError:
-        return None
-
-
-def format_t_rec(when: dt.datetime) -> str:
-    """Format a TAI time as JSOC writes ``T_REC``: ``YYYY.MM.DD_hh:mm:ss_TAI``."""
-    return when.strftime("%Y.%m.%d_%H:%M:%S_TAI")
-
-
-def file_time(when: dt.datetime) -> str:
-    """Format a TAI time as JSOC export file names do: ``YYYYMMDD_hhmmss_TAI``."""
-    return when.strftime("%Y%m%d_%H%M%S_TAI")
-
-
 def format_duration(delta: dt.timedelta) -> str:
     """Write a duration in JSOC's units with the largest exact unit (``1d``, ``12m``)."""
     seconds = int(delta.total_seconds())
@@ -137,7 +78,7 @@ def format_duration(delta: dt.timedelta) -> str:
 
 def snap_up(when: dt.datetime, series: HmiSeries) -> dt.datetime:
     """The first ``T_REC`` slot of ``series`` at or after ``when`` [1]_."""
-    offset = (when - T_REC_EPOCH) % series.step
+    offset = grid_offset(when, series.step)
     return when if offset == dt.timedelta(0) else when + (series.step - offset)
 
 

@@ -31,8 +31,8 @@ from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
 from enhance.acquire.series import HmiSeries
-from enhance.acquire.timespec import parse_t_rec
 from enhance.errors import InputError
+from enhance.time import format_t_rec, parse_t_rec
 
 __all__ = [
     "VerificationError",
@@ -192,7 +192,7 @@ def verify_fits(
     if found is None or abs((found - t_rec).total_seconds()) > 0.5:
         raise VerificationError(
             f"{name}: T_REC {header.get('T_REC')!r} does not match the expected "
-            f"{t_rec:%Y.%m.%d_%H:%M:%S}_TAI"
+            f"{format_t_rec(t_rec)}"
         )
     ok, what = _series_matches(header, series)
     if not ok:

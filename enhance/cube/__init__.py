@@ -14,7 +14,7 @@ References
 """
 
 from enhance.cube.codec import COMPRESSIONS, Codec, quantize
-from enhance.cube.layout import LAYOUTS, CubeLayout, format_t_rec, parse_t_rec
+from enhance.cube.layout import LAYOUTS, CubeLayout
 from enhance.cube.plan import (
     PlannedFrame,
     batch_id,
@@ -25,6 +25,7 @@ from enhance.cube.plan import (
 )
 from enhance.cube.source import read_enhanced
 from enhance.cube.store import FORMAT, FORMAT_VERSION, WCS_NUMERIC, WCS_TEXT, TimeCube
+from enhance.time import format_t_rec, parse_t_rec
 
 __all__ = [
     "COMPRESSIONS",

@@ -11,50 +11,21 @@ References
 .. [1] Couvidat, S. et al. (2016), "Observables processing for the
    Helioseismic and Magnetic Imager instrument on the Solar Dynamics
    Observatory", Sol. Phys. 291, 1887: the slotted ``T_REC`` grid with epoch
-   1993.01.01_00:00:00_TAI.
+   1993.01.01_00:00:00_TAI (:data:`enhance.time.T_REC_EPOCH`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 
-from enhance.errors import ConfigError, InputError
+from enhance.errors import ConfigError
+from enhance.time import grid_floor, tai_datetime
 
-__all__ = ["CubeLayout", "LAYOUTS", "T_REC_EPOCH", "parse_t_rec", "format_t_rec"]
+__all__ = ["CubeLayout", "LAYOUTS"]
 
 #: Accepted layout names.
 LAYOUTS: tuple[str, ...] = ("day", "frames")
-#: Origin of the HMI ``T_REC`` slot grid (TAI) [1]_.
-T_REC_EPOCH = dt.datetime(1993, 1, 1)
-
-_T_REC = re.compile(
-    r"^\s*(\d{4})[.\-](\d{2})[.\-](\d{2})[_T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:_?TAI)?\s*$"
-)
-
-
-def parse_t_rec(value: str) -> dt.datetime:
-    """Parse ``YYYY.MM.DD_hh:mm:ss[.fff]_TAI`` (or ISO) into a naive TAI datetime.
-
-    Raises
-    ------
-    InputError
-        If ``value`` is not such a time.
-    """
-    match = _T_REC.match(str(value))
-    if match is None:
-        raise InputError(f"T_REC {value!r} is not a time like 2014.01.01_00:00:00_TAI")
-    year, month, day, hour, minute, second, frac = match.groups()
-    when = dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
-    if frac:
-        when += dt.timedelta(seconds=round(float(frac)))
-    return when
-
-
-def format_t_rec(when: dt.datetime) -> str:
-    """``YYYY.MM.DD_hh:mm:ss_TAI``, the key frames are stored under."""
-    return when.strftime("%Y.%m.%d_%H:%M:%S_TAI")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +56,17 @@ class CubeLayout:
             raise ConfigError(f"the slot step must be positive, got {self.step}")
 
     def period_of(self, t_rec: str | dt.datetime) -> str:
-        """Name of the cube (without suffix) holding the frame at ``t_rec``."""
-        when = t_rec if isinstance(t_rec, dt.datetime) else parse_t_rec(t_rec)
+        """Name of the cube (without suffix) holding the frame at ``t_rec``.
+
+        ``t_rec`` is a naive TAI datetime or a time :func:`enhance.time.tai_datetime`
+        reads (``T_REC`` text, ISO, a date).
+
+        Raises
+        ------
+        TimeFormatError
+            If ``t_rec`` is not a time.
+        """
+        when = t_rec if isinstance(t_rec, dt.datetime) else tai_datetime(t_rec)
         if self.period == "day":
             return when.strftime("%Y%m%d")
-        window = self.step * self.frames
-        start = T_REC_EPOCH + window * ((when - T_REC_EPOCH) // window)
-        return start.strftime("%Y%m%d_%H%M%S")
+        return grid_floor(when, self.step * self.frames).strftime("%Y%m%d_%H%M%S")

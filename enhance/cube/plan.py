@@ -30,8 +30,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from enhance.atomic import atomic_path
-from enhance.cube.layout import T_REC_EPOCH, CubeLayout, format_t_rec, parse_t_rec
+from enhance.cube.layout import CubeLayout
 from enhance.errors import InputError
+from enhance.time import format_t_rec, grid_floor, tai_datetime
 
 __all__ = [
     "PlannedFrame",
@@ -66,7 +67,7 @@ def _period_bounds(layout: CubeLayout, when: dt.datetime) -> tuple[dt.datetime, 
         start = dt.datetime(when.year, when.month, when.day)
         return start, start + dt.timedelta(days=1)
     window = layout.step * layout.frames
-    start = T_REC_EPOCH + window * ((when - T_REC_EPOCH) // window)
+    start = grid_floor(when, window)
     return start, start + window
 
 
@@ -185,7 +186,7 @@ def plan_batches(
     for row in rows:
         if row.get("state") != "verified" or not row.get("file"):
             continue
-        when = parse_t_rec(row["t_rec"])
+        when = tai_datetime(row["t_rec"])
         if (start is not None and when < start) or (end is not None and when > end):
             continue
         frame = PlannedFrame(
@@ -297,7 +298,7 @@ def write_plan_streamed(
     for row in rows:
         if row.get("state") != "verified" or not row.get("file"):
             continue
-        period = layout.period_of(parse_t_rec(row["t_rec"]))
+        period = layout.period_of(tai_datetime(row["t_rec"]))
         if period != current:
             flush()
             pending, current = [], period

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +51,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
-from enhance.errors import InputError, ReportError
+from enhance.errors import InputError, ReportError, TimeFormatError
+from enhance.physics import ENHANCED_PIXEL_SCALE
 from enhance.provenance import provenance_record, sha256_file
+from enhance.time import parse_time
 from enhance.validation.coalign import refine_shift
 from enhance.validation.hinode import HinodeImage, read_hinode
 from enhance.validation.report import ValidationCase, write_report
@@ -74,14 +75,10 @@ log = logging.getLogger(__name__)
 #: Largest accepted time between the Hinode observation and the nearest HMI
 #: frame. Granules live ~5-10 min, so a comparison beyond this is meaningless.
 MAX_TIME_DIFFERENCE = 30 * u.min
-#: Enhanced grid (paper [1]_: 0.252"/px).
-ENHANCED_SCALE = 0.252 * u.arcsec
 #: Residual shift (enhanced pixels) below which the refinement stops.
 SHIFT_TOLERANCE = 0.02
 #: Smallest usable overlap, in enhanced pixels per side.
 MIN_OVERLAP = 32
-
-_JSOC_TIME = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})_(\d{2}:\d{2}:\d{2}(?:\.\d*)?)(?:_(\w+))?$")
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,12 @@ def _image_hdu(hdul: fits.HDUList, path: Path) -> int:
 
 
 def frame_time(header: fits.Header) -> Time:
-    """Observation time of a frame: ``T_OBS`` (JSOC, TAI), else ``DATE-OBS``/``DATE_OBS``.
+    """Observation time of a frame (TAI): ``T_OBS``, else ``T_REC``, else ``DATE-OBS``.
+
+    ``T_OBS`` and ``T_REC`` are JSOC times, TAI unless they name a scale;
+    ``DATE-OBS`` (or ``DATE_OBS``) is in the header's ``TIMESYS``, UTC by
+    default as the FITS standard has it. A card that is not a time is
+    skipped. Read by :func:`enhance.time.parse_time`.
 
     Raises
     ------
@@ -109,20 +111,28 @@ def frame_time(header: fits.Header) -> Time:
         No usable time card.
     """
     for key in ("T_OBS", "T_REC"):
-        value = str(header.get(key, "")).strip()
-        match = _JSOC_TIME.match(value)
-        if match:
-            y, m, d, hms, scale = match.groups()
-            scale = (scale or "TAI").lower()
-            return Time(f"{y}-{m}-{d}T{hms}", scale=scale if scale in ("tai", "utc") else "tai")
+        try:
+            return parse_time(str(header.get(key, "")))
+        except TimeFormatError:
+            continue
+    timesys = str(header.get("TIMESYS", "UTC")).strip().lower()
+    scale = timesys if timesys in ("tai", "utc") else "utc"
     for key in ("DATE-OBS", "DATE_OBS"):
-        value = str(header.get(key, "")).strip()
-        if value:
-            try:
-                return Time(value, scale="utc")
-            except ValueError:
-                continue
+        try:
+            return parse_time(str(header.get(key, "")), scale=scale)
+        except TimeFormatError:
+            continue
     raise InputError("the frame header has no T_OBS, T_REC or DATE-OBS time card")
+
+
+def _hinode_time(image: HinodeImage) -> Time | None:
+    """The Hinode observation time (``DATE_OBS``, UTC as SOT writes it) in TAI; None if absent."""
+    if not image.date_obs:
+        return None
+    try:
+        return parse_time(str(image.date_obs), scale="utc")
+    except TimeFormatError as exc:
+        raise InputError(f"the Hinode DATE_OBS {image.date_obs!r} is not a time: {exc}") from exc
 
 
 def _read_header(path: Path) -> fits.Header:
@@ -194,7 +204,7 @@ def degraded_grid_header(image: HinodeImage, shape: tuple[int, int], scale: u.Qu
     """
     import sunpy.map
 
-    when = Time(image.date_obs) if image.date_obs else None
+    when = _hinode_time(image)
     if when is None:
         raise InputError("the Hinode file has no DATE_OBS; its time is needed to co-align")
     smap = sunpy.map.Map(image.data, _observer_header(image, when))
@@ -387,7 +397,9 @@ def target_case(
     if image.wavelength is None:
         raise ReportError(f"{hinode_path.name}: wavelength unknown, cannot degrade to 28 cm")
     hin_obs = "magnetogram" if image.product in ("nfi-v/i", "sp-level2") else "continuum"
-    when = Time(image.date_obs, scale="utc")
+    when = _hinode_time(image)
+    if when is None:
+        raise InputError(f"{hinode_path.name} has no DATE_OBS; its time is needed to co-align")
     info, dt = nearest_frame(enhanced_paths, when, max_difference=max_time_difference)
     enh_obs = str(info.header.get("ENHOBS", hin_obs)).strip() or hin_obs
     if enh_obs != hin_obs:
@@ -402,7 +414,7 @@ def target_case(
         notes.append(f"{100 * bad.mean():.2f} % of the Hinode pixels were missing and filled")
         data = np.where(bad, np.median(data[~bad]), data)
     pair = degrade(data, image.pixel_scale, wavelength=image.wavelength)
-    fine = degraded_grid_header(image, pair.target.shape, ENHANCED_SCALE)
+    fine = degraded_grid_header(image, pair.target.shape, ENHANCED_PIXEL_SCALE)
     coarse = coarse_header(fine)
     emap = _crop_map(_load_map(info.path), fine)
     hmi_frame = None
@@ -474,11 +486,11 @@ def target_case(
             f"HMI and Hinode are {abs(dt).to(u.min):.1f} apart: granulation evolves in "
             "~5-10 min, expect lower correlations."
         )
-    scale = ENHANCED_SCALE.to_value(u.arcsec)
+    scale = ENHANCED_PIXEL_SCALE.to_value(u.arcsec)
     alignment = {
         "enhanced_file": info.path.name,
         "hmi_input": hmi_source,
-        "hinode_time": when.isot,
+        "hinode_time": when.utc.isot,
         "enhanced_time": info.time.utc.isot,
         "time_difference_s": float(dt.to_value(u.s)),
         "shift_applied_px": [round(float(v), 4) for v in total],

@@ -11,14 +11,14 @@ from pathlib import Path
 from snakemake.utils import validate
 
 import enhance.acquire as acquisition
-from enhance.acquire.status import utc_now
-from enhance.acquire.timespec import format_t_rec, snap_up
+from enhance.acquire.timespec import snap_up
 from enhance.atomic import atomic_path
 from enhance.cube import CubeLayout
 from enhance.cube.plan import range_batches
 from enhance.errors import ConfigError
+from enhance.time import format_t_rec, grid_floor, tai_datetime, utc_timestamp
 
-RUN_STARTED = utc_now()
+RUN_STARTED = utc_timestamp()
 
 for _key in ("start", "end"):  # YAML reads an unquoted 2014-01-01 as a date
     if isinstance(config.get(_key), (dt.date, dt.datetime)):
@@ -48,9 +48,9 @@ def _source():
 
 SOURCE = _source()
 IS_REMOTE = not Path(SOURCE).is_dir()
-START = acquisition.parse_time(config["start"]) if config["start"] else None
+START = tai_datetime(config["start"]) if config["start"] else None
 END_IS_NOW = str(config["end"]).strip().lower() == "now"
-END = None if END_IS_NOW or not config["end"] else acquisition.parse_time(config["end"])
+END = None if END_IS_NOW or not config["end"] else tai_datetime(config["end"])
 CADENCE = acquisition.parse_cadence(config["cadence"]) if config["cadence"] else None
 acquisition.QualityPolicy.parse(config["quality_policy"])  # ConfigError when malformed
 
@@ -105,12 +105,8 @@ def resolved_end(series):
 def _resolve_end(series):
     if not END_IS_NOW:
         return format_t_rec(END) if END is not None else None
-    from astropy.time import Time
-
-    now = Time.now().tai.datetime.replace(tzinfo=None)
-    epoch = dt.datetime(1993, 1, 1)  # T_REC grid origin (Couvidat et al. 2016)
-    step = slot_step(series)
-    return format_t_rec(epoch + step * ((now - epoch) // step))
+    now = tai_datetime(dt.datetime.now(dt.timezone.utc))
+    return format_t_rec(grid_floor(now, slot_step(series)))
 
 
 def _request_hash(series):
@@ -204,7 +200,7 @@ def range_plan(series):
                 step=slot_step(series),
             )
             first = snap_up(START, SERIES[series])
-            last = acquisition.parse_time(end)
+            last = tai_datetime(end)
             _RANGE_BATCHES[series] = (
                 {}
                 if first > last
@@ -356,7 +352,7 @@ def write_run_status(success, log):
         "output": OUT,
         "config_sha256": CONFIG_SHA256,
         "started": RUN_STARTED,
-        "finished": utc_now(),
+        "finished": utc_timestamp(),
         "success": success,
         "exit_status": 0 if success else 1,
         "reason": reason,

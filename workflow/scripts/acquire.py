@@ -19,7 +19,6 @@ from enhance.acquire import (
     acquire,
     get_series,
     manifest_path,
-    parse_time,
     read_status,
 )
 from enhance.acquire.manifest import NEEDS_EXPORT
@@ -28,6 +27,7 @@ from enhance.atomic import atomic_path
 from enhance.cube import CubeLayout
 from enhance.cube.plan import batch_of, write_plan_streamed
 from enhance.errors import EnhanceError
+from enhance.time import tai_datetime
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(
@@ -70,8 +70,8 @@ layout = CubeLayout(
     frames=p.layout["frames"],
     step=dt.timedelta(seconds=p.layout["step_seconds"]),
 )
-start = parse_time(p.start) if p.start else None
-end = parse_time(p.end) if p.end else None
+start = tai_datetime(p.start) if p.start else None
+end = tai_datetime(p.end) if p.end else None
 periods = write_plan_streamed(
     iter(manifest),  # streamed in time order: one period in memory at a time
     base_dir=p.raw_dir,
@@ -86,7 +86,7 @@ frames = 0
 filled = set()
 open_batches = set()
 for row in manifest:
-    when = parse_time(row["t_rec"])
+    when = tai_datetime(row["t_rec"])
     if (start is not None and when < start) or (end is not None and when > end):
         continue
     if row["state"] == "verified" and row["file"]:

@@ -7,8 +7,9 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from enhance.acquire import manifest_path, parse_time
+from enhance.acquire import manifest_path
 from enhance.atomic import atomic_path
+from enhance.time import format_t_rec, tai_datetime
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -20,17 +21,17 @@ series = summary["series"]
 manifest = pd.read_csv(
     manifest_path(snakemake.params.raw_dir, series), dtype=str, keep_default_na=False
 )
-manifest["time"] = [parse_time(t) for t in manifest["t_rec"]]
+manifest["time"] = [tai_datetime(t) for t in manifest["t_rec"]]
 if summary["start"]:
-    manifest = manifest[manifest["time"] >= parse_time(summary["start"])]
+    manifest = manifest[manifest["time"] >= tai_datetime(summary["start"])]
 if summary["end"]:
-    manifest = manifest[manifest["time"] <= parse_time(summary["end"])]
+    manifest = manifest[manifest["time"] <= tai_datetime(summary["end"])]
 in_cube = {}
 for path in snakemake.input.cubes:
     cube = json.loads(Path(path).read_text())
     for t_rec in cube["t_rec"]:
         in_cube[t_rec] = cube["cube"]
-key = [parse_time(t).strftime("%Y.%m.%d_%H:%M:%S_TAI") for t in manifest["t_rec"]]
+key = [format_t_rec(t) for t in manifest["t_rec"]]
 manifest["cube"] = [in_cube.get(k, "") for k in key]
 status = []
 for state, bits, cube in zip(
