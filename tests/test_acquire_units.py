@@ -12,6 +12,7 @@ import pytest
 from astropy.io import fits
 
 from enhance.acquire import (
+    COLUMNS,
     Manifest,
     QualityPolicy,
     decode_quality,
@@ -19,6 +20,7 @@ from enhance.acquire import (
     get_series,
     parse_cadence,
     parse_quality,
+    read_manifest,
     sample_dir,
     verify_fits,
 )
@@ -178,6 +180,32 @@ def test_manifest_round_trip_and_series_check(tmp_path) -> None:
         back.update("2014.01.01_00:24:00_TAI", state="lost")
     with pytest.raises(InputError, match="hmi.M_720s"):
         Manifest.load(manifest.path, "hmi.Ic_720s")
+
+
+def test_read_manifest_is_the_csv_reader_of_load(tmp_path) -> None:
+    """The CSV copy read back gives the stored rows; Manifest.load imports through it."""
+    manifest = Manifest(tmp_path / "hmi.M_720s.manifest.csv", "hmi.M_720s")
+    manifest.update("2014.01.01_00:12:00_TAI", state="verified", size=1234, CRPIX1="2048.5")
+    manifest.update("2014.01.01_00:00:00_TAI", state="missing", reason="no record, 'quoted'")
+    manifest.save()
+    rows = list(read_manifest(manifest.path))
+    assert rows == list(manifest)
+    assert all(list(row) == list(COLUMNS) for row in rows)
+    manifest.db_path.unlink()  # a CSV-only manifest: imported through read_manifest
+    assert list(Manifest.load(manifest.path, "hmi.M_720s")) == rows
+    trimmed = tmp_path / "trimmed.manifest.csv"
+    trimmed.write_text("t_rec,state,series\n2014.01.01_00:00:00_TAI,missing,hmi.M_720s\n")
+    (row,) = read_manifest(trimmed)
+    assert row["t_rec"] == "2014.01.01_00:00:00_TAI" and row["file"] == ""
+    bad = tmp_path / "bad.manifest.csv"
+    bad.write_text("time,status\n1,2\n")
+    with pytest.raises(InputError, match="no series, state, t_rec column"):
+        list(read_manifest(bad))
+    with pytest.raises(InputError, match="no series, state, t_rec column"):
+        Manifest.load(bad, "hmi.M_720s")
+    assert not bad.with_suffix(".sqlite").exists()  # nothing half-imported is left
+    with pytest.raises(InputError, match="cannot read manifest"):
+        list(read_manifest(tmp_path / "absent.manifest.csv"))
 
 
 # ------------------------------------------------------------- verification

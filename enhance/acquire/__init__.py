@@ -18,7 +18,14 @@ from enhance.acquire.fetch import EMAIL_ENV, AcquireOptions, acquire
 from enhance.acquire.gaps import GapReport, gap_report
 from enhance.acquire.jsoc import JsocOptions, JsocSource, mask_email, server_config
 from enhance.acquire.local import sample_dir, scan_archive
-from enhance.acquire.manifest import COLUMNS, KEYWORDS, STATES, Manifest, manifest_path
+from enhance.acquire.manifest import (
+    COLUMNS,
+    KEYWORDS,
+    STATES,
+    Manifest,
+    manifest_path,
+    read_manifest,
+)
 from enhance.acquire.quality import QUALITY_BITS, QualityPolicy, decode_quality, parse_quality
 from enhance.acquire.series import SERIES, HmiSeries, get_series
 from enhance.acquire.status import AcquisitionStatus, read_status, status_path
@@ -33,6 +40,7 @@ __all__ = [
     "EMAIL_ENV",
     "Manifest",
     "manifest_path",
+    "read_manifest",
     "COLUMNS",
     "KEYWORDS",
     "STATES",

@@ -59,6 +59,7 @@ __all__ = [
     "KEYWORDS",
     "NEEDS_EXPORT",
     "manifest_path",
+    "read_manifest",
 ]
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,44 @@ COLUMNS = (
 def manifest_path(out_dir: str | os.PathLike[str], series: str) -> Path:
     """Where the manifest of ``series`` lives in ``out_dir``."""
     return Path(out_dir) / f"{series}.manifest.csv"
+
+
+#: Columns every manifest CSV must have.
+_REQUIRED = ("t_rec", "state", "series")
+
+
+def read_manifest(path: str | os.PathLike[str]) -> Iterator[dict[str, str]]:
+    """Stream the rows of a manifest's CSV copy (``<series>.manifest.csv``), in file order.
+
+    The one reader of the file: :meth:`Manifest.load` imports a CSV-only
+    manifest with it, and reports and plans read a finished acquisition
+    with it. Every row has every column of :data:`COLUMNS`, as text
+    (``""`` where the file has none); only one row is held at a time.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read, is not CSV, or lacks the ``t_rec``,
+        ``state`` or ``series`` column (raised on the first row read).
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = set(_REQUIRED) - set(reader.fieldnames or ())
+            if missing:
+                raise InputError(
+                    f"{path} is not an enhance manifest (no "
+                    f"{', '.join(sorted(missing))} column); move it away to start afresh"
+                )
+            for record in reader:
+                yield {col: str(record.get(col) or "") for col in COLUMNS}
+    except (ValueError, OSError, csv.Error) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(
+            f"cannot read manifest {path}: {exc}; move it away to start afresh"
+        ) from exc
 
 
 class Manifest:
@@ -222,29 +261,16 @@ class Manifest:
 
     def _import_csv(self) -> None:
         try:
-            with open(self.path, newline="") as fh:
-                reader = csv.DictReader(fh)
-                missing = {"t_rec", "state", "series"} - set(reader.fieldnames or ())
-                if missing:
-                    raise InputError(
-                        f"{self.path} is not an enhance manifest (no "
-                        f"{', '.join(sorted(missing))} column); move it away to start afresh"
-                    )
-                for record in reader:
-                    row = {col: str(record.get(col) or "") for col in COLUMNS}
-                    self._live[row["t_rec"]] = row
-                    self._dirty.add(row["t_rec"])
-                    if len(self._dirty) >= 10000:
-                        self.release()
-        except (ValueError, OSError, csv.Error) as exc:
+            for row in read_manifest(self.path):
+                self._live[row["t_rec"]] = row
+                self._dirty.add(row["t_rec"])
+                if len(self._dirty) >= 10000:
+                    self.release()
+        except InputError:
             with contextlib.suppress(OSError):
                 self.close()
                 self.db_path.unlink()
-            if isinstance(exc, InputError):
-                raise
-            raise InputError(
-                f"cannot read manifest {self.path}: {exc}; move it away to start afresh"
-            ) from exc
+            raise
         self.release()
 
     def save(self, *, csv_copy: bool = True) -> Path:

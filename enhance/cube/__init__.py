@@ -19,7 +19,6 @@ from enhance.cube.plan import (
     PlannedFrame,
     batch_id,
     plan_batches,
-    read_manifest,
     read_plan,
     write_plan,
 )
@@ -44,7 +43,6 @@ __all__ = [
     "plan_batches",
     "quantize",
     "read_enhanced",
-    "read_manifest",
     "read_plan",
     "write_plan",
 ]

@@ -31,7 +31,6 @@ from pathlib import Path
 
 from enhance.atomic import atomic_path
 from enhance.cube.layout import CubeLayout
-from enhance.errors import InputError
 from enhance.time import format_t_rec, grid_floor, tai_datetime
 
 __all__ = [
@@ -43,7 +42,6 @@ __all__ = [
     "write_plan",
     "write_plan_streamed",
     "read_plan",
-    "read_manifest",
 ]
 
 log = logging.getLogger(__name__)
@@ -122,25 +120,6 @@ def range_batches(
         batches[period] = [batch_id(period, k) for k in range(i0, i1 + 1)]
         when = final + step
     return batches
-
-
-def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """Rows of an acquisition manifest CSV (``<series>.manifest.csv``) as text.
-
-    Raises
-    ------
-    InputError
-        If the file is missing or has no ``t_rec``/``state``/``file`` column.
-    """
-    path = Path(path)
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise InputError(f"cannot read manifest {path}: {exc.strerror}") from exc
-    if rows and not {"t_rec", "state", "file"} <= set(rows[0]):
-        raise InputError(f"{path} is not an acquisition manifest (t_rec, state, file columns)")
-    return rows
 
 
 def plan_batches(

@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from enhance.acquire import manifest_path
+from enhance.acquire import COLUMNS, manifest_path, read_manifest
 from enhance.atomic import atomic_path
 from enhance.time import format_t_rec, tai_datetime
 
@@ -18,8 +18,8 @@ snakemake = globals()["snakemake"]
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 summary = json.loads(Path(snakemake.input.summary).read_text())
 series = summary["series"]
-manifest = pd.read_csv(
-    manifest_path(snakemake.params.raw_dir, series), dtype=str, keep_default_na=False
+manifest = pd.DataFrame(
+    read_manifest(manifest_path(snakemake.params.raw_dir, series)), columns=list(COLUMNS)
 )
 manifest["time"] = [tai_datetime(t) for t in manifest["t_rec"]]
 if summary["start"]:
