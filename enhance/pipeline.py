@@ -164,6 +164,12 @@ class EnhanceSettings:
         (:func:`enhance.io.frame_quality.frame_quality`, measured in the
         write stage and written to the header; flagged frames are written
         too).
+    uncertainty : bool or None
+        Write the per-pixel sigma (``SIGMA`` HDU) computed by the network's
+        uncertainty head: True always (no head is an error), False never,
+        None when a head fitted for these weights is installed (the shipped
+        networks have one); see
+        :func:`enhance.inference.uncertainty.resolve_uncertainty`.
     """
 
     observable: str | None = None
@@ -177,6 +183,7 @@ class EnhanceSettings:
     check_scale: bool = True
     check_range: bool = True
     quality: QualityTolerances = dataclasses.field(default_factory=QualityTolerances)
+    uncertainty: bool | None = None
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for a bad value or a missing GPU."""
@@ -201,6 +208,7 @@ class LoadedFrame:
     frame: Frame
     weights_path: Path
     weights_metadata: dict[str, Any]
+    uncertainty: bool = False
 
 
 def load_frame(
@@ -236,7 +244,10 @@ def load_frame(
     check_trained_for(metadata, frame.observable, weights_path, input_path.name)
     if settings.check_scale:
         check_pixel_scale(frame.header, trained_pixel_scale(metadata), path=input_path)
-    return LoadedFrame(input_path, output_path, frame, weights_path, metadata)
+    from enhance.inference.uncertainty import resolve_uncertainty
+
+    with_sigma = resolve_uncertainty(settings.uncertainty, weights_path)
+    return LoadedFrame(input_path, output_path, frame, weights_path, metadata, with_sigma)
 
 
 def run_network(loaded: LoadedFrame, settings: EnhanceSettings, *, progress: bool = False) -> Frame:
@@ -260,6 +271,7 @@ def run_network(loaded: LoadedFrame, settings: EnhanceSettings, *, progress: boo
         progress=progress,
         compile=settings.compile,
         check_scale=settings.check_scale,
+        uncertainty=loaded.uncertainty,
     )
     expected = (2 * frame.data.shape[0], 2 * frame.data.shape[1])
     if enhanced.data.shape != expected:
@@ -322,6 +334,7 @@ def write_result(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings
         "compiled": settings.compile,
         "scale_check": "on" if settings.check_scale else "off (by request)",
         "range_check": "on" if settings.check_range else "off (by request)",
+        "uncertainty": "SIGMA HDU" if "sigma" in enhanced.meta else "none",
     }
     return write_enhanced(
         loaded.output_path, enhanced, provenance=provenance, compression=settings.compression
@@ -344,6 +357,7 @@ def enhance_file(
     check_scale: bool = True,
     check_range: bool = True,
     quality: QualityTolerances | None = None,
+    uncertainty: bool | None = None,
 ) -> Path:
     """Enhance one HMI FITS file and write the 2x result.
 
@@ -370,7 +384,7 @@ def enhance_file(
     ----------
     input_path, output_path : path-like
         HMI FITS file in; FITS file out (its directory must exist).
-    observable, weights, device, precision, tile, normalize, compression, compile
+    observable, weights, device, precision, tile, normalize, compression, compile, uncertainty
         See :class:`EnhanceSettings`.
     check_scale, check_range
         Plausibility checks before compute, see :class:`EnhanceSettings`.
@@ -406,6 +420,7 @@ def enhance_file(
         check_scale=check_scale,
         check_range=check_range,
         quality=quality or QualityTolerances(),
+        uncertainty=uncertainty,
     )
     settings.check()
     loaded = load_frame(input_path, output_path, settings)

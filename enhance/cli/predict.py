@@ -102,6 +102,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="progress bar over the network's windows on standard error "
         "(default: shown when standard error is a terminal)",
     )
+    parser.add_argument(
+        "--uncertainty",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write the per-pixel sigma as a SIGMA HDU (same WCS and units), from the "
+        "network's uncertainty head (default: when one is installed for the weights, as "
+        "for the shipped networks; --uncertainty makes a missing head an error)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -143,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         check_scale=args.check_scale,
         check_range=args.check_range,
+        uncertainty=args.uncertainty,
     )
     log.info("wrote %s", output)
     print(output)

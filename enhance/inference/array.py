@@ -32,6 +32,7 @@ from enhance.errors import ConfigError, InputError
 from enhance.inference.tiling import plan_windows
 from enhance.model.fuse import fold_batchnorm
 from enhance.model.network import EnhanceNet
+from enhance.model.uncertainty import EnhanceWithUncertainty, fold_for_inference
 
 __all__ = [
     "PRECISIONS",
@@ -177,7 +178,7 @@ def _to_host(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _forward(model: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """Network on a ``(N, H, W)`` device batch -> ``(N, fH, fW)`` float32 on the device."""
+    """Network on a ``(N, H, W)`` device batch -> ``(N, C, fH, fW)`` float32 on the device."""
     tensor = batch[:, None].contiguous(memory_format=torch.channels_last)
     context = (
         torch.autocast(device_type=tensor.device.type, dtype=dtype)
@@ -186,7 +187,7 @@ def _forward(model: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -
     )
     with context:
         out = model(tensor)
-    return out[:, 0].float()
+    return out.float()
 
 
 def _progress_bar(total: int, label: str | None) -> Any:
@@ -234,7 +235,12 @@ def prepare_model(model: EnhanceNet, device: torch.device, *, compile: bool = Fa
     cached = _PREPARED.get(model, {}).get(key)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
-    prepared = fold_batchnorm(model).to(device).to(memory_format=torch.channels_last)
+    folded = (
+        fold_for_inference(model)
+        if isinstance(model, EnhanceWithUncertainty)
+        else fold_batchnorm(model)
+    )
+    prepared = folded.to(device).to(memory_format=torch.channels_last)
     if compile:
         prepared = torch.compile(prepared)
     _PREPARED.setdefault(model, {})[key] = (fingerprint, prepared)
@@ -264,9 +270,12 @@ def enhance_array(
     data : array_like, shape (H, W)
         Physical units: continuum in quiet-Sun intensity, Blos in gauss.
         Non-finite pixels (off-disk) are allowed.
-    model : EnhanceNet
+    model : EnhanceNet or EnhanceWithUncertainty
         Not modified: the forward passes use its inference copy
         (:func:`prepare_model`, batch norms folded, always evaluation mode).
+        A network with its uncertainty head
+        (:class:`enhance.model.uncertainty.EnhanceWithUncertainty`) gives the
+        output and sigma together.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device
         Where the network runs. During the call cuDNN's autotuner is on and
         TF32 is allowed only for bf16/fp16 (:func:`cudnn_settings`; the
@@ -311,7 +320,8 @@ def enhance_array(
     -------
     numpy.ndarray, float32, shape (2H, 2W)
         Physical units; NaN where the input was not finite. Windows with no
-        finite pixel are not computed.
+        finite pixel are not computed. With an uncertainty head, shape
+        (2, 2H, 2W): the output and sigma, both in physical units.
 
     Raises
     ------
@@ -333,12 +343,9 @@ def enhance_array(
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     factor = model.upscale
     margin = model.receptive_radius if margin is None else int(margin)
-    try:
-        (wh, ww), windows = plan_windows(
-            image.shape, tile=int(tile), margin=margin, blend=int(blend), factor=factor
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    (wh, ww), windows = plan_windows(
+        image.shape, tile=int(tile), margin=margin, blend=int(blend), factor=factor
+    )
     net = prepare_model(model, dev, compile=compile)
     height, width = image.shape
     # fp32 means IEEE fp32: PyTorch lets cuDNN round convolution inputs to
@@ -385,7 +392,10 @@ def enhance_array(
         ]
         bar = _progress_bar(len(windows), progress_label) if progress else None
         log.debug("%d windows of %dx%d on %s (%s)", len(windows), wh, ww, dev, precision)
-        out = torch.zeros((factor * height, factor * width), dtype=torch.float32, device=dev)
+        channels = 2 if isinstance(model, EnhanceWithUncertainty) else 1  # output, sigma
+        out = torch.zeros(
+            (channels, factor * height, factor * width), dtype=torch.float32, device=dev
+        )
         try:
             for batch in batches:
                 stack = torch.stack([src[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww] for w in batch])
@@ -397,7 +407,8 @@ def enhance_array(
                 for w, tile_out in zip(batch, result, strict=True):
                     ys = slice(factor * w.y0, factor * (w.y0 + wh))
                     xs = slice(factor * w.x0, factor * (w.x0 + ww))
-                    out[ys, xs].addcmul_(tile_out, torch.outer(weights_y[w.y0], weights_x[w.x0]))
+                    weight = torch.outer(weights_y[w.y0], weights_x[w.x0])
+                    out[:, ys, xs].addcmul_(tile_out, weight)
                 if bar is not None:
                     if dev.type == "cuda":
                         torch.cuda.synchronize(dev)
@@ -406,13 +417,14 @@ def enhance_array(
             if bar is not None:
                 bar.close()
         norm = torch.from_numpy(norm_y.astype(np.float32)).to(dev)
-        out /= norm[:, None]
+        out /= norm[None, :, None]
         norm = torch.from_numpy(norm_x.astype(np.float32)).to(dev)
-        out /= norm[None, :]
+        out /= norm[None, None, :]
         if input_scale != 1.0:
             out *= float(input_scale)
         if has_nan:
-            blocks = out.view(height, factor, width, factor)
-            blocks.masked_fill_(~finite[:, None, :, None], float("nan"))
+            blocks = out.view(channels, height, factor, width, factor)
+            blocks.masked_fill_(~finite[None, :, None, :, None], float("nan"))
         with _timed(timings, "d2h", dev):
-            return _to_host(out)
+            host = _to_host(out)
+        return host[0] if channels == 1 else host

@@ -39,6 +39,7 @@ def enhance_frame(
     compile: bool = False,
     check_scale: bool = True,
     timings: InferenceTimings | None = None,
+    uncertainty: bool = False,
 ) -> Frame:
     """Return the enhanced frame (2x grid, same units, header with the 2x WCS).
 
@@ -60,6 +61,14 @@ def enhance_frame(
         was trained for (:func:`enhance.model.trained_pixel_scale`, within
         :data:`enhance.io.plausibility.PIXEL_SCALE_TOLERANCE`), before any
         compute. False: enhance it anyway.
+    uncertainty : bool
+        Also compute the per-pixel uncertainty in the same tiled pass, with
+        the network's uncertainty head (``NAME.uncertainty.safetensors``
+        beside the weights, fitted for exactly that network;
+        :mod:`enhance.model.uncertainty`). It is returned as
+        ``meta["sigma"]``, a :class:`enhance.io.sigma.SigmaMap` in the
+        output's units, which :func:`enhance.io.write_enhanced` stores as the
+        ``SIGMA`` HDU.
 
     Returns
     -------
@@ -67,12 +76,13 @@ def enhance_frame(
         ``meta`` is the input's plus ``weights_file``, ``weights_sha256``,
         ``psf_model``, ``device`` (the device used, e.g. ``"cpu"`` or
         ``"cuda:0"``, never ``"auto"``), ``precision``, ``tile`` and
-        ``scale_checked``.
+        ``scale_checked`` (and ``sigma`` with ``uncertainty``).
 
     Raises
     ------
     WeightsError
-        No weights, a bad weights file, or weights trained for another observable.
+        No weights, a bad weights file, or weights trained for another observable;
+        with ``uncertainty``, no head fitted for these weights.
     InputError
         The frame's pixel scale is missing or not the network's (``check_scale``).
     """
@@ -86,9 +96,14 @@ def enhance_frame(
     if check_scale:
         check_pixel_scale(frame.header, trained_pixel_scale(meta), path=input_name or None)
     scale = float(meta["input_normalisation"].get("scale", 1.0))
+    network, head_meta = model, None
+    if uncertainty:
+        from enhance.inference.uncertainty import with_uncertainty
+
+        network, head_meta = with_uncertainty(path, model, meta)
     data = enhance_array(
         frame.data,
-        model,
+        network,
         device=dev,
         precision=precision,
         tile=tile,
@@ -101,6 +116,10 @@ def enhance_frame(
     )
     header = upsample_header(frame.header, factor=model.upscale)
     meta_out = dict(frame.meta)
+    if head_meta is not None:
+        from enhance.inference.uncertainty import sigma_map
+
+        data, meta_out["sigma"] = data[0], sigma_map(data[1], head_meta)
     meta_out.update(
         weights_file=path.name,
         weights_sha256=meta["sha256"],

@@ -41,6 +41,7 @@ from enhance.frame import Frame
 from enhance.io.cards import set_card
 from enhance.io.frame_quality import FrameQuality
 from enhance.io.reader import HEADER_UNITS, STRUCTURAL_CARDS, UNIT_NAMES
+from enhance.io.sigma import SigmaMap, sigma_hdu
 from enhance.provenance import provenance_record
 
 __all__ = ["COMPRESSION_CHOICES", "MASK_KEYWORDS", "PROVENANCE_KEYWORDS", "write_enhanced"]
@@ -202,6 +203,9 @@ def write_enhanced(
         ``"gzip"``: empty primary HDU + lossless GZIP_2 tile-compressed float32
         image in HDU 1 (default); ``"rice"``: the same with lossy RICE_1
         quantisation at sigma/16; None: plain float32 primary image.
+        ``frame.meta["sigma"]``, a :class:`enhance.io.sigma.SigmaMap`, is
+        written after the image as the HDU ``SIGMA`` (same compression,
+        WCS and BUNIT; :func:`enhance.io.sigma.sigma_hdu`).
 
     Returns
     -------
@@ -241,6 +245,17 @@ def write_enhanced(
         hdul = fits.HDUList([fits.PrimaryHDU(), image])
     else:
         hdul = fits.HDUList([fits.PrimaryHDU(data=data, header=header)])
+    sigma = frame.meta.get("sigma")
+    if isinstance(sigma, SigmaMap):  # per-pixel uncertainty: the SIGMA image HDU
+        hdul.append(
+            sigma_hdu(
+                sigma,
+                header,
+                data.shape,
+                compression=compression,
+                rice_quantize_level=RICE_QUANTIZE_LEVEL,
+            )
+        )
     with atomic_path(path) as tmp:
         try:
             hdul.writeto(tmp, overwrite=True, checksum=True)

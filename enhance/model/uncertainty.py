@@ -1,0 +1,387 @@
+"""A per-pixel uncertainty head on the frozen Enhance network, and its weights file.
+
+Deconvolution and 2x super-resolution are ill-posed: part of every enhanced
+pixel is filled in from what the network learned. The head predicts, for each
+output pixel, the standard deviation sigma of a Gaussian around the network's
+output, in the output's units. It reads two things:
+
+* the 64 feature maps the backbone computes last, on the output grid (after
+  the upsampling convolution and its ReLU, right before the 1x1 output
+  convolution), which carry what the network "sees" at that pixel;
+* the logarithm of the local input noise: Immerkær's noise operator
+  (a 3x3 Laplacian difference, whose mean absolute response times
+  sqrt(pi/2)/6 is the standard deviation of white noise) averaged over 7x7
+  input pixels and repeated onto the output grid. It grows with the input
+  noise and with the amplitude of the input's fine structure, so sigma
+  extrapolates sensibly to inputs noisier or more contrasted than training.
+
+The head (a 1x1 convolution to 16 channels, ReLU, a 3x3 convolution, ReLU and
+a 1x1 convolution to one channel, plus a 1x1 linear path from the inputs)
+outputs log sigma in network units; it costs ~14 kFLOP per input pixel,
+about 1 % of the backbone's 1.1 MFLOP. It is trained with the Gaussian
+negative log-likelihood against the 28 cm truth on the training regions
+(:mod:`enhance.training.uncertainty`); a single factor fitted on held-out
+data (``calibration_scale`` in the sidecar) multiplies it.
+
+:class:`EnhanceWithUncertainty` wraps a backbone and a head into one module
+whose forward pass returns ``(N, 2, 2H, 2W)``: the network's output (exactly
+the backbone's) and sigma, both in network units, so tiled inference
+(:func:`enhance.inference.enhance_array`) blends and scales them together.
+
+Weights: ``NAME.uncertainty.safetensors`` beside the network ``NAME.safetensors``,
+with a JSON sidecar that records the sha256 of both files; a head is refused
+for any other network.
+
+References
+----------
+.. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), "Enhancing SDO/HMI images
+   using deep learning", A&A 614, A5 (the backbone).
+.. [2] Nix, D. A. & Weigend, A. S. (1994), "Estimating the mean and variance
+   of the target probability distribution", Proc. IEEE ICNN, 55 (a variance
+   output trained with the Gaussian likelihood).
+.. [3] Immerkær, J. (1996), "Fast noise variance estimation", Computer Vision
+   and Image Understanding 64, 300 (the noise operator and its constant).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from enhance import __version__
+from enhance.atomic import atomic_path
+from enhance.errors import WeightsError
+from enhance.model.network import EnhanceNet
+from enhance.model.weights import read_sidecar, sidecar_path
+from enhance.provenance import sha256_file
+
+__all__ = [
+    "METHOD",
+    "EnhanceWithUncertainty",
+    "SigmaHead",
+    "backbone_forward",
+    "fold_for_inference",
+    "load_uncertainty",
+    "local_noise",
+    "save_sigma_head",
+    "uncertainty_path",
+]
+
+log = logging.getLogger(__name__)
+
+#: Name of the method, written to FITS (ENHSGMET) and cube attributes.
+METHOD = "gaussian-nll-head"
+#: Immerkær (1996) eq. 3: for white noise of standard deviation s, the mean
+#: absolute response of the 3x3 operator [[1,-2,1],[-2,4,-2],[1,-2,1]] is
+#: 6 s / sqrt(pi/2).
+IMMERKAER_FACTOR = math.sqrt(math.pi / 2.0) / 6.0
+#: Side of the box over which the local input noise is averaged (input pixels).
+NOISE_WINDOW = 7
+#: Floor of the local noise before the logarithm, in network units (far below
+#: HMI's noise: 1e-3 quiet-Sun units, 10 G = 1e-2 kG).
+NOISE_FLOOR = 1e-6
+#: Bounds of log sigma in network units (sigma between ~2e-9 and ~2e4).
+LOG_SIGMA_RANGE = (-20.0, 10.0)
+#: Suffix of the head's weights file, after the network's stem.
+SUFFIX = ".uncertainty.safetensors"
+
+
+def uncertainty_path(weights: str | os.PathLike[str]) -> Path:
+    """The uncertainty head's weights file for network ``weights``.
+
+    ``continuum.safetensors`` -> ``continuum.uncertainty.safetensors`` (its
+    sidecar: ``continuum.uncertainty.json``).
+    """
+    path = Path(weights)
+    return path.with_name(path.stem + SUFFIX)
+
+
+def local_noise(x: torch.Tensor) -> torch.Tensor:
+    """Local white-noise standard deviation of ``x`` (N, 1, H, W), same shape.
+
+    Immerkær's operator (reflect padding), absolute value, mean over
+    :data:`NOISE_WINDOW` x :data:`NOISE_WINDOW` pixels, times
+    :data:`IMMERKAER_FACTOR`. On pure white noise this is its standard
+    deviation; fine structure adds to it.
+    """
+    kernel = x.new_tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+    response = nn.functional.conv2d(
+        nn.functional.pad(x, (1, 1, 1, 1), mode="reflect"), kernel[None, None]
+    ).abs()
+    half = NOISE_WINDOW // 2
+    padded = nn.functional.pad(response, (half, half, half, half), mode="reflect")
+    return IMMERKAER_FACTOR * nn.functional.avg_pool2d(padded, NOISE_WINDOW, stride=1)
+
+
+def backbone_forward(net: EnhanceNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(output, features)`` of an :class:`EnhanceNet` on ``x``.
+
+    The same computation as ``net(x)`` (checked by the tests), also returning
+    the last feature maps (``width`` channels on the output grid, after the
+    upsampling convolution and its ReLU). Works on the batch-norm-folded
+    inference copy too (its batch norms are identities).
+    """
+    x0 = torch.relu(net.head(x))
+    y = x0
+    for block in net.blocks:
+        y = block(y)
+    y = x0 + net.body_bn(net.body_conv(y))
+    features = torch.relu(net.up_conv(net.up(y)))
+    out = net.tail(features)
+    if net.linear_skip:
+        out = out + net.shuffle(net.linear(x))
+    return out, features
+
+
+class SigmaHead(nn.Module):
+    """log sigma (network units) from the backbone's features and the local input noise.
+
+    Parameters
+    ----------
+    width : int
+        Feature channels of the backbone (64 for the paper's network).
+    hidden : int
+        Channels of the head's hidden layers.
+    upscale : int
+        Output/input sampling ratio of the backbone.
+    """
+
+    def __init__(self, *, width: int = 64, hidden: int = 16, upscale: int = 2) -> None:
+        super().__init__()
+        if width < 1 or hidden < 1 or upscale < 1:
+            raise ValueError(f"invalid head width={width}, hidden={hidden}, upscale={upscale}")
+        self.width, self.hidden, self.upscale = int(width), int(hidden), int(upscale)
+        channels = self.width + 1
+        self.reduce = nn.Conv2d(channels, hidden, 1)
+        self.mix = nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="reflect")
+        self.out = nn.Conv2d(hidden, 1, 1)
+        self.linear = nn.Conv2d(channels, 1, 1)
+        with torch.no_grad():
+            # start at sigma = the local input noise: a sensible first guess
+            self.linear.weight.zero_()
+            self.linear.weight[0, -1] = 1.0
+            self.linear.bias.zero_()
+            self.out.weight.mul_(0.1)
+            self.out.bias.zero_()
+
+    @property
+    def architecture(self) -> dict[str, int]:
+        """``{"width", "hidden", "upscale"}`` as stored in the sidecar."""
+        return {"width": self.width, "hidden": self.hidden, "upscale": self.upscale}
+
+    def forward(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log sigma ``(N, 1, fH, fW)`` from features ``(N, width, fH, fW)`` and input ``x``."""
+        noise = torch.log(local_noise(x).clamp_min(NOISE_FLOOR))
+        noise = nn.functional.interpolate(noise, scale_factor=self.upscale, mode="nearest")
+        inputs = torch.cat([features, noise], dim=1)
+        hidden = torch.relu(self.mix(torch.relu(self.reduce(inputs))))
+        return (self.out(hidden) + self.linear(inputs)).clamp(*LOG_SIGMA_RANGE)
+
+
+class EnhanceWithUncertainty(nn.Module):
+    """An Enhance network and its sigma head as one module: ``(N, 2, fH, fW)`` out.
+
+    Channel 0 is the backbone's output, channel 1 sigma (network units, the
+    head's output times ``calibration_scale``). ``upscale`` and
+    ``receptive_radius`` follow the backbone's (the head's 3x3 convolution
+    on the output grid and the 3x3 + 7x7 noise window add one input pixel
+    beyond it), so tiled inference reproduces the whole-image result.
+
+    Parameters
+    ----------
+    backbone : EnhanceNet
+    head : SigmaHead
+    calibration_scale : float
+        Factor fitted on held-out data (1: none).
+    """
+
+    def __init__(
+        self, backbone: EnhanceNet, head: SigmaHead, *, calibration_scale: float = 1.0
+    ) -> None:
+        super().__init__()
+        if head.width != backbone.width or head.upscale != backbone.upscale:
+            raise WeightsError(
+                f"uncertainty head for width {head.width}, upscale {head.upscale} does not fit "
+                f"a network of width {backbone.width}, upscale {backbone.upscale}"
+            )
+        self.backbone, self.head = backbone, head
+        self.calibration_scale = float(calibration_scale)
+
+    @property
+    def upscale(self) -> int:
+        """The backbone's output/input sampling ratio."""
+        return self.backbone.upscale
+
+    @property
+    def receptive_radius(self) -> int:
+        """Receptive-field radius in input pixels: the backbone's + 1."""
+        half = NOISE_WINDOW // 2 + 1
+        return max(self.backbone.receptive_radius, half) + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, features = backbone_forward(self.backbone, x)
+        sigma = torch.exp(self.head(features, x)) * self.calibration_scale
+        return torch.cat([out, sigma], dim=1)
+
+
+def save_sigma_head(
+    head: SigmaHead,
+    path: str | os.PathLike[str],
+    *,
+    backbone: str | os.PathLike[str],
+    metadata: Mapping[str, Any],
+) -> Path:
+    """Write ``head`` to ``path`` (.safetensors) and its sidecar, atomically.
+
+    Parameters
+    ----------
+    head : SigmaHead
+    path : path-like
+        Usually :func:`uncertainty_path` of ``backbone``.
+    backbone : path-like
+        The network the head was trained on; its sha256 (from its checked
+        sidecar) and file name are recorded, and loading refuses any other.
+    metadata : mapping
+        Stored as given (``calibration_scale``, ``training``, ``coverage``...).
+        ``method``, ``architecture``, ``backbone_sha256``, ``backbone_file``,
+        ``observable``, ``units``, ``package_version`` and ``sha256`` are
+        filled in here.
+    """
+    path = Path(path)
+    if not path.name.endswith(".safetensors"):
+        raise WeightsError(f"uncertainty weights file {path} must end in .safetensors")
+    net_meta = read_sidecar(backbone)
+    state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "kind": "uncertainty"})
+        os.chmod(tmp, 0o644)
+    sidecar = dict(metadata)
+    sidecar.setdefault("calibration_scale", 1.0)
+    sidecar.update(
+        method=METHOD,
+        architecture=head.architecture,
+        backbone_file=Path(backbone).name,
+        backbone_sha256=net_meta["sha256"],
+        observable=net_meta["observable"],
+        units=net_meta["input_normalisation"].get("units"),
+        package_version=__version__,
+        sha256=sha256_file(path),
+        weights_file=path.name,
+    )
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n")
+    log.info("wrote %s (for network %s…)", path, net_meta["sha256"][:12])
+    return path
+
+
+def _read_head_sidecar(path: Path) -> dict[str, Any]:
+    side = sidecar_path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"no uncertainty weights {path.name} beside the network; fit them with "
+            f"`enhance fit-uncertainty --weights {path.parent / path.name.replace(SUFFIX, '')}"
+            ".safetensors ...` or run without uncertainty"
+        )
+    try:
+        meta = json.loads(side.read_text())
+    except FileNotFoundError as exc:
+        raise WeightsError(f"uncertainty weights {path} have no sidecar {side.name}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"sidecar {side} is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise WeightsError(f"sidecar {side} does not hold a JSON object")
+    missing = [k for k in ("sha256", "backbone_sha256", "architecture") if k not in meta]
+    if missing:
+        raise WeightsError(f"sidecar {side} lacks {', '.join(missing)}")
+    scale = meta.get("calibration_scale", 1.0)
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise WeightsError(f"sidecar {side}: calibration_scale {scale!r} must be positive")
+    return meta
+
+
+def load_uncertainty(
+    weights: str | os.PathLike[str],
+    backbone: EnhanceNet,
+    backbone_meta: Mapping[str, Any],
+    *,
+    path: str | os.PathLike[str] | None = None,
+) -> tuple[EnhanceWithUncertainty, dict[str, Any]]:
+    """The network ``backbone`` (loaded from ``weights``) with its checked sigma head.
+
+    Parameters
+    ----------
+    weights : path-like
+        The network's weights file (for names in messages and the default path).
+    backbone : EnhanceNet
+        The network loaded from ``weights`` (not modified).
+    backbone_meta : mapping
+        Its sidecar (``sha256`` is compared with the head's ``backbone_sha256``).
+    path : path-like, optional
+        The head's weights; default :func:`uncertainty_path` of ``weights``.
+
+    Returns
+    -------
+    (EnhanceWithUncertainty, dict)
+        The combined module in eval mode and the head's sidecar.
+
+    Raises
+    ------
+    WeightsError
+        The head is missing, corrupt, for another network (sha256 mismatch)
+        or does not fit the backbone: one sentence saying how to fix it.
+    """
+    head_path = Path(path) if path is not None else uncertainty_path(weights)
+    meta = _read_head_sidecar(head_path)
+    if meta["backbone_sha256"] != backbone_meta["sha256"]:
+        raise WeightsError(
+            f"uncertainty weights {head_path.name} were fitted for network "
+            f"{meta['backbone_sha256'][:12]}… but {Path(weights).name} is "
+            f"{backbone_meta['sha256'][:12]}…; refit them with `enhance fit-uncertainty "
+            f"--weights {weights}` or run without uncertainty"
+        )
+    actual = sha256_file(head_path)
+    if actual != meta["sha256"]:
+        raise WeightsError(
+            f"uncertainty weights {head_path} are corrupt or were changed: sha256 "
+            f"{actual[:12]}… does not match {meta['sha256'][:12]}… in its sidecar"
+        )
+    try:
+        head = SigmaHead(**meta["architecture"])
+        head.load_state_dict(load_file(str(head_path)), strict=True)
+    except (TypeError, ValueError, RuntimeError, SafetensorError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsError(f"uncertainty weights {head_path} do not load: {first}") from exc
+    model = EnhanceWithUncertainty(
+        backbone, head.eval(), calibration_scale=float(meta.get("calibration_scale", 1.0))
+    )
+    return model.eval(), meta
+
+
+def fold_for_inference(model: EnhanceWithUncertainty) -> EnhanceWithUncertainty:
+    """An evaluation copy of ``model`` with the backbone's batch norms folded.
+
+    :func:`enhance.model.fuse.fold_batchnorm` on the backbone, a copy of the
+    head; ``model`` is untouched.
+    """
+    import copy
+
+    from enhance.model.fuse import fold_batchnorm
+
+    folded = EnhanceWithUncertainty(
+        fold_batchnorm(model.backbone),
+        copy.deepcopy(model.head).eval(),
+        calibration_scale=model.calibration_scale,
+    ).eval()
+    for parameter in folded.parameters():
+        parameter.requires_grad_(False)
+    return folded
