@@ -68,9 +68,12 @@ def test_append_roundtrip_and_layout(tmp_path, base):
         assert h5["data"].dtype == np.float32 and h5["data"].shape == (3, 256, 256)
         assert h5["data"].is_virtual  # over the segment files, read as one dataset
         np.testing.assert_array_equal(h5["data"][1], frames[1].data)
-        (segment,) = cube.segments_dir.iterdir()
-        with h5py.File(segment, "r") as seg:
-            assert seg["data"].chunks == (1, 256, 256)
+        segments = sorted(cube.segments_dir.rglob("*.h5"))
+        assert [p.name for p in segments] == ["0.h5", "1.h5", "2.h5"]  # one file per frame
+        for k, segment in enumerate(segments):
+            with h5py.File(segment, "r") as seg:
+                assert seg["data"].chunks == (1, 256, 256)
+                np.testing.assert_array_equal(seg["data"][0], frames[k].data)
         assert list(h5["quality"][:]) == [0, 0x400, 0]
         assert h5["input_sha256"][2].decode() == frames[2].meta["input_sha256"]
         assert h5["wcs/CDELT1"][0] == pytest.approx(base.header["CDELT1"])

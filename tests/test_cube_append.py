@@ -49,10 +49,11 @@ def written_bytes() -> int:
 
 
 def files_state(folder: Path) -> dict[str, tuple[int, int, int]]:
-    """Inode, size and mtime of every file in ``folder``."""
+    """Inode, size and mtime of every file under ``folder`` (by relative path)."""
     return {
-        p.name: (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(folder.iterdir())
+        str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -74,19 +75,34 @@ def check_frames(cube: TimeCube, base: Frame) -> list[int]:
 
 APPENDER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from test_cube import make_frame, SAMPLE
-    from enhance.io import read_hmi, write_enhanced
+    from enhance.io import read_hmi
     from enhance.cube import TimeCube
+    import enhance.cube.append as append_module
+    import enhance.cube.segments as segments
 
     base = read_hmi(SAMPLE)
     marker, phase = Path({marker!r}), {phase!r}
-    cube = TimeCube({path!r}, segment_bytes={segment_bytes})
-    if phase == "index":  # pause the real write of the new index after its first block
+    cube = TimeCube({path!r})
+    numbers = (2, 3, 4) if phase != "root" else (1,)
+
+    def pause(what):
+        marker.write_text(what)
+        time.sleep(600)  # the parent kills us here
+
+    if phase == "renaming":  # stop after the first of the renames into the tail
+        class PausingOs:
+            def __getattr__(self, name):
+                return getattr(os, name)
+            def replace(self, src, dst):
+                os.replace(src, dst)
+                pause("one staged frame renamed into the tail")
+        append_module.os = PausingOs()
+    if phase == "root":  # pause the real write of the new root after its first block
         import builtins
-        import enhance.cube.segments as segments
         segments._WRITE_BLOCK = 4096
         class PausingFile:
             def __init__(self, fh):
@@ -98,8 +114,7 @@ APPENDER = textwrap.dedent(
             def write(self, block):
                 self.fh.write(block)
                 self.fh.flush()
-                marker.write_text("index half written")
-                time.sleep(600)
+                pause("root half written")
         def pausing_open(name, mode="r", *args, **kwargs):
             fh = builtins.open(name, mode, *args, **kwargs)
             if "w" in mode and Path(name).parent == cube.path.parent:
@@ -107,39 +122,30 @@ APPENDER = textwrap.dedent(
             return fh
         segments.open = pausing_open
     def frames():
-        yield make_frame(base, 2)
-        yield make_frame(base, 3)
-        if phase != "index":
-            marker.write_text("in the middle of the append")
-            time.sleep(600)  # the parent kills us here
-        yield make_frame(base, 4)
+        for k in numbers:
+            yield make_frame(base, k)
+            if phase == "staged" and k == 3:
+                pause("two frames staged")
     cube.append(frames())
     """
 )
 
 
-@pytest.mark.parametrize(
-    ("phase", "segment_bytes"),
-    [
-        ("frames in memory", 1 << 30),  # nothing on disk yet
-        ("segments on disk", 1),  # frames 2 and 3 each in a written, unlisted segment
-        ("index", 1 << 30),  # the segment written, the new index half written
-    ],
-)
-def test_killed_append_leaves_the_cube_and_is_rolled_back(tmp_path, base, phase, segment_bytes):
+@pytest.mark.parametrize("phase", ["staged", "renaming", "root"])
+def test_killed_append_leaves_the_cube_and_is_rolled_back(tmp_path, base, phase):
+    """Killed while staging, between the renames into the tail, or writing a backfill's root."""
     path = tmp_path / "m.h5"
     cube = TimeCube(path)
-    cube.append([make_frame(base, 0), make_frame(base, 1)])
-    index_before = sha(path)
+    cube.append([make_frame(base, 0)])
+    if phase == "root":  # a backfill (frame 1) writes a new root
+        cube.append([make_frame(base, 2)])
+    else:
+        cube.append([make_frame(base, 1)])
+    held = [0, 2] if phase == "root" else [0, 1]
+    root_before = sha(path)
     segments_before = files_state(cube.segments_dir)
     marker = tmp_path / "marker"
-    script = APPENDER.format(
-        tests=str(HERE),
-        marker=str(marker),
-        phase=phase,
-        path=str(path),
-        segment_bytes=segment_bytes,
-    )
+    script = APPENDER.format(tests=str(HERE), marker=str(marker), phase=phase, path=str(path))
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
         deadline = time.monotonic() + 120
@@ -147,30 +153,32 @@ def test_killed_append_leaves_the_cube_and_is_rolled_back(tmp_path, base, phase,
             assert proc.poll() is None, "the appending process ended early"
             assert time.monotonic() < deadline, "the append never reached the kill point"
             time.sleep(0.05)
-        left_over = set(os.listdir(cube.segments_dir)) - set(segments_before)
-        if phase == "frames in memory":
-            assert not left_over
-        if phase == "segments on disk":
-            assert len(left_over) == 2  # what the kill strands
-        if phase == "index":
+        left_over = set(files_state(cube.segments_dir)) - set(segments_before)
+        if phase == "staged":
+            assert len(left_over) == 2 and all("staged-" in name for name in left_over)
+        if phase == "renaming":  # one of the three staged frames renamed into the tail
+            assert len(left_over) == 3 and sum("staged-" in name for name in left_over) == 2
+        if phase == "root":
             assert len(left_over) == 1 and (tmp_path / "m.h5.part").stat().st_size > 0
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
     # readers see the cube of before the append, whatever was left on disk
-    assert sha(path) == index_before
-    assert check_frames(TimeCube(path), base) == [0, 1]
+    assert sha(path) == root_before
+    assert check_frames(TimeCube(path), base) == held
     assert len(TimeCube(path).read_maps()) == 2
-    with h5py.File(path, "r") as h5:
+    with h5py.File(path, "r") as h5:  # plain h5py too: the tail ends at the gap
         assert h5["data"].shape[0] == 2
+        assert [t.decode() for t in h5["t_rec"][:]] == TimeCube(path).times()
     # the next append removes the leftovers and adds the frames
     assert TimeCube(path).append([make_frame(base, k) for k in range(5)]) == 3
     assert check_frames(TimeCube(path), base) == [0, 1, 2, 3, 4]
     assert not (tmp_path / "m.h5.part").exists()
     after = files_state(cube.segments_dir)
     assert all(after[name] == state for name, state in segments_before.items())
-    assert len(after) == len(segments_before) + 1  # one new segment, nothing stranded
+    assert len(after) == len(segments_before) + 3  # one file per new frame, nothing stranded
+    assert not [name for name in after if "staged-" in name and phase != "root"]
 
 
 def test_random_kills_never_show_a_partial_frame(tmp_path, base):
@@ -214,28 +222,35 @@ def test_random_kills_never_show_a_partial_frame(tmp_path, base):
 def test_append_writes_the_new_frame_not_the_cube(tmp_path, base):
     cube = TimeCube(tmp_path / "m.h5")
     cost = {}
+    root = None
     for k in range(40):
         old = files_state(cube.segments_dir) if cube.exists else {}
         before = written_bytes()
         assert cube.append([make_frame(base, k)]) == 1
         cost[k + 1] = written_bytes() - before
         new = files_state(cube.segments_dir)
-        # the stored segments are untouched; all bytes written are the new segment + index
+        # the stored files are untouched, the root is not rewritten: all bytes written
+        # are the new frame's file
         assert all(new[name] == state for name, state in old.items())
         (added,) = set(new) - set(old)
-        fresh = (cube.segments_dir / added).stat().st_size + cube.path.stat().st_size
-        assert cost[k + 1] <= fresh + 16384
-    assert cost[40] <= 1.5 * cost[5]
+        if root is not None:
+            assert sha(cube.path) == root
+            assert cost[k + 1] <= (cube.segments_dir / added).stat().st_size + 4096
+        root = sha(cube.path)
+    assert cost[40] <= 1.1 * cost[5]
     assert check_frames(cube, base) == list(range(40))
 
 
 def test_backfill_reorders_the_index_only(tmp_path, base):
     cube = TimeCube(tmp_path / "m.h5")
     cube.append([make_frame(base, k) for k in (0, 2, 3)])
-    old = {p.name: sha(p) for p in cube.segments_dir.iterdir()}
+    old = {name: sha(cube.segments_dir / name) for name in files_state(cube.segments_dir)}
     before = written_bytes()
     assert cube.append([make_frame(base, 1)]) == 1
-    assert written_bytes() - before < 2 * cube.path.stat().st_size + 200_000
+    # the new frame's file and a new root (listing the 4 frames): no stored frame rewritten
+    (added,) = set(files_state(cube.segments_dir)) - set(old)
+    fresh = (cube.segments_dir / added).stat().st_size + cube.path.stat().st_size
+    assert written_bytes() - before <= fresh + 8192
     assert all(sha(cube.segments_dir / name) == digest for name, digest in old.items())
     assert check_frames(cube, base) == [0, 1, 2, 3]
     with h5py.File(cube.path, "r") as h5:  # the virtual /data is in time order too
@@ -263,7 +278,7 @@ def test_version_1_cube_is_read_and_extended_without_a_copy(tmp_path):
     assert TimeCube(path, codec=Codec(compression="gzip")).append([frame]) == 1
     assert written_bytes() - before < CUBE_V1.stat().st_size  # the old frames were not copied
     cube = TimeCube(path)
-    assert cube.attributes()["format_version"] == 2
+    assert cube.attributes()["format_version"] == 3
     assert len(cube.times()) == 3
     adopted = [p for p in cube.segments_dir.iterdir() if p.stat().st_ino == inode]
     assert len(adopted) == 1  # the version 1 file, hard-linked as the first segment
@@ -309,7 +324,7 @@ FILLER = textwrap.dedent(
     base = read_hmi(SAMPLE)
     cube = TimeCube({path!r})
     try:
-        cube.append([make_frame(base, k) for k in range({first}, {first} + {count})])
+        cube.append([make_frame(base, k) for k in {numbers}])
     except CubeError as exc:
         print(exc, file=sys.stderr)
         sys.exit(3)
@@ -317,8 +332,8 @@ FILLER = textwrap.dedent(
 )
 
 
-def run_filler(path: Path, first: int, count: int, **popen) -> subprocess.CompletedProcess:
-    script = FILLER.format(tests=str(HERE), path=str(path), first=first, count=count)
+def run_filler(path: Path, numbers: list[int], **popen) -> subprocess.CompletedProcess:
+    script = FILLER.format(tests=str(HERE), path=str(path), numbers=numbers)
     return subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, **popen
     )
@@ -344,17 +359,19 @@ def small_filesystem(tmp_path):
 def test_full_disk_is_a_cube_error_and_the_cube_is_unchanged(
     tmp_path, base, small_filesystem, stage
 ):
+    """A backfill (frame 2 into 0, 1, 3) writes a frame file and a new root: each refused."""
     # the same appends on a roomy disk give the sizes to expect (the files are deterministic)
     reference = TimeCube(tmp_path / "ref.h5")
-    reference.append([make_frame(base, k) for k in range(3)])
-    segments = set(reference.segments_dir.iterdir())
+    reference.append([make_frame(base, k) for k in (0, 1, 3)])
+    segments = set(files_state(reference.segments_dir))
     index_3 = reference.path.stat().st_size
-    reference.append([make_frame(base, 3)])
-    (segment_4,) = set(reference.segments_dir.iterdir()) - segments
+    reference.append([make_frame(base, 2)])
+    (added,) = set(files_state(reference.segments_dir)) - segments
+    segment_4 = reference.segments_dir / added
     index_4 = reference.path.stat().st_size
 
     path = small_filesystem / "m.h5"
-    assert run_filler(path, 0, 3).returncode == 0
+    assert run_filler(path, [0, 1, 3]).returncode == 0
     cube = TimeCube(path)
     index_before = sha(path)
     segments_before = files_state(cube.segments_dir)
@@ -367,7 +384,7 @@ def test_full_disk_is_a_cube_error_and_the_cube_is_unchanged(
         fh.truncate(0)
         fh.write(b"\0" * (free - room))
 
-    done = run_filler(path, 3, 1)
+    done = run_filler(path, [2])
     assert done.returncode == 3, f"not a CubeError (rc {done.returncode}): {done.stderr}"
     message = done.stderr.strip()
     assert "\n" not in message and "No space left on device" in message
@@ -375,30 +392,30 @@ def test_full_disk_is_a_cube_error_and_the_cube_is_unchanged(
     refused = f"cannot write {path}: " if stage == "index" else f"cannot write {path}.segments/"
     assert refused in message
     assert sha(path) == index_before and files_state(cube.segments_dir) == segments_before
-    assert not list(small_filesystem.glob("*.part"))
-    assert check_frames(TimeCube(path), base) == [0, 1, 2]
+    assert not list(small_filesystem.rglob("*.part"))
+    assert check_frames(TimeCube(path), base) == [0, 1, 3]
     # with room again the same append succeeds
     (small_filesystem / "filler").unlink()
-    assert run_filler(path, 3, 1).returncode == 0
+    assert run_filler(path, [2]).returncode == 0
     assert check_frames(TimeCube(path), base) == [0, 1, 2, 3]
 
 
 def test_file_size_limit_is_a_cube_error(tmp_path, base):
     path = tmp_path / "m.h5"
-    assert run_filler(path, 0, 1).returncode == 0
+    assert run_filler(path, [0]).returncode == 0
     before = sha(path)
     limit = 50_000  # below one segment of a 256x256 frame
 
     def limit_file_size() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    done = run_filler(path, 1, 2, preexec_fn=limit_file_size)
+    done = run_filler(path, [1, 2], preexec_fn=limit_file_size)
     assert done.returncode == 3, f"not a CubeError (rc {done.returncode}): {done.stderr}"
     message = done.stderr.strip()
     assert "\n" not in message and "File too large" in message and "ulimit -f" in message
     assert sha(path) == before
     assert check_frames(TimeCube(path), base) == [0]
-    assert len(list(TimeCube(path).segments_dir.iterdir())) == 1
+    assert len(files_state(TimeCube(path).segments_dir)) == 1
 
 
 RULE = textwrap.dedent(

@@ -1,48 +1,73 @@
-"""Segments of a time cube and the index that stitches them together.
+"""Segments of a time cube and the root file that stitches them together.
 
-A cube is an index file (``name.h5``) and a folder of segments
-(``name.h5.segments/``). Each append writes the new frames into one or more
-segment files that are never modified afterwards, then replaces the index
-atomically. The index holds the small per-frame columns (``t_rec``,
-``quality``, input and weights sha256, WCS keywords), which frame lives in
-which segment row, and two HDF5 virtual datasets, ``/data`` and
-``/header``, that map every frame to its segment so plain h5py reads the
-cube as one file [1]_.
+A cube is a root file (``name.h5``) and a folder of segments
+(``name.h5.segments/``). Segment files are never modified once written.
+The root holds the cube's attributes and, for ``/data``, ``/header`` and
+every per-frame column (:data:`COLUMNS`), an HDF5 virtual dataset [1]_ that
+maps each frame to its segment, so plain h5py reads the cube as one file.
+Each virtual dataset has two parts:
 
-Every HDF5 file here (segment or index) is built in memory and written to
-disk by Python in one sequential write, fsync and :func:`os.replace`: the
-HDF5 library never writes to disk itself, so a full disk or a size limit is
-an ordinary ``OSError`` (HDF5 itself crashes with SIGSEGV when the
-filesystem refuses its writes), and a killed process leaves at most an
-unreferenced segment or a ``.part`` file, which the next append removes.
+- the *listed* frames, positions ``0 .. n_listed - 1``: one mapping per run
+  of consecutive rows of a segment, fixed when the root is written;
+- the *tail*, positions from ``n_listed`` on: one printf-style mapping of
+  block ``b`` to the one-frame file ``<tail>/<b>.h5`` [1]_, so the root
+  never changes as the tail grows. HDF5 takes the tail's extent from the
+  files ``0.h5, 1.h5, ...`` present before the first missing one.
+
+An append of frames later than every stored one writes only the new
+one-frame files: each is written in full (``.part``, fsync, rename to a
+staging name), then they are renamed into the tail from the last to the
+first. Until the rename of the first new file the tail ends at a gap, so
+readers see the previous cube; that one rename commits the whole append.
+An append that backfills a gap writes its frames and a new root that lists
+every frame in time order (with a new, empty tail), replaced atomically.
+
+Every HDF5 file here is built in memory and written to disk by Python in
+one sequential write, fsync and :func:`os.replace`: the HDF5 library never
+writes to disk itself, so a full disk or a size limit is an ordinary
+``OSError`` (HDF5 itself crashes with SIGSEGV when the filesystem refuses
+its writes), and a killed process leaves at most unreferenced files, which
+the next append removes.
+
+To store another per-frame value, add its dataset path and HDF5 type to
+:data:`COLUMNS` and its value to the mapping :func:`frame_image` receives:
+every new segment then holds it and every new root maps it (frames of
+older segments read as the fill value: NaN, 0 or "").
 
 References
 ----------
 .. [1] The HDF Group, "Virtual Dataset (VDS)", HDF5 User's Guide
-   (docs.hdfgroup.org/hdf5/develop/_v_d_s.html).
+   (docs.hdfgroup.org/hdf5/develop/_v_d_s.html): mappings, unlimited
+   selections and printf-style source file names (``%b``, the block number).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
+from h5py import h5d, h5p, h5s, h5t
 
 from enhance.atomic import atomic_path
 
 __all__ = [
     "COLUMNS",
     "SEGMENT_FORMAT",
-    "SegmentWriter",
     "TEXT",
     "WCS_NUMERIC",
     "WCS_TEXT",
-    "index_image",
+    "Listed",
+    "committed_tail",
+    "frame_image",
+    "fsync_dir",
     "remove_quietly",
+    "root_image",
+    "tail_file",
     "write_image",
 ]
 
@@ -73,7 +98,7 @@ WCS_NUMERIC = (
 WCS_TEXT = ("CTYPE1", "CTYPE2", "CUNIT1", "CUNIT2", "DATE-OBS", "T_OBS")
 #: Variable-length UTF-8 string type of the text columns.
 TEXT = h5py.string_dtype()
-#: The small per-frame columns (dataset path -> HDF5 type), in the index and every segment.
+#: The small per-frame columns (dataset path -> HDF5 type), in every segment, mapped by the root.
 COLUMNS: dict[str, object] = {
     "t_rec": TEXT,
     "quality": np.dtype("uint32"),
@@ -84,6 +109,8 @@ COLUMNS: dict[str, object] = {
     **{f"wcs/{key}": TEXT for key in WCS_TEXT},
 }
 _WRITE_BLOCK = 64 << 20
+#: A committed tail file's name: its block number (position after the listed frames).
+_TAIL_NAME = re.compile(r"^(0|[1-9][0-9]*)\.h5$")
 
 
 def _column_array(name: str, values: Sequence[object]) -> np.ndarray:
@@ -93,84 +120,48 @@ def _column_array(name: str, values: Sequence[object]) -> np.ndarray:
     return np.asarray(values, dtype=kind)
 
 
-class SegmentWriter:
-    """Frames of one append, collected in an in-memory HDF5 segment file.
+def frame_image(
+    data: np.ndarray,
+    header: str,
+    columns: Mapping[str, object],
+    *,
+    dataset_options: Mapping[str, object],
+    attrs: Mapping[str, object],
+) -> io.BytesIO:
+    """A one-frame segment file, built in memory.
 
     Parameters
     ----------
-    shape : tuple of int
-        ``(ny, nx)`` of every frame.
+    data : numpy.ndarray
+        The frame, ``(ny, nx)`` float32.
+    header : str
+        Its whole FITS header as text.
+    columns : mapping
+        A value for every :data:`COLUMNS` entry.
     dataset_options : mapping
         ``h5py.Group.create_dataset`` options of ``/data`` (chunks, filter,
         fill value), the same for every segment of a cube.
     attrs : mapping
         File attributes of the segment (observable, units, provenance).
+
+    Returns
+    -------
+    io.BytesIO
+        The HDF5 image, to be written with :func:`write_image`.
     """
-
-    def __init__(
-        self,
-        shape: tuple[int, int],
-        *,
-        dataset_options: Mapping[str, object],
-        attrs: Mapping[str, object],
-    ) -> None:
-        self._buffer = io.BytesIO()
-        self._file = h5py.File(self._buffer, "w")
-        self._headers: list[str] = []
-        self._columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
-        ny, nx = shape
-        self._file.create_dataset(
-            "data",
-            shape=(0, ny, nx),
-            maxshape=(None, ny, nx),
-            dtype="float32",
-            **dataset_options,
-        )
+    image = io.BytesIO()
+    with h5py.File(image, "w") as handle:
         for key, value in attrs.items():
-            self._file.attrs[key] = value
-        self._file.attrs["format"] = SEGMENT_FORMAT
-
-    @property
-    def count(self) -> int:
-        """Frames written so far."""
-        return len(self._headers)
-
-    def add(self, data: np.ndarray, header: str, columns: Mapping[str, object]) -> int:
-        """Write one frame (float32 data, header text, column values); return its row.
-
-        The data go into the in-memory file at once; the header and columns
-        are written by :meth:`finish`, as unchunked datasets of the final size.
-        """
-        row = self.count
-        self._file["data"].resize(row + 1, axis=0)
-        self._file["data"][row] = data
-        self._headers.append(header)
+            handle.attrs[key] = value
+        handle.attrs["format"] = SEGMENT_FORMAT
+        handle.attrs["n_frames"] = 1
+        ny, nx = np.shape(data)
+        handle.create_dataset("data", shape=(1, ny, nx), dtype="float32", **dataset_options)
+        handle["data"][0] = data
+        handle.create_dataset("header", data=np.array([header], dtype=TEXT))
         for name in COLUMNS:
-            self._columns[name].append(columns[name])
-        return row
-
-    @property
-    def nbytes(self) -> int:
-        """Current size of the in-memory file."""
-        self._file.flush()
-        with self._buffer.getbuffer() as view:
-            return view.nbytes
-
-    def finish(self, dest: Path) -> None:
-        """Close the file and write it to ``dest`` (atomically, fsynced)."""
-        self._file.create_dataset("header", data=np.array(self._headers, dtype=TEXT))
-        for name, values in self._columns.items():
-            self._file.create_dataset(name, data=_column_array(name, values))
-        self._file.attrs["n_frames"] = self.count
-        self._file.close()
-        write_image(dest, self._buffer)
-        self._buffer = io.BytesIO()
-
-    def discard(self) -> None:
-        """Drop the in-memory file without writing anything."""
-        if self._file.id.valid:
-            self._file.close()
-        self._buffer = io.BytesIO()
+            handle.create_dataset(name, data=_column_array(name, [columns[name]]))
+    return image
 
 
 def write_image(dest: Path, image: io.BytesIO) -> None:
@@ -187,43 +178,142 @@ def write_image(dest: Path, image: io.BytesIO) -> None:
             fh.write(view[start : start + _WRITE_BLOCK])
 
 
-def _runs(segment: np.ndarray, row: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """``(position, segment, first row, length)`` of each run of consecutive rows of a segment."""
-    runs: list[tuple[int, int, int, int]] = []
-    start = 0
-    for i in range(1, len(segment) + 1):
-        if i == len(segment) or segment[i] != segment[i - 1] or row[i] != row[i - 1] + 1:
-            runs.append((start, int(segment[start]), int(row[start]), i - start))
-            start = i
-    return runs
+def tail_file(tail_dir: Path, block: int) -> Path:
+    """The one-frame file of tail position ``block``."""
+    return tail_dir / f"{block}.h5"
 
 
-def index_image(
+def committed_tail(tail_dir: Path) -> tuple[int, list[str]]:
+    """Frames in the tail (files ``0.h5 ..`` before the first gap) and every other entry.
+
+    Returns
+    -------
+    count : int
+        The tail's length, as HDF5 reads it.
+    others : list of str
+        Names in ``tail_dir`` that are not committed tail files: what an
+        append that did not complete left (files past the gap, ``.part``).
+    """
+    try:
+        names = os.listdir(tail_dir)
+    except FileNotFoundError:
+        return 0, []
+    blocks = {int(name[:-3]) for name in names if _TAIL_NAME.match(name)}
+    count = 0
+    while count in blocks:
+        count += 1
+    committed = {f"{b}.h5" for b in range(count)}
+    return count, sorted(name for name in names if name not in committed)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the renames in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Listed:
+    """The frames a root lists: for each, in cube order, its segment file and row.
+
+    Parameters
+    ----------
+    files : sequence of str
+        Segment file names, relative to the segment folder.
+    counts : sequence of int
+        Frames in each segment file.
+    segment, row : array-like
+        For each listed frame in cube order, its file (index into
+        ``files``) and row there.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str] = (),
+        counts: Sequence[int] = (),
+        segment: Sequence[int] | np.ndarray = (),
+        row: Sequence[int] | np.ndarray = (),
+    ) -> None:
+        self.files = list(files)
+        self.counts = [int(n) for n in counts]
+        self.segment = np.asarray(segment, dtype=np.int64)
+        self.row = np.asarray(row, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.segment)
+
+    def runs(self) -> list[tuple[int, int, int, int]]:
+        """``(position, segment, first row, length)`` of each run of consecutive rows."""
+        runs: list[tuple[int, int, int, int]] = []
+        segment, row = self.segment, self.row
+        start = 0
+        for i in range(1, len(segment) + 1):
+            if i == len(segment) or segment[i] != segment[i - 1] or row[i] != row[i - 1] + 1:
+                runs.append((start, int(segment[start]), int(row[start]), i - start))
+                start = i
+        return runs
+
+
+def _printf_escaped(name: str) -> str:
+    # '%' would start a printf-style source name in HDF5's VDS mapping
+    return name.replace("%", "%%")
+
+
+def _virtual_dataset(
+    handle: h5py.File,
+    name: str,
+    kind: object,
+    frame_shape: tuple[int, ...],
+    listed: Listed,
+    folder: str,
+    tail_pattern: str,
+) -> None:
+    """Create ``name``: the listed runs, then the printf-mapped tail (see the module notes)."""
+    rank = len(frame_shape)
+    zeros, ones = (0,) * rank, (1,) * rank
+    count = len(listed)
+    vspace = h5s.create_simple((count, *frame_shape), (h5s.UNLIMITED, *frame_shape))
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    for position, seg, first, length in listed.runs():
+        vspace.select_hyperslab((position, *zeros), (1, *ones), block=(length, *frame_shape))
+        source = h5s.create_simple((listed.counts[seg], *frame_shape))
+        source.select_hyperslab((first, *zeros), (1, *ones), block=(length, *frame_shape))
+        path = _printf_escaped(f"{folder}/{listed.files[seg]}")
+        dcpl.set_virtual(vspace, path.encode(), name.encode(), source)
+    vspace.select_hyperslab(
+        (count, *zeros), (h5s.UNLIMITED, *ones), stride=(1, *ones), block=(1, *frame_shape)
+    )
+    source = h5s.create_simple((1, *frame_shape))
+    source.select_all()
+    dcpl.set_virtual(vspace, tail_pattern.encode(), name.encode(), source)
+    dtype = np.dtype(kind)
+    if dtype.kind == "f":
+        dcpl.set_fill_value(np.array(np.nan, dtype=dtype))
+    h5d.create(handle.id, name.encode(), h5t.py_create(dtype, logical=True), vspace, dcpl=dcpl)
+
+
+def root_image(
     *,
     attrs: Mapping[str, object],
-    columns: Mapping[str, Sequence[object]],
     folder: str,
-    files: Sequence[str],
-    counts: Sequence[int],
-    segment: np.ndarray,
-    row: np.ndarray,
+    tail: str,
+    listed: Listed,
     shape: tuple[int, int],
 ) -> io.BytesIO:
-    """Build the index file of a cube in memory.
+    """Build the root file of a cube in memory.
 
     Parameters
     ----------
     attrs : mapping
         File attributes (format, provenance, storage description).
-    columns : mapping
-        Values of every :data:`COLUMNS` entry, one per frame, in cube order.
     folder : str
-        Name of the segment folder, relative to the index file.
-    files, counts : sequence
-        Segment file names (inside ``folder``) and their frame counts.
-    segment, row : numpy.ndarray
-        For each frame in cube order, its segment (index into ``files``)
-        and row there.
+        Name of the segment folder, relative to the root file.
+    tail : str
+        Name of the tail folder inside ``folder``.
+    listed : Listed
+        The frames the root lists, in cube order, before the tail's.
     shape : tuple of int
         ``(ny, nx)`` of the frames.
 
@@ -232,33 +322,22 @@ def index_image(
     io.BytesIO
         The HDF5 image, to be written with :func:`write_image`.
     """
-    count = len(segment)
     image = io.BytesIO()
+    pattern = _printf_escaped(f"{folder}/{tail}") + "/%b.h5"
     with h5py.File(image, "w") as handle:
         for key, value in attrs.items():
             handle.attrs[key] = value
         for name in COLUMNS:
-            handle.create_dataset(name, data=_column_array(name, columns[name]))
-        handle.create_dataset("segment_files", data=np.array(list(files), dtype=TEXT))
-        handle.create_dataset("segment_frames", data=np.asarray(counts, dtype="uint32"))
-        handle.create_dataset("segment", data=np.asarray(segment, dtype="uint32"))
-        handle.create_dataset("segment_row", data=np.asarray(row, dtype="uint32"))
-        ny, nx = shape
-        data = h5py.VirtualLayout(shape=(count, ny, nx), dtype="float32")
-        header = h5py.VirtualLayout(shape=(count,), dtype=TEXT)
-        for position, seg, first, length in _runs(segment, row):
-            # '%' would start a printf-style source name in HDF5's VDS mapping
-            source = f"{folder}/{files[seg]}".replace("%", "%%")
-            stop = position + length
-            rows = slice(first, first + length)
-            data[position:stop] = h5py.VirtualSource(
-                source, "data", shape=(counts[seg], ny, nx), dtype="float32"
-            )[rows]
-            header[position:stop] = h5py.VirtualSource(
-                source, "header", shape=(counts[seg],), dtype=TEXT
-            )[rows]
-        handle.create_virtual_dataset("data", data, fillvalue=np.float32(np.nan))
-        handle.create_virtual_dataset("header", header)
+            if "/" in name:
+                handle.require_group(name.rsplit("/", 1)[0])
+        _virtual_dataset(handle, "data", np.dtype("float32"), shape, listed, folder, pattern)
+        _virtual_dataset(handle, "header", TEXT, (), listed, folder, pattern)
+        for name, kind in COLUMNS.items():
+            _virtual_dataset(handle, name, kind, (), listed, folder, pattern)
+        handle.create_dataset("segment_files", data=np.array(listed.files, dtype=TEXT))
+        handle.create_dataset("segment_frames", data=np.asarray(listed.counts, dtype="uint32"))
+        handle.create_dataset("segment", data=listed.segment.astype("uint32"))
+        handle.create_dataset("segment_row", data=listed.row.astype("uint32"))
     return image
 
 
