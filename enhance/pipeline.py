@@ -29,7 +29,6 @@ from enhance.io.writer import COMPRESSION_CHOICES
 
 __all__ = [
     "DEVICE_PATTERN",
-    "PRECISIONS",
     "EnhanceSettings",
     "LoadedFrame",
     "enhance_file",
@@ -43,8 +42,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Accepted ``precision`` values.
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 #: Accepted ``device`` values: auto, cpu, cuda or cuda:N.
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -65,8 +62,9 @@ def validate_options(
         )
     if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
         raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    from enhance.inference import autocast_dtype  # the precisions: enhance.inference.PRECISIONS
+
+    autocast_dtype(precision)  # ConfigError naming the accepted values
     if isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0:
         raise ConfigError(f"tile must be a positive number of pixels, got {tile!r}")
     if normalize not in NORMALIZE_CHOICES:

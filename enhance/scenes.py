@@ -29,7 +29,7 @@ import numpy as np
 from astropy.io import fits
 
 from enhance.errors import InputError
-from enhance.physics import HMI_PIXEL_SCALE
+from enhance.physics import HINODE_NFI_NA_D1_WAVELENGTH, HMI_PIXEL_SCALE, HMI_WAVELENGTH
 
 __all__ = [
     "SELF_SIMILAR_FACTOR",
@@ -263,7 +263,7 @@ def load_magnetogram_scene(
         data=data,
         pixel_scale=scale,
         observable="magnetogram",
-        wavelength=6173 * u.AA,
+        wavelength=HMI_WAVELENGTH,
         source=(
             f"{Path(path).name}: central {size}x{size} HMI pixels (Blos, G) declared at "
             f'{scale.value:.3f}"/px (self-similar factor {factor})'
@@ -319,7 +319,7 @@ def load_nfi_magnetogram_scene(
         data=data - float(np.median(data)),
         pixel_scale=scale,
         observable="magnetogram",
-        wavelength=5896 * u.AA,
+        wavelength=HINODE_NFI_NA_D1_WAVELENGTH,
         source=(
             f"{path.name}: Hinode SOT/NFI Na I 5896 V/I ({header.get('DATE_OBS', '?')}), "
             f'{scale.value:.3f}"/px, Blos = k V/I with k in [{low}, {high}] G/DN '

@@ -14,9 +14,12 @@ References
 from enhance.physics.constants import (
     ENHANCED_PIXEL_SCALE,
     HINODE_BFI_RED_WAVELENGTH,
+    HINODE_NFI_NA_D1_WAVELENGTH,
+    HINODE_SP_WAVELENGTH,
     HMI_APERTURE,
     HMI_PIXEL_SCALE,
     HMI_WAVELENGTH,
+    SOLAR_KM_PER_ARCSEC,
     TARGET_APERTURE,
 )
 from enhance.physics.convolve import BOUNDARY_MODES, convolve_fft
@@ -50,4 +53,7 @@ __all__ = [
     "TARGET_APERTURE",
     "HMI_WAVELENGTH",
     "HINODE_BFI_RED_WAVELENGTH",
+    "SOLAR_KM_PER_ARCSEC",
+    "HINODE_NFI_NA_D1_WAVELENGTH",
+    "HINODE_SP_WAVELENGTH",
 ]

@@ -11,6 +11,11 @@ References
 .. [2] Schou, J. et al. (2012), "Design and ground calibration of the
    Helioseismic and Magnetic Imager (HMI) instrument on the Solar Dynamics
    Observatory (SDO)", Sol. Phys. 275, 229.
+.. [3] IAU 2012 Resolution B2: the astronomical unit, 149 597 870.7 km
+   (1 arcsec at 1 au is 725.27 km; 725 km is the conventional round value).
+.. [4] Tsuneta, S. et al. (2008), "The Solar Optical Telescope for the Hinode
+   Mission: An Overview", Sol. Phys. 249, 167: the NFI Na I D1 5896 Å and the
+   SP Fe I 6302 Å lines.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ __all__ = [
     "TARGET_APERTURE",
     "HMI_WAVELENGTH",
     "HINODE_BFI_RED_WAVELENGTH",
+    "SOLAR_KM_PER_ARCSEC",
+    "HINODE_NFI_NA_D1_WAVELENGTH",
+    "HINODE_SP_WAVELENGTH",
 ]
 
 #: HMI plate scale, 0.504 arcsec per pixel ([1]_, [2]_).
@@ -40,6 +48,13 @@ TARGET_APERTURE = 0.28 * u.m
 HMI_WAVELENGTH = 6173.0 * u.AA
 #: Hinode SOT/BFI red continuum used for validation, 6684 Å ([1]_ Sect. 4).
 HINODE_BFI_RED_WAVELENGTH = 6684.0 * u.AA
+#: Length on the Sun seen under one arcsecond from 1 au, for pixel areas and
+#: fluxes: 725 km ([3]_).
+SOLAR_KM_PER_ARCSEC = 725.0 * u.km / u.arcsec
+#: Hinode SOT/NFI Na I D1 line of the FG MG4 V/I magnetograms, 5896 Å ([4]_).
+HINODE_NFI_NA_D1_WAVELENGTH = 5896.0 * u.AA
+#: Hinode SOT/SP Fe I 6301.5/6302.5 Å pair, 6302 Å ([4]_).
+HINODE_SP_WAVELENGTH = 6302.0 * u.AA
 
 
 def _to(value: object, unit: u.UnitBase, name: str) -> float:

@@ -27,6 +27,7 @@ from scipy import ndimage
 from skimage.restoration import richardson_lucy as _skimage_rl
 
 from enhance.errors import ConfigError, InputError
+from enhance.physics import HMI_PIXEL_SCALE
 
 __all__ = [
     "bicubic",
@@ -39,9 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: HMI pixel scale of the input grid [1]_.
-INPUT_SCALE = 0.504 * u.arcsec
 
 
 def _image(image: object) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +116,7 @@ def richardson_lucy(
         offset = -lo + 1e-3 * (hi - lo) if lo <= 0 else 0.0
     shifted = data + offset
     scale = float(shifted.max()) or 1.0
-    psf = hmi_psf(INPUT_SCALE, model=psf_model)
+    psf = hmi_psf(HMI_PIXEL_SCALE, model=psf_model)
     pad = psf.shape[0] // 2
     padded = np.pad(shifted / scale, pad, mode="reflect")
     out = _skimage_rl(padded, psf, num_iter=int(iterations), clip=False)

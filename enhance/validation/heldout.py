@@ -35,6 +35,7 @@ import numpy as np
 from enhance.atomic import atomic_path
 from enhance.inference import enhance_array
 from enhance.model import load_weights_cached
+from enhance.physics import HMI_PIXEL_SCALE, SOLAR_KM_PER_ARCSEC
 from enhance.provenance import provenance_record
 from enhance.training.pairs import Pair
 from enhance.validation import baselines, metrics, report
@@ -192,7 +193,7 @@ def evaluate_hmi_magnetograms(
         bic = baselines.bicubic(data)
         quiet_in = metrics.quiet_sun_mask(data, kind="blos")
         quiet = np.repeat(np.repeat(quiet_in, 2, axis=0), 2, axis=1)
-        pix_in = (0.504 * 725 * u.km) ** 2
+        pix_in = (HMI_PIXEL_SCALE * SOLAR_KM_PER_ARCSEC).to(u.km) ** 2
         pix_out = pix_in / 4
         noise_in = metrics.noise_level(data, quiet_in)
         field_in = metrics.field_mask(data, noise_in)

@@ -23,6 +23,7 @@ import numpy as np
 from astropy.io import fits
 
 from enhance.errors import InputError
+from enhance.physics import HINODE_SP_WAVELENGTH
 
 __all__ = ["HinodeImage", "read_hinode", "read_header_text", "classify", "degrade_hinode"]
 
@@ -57,7 +58,7 @@ def classify(header: fits.Header) -> tuple[str, u.Quantity | None, list[str]]:
     match = re.search(r"(\d{4})", wave)
     wl = float(match.group(1)) * u.AA if match else None
     if inst.startswith("SOT/SP"):
-        return "sp-level2", wl or 6302 * u.AA, notes
+        return "sp-level2", wl or HINODE_SP_WAVELENGTH, notes
     if inst == "SOT/WB":
         return "bfi", wl, notes
     if inst == "SOT/NB":

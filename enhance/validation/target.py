@@ -184,13 +184,14 @@ def nearest_frame(
 def _observer_header(image: HinodeImage, when: Time) -> fits.Header:
     """Hinode header with an explicit Earth observer (Hinode is in low Earth orbit)."""
     from sunpy.coordinates import get_earth
+    from sunpy.sun import constants as sun_constants
 
     header = image.header.copy()
     earth = get_earth(when)
     header["HGLN_OBS"] = float(earth.lon.to_value(u.deg))
     header["HGLT_OBS"] = float(earth.lat.to_value(u.deg))
     header["DSUN_OBS"] = float(earth.radius.to_value(u.m))
-    header.setdefault("RSUN_REF", 695700000.0)
+    header.setdefault("RSUN_REF", float(sun_constants.radius.to_value(u.m)))
     return header
 
 

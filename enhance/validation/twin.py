@@ -38,6 +38,7 @@ from astropy.io import fits
 
 from enhance.errors import ConfigError, InputError
 from enhance.frame import OBSERVABLES
+from enhance.physics import HMI_WAVELENGTH
 from enhance.provenance import provenance_record, sha256_file
 from enhance.validation.report import ValidationCase, write_report
 
@@ -169,7 +170,7 @@ def twin_case(
     psf_model: str = "wachter",
     noise_sigma: float | None = None,
     seed: int = 0,
-    wavelength: u.Quantity = 6173 * u.AA,
+    wavelength: u.Quantity = HMI_WAVELENGTH,
     device: str = "auto",
     tile: int = 256,
     name: str | None = None,
@@ -243,7 +244,7 @@ def twin_case(
         "targets test the physics.",
     ]
     header_wave = scene.header.get("WAVELNTH")
-    if header_wave and abs(float(header_wave) - 6173.0) > 100:
+    if header_wave and abs(float(header_wave) - HMI_WAVELENGTH.to_value(u.AA)) > 100:
         notes.append(
             f"The scene was observed at {float(header_wave):.0f} Å, not 6173 Å: its "
             "granulation contrast differs from the HMI line's (e.g. lower at 8542 Å)."
