@@ -37,6 +37,8 @@ __all__ = [
     "calibration_figure",
     "coverage",
     "fit_scale",
+    "uncertainty_figure",
+    "uncertainty_summary",
     "z_scores",
 ]
 
@@ -180,6 +182,83 @@ def calibration_figure(
     right.set_title("coverage (k = 0..3)", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def uncertainty_summary(
+    enhanced: np.ndarray, truth: np.ndarray, sigma: np.ndarray, *, border: int = 8
+) -> dict[str, Any]:
+    """Coverage of ``sigma`` against ``truth`` plus its median, for a report's JSON.
+
+    :func:`coverage` of :func:`z_scores` (``border`` pixels cut) without the
+    histogram, and ``median_sigma`` / ``rms_error`` in the image's units.
+    """
+    z = z_scores(enhanced, truth, sigma, border=border)
+    summary = {k: v for k, v in coverage(z).items() if k != "histogram"}
+    inner = (slice(border, -border or None),) * 2
+    summary["median_sigma"] = float(np.nanmedian(np.asarray(sigma)[inner]))
+    error = (np.asarray(enhanced, dtype=np.float64) - truth)[inner]
+    summary["rms_error"] = float(np.sqrt(np.nanmean(error**2)))
+    return summary
+
+
+def uncertainty_figure(
+    enhanced: np.ndarray,
+    truth: np.ndarray,
+    sigma: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    units: str = "",
+    border: int = 8,
+) -> Path:
+    """Four panels: |enhanced - truth|, sigma (same colour scale), z histogram, coverage curve.
+
+    Written atomically as a PNG; ``units`` labels the colour bar.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    z = z_scores(enhanced, truth, sigma, border=border)
+    cov = coverage(z)
+    error = np.abs(np.asarray(enhanced, dtype=np.float64) - truth)
+    top = float(np.nanpercentile(np.asarray(sigma, dtype=np.float64), 99.5)) * 2 or 1.0
+    fig = Figure(figsize=(13.0, 3.4), dpi=80)
+    axes = fig.subplots(1, 4)
+    for ax, image, title in (
+        (axes[0], error, "|Enhance - truth|"),
+        (axes[1], sigma, "sigma (predicted)"),
+    ):
+        shown = ax.imshow(image, origin="lower", cmap="magma", vmin=0, vmax=top)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(shown, ax=ax, fraction=0.046, label=units)
+    centres = 0.5 * (Z_BINS[1:] + Z_BINS[:-1])
+    axes[2].step(centres, cov["histogram"], where="mid", label="held-out pixels")
+    axes[2].plot(centres, np.exp(-0.5 * centres**2) / math.sqrt(2 * math.pi), "k--", label="N(0,1)")
+    axes[2].set_yscale("log")
+    axes[2].set_ylim(1e-4, 1.0)
+    axes[2].set_xlabel("z = (Enhance - truth) / sigma")
+    axes[2].legend(fontsize=7)
+    axes[2].set_title(
+        f"{100 * cov['within_1sigma']:.1f} % within 1 sigma, "
+        f"{100 * cov['within_2sigma']:.1f} % within 2",
+        fontsize=9,
+    )
+    ks = np.linspace(0.0, 3.0, 61)
+    nominal = np.array([math.erf(k / math.sqrt(2.0)) for k in ks])
+    absz = np.sort(np.abs(z))
+    axes[3].plot(nominal, np.searchsorted(absz, ks, side="right") / absz.size)
+    axes[3].plot([0, 1], [0, 1], "k--", lw=1.0)
+    axes[3].set_xlabel("nominal fraction within k sigma")
+    axes[3].set_ylabel("observed fraction")
+    axes[3].set_title("calibration", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -218,6 +218,9 @@ def twin_case(
         rng=seed,
     )
     enhanced = enhance_array(pair.input, model, device=device, tile=tile, input_scale=input_scale)
+    sigma = None
+    if enhanced.ndim == 3:  # a network with its uncertainty head: output and sigma
+        enhanced, sigma = enhanced
     weights_info = dict(weights_info or {})
     prov = provenance_record(
         kind="synthetic twin",
@@ -255,6 +258,7 @@ def twin_case(
         hmi=pair.input,
         truth=pair.target,
         enhanced=enhanced,
+        sigma=sigma,
         truth_label="scene degraded to 28 cm",
         kind="twin",
         psf_model=psf_model,
@@ -298,6 +302,10 @@ def run_twin(
 
     path = resolve_weights(weights, observable or "continuum")
     model, meta = load_weights(path)
+    from enhance.inference.uncertainty import resolve_uncertainty, with_uncertainty
+
+    if resolve_uncertainty(None, path):  # the report then shows sigma and its calibration
+        model, _ = with_uncertainty(path, model, meta)
     obs = observable or str(meta.get("observable", "continuum"))
     if meta.get("observable") not in (None, obs):
         raise ConfigError(

@@ -61,6 +61,7 @@ TRUTH_SCALE = 0.252 * u.arcsec
 FILES = {
     "images": "images.png",
     "spectra": "spectra.png",
+    "uncertainty": "uncertainty.png",
     "metrics": "metrics.json",
     "html": "report.html",
 }
@@ -96,6 +97,10 @@ class ValidationCase:
         Co-alignment details of a real target (shift applied, time offset).
     context : dict
         Other facts shown on the page (scene, crop, noise, ...).
+    sigma : numpy.ndarray, optional
+        Predicted per-pixel uncertainty of ``enhanced`` (same grid and
+        units; :mod:`enhance.model.uncertainty`); the report then shows it
+        and its calibration against the truth.
 
     Raises
     ------
@@ -116,6 +121,7 @@ class ValidationCase:
     notes: list[str] = field(default_factory=list)
     alignment: dict[str, Any] | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    sigma: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.observable not in OBSERVABLES:
@@ -135,6 +141,13 @@ class ValidationCase:
                 raise ReportError(
                     f"the {label} image has shape {image.shape} but must be twice the HMI "
                     f"input {self.hmi.shape}, i.e. {double}; put it on the 0.252 arcsec grid"
+                )
+        if self.sigma is not None:
+            self.sigma = np.asarray(self.sigma, dtype=np.float64)
+            if self.sigma.shape != double:
+                raise ReportError(
+                    f"the sigma map has shape {self.sigma.shape}; it must match the enhanced "
+                    f"image {double}"
                 )
 
 

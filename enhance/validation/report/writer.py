@@ -13,6 +13,7 @@ from pathlib import Path
 
 from enhance.atomic import atomic_path
 from enhance.errors import OutputError
+from enhance.validation.calibration import uncertainty_figure, uncertainty_summary
 from enhance.validation.report.case import FILES, ValidationCase
 from enhance.validation.report.figures import images_figure, spectra_figure
 from enhance.validation.report.page import render_html
@@ -37,7 +38,8 @@ def write_report(
     out_dir : path-like
         Created when missing; ``images.png``, ``spectra.png``,
         ``metrics.json`` and ``report.html`` are (re)written in it,
-        each atomically, the HTML last.
+        each atomically, the HTML last; with ``case.sigma`` also
+        ``uncertainty.png`` (sigma map and calibration plot).
     rl_iterations : int
         Richardson-Lucy iterations of the baseline.
 
@@ -64,6 +66,13 @@ def write_report(
     doc["figures"] = {k: FILES[k] for k in ("images", "spectra")}
     images_figure(ev, case, out / FILES["images"])
     spectra_figure(ev, case, out / FILES["spectra"])
+    if case.sigma is not None:  # the predicted sigma against the truth's actual error
+        doc["uncertainty"] = uncertainty_summary(case.enhanced, case.truth, case.sigma)
+        doc["figures"]["uncertainty"] = FILES["uncertainty"]
+        units = "G" if case.observable == "magnetogram" else "quiet-Sun units"
+        uncertainty_figure(
+            case.enhanced, case.truth, case.sigma, out / FILES["uncertainty"], units=units
+        )
     with atomic_path(out / FILES["metrics"]) as tmp:
         tmp.write_text(json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
     with atomic_path(out / FILES["html"]) as tmp:

@@ -1,0 +1,86 @@
+"""Validation reports show the predicted sigma and its calibration (real scene, real browser)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import require
+
+from enhance.cli import main
+from enhance.model import EnhanceNet, save_weights
+from enhance.model.uncertainty import SigmaHead, save_sigma_head, uncertainty_path
+
+SCENE = Path("highres") / "muram_quiet_ic_0.0662.fits"
+
+
+@pytest.fixture(scope="module")
+def reports(shared_data, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("w")
+    torch.manual_seed(0)
+    weights = save_weights(
+        EnhanceNet(n_blocks=1, width=8),
+        folder / "continuum.safetensors",
+        metadata={
+            "observable": "continuum",
+            "psf_model": "wachter",
+            "input_normalisation": {"quantity": "continuum", "units": "quiet-Sun", "scale": 1.0},
+        },
+    )
+    save_sigma_head(
+        SigmaHead(width=8, hidden=4), uncertainty_path(weights), backbone=weights, metadata={}
+    )
+    out = {}
+    for name in ("with", "without"):
+        if name == "without":
+            uncertainty_path(weights).unlink()
+        out[name] = tmp_path_factory.mktemp(name) / "report"
+        argv = ["validate", "--twin", str(shared_data / SCENE), "--pixel-scale", "0.0662"]
+        argv += ["--weights", str(weights), "-o", str(out[name]), "--crop", "160"]
+        assert main([*argv, "--device", "cpu"]) == 0
+    return out
+
+
+def test_report_has_sigma_figure_and_coverage(reports):
+    report = reports["with"]
+    doc = json.loads((report / "metrics.json").read_text())
+    cov = doc["uncertainty"]
+    assert 0.0 <= cov["within_1sigma"] <= cov["within_2sigma"] <= 1.0
+    assert cov["median_sigma"] > 0 and cov["rms_error"] > 0
+    assert doc["figures"]["uncertainty"] == "uncertainty.png"
+    assert (report / "uncertainty.png").read_bytes()[:4] == b"\x89PNG"
+    html = (report / "report.html").read_text()
+    assert 'src="uncertainty.png"' in html and "within 1&nbsp;sigma" in html
+    # a network without a head: no uncertainty section, nothing invented
+    bare = reports["without"]
+    assert "uncertainty" not in json.loads((bare / "metrics.json").read_text())
+    assert not (bare / "uncertainty.png").exists()
+    assert "uncertainty.png" not in (bare / "report.html").read_text()
+
+
+def _screenshot(chromium: str, page: Path, png: Path) -> np.ndarray:
+    from PIL import Image
+
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    cmd += [f"--screenshot={png}", "--window-size=1200,2600", page.resolve().as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120, check=True)
+    with Image.open(png) as shot:
+        return np.asarray(shot.convert("RGB"), dtype=np.float64)
+
+
+def test_sigma_figure_renders_in_headless_chromium(reports, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    require(chromium is not None, "chromium is not installed")
+    shot = _screenshot(chromium, reports["with"] / "report.html", tmp_path / "with.png")
+    # the same page with the sigma figure missing: the browser draws a broken image
+    copy = tmp_path / "copy"
+    shutil.copytree(reports["with"], copy)
+    (copy / "uncertainty.png").unlink()
+    missing = _screenshot(chromium, copy / "report.html", tmp_path / "missing.png")
+    changed = np.abs(shot - missing).sum(axis=2) > 30
+    assert changed.mean() > 0.03, f"only {changed.mean():.3%} of the page shows the figure"
