@@ -34,6 +34,7 @@ from enhance.io import read_hmi, write_enhanced
 
 HERE = Path(__file__).resolve().parent
 CUBE_V1 = HERE / "data" / "cube_v1.h5"
+CUBE_V2 = HERE / "data" / "cube_v2.h5"
 V1_FIXTURE = HERE / "data" / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
 
 
@@ -286,6 +287,54 @@ def test_version_1_cube_is_read_and_extended_without_a_copy(tmp_path):
     ok = np.isfinite(frame.data)
     assert np.allclose(data[ok] / 0.1, np.round(data[ok] / 0.1), atol=1e-3)
     np.testing.assert_allclose(cube.read_frame(1)[0][good], base.data[good] + 1, atol=0.051)
+
+
+def test_version_2_cube_is_read_and_extended_without_a_copy(tmp_path):
+    path = tmp_path / "day.h5"  # the index records its folder's name (cube_v2.h5.segments)
+    shutil.copyfile(CUBE_V2, path)
+    folder = tmp_path / "cube_v2.h5.segments"
+    shutil.copytree(CUBE_V2.with_name(CUBE_V2.name + ".segments"), folder)
+    stored = files_state(folder)
+    cube = TimeCube(path)
+    assert cube.attributes()["format_version"] == 2
+    assert cube.times() == ["2011.12.17_06:00:00_TAI", "2011.12.17_06:24:00_TAI"]
+    base = read_hmi(V1_FIXTURE)
+    good = np.isfinite(base.data)
+    np.testing.assert_allclose(cube.read_frame(1)[0][good], base.data[good] + 2, atol=0.051)
+
+    def frame(k: int) -> Frame:  # frame k of the fixture's 12-minute sequence
+        header = base.header.copy()
+        header["T_REC"] = f"2011.12.17_06:{12 * k:02d}:00_TAI"
+        meta = {"t_rec": header["T_REC"], "input_sha256": str(k) * 64, "weights_sha256": "a" * 64}
+        data = (base.data + k).astype(np.float32)
+        return Frame(data=data, header=header, observable="magnetogram", meta=meta)
+
+    before = written_bytes()
+    assert cube.append([frame(3), frame(1)]) == 2  # a backfill and a later frame
+    cost = written_bytes() - before
+    after = files_state(cube.segments_dir)
+    fresh = sum(after[name][1] for name in set(after) - set(stored)) + path.stat().st_size
+    assert cost <= fresh + 8192  # the two new frames' files and the new root, nothing else
+    assert all(after[name] == state for name, state in stored.items())  # no copy, no rewrite
+    assert cube.attributes()["format_version"] == 3
+    assert [t[11:16] for t in cube.times()] == ["06:00", "06:12", "06:24", "06:36"]
+    for index in range(4):
+        np.testing.assert_allclose(
+            cube.read_frame(index)[0][good], base.data[good] + index, atol=0.051
+        )
+    root = sha(path)
+    assert cube.append([frame(4)]) == 1  # now into the tail: the root stays as it is
+    assert sha(path) == root
+    with h5py.File(path, "r") as h5:
+        assert [t.decode()[11:16] for t in h5["t_rec"][:]] == [
+            "06:00",
+            "06:12",
+            "06:24",
+            "06:36",
+            "06:48",
+        ]
+        np.testing.assert_allclose(h5["data"][4][good], base.data[good] + 4, atol=0.051)
+        np.testing.assert_allclose(h5["data"][2][good], base.data[good] + 2, atol=0.051)
 
 
 def test_cube_without_its_segment_folder_is_a_clear_error(tmp_path, base):
