@@ -51,7 +51,7 @@ from enhance.cube.stored import SEGMENTS_SUFFIX, StoredCube, plain
 from enhance.errors import CubeError, EnhanceError, OutputError
 from enhance.frame import OBSERVABLES, Frame
 from enhance.provenance import REFERENCE
-from enhance.time import format_t_rec, tai_datetime
+from enhance.time import format_t_rec, tai_datetime, utc_timestamp
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CubeAppender", "frame_key", "meta_value"]
 
@@ -117,10 +117,6 @@ def _frame_columns(frame: Frame, key: str) -> dict[str, object]:
     for name in WCS_TEXT:
         columns[f"wcs/{name}"] = str(header.get(name, ""))
     return columns
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclasses.dataclass
@@ -224,7 +220,7 @@ class CubeAppender:
             raise self.write_error(exc, state) from exc
         step = float(state.attrs.get("quantization_step", 0.0) or 0.0)
         attrs = {k: v for k, v in state.attrs.items() if k not in _CUBE_ONLY}
-        attrs["created"] = _now()
+        attrs["created"] = utc_timestamp()
         image = frame_image(
             quantize(frame.data, step),
             frame.header.tostring(),
@@ -368,7 +364,7 @@ class CubeAppender:
             "weights_sha256": meta_value(frame, "weights_sha256", "ENHWSHA"),
             "weights_file": meta_value(frame, "weights_file", "ENHWTS"),
             "psf_model": meta_value(frame, "psf_model", "ENHPSF"),
-            "created": _now(),
+            "created": utc_timestamp(),
             "compression": self.codec.describe(),
             "quantization_step": self.codec.step,
             "quantization_units": units,
