@@ -220,7 +220,7 @@ class TimeCube:
         ----------
         start, end : str, optional
             Keep frames with ``start <= T_REC <= end`` (TAI, any form
-            :func:`enhance.cube.layout.parse_t_rec` reads).
+            :func:`enhance.time.tai_datetime` reads, a date included).
 
         Returns
         -------
