@@ -9,7 +9,14 @@ import pytest
 from enhance.acquire import get_series
 from enhance.acquire.timespec import iter_slots
 from enhance.cube import CubeLayout
-from enhance.cube.plan import batch_of, plan_batches, range_batches
+from enhance.cube.plan import (
+    batch_of,
+    plan_batches,
+    range_batches,
+    read_plan,
+    write_plan_streamed,
+)
+from enhance.time import format_t_rec
 
 
 @pytest.mark.parametrize(
@@ -60,3 +67,61 @@ def test_plan_keeps_empty_range_batches_and_a_frame_never_moves(tmp_path) -> Non
     rows.insert(1, {"t_rec": "2016.07.07_00:48:00_TAI", "state": "verified", "file": "a.fits"})
     again = plan_batches(rows, base_dir=tmp_path, layout=layout, frames_per_job=4)
     assert [f.t_rec[11:16] for f in again["20160707"]["20160707-0002"]] == ["01:48"]
+
+
+def test_streamed_plan_rewrites_only_changed_batches(tmp_path) -> None:
+    """A rerun leaves unchanged batch files as they are and repairs a truncated one."""
+    layout = CubeLayout(period="day", step=dt.timedelta(minutes=12))
+    t0 = dt.datetime(2016, 7, 7)
+    rows = [
+        {
+            "t_rec": format_t_rec(t0 + dt.timedelta(minutes=12 * k)),
+            "state": "verified",
+            "file": f"{k}.fits",
+            "sha256": f"{k:064d}",
+            "quality": "0",
+        }
+        for k in range(0, 240, 3)  # two days, every third slot
+    ]
+    batches = range_batches(layout, t0, t0 + dt.timedelta(days=2, minutes=-12), 10)
+    plan_dir = tmp_path / "plan"
+
+    def plan() -> dict[str, list[str]]:
+        return write_plan_streamed(
+            iter(rows),
+            base_dir=tmp_path,
+            layout=layout,
+            frames_per_job=10,
+            plan_dir=plan_dir,
+            batches=batches,
+        )
+
+    index = plan()
+    assert index == batches and sum(len(ids) for ids in index.values()) == 24
+    files = sorted(plan_dir.iterdir())
+    assert [p.name for p in files] == sorted(f"{b}.csv" for ids in batches.values() for b in ids)
+    assert not list(plan_dir.glob("*.part"))
+    frames = [f for p in files for f in read_plan(p)]
+    assert [f.t_rec for f in frames] == [r["t_rec"] for r in rows]
+    assert frames[1].file == str(tmp_path.resolve() / "3.fits")
+    state = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in files}
+    truncated = plan_dir / "20160708-0000.csv"
+    truncated.write_text("t_rec,file")  # what a crash before the flush may leave
+    rows.append(
+        {
+            "t_rec": format_t_rec(t0 + dt.timedelta(minutes=12 * 239)),
+            "state": "verified",
+            "file": "239.fits",
+            "sha256": "",
+            "quality": "0",
+        }
+    )
+    assert plan() == batches
+    changed = {
+        p.name
+        for p in plan_dir.iterdir()
+        if (p.stat().st_ino, p.stat().st_mtime_ns) != state[p.name]
+    }
+    assert changed == {"20160708-0000.csv", "20160708-0011.csv"}
+    assert [f.t_rec for f in read_plan(truncated)] == [r["t_rec"] for r in rows[40:44]]
+    assert read_plan(plan_dir / "20160708-0011.csv")[-1].file.endswith("239.fits")

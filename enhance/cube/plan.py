@@ -15,7 +15,13 @@ Each batch is written as a small CSV file, and only rewritten when its frame
 list changes, so a rerun over an extended range leaves the files of finished
 batches untouched (their modification time is what the workflow compares):
 only batches that gained frames are run again, and they skip the frames
-already enhanced.
+already enhanced. Each file is written whole and renamed into place; the
+files of one plan are flushed to disk together when it is complete (an
+fsync each, after all are written, when the kernel has written most of them
+back already), so planning a long range costs no disk flush per batch and
+a plan is durable before the caller records it as done. A crash before
+that leaves files that the next plan compares, and rewrites where they
+differ.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from enhance.atomic import atomic_path
+from enhance.atomic import NO_ROOM_ERRNOS, no_room_error, part_path
 from enhance.cube.layout import CubeLayout
+from enhance.errors import ConfigError, OutputError
 from enhance.time import format_t_rec, grid_floor, tai_datetime
 
 __all__ = [
@@ -106,7 +113,7 @@ def range_batches(
         ``{period: [batch id, ...]}`` in time order.
     """
     if frames_per_job < 1:
-        raise ValueError(f"frames_per_job must be at least 1, got {frames_per_job}")
+        raise ConfigError(f"frames_per_job must be at least 1, got {frames_per_job}")
     step = layout.step
     batches: dict[str, list[str]] = {}
     when = first
@@ -156,7 +163,7 @@ def plan_batches(
         ``{period: {batch id: [PlannedFrame, ...]}}``, everything in time order.
     """
     if frames_per_job < 1:
-        raise ValueError(f"frames_per_job must be at least 1, got {frames_per_job}")
+        raise ConfigError(f"frames_per_job must be at least 1, got {frames_per_job}")
     base = Path(base_dir).resolve()
     by_batch: dict[tuple[str, str], list[tuple[dt.datetime, PlannedFrame]]] = {}
     for period, ids in (batches or {}).items():
@@ -196,33 +203,88 @@ def _render(frames: list[PlannedFrame]) -> str:
     return buffer.getvalue()
 
 
+class _PlanFiles:
+    """Batch files of one plan: each written whole and renamed, flushed together by :meth:`sync`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.written: list[str] = []
+
+    def write(self, name: str, text: str) -> bool:
+        """Write batch ``name`` unless its file already holds ``text``; return whether it did."""
+        path = self.directory / f"{name}.csv"
+        try:
+            with open(path) as fh:
+                if fh.read() == text:
+                    return False
+        except FileNotFoundError:
+            pass
+        tmp = part_path(path)
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in NO_ROOM_ERRNOS:
+                raise no_room_error(path, exc) from exc
+            raise OutputError(f"cannot write plan file {path}: {exc.strerror or exc}") from exc
+        self.written.append(name)
+        return True
+
+    def sync(self) -> None:
+        """fsync every file written, then the directory (the renames)."""
+        for name in self.written:
+            fd = os.open(self.directory / f"{name}.csv", os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.info(
+            "plan: %d batch file(s) written or updated in %s", len(self.written), self.directory
+        )
+        self.written = []
+
+
+def _write_batches(
+    plan: dict[str, dict[str, list[PlannedFrame]]], files: _PlanFiles
+) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for period, batches in plan.items():
+        index[period] = list(batches)
+        for name, frames in batches.items():
+            files.write(name, _render(frames))
+    return index
+
+
 def write_plan(
     plan: dict[str, dict[str, list[PlannedFrame]]], plan_dir: str | os.PathLike[str]
 ) -> dict[str, list[str]]:
     """Write one CSV per batch into ``plan_dir``, leaving unchanged ones untouched.
+
+    The files are on disk (fsynced) when this returns.
 
     Returns
     -------
     dict
         ``{period: [batch id, ...]}``; the file of a batch is
         ``plan_dir / f"{batch_id}.csv"``.
+
+    Raises
+    ------
+    OutputError
+        A file could not be written (full disk, no permission).
     """
     directory = Path(plan_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    index: dict[str, list[str]] = {}
-    changed = 0
-    for period, batches in plan.items():
-        index[period] = []
-        for name, frames in batches.items():
-            index[period].append(name)
-            path = directory / f"{name}.csv"
-            text = _render(frames)
-            if path.is_file() and path.read_text() == text:
-                continue
-            with atomic_path(path) as tmp:
-                tmp.write_text(text)
-            changed += 1
-    log.info("plan: %d batch file(s) written or updated in %s", changed, directory)
+    files = _PlanFiles(directory)
+    index = _write_batches(plan, files)
+    files.sync()
     return index
 
 
@@ -247,13 +309,17 @@ def write_plan_streamed(
 
     ``rows`` must come in time order (as :class:`enhance.acquire.Manifest`
     iterates them); only one period's frames are held at a time, so planning
-    a range of millions of slots costs the memory of its batch list.
+    a range of millions of slots costs the memory of its batch list. The
+    files are on disk (fsynced) when this returns.
 
     Returns
     -------
     dict
         ``{period: [batch id, ...]}`` of every planned batch, in time order.
     """
+    directory = Path(plan_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = _PlanFiles(directory)
     index: dict[str, list[str]] = {}
     wanted = batches or {}
     pending: list[dict[str, str]] = []
@@ -272,7 +338,7 @@ def write_plan_streamed(
             end=end,
             batches=ids,
         )
-        index.update(write_plan(plan, plan_dir))
+        index.update(_write_batches(plan, files))
 
     for row in rows:
         if row.get("state") != "verified" or not row.get("file"):
@@ -285,5 +351,6 @@ def write_plan_streamed(
     flush()
     empty = {period: ids for period, ids in wanted.items() if period not in index}
     if empty:  # periods of the range without any verified frame
-        index.update(write_plan({p: {b: [] for b in ids} for p, ids in empty.items()}, plan_dir))
+        index.update(_write_batches({p: {b: [] for b in ids} for p, ids in empty.items()}, files))
+    files.sync()
     return dict(sorted(index.items()))
