@@ -1,4 +1,8 @@
-"""High-resolution truth scenes for training and evaluation.
+"""High-resolution truth scenes, shared by training and validation.
+
+The scene readers sit below both :mod:`enhance.training` (which degrades
+scenes into training pairs) and :mod:`enhance.validation` (synthetic twins,
+held-out evaluation), so neither imports the other for them.
 
 A :class:`Scene` is a 2-D truth image with its pixel scale, in network-ready
 physical units: continuum divided by the scene's quiet-Sun level measured at
@@ -170,8 +174,8 @@ def parse_scene_spec(spec: str) -> tuple[Path, u.Quantity | None]:
         path, scale = spec, ""
     try:
         pixel = float(scale) * u.arcsec if scale else None
-    except ValueError:
-        raise InputError(f"bad scene {spec!r}: write PATH or PATH:ARCSEC_PER_PIXEL") from None
+    except ValueError as exc:
+        raise InputError(f"bad scene {spec!r}: write PATH or PATH:ARCSEC_PER_PIXEL") from exc
     return Path(path), pixel
 
 

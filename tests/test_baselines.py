@@ -17,7 +17,8 @@ from scipy import ndimage
 from enhance.errors import ConfigError, InputError
 from enhance.physics import HMI_PIXEL_SCALE, HMI_WAVELENGTH
 from enhance.physics.constants import HMI_APERTURE
-from enhance.training import degraded_pair, load_continuum_scene, split_scene
+from enhance.scenes import load_continuum_scene, split_scene
+from enhance.training import degraded_pair
 from enhance.validation import baselines, metrics
 
 SST_QS = "sst_crisp_wb8542_qs_20190801.fits"
@@ -232,8 +233,8 @@ def test_report_scores_tikhonov_and_the_oracle_bound(held_out, tmp_path):
 
 
 def test_report_scores_tikhonov_on_a_magnetogram(shared_data):
+    from enhance.scenes import load_nfi_magnetogram_scene
     from enhance.training import held_out_pairs
-    from enhance.training.scenes import load_nfi_magnetogram_scene
     from enhance.validation.report import ValidationCase, evaluate
 
     scene = load_nfi_magnetogram_scene(

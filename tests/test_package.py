@@ -1,13 +1,16 @@
-"""Package-level contracts: module boundaries, CLI dispatch, atomic writes, style."""
+"""Package-level contracts: module boundaries, import layers, CLI dispatch, atomic writes, style."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from conftest import require
 
 from enhance import __version__
 from enhance.atomic import atomic_path, part_path
@@ -20,6 +23,7 @@ FORBIDDEN_IMPORTS = {
     "enhance.io": ["torch", "drms"],
     "enhance.acquire": ["torch"],
     "enhance.cube": ["torch", "drms"],
+    "enhance.scenes": ["torch", "drms"],
     "enhance.model": ["drms"],
     "enhance.inference": ["drms"],
     "enhance.training": ["drms"],
@@ -93,10 +97,42 @@ def test_error_hierarchy() -> None:
 
 def test_ruff_clean(repo_root) -> None:
     ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    require(ruff is not None, "ruff is not installed (pip install -e '.[test]')")
     for args in (["check", "."], ["format", "--check", "."]):
         result = subprocess.run(
             [ruff, *args], cwd=repo_root, capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """Run import-linter on the package under ``root`` with ``root/pyproject.toml``."""
+    tool = shutil.which("lint-imports")
+    require(tool is not None, "import-linter is not installed (pip install -e '.[test]')")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(
+        [tool, "--no-cache"], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_import_contracts_are_kept(repo_root) -> None:
+    """The layers and forbidden-import contracts of pyproject.toml hold for the package."""
+    result = _lint_imports(repo_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_import_contracts_refuse_a_back_import(repo_root, tmp_path) -> None:
+    """A copy of the package whose physics imports validation breaks the layers contract."""
+    shutil.copytree(
+        repo_root / "enhance",
+        tmp_path / "enhance",
+        ignore=shutil.ignore_patterns("__pycache__", "data"),
+    )
+    shutil.copy(repo_root / "pyproject.toml", tmp_path)
+    physics = tmp_path / "enhance" / "physics" / "__init__.py"
+    physics.write_text(physics.read_text() + "from enhance.validation import metrics\n")
+    result = _lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "enhance.physics is not allowed to import enhance.validation" in result.stdout
+    assert "1 broken" in result.stdout

@@ -20,19 +20,16 @@ from astropy.io import fits
 from enhance.errors import InputError, TrainingError
 from enhance.model import load_weights
 from enhance.physics import reobserve
+from enhance.scenes import Scene, load_continuum_scene, parse_scene_spec, split_scene
 from enhance.training import (
     PatchSampler,
-    Scene,
     TrainConfig,
     augmented_pairs,
     build_pairs,
     degraded_pair,
-    load_continuum_scene,
-    parse_scene_spec,
-    split_scene,
     train,
 )
-from enhance.training.evaluate import evaluate_pairs, format_table, write_evaluation
+from enhance.validation.heldout import evaluate_pairs, format_table, write_evaluation
 
 TINY = {
     "n_blocks": 1,
@@ -110,7 +107,7 @@ def test_scene_quiet_sun_level_is_read_hmis_level_at_hmi_resolution(shared_data)
     (INVENTORY: a quiet-Sun frame is normalised by its mean).
     """
     from enhance.io.normalise import quiet_sun_level
-    from enhance.training.scenes import scene_quiet_sun_level
+    from enhance.scenes import scene_quiet_sun_level
 
     raw = fits.getdata(shared_data / "highres" / "muram_quiet_ic_0.0662.fits").astype(float)
     level = scene_quiet_sun_level(raw, 0.0662 * u.arcsec)

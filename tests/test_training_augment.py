@@ -15,21 +15,21 @@ from scipy import ndimage
 from enhance.cli import main
 from enhance.errors import InputError
 from enhance.model import load_weights
+from enhance.scenes import (
+    NFI_VI_GAUSS_PER_DN,
+    Scene,
+    is_nfi_magnetogram,
+    load_nfi_magnetogram_scene,
+    split_scene,
+)
 from enhance.training import (
     Pair,
     PatchSampler,
-    Scene,
     degraded_pair,
     held_out_pairs,
     load_scenes,
-    split_scene,
 )
 from enhance.training.pairs import quiet_contrast
-from enhance.training.scenes import (
-    NFI_VI_GAUSS_PER_DN,
-    is_nfi_magnetogram,
-    load_nfi_magnetogram_scene,
-)
 
 NFI = "FGMG4_20110214_030443.7.cols0-879.fits"
 

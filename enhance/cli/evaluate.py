@@ -1,6 +1,6 @@
 """``enhance evaluate``: score weights on held-out regions against classical methods.
 
-Argument parsing only; the work is :mod:`enhance.training.evaluate`.
+Argument parsing only; the work is :mod:`enhance.validation.heldout`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from enhance.errors import ConfigError
     from enhance.model import read_sidecar
     from enhance.training import held_out_pairs, load_scenes
-    from enhance.training.evaluate import (
+    from enhance.validation.heldout import (
         evaluate_hmi_continuum,
         evaluate_hmi_magnetograms,
         evaluate_pairs,

@@ -1,9 +1,9 @@
-"""Training the Enhance networks and evaluating them against classical methods.
+"""Training the Enhance networks: pairs from truth scenes, augmentation, the loop.
 
 Public API
 ----------
-Scene, load_continuum_scene, load_magnetogram_scene, split_scene
-    Truth scenes in network-ready units; disjoint train/held-out regions.
+load_scenes
+    Truth scenes (:mod:`enhance.scenes`) of an observable from ``PATH[:ARCSEC]`` specs.
 Pair, degraded_pair, augmented_pairs, PatchSampler
     Degraded pairs (:func:`enhance.physics.degrade`) and augmented patches.
 TrainConfig, train, PAPER_RECIPE
@@ -28,30 +28,18 @@ from enhance.training.loop import (
     validation_loss,
 )
 from enhance.training.pairs import Pair, PatchSampler, augmented_pairs, degraded_pair
-from enhance.training.scenes import (
-    Scene,
-    load_continuum_scene,
-    load_magnetogram_scene,
-    parse_scene_spec,
-    split_scene,
-)
 
 __all__ = [
     "PAPER_RECIPE",
     "Pair",
     "PatchSampler",
-    "Scene",
     "TrainConfig",
     "augmented_pairs",
     "build_pairs",
     "degraded_pair",
     "held_out_pairs",
-    "load_continuum_scene",
-    "load_magnetogram_scene",
     "load_scenes",
-    "parse_scene_spec",
     "recalibrate_batchnorm",
-    "split_scene",
     "train",
     "validation_loss",
 ]

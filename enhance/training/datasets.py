@@ -7,8 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from enhance.training.pairs import Pair, augmented_pairs, degraded_pair
-from enhance.training.scenes import (
+from enhance.scenes import (
     Scene,
     is_nfi_magnetogram,
     load_continuum_scene,
@@ -18,6 +17,7 @@ from enhance.training.scenes import (
     read_scene_image,
     split_scene,
 )
+from enhance.training.pairs import Pair, augmented_pairs, degraded_pair
 
 __all__ = ["build_pairs", "held_out_pairs", "load_scenes"]
 

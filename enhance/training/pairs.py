@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from enhance.physics import HMI_PIXEL_SCALE, degrade
-from enhance.training.scenes import Scene
+from enhance.scenes import Scene
 
 __all__ = ["Pair", "PatchSampler", "degraded_pair", "augmented_pairs"]
 

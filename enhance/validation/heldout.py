@@ -1,7 +1,9 @@
-"""Honest evaluation: the network against classical methods on data it never saw.
+"""Held-out evaluation: the network against classical methods on data it never saw.
 
 Held-out scenes: the held-out region of each truth scene (see
-:func:`enhance.training.scenes.split_scene`) is degraded to an HMI-like
+:func:`enhance.scenes.split_scene`; the pairs come from
+:func:`enhance.training.held_out_pairs`, the split ``enhance train`` used) is
+degraded to an HMI-like
 input (with the paper's input noise, fixed seed) and its 28 cm target. The
 network output, bicubic interpolation, an unsharp mask and Richardson-Lucy
 (scikit-image, HMI PSF) are scored against the target by the scorer of the
@@ -28,7 +30,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,11 +39,12 @@ from enhance.inference import enhance_array
 from enhance.model import load_weights_cached
 from enhance.physics import HMI_PIXEL_SCALE, SOLAR_KM_PER_ARCSEC
 from enhance.provenance import provenance_record
-from enhance.training.pairs import Pair
 from enhance.validation import baselines, metrics, report
+from enhance.validation.report.figures import new_figure, save_png
 
 __all__ = [
     "METHODS",
+    "HeldOutPair",
     "evaluate_hmi_continuum",
     "evaluate_hmi_magnetograms",
     "evaluate_pairs",
@@ -58,13 +61,31 @@ METHODS = (*report.METHODS, *report.BOUNDS)
 _SCORES = ("psnr", "ssim", "spectrum_distance", "forward_residual")
 
 
+class HeldOutPair(Protocol):
+    """What the evaluation reads of a held-out pair (:class:`enhance.training.Pair`).
+
+    Attributes
+    ----------
+    input : numpy.ndarray
+        Noise-free degraded input at 0.504"/px, shape (H, W).
+    target : numpy.ndarray
+        Its 28 cm target at 0.252"/px, shape (2H, 2W).
+    label : str
+        Name of the held-out region (table rows, figure labels).
+    """
+
+    input: np.ndarray
+    target: np.ndarray
+    label: str
+
+
 def _percent(fraction: float | None) -> float | None:
     return None if fraction is None else 100.0 * fraction
 
 
 def evaluate_pairs(
     weights: str | os.PathLike[str],
-    pairs: Sequence[Pair],
+    pairs: Sequence[HeldOutPair],
     *,
     noise_seed: int = 1,
     noise_sigma: float | None = None,
@@ -75,7 +96,7 @@ def evaluate_pairs(
     Parameters
     ----------
     weights : path-like
-    pairs : sequence of Pair
+    pairs : sequence of HeldOutPair
         Noise-free held-out pairs; input noise of the weights' recipe
         (sidecar ``training.config.noise_sigma`` x input scale) is added with
         ``noise_seed``.
@@ -155,7 +176,11 @@ def evaluate_hmi_continuum(
     contrast = {}
     for name, image in (("hmi", frame.data), ("enhance", out), ("richardson_lucy", rl)):
         contrast[name] = 100 * metrics.rms_contrast(image, metrics.quiet_sun_mask(image))
-    return {"file": Path(path).name, "shape": list(frame.data.shape), "contrast_percent": contrast}
+    return {
+        "file": Path(path).name,
+        "shape": list(frame.data.shape),
+        "contrast_percent": contrast,
+    }
 
 
 def evaluate_hmi_magnetograms(
@@ -244,15 +269,10 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _figure(images: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """One row per held-out region: every method on the truth's grey scale, and spectra."""
     cols = ["input", "bicubic", "richardson_lucy", "tikhonov", "enhance", "oracle_linear", "truth"]
-    fig, axes = plt.subplots(
-        len(images), len(cols) + 1, figsize=(3 * (len(cols) + 1), 3 * len(images)), squeeze=False
-    )
+    fig = new_figure(3 * (len(cols) + 1), 3 * len(images), layout="tight")
+    axes = fig.subplots(len(images), len(cols) + 1, squeeze=False)
     for r, (label, imgs) in enumerate(images.items()):
         truth = imgs["truth"]
         lo, hi = np.percentile(truth, [1, 99])
@@ -267,15 +287,12 @@ def _figure(images: dict[str, dict[str, np.ndarray]], path: Path, title: str) ->
         for name in ("bicubic", "tikhonov", "enhance", "truth"):
             f, p = metrics.power_spectrum(imgs[name])
             ax.loglog(f[1:], p[1:], label=name)
-        ax.axvspan(0.05, 0.25, color="0.9")
+        ax.axvspan(*metrics.SPECTRUM_BAND, color="0.9")
         ax.set_xlabel("px$^{-1}$", fontsize=8)
         if r == 0:
             ax.legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_png(fig, path, dpi=80)
 
 
 def write_evaluation(

@@ -13,7 +13,7 @@ user has them (:mod:`enhance.validation.target`).
 Continuum scenes are put in quiet-Sun units first, exactly as ``enhance
 train`` puts its training scenes and :func:`enhance.io.read_hmi` a real HMI
 frame: divided by the quiet-Sun level of the whole scene seen at HMI
-resolution (:func:`enhance.training.scenes.scene_quiet_sun_level`). The
+resolution (:func:`enhance.scenes.scene_quiet_sun_level`). The
 estimator is tuned for HMI's ~3.7 % contrast; applied to a raw MURaM scene
 (~15 % contrast) it would land on the granules and put the input 16 % below
 the quiet-Sun units the network expects [1]_.
@@ -40,6 +40,12 @@ from enhance.errors import ConfigError, InputError
 from enhance.frame import OBSERVABLES
 from enhance.physics import HMI_WAVELENGTH
 from enhance.provenance import provenance_record, sha256_file
+from enhance.scenes import (
+    held_out_columns,
+    read_scene_image,
+    scene_pixel_scale,
+    scene_quiet_sun_level,
+)
 from enhance.validation.report import ValidationCase, write_report
 
 __all__ = ["TwinScene", "read_scene", "twin_case", "run_twin", "PAPER_NOISE"]
@@ -88,7 +94,7 @@ def read_scene(
     holdout : float, optional
         Keep only the held-out columns of ``enhance train``'s split (the right
         ``holdout`` fraction beyond the guard band, see
-        :func:`enhance.training.scenes.held_out_columns`), so the twin scores
+        :func:`enhance.scenes.held_out_columns`), so the twin scores
         the shipped networks on pixels they never saw. Applied before ``crop``.
 
     Raises
@@ -98,13 +104,6 @@ def read_scene(
     ConfigError
         Unknown observable or no usable pixel scale.
     """
-    from enhance.training.scenes import (
-        held_out_columns,
-        read_scene_image,
-        scene_pixel_scale,
-        scene_quiet_sun_level,
-    )
-
     path = Path(path)
     if observable not in OBSERVABLES:
         raise ConfigError(f"unknown observable {observable!r}; use one of {', '.join(OBSERVABLES)}")
@@ -113,7 +112,7 @@ def read_scene(
         try:
             pixel_scale = scene_pixel_scale(header, path)
         except InputError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(str(exc)) from exc
     scale = u.Quantity(pixel_scale, u.arcsec)
     # Continuum is put in quiet-Sun units over the whole scene when it is
     # complete, exactly as enhance train puts its scenes (so a held-out twin

@@ -1,0 +1,155 @@
+"""What became of every expected frame: in a cube, waiting, or the acquisition's verdict.
+
+The completeness table has one row per slot of the acquisition manifest
+within the run's range. Its ``status`` follows one rule
+(:func:`slot_status`):
+
+* ``in cube`` when the frame is in a time cube, ``in cube (flagged)`` when it
+  is there but its JSOC ``QUALITY`` word had bits set;
+* ``not processed yet`` when the file is verified but no cube holds it yet;
+* otherwise the manifest state (``missing``, ``failed``, ``pending``, ...).
+
+The manifest rows come from :func:`enhance.acquire.read_manifest`; which
+``T_REC`` each cube holds comes from the cube summaries the workflow writes
+(``{"cube": name, "t_rec": [...]}``). Both keys are compared in one
+``T_REC`` spelling (:func:`enhance.time.format_t_rec`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from enhance.atomic import atomic_path
+from enhance.time import format_t_rec, tai_datetime
+
+__all__ = [
+    "COMPLETENESS_COLUMNS",
+    "completeness_figure",
+    "completeness_table",
+    "slot_status",
+    "write_completeness",
+]
+
+#: Columns of the completeness CSV, in order.
+COMPLETENESS_COLUMNS: tuple[str, ...] = (
+    "t_rec",
+    "status",
+    "state",
+    "quality",
+    "quality_bits",
+    "reason",
+    "file",
+    "cube",
+)
+
+
+def slot_status(state: str, quality_bits: str, cube: str) -> str:
+    """The status of one slot from its manifest state, QUALITY bits and cube.
+
+    Parameters
+    ----------
+    state : str
+        Manifest state (``verified``, ``missing``, ``failed``, ...).
+    quality_bits : str
+        Names of the QUALITY bits set, ``|``-separated; empty when none.
+    cube : str
+        Name of the cube holding the frame; empty when none does.
+    """
+    if cube:
+        return "in cube (flagged)" if quality_bits else "in cube"
+    if state == "verified":
+        return "not processed yet"
+    return state
+
+
+def completeness_table(
+    rows: Iterable[Mapping[str, str]],
+    cubes: Iterable[Mapping[str, Any]],
+    *,
+    start: object | None = None,
+    end: object | None = None,
+) -> pd.DataFrame:
+    """One row per manifest slot in ``[start, end]`` with its status and cube.
+
+    Parameters
+    ----------
+    rows : iterable of mapping
+        Manifest rows (:func:`enhance.acquire.read_manifest`).
+    cubes : iterable of mapping
+        Cube summaries, each with ``cube`` (its name) and ``t_rec`` (the
+        slots it holds).
+    start, end : optional
+        Range of the run, anything :func:`enhance.time.tai_datetime` reads;
+        both ends included. None: unbounded.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`COMPLETENESS_COLUMNS` plus ``time`` (naive TAI datetime), in
+        manifest order.
+    """
+    lo = tai_datetime(start) if start else None
+    hi = tai_datetime(end) if end else None
+    in_cube = {
+        format_t_rec(t_rec): str(summary["cube"]) for summary in cubes for t_rec in summary["t_rec"]
+    }
+    records = []
+    for row in rows:
+        when = tai_datetime(row["t_rec"])
+        if (lo is not None and when < lo) or (hi is not None and when > hi):
+            continue
+        cube = in_cube.get(format_t_rec(when), "")
+        record = {key: row.get(key, "") for key in COMPLETENESS_COLUMNS}
+        record.update(
+            cube=cube,
+            status=slot_status(row["state"], row.get("quality_bits", ""), cube),
+            time=when,
+        )
+        records.append(record)
+    return pd.DataFrame(records, columns=[*COMPLETENESS_COLUMNS, "time"])
+
+
+def completeness_figure(table: pd.DataFrame, *, title: str) -> Figure:
+    """Timeline of the slots, one line of ticks per status, counts in the legend."""
+    fig = Figure(figsize=(9, 3), dpi=100, layout="tight")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    names = sorted(set(table["status"]))
+    for row, name in enumerate(names):
+        times = table["time"][table["status"] == name]
+        ax.plot(times, [row] * len(times), "|", markersize=12, label=f"{name} ({len(times)})")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("T_REC (TAI)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.autofmt_xdate()
+    return fig
+
+
+def write_completeness(
+    rows: Iterable[Mapping[str, str]],
+    cubes: Iterable[Mapping[str, Any]],
+    *,
+    table_path: str | os.PathLike[str],
+    figure_path: str | os.PathLike[str],
+    series: str,
+    start: object | None = None,
+    end: object | None = None,
+) -> pd.DataFrame:
+    """Write the completeness CSV and its timeline PNG, each atomically.
+
+    Returns the table (:func:`completeness_table`).
+    """
+    table = completeness_table(rows, cubes, start=start, end=end)
+    with atomic_path(table_path) as tmp:
+        table[list(COMPLETENESS_COLUMNS)].to_csv(tmp, index=False)
+    fig = completeness_figure(table, title=f"{series}: {len(table)} slots")
+    with atomic_path(figure_path) as tmp, open(tmp, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    return table
