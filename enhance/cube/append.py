@@ -50,6 +50,7 @@ from enhance.cube.segments import (
 from enhance.cube.stored import SEGMENTS_SUFFIX, StoredCube, plain
 from enhance.errors import CubeError, EnhanceError, OutputError
 from enhance.frame import OBSERVABLES, Frame
+from enhance.io.frame_quality import quality_from_header
 from enhance.provenance import REFERENCE
 from enhance.time import format_t_rec, tai_datetime, utc_timestamp
 
@@ -116,6 +117,8 @@ def _frame_columns(frame: Frame, key: str) -> dict[str, object]:
             columns[f"wcs/{name}"] = np.nan
     for name in WCS_TEXT:
         columns[f"wcs/{name}"] = str(header.get(name, ""))
+    for name, value in quality_from_header(header).items():  # the ENHQ* keywords
+        columns[f"frame_quality/{name}"] = value
     return columns
 
 

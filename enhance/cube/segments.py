@@ -54,6 +54,7 @@ import numpy as np
 from h5py import h5d, h5p, h5s, h5t
 
 from enhance.atomic import atomic_path
+from enhance.io.frame_quality import QUALITY_KEYWORDS
 
 __all__ = [
     "COLUMNS",
@@ -107,6 +108,9 @@ COLUMNS: dict[str, object] = {
     "weights_sha256": TEXT,
     **{f"wcs/{key}": np.dtype("float64") for key in WCS_NUMERIC},
     **{f"wcs/{key}": TEXT for key in WCS_TEXT},
+    # per-frame quality figures (enhance.io.frame_quality), NaN / "" when not measured
+    **{f"frame_quality/{name}": np.dtype("float64") for name in QUALITY_KEYWORDS},
+    "frame_quality/flags": TEXT,
 }
 _WRITE_BLOCK = 64 << 20
 #: A committed tail file's name: its block number (position after the listed frames).

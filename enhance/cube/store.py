@@ -204,6 +204,35 @@ class TimeCube:
             for i in range(len(cols["t_rec"]))
         ]
 
+    def quality_table(self) -> list[dict[str, object]]:
+        """One record per frame: ``t_rec``, ``quality`` and the per-frame quality figures.
+
+        The figures (:data:`enhance.io.frame_quality.QUALITY_COLUMNS`) were
+        measured while each frame was enhanced; frames stored before they
+        existed read as NaN (and ``flags`` as "").
+        """
+        from enhance.io.frame_quality import QUALITY_COLUMNS
+
+        with self._open() as cube:
+            count = len(cube)
+            cols: dict[str, list[object]] = {
+                name: cube.column(name) for name in ("t_rec", "quality")
+            }
+            for name in QUALITY_COLUMNS:
+                try:
+                    cols[name] = cube.column(f"frame_quality/{name}")
+                except KeyError:  # a cube of a layout before the column existed
+                    cols[name] = ["" if name == "flags" else float("nan")] * count
+        return [
+            {
+                "t_rec": str(cols["t_rec"][i]),
+                "quality": int(cols["quality"][i]),
+                **{name: cols[name][i] for name in QUALITY_COLUMNS if name != "flags"},
+                "flags": str(cols["flags"][i]),
+            }
+            for i in range(count)
+        ]
+
     def read_frame(self, index: int) -> tuple[np.ndarray, fits.Header]:
         """Data (float32, NaN off disk) and FITS header of frame ``index``."""
         with self._open() as cube:

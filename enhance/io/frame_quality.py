@@ -6,7 +6,7 @@ network that misbehaves near the limb) stands out in the cube's per-frame
 table and in the report without anybody looking at it:
 
 * the **forward residual**: the enhanced frame observed again with HMI
-  (:func:`enhance.physics.reobserve`: the HMI PSF on the 0.252"/px grid and
+  (:func:`enhance.physics.transfer.reobserve_target`: HMI's view of the 28 cm output and
   2x2 binning) minus the input, rms over the pixels both have, in units of
   the input noise. A physically consistent output gives back the input to
   about the noise [1]_;
@@ -112,16 +112,23 @@ class QualityTolerances:
     Attributes
     ----------
     forward_residual : float
-        Largest forward residual, in units of the input noise. The shipped
-        networks leave 3-8 noise on the bundled real HMI frames; continuum
-        enhanced with the magnetogram weights leaves ~1000.
+        Largest forward residual, in units of the input noise. On the
+        bundled real HMI frames the shipped networks leave 3-8 noise, and
+        1.0-1.4 after the projection onto the input
+        (:func:`enhance.inference.consistency.project_to_observation`);
+        continuum enhanced with the magnetogram weights leaves ~1000, and
+        45 after the projection (which then does not converge).
     input_noise : mapping
         Largest input noise per observable, in input units (gauss; quiet-Sun
         units). The bundled real frames have 1.5-2.3 G and 1.1e-3.
     flux_ratio : (float, float)
         Accepted range of the unsigned-flux ratio (magnetograms). The shipped
-        network gives 0.80-0.83 on the bundled real frames (it removes noise
-        in weak field), the continuum weights applied to them 1.29-1.32.
+        network gives 0.80-0.83 on the bundled real frames without the
+        projection onto the input and 1.45-1.48 with it (the paper's network
+        amplifies fields near 1 kG by 1.3-1.4 [1]_). The continuum weights
+        applied to magnetograms give the same figures (1.29-1.32; 1.44-1.46):
+        this figure catches a network that loses or invents flux, not that
+        mistake.
     contrast : (float, float)
         Accepted range of the output's quiet-Sun rms contrast (continuum;
         the paper's networks give ~7 %, HMI itself ~3.7 % [1]_).
@@ -140,7 +147,7 @@ class QualityTolerances:
     input_noise: Mapping[str, float] = dataclasses.field(
         default_factory=lambda: {"magnetogram": 25.0, "continuum": 5e-3}
     )
-    flux_ratio: tuple[float, float] = (0.5, 1.2)
+    flux_ratio: tuple[float, float] = (0.5, 2.0)
     contrast: tuple[float, float] = (0.02, 0.15)
     masked_fraction: float = 0.05
     quality_mask: int = 0
@@ -288,9 +295,9 @@ def _noise(data: np.ndarray) -> float:
 def _forward_residual(
     data: np.ndarray, enhanced: np.ndarray, noise: float, psf_model: str
 ) -> float:
-    from enhance.physics import reobserve
+    from enhance.physics.transfer import reobserve_target
 
-    back = reobserve(enhanced, psf_model=psf_model)
+    back = reobserve_target(enhanced, psf_model=psf_model)
     obs = data[: back.shape[0], : back.shape[1]]
     ok = np.isfinite(back) & np.isfinite(obs)
     if ok.sum() < MIN_PIXELS or not noise > 0:
