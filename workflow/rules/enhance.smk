@@ -33,5 +33,6 @@ rule enhance_batch:
         compile=config["enhance"]["compile"],
         check_scale=config["enhance"]["check_scale"],
         check_range=config["enhance"]["check_range"],
+        quality=config["validation"]["frame_quality"],
     script:
         "../scripts/enhance_batch.py"

@@ -1,10 +1,18 @@
 # Validation per series: a quick look at the latest enhanced frame of every
-# cube with per-cube statistics, plus the synthetic-twin reports of the
-# series' observable (config `validation.twins`): a high-resolution scene is
-# degraded to an HMI-like input and a 28 cm truth, enhanced with the
-# configured weights and compared with bicubic, unsharp masking and
-# Richardson-Lucy (Diaz Baso & Asensio Ramos 2018, A&A 614, A5, Sect. 4).
+# cube (input and output on helioprojective axes, a zoom, power spectra), the
+# per-frame quality figures of every cube (time series, flagged frames), and
+# the summaries of the reports of the series' observable:
+# - synthetic twins (config `validation.twins`): a high-resolution scene is
+#   degraded to an HMI-like input and a 28 cm truth, enhanced with the
+#   configured weights and compared with bicubic, unsharp masking,
+#   Richardson-Lucy, Tikhonov and the linear bound (Diaz Baso & Asensio
+#   Ramos 2018, A&A 614, A5, Sect. 4);
+# - Hinode targets (config `validation.hinode`): the HMI frame nearest in time
+#   is fetched from `source`, enhanced and compared with the Hinode image
+#   degraded to 28 cm (enhance.validation.hinode_targets).
 
+from enhance.validation.hinode_targets import expand_targets, read_target
+from enhance.validation.shipped_truth import resolve_scene
 
 TWINS = {
     twin.get("name") or Path(twin["scene"]).name.split(".fits")[0]: twin
@@ -14,23 +22,46 @@ if len(TWINS) != len(config["validation"]["twins"]):
     raise ConfigError(
         "config validation.twins has two scenes with the same name; give each a distinct `name`"
     )
-#: Every twin report (for `snakemake <target>` or a target list).
-TWIN_TARGETS = [
-    f"{OUT}/validation/twin/{name}/{twin['observable']}/report.html"
-    for name, twin in TWINS.items()
-]
 _OBSERVABLES = {series.observable for series in SERIES.values()}
 for _name, _twin in TWINS.items():
-    if not Path(_twin["scene"]).is_file():
+    if not resolve_scene(_twin["scene"]).is_file():
         raise ConfigError(
             f"config validation twin {_name}: scene {_twin['scene']} does not exist "
-            "(paths are relative to the working directory)"
+            "(paths are relative to the working directory; `sample` is the shipped crop)"
         )
     if _twin["observable"] not in _OBSERVABLES:
         raise ConfigError(
             f"config validation twin {_name} is a {_twin['observable']} scene but no "
             f"{_twin['observable']} series is configured; add one to `series` or drop the twin"
         )
+#: Hinode targets by report name (observation time and observable read once).
+HINODE = {
+    target.name: target
+    for target in map(read_target, expand_targets(config["validation"]["hinode"]))
+}
+for _target in HINODE.values():
+    acquisition.get_series(config["validation"]["hinode_series"][_target.observable])
+#: Every validation report (twins and Hinode targets), for `all` and target lists.
+TWIN_TARGETS = [
+    f"{OUT}/validation/twin/{name}/{twin['observable']}/report.html"
+    for name, twin in TWINS.items()
+] + [f"{OUT}/validation/hinode/{name}/report.html" for name in HINODE]
+
+
+def validation_reports(wildcards):
+    """metrics.json of the twins and Hinode targets of the series' observable."""
+    observable = SERIES[wildcards.series].observable
+    twins = [
+        f"{OUT}/validation/twin/{name}/{twin['observable']}/metrics.json"
+        for name, twin in TWINS.items()
+        if twin["observable"] == observable
+    ]
+    hinode = [
+        f"{OUT}/validation/hinode/{name}/metrics.json"
+        for name, target in HINODE.items()
+        if target.observable == observable
+    ]
+    return {"twins": twins, "hinode": hinode}
 
 
 rule validate:
@@ -38,11 +69,7 @@ rule validate:
         unpack(
             lambda wildcards: {
                 **report_inputs(wildcards),
-                "twins": [
-                    f"{OUT}/validation/twin/{name}/{twin['observable']}/metrics.json"
-                    for name, twin in TWINS.items()
-                    if twin["observable"] == SERIES[wildcards.series].observable
-                ],
+                **validation_reports(wildcards),
             }
         ),
     output:
@@ -52,6 +79,21 @@ rule validate:
             caption="../report/quicklook.rst",
             category="Validation",
             subcategory="{series}",
+            labels={"series": "{series}", "figure": "quick look"},
+        ),
+        quality=report(
+            f"{OUT}/report/{{series}}/frame_quality.png",
+            caption="../report/frame_quality.rst",
+            category="Validation",
+            subcategory="{series}",
+            labels={"series": "{series}", "figure": "frame quality"},
+        ),
+        flagged=report(
+            f"{OUT}/report/{{series}}/flagged_frames.csv",
+            caption="../report/flagged_frames.rst",
+            category="Validation",
+            subcategory="{series}",
+            labels={"series": "{series}", "figure": "flagged frames"},
         ),
     log:
         f"{OUT}/logs/validate/{{series}}.log",
@@ -60,19 +102,34 @@ rule validate:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        raw_dir=lambda wildcards: f"{OUT}/raw/{wildcards.series}",
+        tolerances=config["validation"]["frame_quality"],
     script:
         "../scripts/validate.py"
 
 
 rule validation_twin:
     input:
-        scene=lambda wildcards: TWINS[wildcards.twin]["scene"],
+        scene=lambda wildcards: str(resolve_scene(TWINS[wildcards.twin]["scene"])),
         weights=lambda wildcards: [
             path for path in [config["weights"][wildcards.observable]] if path
         ],
     output:
-        html=f"{OUT}/validation/twin/{{twin}}/{{observable}}/report.html",
-        metrics=f"{OUT}/validation/twin/{{twin}}/{{observable}}/metrics.json",
+        html=report(
+            f"{OUT}/validation/twin/{{twin}}/{{observable}}/report.html",
+            caption="../report/validation_twin.rst",
+            category="Validation",
+            subcategory="twin {twin} ({observable})",
+            labels={"twin": "{twin}", "figure": "report page"},
+        ),
+        metrics=report(
+            f"{OUT}/validation/twin/{{twin}}/{{observable}}/metrics.json",
+            caption="../report/validation_twin.rst",
+            category="Validation",
+            subcategory="twin {twin} ({observable})",
+            labels={"twin": "{twin}", "figure": "metrics JSON"},
+        ),
         images=report(
             f"{OUT}/validation/twin/{{twin}}/{{observable}}/images.png",
             caption="../report/validation_twin.rst",
@@ -102,6 +159,67 @@ rule validation_twin:
         twin=lambda wildcards: TWINS[wildcards.twin],
         crop=config["validation"]["crop"],
         seed=config["validation"]["seed"],
+        device=config["enhance"]["device"],
+        tile=config["enhance"]["tile"],
+    script:
+        "../scripts/validate.py"
+
+
+rule validation_hinode:
+    input:
+        hinode=lambda wildcards: str(HINODE[wildcards.target].path),
+        weights=lambda wildcards: [
+            path
+            for path in [config["weights"][HINODE[wildcards.target].observable]]
+            if path
+        ],
+    output:
+        html=report(
+            f"{OUT}/validation/hinode/{{target}}/report.html",
+            caption="../report/validation_hinode.rst",
+            category="Validation",
+            subcategory="Hinode {target}",
+            labels={"target": "{target}", "figure": "report page"},
+        ),
+        metrics=report(
+            f"{OUT}/validation/hinode/{{target}}/metrics.json",
+            caption="../report/validation_hinode.rst",
+            category="Validation",
+            subcategory="Hinode {target}",
+            labels={"target": "{target}", "figure": "metrics JSON"},
+        ),
+        images=report(
+            f"{OUT}/validation/hinode/{{target}}/images.png",
+            caption="../report/validation_hinode.rst",
+            category="Validation",
+            subcategory="Hinode {target}",
+            labels={"target": "{target}", "figure": "images"},
+        ),
+        spectra=report(
+            f"{OUT}/validation/hinode/{{target}}/spectra.png",
+            caption="../report/validation_hinode.rst",
+            category="Validation",
+            subcategory="Hinode {target}",
+            labels={"target": "{target}", "figure": "power spectra"},
+        ),
+    log:
+        f"{OUT}/logs/validation_hinode/{{target}}.log",
+    wildcard_constraints:
+        target=r"[A-Za-z0-9_.+-]+",
+    conda:
+        "../../envs/enhance.yaml"
+    threads: config["resources"]["threads"]
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+    params:
+        source=SOURCE,
+        series=lambda wildcards: config["validation"]["hinode_series"][
+            HINODE[wildcards.target].observable
+        ],
+        max_minutes=config["validation"]["max_time_difference"],
+        strict=config["validation"]["strict"],
+        jsoc=config["jsoc"],
         device=config["enhance"]["device"],
         tile=config["enhance"]["tile"],
     script:

@@ -9,6 +9,7 @@ from enhance.atomic import atomic_path
 from enhance.batch import enhance_files, is_already_enhanced
 from enhance.cube import parse_t_rec, read_plan
 from enhance.heap import keep_freed_memory
+from enhance.io.frame_quality import QualityTolerances
 from enhance.pipeline import EnhanceSettings, resolve_weights
 from enhance.provenance import sha256_file
 
@@ -37,6 +38,7 @@ settings = EnhanceSettings(
     check_scale=p.check_scale,
     check_range=p.check_range,
     compression=None if p.compression == "none" else p.compression,
+    quality=QualityTolerances.from_mapping(p.quality),
 )
 records, todo = [], []
 for frame in read_plan(snakemake.input[0]):
