@@ -40,6 +40,7 @@ __all__ = [
     "OVERLAP_CHOICES",
     "FrameOutcome",
     "enhance_files",
+    "enhanced_frame_path",
     "is_already_enhanced",
     "run_stages",
 ]
@@ -257,6 +258,23 @@ def is_already_enhanced(
         log.warning("%s is unreadable (%s); it will be written again", path, exc)
         return False
     return header.get("ENHINSHA") == input_sha256 and header.get("ENHWSHA") == weights_sha256
+
+
+def enhanced_frame_path(
+    frames_dir: str | os.PathLike[str], t_rec: object, input_file: str | os.PathLike[str]
+) -> Path:
+    """Where the archive keeps the enhanced frame of ``input_file``, observed at ``t_rec``.
+
+    ``<frames_dir>/<YYYY>/<MMDD>/<input name without .fits>.enhanced.fits``,
+    the year and day of ``t_rec`` in TAI (anything
+    :func:`enhance.time.tai_datetime` reads, e.g. a JSOC ``T_REC``): a day's
+    frames share one folder, and the name says which input it came from.
+    """
+    from enhance.time import tai_datetime
+
+    when = tai_datetime(t_rec)
+    name = Path(input_file).name.removesuffix(".fits") + ".enhanced.fits"
+    return Path(frames_dir, f"{when:%Y}", f"{when:%m%d}", name)
 
 
 def enhance_files(

@@ -7,6 +7,11 @@ arrays without WCS (cut-outs) in any HDU. The frame comes out solar north up
 (see :func:`enhance.io.wcs.rotate_north_up`), float32, off-disk NaN kept,
 continuum in quiet-Sun units (:mod:`enhance.io.normalise`) and Blos in gauss.
 
+The module is longer than most (~550 lines) because reading one frame is one
+sequence of checks on one header: which observable its cards show, damage in
+the file, the image HDU, the units and the normalisation; the observable
+inference (:func:`infer_observable`) is the part that could stand alone.
+
 References
 ----------
 .. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), A&A 614, A5: inputs of

@@ -3,11 +3,10 @@
 import json
 import logging
 import os
-from pathlib import Path
 
 from enhance.atomic import atomic_path
-from enhance.batch import enhance_files, is_already_enhanced
-from enhance.cube import parse_t_rec, read_plan
+from enhance.batch import enhance_files, enhanced_frame_path, is_already_enhanced
+from enhance.cube import read_plan
 from enhance.heap import keep_freed_memory
 from enhance.io.frame_quality import QualityTolerances
 from enhance.pipeline import EnhanceSettings, resolve_weights
@@ -42,9 +41,7 @@ settings = EnhanceSettings(
 )
 records, todo = [], []
 for frame in read_plan(snakemake.input[0]):
-    when = parse_t_rec(frame.t_rec)
-    name = Path(frame.file).name.removesuffix(".fits") + ".enhanced.fits"
-    out = Path(p.frames_dir, f"{when:%Y}", f"{when:%m%d}", name)
+    out = enhanced_frame_path(p.frames_dir, frame.t_rec, frame.file)
     out.parent.mkdir(parents=True, exist_ok=True)
     kept = is_already_enhanced(out, frame.sha256, weights_sha)
     status = "kept" if kept else "enhanced"
