@@ -224,12 +224,14 @@ class CubeAppender:
         step = float(state.attrs.get("quantization_step", 0.0) or 0.0)
         attrs = {k: v for k, v in state.attrs.items() if k not in _CUBE_ONLY}
         attrs["created"] = utc_timestamp()
+        sigma = frame.meta.get("sigma")  # enhance.io.sigma.SigmaMap, when read with it
         image = frame_image(
             quantize(frame.data, step),
             frame.header.tostring(),
             _frame_columns(frame, key),
             dataset_options=state.dataset_options,
             attrs=attrs,
+            sigma=None if sigma is None else quantize(np.asarray(sigma.data, np.float32), step),
         )
         dest = tail_dir / f"staged-{secrets.token_hex(6)}.h5"
         write_image(dest, image)

@@ -131,6 +131,7 @@ def frame_image(
     *,
     dataset_options: Mapping[str, object],
     attrs: Mapping[str, object],
+    sigma: np.ndarray | None = None,
 ) -> io.BytesIO:
     """A one-frame segment file, built in memory.
 
@@ -147,6 +148,10 @@ def frame_image(
         fill value), the same for every segment of a cube.
     attrs : mapping
         File attributes of the segment (observable, units, provenance).
+    sigma : numpy.ndarray, optional
+        The frame's per-pixel uncertainty (same shape and units), stored as
+        ``/sigma`` with the options of ``/data`` (without one, ``/sigma``
+        reads as its fill value).
 
     Returns
     -------
@@ -162,6 +167,11 @@ def frame_image(
         ny, nx = np.shape(data)
         handle.create_dataset("data", shape=(1, ny, nx), dtype="float32", **dataset_options)
         handle["data"][0] = data
+        # always present (no chunk written without a sigma: the fill value, NaN),
+        # so the virtual dataset's tail never stops at a frame without one
+        handle.create_dataset("sigma", shape=(1, ny, nx), dtype="float32", **dataset_options)
+        if sigma is not None:
+            handle["sigma"][0] = sigma
         handle.create_dataset("header", data=np.array([header], dtype=TEXT))
         for name in COLUMNS:
             handle.create_dataset(name, data=_column_array(name, [columns[name]]))
@@ -335,6 +345,8 @@ def root_image(
             if "/" in name:
                 handle.require_group(name.rsplit("/", 1)[0])
         _virtual_dataset(handle, "data", np.dtype("float32"), shape, listed, folder, pattern)
+        # NaN for frames stored without their uncertainty
+        _virtual_dataset(handle, "sigma", np.dtype("float32"), shape, listed, folder, pattern)
         _virtual_dataset(handle, "header", TEXT, (), listed, folder, pattern)
         for name, kind in COLUMNS.items():
             _virtual_dataset(handle, name, kind, (), listed, folder, pattern)

@@ -19,6 +19,7 @@ from astropy.io.fits.verify import VerifyWarning
 
 from enhance.errors import InputError
 from enhance.frame import OBSERVABLES, Frame
+from enhance.io.sigma import SIGMA_KEYWORDS, SigmaMap
 
 __all__ = ["read_enhanced"]
 
@@ -33,15 +34,36 @@ _PROVENANCE = {
 }
 
 
-def read_enhanced(path: str | os.PathLike[str]) -> Frame:
+def _sigma_map(hdu: fits.ImageHDU) -> SigmaMap:
+    """The :class:`~enhance.io.sigma.SigmaMap` of a ``SIGMA`` HDU (data and ``ENHSG*`` keywords)."""
+    values = {key: hdu.header.get(card, "") for key, (card, _) in SIGMA_KEYWORDS.items()}
+    return SigmaMap(
+        data=np.asarray(hdu.data, dtype=np.float32),
+        method=str(values["method"]),
+        calibration_scale=float(values["calibration_scale"] or 1.0),
+        calibration=str(values["calibration"]),
+        weights_file=str(values["weights_file"]),
+        weights_sha256=str(values["weights_sha256"]),
+    )
+
+
+def read_enhanced(path: str | os.PathLike[str], *, sigma: bool = True) -> Frame:
     """Read an enhanced frame written by :func:`enhance.io.write_enhanced`.
+
+    Parameters
+    ----------
+    path : path-like
+    sigma : bool
+        Also read the ``SIGMA`` HDU (the per-pixel uncertainty) when the
+        file has one, as ``meta["sigma"]`` (:class:`enhance.io.sigma.SigmaMap`),
+        which :meth:`enhance.cube.TimeCube.append` stores as ``/sigma``.
 
     Returns
     -------
     Frame
         ``meta`` holds ``t_rec``, ``quality``, ``input_file``,
         ``input_sha256``, ``weights_sha256``, ``weights_file``, ``psf_model``
-        and ``software`` from the header.
+        and ``software`` from the header (and ``sigma``, see above).
 
     Raises
     ------
@@ -61,6 +83,8 @@ def read_enhanced(path: str | os.PathLike[str]) -> Frame:
                     raise InputError(f"{path} holds no 2-D image")
                 data = np.asarray(hdu.data, dtype=np.float32)
                 header = hdu.header.copy()
+                sigma_hdu = next((h for h in hdul if h.name == "SIGMA"), None) if sigma else None
+                sigma_map = _sigma_map(sigma_hdu) if sigma_hdu is not None else None
     except (OSError, ValueError, TypeError) as exc:
         raise InputError(f"cannot read enhanced frame {path} ({exc})") from exc
     for key in ("XTENSION", "ZIMAGE", "PCOUNT", "GCOUNT", "CHECKSUM", "DATASUM"):
@@ -75,4 +99,6 @@ def read_enhanced(path: str | os.PathLike[str]) -> Frame:
     meta["t_rec"] = str(header.get("T_REC", ""))
     meta["quality"] = header.get("QUALITY", 0)
     meta["enhanced_file"] = path.name
+    if sigma_map is not None:
+        meta["sigma"] = sigma_map
     return Frame(data=data, header=header, observable=str(observable), meta=meta)

@@ -142,6 +142,14 @@ class StoredCube:
             )
         return handle["data"][row], text(handle["header"][row])
 
+    def sigma(self, index: int) -> np.ndarray:
+        """The per-pixel uncertainty of frame ``index``; NaN when stored without one."""
+        source = int(self.segment[index])
+        handle = self._source(source)
+        if "sigma" not in handle:
+            return np.full(handle["data"].shape[1:], np.nan, dtype=np.float32)
+        return handle["sigma"][int(self.row[index])]
+
     def column(self, name: str) -> list[object]:
         """The values of per-frame column ``name``, in time order (text as ``str``).
 
