@@ -242,7 +242,9 @@ class TimeCube:
             data, header = cube.frame(index % count)
         return data, fits.Header.fromstring(header)
 
-    def read_maps(self, *, start: str | None = None, end: str | None = None) -> list:
+    def read_maps(
+        self, *, start: str | None = None, end: str | None = None, dataset: str = "data"
+    ) -> list:
         """The frames as :class:`sunpy.map.GenericMap` objects, in time order.
 
         Parameters
@@ -250,6 +252,9 @@ class TimeCube:
         start, end : str, optional
             Keep frames with ``start <= T_REC <= end`` (TAI, any form
             :func:`enhance.time.tai_datetime` reads, a date included).
+        dataset : {"data", "sigma"}
+            The enhanced frames, or their per-pixel uncertainty (same WCS
+            and units; NaN for frames stored without one).
 
         Returns
         -------
@@ -259,6 +264,8 @@ class TimeCube:
         """
         import sunpy.map
 
+        if dataset not in ("data", "sigma"):
+            raise CubeError(f"unknown cube dataset {dataset!r}; use data or sigma")
         lo = tai_datetime(start) if start else None
         hi = tai_datetime(end) if end else None
         maps = []
@@ -269,6 +276,8 @@ class TimeCube:
                 if (lo is not None and when < lo) or (hi is not None and when > hi):
                     continue
                 data, header = cube.frame(int(index))
+                if dataset == "sigma":
+                    data = cube.sigma(int(index))
                 maps.append(sunpy.map.Map(data, fits.Header.fromstring(header)))
         return maps
 
