@@ -24,17 +24,15 @@ from enhance.acquire import (
     sample_dir,
     verify_fits,
 )
-from enhance.acquire.download import (
-    DownloadTask,
+from enhance.acquire.addresses import mask_email, mask_emails
+from enhance.acquire.download import DownloadTask, download_all, export_clashes, local_name
+from enhance.acquire.jsoc import ExportedFile
+from enhance.acquire.origins import (
     RefusedDownloadError,
     _redirect_allowed,
     allowed_origins,
     check_url,
-    download_all,
-    export_clashes,
-    local_name,
 )
-from enhance.acquire.jsoc import ExportedFile, mask_email, mask_emails
 from enhance.acquire.timespec import record_set
 from enhance.acquire.verify import VerificationError
 from enhance.atomic import atomic_path, unique_part_path

@@ -14,9 +14,10 @@ References
 
 from __future__ import annotations
 
+from enhance.acquire.addresses import mask_email
 from enhance.acquire.fetch import EMAIL_ENV, AcquireOptions, acquire
 from enhance.acquire.gaps import GapReport, gap_report
-from enhance.acquire.jsoc import JsocOptions, JsocSource, mask_email, server_config
+from enhance.acquire.jsoc import JsocOptions, JsocSource, server_config
 from enhance.acquire.local import sample_dir, scan_archive
 from enhance.acquire.manifest import (
     COLUMNS,

@@ -7,7 +7,7 @@ included. Here:
 
 - a URL (and every HTTP redirect) must have the scheme, host and port of the
   server's own download URL, or of a host the user allowed
-  (:func:`allowed_origins`); anything else is refused, never opened;
+  (:mod:`enhance.acquire.origins`); anything else is refused, never opened;
 - every byte is counted against the announced ``Content-Length`` and a size
   cap, the first bytes must be a FITS primary header (an HTML error page is
   refused at once), and each attempt has a wall-clock deadline, so a server
@@ -18,6 +18,8 @@ included. Here:
   corrupt or wrong file is removed and fetched again, never kept;
 - a full disk (or a read-only or size-limited target) stops every download
   with one :class:`~enhance.errors.OutputError` and leaves no temporary file.
+- a failed attempt is retried under :mod:`enhance.acquire.retry` (doubling
+  waits), except refusals and HTTP 4xx, which are final at once.
 
 Local file names never come from the server: :func:`local_name` derives them
 from the series, ``T_REC`` and segment, so they are unique by construction,
@@ -48,11 +50,19 @@ from typing import Protocol
 import tenacity
 
 from enhance import __version__
+from enhance.acquire.origins import (
+    CheckedRedirects,
+    Origin,
+    RefusedDownloadError,
+    allowed_origins,
+    check_url,
+    origin_of,
+)
 from enhance.acquire.retry import retry_policy
 from enhance.acquire.series import HmiSeries
 from enhance.acquire.verify import VerificationError, verify_fits
 from enhance.atomic import atomic_path, free_bytes, no_room_error
-from enhance.errors import ConfigError, JsocError, OutputError
+from enhance.errors import JsocError, OutputError
 from enhance.time import file_time, format_t_rec
 
 __all__ = [
@@ -76,7 +86,6 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
 _USER_AGENT = f"enhance/{__version__} (HMI acquisition; drms protocol)"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 #: Every FITS file starts with this card (FITS standard 3.0, section 4.4.1.1).
 _FITS_START = b"SIMPLE  ="
 
@@ -85,17 +94,6 @@ _FITS_START = b"SIMPLE  ="
 MAX_FILE_BYTES = 512 << 20
 #: Wall-clock seconds one download attempt may take (a 20 MiB file at 25 kB/s).
 DEFAULT_DEADLINE = 900.0
-
-#: ``(scheme, host, port)`` of a URL, host in lower case, port made explicit.
-Origin = tuple[str, str, int]
-
-
-class RefusedDownloadError(JsocError):
-    """A download refused for what the server asked, not for a transient fault.
-
-    A URL off the allowed origins, or a size beyond :data:`MAX_FILE_BYTES`:
-    retrying cannot help, so it is not retried.
-    """
 
 
 class DownloadDeadlineError(JsocError):
@@ -108,120 +106,6 @@ class IncompleteDownloadError(VerificationError):
 
 class _CancelledError(Exception):
     """Another download hit a fatal error; this one stops between two reads."""
-
-
-def _origin(url: str) -> Origin:
-    parts = urllib.parse.urlsplit(str(url).strip())
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise RefusedDownloadError(
-            f"refusing to download {url!r}: only http and https URLs are fetched"
-        )
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise RefusedDownloadError(f"refusing to download {url!r}: malformed port") from exc
-    if not parts.hostname:
-        raise RefusedDownloadError(f"refusing to download {url!r}: no host")
-    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
-
-
-def _origin_text(origin: Origin) -> str:
-    scheme, host, port = origin
-    host = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{host}" + ("" if _DEFAULT_PORTS[scheme] == port else f":{port}")
-
-
-def allowed_origins(base_url: str, allow_hosts: Iterable[str] = ()) -> frozenset[Origin]:
-    """The origins downloads may come from: the server's own and the ones a user allows.
-
-    Parameters
-    ----------
-    base_url : str
-        The server's download base URL (drms ``http_download_baseurl``).
-    allow_hosts : iterable of str
-        More origins, each ``host``, ``host:port`` or ``scheme://host[:port]``
-        (http or https). Without a scheme both are allowed, on the given port
-        or on each scheme's default one.
-
-    Raises
-    ------
-    ConfigError
-        If an entry is not of those forms (``file://`` can never be allowed).
-    """
-    try:
-        allowed = {_origin(base_url)}
-    except RefusedDownloadError as exc:
-        raise ConfigError(f"server download URL {base_url!r} is not http(s)") from exc
-    for entry in allow_hosts:
-        text = str(entry).strip()
-        has_scheme = "://" in text
-        parts = urllib.parse.urlsplit(text if has_scheme else "//" + text)
-        scheme = parts.scheme.lower()
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if (
-            (has_scheme and scheme not in _DEFAULT_PORTS)
-            or not parts.hostname
-            or port == -1
-            or parts.path not in ("", "/")
-            or parts.query
-            or parts.username
-        ):
-            raise ConfigError(
-                f"allowed download host {text!r} is not host, host:port or "
-                "http(s)://host[:port] (file:// and other schemes are never allowed)"
-            )
-        for each in [scheme] if has_scheme else list(_DEFAULT_PORTS):
-            allowed.add((each, parts.hostname.lower(), port or _DEFAULT_PORTS[each]))
-    return frozenset(allowed)
-
-
-def check_url(url: str, allowed: frozenset[Origin]) -> None:
-    """Raise :class:`RefusedDownloadError` unless ``url`` is on one of ``allowed``."""
-    origin = _origin(url)
-    if origin not in allowed:
-        shown = ", ".join(sorted(_origin_text(o) for o in allowed))
-        raise RefusedDownloadError(
-            f"refusing to download {url!r}: not from the server's own origin ({shown}); "
-            "if that host is a mirror you trust, allow it (--allow-host "
-            f"{_origin_text(origin)})"
-        )
-
-
-def _redirect_allowed(url: str, target: str, allowed: frozenset[Origin]) -> None:
-    """Allow a redirect onto an allowed origin, or from http to https on the same host."""
-    origin = _origin(target)
-    if origin in allowed:
-        return
-    here = _origin(url)
-    if here[0] == "http" and origin[0] == "https" and here[1] == origin[1]:
-        return
-    check_url(target, allowed)
-
-
-class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow an HTTP redirect only onto an allowed origin (or an https upgrade)."""
-
-    def __init__(self, allowed: frozenset[Origin]) -> None:
-        super().__init__()
-        self.allowed = allowed
-
-    def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001, ANN201
-        # checked before urllib's own scheme test, which raises a (retryable) HTTPError
-        target = headers.get("location") or headers.get("uri")
-        if target:
-            newurl = urllib.parse.urljoin(req.full_url, target)
-            try:
-                _redirect_allowed(req.full_url, newurl, self.allowed)
-            except RefusedDownloadError:
-                fp.close()  # the redirect's own response: no socket left open
-                raise
-        return super().http_error_302(req, fp, code, msg, headers)
-
-    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 def local_name(series: HmiSeries, t_rec: dt.datetime) -> str:
@@ -381,10 +265,10 @@ def fetch_file(
     urllib.error.URLError, http.client.HTTPException, OSError
         On network failures (nothing kept).
     """
-    allowed = allowed if allowed is not None else frozenset({_origin(task.url)})
+    allowed = allowed if allowed is not None else frozenset({origin_of(task.url)})
     check_url(task.url, allowed)
     name = task.dest.name
-    opener = urllib.request.build_opener(_CheckedRedirects(allowed))
+    opener = urllib.request.build_opener(CheckedRedirects(allowed))
     request = urllib.request.Request(task.url, headers={"User-Agent": _USER_AGENT})
     digest = hashlib.sha256()
     ends = time.monotonic() + deadline

@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import tenacity
 from tqdm import tqdm
 
+from enhance.acquire.addresses import check_email, mask_email
 from enhance.acquire.download import (
     DEFAULT_DEADLINE,
     MAX_FILE_BYTES,
@@ -37,24 +37,20 @@ from enhance.acquire.jsoc import (
     ExportedFile,
     JsocOptions,
     JsocSource,
-    check_email,
     is_remote,
-    mask_email,
     server_config,
 )
 from enhance.acquire.local import import_file, scan_archive
 from enhance.acquire.lock import out_dir_lock
 from enhance.acquire.manifest import KEYWORDS, NEEDS_EXPORT, Manifest, manifest_path
 from enhance.acquire.quality import QualityPolicy, decode_quality, format_quality
-from enhance.acquire.retry import retry_policy
+from enhance.acquire.remote import run_remote
 from enhance.acquire.series import HmiSeries, get_series
 from enhance.acquire.status import AcquisitionStatus
 from enhance.acquire.timespec import (
     format_duration,
     iter_slots,
     parse_cadence,
-    record_set,
-    slot_windows,
 )
 from enhance.acquire.verify import VerificationError, verify_fits
 from enhance.atomic import check_writable_dir
@@ -125,7 +121,7 @@ def _prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     return path
 
 
-class _Run:
+class AcquisitionRun:
     """State of one :func:`acquire` call."""
 
     def __init__(
@@ -284,20 +280,6 @@ class _Run:
         self.save()
 
 
-def _chunks(
-    rows: list[dict[str, str]], cadence: dt.timedelta, limit: int
-) -> list[list[dt.datetime]]:
-    """Group needed slots into runs spanning at most ``limit`` slots each."""
-    groups: list[list[dt.datetime]] = []
-    for row in rows:
-        when = tai_datetime(row["t_rec"])
-        if groups and (when - groups[-1][0]) / cadence + 1 <= limit:
-            groups[-1].append(when)
-        else:
-            groups.append([when])
-    return groups
-
-
 def _resolve_email(email: str | None) -> str | None:
     return email if email else os.environ.get(EMAIL_ENV) or None
 
@@ -401,7 +383,7 @@ def acquire(
     with out_dir_lock(out):  # one acquisition at a time per directory
         for stale in out.glob("*.fits*.part"):
             stale.unlink()  # our own temporary files (and links) from an interrupted run
-        run = _Run(hmi, out, policy, options, progress)
+        run = AcquisitionRun(hmi, out, policy, options, progress)
         where = server if remote else str(Path(server).resolve())
         log.info(
             "acquiring %s from %s into %s (policy %s, e-mail %s)",
@@ -416,7 +398,7 @@ def acquire(
         if remote:
             source = JsocSource(server, email=email, options=options.jsoc)
             try:
-                _remote(run, source, (t0, t1, step), download)
+                run_remote(run, source, (t0, t1, step), download)
             except EnhanceError as exc:
                 error = exc  # write the manifest, gap report and status, then raise
             slots: Iterable[dt.datetime] = iter_slots(hmi, t0, t1, step)
@@ -459,7 +441,7 @@ def acquire(
 
 
 def _local(
-    run: _Run,
+    run: AcquisitionRun,
     directory: Path,
     slots: Iterable[dt.datetime] | None,
     t0: dt.datetime | None,
@@ -493,159 +475,3 @@ def _local(
             )
     run.save()
     return slots
-
-
-def _remote(
-    run: _Run,
-    source: JsocSource,
-    grid: tuple[dt.datetime, dt.datetime, dt.timedelta],
-    download: bool,
-) -> None:
-    """Query the range window by window, then export and download what is needed.
-
-    Each window is merged into the manifest as soon as it is answered, so a
-    query that fails half way leaves the earlier windows recorded and the
-    later slots without a row (``not queried`` in the gap report).
-    """
-    run.allowed = allowed_origins(source.config.http_download_baseurl, run.options.allow_hosts)
-    t0, t1, cadence = grid
-    windows = slot_windows(run.series, t0, t1, cadence, max(1, source.options.query_chunk))
-    try:
-        for window, found in source.query_windows(run.series, windows, cadence, KEYWORDS):
-            run.manifest.hold(format_t_rec(window[0]), format_t_rec(window[-1]))
-            for when in window:
-                rec = found.get(when)
-                if rec is None:
-                    run.merge(when, None, None, {})
-                else:
-                    run.merge(when, rec.record, rec.quality, rec.keywords)
-            run.manifest.release()  # the window's rows go to disk, not kept in memory
-    finally:
-        run.save()
-    if not download:
-        return
-    todo = run.manifest.rows(NEEDS_EXPORT)
-    bar = tqdm(
-        total=len(todo),
-        desc=f"{run.series.name}",
-        unit="file",
-        disable=not run.progress,
-        leave=False,
-    )
-    try:
-        _resume(run, source, bar)
-        todo = [r for r in run.manifest.rows(NEEDS_EXPORT) if not r["request_id"]]
-        todo = run.adopt_existing(todo)
-        run.save()
-        for group in _chunks(todo, cadence, run.options.max_per_request):
-            count = int((group[-1] - group[0]) / cadence) + 1
-            ds = record_set(run.series, group[0], count, cadence)
-            _export_and_download(run, source, ds, group, bar)
-    finally:
-        bar.close()
-
-
-def _resume(run: _Run, source: JsocSource, bar: tqdm) -> None:
-    """Finish the export requests a previous run recorded."""
-    by_request: dict[str, list[dict[str, str]]] = {}
-    for row in run.manifest.rows(NEEDS_EXPORT):
-        if row["request_id"] and row["request_id"] != "local":
-            by_request.setdefault(row["request_id"], []).append(row)
-    for request_id, rows in by_request.items():
-        log.info("resuming export request %s (%d frames)", request_id, len(rows))
-        request = source.resume(request_id)
-        if request is None:
-            ok, message = False, "not found on the server"
-        else:
-            ok, message = source.wait(request)
-        if not ok:
-            log.warning(
-                "export request %s cannot be resumed (%s); exporting anew", request_id, message
-            )
-            for row in rows:
-                state = "flagged" if row["quality_bits"] else "queried"
-                run.manifest.update(row["t_rec"], state=state, request_id="", reason=message)
-            run.save()
-            continue
-        files = source.files(request)
-        run.download(files, request_id, bar)
-        listed = {format_t_rec(f.t_rec) for f in files}
-        for row in rows:
-            if row["t_rec"] not in listed and row["state"] in NEEDS_EXPORT:
-                state = "flagged" if row["quality_bits"] else "queried"
-                run.manifest.update(
-                    row["t_rec"],
-                    state=state,
-                    request_id="",
-                    reason=f"not in export request {request_id}",
-                )
-        run.save()
-
-
-def _export_and_download(
-    run: _Run, source: JsocSource, ds: str, group: list[dt.datetime], bar: tqdm
-) -> None:
-    """Export ``ds`` and download its files; a failed export request is submitted again.
-
-    At most ``jsoc.retries`` requests, one after the other without a pause
-    (each has waited for its outcome already); the rows of a failed one go
-    back to ``queried``/``flagged`` with its message before the next.
-
-    Raises
-    ------
-    JsocError
-        When every request failed.
-    """
-    attempts = run.options.jsoc.retries
-    message = ""
-
-    def export_once() -> bool:
-        nonlocal message
-        request = source.submit_export(ds)
-        for when in group:
-            run.manifest.update(
-                format_t_rec(when), state="exported", request_id=request.id, reason=""
-            )
-        run.save()  # the id must be on disk before anything else can go wrong
-        ok, message = source.wait(request)
-        if ok:
-            files = source.files(request)
-            listed = {f.t_rec for f in files}
-            for when in group:
-                if when not in listed:
-                    run.manifest.update(
-                        format_t_rec(when),
-                        state="failed",
-                        reason=f"not in export request {request.id}",
-                    )
-                    run.failures.append(f"{format_t_rec(when)}: not in export {request.id}")
-            run.download(files, request.id, bar)
-            return True
-        for when in group:
-            row = run.manifest.get(format_t_rec(when))
-            run.manifest.update(
-                row["t_rec"],
-                state="flagged" if row["quality_bits"] else "queried",
-                request_id="",
-                reason=message,
-            )
-        run.save()
-        return False
-
-    def log_failure(state: tenacity.RetryCallState, _wait: float | None) -> None:
-        log.warning(
-            "export request for %s failed (%s); attempt %d/%d",
-            ds,
-            message,
-            state.attempt_number,
-            attempts,
-        )
-
-    policy = retry_policy(
-        attempts=attempts,
-        first_wait=0.0,
-        retry_result=lambda ok: not ok,
-        on_failure=log_failure,
-    )
-    if not policy(export_once):
-        raise JsocError(f"export of {ds} failed {attempts} times, last: {message}")

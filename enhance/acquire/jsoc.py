@@ -33,6 +33,7 @@ from typing import TypeVar
 import tenacity
 
 from enhance.acquire._drms import drms, export_error_text
+from enhance.acquire.addresses import check_email, mask_drms_logs, mask_email, mask_emails
 from enhance.acquire.quality import parse_quality
 from enhance.acquire.retry import retry_policy
 from enhance.acquire.series import HmiSeries
@@ -46,10 +47,7 @@ __all__ = [
     "QueriedRecord",
     "ExportedFile",
     "server_config",
-    "mask_email",
-    "check_email",
     "is_remote",
-    "mask_emails",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,8 +61,8 @@ TRANSIENT = (
     TimeoutError,
     json.JSONDecodeError,
 )
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_T_REC_IN_RECORD = re.compile(r"\[(\d{4}\.\d\d\.\d\d_\d\d:\d\d:\d\d(?:\.\d+)?_TAI)\]")
+#: The first ``[...]`` of a record name, ``series[T_REC][...]``, holds its ``T_REC``.
+_FIRST_KEY = re.compile(r"\[([^\]]*)\]")
 _PENDING_STATUSES = (1, 2, 6)
 _REFUSED = 7
 
@@ -152,58 +150,6 @@ def server_config(server: str) -> drms.ServerConfig:
     )
 
 
-def mask_email(email: str | None) -> str:
-    """``j***@example.org``: enough to recognise the address, never all of it."""
-    if not email:
-        return "<none>"
-    user, _, domain = str(email).partition("@")
-    return f"{user[:1]}***@{domain}" if domain else f"{user[:1]}***"
-
-
-def check_email(email: str | None) -> str:
-    """Return the address stripped, or raise :class:`ConfigError` if absent or malformed."""
-    if email is None or not str(email).strip():
-        raise ConfigError(
-            "a JSOC export needs a registered e-mail address: set ENHANCE_JSOC_EMAIL or "
-            "pass --email-file (register at jsoc.stanford.edu/ajax/register_email.html)"
-        )
-    email = str(email).strip()
-    if not _EMAIL_RE.match(email):
-        raise ConfigError(f"e-mail address {mask_email(email)} is malformed")
-    return email
-
-
-class _MaskEmail(logging.Filter):
-    """Mask e-mail addresses (plain or URL-encoded) in drms's log records."""
-
-    _REQUESTER = re.compile(r"(requester=)([^&\s*])[^&\s]*")
-    # the domain needs a dot and a top level starting with a letter: record sets
-    # such as "[2014.01.01_00:00:00_TAI/1d@12m]" hold an "@" but no address
-    _ADDRESS = re.compile(
-        r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*(@|%40)"
-        r"((?:[A-Za-z0-9\-]+\.)+[A-Za-z][A-Za-z0-9\-]*)"
-    )
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask_emails(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
-def mask_emails(text: str) -> str:
-    """``text`` with every e-mail address (plain or URL-encoded) masked."""
-    masked = _MaskEmail._ADDRESS.sub(r"\1***\2\3", str(text))
-    return _MaskEmail._REQUESTER.sub(r"\1\2***", masked)
-
-
-def _mask_drms_logs() -> None:
-    logger = logging.getLogger("drms")
-    if not any(isinstance(f, _MaskEmail) for f in logger.filters):
-        logger.addFilter(_MaskEmail())
-
-
 def _error_text(request: drms.ExportRequest) -> str:
     return mask_emails(export_error_text(request))
 
@@ -283,7 +229,7 @@ class JsocSource:
         self.email = email
         self.options = options or JsocOptions()
         self._sleep = sleep
-        _mask_drms_logs()  # drms logs request URLs, notify=<e-mail> included
+        mask_drms_logs()  # drms logs request URLs, notify=<e-mail> included
         self.client = drms.Client(server=self.config)
         self.exports_submitted = 0
         self._email_checked = False
@@ -536,7 +482,7 @@ class JsocSource:
             urls = {row.filename: row.url for row in request.urls.itertuples()}
             out = []
             for row in request.data.itertuples():
-                match = _T_REC_IN_RECORD.search(str(row.record))
+                match = _FIRST_KEY.search(str(row.record))
                 t_rec = parse_t_rec(match.group(1)) if match else None
                 if t_rec is None:
                     log.warning("export %s: cannot read T_REC of %r", request.id, row.record)

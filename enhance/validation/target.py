@@ -22,6 +22,8 @@ Hinode is in low Earth orbit: its observer is taken to be Earth's centre at
 the observation time (a parallax of up to ~1" that the cross-correlation
 absorbs, as it absorbs the few-arcsec SOT pointing uncertainty).
 
+The grids and reprojections are :mod:`enhance.validation.target_grid`'s.
+
 Units of the truth: continuum (SOT/BFI, NFI intensity) is divided by the
 quiet-Sun level of the degraded image; NFI V/I magnetograms are not
 calibrated Blos, so they are mapped to gauss by a linear fit of the Hinode
@@ -56,8 +58,19 @@ from enhance.physics import ENHANCED_PIXEL_SCALE
 from enhance.provenance import provenance_record, sha256_file
 from enhance.time import parse_time
 from enhance.validation.coalign import refine_shift
-from enhance.validation.hinode import HinodeImage, read_hinode
+from enhance.validation.hinode import read_hinode
 from enhance.validation.report import ValidationCase, write_report
+from enhance.validation.target_grid import (
+    coarse_header,
+    crop_map,
+    degraded_grid_header,
+    hinode_time,
+    image_hdu,
+    largest_box,
+    load_map,
+    reproject,
+    shifted,
+)
 
 __all__ = [
     "FrameInfo",
@@ -77,8 +90,6 @@ log = logging.getLogger(__name__)
 MAX_TIME_DIFFERENCE = 30 * u.min
 #: Residual shift (enhanced pixels) below which the refinement stops.
 SHIFT_TOLERANCE = 0.02
-#: Smallest usable overlap, in enhanced pixels per side.
-MIN_OVERLAP = 32
 
 
 @dataclass(frozen=True)
@@ -88,13 +99,6 @@ class FrameInfo:
     path: Path
     time: Time
     header: fits.Header
-
-
-def _image_hdu(hdul: fits.HDUList, path: Path) -> int:
-    for index, hdu in enumerate(hdul):
-        if hdu.is_image and int(hdu.header.get("NAXIS", 0)) == 2:
-            return index
-    raise InputError(f"{path} holds no 2-D image HDU; give an enhanced FITS frame")
 
 
 def frame_time(header: fits.Header) -> Time:
@@ -125,20 +129,10 @@ def frame_time(header: fits.Header) -> Time:
     raise InputError("the frame header has no T_OBS, T_REC or DATE-OBS time card")
 
 
-def _hinode_time(image: HinodeImage) -> Time | None:
-    """The Hinode observation time (``DATE_OBS``, UTC as SOT writes it) in TAI; None if absent."""
-    if not image.date_obs:
-        return None
-    try:
-        return parse_time(str(image.date_obs), scale="utc")
-    except TimeFormatError as exc:
-        raise InputError(f"the Hinode DATE_OBS {image.date_obs!r} is not a time: {exc}") from exc
-
-
 def _read_header(path: Path) -> fits.Header:
     try:
         with fits.open(path) as hdul:
-            header = hdul[_image_hdu(hdul, path)].header.copy()
+            header = hdul[image_hdu(hdul, path)].header.copy()
             if "DATE-OBS" not in header and "DATE-OBS" in hdul[0].header:
                 header["DATE-OBS"] = hdul[0].header["DATE-OBS"]
             return header
@@ -179,159 +173,6 @@ def nearest_frame(
             f"give frames within {max_difference.to(u.min):.0f}"
         )
     return infos[best], (infos[best].time - when).to(u.s)
-
-
-def _observer_header(image: HinodeImage, when: Time) -> fits.Header:
-    """Hinode header with an explicit Earth observer (Hinode is in low Earth orbit)."""
-    from sunpy.coordinates import get_earth
-    from sunpy.sun import constants as sun_constants
-
-    header = image.header.copy()
-    earth = get_earth(when)
-    header["HGLN_OBS"] = float(earth.lon.to_value(u.deg))
-    header["HGLT_OBS"] = float(earth.lat.to_value(u.deg))
-    header["DSUN_OBS"] = float(earth.radius.to_value(u.m))
-    header.setdefault("RSUN_REF", float(sun_constants.radius.to_value(u.m)))
-    return header
-
-
-def degraded_grid_header(image: HinodeImage, shape: tuple[int, int], scale: u.Quantity):
-    """WCS header of ``image`` resampled to ``scale`` by :func:`enhance.physics.degrade`.
-
-    The degraded grid starts at the outer corner of Hinode pixel (0, 0) and
-    keeps its rotation and pointing: 0-based pixel ``j`` has its centre at
-    Hinode pixel coordinate ``-0.5 + (j + 0.5) * s`` with ``s = scale /
-    hinode_scale``. Returns a sunpy ``MetaDict`` (observer: Earth).
-    """
-    import sunpy.map
-
-    when = _hinode_time(image)
-    if when is None:
-        raise InputError("the Hinode file has no DATE_OBS; its time is needed to co-align")
-    smap = sunpy.map.Map(image.data, _observer_header(image, when))
-    ratio = float((scale / image.pixel_scale).decompose())
-    ref = smap.reference_pixel
-    ref_pix = [(float(p.to_value(u.pix)) + 0.5) / ratio - 0.5 for p in (ref.x, ref.y)]
-    return sunpy.map.make_fitswcs_header(
-        np.empty(shape, dtype=np.float32),
-        smap.reference_coordinate,
-        reference_pixel=ref_pix * u.pix,
-        scale=[scale.to_value(u.arcsec)] * 2 * u.arcsec / u.pix,
-        rotation_matrix=smap.rotation_matrix,
-        telescope="Hinode",
-        instrument=str(image.header.get("INSTRUME", "SOT")),
-        wavelength=image.wavelength,
-    )
-
-
-def coarse_header(header, factor: int = 2):
-    """Header of the grid ``factor`` times coarser nested in ``header``'s grid.
-
-    Inverse of :func:`enhance.io.upsample_header`: ``CRPIX' = (CRPIX +
-    (factor - 1) / 2) / factor``, ``CDELT' = factor * CDELT``.
-    """
-    out = header.copy()
-    for axis in (1, 2):
-        out[f"crpix{axis}"] = (float(header[f"crpix{axis}"]) + (factor - 1) / 2.0) / factor
-        out[f"cdelt{axis}"] = float(header[f"cdelt{axis}"]) * factor
-        out[f"naxis{axis}"] = int(header[f"naxis{axis}"]) // factor
-    return out
-
-
-def _shifted(header, shift: tuple[float, float], factor: float = 1.0):
-    """Header whose reprojection moves the image by ``shift`` (dy, dx) pixels / factor."""
-    out = header.copy()
-    out["crpix1"] = float(header["crpix1"]) + shift[1] / factor
-    out["crpix2"] = float(header["crpix2"]) + shift[0] / factor
-    return out
-
-
-def _target_wcs(header):
-    import sunpy.map
-
-    shape = (int(header["naxis2"]), int(header["naxis1"]))
-    return sunpy.map.Map(np.zeros(shape, dtype=np.float32), header).wcs
-
-
-def _reproject(smap, header) -> np.ndarray:
-    """Reproject ``smap`` onto ``header``'s grid (bicubic), following solar rotation."""
-    from sunpy.coordinates import propagate_with_solar_surface
-
-    wcs = _target_wcs(header)
-    shape = (int(header["naxis2"]), int(header["naxis1"]))
-    with propagate_with_solar_surface():
-        out = smap.reproject_to(wcs, algorithm="interpolation", order="bicubic")
-    data = np.asarray(out.data, dtype=np.float64)
-    if data.shape != shape:
-        raise ReportError(f"reprojection gave shape {data.shape}, expected {shape}")
-    return data
-
-
-def _load_map(path: Path):
-    """sunpy Map of the first 2-D image of a FITS file."""
-    import sunpy.map
-
-    with fits.open(path) as hdul:
-        index = _image_hdu(hdul, path)
-        header = hdul[index].header.copy()
-        data = np.asarray(hdul[index].data, dtype=np.float64)
-    return sunpy.map.Map(data, header)
-
-
-def _crop_map(smap, header, margin: int = 24):
-    """The part of ``smap`` that covers ``header``'s grid, plus ``margin`` pixels."""
-    import sunpy.map
-    from sunpy.coordinates import propagate_with_solar_surface
-
-    ny, nx = int(header["naxis2"]), int(header["naxis1"])
-    target = sunpy.map.Map(np.zeros((ny, nx), dtype=np.float32), header)
-    corners = target.pixel_to_world(
-        [-0.5, nx - 0.5, -0.5, nx - 0.5] * u.pix, [-0.5, -0.5, ny - 0.5, ny - 0.5] * u.pix
-    )
-    with propagate_with_solar_surface():
-        px, py = smap.world_to_pixel(corners)
-    px, py = np.asarray(px.to_value(u.pix)), np.asarray(py.to_value(u.pix))
-    if not (np.isfinite(px).all() and np.isfinite(py).all()):
-        raise ReportError("the Hinode field of view is not on the solar disk of the HMI frame")
-    x0 = max(0, int(np.floor(px.min())) - margin)
-    y0 = max(0, int(np.floor(py.min())) - margin)
-    x1 = min(smap.data.shape[1] - 1, int(np.ceil(px.max())) + margin)
-    y1 = min(smap.data.shape[0] - 1, int(np.ceil(py.max())) + margin)
-    if x1 - x0 < 4 or y1 - y0 < 4:
-        raise ReportError("the HMI frame does not overlap the Hinode field of view")
-    return smap.submap([x0, y0] * u.pix, top_right=[x1, y1] * u.pix)
-
-
-def _largest_box(ok: np.ndarray) -> tuple[slice, slice]:
-    """Largest rectangle of True found by trimming the worst edge, even-aligned."""
-    y0, y1, x0, x1 = 0, ok.shape[0], 0, ok.shape[1]
-    while y1 - y0 >= MIN_OVERLAP and x1 - x0 >= MIN_OVERLAP:
-        box = ok[y0:y1, x0:x1]
-        if box.all():
-            break
-        bad = {
-            "top": 1 - box[-1].mean(),
-            "bottom": 1 - box[0].mean(),
-            "left": 1 - box[:, 0].mean(),
-            "right": 1 - box[:, -1].mean(),
-        }
-        worst = max(bad, key=bad.get)
-        if worst == "bottom":
-            y0 += 1
-        elif worst == "top":
-            y1 -= 1
-        elif worst == "left":
-            x0 += 1
-        else:
-            x1 -= 1
-    y0, x0 = y0 + y0 % 2, x0 + x0 % 2
-    y1, x1 = y1 - y1 % 2, x1 - x1 % 2
-    if y1 - y0 < MIN_OVERLAP or x1 - x0 < MIN_OVERLAP or not ok[y0:y1, x0:x1].all():
-        raise ReportError(
-            f"the enhanced frame and the degraded Hinode image overlap in less than "
-            f"{MIN_OVERLAP}x{MIN_OVERLAP} pixels; give a frame that covers the Hinode field"
-        )
-    return slice(y0, y1), slice(x0, x1)
 
 
 def _hmi_input(info: FrameInfo, hmi_paths: Sequence[str | os.PathLike[str]], observable: str):
@@ -398,7 +239,7 @@ def target_case(
     if image.wavelength is None:
         raise ReportError(f"{hinode_path.name}: wavelength unknown, cannot degrade to 28 cm")
     hin_obs = "magnetogram" if image.product in ("nfi-v/i", "sp-level2") else "continuum"
-    when = _hinode_time(image)
+    when = hinode_time(image)
     if when is None:
         raise InputError(f"{hinode_path.name} has no DATE_OBS; its time is needed to co-align")
     info, dt = nearest_frame(enhanced_paths, when, max_difference=max_time_difference)
@@ -417,11 +258,11 @@ def target_case(
     pair = degrade(data, image.pixel_scale, wavelength=image.wavelength)
     fine = degraded_grid_header(image, pair.target.shape, ENHANCED_PIXEL_SCALE)
     coarse = coarse_header(fine)
-    emap = _crop_map(_load_map(info.path), fine)
+    emap = crop_map(load_map(info.path), fine)
     hmi_frame = None
     if hmi_paths:
         hmi_frame, hmi_path = _hmi_input(info, hmi_paths, enh_obs)
-        hmap = _crop_map(
+        hmap = crop_map(
             sunpy.map.Map(np.asarray(hmi_frame.data, np.float64), hmi_frame.header), coarse, 12
         )
     psf = psf_model or str(info.header.get("ENHPSF", "") or "wachter")
@@ -430,20 +271,20 @@ def target_case(
     total = np.zeros(2)
     history = []
     for _ in range(4):
-        enh = _reproject(emap, _shifted(fine, tuple(total)))
+        enh = reproject(emap, shifted(fine, tuple(total)))
         ok = np.isfinite(enh) & np.isfinite(truth)
-        box = _largest_box(ok)
+        box = largest_box(ok)
         found = refine_shift(truth[box], enh[box])
         history.append([round(found.shift[0], 4), round(found.shift[1], 4)])
         if max(abs(found.shift[0]), abs(found.shift[1])) < SHIFT_TOLERANCE:
             break
         total += np.asarray(found.shift)
     else:
-        enh = _reproject(emap, _shifted(fine, tuple(total)))
+        enh = reproject(emap, shifted(fine, tuple(total)))
         found = refine_shift(truth[box], enh[box])
         history.append([round(found.shift[0], 4), round(found.shift[1], 4)])
     if hmi_frame is not None:
-        hmi = _reproject(hmap, _shifted(coarse, tuple(total), factor=2.0))
+        hmi = reproject(hmap, shifted(coarse, tuple(total), factor=2.0))
         hmi_source = hmi_path.name
     else:
         filled = np.where(np.isfinite(enh), enh, np.nanmedian(enh))
@@ -455,7 +296,7 @@ def target_case(
             "re-observed with the HMI PSF, and the forward residual is not meaningful."
         )
     ok = np.isfinite(enh) & np.isfinite(truth) & np.kron(np.isfinite(hmi), np.ones((2, 2), bool))
-    box = _largest_box(ok)
+    box = largest_box(ok)
     cbox = (slice(box[0].start // 2, box[0].stop // 2), slice(box[1].start // 2, box[1].stop // 2))
     truth, enh, hmi = truth[box], enh[box], hmi[cbox]
     calibration: dict[str, Any]
