@@ -34,3 +34,23 @@ def test_degrade_hinode_to_enhanced_grid(shared_data):
     # 256 px x 0.16" / 0.252" per px, rounded down by the degrade contract
     assert abs(out.shape[0] - 256 * 0.16 / 0.252) <= 2 and out.shape[0] % 2 == 0
     assert np.isfinite(out).all()
+
+
+def test_observation_times_of_real_files_in_tai(shared_data):
+    """HMI T_OBS (TAI, sub-second) and Hinode DATE_OBS (UTC) read as one TAI instant each."""
+    from astropy.io import fits
+    from astropy.time import Time
+
+    from enhance.validation.target import frame_time
+    from enhance.validation.target_grid import hinode_time
+
+    hmi = shared_data / "hmi" / "fulldisk" / "hmi.M_720s.20160707_010000_TAI.magnetogram.fits"
+    header = fits.getheader(hmi, 1)
+    assert header["T_OBS"] == "2016.07.07_01:00:08.326_TAI"
+    when = frame_time(header)
+    assert when.scale == "tai" and when.isot == "2016-07-07T01:00:08.326000"
+    img = read_hinode(shared_data / "hinode" / "FGMG4_20110214_030443.7.cols0-879.fits")
+    hinode = hinode_time(img)
+    assert hinode.scale == "tai"
+    # DATE_OBS is UTC: 34 s behind TAI in 2011
+    assert abs((hinode - Time("2011-02-14T03:05:17.785", scale="tai")).to_value("s")) < 1e-6
