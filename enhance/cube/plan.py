@@ -294,6 +294,10 @@ def read_plan(path: str | os.PathLike[str]) -> list[PlannedFrame]:
         return [PlannedFrame(**{k: row[k] for k in _FIELDS}) for row in csv.DictReader(fh)]
 
 
+def _time(item: tuple[dt.datetime, PlannedFrame]) -> dt.datetime:
+    return item[0]
+
+
 def write_plan_streamed(
     rows: Iterable[dict[str, str]],
     *,
@@ -317,37 +321,47 @@ def write_plan_streamed(
     dict
         ``{period: [batch id, ...]}`` of every planned batch, in time order.
     """
+    if frames_per_job < 1:
+        raise ConfigError(f"frames_per_job must be at least 1, got {frames_per_job}")
     directory = Path(plan_dir)
     directory.mkdir(parents=True, exist_ok=True)
     files = _PlanFiles(directory)
+    base = str(Path(base_dir).resolve())
     index: dict[str, list[str]] = {}
     wanted = batches or {}
-    pending: list[dict[str, str]] = []
     current: str | None = None
+    first = last = dt.datetime.min
+    by_batch: dict[int, list[tuple[dt.datetime, PlannedFrame]]] = {}
 
     def flush() -> None:
         if current is None:
             return
-        ids = {current: wanted[current]} if current in wanted else None
-        plan = plan_batches(
-            pending,
-            base_dir=base_dir,
-            layout=layout,
-            frames_per_job=frames_per_job,
-            start=start,
-            end=end,
-            batches=ids,
-        )
-        index.update(_write_batches(plan, files))
+        plan = {
+            batch_id(current, number): [frame for _, frame in sorted(frames, key=_time)]
+            for number, frames in by_batch.items()
+        }
+        for name in wanted.get(current, []):
+            plan.setdefault(name, [])
+        index.update(_write_batches({current: dict(sorted(plan.items()))}, files))
 
-    for row in rows:
+    for row in rows:  # each row parsed once; the period's bounds compared, not recomputed
         if row.get("state") != "verified" or not row.get("file"):
             continue
-        period = layout.period_of(tai_datetime(row["t_rec"]))
-        if period != current:
+        when = tai_datetime(row["t_rec"])
+        if (start is not None and when < start) or (end is not None and when > end):
+            continue
+        if not first <= when < last:
             flush()
-            pending, current = [], period
-        pending.append(row)
+            first, last = _period_bounds(layout, when)
+            current, by_batch = layout.period_of(when), {}
+        number = ((when - first) // layout.step) // frames_per_job
+        frame = PlannedFrame(
+            t_rec=format_t_rec(when),
+            file=os.path.join(base, row["file"]),
+            sha256=row.get("sha256", ""),
+            quality=row.get("quality", ""),
+        )
+        by_batch.setdefault(number, []).append((when, frame))
     flush()
     empty = {period: ids for period, ids in wanted.items() if period not in index}
     if empty:  # periods of the range without any verified frame
