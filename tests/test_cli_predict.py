@@ -449,23 +449,54 @@ def test_corrupt_weights_message_names_the_checksum(
     assert "sha256" in _one_error_line(capsys.readouterr().err).lower()
 
 
-def test_output_directory_without_write_permission(
-    tmp_path: Path, weights_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions; the missing-directory case covers it")
+#: Run a command (after the directory argument) with that directory bind-mounted
+#: read-only onto itself, in a private mount namespace: the change is seen by
+#: that command alone and ends with it.
+_READ_ONLY_BIND = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+
+
+def _with_read_only(directory: Path, command: list[str]) -> list[str]:
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _READ_ONLY_BIND, "sh"] + [
+        str(directory),
+        *command,
+    ]
+
+
+def _read_only_bind_works(directory: Path) -> bool:
+    """True when a read-only bind mount really stops this (root) process from writing."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = _with_read_only(directory, ["sh", "-c", f"! touch {directory}/probe 2>/dev/null"])
+    done = subprocess.run(probe, capture_output=True, check=False)
+    return done.returncode == 0 and not (directory / "probe").exists()
+
+
+def test_output_directory_without_write_permission(tmp_path: Path, weights_dir: Path) -> None:
+    """An output directory the process may not write to: one line, exit 2, nothing written.
+
+    Permission bits do not stop root (CI runs as root), so for root the
+    directory is a read-only bind mount in a private mount namespace, which
+    refuses root's writes too (EROFS); other users get a directory without
+    write permission.
+    """
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0o500)
+    out = locked / "enhanced.fits"
+    weights = weights_dir / "magnetogram.safetensors"
+    command = [sys.executable, "-m", "enhance", "predict", str(CROP), "-o", str(out)]
+    command += ["--weights", str(weights), "--device", "cpu"]
+    if os.geteuid() == 0:
+        require(_read_only_bind_works(locked), "root, but no read-only bind mount (unshare -m)")
+        command = _with_read_only(locked, command)
+    else:
+        locked.chmod(0o500)
     try:
-        out = locked / "enhanced.fits"
-        weights = weights_dir / "magnetogram.safetensors"
-        code = main(["predict", str(CROP), "-o", str(out), "--weights", str(weights)])
-        assert code == 2
-        assert "not writable" in _one_error_line(capsys.readouterr().err)
-        assert list(locked.iterdir()) == []
+        result = subprocess.run(command, capture_output=True, text=True, env=_env(), check=False)
     finally:
         locked.chmod(0o700)
+    assert result.returncode == 2, result.stderr
+    assert "not writable" in _one_error_line(result.stderr)
+    assert list(locked.iterdir()) == []
 
 
 def test_no_shipped_weights(

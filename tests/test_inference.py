@@ -17,7 +17,13 @@ import torch
 from conftest import randomised_net
 from sunpy.data.test import get_test_filepath
 
-from enhance.errors import ConfigError, InputError, WeightsError
+from enhance.errors import (
+    ConfigError,
+    InputError,
+    NotQuietSunUnitsWarning,
+    UnexpectedUnitWarning,
+    WeightsError,
+)
 from enhance.frame import Frame
 from enhance.inference import (
     InferenceTimings,
@@ -130,7 +136,8 @@ def test_tiled_equals_whole_image_paper_default(quiet_sun) -> None:
 
 # ------------------------------------------------------------------- NaN
 def test_nan_pixels_stay_nan_at_the_upsampled_positions(narrow) -> None:
-    disk = read_hmi(FULL_DISK_IC, normalize="none", check_range=False).data  # raw DN/s, NaN
+    with pytest.warns(UnexpectedUnitWarning), pytest.warns(NotQuietSunUnitsWarning):
+        disk = read_hmi(FULL_DISK_IC, normalize="none", check_range=False).data  # raw DN/s
     data = disk.copy()
     data[40, 41] = np.nan  # an isolated bad pixel on the disk too
     mask = ~np.isfinite(data)

@@ -22,7 +22,13 @@ from astropy.io import fits
 from sunpy.data.test import get_test_filepath
 
 from enhance.atomic import part_path
-from enhance.errors import ConfigError, InputError, OutputError
+from enhance.errors import (
+    ConfigError,
+    InputError,
+    NotQuietSunUnitsWarning,
+    OutputError,
+    UnexpectedUnitWarning,
+)
 from enhance.frame import Frame
 from enhance.io import (
     disk_mu,
@@ -210,7 +216,12 @@ def test_integer_image_in_extension_with_blank(tmp_path: Path) -> None:
     header = fits.Header({"BLANK": -999, "CONTENT": "CONTINUUM", "BUNIT": "DN/s"})
     path = tmp_path / "ints.fits"
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(values, header)]).writeto(path)
-    frame = read_hmi(path, normalize="none", check_range=False)  # raw DN/s wanted
+    # raw DN/s wanted: both caveats of taking them as quiet-Sun units are raised
+    with (
+        pytest.warns(UnexpectedUnitWarning, match="BUNIT = 'DN/s'"),
+        pytest.warns(NotQuietSunUnitsWarning, match="median"),
+    ):
+        frame = read_hmi(path, normalize="none", check_range=False)
     assert frame.meta["hdu_index"] == 1
     assert np.isnan(frame.data[3, 4]) and np.isfinite(frame.data).sum() == values.size - 1
     assert frame.data[0, 1] == 101.0

@@ -8,13 +8,14 @@ A&A 561, A22; Airy first zero at 1.22 lambda/D (Born & Wolf, Sect. 8.5.2).
 from __future__ import annotations
 
 import math
+import warnings
 
 import astropy.units as u
 import numpy as np
 import pytest
 from scipy import ndimage, optimize, special
 
-from enhance.errors import ConfigError, InputError
+from enhance.errors import CoarseTruthWarning, ConfigError, InputError
 from enhance.physics import (
     ENHANCED_PIXEL_SCALE,
     HMI_APERTURE,
@@ -308,6 +309,16 @@ def test_degrade_shapes_are_exactly_one_to_two(scale: float) -> None:
             assert extent == pytest.approx(n_in * 0.504 / scale)
         for region, n in zip(pair.truth_region, shape, strict=True):
             assert region.stop <= n
+
+
+def test_degrade_warns_when_the_truth_is_coarser_than_the_target() -> None:
+    """A 0.3"/px truth cannot give a 0.252"/px 28 cm target; the exact 0.252 is fine."""
+    with pytest.warns(CoarseTruthWarning, match="coarser than the 0.2520 arcsec target"):
+        pair = degrade(np.ones((84, 84)), 0.3 * u.arcsec)
+    assert pair.input.shape == (50, 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        degrade(np.ones((84, 84)), 0.252 * u.arcsec)
 
 
 def test_degrade_point_source_registration_and_flux() -> None:

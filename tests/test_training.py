@@ -147,16 +147,46 @@ def test_augmented_pairs_are_consistent_degradations():
     assert pairs[0].valid.all() and not pairs[1].valid.all()
 
 
+def _dihedral(image: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    """The sampler's augmentation: ``turns`` quarter turns, then a left-right flip."""
+    out = np.rot90(image, turns)
+    return out[:, ::-1] if flip else out
+
+
 def test_patch_sampler_flips_and_noise():
+    """Each patch is one of the 8 turns/flips of a crop, the same for input and
+    target, and the input alone carries Gaussian noise of the requested sigma."""
     pair = degraded_pair(_scene())
-    sampler = PatchSampler(
-        [pair], patch=16, noise_sigma=1e-3, input_scale=1.0, rng=np.random.default_rng(0)
-    )
-    x, y = sampler.sample(64)
-    assert x.shape == (64, 1, 16, 16) and y.shape == (64, 1, 32, 32)
-    assert x.dtype == np.float32
-    # the input is the degraded target plus noise: never identical to a crop
-    assert 0.5e-3 < float(np.std(x - x.mean(axis=(2, 3), keepdims=True))) < 0.2
+    sigma, batch, p = 1e-3, 64, 16
+
+    def sampler(noise: float) -> PatchSampler:
+        return PatchSampler(
+            [pair], patch=p, noise_sigma=noise, input_scale=1.0, rng=np.random.default_rng(0)
+        )
+
+    x, y = sampler(sigma).sample(batch)
+    clean, y_clean = sampler(0.0).sample(batch)  # same seed: same crops and turns
+    assert x.shape == (batch, 1, p, p) and y.shape == (batch, 1, 2 * p, 2 * p)
+    assert x.dtype == np.float32 and y.dtype == np.float32
+    np.testing.assert_array_equal(y, y_clean)  # the target gets no noise
+    noise = (x - clean).astype(float)
+    assert abs(noise.std() / sigma - 1) < 0.05 and abs(noise.mean()) < 0.1 * sigma
+
+    windows = np.lib.stride_tricks.sliding_window_view(pair.input, (p, p))
+    seen = set()
+    for patch, target in zip(clean[:, 0], y_clean[:, 0], strict=True):
+        found = []
+        for turns in range(4):
+            for flip in (False, True):
+                # undo the augmentation, then look for the crop in the input
+                crop = np.rot90(patch[:, ::-1] if flip else patch, -turns)
+                for y0, x0 in np.argwhere((windows == crop).all(axis=(2, 3))):
+                    truth = pair.target[2 * y0 : 2 * y0 + 2 * p, 2 * x0 : 2 * x0 + 2 * p]
+                    if np.array_equal(_dihedral(truth, turns, flip), target):
+                        found.append((turns, flip))
+        assert len(found) == 1, found  # a crop of the input, its target turned alike
+        seen.update(found)
+    assert len(seen) == 8  # every turn, flipped and not
 
 
 def _curve(out):

@@ -25,17 +25,6 @@ def test_bfi_header_text(shared_data):
     assert header["CDELT1"] == pytest.approx(0.10896)
 
 
-def test_degrade_hinode_to_enhanced_grid(shared_data):
-    from enhance.validation.hinode import degrade_hinode
-
-    img = read_hinode(shared_data / "hinode" / "FGMG4_20110214_030443.7.cols0-879.fits")
-    img.data = img.data[:256, :256]
-    out = degrade_hinode(img)
-    # 256 px x 0.16" / 0.252" per px, rounded down by the degrade contract
-    assert abs(out.shape[0] - 256 * 0.16 / 0.252) <= 2 and out.shape[0] % 2 == 0
-    assert np.isfinite(out).all()
-
-
 def test_observation_times_of_real_files_in_tai(shared_data):
     """HMI T_OBS (TAI, sub-second) and Hinode DATE_OBS (UTC) read as one TAI instant each."""
     from astropy.io import fits

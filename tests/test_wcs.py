@@ -7,7 +7,7 @@ Inputs are real HMI headers: the committed crop of a JSOC hmi.M_720s file
 
 from __future__ import annotations
 
-import logging
+import warnings
 from pathlib import Path
 
 import astropy.units as u
@@ -19,6 +19,7 @@ from astropy.io import fits
 from sunpy.coordinates import Helioprojective
 from sunpy.data.test import get_test_filepath
 
+from enhance.errors import NotNorthUpWarning
 from enhance.io import read_hmi, rotate_north_up, upsample_header
 
 DATA = Path(__file__).parent / "data"
@@ -244,21 +245,21 @@ def test_rotate_north_up_with_linear_matrix(matrix: str) -> None:
     assert np.all(w_before.separation(w_after) < 1e-6 * u.arcsec)
 
 
-def test_rotate_keeps_other_angles_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+def test_rotate_keeps_other_angles_and_warns() -> None:
     header = _raw_header(CROP)
     header["CROTA2"] = 92.0  # an SDO roll manoeuvre
     data = np.arange(16, dtype=np.float32).reshape(4, 4)
-    with caplog.at_level(logging.WARNING, logger="enhance.io.wcs"):
+    with pytest.warns(NotNorthUpWarning, match="92.000 deg"):
         same, new_header, rotation = rotate_north_up(data, header)
     assert rotation.applied == 0.0
     np.testing.assert_array_equal(same, data)
     assert new_header == header
-    assert "92.000" in caplog.text
 
     header["CROTA2"] = 0.05  # already north up: silently kept
-    caplog.clear()
-    same, _, rotation = rotate_north_up(data, header)
-    assert rotation.applied == 0.0 and caplog.text == ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same, _, rotation = rotate_north_up(data, header)
+    assert rotation.applied == 0.0
 
 
 def test_rotate_without_wcs_is_identity() -> None:

@@ -113,8 +113,8 @@ def _check_datasums(path: Path, hdul: fits.HDUList, name: str) -> None:
                 continue
             try:
                 expected = int(str(fits.Card.fromstring(card.decode("ascii")).value).strip())
-            except (ValueError, UnicodeDecodeError):
-                raise VerificationError(f"{name}: HDU {index} has a malformed DATASUM") from None
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise VerificationError(f"{name}: HDU {index} has a malformed DATASUM") from exc
             found = ones_complement_sum(fh.read(info["datSpan"]))
             if found != expected:
                 raise VerificationError(

@@ -115,8 +115,8 @@ def _number(value: str | None, option: str, kind: type = float, minimum: float |
         return None
     try:
         number = kind(value)
-    except ValueError:
-        raise ConfigError(f"{option} must be a number, got {value!r}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{option} must be a number, got {value!r}") from exc
     if minimum is not None and number < minimum:
         raise ConfigError(f"{option} must be >= {minimum}, got {value!r}")
     return number

@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from enhance.errors import ConfigError
+
 __all__ = ["Window", "axis_plan", "axis_weight", "plan_windows"]
 
 
@@ -87,13 +89,13 @@ def plan_windows(
 
     Raises
     ------
-    ValueError
+    ConfigError
         ``tile`` too small for the overlap (``tile <= 2 * margin + blend``).
     """
     height, width = shape
     overlap = 2 * margin + blend
     if tile <= overlap:
-        raise ValueError(
+        raise ConfigError(
             f"tile {tile} must exceed twice the margin plus the blend ({overlap} pixels)"
         )
     wh, starts_y = axis_plan(height, tile, overlap)

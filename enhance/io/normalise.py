@@ -37,7 +37,7 @@ import numpy as np
 from astropy.io import fits
 from numpy.polynomial import polynomial as npoly
 
-from enhance.errors import InputError
+from enhance.errors import InputError, NotQuietSunUnitsWarning
 from enhance.io.wcs import has_celestial_wcs
 
 __all__ = [
@@ -315,9 +315,11 @@ def normalise_continuum(
         finite = data[np.isfinite(data)]
         median = float(np.median(finite)) if finite.size else float("nan")
         if not 0.5 <= median <= 2.0:
-            log.warning(
-                "--normalize none but the image median is %.4g, far from 1 quiet-Sun unit",
-                median,
+            warnings.warn(
+                f"normalisation 'none' takes the image as quiet-Sun units but its median is "
+                f"{median:.4g}, far from 1; use 'auto' or 'quiet-sun' unless that is intended",
+                NotQuietSunUnitsWarning,
+                stacklevel=2,
             )
         return data, {"method": "none", "factor": 1.0}
 

@@ -37,7 +37,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
-from enhance.errors import ConfigError, InputError
+from enhance.errors import ConfigError, InputError, UnexpectedUnitWarning
 from enhance.frame import OBSERVABLES, Frame
 from enhance.io.cards import set_card
 from enhance.io.normalise import normalise_continuum
@@ -107,6 +107,9 @@ _CONTENT_OBSERVABLE = (
 )
 _UNSUPPORTED_CONTENT = ("DOPPLER", "VELOCITY", "LINEWIDTH", "LINE WIDTH", "LINEDEPTH", "LINE DEPTH")
 _INTENSITY_UNITS = {"DN/S", "DN", "DN S-1", "COUNTS/S"}
+#: ``BUNIT`` values (upper case) of a continuum already in quiet-Sun units:
+#: dimensionless, as :func:`enhance.io.write_enhanced` writes it.
+_QUIET_SUN_UNITS = {"", "1", "I/I_QUIET-SUN"}
 
 
 class _UnknownObservableError(InputError):
@@ -443,6 +446,17 @@ def read_hmi(
     ConfigError
         Invalid ``observable`` or ``normalize`` value.
 
+    Warns
+    -----
+    NotNorthUpWarning
+        The image is rotated by neither ~0 nor ~180 degrees (an SDO roll):
+        kept unrotated.
+    UnexpectedUnitWarning
+        ``normalize="none"`` on a continuum whose ``BUNIT`` is not
+        dimensionless (e.g. raw DN/s).
+    NotQuietSunUnitsWarning
+        ``normalize="none"`` on a continuum whose median is far from 1.
+
     References
     ----------
     .. [1] Díaz Baso & Asensio Ramos (2018), A&A 614, A5, Sect. 3.
@@ -484,6 +498,14 @@ def read_hmi(
     input_units = str(header.get("BUNIT", "")).strip()
     implausible = 0
     if observable == "continuum":
+        if normalize == "none" and input_units.upper() not in _QUIET_SUN_UNITS:
+            warnings.warn(
+                f"{path.name}: BUNIT = {input_units!r}, but normalisation 'none' takes the "
+                "values as quiet-Sun units (dimensionless); use 'auto' or 'quiet-sun' to "
+                "normalise them",
+                UnexpectedUnitWarning,
+                stacklevel=2,
+            )
         if check_range:
             data, implausible = check_value_range(data, observable, path=path, stage="raw")
         data, info = normalise_continuum(

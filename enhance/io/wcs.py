@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from astropy.io import fits
 
-from enhance.errors import InputError
+from enhance.errors import ConfigError, InputError, NotNorthUpWarning
 
 __all__ = [
     "NORTH_UP_TOLERANCE_DEG",
@@ -128,7 +129,8 @@ def rotate_north_up(
     (about 0.01-0.1 degrees for HMI) stays in the header, so the WCS remains
     exact. Images already within ``tolerance_deg`` of north up, images at
     other angles (SDO roll manoeuvres) and images without WCS are returned
-    unchanged; the latter two are logged.
+    unchanged: the first with a :class:`~enhance.errors.NotNorthUpWarning`,
+    the second with a log line (no WCS, no orientation to speak of).
 
     Parameters
     ----------
@@ -145,6 +147,11 @@ def rotate_north_up(
         The (possibly rotated, contiguous) array, a consistent header copy and
         a :class:`Rotation` record.
 
+    Warns
+    -----
+    NotNorthUpWarning
+        The rotation is neither ~0 nor ~180 degrees: the data stay as they are.
+
     References
     ----------
     .. [1] Greisen & Calabretta (2002), A&A 395, 1061 (``CROTA2``, ``PC``).
@@ -159,10 +166,12 @@ def rotate_north_up(
     off_180 = _wrap_deg(angle - 180.0)
     if abs(off_180) > tolerance_deg:
         if abs(_wrap_deg(angle)) > tolerance_deg:
-            log.warning(
-                "image rotation %.3f deg is neither ~0 nor ~180 deg (SDO roll?): "
-                "data kept unrotated, the WCS carries the angle",
-                angle,
+            warnings.warn(
+                f"image rotation {angle:.3f} deg is neither ~0 nor ~180 deg (SDO roll?): "
+                "the data were kept unrotated, so they are not north up; the WCS carries "
+                "the angle",
+                NotNorthUpWarning,
+                stacklevel=2,
             )
         return data, header, Rotation(angle, 0.0, angle)
 
@@ -222,7 +231,7 @@ def upsample_header(header: fits.Header, factor: int = 2) -> fits.Header:
     .. [2] Greisen & Calabretta (2002), A&A 395, 1061: pixel-centre convention.
     """
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
-        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+        raise ConfigError(f"factor must be a positive integer, got {factor!r}")
     factor = int(factor)
     out = header.copy()
     naxis = int(header.get("NAXIS", 2)) or 2

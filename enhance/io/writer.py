@@ -36,7 +36,7 @@ import numpy as np
 from astropy.io import fits
 
 from enhance.atomic import atomic_path
-from enhance.errors import InputError, OutputError
+from enhance.errors import ConfigError, InputError, OutputError
 from enhance.frame import Frame
 from enhance.io.cards import set_card
 from enhance.io.frame_quality import FrameQuality
@@ -225,7 +225,7 @@ def write_enhanced(
     .. [2] Pence, Seaman & White (2009), PASP 121, 414.
     """
     if compression not in COMPRESSION_CHOICES:
-        raise ValueError(f"compression must be one of {COMPRESSION_CHOICES}, got {compression!r}")
+        raise ConfigError(f"compression must be one of {COMPRESSION_CHOICES}, got {compression!r}")
     path = Path(path)
     data = np.asarray(frame.data)
     if data.ndim != 2:

@@ -35,6 +35,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from enhance.errors import ConfigError
+
 __all__ = ["EnhanceNet", "FLOP_PER_INPUT_PIXEL", "PAPER_ARCHITECTURE", "TORCH_BN_EPS"]
 
 #: Default depth and width: five residual blocks of 64 filters (paper Sect. 3).
@@ -115,7 +117,7 @@ class EnhanceNet(nn.Module):
             or linear_skip < 0
             or (linear_skip and linear_skip % 2 == 0)
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"invalid architecture n_blocks={n_blocks}, width={width}, upscale={upscale}, "
                 f"bn_eps={bn_eps}, linear_skip={linear_skip} (odd or 0)"
             )

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import astropy.units as u
 import numpy as np
 
-from enhance.errors import ConfigError, InputError
+from enhance.errors import CoarseTruthWarning, ConfigError, InputError
 from enhance.physics.constants import (
     ENHANCED_PIXEL_SCALE,
     HMI_PIXEL_SCALE,
@@ -167,6 +168,11 @@ def degrade(
         Bad scales (no units, target not half the input), negative noise,
         unknown PSF model or boundary.
 
+    Warns
+    -----
+    enhance.errors.CoarseTruthWarning
+        ``pixel_scale`` is coarser than ``target_scale``.
+
     References
     ----------
     .. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), A&A 614, A5, Sect. 2.
@@ -185,11 +191,11 @@ def degrade(
     if not (noise_sigma >= 0 and math.isfinite(noise_sigma)):
         raise ConfigError(f"noise_sigma must be a finite number >= 0; got {noise_sigma!r}")
     if scale > s_t * (1 + 1e-9):
-        log.warning(
-            "truth pixel scale %.4f arcsec is coarser than the %.4f arcsec target grid; "
-            "the target will not be a faithful 28 cm image",
-            scale,
-            s_t,
+        warnings.warn(
+            f"truth pixel scale {scale:.4f} arcsec is coarser than the {s_t:.4f} arcsec "
+            "target grid: the target is not a faithful 28 cm image (use a finer truth)",
+            CoarseTruthWarning,
+            stacklevel=2,
         )
     step = s_in / scale  # truth pixels per input pixel
     n_in = tuple(math.floor(n / step + 1e-9) for n in data.shape)

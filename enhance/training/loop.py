@@ -289,7 +289,7 @@ def train(
             contrast=config.contrast_range,
         )
     except ValueError as exc:
-        raise TrainingError(str(exc)) from None
+        raise TrainingError(str(exc)) from exc
 
     def checkpoint() -> None:
         _save_checkpoint(

@@ -25,6 +25,7 @@ import logging
 import numpy as np
 from scipy import ndimage
 
+from enhance.errors import ConfigError, TrainingError
 from enhance.physics import HMI_PIXEL_SCALE, degrade
 from enhance.scenes import Scene
 
@@ -160,12 +161,12 @@ class PatchSampler:
             else (float(noise_sigma[0]), float(noise_sigma[1]))
         )
         if not 0 <= low <= high:
-            raise ValueError(f"noise range must be 0 <= low <= high, got {noise_sigma}")
+            raise ConfigError(f"noise range must be 0 <= low <= high, got {noise_sigma}")
         if low == 0 and high > 0:
-            raise ValueError("a log-uniform noise range needs low > 0")
+            raise ConfigError("a log-uniform noise range needs low > 0")
         self.noise_range = (low, high)
         if contrast is not None and not 0 < contrast[0] <= contrast[1]:
-            raise ValueError(f"contrast range must be 0 < low <= high, got {contrast}")
+            raise ConfigError(f"contrast range must be 0 < low <= high, got {contrast}")
         self.contrast = contrast
         self.inputs = [p.input / np.float32(input_scale) for p in pairs]
         self.targets = [p.target / np.float32(input_scale) for p in pairs]
@@ -184,7 +185,9 @@ class PatchSampler:
             self.corners.append(np.stack([ys, xs], axis=1))
         counts = np.array([len(c) for c in self.corners], dtype=float)
         if counts.sum() == 0:
-            raise ValueError(f"no valid {patch}x{patch} patch in any pair")
+            raise TrainingError(
+                f"no valid {patch}x{patch} patch in any pair; use a smaller patch or larger scenes"
+            )
         self.weights = counts / counts.sum()
 
     def _noise(self) -> float:

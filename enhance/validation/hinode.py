@@ -25,7 +25,7 @@ from astropy.io import fits
 from enhance.errors import InputError
 from enhance.physics import HINODE_SP_WAVELENGTH
 
-__all__ = ["HinodeImage", "read_hinode", "read_header_text", "classify", "degrade_hinode"]
+__all__ = ["HinodeImage", "read_hinode", "read_header_text", "classify"]
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +100,3 @@ def read_hinode(path: str | Path, *, hdu: int = 0) -> HinodeImage:
         date_obs=header.get("DATE_OBS") or header.get("DATE-OBS"),
         notes=notes,
     )
-
-
-def degrade_hinode(image: HinodeImage, *, wavelength: u.Quantity | None = None) -> np.ndarray:
-    """Hinode image degraded to a 28 cm aperture at its wavelength, on 0.252"/px.
-
-    Uses the ``.target`` of :func:`enhance.physics.degrade` (Airy PSF of the
-    28 cm aperture, area resampling to 0.252"/px) as in [2]_.
-    """
-    from enhance.physics import degrade
-
-    wl = wavelength if wavelength is not None else image.wavelength
-    if wl is None:
-        raise InputError("the Hinode image has no known wavelength; pass wavelength=...")
-    return degrade(image.data, image.pixel_scale, wavelength=wl).target
