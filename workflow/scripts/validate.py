@@ -1,80 +1,44 @@
-"""Rules ``validate`` and ``validation_twin``.
+"""Rules ``validate``, ``validation_twin`` and ``validation_hinode``.
 
-``validate``: quick look at the latest frame of every cube, with statistics,
-and the summaries of the synthetic-twin reports of the series' observable.
+``validate``: quick look at the latest frame of every cube (input and
+output), the per-frame quality figures of every cube (time series and the
+flagged frames), and the summaries of the twin and Hinode reports of the
+series' observable (:mod:`enhance.validation.series_report`).
 ``validation_twin``: the synthetic-twin report of one scene
 (:func:`enhance.validation.twin.run_twin`).
+``validation_hinode``: the report of one Hinode file against its co-temporal
+HMI frame (:func:`enhance.validation.hinode_targets.run_hinode_target`).
 """
 
-import json
 import logging
+import sys
 from pathlib import Path
 
-import matplotlib
-import numpy as np
+import astropy.units as u
 
-from enhance.atomic import atomic_path
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from enhance.errors import EnhanceError
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 
 
-def quick_look():
-    from enhance.cube import TimeCube
+def archive_validation():
+    from enhance.acquire import get_series
+    from enhance.validation.series_report import write_series_validation
 
-    cubes = [Path(p).with_suffix(".h5") for p in snakemake.input.cubes]
-    stats = []
-    ncol = max(1, len(cubes))
-    fig, axes = plt.subplots(1, ncol, figsize=(4 * ncol, 4), squeeze=False)
-    for ax, path in zip(axes[0], cubes, strict=False):
-        cube = TimeCube(path)
-        data, header = cube.read_frame(-1)
-        finite = data[np.isfinite(data)]
-        units = cube.attributes()["units"]
-        stats.append(
-            {
-                "cube": path.name,
-                "frames": len(cube),
-                "latest": header.get("T_REC"),
-                "shape": list(data.shape),
-                "nan_fraction": float(1 - finite.size / data.size),
-                "p1_p99": [float(v) for v in np.percentile(finite, [1, 99])]
-                if finite.size
-                else None,
-                "units": units,
-            }
-        )
-        lim = np.percentile(np.abs(finite), 99) if finite.size else 1
-        magnetic = units == "G"
-        ax.imshow(
-            data,
-            origin="lower",
-            cmap="gray",
-            vmin=-lim if magnetic else None,
-            vmax=lim if magnetic else None,
-        )
-        ax.set_title(f"{path.name}: {len(cube)} frames\n{header.get('T_REC')}", fontsize=9)
-        ax.set_axis_off()
-    fig.tight_layout()
-    twins = []
-    for path in snakemake.input.twins:
-        doc = json.loads(Path(path).read_text())
-        twins.append(
-            {
-                "target": doc["target"],
-                "report": str(Path(path).with_name("report.html")),
-                "summary": doc["summary"],
-                "enhance": doc["methods"]["enhance"],
-                "truth": doc["truth_stats"],
-            }
-        )
-    with atomic_path(snakemake.output.figure) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    with atomic_path(snakemake.output.summary) as tmp:
-        tmp.write_text(json.dumps({"cubes": stats, "twins": twins}, indent=1) + "\n")
+    series = snakemake.wildcards.series
+    write_series_validation(
+        [Path(p).with_suffix(".h5") for p in snakemake.input.cubes],
+        observable=get_series(series).observable,
+        series=series,
+        raw_dir=snakemake.params.raw_dir,
+        reports={"twins": snakemake.input.twins, "hinode": snakemake.input.hinode},
+        tolerances=snakemake.params.tolerances,
+        figure_path=snakemake.output.figure,
+        quality_path=snakemake.output.quality,
+        flagged_path=snakemake.output.flagged,
+        summary_path=snakemake.output.summary,
+    )
 
 
 def twin_report():
@@ -98,7 +62,42 @@ def twin_report():
     )
 
 
+def hinode_report():
+    from enhance.acquire import AcquireOptions, JsocOptions
+    from enhance.validation.hinode_targets import run_hinode_target
+
+    p = snakemake.params
+    options = AcquireOptions(
+        jsoc=JsocOptions(
+            retries=p.jsoc["retries"],
+            retry_wait=p.jsoc["retry_wait"],
+            export_timeout=p.jsoc["export_timeout"],
+        )
+    )
+    try:
+        doc = run_hinode_target(
+            snakemake.input.hinode,
+            Path(snakemake.output.html).parent,
+            server=p.source,
+            series=p.series,
+            max_difference=p.max_minutes * u.min,
+            weights=snakemake.input.weights[0] if snakemake.input.weights else None,
+            device=p.device,
+            tile=p.tile,
+            strict=p.strict,
+            options=options,
+        )
+    except EnhanceError as exc:
+        error = " ".join(str(exc).split())
+        logging.error("Hinode validation failed: %s", error)
+        print(f"enhance: validation {snakemake.wildcards.target}: {error}", file=sys.stderr)
+        sys.exit(1)
+    logging.info("Hinode target %s: %s", snakemake.wildcards.target, doc["status"])
+
+
 if snakemake.rule == "validation_twin":
     twin_report()
+elif snakemake.rule == "validation_hinode":
+    hinode_report()
 else:
-    quick_look()
+    archive_validation()
