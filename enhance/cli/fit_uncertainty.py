@@ -48,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also calibrate and score test-time averaging over the 8 dihedral symmetries",
     )
+    parser.add_argument(
+        "--calibrate-only",
+        default=None,
+        metavar="HEAD.safetensors",
+        help="do not train: refit the scale factor of this head (fitted for --weights) and "
+        "measure its coverage again",
+    )
     parser.set_defaults(func=run)
 
 
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         figure=args.figure,
         compare_dihedral=args.compare_dihedral,
+        calibrate_only=args.calibrate_only,
         progress=sys.stderr.isatty(),
     )
     print(f"calibration scale {result['calibration_scale']:.4f}")

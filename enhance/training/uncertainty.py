@@ -13,8 +13,9 @@
    ``noise_widen`` times wider on each side than the network's, so the head
    learns how the error grows with the noise;
 3. one factor on sigma is fitted on the held-out regions (one noise draw),
-   so that the mean one-sigma coverage over the regions is 68.27 %
-   (:func:`enhance.validation.calibration.fit_scale`), and the coverage per
+   so that the one- and two-sigma coverage over the regions are closest to
+   68.27 and 95.45 % (:func:`enhance.validation.calibration.fit_scale`), and
+   the coverage per
    held-out region is measured on another noise draw;
 4. the head is written beside the network (``NAME.uncertainty.safetensors``
    and its sidecar: the network's sha256, the scale, the recipe, the
@@ -56,6 +57,7 @@ from enhance.model.uncertainty import (
     SigmaHead,
     backbone_forward,
     fold_for_inference,
+    load_uncertainty,
     save_sigma_head,
     uncertainty_path,
 )
@@ -297,6 +299,7 @@ def fit_uncertainty(
     out: str | os.PathLike[str] | None = None,
     figure: str | os.PathLike[str] | None = None,
     compare_dihedral: bool = False,
+    calibrate_only: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Fit, calibrate and write the uncertainty head of network ``weights``.
@@ -318,6 +321,9 @@ def fit_uncertainty(
     compare_dihedral : bool
         Also calibrate and score test-time dihedral averaging on the same
         held-out regions (recorded in the sidecar as ``alternatives``).
+    calibrate_only : path-like, optional
+        A head already fitted for this network: it is not trained again,
+        only its factor is refitted and its coverage measured (seconds).
     progress : bool
         A tqdm bar over the training steps.
 
@@ -345,21 +351,30 @@ def fit_uncertainty(
     psf = meta.get("psf_model", "wachter")
     recipe = _recipe(meta)
     started = time.monotonic()
-    train_pairs, _ = build_pairs(
-        scenes, variants=config.variants, holdout=config.holdout, seed=config.seed, psf_model=psf
-    )
     held = held_out_pairs(scenes, holdout=config.holdout, psf_model=psf)
     noise_range = _noise_range(meta, config.noise_widen)
     contrast = tuple(recipe["contrast_range"]) if recipe.get("contrast_range") else None
-    sampler = PatchSampler(
-        train_pairs,
-        patch=config.patch,
-        noise_sigma=noise_range,
-        input_scale=scale,
-        rng=np.random.default_rng(config.seed),
-        contrast=contrast,
-    )
-    head, losses = fit_sigma_head(backbone, sampler, config, progress=progress)
+    previous_training = None
+    if calibrate_only is not None:  # the fitted head as it is: only the factor is refitted
+        fitted, previous = load_uncertainty(weights, backbone, meta, path=calibrate_only)
+        head, losses, previous_training = fitted.head, [float("nan")], previous.get("training")
+    else:
+        train_pairs, _ = build_pairs(
+            scenes,
+            variants=config.variants,
+            holdout=config.holdout,
+            seed=config.seed,
+            psf_model=psf,
+        )
+        sampler = PatchSampler(
+            train_pairs,
+            patch=config.patch,
+            noise_sigma=noise_range,
+            input_scale=scale,
+            rng=np.random.default_rng(config.seed),
+            contrast=contrast,
+        )
+        head, losses = fit_sigma_head(backbone, sampler, config, progress=progress)
     model = EnhanceWithUncertainty(backbone, head)
     held_noise = float(recipe.get("noise_sigma") or noise_range[0] * config.noise_widen) * scale
 
@@ -409,14 +424,16 @@ def fit_uncertainty(
     metadata = {
         "calibration_scale": calibration,
         "calibration": (
-            "one factor on sigma fitted so that the mean fraction of held-out pixels within "
-            f"one sigma is 68.27 % (noise seed {config.calibration_seed}); coverage measured on "
-            f"noise seed {config.coverage_seed}"
+            "one factor on sigma fitted so that the fractions of held-out pixels within one "
+            "and two sigma, each region counting once, are closest to 68.27 and 95.45 % "
+            f"(noise seed {config.calibration_seed}); coverage measured on noise seed "
+            f"{config.coverage_seed}"
         ),
         "held_out_noise": held_noise,
         "coverage": rows,
         "alternatives": alternatives,
-        "training": {
+        "training": previous_training
+        or {
             "config": dataclasses.asdict(config),
             "noise_range_network_units": list(noise_range),
             "contrast_range": list(contrast) if contrast else None,
