@@ -189,6 +189,21 @@ def test_patch_sampler_flips_and_noise():
     assert len(seen) == 8  # every turn, flipped and not
 
 
+def test_training_leaves_torch_process_state_alone(tmp_path, pairs):
+    """The run's seed and thread count are its own: the caller's RNG and threads come back."""
+    import torch
+
+    train_pairs, held = pairs
+    threads = torch.get_num_threads()
+    wanted = 1 if threads != 1 else 2
+    torch.manual_seed(12345)
+    state = torch.get_rng_state()
+    config = TrainConfig(observable="continuum", steps=2, seed=7, threads=wanted, **TINY)
+    train(config, train_pairs, held, tmp_path / "run", training_data=["synthetic"])
+    assert torch.get_num_threads() == threads
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def _curve(out):
     with open(out / "loss.csv") as fh:
         return [(int(r["step"]), float(r["train_loss"]), r["val_loss"]) for r in csv.DictReader(fh)]

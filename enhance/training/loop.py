@@ -19,6 +19,7 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -27,6 +28,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +224,19 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+@contextlib.contextmanager
+def _own_torch_state(threads: int | None) -> Iterator[None]:
+    """torch's global RNG and CPU thread count for one run; the caller's come back after it."""
+    saved_threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            if threads:
+                torch.set_num_threads(int(threads))
+            yield
+        finally:
+            torch.set_num_threads(saved_threads)
+
+
 def train(
     config: TrainConfig,
     train_pairs: list[Pair],
@@ -232,6 +247,10 @@ def train(
     progress: bool = False,
 ) -> Path:
     """Train (or resume) a network and write its weights.
+
+    The seed (``config.seed``) and thread count (``config.threads``) apply to
+    this run only: torch's global random state and CPU thread count are the
+    caller's again when it returns.
 
     Returns
     -------
@@ -244,10 +263,20 @@ def train(
         Bad settings, no patches, a checkpoint from a different configuration,
         or a diverging loss (NaN).
     """
+    with _own_torch_state(config.threads):
+        return _train(config, train_pairs, val_pairs, out_dir, training_data, progress)
+
+
+def _train(
+    config: TrainConfig,
+    train_pairs: list[Pair],
+    val_pairs: list[Pair],
+    out_dir: str | os.PathLike[str],
+    training_data: list[str] | None,
+    progress: bool,
+) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
     config_dict = dataclasses.asdict(config)
     ckpt_path, csv_path = out / "checkpoint.pt", out / "loss.csv"
     torch.manual_seed(config.seed)
