@@ -8,6 +8,7 @@ and the drms workaround that reads a failed export's error text.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import urllib.error
 
 import pytest
@@ -187,3 +188,33 @@ def test_policy_stops_early_and_lets_other_errors_through() -> None:
     assert waits == [1.0]
     with pytest.raises(ValueError, match="at least one attempt"):
         retry_policy(attempts=0, first_wait=1.0)
+
+
+def test_polls_wait_growing_by_the_backoff_up_to_the_cap(standin) -> None:
+    waits: list[float] = []
+    options = JsocOptions(
+        poll_interval=1.0, poll_backoff=1.5, poll_max_interval=2.0, export_timeout=600
+    )
+    jsoc = JsocSource(standin.config(), email=EMAIL, options=options, sleep=waits.append)
+    standin.pending_polls = 4
+    request = jsoc.submit_export(DS)
+    assert jsoc.wait(request) == (True, "")
+    assert waits == [1.0, 1.5, 2.0, 2.0]  # 1, 1.5, 2.25 and 3.375 capped at 2
+
+
+def test_a_poll_past_the_deadline_is_not_started(standin) -> None:
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    options = JsocOptions(
+        poll_interval=0.05, poll_backoff=2.0, poll_max_interval=0.1, export_timeout=0.3
+    )
+    jsoc = JsocSource(standin.config(), email=EMAIL, options=options, sleep=sleep)
+    standin.pending_polls = 8  # done after 0.75 s of waits, past the 0.3 s deadline
+    request = jsoc.submit_export(DS)
+    with pytest.raises(JsocError, match="still pending .* rerun later to resume it"):
+        jsoc.wait(request)
+    assert waits[:2] == [0.05, 0.1] and sum(waits) <= 0.3  # never slept past the deadline

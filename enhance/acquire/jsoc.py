@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import http.client
-import json
 import logging
+import math
 import re
 import time
-import urllib.error
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
@@ -35,7 +33,7 @@ import tenacity
 from enhance.acquire._drms import drms, export_error_text
 from enhance.acquire.addresses import check_email, mask_drms_logs, mask_email, mask_emails
 from enhance.acquire.quality import parse_quality
-from enhance.acquire.retry import retry_policy
+from enhance.acquire.retry import close_http_responses, is_transient, retry_policy, retry_transient
 from enhance.acquire.series import HmiSeries
 from enhance.acquire.timespec import record_set
 from enhance.errors import ConfigError, JsocError
@@ -53,14 +51,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Errors worth retrying: the network or the server had a bad moment.
-TRANSIENT = (
-    urllib.error.URLError,  # includes HTTPError (checked for 4xx below)
-    http.client.HTTPException,
-    ConnectionError,
-    TimeoutError,
-    json.JSONDecodeError,
-)
 #: The first ``[...]`` of a record name, ``series[T_REC][...]``, holds its ``T_REC``.
 _FIRST_KEY = re.compile(r"\[([^\]]*)\]")
 _PENDING_STATUSES = (1, 2, 6)
@@ -169,34 +159,6 @@ def _is_refusal(request: drms.ExportRequest) -> bool:
     return int(request.status) == _REFUSED or "pending export" in _export_message(request).lower()
 
 
-def _close_responses(exc: BaseException) -> None:
-    """Close the HTTP responses that ``HTTPError`` exceptions in the chain hold open.
-
-    An ``HTTPError`` keeps its connection until garbage collection; a failed
-    call whose error is kept (chained into :class:`JsocError`) would
-    otherwise hold a socket for the rest of the run.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, urllib.error.HTTPError):
-            current.close()
-        current = current.__cause__ or current.__context__
-
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, urllib.error.HTTPError):
-        return exc.code >= 500 or exc.code == 429
-    return isinstance(exc, TRANSIENT)
-
-
-def _retry_transient(exc: BaseException) -> bool:
-    """Retry predicate: close what the failed call left open; retry transient failures."""
-    _close_responses(exc)
-    return _is_transient(exc)
-
-
 class JsocSource:
     """Query and export HMI records through :class:`drms.Client`.
 
@@ -277,12 +239,12 @@ class JsocSource:
             transient), or when every attempt failed; caused by the last error.
         """
         try:
-            return self._policy(what, retry_on=_retry_transient)(call)
+            return self._policy(what, retry_on=retry_transient)(call)
         except drms.DrmsQueryError as exc:
             raise JsocError(mask_emails(f"{what} failed: {exc}")) from exc
         except Exception as exc:
-            _close_responses(exc)
-            if not _is_transient(exc):
+            close_http_responses(exc)
+            if not is_transient(exc):
                 raise JsocError(mask_emails(f"{what} failed: {exc}")) from exc
             raise JsocError(
                 mask_emails(
@@ -442,34 +404,56 @@ class JsocSource:
     def wait(self, request: drms.ExportRequest) -> tuple[bool, str]:
         """Poll until the request finishes; return ``(succeeded, message)``.
 
+        Polls under the retry policy: waits growing from ``poll_interval`` by
+        ``poll_backoff`` up to ``poll_max_interval``, no poll started after
+        ``export_timeout``; more than ``notfound_polls`` "not found" answers
+        mean the server lost the request. Each poll retries transient
+        network failures itself.
+
         Raises
         ------
         JsocError
             If it is still pending after ``export_timeout`` seconds.
         """
-        deadline = time.monotonic() + self.options.export_timeout
-        delay = self.options.poll_interval
+        options = self.options
         notfound = 0
-        while True:
-            finished = self._retry(f"exp_status {request.id}", request.has_finished)
-            status = int(request.status)
+
+        def pending(finished: bool) -> bool:
+            nonlocal notfound
             if finished:
-                break
-            if status == 6:
+                return False
+            if int(request.status) == 6:  # "not found": tolerated a few times, then lost
                 notfound += 1
-                if notfound > self.options.notfound_polls:
-                    return False, f"request {request.id} not found on the server (status 6)"
-            if time.monotonic() + delay > deadline:
-                raise JsocError(
-                    f"export request {request.id} still pending (status {status}) after "
-                    f"{self.options.export_timeout:.0f} s; its id is kept in the manifest: "
-                    "rerun later to resume it"
+            return notfound <= options.notfound_polls
+
+        def log_poll(state: tenacity.RetryCallState, wait: float | None) -> None:
+            if wait is not None:
+                log.debug(
+                    "request %s pending (status %d); next poll in %.1f s",
+                    request.id,
+                    int(request.status),
+                    wait,
                 )
-            log.debug(
-                "request %s pending (status %d); next poll in %.1f s", request.id, status, delay
+
+        finished = retry_policy(
+            attempts=math.inf,
+            first_wait=options.poll_interval,
+            growth=options.poll_backoff,
+            max_wait=options.poll_max_interval,
+            deadline=options.export_timeout,
+            retry_result=pending,
+            sleep=self._sleep,
+            on_failure=log_poll,
+        )(lambda: self._retry(f"exp_status {request.id}", request.has_finished))
+        status = int(request.status)
+        if not finished and notfound > options.notfound_polls:
+            return False, f"request {request.id} not found on the server (status 6)"
+        if not finished:
+            raise JsocError(
+                f"export request {request.id} still pending (status {status}) after "
+                f"{options.export_timeout:.0f} s; its id is kept in the manifest: "
+                "rerun later to resume it"
             )
-            self._sleep(delay)
-            delay = min(delay * self.options.poll_backoff, self.options.poll_max_interval)
         if status == 0:
             return True, ""
         message = _error_text(request) or "export failed"

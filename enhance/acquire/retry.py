@@ -1,8 +1,11 @@
-"""The retry policy of every network operation: attempts, doubling waits, what is retried.
+"""The retry policy of every network operation: attempts, growing waits, what is retried.
 
 Built on :mod:`tenacity`. A policy makes at most ``attempts`` calls; after
-the ``k``-th failed one it waits ``first_wait * 2 ** (k - 1)`` seconds, capped
-at ``max_wait``, unless it stops (attempts used up, or ``stop_when()`` true).
+the ``k``-th failed one it waits ``first_wait * growth ** (k - 1)`` seconds
+(doubling by default), capped at ``max_wait``, unless it stops: attempts used
+up, ``stop_when()`` true, or the next call would start more than
+``deadline`` seconds after the first one. Polling a pending export request
+is the same policy with a result that means "not yet" and a deadline.
 Which failures count is the caller's: an exception for which ``retry_on``
 is true, or a result for which ``retry_result`` is true. Anything else ends
 the calls at once: an exception propagates unchanged, a result is returned.
@@ -14,14 +17,32 @@ The sleep function is a parameter, so tests can record the waits.
 
 from __future__ import annotations
 
+import http.client
+import json
 import math
 import time
+import urllib.error
 from collections.abc import Callable
 from typing import Any
 
 import tenacity
 
-__all__ = ["retry_policy"]
+__all__ = [
+    "retry_policy",
+    "TRANSIENT",
+    "is_transient",
+    "retry_transient",
+    "close_http_responses",
+]
+
+#: Errors worth retrying: the network or the server had a bad moment.
+TRANSIENT = (
+    urllib.error.URLError,  # includes HTTPError (checked for 4xx by is_transient)
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+    json.JSONDecodeError,
+)
 
 
 def _never(_: object) -> bool:
@@ -30,9 +51,11 @@ def _never(_: object) -> bool:
 
 def retry_policy(
     *,
-    attempts: int,
+    attempts: float,
     first_wait: float,
+    growth: float = 2.0,
     max_wait: float = math.inf,
+    deadline: float | None = None,
     retry_on: Callable[[BaseException], bool] = _never,
     retry_result: Callable[[Any], bool] = _never,
     stop_when: Callable[[], bool] | None = None,
@@ -43,10 +66,14 @@ def retry_policy(
 
     Parameters
     ----------
-    attempts : int
+    attempts : int or math.inf
         Largest number of calls (at least 1).
-    first_wait, max_wait : float
-        Seconds before the second call, and the cap of the doubling wait.
+    first_wait, growth, max_wait : float
+        Seconds before the second call, the factor of each later wait, and
+        the cap of the wait.
+    deadline : float, optional
+        Seconds from the first call after which no call starts (checked
+        with the coming wait, so the policy stops rather than sleeps past it).
     retry_on : callable
         ``retry_on(exc)`` true: the exception is a transient failure, call again.
     retry_result : callable
@@ -62,15 +89,21 @@ def retry_policy(
     """
     if attempts < 1:
         raise ValueError(f"a retry policy needs at least one attempt, got {attempts}")
-    wait = tenacity.wait_exponential(multiplier=first_wait, exp_base=2, min=0, max=max_wait)
-    stop = tenacity.stop_after_attempt(attempts)
-    if stop_when is not None:
-        stop = stop | tenacity.stop_when_event_set(_Flag(stop_when))
+    wait = tenacity.wait_exponential(multiplier=first_wait, exp_base=growth, min=0, max=max_wait)
+
+    def stopped(state: tenacity.RetryCallState, coming_wait: float) -> bool:
+        if state.attempt_number >= attempts or (stop_when is not None and stop_when()):
+            return True
+        elapsed = state.seconds_since_start or 0.0
+        return deadline is not None and elapsed + coming_wait > deadline
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        return stopped(state, float(state.upcoming_sleep))
 
     def after(state: tenacity.RetryCallState) -> None:
         if on_failure is not None:
-            last = stop(state)
-            on_failure(state, None if last else float(wait(state)))
+            coming = float(wait(state))
+            on_failure(state, None if stopped(state, coming) else coming)
 
     return tenacity.Retrying(
         stop=stop,
@@ -89,11 +122,30 @@ def _last_outcome(state: tenacity.RetryCallState) -> Any:
     return state.outcome.result()
 
 
-class _Flag:
-    """An ``Event``-like view of a predicate, for :func:`tenacity.stop_when_event_set`."""
+def close_http_responses(exc: BaseException) -> None:
+    """Close the HTTP responses that ``HTTPError`` exceptions in the chain hold open.
 
-    def __init__(self, predicate: Callable[[], bool]) -> None:
-        self._predicate = predicate
+    An ``HTTPError`` keeps its connection until garbage collection; a failed
+    call whose error is kept (chained into an ``enhance`` error) would
+    otherwise hold a socket for the rest of the run.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, urllib.error.HTTPError):
+            current.close()
+        current = current.__cause__ or current.__context__
 
-    def is_set(self) -> bool:
-        return bool(self._predicate())
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the network or a server's bad moment (HTTP 5xx, 429), worth retrying."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500 or exc.code == 429
+    return isinstance(exc, TRANSIENT)
+
+
+def retry_transient(exc: BaseException) -> bool:
+    """Retry predicate: close what the failed call left open; retry transient failures."""
+    close_http_responses(exc)
+    return is_transient(exc)
