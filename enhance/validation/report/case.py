@@ -24,6 +24,7 @@ import numpy as np
 
 from enhance.errors import ReportError
 from enhance.frame import OBSERVABLES
+from enhance.physics import ENHANCED_PIXEL_SCALE, SOLAR_KM_PER_ARCSEC
 
 __all__ = [
     "ARCSEC_KM",
@@ -52,11 +53,11 @@ METHOD_LABELS: dict[str, str] = {
     "enhance": "Enhance",
     "oracle_linear": "linear filter fitted on the truth (upper bound, not a method)",
 }
-#: Length of one arcsecond on the Sun seen from 1 AU, 725 km (IAU 2015
-#: astronomical unit: 1.496e8 km x 4.848e-6 rad), for flux pixel areas.
-ARCSEC_KM = 725.0
-#: Grid of the truth and enhanced images (paper [1]_: 0.252"/px).
-TRUTH_SCALE = 0.252 * u.arcsec
+#: Km on the Sun per arcsecond, for flux pixel areas
+#: (:data:`enhance.physics.SOLAR_KM_PER_ARCSEC`).
+ARCSEC_KM = float(SOLAR_KM_PER_ARCSEC.to_value(u.km / u.arcsec))
+#: Grid of the truth and enhanced images (:data:`enhance.physics.ENHANCED_PIXEL_SCALE`).
+TRUTH_SCALE = ENHANCED_PIXEL_SCALE
 #: Names of the files a report directory holds.
 FILES = {
     "images": "images.png",
