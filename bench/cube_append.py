@@ -8,15 +8,19 @@ chosen cube lengths, reports what the append wrote:
   (``/proc/self/io``), so a copy of the cube counts in full;
 - ``write_bytes``: bytes this process sent to the storage layer (page cache
   accounting, same file);
-- the size of the new segment file and of the index file, and whether any
-  stored segment file changed (inode, size or mtime): nothing stored may be
-  rewritten or copied.
+- the size of the new segment file(s) and of the root (index) file, and
+  whether any stored segment file changed (inode, size or mtime): nothing
+  stored may be rewritten or copied.
+
+After the last checkpoint it reads every frame back, through
+:meth:`TimeCube.read_frame` (one call per frame) and through plain h5py
+(``/data``, 16 frames a read), and prints the seconds.
 
 Prints one row per checkpoint and the ratio of the bytes to append one frame
 at the last checkpoint to those at the first (acceptance: <= 1.5 from 10 to
 200 frames). Asserts nothing. The frames are synthetic (off-disk NaN, smooth
 field plus ~10 G noise, as in ``bench/cube_write.py``); their compressed size
-sets the per-frame cost, the index adds about 1 KB per frame it lists.
+sets the per-frame cost.
 
 Run from the repository root (needs ``size``^2 x 4 x frames bytes of disk)::
 
@@ -24,6 +28,21 @@ Run from the repository root (needs ``size``^2 x 4 x frames bytes of disk)::
 
 It uses only ``TimeCube(path).append``, so the same script measures another
 version of the package (``PYTHONPATH=<old checkout>``).
+
+Measured on the 2-core reference machine (load average ~5-16 from other
+work, so the read times are noisy), before = commit ``f924e34`` (an index
+rewritten by every append), after = the root with a printf-mapped tail:
+
+=====  ======  =====================  ==========  ==========  ===============
+size   code    wchar at 10 / at 200   ratio       index/root  full read (TimeCube, h5py)
+=====  ======  =====================  ==========  ==========  ===============
+256    before  195 780 / 377 699      1.929       27-209 KB   19.0 s, 3.2 s
+256    after   172 180 / 172 131      1.000       27 KB       18.1 s, 3.5 s
+2048   before  9 018 312 / 9 200 349  1.020       27-209 KB   72.0 s, 143.0 s
+2048   after   8 994 944 / 8 995 013  1.000       27 KB       64.1 s, 37.1 s
+=====  ======  =====================  ==========  ==========  ===============
+
+No stored file changed in any append, before or after.
 """
 
 from __future__ import annotations
@@ -32,6 +51,7 @@ import argparse
 import datetime as dt
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +79,32 @@ def frame(size: int, k: int, base: np.ndarray, disk: np.ndarray) -> Frame:
 
 
 def stored(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Inode, size and mtime of every file under ``folder`` (any layout version)."""
     if not folder.is_dir():
         return {}
     return {
-        p.name: (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()
+        str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file()
     }
+
+
+def full_read(path: Path) -> dict[str, float]:
+    """Seconds to read every frame back: through TimeCube, and through plain h5py."""
+    import h5py
+
+    cube = TimeCube(path)
+    t0 = time.perf_counter()
+    count = len(cube.times())
+    for index in range(count):
+        cube.read_frame(index)
+    t1 = time.perf_counter()
+    with h5py.File(path, "r") as handle:
+        data = handle["data"]
+        for start in range(0, data.shape[0], 16):  # a few frames per read (open-file limit)
+            data[start : start + 16]
+    t2 = time.perf_counter()
+    return {"frames": count, "timecube_s": round(t1 - t0, 2), "h5py_s": round(t2 - t1, 2)}
 
 
 def main() -> None:
@@ -109,13 +150,18 @@ def main() -> None:
                 f"{row['frames']:6d} {row['wchar']:12,d} {row['write_bytes']:12,d} "
                 f"{row['segment_bytes']:12,d} {row['index_bytes']:10,d} {changed:21d}"
             )
+        reads = full_read(cube.path)
+    print(
+        f"full read of {reads['frames']} frames: TimeCube.read_frame {reads['timecube_s']} s, "
+        f"h5py /data 16 frames a read {reads['h5py_s']} s"
+    )
     ratio = rows[-1]["wchar"] / rows[0]["wchar"]
     print(
         f"bytes to append one frame at {rows[-1]['frames']} frames / at {rows[0]['frames']}: "
         f"{ratio:.3f} (wchar)"
     )
     if args.json:
-        summary = {"size": args.size, "rows": rows, "ratio_wchar": ratio}
+        summary = {"size": args.size, "rows": rows, "ratio_wchar": ratio, "read": reads}
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
 
 
