@@ -335,10 +335,10 @@ td,th{{padding:.2em .8em;text-align:left}}</style></head>
 def _write_entry(out: Path, doc: dict[str, Any]) -> None:
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in doc["target"].items()
+        for k, v in doc["hinode"].items()
     )
     page = _NO_FRAME_PAGE.format(
-        title=html.escape(f"Hinode target {doc['name']}"),
+        title=html.escape(f"Hinode target {doc['target']}"),
         status=html.escape(doc["status"]),
         reason=html.escape(doc["reason"]),
         rows=rows,
@@ -348,7 +348,7 @@ def _write_entry(out: Path, doc: dict[str, Any]) -> None:
     for figure in ("images.png", "spectra.png"):  # the entry's place in the figure lists
         fig = new_figure(8.0, 2.0)
         ax = fig.add_subplot()
-        ax.text(0.5, 0.6, f"Hinode target {doc['name']}: {doc['status']}", ha="center")
+        ax.text(0.5, 0.6, f"Hinode target {doc['target']}: {doc['status']}", ha="center")
         ax.text(0.5, 0.3, doc["reason"], ha="center", fontsize=8, wrap=True)
         ax.set_axis_off()
         save_png(fig, out / figure, dpi=80)
@@ -383,7 +383,8 @@ def run_hinode_target(
     Returns
     -------
     dict
-        ``metrics.json`` as written, with ``"status"``: ``"validated"`` or
+        ``metrics.json`` as written, with ``"target"`` (the name), ``"hinode"``
+        (:meth:`HinodeTarget.as_dict`) and ``"status"``: ``"validated"`` or
         :data:`NO_FRAME` (then also ``"reason"``; ``report.html`` says why, and
         ``images.png`` and ``spectra.png`` hold that sentence instead of images).
 
@@ -419,13 +420,13 @@ def run_hinode_target(
             f"observation at {target.time.utc.isot} UTC in {server}"
         )
         doc = {
-            "name": target.name,
+            "target": target.name,
             "kind": "hinode",
             "observable": target.observable,
             "status": NO_FRAME,
             "reason": reason,
             "strict": bool(strict),
-            "target": target.as_dict(),
+            "hinode": target.as_dict(),
             "series": wanted,
             "max_time_difference_s": float(limit.value),
             "provenance": provenance_record(
@@ -470,7 +471,7 @@ def run_hinode_target(
     write_report(case, out)
     doc = json.loads((out / "metrics.json").read_text())
     doc["status"] = "validated"
-    doc["target"] = target.as_dict()
+    doc["hinode"] = target.as_dict()
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
     return doc
