@@ -168,6 +168,10 @@ class EnhanceSettings:
         None when a head fitted for these weights is installed (the shipped
         networks have one); see
         :func:`enhance.inference.uncertainty.resolve_uncertainty`.
+    consistency : bool
+        Project the network output onto the images consistent with the
+        input within its noise (:func:`enhance.inference.enhance_frame`);
+        the held-out scores of the shipped networks include it.
     """
 
     observable: str | None = None
@@ -182,6 +186,7 @@ class EnhanceSettings:
     check_range: bool = True
     quality: QualityTolerances = dataclasses.field(default_factory=QualityTolerances)
     uncertainty: bool | None = None
+    consistency: bool = True
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for a bad value or a missing GPU."""
@@ -270,6 +275,7 @@ def run_network(loaded: LoadedFrame, settings: EnhanceSettings, *, progress: boo
         compile=settings.compile,
         check_scale=settings.check_scale,
         uncertainty=loaded.uncertainty,
+        consistency=settings.consistency,
     )
     expected = (2 * frame.data.shape[0], 2 * frame.data.shape[1])
     if enhanced.data.shape != expected:
@@ -308,6 +314,17 @@ def _quality_bits(frame: Frame) -> int:
         return 0
 
 
+def _consistency_record(projection: Any) -> str:
+    """One provenance line for the projection onto the input (or "off")."""
+    if projection is None:
+        return "off (by request)"
+    return (
+        f"CGLS projection onto the input, {projection.iterations} iterations, "
+        f"residual {projection.residual_before:.4g} -> {projection.residual_after:.4g} "
+        f"(noise {projection.noise:.4g}, stop at {projection.discrepancy:g} x noise)"
+    )
+
+
 def write_result(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings) -> Path:
     """The last stage of :func:`enhance_file`: quality figures, then the atomic FITS write.
 
@@ -333,6 +350,7 @@ def write_result(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings
         "scale_check": "on" if settings.check_scale else "off (by request)",
         "range_check": "on" if settings.check_range else "off (by request)",
         "uncertainty": "SIGMA HDU" if "sigma" in enhanced.meta else "none",
+        "consistency": _consistency_record(enhanced.meta.get("consistency")),
     }
     return write_enhanced(
         loaded.output_path, enhanced, provenance=provenance, compression=settings.compression
@@ -356,6 +374,7 @@ def enhance_file(
     check_range: bool = True,
     quality: QualityTolerances | None = None,
     uncertainty: bool | None = None,
+    consistency: bool = True,
 ) -> Path:
     """Enhance one HMI FITS file and write the 2x result.
 
@@ -419,6 +438,7 @@ def enhance_file(
         check_range=check_range,
         quality=quality or QualityTolerances(),
         uncertainty=uncertainty,
+        consistency=consistency,
     )
     settings.check()
     loaded = load_frame(input_path, output_path, settings)

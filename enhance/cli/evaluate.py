@@ -30,7 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scene", action="append", default=[], metavar="PATH[:ARCSEC]")
     parser.add_argument("--holdout", type=float, default=0.35)
     parser.add_argument("--hmi", action="append", default=[], metavar="FITS", help="real HMI")
-    parser.add_argument("--crop", type=int, default=512, help="magnetogram crop (HMI px)")
+    parser.add_argument("--crop", type=int, default=1024, help="magnetogram crop (HMI px)")
+    parser.add_argument(
+        "--consistency",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="project the network output onto the input within its noise, as enhance predict "
+        "does (default: on)",
+    )
     parser.add_argument(
         "--noise",
         type=float,
@@ -66,13 +73,20 @@ def run(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         psf_model=sidecar.get("psf_model", "wachter"),
     )
-    rows, images = evaluate_pairs(args.weights, pairs, noise_sigma=args.noise)
+    rows, images = evaluate_pairs(
+        args.weights, pairs, noise_sigma=args.noise, consistency=args.consistency
+    )
     hmi = None
     if args.hmi:
         if observable == "continuum":
-            hmi = [evaluate_hmi_continuum(args.weights, p) for p in args.hmi]
+            hmi = [
+                evaluate_hmi_continuum(args.weights, p, consistency=args.consistency)
+                for p in args.hmi
+            ]
         else:
-            hmi = evaluate_hmi_magnetograms(args.weights, args.hmi, crop=args.crop)
+            hmi = evaluate_hmi_magnetograms(
+                args.weights, args.hmi, crop=args.crop, consistency=args.consistency
+            )
     paths = write_evaluation(args.out, weights=args.weights, rows=rows, images=images, hmi=hmi)
     print(format_table(rows))
     if hmi:

@@ -110,6 +110,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "network's uncertainty head (default: when one is installed for the weights, as "
         "for the shipped networks; --uncertainty makes a missing head an error)",
     )
+    parser.add_argument(
+        "--consistency",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="project the network output onto the images that give back the input within "
+        "its noise when observed again by HMI (default: on)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -152,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         check_scale=args.check_scale,
         check_range=args.check_range,
         uncertainty=args.uncertainty,
+        consistency=args.consistency,
     )
     log.info("wrote %s", output)
     print(output)

@@ -28,6 +28,7 @@ from skimage.restoration import richardson_lucy as _skimage_rl
 
 from enhance.errors import ConfigError, InputError
 from enhance.physics import HMI_PIXEL_SCALE
+from enhance.physics.noise import hmi_noise_sigma, spectral_noise_sigma
 
 __all__ = [
     "bicubic",
@@ -148,44 +149,14 @@ def _aperture_otf(freq: np.ndarray, aperture_m: float, wavelength_m: float) -> n
     return (2 / np.pi) * (np.arccos(q) - q * np.sqrt(1 - q**2))
 
 
-def spectral_noise_sigma(image: np.ndarray, *, psf_cutoff: float, pixel_scale: float) -> float:
-    """White-noise standard deviation of an image from its spectrum beyond the optics' cutoff.
-
-    Spatial frequencies above the diffraction cutoff of the telescope
-    (``psf_cutoff``, cycles per arcsec) carry no signal, only noise (and
-    what aliasing folds there). |FFT|^2 of white Gaussian noise of variance
-    sigma^2 is exponentially distributed with mean ``N sigma^2`` (N pixels),
-    so its median over those frequencies, divided by ``N ln 2``, estimates
-    sigma^2 robustly against aliased outliers.
-
-    Raises
-    ------
-    InputError
-        Fewer than 16 frequencies beyond the cutoff (image too small or the
-        cutoff above the Nyquist frequency's corner).
-    """
-    ny, nx = image.shape
-    fy = np.fft.fftfreq(ny, d=pixel_scale)[:, None]
-    fx = np.fft.fftfreq(nx, d=pixel_scale)[None, :]
-    beyond = np.hypot(fy, fx) > psf_cutoff
-    if beyond.sum() < 16:
-        raise InputError(
-            f"image {image.shape} is too small to estimate its noise from its spectrum"
-        )
-    power = np.abs(np.fft.fft2(image - image.mean())) ** 2
-    return float(np.sqrt(np.median(power[beyond]) / (np.log(2.0) * ny * nx)))
-
-
 def spectral_noise_sigma_hmi(image: object) -> float:
-    """:func:`spectral_noise_sigma` of an HMI image (0.504"/px, 14 cm at 6173 Å)."""
-    from enhance.physics import HMI_PIXEL_SCALE, HMI_WAVELENGTH
-    from enhance.physics.constants import HMI_APERTURE
+    """Noise of an HMI image from its spectrum beyond the 14 cm cutoff.
 
+    :func:`enhance.physics.noise.hmi_noise_sigma` after the NaN fill of
+    the baselines.
+    """
     data, _ = _image(image)
-    cutoff = HMI_APERTURE.to_value(u.m) / HMI_WAVELENGTH.to_value(u.m) * np.pi / (180.0 * 3600.0)
-    return spectral_noise_sigma(
-        data, psf_cutoff=cutoff, pixel_scale=HMI_PIXEL_SCALE.to_value(u.arcsec)
-    )
+    return hmi_noise_sigma(data)
 
 
 def tikhonov(

@@ -158,7 +158,7 @@ def evaluate(
     kind = "continuum" if case.observable == "continuum" else "blos"
     mask = metrics.quiet_sun_mask(truth, kind=kind)
     coarse = _coarse_mask(mask)
-    # forward residual: whole field, in the input's noise, per region of the input
+    # forward residual: inside the border, in the input's noise, per region of the input
     quiet_in = metrics.quiet_sun_mask(case.hmi, kind=kind)
     if case.observable == "continuum":
         noise_in = baselines.spectral_noise_sigma_hmi(case.hmi)
@@ -174,6 +174,7 @@ def evaluate(
             field=field_in,
             quiet=quiet_in,
             psf_model=case.psf_model,
+            border=border // 2,
         )
         for name, image in [*images.items(), ("truth", case.truth)]
     }

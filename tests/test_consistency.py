@@ -1,0 +1,154 @@
+"""HMI's view of a 28 cm image, and the projection of network outputs onto their input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from enhance.errors import ConfigError, InputError
+from enhance.inference.consistency import _ForwardModel, project_to_observation
+from enhance.physics import degrade, reobserve
+from enhance.physics.transfer import hmi_given_target_transfer, reobserve_target
+from enhance.validation import baselines
+
+SCALE = 0.0662 * u.arcsec
+
+
+def _granulation(n: int = 512, seed: int = 0) -> np.ndarray:
+    """A granulation-like random field (1.5" cells, ~8 % contrast) at 0.0662"/px."""
+    rng = np.random.default_rng(seed)
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n, 0.0662), np.fft.fftfreq(n, 0.0662)))
+    spectrum = np.exp(-(((f - 0.7) / 0.35) ** 2)) + 0.2 * np.exp(-f / 0.4)
+    field = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(n, n))) * spectrum))
+    return 1.0 + 0.08 * field / field.std()
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return degrade(_granulation(), SCALE)
+
+
+def test_a_28cm_image_seen_by_hmi_gives_back_the_hmi_image(scene):
+    """The H/A kernel makes the 28 cm target consistent with HMI; the full HMI PSF does not."""
+    edge = 4
+    inner = (slice(edge, -edge), slice(edge, -edge))
+    ratio = reobserve_target(scene.target)[inner] - scene.input[inner]
+    double = reobserve(scene.target)[inner] - scene.input[inner]
+    spread = scene.input[inner].std()
+    assert np.sqrt(np.mean(ratio**2)) < 0.01 * spread
+    assert np.sqrt(np.mean(double**2)) > 0.1 * spread  # blurred by 28 cm twice
+
+
+def test_transfer_function_is_one_at_zero_frequency_and_zero_beyond_hmi():
+    transfer = hmi_given_target_transfer((256, 256))
+    assert transfer[0, 0] == pytest.approx(1.0, abs=1e-3)
+    freq = np.fft.rfftfreq(256, d=0.252)
+    beyond = freq > 1.6  # well beyond the 14 cm cutoff (1.1 cycles/arcsec)
+    assert np.all(np.abs(transfer[0, beyond]) < 1e-3)
+
+
+def test_forward_model_adjoint_is_exact():
+    rng = np.random.default_rng(3)
+    model = _ForwardModel((40, 30), 8, "wachter")
+    x = rng.normal(size=model.fine).astype(np.float32)
+    r = rng.normal(size=(model.fine[0] // 2, model.fine[1] // 2)).astype(np.float32)
+    lhs = float(np.sum(model.forward(x).astype(np.float64) * r))
+    rhs = float(np.sum(x.astype(np.float64) * model.adjoint(r)))
+    assert lhs == pytest.approx(rhs, rel=1e-4)
+
+
+def test_projection_reaches_the_noise_and_moves_towards_the_truth(scene):
+    rng = np.random.default_rng(5)
+    sigma = 1e-3
+    noisy = scene.input + rng.normal(0, sigma, scene.input.shape)
+    start = baselines.bicubic(noisy)  # far from consistent: no deconvolution at all
+    out, info = project_to_observation(start, noisy, noise=sigma, discrepancy=1.0)
+    assert info.residual_before > 5 * sigma
+    assert info.converged and info.residual_after <= sigma
+    assert info.iterations > 0
+    back = reobserve_target(out) - noisy
+    assert np.sqrt(np.mean(back[4:-4, 4:-4] ** 2)) < 1.2 * sigma
+    err_before = np.sqrt(np.mean((start - scene.target) ** 2))
+    err_after = np.sqrt(np.mean((out - scene.target) ** 2))
+    assert err_after < 0.8 * err_before
+
+
+def test_projection_leaves_a_consistent_image_alone(scene):
+    rng = np.random.default_rng(6)
+    sigma = 1e-3
+    noisy = scene.input + rng.normal(0, sigma, scene.input.shape)
+    out, info = project_to_observation(scene.target, noisy, noise=sigma, discrepancy=1.2)
+    assert info.iterations == 0
+    np.testing.assert_allclose(out, scene.target, atol=1e-6)
+
+
+def test_projection_estimates_the_noise_from_the_input(scene):
+    rng = np.random.default_rng(7)
+    noisy = scene.input + rng.normal(0, 2e-3, scene.input.shape)
+    _, info = project_to_observation(baselines.bicubic(noisy), noisy)
+    assert info.noise == pytest.approx(2e-3, rel=0.2)
+
+
+def test_projection_keeps_nan_blocks_and_ignores_them(scene):
+    rng = np.random.default_rng(8)
+    noisy = scene.input + rng.normal(0, 1e-3, scene.input.shape)
+    noisy[:10, :10] = np.nan
+    start = baselines.bicubic(noisy)
+    out, info = project_to_observation(start, noisy, noise=1e-3)
+    assert np.isnan(out[:20, :20]).all()
+    assert np.isfinite(out[20:, 20:]).all()
+    assert info.residual_after < info.residual_before
+
+
+def test_projection_refuses_bad_arguments(scene):
+    with pytest.raises(InputError, match="twice"):
+        project_to_observation(scene.target[:-2], scene.input)
+    with pytest.raises(ConfigError, match="discrepancy"):
+        project_to_observation(scene.target, scene.input, discrepancy=0)
+    with pytest.raises(InputError, match="valid"):
+        project_to_observation(np.full_like(scene.target, np.nan), scene.input)
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+
+
+@pytest.mark.parametrize(
+    "name, observable",
+    [
+        ("hmi_quiet_ic_cutout.fits", "continuum"),
+        ("hmi.M_720s.20111217_060000_TAI.1.magnetogram.fits", "magnetogram"),
+    ],
+)
+def test_predict_returns_an_image_consistent_with_its_input(tmp_path, name, observable):
+    """enhance_file projects by default, records it, and --no-consistency leaves the raw output."""
+    from astropy.io import fits
+
+    from enhance.io import read_hmi
+    from enhance.physics.noise import hmi_noise_sigma
+    from enhance.pipeline import enhance_file
+
+    source = SAMPLE / name
+    data = read_hmi(source, observable=observable).data.astype(np.float64)
+    noise = hmi_noise_sigma(np.nan_to_num(data, nan=float(np.nanmedian(data))))
+    residuals = {}
+    for consistency in (True, False):
+        out = enhance_file(
+            source,
+            tmp_path / f"{consistency}.fits",
+            observable=observable,
+            device="cpu",
+            consistency=consistency,
+            uncertainty=False,
+        )
+        with fits.open(out) as hdul:
+            image = next(h.data for h in hdul if h.data is not None).astype(np.float64)
+            cards = repr(next(h.header for h in hdul if h.data is not None))
+        back = reobserve_target(image) - data
+        inner = back[4:-4, 4:-4]
+        residuals[consistency] = float(np.sqrt(np.nanmean(inner**2))) / noise
+        assert ("CGLS projection" in cards) == consistency
+    assert residuals[True] <= 1.2
+    assert residuals[False] > residuals[True]
