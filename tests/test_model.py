@@ -11,7 +11,7 @@ import torch
 from conftest import randomised_net
 from torch import nn
 
-from enhance.errors import WeightsError
+from enhance.errors import ConfigError, WeightsError
 from enhance.model import (
     PAPER_ARCHITECTURE,
     EnhanceNet,
@@ -109,7 +109,7 @@ def test_keras_layer_order_of_the_default() -> None:
 
 
 def test_invalid_architecture() -> None:
-    with pytest.raises(ValueError, match="invalid architecture"):
+    with pytest.raises(ConfigError, match="invalid architecture"):
         EnhanceNet(width=0)
 
 

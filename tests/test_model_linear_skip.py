@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import randomised_net
 
-from enhance.errors import WeightsError
+from enhance.errors import ConfigError, WeightsError
 from enhance.inference import enhance_array
 from enhance.model import EnhanceNet, load_weights, save_weights, sidecar_path
 from enhance.model.fuse import fold_batchnorm
@@ -77,7 +77,7 @@ def test_sidecar_with_an_even_linear_skip_is_refused(tmp_path):
 
 @pytest.mark.parametrize("bad", [2, 8, -1, -3])
 def test_even_or_negative_linear_skip_is_refused(bad):
-    with pytest.raises(ValueError, match="linear_skip"):
+    with pytest.raises(ConfigError, match="linear_skip"):
         EnhanceNet(n_blocks=1, width=4, linear_skip=bad)
 
 

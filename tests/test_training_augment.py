@@ -13,7 +13,7 @@ from astropy.io import fits
 from scipy import ndimage
 
 from enhance.cli import main
-from enhance.errors import InputError
+from enhance.errors import ConfigError, InputError
 from enhance.model import load_weights
 from enhance.scenes import (
     NFI_VI_GAUSS_PER_DN,
@@ -97,7 +97,7 @@ def test_a_scalar_noise_sigma_stays_fixed_and_bad_ranges_are_refused():
     stds = (xs - 1.0).reshape(200, -1).std(axis=1)
     assert np.all(np.abs(stds / 4e-3 - 1) < 0.2)
     for bad in ((0.0, 1e-2), (2e-2, 1e-2), (-1e-3, 1e-3)):
-        with pytest.raises(ValueError, match="noise|log-uniform"):
+        with pytest.raises(ConfigError, match="noise|log-uniform"):
             PatchSampler(
                 [_flat_pair()],
                 patch=16,
@@ -105,7 +105,7 @@ def test_a_scalar_noise_sigma_stays_fixed_and_bad_ranges_are_refused():
                 input_scale=1.0,
                 rng=np.random.default_rng(),
             )
-    with pytest.raises(ValueError, match="contrast"):
+    with pytest.raises(ConfigError, match="contrast"):
         PatchSampler(
             [_flat_pair()],
             patch=16,

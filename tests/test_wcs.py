@@ -19,7 +19,7 @@ from astropy.io import fits
 from sunpy.coordinates import Helioprojective
 from sunpy.data.test import get_test_filepath
 
-from enhance.errors import NotNorthUpWarning
+from enhance.errors import ConfigError, NotNorthUpWarning
 from enhance.io import read_hmi, rotate_north_up, upsample_header
 
 DATA = Path(__file__).parent / "data"
@@ -135,7 +135,7 @@ def test_upsample_header_without_wcs_adds_no_reference_pixel() -> None:
 
 @pytest.mark.parametrize("factor", [0, -2, 1.5, True])
 def test_upsample_header_rejects_bad_factor(factor: object) -> None:
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ConfigError, match="positive integer"):
         upsample_header(fits.Header({"NAXIS": 2, "NAXIS1": 4, "NAXIS2": 4}), factor=factor)
 
 
