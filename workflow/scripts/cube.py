@@ -13,6 +13,7 @@ snakemake = globals()["snakemake"]
 logging.basicConfig(
     filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
 )
+logging.captureWarnings(True)  # data caveats (EnhanceWarning) go to the rule's log too
 p = snakemake.params
 frames = sorted(
     (item["t_rec"], item["output"])

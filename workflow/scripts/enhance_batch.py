@@ -16,6 +16,7 @@ snakemake = globals()["snakemake"]
 logging.basicConfig(
     filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
 )
+logging.captureWarnings(True)  # data caveats (EnhanceWarning) go to the rule's log too
 log = logging.getLogger("enhance_batch")
 keep_freed_memory()  # a batch job: the CPU network reuses freed activations
 p = snakemake.params

@@ -20,6 +20,7 @@ from enhance.errors import EnhanceError
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+logging.captureWarnings(True)  # data caveats (EnhanceWarning) go to the rule's log too
 
 
 def archive_validation():
