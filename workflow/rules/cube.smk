@@ -22,6 +22,7 @@ rule cube:
         level=config["cube"]["level"],
         tile=config["cube"]["tile"],
         quantize=config["cube"]["quantize"],
+        sigma=config["cube"]["sigma"],
         config_sha256=CONFIG_SHA256,
     script:
         "../scripts/cube.py"

@@ -33,6 +33,7 @@ rule enhance_batch:
         compile=config["enhance"]["compile"],
         check_scale=config["enhance"]["check_scale"],
         check_range=config["enhance"]["check_range"],
+        uncertainty=config["enhance"]["uncertainty"],
         quality=config["validation"]["frame_quality"],
     script:
         "../scripts/enhance_batch.py"

@@ -28,7 +28,7 @@ codec = Codec.from_options(
 )
 cube = TimeCube(p.cube, codec=codec, tile=p.tile, provenance={"config_sha256": p.config_sha256})
 try:
-    added = cube.append(read_enhanced(path) for _, path in frames)
+    added = cube.append(read_enhanced(path, sigma=p.sigma) for _, path in frames)
 except EnhanceError as exc:  # a full disk, a mismatched frame...: the cube is left as it was
     error = " ".join(str(exc).split())
     logging.error("cube append failed: %s", error)

@@ -37,6 +37,7 @@ settings = EnhanceSettings(
     compile=p.compile,
     check_scale=p.check_scale,
     check_range=p.check_range,
+    uncertainty=None if p.uncertainty == "auto" else bool(p.uncertainty),
     compression=None if p.compression == "none" else p.compression,
     quality=QualityTolerances.from_mapping(p.quality),
 )
