@@ -48,28 +48,22 @@ TWIN_TARGETS = [
 ] + [f"{OUT}/validation/hinode/{name}/report.html" for name in HINODE]
 
 
-def validation_reports(wildcards):
-    """metrics.json of the twins and Hinode targets of the series' observable."""
-    observable = SERIES[wildcards.series].observable
-    twins = [
-        f"{OUT}/validation/twin/{name}/{twin['observable']}/metrics.json"
-        for name, twin in TWINS.items()
-        if twin["observable"] == observable
-    ]
-    hinode = [
-        f"{OUT}/validation/hinode/{name}/metrics.json"
-        for name, target in HINODE.items()
-        if target.observable == observable
-    ]
-    return {"twins": twins, "hinode": hinode}
-
-
 rule validate:
     input:
         unpack(
             lambda wildcards: {
                 **report_inputs(wildcards),
-                **validation_reports(wildcards),
+                # the twin and Hinode reports of the series' observable
+                "twins": [
+                    f"{OUT}/validation/twin/{name}/{twin['observable']}/metrics.json"
+                    for name, twin in TWINS.items()
+                    if twin["observable"] == SERIES[wildcards.series].observable
+                ],
+                "hinode": [
+                    f"{OUT}/validation/hinode/{name}/metrics.json"
+                    for name, target in HINODE.items()
+                    if target.observable == SERIES[wildcards.series].observable
+                ],
             }
         ),
     output:
