@@ -73,9 +73,11 @@ def enhance_frame(
     consistency : bool
         Project the network output onto the images consistent with the
         input within its noise (:func:`enhance.inference.consistency.project_to_observation`,
-        stopping threshold ``inference.consistency_discrepancy`` of the
-        weights sidecar, default 1). The held-out scores of the shipped
-        networks are measured with it.
+        stopping threshold ``inference.consistency_discrepancy`` and noise
+        estimate ``inference.consistency_noise_estimate`` of the weights
+        sidecar; defaults 1 and the observable's,
+        :func:`enhance.inference.consistency.noise_estimate_for`). The
+        held-out scores of the shipped networks are measured with it.
 
     Returns
     -------
@@ -138,7 +140,9 @@ def enhance_frame(
             frame.data,
             discrepancy=float(recipe.get("consistency_discrepancy", 1.0)),
             psf_model=meta.get("psf_model", "wachter"),
-            noise_estimate=noise_estimate_for(frame.observable),
+            noise_estimate=recipe.get(
+                "consistency_noise_estimate", noise_estimate_for(frame.observable)
+            ),
         )
     meta_out.update(
         weights_file=path.name,

@@ -85,6 +85,8 @@ class HeldOutPair(Protocol):
 #: (beyond its edge the re-observation sees a mirror image, not the Sun); the
 #: held-out scores drop the same 4 input pixels (8 enhanced).
 REAL_HMI_BORDER = 4
+#: Strong-field threshold of the held-out flux check (G): plage and pores.
+STRONG_FIELD_G = 500.0
 
 
 def _percent(fraction: float | None) -> float | None:
@@ -109,7 +111,9 @@ def _network_output(
         data,
         discrepancy=float(recipe.get("consistency_discrepancy", 1.0)),
         psf_model=meta.get("psf_model", "wachter"),
-        noise_estimate=noise_estimate_for(meta["observable"]),
+        noise_estimate=recipe.get(
+            "consistency_noise_estimate", noise_estimate_for(meta["observable"])
+        ),
     )
     return projected
 
@@ -184,10 +188,26 @@ def evaluate_pairs(
             else:
                 row["noise_G"] = scores["noise_level_G"]
                 row["truth_noise_G"] = truth_stats["noise_level_G"]
+                row["flux_ratio"] = scores["unsigned_flux_ratio"]
+                row["flux_ratio_500G"] = _strong_flux_ratio(
+                    evaluation.images[name], pair.target, border
+                )
+            for key in ("rms_in_noise", "rms_field_in_noise"):
+                row[f"forward_{key}"] = doc["forward_residuals"][name][key]
+                row[f"truth_forward_{key}"] = doc["forward_residuals"]["truth"][key]
             rows.append(row)
         images[pair.label] = {"input": noisy, **evaluation.images}
         log.info("evaluated %s", pair.label)
     return rows, images
+
+
+def _strong_flux_ratio(image: np.ndarray, truth: np.ndarray, border: int) -> float | None:
+    """Unsigned flux of ``image`` over the truth's pixels above 500 G, over the truth's."""
+    inner = (slice(border, -border), slice(border, -border)) if border else ...
+    img, ref = np.asarray(image)[inner], np.asarray(truth)[inner]
+    strong = np.isfinite(img) & (np.abs(ref) > STRONG_FIELD_G)
+    total = float(np.abs(ref[strong]).sum())
+    return float(np.abs(img[strong]).sum()) / total if total > 0 else None
 
 
 def evaluate_hmi_continuum(

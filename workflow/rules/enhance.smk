@@ -34,6 +34,7 @@ rule enhance_batch:
         check_scale=config["enhance"]["check_scale"],
         check_range=config["enhance"]["check_range"],
         uncertainty=config["enhance"]["uncertainty"],
+        consistency=config["enhance"]["consistency"],
         quality=config["validation"]["frame_quality"],
     script:
         "../scripts/enhance_batch.py"

@@ -38,6 +38,7 @@ settings = EnhanceSettings(
     check_scale=p.check_scale,
     check_range=p.check_range,
     uncertainty=None if p.uncertainty == "auto" else bool(p.uncertainty),
+    consistency=bool(p.consistency),
     compression=None if p.compression == "none" else p.compression,
     quality=QualityTolerances.from_mapping(p.quality),
 )
