@@ -162,10 +162,10 @@ def _output_header(frame: Frame, record: Mapping[str, str]) -> fits.Header:
         for key, (keyword, comment) in MASK_KEYWORDS.items():
             if key in masked:
                 set_card(header, keyword, int(masked[key]), comment)
-    for key, value in record.items():
     quality = frame.meta.get("frame_quality")
     if isinstance(quality, FrameQuality):
         quality.write_cards(header)
+    for key, value in record.items():
         header.add_history(f"enhance provenance {key}: {value}")
     return header
 
