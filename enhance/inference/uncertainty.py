@@ -51,7 +51,8 @@ def resolve_uncertainty(requested: bool | None, weights: str | os.PathLike[str])
     if requested is False:
         return False
     if requested is None and not uncertainty_path(weights).is_file():
-        log.warning(
+        # "when available" was asked for: no head is a documented outcome, not a caveat
+        log.info(
             "no uncertainty head beside %s: writing without sigma (fit one with "
             "`enhance fit-uncertainty`)",
             Path(weights).name,
