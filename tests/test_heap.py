@@ -78,27 +78,43 @@ again = [faults_of_a_64mb_layer() for _ in range(3)]
 print(json.dumps({"kept": max(again) <= first // 10, "first": first, "again": again}))
 """
 
-LIBRARY_CALLS = r"""
+#: A small random network saved as a magnetogram weights file (no uncertainty
+#: head), so the probe does not depend on the shipped weights.
+SMALL_WEIGHTS = r"""
 import tempfile
 from pathlib import Path
-from enhance.batch import enhance_files
-from enhance.inference import enhance_array
-from enhance.model import EnhanceNet
-from enhance.pipeline import EnhanceSettings, enhance_file
-enhance_array(np.ones((64, 64), dtype=np.float32), EnhanceNet(n_blocks=1, width=8), device="cpu")
-out = Path(tempfile.mkdtemp())
-enhance_file(sys.argv[1], out / "one.fits", device="cpu", tile=64)
-outcomes = enhance_files([(sys.argv[1], out / "two.fits")], EnhanceSettings(device="cpu", tile=64))
-assert [o.status for o in outcomes] == ["enhanced"], outcomes
+import torch
+from enhance.model import EnhanceNet, save_weights
+torch.manual_seed(0)
+work = Path(tempfile.mkdtemp())
+weights = save_weights(EnhanceNet(n_blocks=1, width=8), work / "magnetogram.safetensors", metadata={
+    "observable": "magnetogram",
+    "input_normalisation": {"quantity": "Blos", "units": "G", "scale": 1000.0},
+    "psf_model": "wachter", "training_data": "untrained: random initialisation (test)"})
 """
 
-COMMAND = r"""
-import tempfile
-from pathlib import Path
+LIBRARY_CALLS = (
+    SMALL_WEIGHTS
+    + r"""
+from enhance.batch import enhance_files
+from enhance.inference import enhance_array
+from enhance.pipeline import EnhanceSettings, enhance_file
+enhance_array(np.ones((64, 64), dtype=np.float32), EnhanceNet(n_blocks=1, width=8), device="cpu")
+enhance_file(sys.argv[1], work / "one.fits", weights=weights, device="cpu", tile=64)
+settings = EnhanceSettings(weights=weights, device="cpu", tile=64)
+outcomes = enhance_files([(sys.argv[1], work / "two.fits")], settings)
+assert [o.status for o in outcomes] == ["enhanced"], outcomes
+"""
+)
+
+COMMAND = (
+    SMALL_WEIGHTS
+    + r"""
 from enhance.cli import main
-assert main(["predict", sys.argv[1], "-o", str(Path(tempfile.mkdtemp()) / "out.fits"),
+assert main(["predict", sys.argv[1], "-o", str(work / "out.fits"), "--weights", str(weights),
              "--device", "cpu", "--tile", "64"]) == 0
 """
+)
 
 CROP = Path(__file__).parent / "data" / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
 
