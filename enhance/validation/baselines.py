@@ -29,6 +29,7 @@ from skimage.restoration import richardson_lucy as _skimage_rl
 from enhance.errors import ConfigError, InputError
 from enhance.physics import HMI_PIXEL_SCALE
 from enhance.physics.noise import hmi_noise_sigma, spectral_noise_sigma
+from enhance.physics.transfer import aperture_otf, radial_otf
 
 __all__ = [
     "bicubic",
@@ -125,30 +126,6 @@ def richardson_lucy(
     return _restore_nan(_upsample2(out), bad)
 
 
-def _radial_otf(psf: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Azimuthally averaged modulus of a sampled PSF's transfer function.
-
-    Returns ``(frequency, otf)`` with the frequency in cycles per arcsec.
-    """
-    n = psf.shape[0]
-    otf = np.abs(np.fft.fft2(np.fft.ifftshift(psf / psf.sum())))
-    fy = np.fft.fftfreq(n, d=scale)
-    rho = np.hypot(*np.meshgrid(fy, fy, indexing="ij"))
-    step = 1.0 / (n * scale)
-    index = np.rint(rho / step).astype(int).ravel()
-    sums = np.bincount(index, otf.ravel())
-    counts = np.bincount(index)
-    keep = counts > 0
-    return (np.arange(len(sums)) * step)[keep], (sums[keep] / counts[keep])
-
-
-def _aperture_otf(freq: np.ndarray, aperture_m: float, wavelength_m: float) -> np.ndarray:
-    """Diffraction OTF of an unobstructed circular aperture [4]_ (freq in cycles/arcsec)."""
-    cutoff = aperture_m / wavelength_m * np.pi / (180.0 * 3600.0)
-    q = np.clip(freq / cutoff, 0.0, 1.0)
-    return (2 / np.pi) * (np.arccos(q) - q * np.sqrt(1 - q**2))
-
-
 def spectral_noise_sigma_hmi(image: object) -> float:
     """Noise of an HMI image from its spectrum beyond the 14 cm cutoff.
 
@@ -223,9 +200,9 @@ def tikhonov(
     fx = np.fft.fftfreq(2 * mx, d=scale)[None, :]
     rho = np.hypot(fy, fx)
     fine = scale / 4
-    freq, otf = _radial_otf(hmi_psf(fine * u.arcsec, model=psf_model), fine)
+    freq, otf = radial_otf(hmi_psf(fine * u.arcsec, model=psf_model), fine)
     blur = np.interp(rho, freq, otf, right=0.0) * np.sinc(fy * scale) * np.sinc(fx * scale)
-    target = _aperture_otf(rho, TARGET_APERTURE.to_value(u.m), wavelength)
+    target = aperture_otf(rho, TARGET_APERTURE.to_value(u.m), wavelength)
     roughness = (2 * np.sin(np.pi * fy * scale)) ** 2 + (2 * np.sin(np.pi * fx * scale)) ** 2
 
     def forward(x: np.ndarray) -> np.ndarray:
