@@ -183,9 +183,15 @@ class SigmaHead(nn.Module):
         """log sigma ``(N, 1, fH, fW)`` from features ``(N, width, fH, fW)`` and input ``x``."""
         noise = torch.log(local_noise(x).clamp_min(NOISE_FLOOR))
         noise = nn.functional.interpolate(noise, scale_factor=self.upscale, mode="nearest")
-        inputs = torch.cat([features, noise], dim=1)
-        hidden = torch.relu(self.mix(torch.relu(self.reduce(inputs))))
-        return (self.out(hidden) + self.linear(inputs)).clamp(*LOG_SIGMA_RANGE)
+        # the 1x1 convolutions of [features, noise], without copying the 64
+        # feature maps into a concatenated tensor (memory-bound on a CPU)
+        reduce_w, linear_w = self.reduce.weight, self.linear.weight
+        reduced = nn.functional.conv2d(features, reduce_w[:, :-1], self.reduce.bias)
+        reduced = reduced + reduce_w[:, -1:].reshape(1, -1, 1, 1) * noise
+        linear = nn.functional.conv2d(features, linear_w[:, :-1], self.linear.bias)
+        linear = linear + linear_w[:, -1:].reshape(1, -1, 1, 1) * noise
+        hidden = torch.relu(self.mix(torch.relu(reduced)))
+        return (self.out(hidden) + linear).clamp(*LOG_SIGMA_RANGE)
 
 
 class EnhanceWithUncertainty(nn.Module):

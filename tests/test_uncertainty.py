@@ -1,0 +1,228 @@
+"""The per-pixel uncertainty head: backbone features, weights files, calibration, OOD response."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from conftest import REPO_ROOT, randomised_net
+
+from enhance.errors import InputError, WeightsError
+from enhance.model import default_weights, load_weights, save_weights, sidecar_path
+from enhance.model.uncertainty import (
+    EnhanceWithUncertainty,
+    SigmaHead,
+    backbone_forward,
+    fold_for_inference,
+    load_uncertainty,
+    local_noise,
+    save_sigma_head,
+    uncertainty_path,
+)
+from enhance.training.uncertainty import dihedral_prediction, gaussian_nll, predict_with_sigma
+from enhance.validation.calibration import (
+    NOMINAL_1SIGMA,
+    NOMINAL_2SIGMA,
+    calibration_figure,
+    coverage,
+    fit_scale,
+    z_scores,
+)
+
+METADATA = {
+    "observable": "magnetogram",
+    "input_normalisation": {"quantity": "Blos", "units": "G", "scale": 1000.0},
+    "psf_model": "wachter",
+}
+
+
+def _random_head(seed: int = 3, width: int = 4) -> SigmaHead:
+    torch.manual_seed(seed)
+    head = SigmaHead(width=width, hidden=3)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(0.2 * torch.randn(p.shape))
+    return head.eval()
+
+
+@pytest.mark.parametrize("skip", [0, 9])
+def test_backbone_forward_is_the_network_forward(skip):
+    net = randomised_net(2, n_blocks=2, width=4, linear_skip=skip)
+    x = torch.from_numpy(np.random.default_rng(0).normal(1, 0.05, (1, 1, 21, 18)).astype("f4"))
+    with torch.no_grad():
+        out, features = backbone_forward(net, x)
+        expected = net(x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert features.shape == (1, 4, 42, 36)
+
+
+def test_combined_output_channel_zero_is_the_network_and_sigma_is_positive():
+    net = randomised_net(2, n_blocks=1, width=4, linear_skip=9)
+    model = EnhanceWithUncertainty(net, _random_head(), calibration_scale=2.5)
+    image = np.random.default_rng(1).normal(0, 0.02, (30, 33)).astype("f4")
+    out, sigma = predict_with_sigma(model, image, input_scale=1000.0)
+    with torch.no_grad():
+        plain = net(torch.from_numpy(image / 1000.0)[None, None]).numpy()[0, 0] * 1000.0
+    np.testing.assert_allclose(out, plain, rtol=1e-4, atol=1e-3)
+    assert sigma.shape == out.shape == (60, 66)
+    assert np.all(sigma > 0)
+    # the calibration factor multiplies sigma and nothing else
+    model.calibration_scale = 1.0
+    out1, sigma1 = predict_with_sigma(model, image, input_scale=1000.0)
+    np.testing.assert_allclose(sigma, 2.5 * sigma1, rtol=1e-5)
+    np.testing.assert_array_equal(out, out1)
+    folded = fold_for_inference(model)
+    assert folded.receptive_radius == model.receptive_radius > net.receptive_radius
+
+
+def test_local_noise_is_the_white_noise_sigma():
+    rng = np.random.default_rng(4)
+    x = torch.from_numpy(rng.normal(0, 0.3, (1, 1, 200, 200)).astype("f4"))
+    estimate = local_noise(x)
+    assert estimate.shape == x.shape
+    assert float(estimate.mean()) == pytest.approx(0.3, rel=0.03)
+
+
+def test_gaussian_nll_is_minimal_at_the_true_sigma():
+    rng = np.random.default_rng(5)
+    target = torch.from_numpy(rng.normal(0, 0.7, 20000).astype("f4"))
+    mu = torch.zeros_like(target)
+    values = {
+        s: float(gaussian_nll(mu, torch.full_like(target, math.log(s)), target))
+        for s in (0.35, 0.7, 1.4)
+    }
+    assert values[0.7] < values[0.35] and values[0.7] < values[1.4]
+
+
+def test_head_weights_round_trip_and_refuse_another_network(tmp_path):
+    net = randomised_net(1, n_blocks=1, width=4)
+    weights = save_weights(net, tmp_path / "magnetogram.safetensors", metadata=METADATA)
+    head = _random_head()
+    path = save_sigma_head(
+        head, uncertainty_path(weights), backbone=weights, metadata={"calibration_scale": 1.7}
+    )
+    assert path.name == "magnetogram.uncertainty.safetensors"
+    side = json.loads(sidecar_path(path).read_text())
+    assert side["units"] == "G" and side["method"] == "gaussian-nll-head"
+    loaded_net, net_meta = load_weights(weights)
+    model, meta = load_uncertainty(weights, loaded_net, net_meta)
+    assert model.calibration_scale == 1.7 and meta["backbone_sha256"] == net_meta["sha256"]
+    image = np.random.default_rng(2).normal(0, 30, (24, 24)).astype("f4")
+    _, sigma = predict_with_sigma(model, image, input_scale=1000.0)
+    _, expected = predict_with_sigma(
+        EnhanceWithUncertainty(net, head, calibration_scale=1.7), image, input_scale=1000.0
+    )
+    np.testing.assert_allclose(sigma, expected, rtol=1e-6)
+    # another network (retrained: new sha256) is refused with the way out
+    other = save_weights(
+        randomised_net(9, n_blocks=1, width=4), tmp_path / "other.safetensors", metadata=METADATA
+    )
+    other_net, other_meta = load_weights(other)
+    with pytest.raises(WeightsError, match="fit-uncertainty"):
+        load_uncertainty(other, other_net, other_meta, path=path)
+    # an edited head file is refused
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_uncertainty(weights, loaded_net, net_meta)
+    # no head at all: one sentence naming the command
+    with pytest.raises(WeightsError, match="enhance fit-uncertainty"):
+        load_uncertainty(other, other_net, other_meta)
+
+
+def test_coverage_of_gaussian_z_is_nominal_and_scale_is_recovered():
+    rng = np.random.default_rng(6)
+    z = rng.normal(0, 1, 200_000)
+    cov = coverage(z)
+    assert cov["within_1sigma"] == pytest.approx(NOMINAL_1SIGMA, abs=0.005)
+    assert cov["within_2sigma"] == pytest.approx(NOMINAL_2SIGMA, abs=0.003)
+    assert cov["median_abs_z"] == pytest.approx(0.6745, abs=0.01)
+    width = 12.0 / 48
+    assert sum(cov["histogram"]) * width == pytest.approx(1.0)
+    # sigma 2.5x too small: the fitted factor is 2.5, each region counting once
+    assert fit_scale([2.5 * z[:1000], 2.5 * z[1000:]]) == pytest.approx(2.5, rel=0.02)
+
+
+def test_z_scores_checks_its_inputs():
+    a = np.zeros((10, 10))
+    with pytest.raises(InputError, match="one shape"):
+        z_scores(a, a, np.ones((10, 9)))
+    with pytest.raises(InputError, match="positive"):
+        z_scores(a, a, np.zeros((10, 10)))
+    sigma = np.full((10, 10), 2.0)
+    truth = np.ones((10, 10))
+    truth[0, 0] = np.nan
+    z = z_scores(a, truth, sigma, border=1)
+    assert z.shape == (64,) and np.allclose(z, -0.5)
+
+
+def test_calibration_figure_is_a_png(tmp_path):
+    rng = np.random.default_rng(7)
+    zs = {"a": rng.normal(0, 1, 5000), "b": rng.normal(0, 1.3, 5000)}
+    rows = [{"region": k, **coverage(v)} for k, v in zs.items()]
+    path = calibration_figure(rows, tmp_path / "cal.png", title="t", z_by_region=zs)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dihedral_prediction_of_an_equivariant_map_has_no_spread():
+    net = randomised_net(3, n_blocks=1, width=4)
+    image = np.random.default_rng(8).normal(1, 0.05, (20, 20)).astype("f4")
+    mean, spread = dihedral_prediction(net, image, input_scale=1.0)
+    assert mean.shape == spread.shape == (40, 40)
+    assert float(spread.max()) > 0  # a random network is not symmetric
+    with torch.no_grad():
+        single = net(torch.from_numpy(image)[None, None]).numpy()[0, 0]
+    assert np.abs(mean - single).max() < 5 * float(spread.max())
+
+
+# ---- the shipped heads on in- and out-of-distribution inputs -------------------------
+
+
+def _shipped(observable: str):
+    weights = default_weights(observable)
+    net, meta = load_weights(weights)
+    model, head_meta = load_uncertainty(weights, net, meta)
+    return model, float(meta["input_normalisation"]["scale"]), head_meta
+
+
+def test_shipped_heads_match_the_shipped_networks():
+    for observable in ("continuum", "magnetogram"):
+        _, _, head_meta = _shipped(observable)
+        assert head_meta["observable"] == observable
+        assert 0.2 < head_meta["calibration_scale"] < 5
+
+
+def test_tripled_granulation_contrast_raises_the_continuum_sigma():
+    model, scale, _ = _shipped("continuum")
+    path = REPO_ROOT / "enhance" / "data" / "sample" / "hmi_quiet_ic_cutout.fits"
+    from enhance.io import read_hmi
+
+    data = read_hmi(path, observable="continuum").data.astype(np.float32)
+    _, sigma_in = predict_with_sigma(model, data, input_scale=scale)
+    tripled = 1.0 + 3.0 * (data - 1.0)
+    _, sigma_out = predict_with_sigma(model, tripled, input_scale=scale)
+    ratio = float(np.median(sigma_out) / np.median(sigma_in))
+    assert ratio > 1.5, f"median sigma grew only {ratio:.2f}x with 3x the contrast"
+
+
+def test_five_times_hmi_noise_raises_the_magnetogram_sigma():
+    model, scale, _ = _shipped("magnetogram")
+    path = REPO_ROOT / "tests" / "data" / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
+    with fits.open(path) as hdul:
+        data = next(h.data for h in hdul if h.data is not None).astype(np.float32)
+    data = np.nan_to_num(data)
+    from enhance.validation.baselines import spectral_noise_sigma_hmi
+
+    hmi_noise = spectral_noise_sigma_hmi(data)
+    rng = np.random.default_rng(0)
+    noisier = data + rng.normal(0, math.sqrt(24.0) * hmi_noise, data.shape).astype(np.float32)
+    _, sigma_in = predict_with_sigma(model, data, input_scale=scale)
+    _, sigma_out = predict_with_sigma(model, noisier, input_scale=scale)
+    ratio = float(np.median(sigma_out) / np.median(sigma_in))
+    assert 2 < hmi_noise < 15, hmi_noise  # HMI 720 s: a few gauss
+    assert ratio > 1.5, f"median sigma grew only {ratio:.2f}x with 5x the noise"
