@@ -126,13 +126,18 @@ def test_predict_returns_an_image_consistent_with_its_input(tmp_path, name, obse
     """enhance_file projects by default, records it, and --no-consistency leaves the raw output."""
     from astropy.io import fits
 
+    from enhance.inference.consistency import noise_estimate_for
     from enhance.io import read_hmi
-    from enhance.physics.noise import hmi_noise_sigma
+    from enhance.physics.noise import histogram_core_sigma, hmi_noise_sigma
     from enhance.pipeline import enhance_file
 
     source = SAMPLE / name
     data = read_hmi(source, observable=observable).data.astype(np.float64)
-    noise = hmi_noise_sigma(np.nan_to_num(data, nan=float(np.nanmedian(data))))
+    # the noise the projection stops at: white level (continuum), histogram core (Blos)
+    if noise_estimate_for(observable) == "histogram":
+        noise = histogram_core_sigma(data)
+    else:
+        noise = hmi_noise_sigma(np.nan_to_num(data, nan=float(np.nanmedian(data))))
     residuals = {}
     for consistency in (True, False):
         out = enhance_file(
