@@ -136,3 +136,15 @@ def test_import_contracts_refuse_a_back_import(repo_root, tmp_path) -> None:
     assert result.returncode != 0
     assert "enhance.physics is not allowed to import enhance.validation" in result.stdout
     assert "1 broken" in result.stdout
+
+
+def test_library_code_leaves_the_matplotlib_backend_alone():
+    """Figures are drawn on their own Agg canvas; no library module switches the backend."""
+    package = Path(__file__).resolve().parents[1] / "enhance"
+    offenders = [
+        f"{path.relative_to(package)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "matplotlib.use(" in line or "import matplotlib.pyplot" in line
+    ]
+    assert offenders == []

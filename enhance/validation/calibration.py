@@ -230,9 +230,7 @@ def uncertainty_figure(
 
     Written atomically as a PNG; ``units`` labels the colour bar.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     z = z_scores(enhanced, truth, sigma, border=border)
@@ -240,6 +238,7 @@ def uncertainty_figure(
     error = np.abs(np.asarray(enhanced, dtype=np.float64) - truth)
     top = float(np.nanpercentile(np.asarray(sigma, dtype=np.float64), 99.5)) * 2 or 1.0
     fig = Figure(figsize=(13.0, 3.4), dpi=80)
+    FigureCanvasAgg(fig)  # its own canvas: the process's matplotlib backend is left alone
     axes = fig.subplots(1, 4)
     for ax, image, title in (
         (axes[0], error, "|Enhance - truth|"),
