@@ -43,7 +43,13 @@ from enhance.physics import ENHANCED_PIXEL_SCALE, hmi_psf
 from enhance.physics.noise import histogram_core_sigma, hmi_noise_sigma
 from enhance.physics.transfer import hmi_given_target_transfer
 
-__all__ = ["NOISE_ESTIMATES", "Projection", "noise_estimate_for", "project_to_observation"]
+__all__ = [
+    "NOISE_ESTIMATES",
+    "Projection",
+    "noise_estimate_for",
+    "project_as_recipe",
+    "project_to_observation",
+]
 
 log = logging.getLogger(__name__)
 
@@ -271,3 +277,26 @@ def project_to_observation(
         iterations,
     )
     return out.astype(np.float32, copy=False), info
+
+
+def project_as_recipe(
+    enhanced: object, observed: object, meta: dict
+) -> tuple[np.ndarray, Projection]:
+    """:func:`project_to_observation` with the settings a weights sidecar records.
+
+    ``meta`` is the network's sidecar: ``inference.consistency_discrepancy``
+    (default 1), ``inference.consistency_noise_estimate`` (default
+    :func:`noise_estimate_for` its observable) and ``psf_model``. This is the
+    projection :func:`enhance.inference.enhance_frame` applies and the
+    held-out evaluation scores.
+    """
+    recipe = meta.get("inference", {})
+    return project_to_observation(
+        enhanced,
+        observed,
+        discrepancy=float(recipe.get("consistency_discrepancy", 1.0)),
+        psf_model=meta.get("psf_model", "wachter"),
+        noise_estimate=recipe.get(
+            "consistency_noise_estimate", noise_estimate_for(meta["observable"])
+        ),
+    )

@@ -132,18 +132,9 @@ def enhance_frame(
 
         data, meta_out["sigma"] = data[0], sigma_map(data[1], head_meta)
     if consistency:
-        from enhance.inference.consistency import noise_estimate_for, project_to_observation
+        from enhance.inference.consistency import project_as_recipe
 
-        recipe = meta.get("inference", {})
-        data, meta_out["consistency"] = project_to_observation(
-            data,
-            frame.data,
-            discrepancy=float(recipe.get("consistency_discrepancy", 1.0)),
-            psf_model=meta.get("psf_model", "wachter"),
-            noise_estimate=recipe.get(
-                "consistency_noise_estimate", noise_estimate_for(frame.observable)
-            ),
-        )
+        data, meta_out["consistency"] = project_as_recipe(data, frame.data, meta)
     meta_out.update(
         weights_file=path.name,
         weights_sha256=meta["sha256"],

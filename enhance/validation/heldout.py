@@ -36,7 +36,7 @@ import numpy as np
 
 from enhance.atomic import atomic_path
 from enhance.inference import enhance_array
-from enhance.inference.consistency import noise_estimate_for, project_to_observation
+from enhance.inference.consistency import project_as_recipe
 from enhance.model import load_weights_cached
 from enhance.physics import HMI_PIXEL_SCALE, SOLAR_KM_PER_ARCSEC
 from enhance.physics.noise import hmi_noise_sigma
@@ -98,23 +98,13 @@ def _network_output(
 ) -> np.ndarray:
     """The network's output for ``data`` on the CPU, projected onto the data if asked.
 
-    The projection (:func:`enhance.inference.consistency.project_to_observation`)
-    is the one :func:`enhance.inference.enhance_frame` applies, with the
-    sidecar's stopping threshold.
+    The projection is the one :func:`enhance.inference.enhance_frame`
+    applies (:func:`enhance.inference.consistency.project_as_recipe`).
     """
     out = enhance_array(data, model, device="cpu", input_scale=scale, tile=512)
     if not consistency:
         return out
-    recipe = meta.get("inference", {})
-    projected, _ = project_to_observation(
-        out,
-        data,
-        discrepancy=float(recipe.get("consistency_discrepancy", 1.0)),
-        psf_model=meta.get("psf_model", "wachter"),
-        noise_estimate=recipe.get(
-            "consistency_noise_estimate", noise_estimate_for(meta["observable"])
-        ),
-    )
+    projected, _ = project_as_recipe(out, data, meta)
     return projected
 
 
