@@ -381,18 +381,23 @@ def fit_uncertainty(
     def head_predict(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return predict_with_sigma(model, data, input_scale=scale)
 
-    _, z_fit = held_out_coverage(
-        head_predict, held, noise=held_noise, seed=config.calibration_seed, border=config.border
-    )
-    calibration = fit_scale(list(z_fit.values()))
-    rows, zs = held_out_coverage(
-        head_predict,
-        held,
-        noise=held_noise,
-        seed=config.coverage_seed,
-        border=config.border,
-        scale=calibration,
-    )
+    def calibrated_coverage(predict):
+        """One factor fitted on the calibration noise draw, coverage on the other draw."""
+        _, z_fit = held_out_coverage(
+            predict, held, noise=held_noise, seed=config.calibration_seed, border=config.border
+        )
+        factor = fit_scale(list(z_fit.values()))
+        rows, zs = held_out_coverage(
+            predict,
+            held,
+            noise=held_noise,
+            seed=config.coverage_seed,
+            border=config.border,
+            scale=factor,
+        )
+        return factor, rows, zs
+
+    calibration, rows, zs = calibrated_coverage(head_predict)
     for row in rows:
         log.info("%s", _summary_line(row))
     alternatives: dict[str, Any] = {}
@@ -402,18 +407,7 @@ def fit_uncertainty(
             mean, spread = dihedral_prediction(backbone, data, input_scale=scale)
             return mean, np.maximum(spread, np.float32(1e-12))
 
-        _, z_alt = held_out_coverage(
-            dihedral, held, noise=held_noise, seed=config.calibration_seed, border=config.border
-        )
-        alt_scale = fit_scale(list(z_alt.values()))
-        alt_rows, _ = held_out_coverage(
-            dihedral,
-            held,
-            noise=held_noise,
-            seed=config.coverage_seed,
-            border=config.border,
-            scale=alt_scale,
-        )
+        alt_scale, alt_rows, _ = calibrated_coverage(dihedral)
         alternatives["dihedral-ensemble"] = {
             "forward_passes": 8,
             "calibration_scale": alt_scale,
