@@ -30,6 +30,7 @@ __all__ = [
     "UnexpectedUnitWarning",
     "NotQuietSunUnitsWarning",
     "CoarseTruthWarning",
+    "FieldDominatedNoiseWarning",
 ]
 
 
@@ -98,3 +99,13 @@ class NotQuietSunUnitsWarning(EnhanceWarning):
 
 class CoarseTruthWarning(EnhanceWarning):
     """A truth image is coarser than the target grid: the target is not a faithful 28 cm image."""
+
+
+class FieldDominatedNoiseWarning(EnhanceWarning):
+    """The histogram-core noise estimate of a magnetogram is dominated by field, not noise.
+
+    Too little of the field of view is quiet Sun for the core of the value
+    histogram to measure the noise, so the estimate is several times the true
+    noise and the projection onto the input, stopped at that level, changes
+    little. Pass the input noise (``enhance predict --input-noise``).
+    """

@@ -172,6 +172,10 @@ class EnhanceSettings:
         Project the network output onto the images consistent with the
         input within its noise (:func:`enhance.inference.enhance_frame`);
         the held-out scores of the shipped networks include it.
+    input_noise : astropy.units.Quantity, optional
+        Input noise the projection stops at instead of the weights'
+        estimate: gauss for magnetograms, quiet-Sun units (dimensionless)
+        for continuum (:func:`enhance.inference.consistency.input_noise_in_data_units`).
     """
 
     observable: str | None = None
@@ -187,6 +191,7 @@ class EnhanceSettings:
     quality: QualityTolerances = dataclasses.field(default_factory=QualityTolerances)
     uncertainty: bool | None = None
     consistency: bool = True
+    input_noise: Any = None
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for a bad value or a missing GPU."""
@@ -199,6 +204,16 @@ class EnhanceSettings:
         )
         if self.compression not in COMPRESSION_CHOICES:
             raise ConfigError(f"unknown compression {self.compression!r}; use gzip, rice or none")
+        if self.input_noise is not None:
+            from enhance.inference.consistency import input_noise_in_data_units
+
+            if not self.consistency:
+                raise ConfigError(
+                    "an input noise is used only by the projection onto the input, which is "
+                    "off (--no-consistency, consistency=False); drop one of the two"
+                )
+            if self.observable is not None:
+                input_noise_in_data_units(self.input_noise, self.observable)
         _check_device(self.device)
 
 
@@ -276,6 +291,7 @@ def run_network(loaded: LoadedFrame, settings: EnhanceSettings, *, progress: boo
         check_scale=settings.check_scale,
         uncertainty=loaded.uncertainty,
         consistency=settings.consistency,
+        input_noise=settings.input_noise,
     )
     expected = (2 * frame.data.shape[0], 2 * frame.data.shape[1])
     if enhanced.data.shape != expected:
@@ -314,14 +330,17 @@ def _quality_bits(frame: Frame) -> int:
         return 0
 
 
-def _consistency_record(projection: Any) -> str:
+def _consistency_record(projection: Any, unit: str) -> str:
     """One provenance line for the projection onto the input (or "off")."""
     if projection is None:
         return "off (by request)"
+    source = getattr(projection, "noise_source", "given")
+    how = "given" if source == "given" else f"{source} estimate"
     return (
         f"CGLS projection onto the input, {projection.iterations} iterations, "
         f"residual {projection.residual_before:.4g} -> {projection.residual_after:.4g} "
-        f"(noise {projection.noise:.4g}, stop at {projection.discrepancy:g} x noise)"
+        f"(input noise {projection.noise:.4g}{unit} {how}, stop at "
+        f"{projection.discrepancy:g} x noise)"
     )
 
 
@@ -350,8 +369,14 @@ def write_result(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings
         "scale_check": "on" if settings.check_scale else "off (by request)",
         "range_check": "on" if settings.check_range else "off (by request)",
         "uncertainty": "SIGMA HDU" if "sigma" in enhanced.meta else "none",
-        "consistency": _consistency_record(enhanced.meta.get("consistency")),
+        "consistency": _consistency_record(
+            enhanced.meta.get("consistency"), " G" if frame.observable == "magnetogram" else ""
+        ),
     }
+    projection = enhanced.meta.get("consistency")
+    if projection is not None:
+        provenance["input_noise"] = float(f"{projection.noise:.5g}")
+        provenance["input_noise_source"] = getattr(projection, "noise_source", "given")
     return write_enhanced(
         loaded.output_path, enhanced, provenance=provenance, compression=settings.compression
     )
@@ -375,6 +400,7 @@ def enhance_file(
     quality: QualityTolerances | None = None,
     uncertainty: bool | None = None,
     consistency: bool = True,
+    input_noise: Any = None,
 ) -> Path:
     """Enhance one HMI FITS file and write the 2x result.
 
@@ -402,6 +428,7 @@ def enhance_file(
     input_path, output_path : path-like
         HMI FITS file in; FITS file out (its directory must exist).
     observable, weights, device, precision, tile, normalize, compression, compile, uncertainty
+    consistency, input_noise
         See :class:`EnhanceSettings`.
     check_scale, check_range
         Plausibility checks before compute, see :class:`EnhanceSettings`.
@@ -439,6 +466,7 @@ def enhance_file(
         quality=quality or QualityTolerances(),
         uncertainty=uncertainty,
         consistency=consistency,
+        input_noise=input_noise,
     )
     settings.check()
     loaded = load_frame(input_path, output_path, settings)

@@ -143,6 +143,8 @@ def test_predict_magnetogram_subprocess(tmp_path: Path, weights_dir: Path) -> No
             "cpu",
             "--tile",
             "64",
+            "--input-noise",  # an active-region cut-out: its histogram core measures field
+            "5G",
         ],
         capture_output=True,
         text=True,

@@ -15,8 +15,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from enhance.errors import ConfigError
+
+if TYPE_CHECKING:
+    import astropy.units as u
 
 __all__ = ["register", "run"]
 
@@ -117,6 +121,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="project the network output onto the images that give back the input within "
         "its noise when observed again by HMI (default: on)",
     )
+    parser.add_argument(
+        "--input-noise",
+        default=None,
+        metavar="VALUE",
+        help="input noise (1 sigma) the projection stops at, instead of the estimate from the "
+        "input: a field for a magnetogram (e.g. 10G), quiet-Sun units for continuum "
+        "(e.g. 0.002); worth giving for active-region cut-outs, where the histogram-core "
+        "estimate measures field",
+    )
     parser.set_defaults(func=run)
 
 
@@ -136,10 +149,23 @@ def _compression(value: str) -> str | None:
     return None if value == "none" else value
 
 
+def _input_noise(value: str | None) -> u.Quantity | None:
+    """``--input-noise`` as a Quantity; its unit is checked against the observable later."""
+    if value is None:
+        return None
+    from enhance.inference.consistency import parse_input_noise
+
+    try:
+        return parse_input_noise(value)
+    except ConfigError as exc:
+        raise ConfigError(f"--input-noise: {exc}") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``enhance predict``; return the exit code."""
     tile = _tile(args.tile)
     compression = _compression(args.compression)
+    input_noise = _input_noise(args.input_noise)
     from enhance.heap import keep_freed_memory
     from enhance.pipeline import enhance_file  # heavy imports only when the command runs
 
@@ -160,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         check_range=args.check_range,
         uncertainty=args.uncertainty,
         consistency=args.consistency,
+        input_noise=input_noise,
     )
     log.info("wrote %s", output)
     print(output)

@@ -6,6 +6,9 @@ import logging
 import os
 from pathlib import Path
 
+import astropy.units as u
+
+from enhance.errors import ConfigError
 from enhance.frame import Frame
 from enhance.inference.array import (
     InferenceTimings,
@@ -41,6 +44,7 @@ def enhance_frame(
     timings: InferenceTimings | None = None,
     uncertainty: bool = False,
     consistency: bool = True,
+    input_noise: u.Quantity | None = None,
 ) -> Frame:
     """Return the enhanced frame (2x grid, same units, header with the 2x WCS).
 
@@ -78,6 +82,15 @@ def enhance_frame(
         sidecar; defaults 1 and the observable's,
         :func:`enhance.inference.consistency.noise_estimate_for`). The
         held-out scores of the shipped networks are measured with it.
+        When the recipe estimates a magnetogram's noise from the histogram
+        core and too little of the field is quiet Sun for that, an
+        :class:`enhance.errors.FieldDominatedNoiseWarning` says so
+        (:func:`enhance.inference.consistency.warn_if_field_dominated`).
+    input_noise : astropy.units.Quantity, optional
+        The input noise (one standard deviation) the projection stops at,
+        instead of the recipe's estimate: gauss (or any magnetic flux
+        density unit) for a magnetogram, dimensionless quiet-Sun units for
+        a continuum image. Checked before any compute.
 
     Returns
     -------
@@ -87,7 +100,9 @@ def enhance_frame(
         ``"cuda:0"``, never ``"auto"``), ``precision``, ``tile`` and
         ``scale_checked`` (and ``sigma`` with ``uncertainty``); with
         ``consistency``, ``consistency`` (a
-        :class:`enhance.inference.consistency.Projection`).
+        :class:`enhance.inference.consistency.Projection`, whose ``noise``
+        and ``noise_source`` say which input noise was used and whether it
+        was given or estimated).
 
     Raises
     ------
@@ -96,6 +111,9 @@ def enhance_frame(
         with ``uncertainty``, no head fitted for these weights.
     InputError
         The frame's pixel scale is missing or not the network's (``check_scale``).
+    ConfigError
+        ``input_noise`` in a unit that does not fit the observable, not
+        positive, or given with ``consistency`` off.
     """
     path = Path(weights) if weights is not None else default_weights(frame.observable)
     dev = resolve_device(device)
@@ -106,12 +124,25 @@ def enhance_frame(
     check_trained_for(meta, frame.observable, path, "the image")
     if check_scale:
         check_pixel_scale(frame.header, trained_pixel_scale(meta), path=input_name or None)
+    noise = None
+    if input_noise is not None and not consistency:
+        raise ConfigError(
+            "an input noise is used only by the projection onto the input, which is "
+            "off (--no-consistency, consistency=False); drop one of the two"
+        )
+    if consistency:
+        from enhance.inference import consistency as projection
+
+        if input_noise is not None:
+            noise = projection.input_noise_in_data_units(input_noise, frame.observable)
     scale = float(meta["input_normalisation"].get("scale", 1.0))
     network, head_meta = model, None
     if uncertainty:
         from enhance.inference.uncertainty import with_uncertainty
 
         network, head_meta = with_uncertainty(path, model, meta)
+    if consistency and noise is None and projection.recipe_noise_estimate(meta) == "histogram":
+        projection.warn_if_field_dominated(frame.data, stacklevel=3)
     data = enhance_array(
         frame.data,
         network,
@@ -132,9 +163,9 @@ def enhance_frame(
 
         data, meta_out["sigma"] = data[0], sigma_map(data[1], head_meta)
     if consistency:
-        from enhance.inference.consistency import project_as_recipe
-
-        data, meta_out["consistency"] = project_as_recipe(data, frame.data, meta)
+        data, meta_out["consistency"] = projection.project_as_recipe(
+            data, frame.data, meta, noise=noise
+        )
     meta_out.update(
         weights_file=path.name,
         weights_sha256=meta["sha256"],

@@ -68,6 +68,8 @@ PROVENANCE_KEYWORDS: dict[str, tuple[str, str]] = {
     "device": ("ENHDEV", "inference device"),
     "precision": ("ENHPREC", "inference precision"),
     "tile": ("ENHTILE", "inference tile size (input pixels)"),
+    "input_noise": ("ENHNOISE", "input noise the projection stopped at (ENHUNIT)"),
+    "input_noise_source": ("ENHNSRC", "input noise: given, or histogram/spectral est."),
 }
 _ALIASES = {"psf": "psf_model", "weights": "weights_file", "version": "software"}
 

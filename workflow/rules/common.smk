@@ -16,6 +16,7 @@ from enhance.atomic import atomic_path
 from enhance.cube import CubeLayout
 from enhance.cube.plan import range_batches
 from enhance.errors import ConfigError
+from enhance.inference.consistency import input_noise_in_data_units, parse_input_noise
 from enhance.time import format_t_rec, grid_floor, tai_datetime, utc_timestamp
 
 RUN_STARTED = utc_timestamp()
@@ -73,6 +74,12 @@ for _observable, _path in config["weights"].items():
             f"config weights for {_observable}: {_path} does not exist (give a .safetensors "
             "file with its .json sidecar, or null for the shipped weights)"
         )
+for _observable, _noise in config["enhance"]["input_noise"].items():
+    if _noise is not None:
+        try:
+            input_noise_in_data_units(parse_input_noise(_noise), _observable)
+        except ConfigError as exc:
+            raise ConfigError(f"config enhance.input_noise.{_observable}: {exc}") from exc
 
 CONFIG_SHA256 = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
@@ -273,6 +280,12 @@ def report_inputs(wildcards):
             for period in summary["filled_periods"]
         ],
     }
+
+
+def input_noise_for(series):
+    """The configured input noise of a series' observable (text), or None to estimate it."""
+    value = config["enhance"]["input_noise"].get(SERIES[series].observable)
+    return None if value is None else str(value)
 
 
 def weights_for(series):

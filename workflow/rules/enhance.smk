@@ -35,6 +35,7 @@ rule enhance_batch:
         check_range=config["enhance"]["check_range"],
         uncertainty=config["enhance"]["uncertainty"],
         consistency=config["enhance"]["consistency"],
+        input_noise=lambda wildcards: input_noise_for(wildcards.series),
         quality=config["validation"]["frame_quality"],
     script:
         "../scripts/enhance_batch.py"

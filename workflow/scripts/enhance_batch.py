@@ -8,6 +8,7 @@ from enhance.atomic import atomic_path
 from enhance.batch import enhance_files, enhanced_frame_path, is_already_enhanced
 from enhance.cube import read_plan
 from enhance.heap import keep_freed_memory
+from enhance.inference.consistency import parse_input_noise
 from enhance.io.frame_quality import QualityTolerances
 from enhance.pipeline import EnhanceSettings, resolve_weights
 from enhance.provenance import sha256_file
@@ -39,6 +40,7 @@ settings = EnhanceSettings(
     check_range=p.check_range,
     uncertainty=None if p.uncertainty == "auto" else bool(p.uncertainty),
     consistency=bool(p.consistency),
+    input_noise=None if p.input_noise is None else parse_input_noise(p.input_noise),
     compression=None if p.compression == "none" else p.compression,
     quality=QualityTolerances.from_mapping(p.quality),
 )

@@ -1,0 +1,197 @@
+"""The input noise of the projection onto the input: given by the user, or estimated with a caveat.
+
+Real data: the held-out band of the Hinode NFI magnetogram of NOAA 11158
+degraded to HMI with 10 G white noise (a field with little quiet Sun, where
+the histogram-core estimate measures field), and real HMI 720 s
+magnetograms (mostly quiet Sun, where it measures noise).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.io import fits
+from conftest import require
+
+from enhance.cli import main
+from enhance.errors import ConfigError, FieldDominatedNoiseWarning
+from enhance.inference import enhance_frame
+from enhance.inference.consistency import (
+    QUIET_SUN_FRACTION_MIN,
+    input_noise_in_data_units,
+    parse_input_noise,
+    quiet_sun_fraction,
+    warn_if_field_dominated,
+)
+from enhance.io import read_hmi
+from enhance.pipeline import EnhanceSettings
+from enhance.validation import metrics
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "enhance" / "data" / "sample"
+HEADER_SOURCE = SAMPLE / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
+CONTINUUM = SAMPLE / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"
+NFI = "hinode/FGMG4_20110214_030443.7.cols0-879.fits"
+FULL_DISK = "hmi/fulldisk/hmi.M_720s.20160707_010000_TAI.magnetogram.fits"
+NOISE_G = 10.0
+
+
+@pytest.fixture(scope="module")
+def nfi_band(shared_data):
+    """The held-out NFI band at k = 1.5 and 3, degraded to HMI, with 10 G white noise."""
+    from enhance.training import held_out_pairs, load_scenes
+
+    path = shared_data / NFI
+    require(path.is_file(), f"{path} not found")
+    pairs = held_out_pairs(load_scenes([str(path)], "magnetogram"), holdout=0.35)
+    rng = np.random.default_rng(3)
+    return {
+        pair.label.split()[-1]: (pair.input + rng.normal(0.0, NOISE_G, pair.input.shape)).astype(
+            np.float32
+        )
+        for pair in pairs
+    }
+
+
+def _hmi_file(data: np.ndarray, path: Path) -> Path:
+    """``data`` as an HMI magnetogram FITS file (real JSOC header, north up, 0.504"/px)."""
+    with fits.open(HEADER_SOURCE) as hdul:
+        header = hdul[1].header.copy()
+    for key in ("BLANK", "BSCALE", "BZERO", "CHECKSUM", "DATASUM"):
+        header.remove(key, ignore_missing=True)
+    header["CROTA2"] = 0.0  # the NFI image is north up already
+    fits.PrimaryHDU(data, header).writeto(path)
+    return path
+
+
+def _enhanced(path: Path) -> tuple[np.ndarray, fits.Header]:
+    with fits.open(path) as hdul:
+        hdu = next(h for h in hdul if h.header.get("NAXIS") == 2)
+        return np.asarray(hdu.data, dtype=np.float64), hdu.header
+
+
+def _history(header: fits.Header) -> str:
+    return " ".join(str(line) for line in header["HISTORY"])
+
+
+# --------------------------------------------------------------------------- the caveat
+
+
+def test_field_dominated_warning_fires_on_the_nfi_band(nfi_band):
+    """Measured: quiet-Sun fraction 0.28 (k=1.5) and 0.19 (k=3); histogram core 40/69 G."""
+    for k, noisy in nfi_band.items():
+        assert quiet_sun_fraction(noisy) < QUIET_SUN_FRACTION_MIN, k
+        with pytest.warns(FieldDominatedNoiseWarning, match="--input-noise"):
+            warn_if_field_dominated(noisy)
+
+
+def test_field_dominated_warning_is_silent_on_real_hmi(shared_data):
+    """Central 1024^2 and full disk of a real 720 s magnetogram: fractions 0.73 and 0.63."""
+    path = shared_data / FULL_DISK
+    require(path.is_file(), f"{path} not found")
+    disk = read_hmi(path, observable="magnetogram").data
+    ny, nx = disk.shape
+    centre = disk[ny // 2 - 512 : ny // 2 + 512, nx // 2 - 512 : nx // 2 + 512]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FieldDominatedNoiseWarning)
+        for image in (centre, disk):
+            assert warn_if_field_dominated(image) >= QUIET_SUN_FRACTION_MIN
+
+
+def test_enhance_frame_warns_only_when_it_estimates_from_the_histogram(nfi_band, tmp_path):
+    frame = read_hmi(_hmi_file(nfi_band["k=3"], tmp_path / "nfi.magnetogram.fits"))
+    with pytest.warns(FieldDominatedNoiseWarning):
+        estimated = enhance_frame(frame, device="cpu")
+    assert estimated.meta["consistency"].noise_source == "histogram"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FieldDominatedNoiseWarning)
+        given = enhance_frame(frame, device="cpu", input_noise=NOISE_G * u.G)
+    assert given.meta["consistency"].noise_source == "given"
+    assert given.meta["consistency"].noise == pytest.approx(NOISE_G)
+    with pytest.raises(ConfigError, match="projection"):
+        enhance_frame(frame, device="cpu", input_noise=NOISE_G * u.G, consistency=False)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_predict_input_noise_brings_the_forward_residual_to_the_noise(nfi_band, tmp_path):
+    """k = 3 band: default recipe 1.34 x the noise (estimate 69 G), --input-noise 10G 0.96 x.
+
+    The residual is measured on the re-observed output against the input,
+    with the true 10 G noise; the header says which noise was used.
+    """
+    noisy = nfi_band["k=3"]
+    source = _hmi_file(noisy, tmp_path / "nfi.magnetogram.fits")
+    default, given = tmp_path / "default.fits", tmp_path / "given.fits"
+    with pytest.warns(FieldDominatedNoiseWarning):
+        assert main(["predict", str(source), "-o", str(default), "--device", "cpu"]) == 0
+    argv = ["predict", str(source), "-o", str(given), "--device", "cpu", "--input-noise", "10G"]
+    assert main(argv) == 0
+    residual = {}
+    for name, path in (("default", default), ("given", given)):
+        data, header = _enhanced(path)
+        stats = metrics.forward_residual_stats(data, noisy, noise=NOISE_G, border=4)
+        residual[name] = stats["rms_in_noise"]
+        assert header["ENHNSRC"] == {"default": "histogram", "given": "given"}[name]
+    assert residual["given"] <= 1.2, residual
+    assert residual["default"] >= 1.25, residual
+    _, header = _enhanced(given)
+    assert float(header["ENHNOISE"]) == pytest.approx(NOISE_G)
+    assert "input noise 10 G given" in _history(header)
+    _, header = _enhanced(default)
+    assert float(header["ENHNOISE"]) > 4 * NOISE_G  # the histogram core measured the field
+    assert "G histogram estimate" in _history(header)
+
+
+def test_continuum_header_records_the_spectral_estimate(tmp_path):
+    out = tmp_path / "out.fits"
+    assert main(["predict", str(CONTINUUM), "-o", str(out), "--device", "cpu"]) == 0
+    _, header = _enhanced(out)
+    assert header["ENHNSRC"] == "spectral"
+    assert 0 < float(header["ENHNOISE"]) < 0.01  # quiet-Sun units
+    out.unlink()
+    assert main(["predict", str(CONTINUUM), "-o", str(out), "--input-noise", "0.2%"]) == 0
+    _, header = _enhanced(out)
+    assert header["ENHNSRC"] == "given"
+    assert float(header["ENHNOISE"]) == pytest.approx(0.002)
+
+
+# --------------------------------------------------------------------------- bad values
+
+
+@pytest.mark.parametrize(
+    ("source", "value", "words"),
+    [
+        (CONTINUUM, "10G", "quiet-Sun units"),
+        (HEADER_SOURCE, "0.002", "gauss"),
+        (HEADER_SOURCE, "10 km", "gauss"),
+        (HEADER_SOURCE, "ten gauss", "not a number with a unit"),
+        (HEADER_SOURCE, "-5G", "positive"),
+    ],
+)
+def test_predict_wrong_input_noise_is_one_line_and_writes_nothing(
+    tmp_path, capsys, source, value, words
+):
+    out = tmp_path / "out.fits"
+    argv = ["predict", str(source), "-o", str(out), "--device", "cpu", f"--input-noise={value}"]
+    assert main(argv) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("enhance predict: error: ") and words in lines[0], lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_input_noise_units():
+    assert input_noise_in_data_units(parse_input_noise("1 mT"), "magnetogram") == pytest.approx(10)
+    assert input_noise_in_data_units(parse_input_noise(0.002), "continuum") == 0.002
+    with pytest.raises(ConfigError, match="quiet-Sun units"):
+        input_noise_in_data_units(5 * u.G, "continuum")
+    with pytest.raises(ConfigError, match="only by the projection"):
+        EnhanceSettings(input_noise=5 * u.G, consistency=False).check()
+    with pytest.raises(ConfigError, match="gauss"):
+        EnhanceSettings(observable="magnetogram", input_noise=0.002 * u.one).check()
