@@ -195,3 +195,38 @@ def test_input_noise_units():
         EnhanceSettings(input_noise=5 * u.G, consistency=False).check()
     with pytest.raises(ConfigError, match="gauss"):
         EnhanceSettings(observable="magnetogram", input_noise=0.002 * u.one).check()
+
+
+# --------------------------------------------------------------------------- workflow
+
+
+@pytest.mark.slow
+def test_workflow_passes_the_configured_input_noise_to_every_frame(tmp_path):
+    """enhance.input_noise.magnetogram reaches the frames' headers; a wrong unit stops the run."""
+    from test_workflow import _make_weights, make_archive, snakemake, write_config
+
+    archive = make_archive(tmp_path / "archive", [0, 1])
+    base = {
+        "source": str(archive),
+        "series": ["hmi.M_720s"],
+        "start": "2016-07-07T01:00:00",
+        "end": "2016-07-07T01:12:00",
+        "cadence": "12m",
+        "weights": _make_weights(tmp_path, n_blocks=1, width=8),
+        "output": "out",
+    }
+    config = write_config(tmp_path / "c.yaml", **base)
+    text = config.read_text().replace(
+        "enhance:\n", "enhance:\n  input_noise:\n    magnetogram: 10 G\n", 1
+    )
+    config.write_text(text)
+    snakemake(tmp_path, config)
+    frames = sorted((tmp_path / "out").glob("enhanced/*/*/*/*.fits"))
+    assert len(frames) == 2
+    for path in frames:
+        _, header = _enhanced(path)
+        assert header["ENHNSRC"] == "given" and float(header["ENHNOISE"]) == 10.0
+        assert "input noise 10 G given" in _history(header)
+    config.write_text(text.replace("magnetogram: 10 G", "magnetogram: '0.002'"))
+    with pytest.raises(AssertionError, match="input_noise.magnetogram: .*gauss"):
+        snakemake(tmp_path, config, "-n")
