@@ -17,6 +17,7 @@ from enhance.io.sigma import SIGMA_EXTNAME, read_sigma
 from enhance.model import save_weights
 from enhance.model.uncertainty import (
     EnhanceWithUncertainty,
+    SigmaCalibration,
     SigmaHead,
     save_sigma_head,
     uncertainty_path,
@@ -55,8 +56,18 @@ def weights_dir(tmp_path):
     return folder
 
 
-def test_tiled_sigma_equals_whole_image_and_keeps_nan():
-    model = EnhanceWithUncertainty(randomised_net(4, n_blocks=1, width=4), _head())
+@pytest.mark.parametrize(
+    "calibration",
+    [
+        SigmaCalibration(),
+        # a map that reads the output's local structure widens the receptive field
+        SigmaCalibration(log_scale=0.1, exponents=(0.6, 0.7, -0.3), references=(0.01, 0.02, 0.03)),
+    ],
+)
+def test_tiled_sigma_equals_whole_image_and_keeps_nan(calibration):
+    model = EnhanceWithUncertainty(
+        randomised_net(4, n_blocks=1, width=4), _head(), calibration=calibration
+    )
     rng = np.random.default_rng(0)
     image = rng.normal(0, 40, (90, 77)).astype(np.float32)
     image[:6, :9] = np.nan

@@ -22,9 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train a small sigma head on the frozen network's last feature maps and the local "
             "input noise with a Gaussian negative log-likelihood on the training regions of "
-            "the scenes (the split of enhance train), fit one scale factor on the held-out "
-            "regions, measure the coverage per held-out region and write "
-            "NAME.uncertainty.safetensors + .json beside the network (and a calibration PNG)."
+            "the scenes (the split of enhance train), calibrate it on the held-out regions "
+            "against the output enhance predict ships (projected onto the input by default) "
+            "with one log-linear map of the head's sigma and the local spread and level of the "
+            "network output, measure the coverage per held-out region (and leaving each region "
+            "out of the fit) and write NAME.uncertainty.safetensors + .json beside the network "
+            "(and a calibration PNG)."
         ),
     )
     parser.add_argument("--weights", required=True, metavar="PATH", help="network weights")
@@ -49,10 +52,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also calibrate and score test-time averaging over the 8 dihedral symmetries",
     )
     parser.add_argument(
+        "--consistency",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="calibrate against the output projected onto the input, as enhance predict ships "
+        "it by default (default: on; --no-consistency: against the network output)",
+    )
+    parser.add_argument(
         "--calibrate-only",
         default=None,
         metavar="HEAD.safetensors",
-        help="do not train: refit the scale factor of this head (fitted for --weights) and "
+        help="do not train: refit the calibration map of this head (fitted for --weights) and "
         "measure its coverage again",
     )
     parser.set_defaults(func=run)
@@ -86,25 +96,45 @@ def run(args: argparse.Namespace) -> int:
         figure=args.figure,
         compare_dihedral=args.compare_dihedral,
         calibrate_only=args.calibrate_only,
+        consistency=args.consistency,
         progress=sys.stderr.isatty(),
     )
-    print(f"calibration scale {result['calibration_scale']:.4f}")
-    print("| held-out region | within 1 sigma | within 2 sigma | median sigma | rmse |")
-    print("|---|---|---|---|---|")
-    for row in result["coverage"]:
-        print(
-            f"| {row['region']} | {100 * row['within_1sigma']:.1f} % | "
-            f"{100 * row['within_2sigma']:.1f} % | {row['median_sigma']:.4g} | "
-            f"{row['rmse']:.4g} |"
-        )
+    calibration = result["calibration"]
+    a, b, c = calibration.exponents
+    print(
+        f"calibration map: factor {result['calibration_scale']:.4f} at the reference, "
+        f"exponents head sigma {a:.3f}, output local std {b:.3f}, output local level {c:.3f}"
+    )
+    _table("held-out coverage (noise seed 2)", result["coverage"])
+    _table("3x the input noise", result["coverage_noisier"])
+    if result["coverage_unprojected"]:
+        _table("the same sigma against the un-projected output", result["coverage_unprojected"])
+    _table("leave one region out (map fitted without the region)", result["leave_one_region_out"])
     for name, alt in result["alternatives"].items():
-        print(f"{name} ({alt['forward_passes']} passes, scale {alt['calibration_scale']:.4f}):")
-        for row in alt["coverage"]:
-            print(
-                f"| {row['region']} | {100 * row['within_1sigma']:.1f} % | "
-                f"{100 * row['within_2sigma']:.1f} % | {row['median_sigma']:.4g} | "
-                f"{row['rmse']:.4g} |"
-            )
+        _table(
+            f"{name} ({alt['forward_passes']} passes, scale {alt['calibration_scale']:.4f})",
+            alt["coverage"],
+        )
     print(result["path"])
     log.info("wrote %s and %s", result["path"], result["figure"])
     return 0
+
+
+def _table(title: str, rows: list[dict]) -> None:
+    """One coverage table as Markdown on stdout (bold: outside 68 +- 5 / 95 +- 3 %)."""
+    print(f"\n{title}:")
+    print("| held-out region | within 1 sigma | within 2 sigma | median sigma | rmse |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        one, two = 100 * row["within_1sigma"], 100 * row["within_2sigma"]
+        noise = row.get("noise_factor", 1.0)
+        label = row["region"] + (f" (noise x{noise:g})" if noise != 1.0 else "")
+        print(
+            f"| {label} | {_mark(one, 68.0, 5)} % | {_mark(two, 95.0, 3)} % | "
+            f"{row['median_sigma']:.4g} | {row['rmse']:.4g} |"
+        )
+
+
+def _mark(value: float, goal: float, tolerance: float) -> str:
+    text = f"{value:.1f}"
+    return text if abs(value - goal) <= tolerance else f"**{text}**"

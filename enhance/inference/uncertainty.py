@@ -131,7 +131,9 @@ def sigma_map(sigma: np.ndarray, head_meta: dict[str, Any]) -> SigmaMap:
         data=sigma,
         method=str(head_meta.get("method", "")),
         calibration_scale=float(head_meta.get("calibration_scale", 1.0)),
-        calibration="held-out truth, mean 1-sigma coverage 68.27 %",
+        calibration=str(
+            head_meta.get("calibration_summary", "held-out truth, mean 1-sigma coverage 68.27 %")
+        ),
         weights_file=str(head_meta.get("weights_file", "")),
         weights_sha256=str(head_meta.get("sha256", "")),
     )

@@ -20,8 +20,22 @@ a 1x1 convolution to one channel, plus a 1x1 linear path from the inputs)
 outputs log sigma in network units; it costs ~14 kFLOP per input pixel,
 about 1 % of the backbone's 1.1 MFLOP. It is trained with the Gaussian
 negative log-likelihood against the 28 cm truth on the training regions
-(:mod:`enhance.training.uncertainty`); a single factor fitted on held-out
-data (``calibration_scale`` in the sidecar) multiplies it.
+(:mod:`enhance.training.uncertainty`).
+
+The head's sigma is then calibrated on held-out truth by
+:class:`SigmaCalibration`, a log-linear map of three quantities every frame
+has, fitted jointly over all held-out regions (never per region: a new frame
+has no region label)::
+
+    log sigma = c0 + log s_ref + a (log s - log s_ref)
+                + b (log d - log d_ref) + c (log m - log m_ref)
+
+with ``s`` the head's sigma, ``d`` the local standard deviation of the
+network output and ``m`` the local mean of its absolute value, both over
+:data:`CALIBRATION_WINDOW` output pixels (the amount of structure and the
+signal level the network is filling in). Heads written before the map
+existed carry only one factor (``calibration_scale``) and are read as
+``a = 1, b = c = 0``.
 
 :class:`EnhanceWithUncertainty` wraps a backbone and a head into one module
 whose forward pass returns ``(N, 2, 2H, 2W)``: the network's output (exactly
@@ -45,6 +59,7 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -68,11 +83,14 @@ from enhance.provenance import sha256_file
 __all__ = [
     "METHOD",
     "EnhanceWithUncertainty",
+    "SigmaCalibration",
     "SigmaHead",
     "backbone_forward",
+    "calibration_of",
     "fold_for_inference",
     "load_uncertainty",
     "local_noise",
+    "output_structure",
     "save_sigma_head",
     "uncertainty_path",
 ]
@@ -92,6 +110,11 @@ NOISE_WINDOW = 7
 NOISE_FLOOR = 1e-6
 #: Bounds of log sigma in network units (sigma between ~2e-9 and ~2e4).
 LOG_SIGMA_RANGE = (-20.0, 10.0)
+#: Side of the box (output pixels) over which the calibration's local spread and
+#: level of the network output are taken.
+CALIBRATION_WINDOW = 9
+#: Floor of the local level and spread before the logarithm, network units.
+CALIBRATION_FLOOR = 3e-3
 #: Suffix of the head's weights file, after the network's stem.
 SUFFIX = ".uncertainty.safetensors"
 
@@ -141,6 +164,119 @@ def backbone_forward(net: EnhanceNet, x: torch.Tensor) -> tuple[torch.Tensor, to
     if net.linear_skip:
         out = out + net.shuffle(net.linear(x))
     return out, features
+
+
+def output_structure(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local standard deviation and local mean of ``|out|`` (N, 1, H, W), same shape.
+
+    Box of :data:`CALIBRATION_WINDOW` pixels (reflect padding), both
+    floored at :data:`CALIBRATION_FLOOR`; the calibration's second and third
+    inputs.
+    """
+    half = CALIBRATION_WINDOW // 2
+    mode = "reflect" if min(out.shape[-2:]) > half else "replicate"
+    # float64: the variance as E[x^2] - E[x]^2 cancels digits in float32
+    padded = nn.functional.pad(out.double(), (half, half, half, half), mode=mode)
+    mean = nn.functional.avg_pool2d(padded, CALIBRATION_WINDOW, stride=1)
+    square = nn.functional.avg_pool2d(padded * padded, CALIBRATION_WINDOW, stride=1)
+    level = nn.functional.avg_pool2d(padded.abs(), CALIBRATION_WINDOW, stride=1)
+    spread = torch.sqrt((square - mean * mean).clamp_min(0.0))
+    return (
+        spread.clamp_min(CALIBRATION_FLOOR).to(out.dtype),
+        level.clamp_min(CALIBRATION_FLOOR).to(out.dtype),
+    )
+
+
+#: The calibration's inputs, in the order of :attr:`SigmaCalibration.exponents`.
+CALIBRATION_INPUTS = ("head_sigma", "output_local_std", "output_local_abs_mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class SigmaCalibration:
+    """The map from the head's sigma to the calibrated sigma (network units).
+
+    ``log sigma = log_scale + sum_i exponents[i] * (log f_i - log references[i]) +
+    log references[0]`` with ``f`` the head's sigma, the output's local
+    standard deviation and its local mean absolute value
+    (:data:`CALIBRATION_INPUTS`, :func:`output_structure`).
+
+    Attributes
+    ----------
+    log_scale : float
+        log of the factor on sigma at the reference point.
+    exponents : tuple of 3 float
+        Power of each input (1, 0, 0: one factor on the head's sigma).
+    references : tuple of 3 float
+        Reference value of each input (network units; the medians over the
+        held-out pixels the map was fitted on), which keeps ``log_scale``
+        readable as a factor.
+    """
+
+    log_scale: float = 0.0
+    exponents: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    references: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        values = (self.log_scale, *self.exponents, *self.references)
+        if len(self.exponents) != 3 or len(self.references) != 3:
+            raise WeightsError("a sigma calibration has 3 exponents and 3 references")
+        if not all(math.isfinite(float(v)) for v in values) or min(self.references) <= 0:
+            raise WeightsError(f"sigma calibration {self} has a non-finite or non-positive value")
+
+    @classmethod
+    def factor(cls, scale: float) -> SigmaCalibration:
+        """One factor ``scale`` on the head's sigma."""
+        return cls(log_scale=math.log(scale))
+
+    @property
+    def uses_output(self) -> bool:
+        """Whether the map reads the network output (exponents 2 or 3 not zero)."""
+        return any(e != 0.0 for e in self.exponents[1:])
+
+    def apply(self, log_sigma: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Calibrated sigma from the head's ``log_sigma`` and the network output ``out``."""
+        a, b, c = self.exponents
+        ref_s, ref_d, ref_m = (math.log(r) for r in self.references)
+        log_cal = (self.log_scale + ref_s) + a * (log_sigma - ref_s)
+        if self.uses_output:
+            spread, level = output_structure(out)
+            log_cal = log_cal + b * (torch.log(spread) - ref_d) + c * (torch.log(level) - ref_m)
+        return torch.exp(log_cal.clamp(*LOG_SIGMA_RANGE))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sidecar's ``calibration_model`` entry (without provenance)."""
+        return {
+            "form": "log-linear",
+            "inputs": list(CALIBRATION_INPUTS),
+            "window": CALIBRATION_WINDOW,
+            "floor": CALIBRATION_FLOOR,
+            "log_scale": self.log_scale,
+            "exponents": list(self.exponents),
+            "references": list(self.references),
+            "units": "network",
+        }
+
+    @classmethod
+    def from_dict(cls, entry: Mapping[str, Any], *, source: str = "sidecar") -> SigmaCalibration:
+        """Read a ``calibration_model`` entry; :class:`WeightsError` if it is not this form."""
+        try:
+            if entry["form"] != "log-linear" or list(entry["inputs"]) != list(CALIBRATION_INPUTS):
+                raise ValueError(f"form {entry['form']!r} with inputs {entry['inputs']}")
+            if int(entry["window"]) != CALIBRATION_WINDOW or float(entry["floor"]) != (
+                CALIBRATION_FLOOR
+            ):
+                raise ValueError(f"window {entry['window']} and floor {entry['floor']}")
+            return cls(
+                log_scale=float(entry["log_scale"]),
+                exponents=tuple(float(v) for v in entry["exponents"]),
+                references=tuple(float(v) for v in entry["references"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightsError(
+                f"{source}: calibration_model is not one this version reads ({exc}); refit it "
+                "with `enhance fit-uncertainty --weights NETWORK --scene ... --calibrate-only "
+                "HEAD`"
+            ) from exc
 
 
 class SigmaHead(nn.Module):
@@ -197,22 +333,31 @@ class SigmaHead(nn.Module):
 class EnhanceWithUncertainty(nn.Module):
     """An Enhance network and its sigma head as one module: ``(N, 2, fH, fW)`` out.
 
-    Channel 0 is the backbone's output, channel 1 sigma (network units, the
-    head's output times ``calibration_scale``). ``upscale`` and
-    ``receptive_radius`` follow the backbone's (the head's 3x3 convolution
-    on the output grid and the 3x3 + 7x7 noise window add one input pixel
-    beyond it), so tiled inference reproduces the whole-image result.
+    Channel 0 is the backbone's output, channel 1 sigma (network units: the
+    head's output mapped by ``calibration``, times ``calibration_scale``).
+    ``upscale`` and ``receptive_radius`` follow the backbone's (the head's
+    3x3 convolution on the output grid, the 3x3 + 7x7 noise window and the
+    calibration's window on the output add input pixels beyond it), so
+    tiled inference reproduces the whole-image result.
 
     Parameters
     ----------
     backbone : EnhanceNet
     head : SigmaHead
     calibration_scale : float
-        Factor fitted on held-out data (1: none).
+        A factor on the calibrated sigma (1: none; heads without a
+        calibration map store their one fitted factor here).
+    calibration : SigmaCalibration, optional
+        The map fitted on held-out truth; default the identity.
     """
 
     def __init__(
-        self, backbone: EnhanceNet, head: SigmaHead, *, calibration_scale: float = 1.0
+        self,
+        backbone: EnhanceNet,
+        head: SigmaHead,
+        *,
+        calibration_scale: float = 1.0,
+        calibration: SigmaCalibration | None = None,
     ) -> None:
         super().__init__()
         if head.width != backbone.width or head.upscale != backbone.upscale:
@@ -222,6 +367,7 @@ class EnhanceWithUncertainty(nn.Module):
             )
         self.backbone, self.head = backbone, head
         self.calibration_scale = float(calibration_scale)
+        self.calibration = calibration or SigmaCalibration()
 
     @property
     def upscale(self) -> int:
@@ -230,13 +376,21 @@ class EnhanceWithUncertainty(nn.Module):
 
     @property
     def receptive_radius(self) -> int:
-        """Receptive-field radius in input pixels: the backbone's + 1."""
+        """Receptive-field radius in input pixels: the backbone's + 1 (+ the calibration's)."""
         half = NOISE_WINDOW // 2 + 1
-        return max(self.backbone.receptive_radius, half) + 1
+        radius = max(self.backbone.receptive_radius, half) + 1
+        if self.calibration.uses_output:
+            radius += -(-(CALIBRATION_WINDOW // 2) // self.upscale)
+        return radius
+
+    def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output, log sigma)`` of the network and its uncalibrated head."""
+        out, features = backbone_forward(self.backbone, x)
+        return out, self.head(features, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, features = backbone_forward(self.backbone, x)
-        sigma = torch.exp(self.head(features, x)) * self.calibration_scale
+        out, log_sigma = self.raw(x)
+        sigma = self.calibration.apply(log_sigma, out) * self.calibration_scale
         return torch.cat([out, sigma], dim=1)
 
 
@@ -312,7 +466,21 @@ def _read_head_sidecar(path: Path) -> dict[str, Any]:
     scale = meta.get("calibration_scale", 1.0)
     if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
         raise WeightsError(f"sidecar {side}: calibration_scale {scale!r} must be positive")
+    if "calibration_model" in meta:
+        SigmaCalibration.from_dict(meta["calibration_model"], source=f"sidecar {side}")
     return meta
+
+
+def calibration_of(meta: Mapping[str, Any]) -> tuple[SigmaCalibration, float]:
+    """``(calibration map, factor)`` a head sidecar describes.
+
+    A ``calibration_model`` entry is the map (its factor is 1); a sidecar
+    with only ``calibration_scale`` (heads fitted before the map) is read as
+    that one factor on the head's sigma.
+    """
+    if "calibration_model" in meta:
+        return SigmaCalibration.from_dict(meta["calibration_model"]), 1.0
+    return SigmaCalibration(), float(meta.get("calibration_scale", 1.0))
 
 
 def load_uncertainty(
@@ -367,8 +535,9 @@ def load_uncertainty(
     except (TypeError, ValueError, RuntimeError, SafetensorError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WeightsError(f"uncertainty weights {head_path} do not load: {first}") from exc
+    calibration, factor = calibration_of(meta)
     model = EnhanceWithUncertainty(
-        backbone, head.eval(), calibration_scale=float(meta.get("calibration_scale", 1.0))
+        backbone, head.eval(), calibration_scale=factor, calibration=calibration
     )
     return model.eval(), meta
 
@@ -387,6 +556,7 @@ def fold_for_inference(model: EnhanceWithUncertainty) -> EnhanceWithUncertainty:
         fold_batchnorm(model.backbone),
         copy.deepcopy(model.head).eval(),
         calibration_scale=model.calibration_scale,
+        calibration=model.calibration,
     ).eval()
     for parameter in folded.parameters():
         parameter.requires_grad_(False)

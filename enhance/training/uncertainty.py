@@ -12,15 +12,22 @@
    augmentation (contrast range of its recipe) and an input-noise range
    ``noise_widen`` times wider on each side than the network's, so the head
    learns how the error grows with the noise;
-3. one factor on sigma is fitted on the held-out regions (one noise draw),
-   so that the one- and two-sigma coverage over the regions are closest to
-   68.27 and 95.45 % (:func:`enhance.validation.calibration.fit_scale`), and
-   the coverage per
-   held-out region is measured on another noise draw;
+3. the head's sigma is calibrated against the output users get (the network
+   output projected onto its input, as the weights' sidecar says, by
+   default): a log-linear map of the head's sigma and of the local spread
+   and level of the network output
+   (:class:`~enhance.model.uncertainty.SigmaCalibration`), one map fitted
+   over all held-out regions at once, at the network's input noise and 3x
+   it (one noise draw), so that the one- and two-sigma coverage of each
+   region are closest to 68.27 and 95.45 %
+   (:func:`enhance.validation.calibration.fit_log_linear`). The coverage
+   per held-out region is measured on another noise draw with the
+   calibrated module run as a user runs it, and a leave-one-region-out
+   check refits the map without each scene and measures it there;
 4. the head is written beside the network (``NAME.uncertainty.safetensors``
-   and its sidecar: the network's sha256, the scale, the recipe, the
-   coverage table), with ``NAME.uncertainty.png`` (z histograms and
-   coverage curves).
+   and its sidecar: the network's sha256, the map and what it was fitted
+   on, the recipe, the coverage tables), with ``NAME.uncertainty.png``
+   (z histograms and coverage curves).
 
 :func:`dihedral_prediction` is the alternative it is compared with:
 test-time averaging over the 8 rotations and flips of the square (8 forward
@@ -32,6 +39,9 @@ References
    using deep learning", A&A 614, A5.
 .. [2] Nix, D. A. & Weigend, A. S. (1994), "Estimating the mean and variance
    of the target probability distribution", Proc. IEEE ICNN, 55.
+.. [3] Kuleshov, V., Fenner, N. & Ermon, S. (2018), "Accurate uncertainties
+   for deep learning using calibrated regression", ICML, 2796 (calibrating
+   a predicted uncertainty on held-out data by its coverage).
 """
 
 from __future__ import annotations
@@ -53,7 +63,10 @@ from enhance.model import load_weights
 from enhance.model.fuse import fold_batchnorm
 from enhance.model.network import EnhanceNet
 from enhance.model.uncertainty import (
+    CALIBRATION_WINDOW,
+    LOG_SIGMA_RANGE,
     EnhanceWithUncertainty,
+    SigmaCalibration,
     SigmaHead,
     backbone_forward,
     fold_for_inference,
@@ -64,10 +77,21 @@ from enhance.model.uncertainty import (
 from enhance.scenes import Scene
 from enhance.training.datasets import build_pairs, held_out_pairs
 from enhance.training.pairs import Pair, PatchSampler
-from enhance.validation.calibration import calibration_figure, coverage, fit_scale, z_scores
+from enhance.validation.calibration import (
+    calibration_figure,
+    coverage,
+    fit_log_linear,
+    fit_scale,
+    z_scores,
+)
 
 __all__ = [
+    "CALIBRATION_NOISE_FACTORS",
+    "CalibrationSample",
     "SigmaHeadConfig",
+    "calibration_samples",
+    "fit_calibration",
+    "leave_one_region_out",
     "dihedral_prediction",
     "fit_sigma_head",
     "fit_uncertainty",
@@ -284,6 +308,153 @@ def held_out_coverage(
     return rows, zs
 
 
+#: Input-noise levels (multiples of the network's held-out noise) the calibration
+#: map is fitted on: one level cannot show how the error grows with the noise,
+#: and 3x lies inside the range the head was trained on (the network's, widened
+#: ``noise_widen`` = 2 on each side, times its upper end).
+CALIBRATION_NOISE_FACTORS = (1.0, 3.0)
+
+
+@dataclasses.dataclass
+class CalibrationSample:
+    """The held-out pixels of one region and noise draw, as the calibration sees them.
+
+    ``error`` is the shipped output minus the truth, ``error_network`` the
+    un-projected network output minus the truth, and ``log_inputs`` the
+    logarithms of the map's three inputs (:data:`enhance.model.uncertainty.CALIBRATION_INPUTS`),
+    all in network units and flattened over the pixels inside ``border``.
+    """
+
+    region: str
+    group: str
+    noise_factor: float
+    seed: int
+    error: np.ndarray
+    error_network: np.ndarray
+    log_inputs: np.ndarray
+
+
+def _group(label: str) -> str:
+    """The scene a held-out pair comes from (NFI gains ``k=`` are one region)."""
+    return label.split(" k=")[0]
+
+
+def calibration_samples(
+    model: EnhanceWithUncertainty,
+    pairs: Sequence[Pair],
+    *,
+    meta: dict[str, Any],
+    noise: float,
+    noise_factor: float,
+    seed: int,
+    border: int,
+    consistency: bool,
+) -> list[CalibrationSample]:
+    """The errors of the shipped output and the calibration inputs on every held-out pair.
+
+    The output is the network's, projected onto its noisy input as the
+    weights' sidecar says (:func:`enhance.inference.consistency.project_as_recipe`,
+    as :func:`enhance.inference.enhance_frame` does by default) when
+    ``consistency``; the head's sigma and the local structure of the
+    network output are those the model computes before its calibration.
+    """
+    from enhance.inference.consistency import project_as_recipe
+    from enhance.model.uncertainty import output_structure
+
+    scale = float(meta["input_normalisation"].get("scale", 1.0))
+    net = fold_for_inference(model)
+    inner = (slice(border, -border or None),) * 2
+    samples = []
+    for pair, noisy in zip(pairs, _noisy_inputs(pairs, noise * noise_factor, seed), strict=True):
+        x = torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32) / np.float32(scale))
+        with torch.inference_mode():
+            out, log_sigma = net.raw(x[None, None])
+            spread, level = output_structure(out)
+        network = out[0, 0].numpy() * np.float32(scale)
+        shipped = project_as_recipe(network, noisy, meta)[0] if consistency else network
+        logs = [t[0, 0].numpy()[inner].ravel() for t in (log_sigma, spread.log(), level.log())]
+        error = ((shipped - pair.target)[inner] / scale).ravel()
+        error_network = ((network - pair.target)[inner] / scale).ravel()
+        ok = np.isfinite(error) & np.isfinite(error_network)
+        samples.append(
+            CalibrationSample(
+                region=pair.label,
+                group=_group(pair.label),
+                noise_factor=float(noise_factor),
+                seed=int(seed),
+                error=error[ok].astype(np.float64),
+                error_network=error_network[ok].astype(np.float64),
+                log_inputs=np.stack(logs)[:, ok].astype(np.float64),
+            )
+        )
+    return samples
+
+
+def fit_calibration(samples: Sequence[CalibrationSample]) -> SigmaCalibration:
+    """The log-linear sigma map (:class:`~enhance.model.uncertainty.SigmaCalibration`).
+
+    Fitted by :func:`enhance.validation.calibration.fit_log_linear` on all
+    ``samples`` at once, each region and noise level counting once; the
+    references are the medians of the three inputs over the samples.
+    """
+    if not samples:
+        raise TrainingError("no held-out pixels to calibrate the uncertainty on")
+    pooled = np.concatenate([s.log_inputs for s in samples], axis=1)
+    log_refs = np.median(pooled, axis=1)
+    # errors in units of the reference sigma: the map is then exp(c0 + c . centred inputs)
+    log_scale, exponents = fit_log_linear(
+        [s.error / np.exp(log_refs[0]) for s in samples],
+        [s.log_inputs - log_refs[:, None] for s in samples],
+    )
+    return SigmaCalibration(
+        log_scale=log_scale,
+        exponents=tuple(exponents),
+        references=tuple(float(np.exp(v)) for v in log_refs),
+    )
+
+
+def calibrated_log_sigma(calibration: SigmaCalibration, log_inputs: np.ndarray) -> np.ndarray:
+    """log of the calibrated sigma from a sample's ``log_inputs`` (numpy twin of ``apply``)."""
+    refs = np.log(np.asarray(calibration.references, dtype=np.float64))
+    weights = np.asarray(calibration.exponents, dtype=np.float64)
+    centred = log_inputs - refs[:, None]
+    return np.clip(calibration.log_scale + refs[0] + weights @ centred, *LOG_SIGMA_RANGE)
+
+
+def _sample_row(sample: CalibrationSample, log_sigma: np.ndarray, scale: float, *, network=False):
+    error = sample.error_network if network else sample.error
+    z = error / np.exp(log_sigma)
+    row = {"region": sample.region, "noise_factor": sample.noise_factor, **coverage(z)}
+    row["median_sigma"] = float(np.median(np.exp(log_sigma))) * scale
+    row["rmse"] = float(np.sqrt(np.mean(error**2))) * scale
+    return row
+
+
+def leave_one_region_out(
+    fit_samples: Sequence[CalibrationSample],
+    test_samples: Sequence[CalibrationSample],
+    *,
+    scale: float,
+) -> list[dict[str, Any]]:
+    """Coverage of each region under a map fitted without it (all its gains, all noise levels).
+
+    Shows how the calibration does on a scene it has not seen: the map is
+    refitted on ``fit_samples`` minus the region's scene and measured on the
+    region's ``test_samples`` (another noise draw).
+    """
+    rows = []
+    for group in dict.fromkeys(s.group for s in test_samples):
+        others = [s for s in fit_samples if s.group != group]
+        if not others:
+            continue
+        calibration = fit_calibration(others)
+        for sample in (s for s in test_samples if s.group == group):
+            row = _sample_row(sample, calibrated_log_sigma(calibration, sample.log_inputs), scale)
+            row["fitted_without"] = group
+            rows.append({k: v for k, v in row.items() if k != "histogram"})
+    return rows
+
+
 def _summary_line(row: dict[str, Any]) -> str:
     return (
         f"{row['region']}: {100 * row['within_1sigma']:.1f} % within 1 sigma, "
@@ -300,6 +471,7 @@ def fit_uncertainty(
     figure: str | os.PathLike[str] | None = None,
     compare_dihedral: bool = False,
     calibrate_only: str | os.PathLike[str] | None = None,
+    consistency: bool = True,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Fit, calibrate and write the uncertainty head of network ``weights``.
@@ -323,15 +495,26 @@ def fit_uncertainty(
         held-out regions (recorded in the sidecar as ``alternatives``).
     calibrate_only : path-like, optional
         A head already fitted for this network: it is not trained again,
-        only its factor is refitted and its coverage measured (seconds).
+        only its calibration map is refitted and its coverage measured
+        (a minute).
+    consistency : bool
+        Calibrate and measure sigma against the output projected onto the
+        input as the weights' sidecar says (what ``enhance_frame`` and
+        ``enhance predict`` ship by default); False: against the network
+        output itself.
     progress : bool
         A tqdm bar over the training steps.
 
     Returns
     -------
     dict
-        ``path`` (the head), ``figure``, ``calibration_scale``, ``coverage``
-        (rows per held-out region) and ``alternatives``.
+        ``path`` (the head), ``figure``, ``calibration`` (the map),
+        ``calibration_scale`` (its factor at the reference point),
+        ``coverage`` (rows per held-out region, the calibrated module run
+        as a user runs it), ``coverage_noisier`` (3x the input noise),
+        ``coverage_unprojected`` (the same sigma against the un-projected
+        output), ``leave_one_region_out`` and ``alternatives`` (one factor
+        on the head's sigma; the dihedral ensemble when asked).
 
     Raises
     ------
@@ -378,53 +561,140 @@ def fit_uncertainty(
     model = EnhanceWithUncertainty(backbone, head)
     held_noise = float(recipe.get("noise_sigma") or noise_range[0] * config.noise_widen) * scale
 
-    def head_predict(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return predict_with_sigma(model, data, input_scale=scale)
+    def samples_at(seed: int) -> list[CalibrationSample]:
+        return [
+            sample
+            for factor in CALIBRATION_NOISE_FACTORS
+            for sample in calibration_samples(
+                model,
+                held,
+                meta=meta,
+                noise=held_noise,
+                noise_factor=factor,
+                seed=seed,
+                border=config.border,
+                consistency=consistency,
+            )
+        ]
 
-    def calibrated_coverage(predict):
-        """One factor fitted on the calibration noise draw, coverage on the other draw."""
-        _, z_fit = held_out_coverage(
-            predict, held, noise=held_noise, seed=config.calibration_seed, border=config.border
-        )
-        factor = fit_scale(list(z_fit.values()))
-        rows, zs = held_out_coverage(
-            predict,
-            held,
-            noise=held_noise,
-            seed=config.coverage_seed,
-            border=config.border,
-            scale=factor,
-        )
-        return factor, rows, zs
+    fit_samples, test_samples = (
+        samples_at(config.calibration_seed),
+        samples_at(config.coverage_seed),
+    )
+    calibration = fit_calibration(fit_samples)
+    model.calibration = calibration
 
-    calibration, rows, zs = calibrated_coverage(head_predict)
+    def shipped(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The calibrated model's output and sigma, projected as enhance_frame projects."""
+        enhanced, sigma = predict_with_sigma(model, data, input_scale=scale)
+        if consistency:
+            from enhance.inference.consistency import project_as_recipe
+
+            enhanced = project_as_recipe(enhanced, data, meta)[0]
+        return enhanced, sigma
+
+    # the reported coverage: the calibrated module itself, as a user runs it
+    rows, zs = held_out_coverage(
+        shipped, held, noise=held_noise, seed=config.coverage_seed, border=config.border
+    )
     for row in rows:
         log.info("%s", _summary_line(row))
-    alternatives: dict[str, Any] = {}
+    by_level = {
+        factor: [s for s in test_samples if s.noise_factor == factor]
+        for factor in CALIBRATION_NOISE_FACTORS
+    }
+
+    def strip(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k != "histogram"}
+
+    noisier = [
+        strip(_sample_row(s, calibrated_log_sigma(calibration, s.log_inputs), scale))
+        for factor, level in by_level.items()
+        if factor != 1.0
+        for s in level
+    ]
+    unprojected = [
+        strip(_sample_row(s, calibrated_log_sigma(calibration, s.log_inputs), scale, network=True))
+        for s in by_level[1.0]
+    ]
+    loro = leave_one_region_out(fit_samples, by_level[1.0], scale=scale)
+    # the alternative the map is measured against: one factor on the head's sigma
+    factor = fit_scale([s.error / np.exp(s.log_inputs[0]) for s in fit_samples])
+    single = SigmaCalibration.factor(factor)
+    alternatives: dict[str, Any] = {
+        "single-factor": {
+            "forward_passes": 1,
+            "calibration_scale": factor,
+            "coverage": [
+                strip(_sample_row(s, calibrated_log_sigma(single, s.log_inputs), scale))
+                for s in test_samples
+            ],
+        }
+    }
     if compare_dihedral:
 
         def dihedral(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             mean, spread = dihedral_prediction(backbone, data, input_scale=scale)
+            if consistency:
+                from enhance.inference.consistency import project_as_recipe
+
+                mean = project_as_recipe(mean, data, meta)[0]
             return mean, np.maximum(spread, np.float32(1e-12))
 
-        alt_scale, alt_rows, _ = calibrated_coverage(dihedral)
+        _, z_fit = held_out_coverage(
+            dihedral, held, noise=held_noise, seed=config.calibration_seed, border=config.border
+        )
+        alt_scale = fit_scale(list(z_fit.values()))
+        alt_rows, _ = held_out_coverage(
+            dihedral,
+            held,
+            noise=held_noise,
+            seed=config.coverage_seed,
+            border=config.border,
+            scale=alt_scale,
+        )
         alternatives["dihedral-ensemble"] = {
             "forward_passes": 8,
             "calibration_scale": alt_scale,
-            "coverage": [{k: v for k, v in r.items() if k != "histogram"} for r in alt_rows],
+            "coverage": [strip(r) for r in alt_rows],
         }
     wall = time.monotonic() - started
     path = Path(out) if out is not None else uncertainty_path(weights)
+    output = (
+        "the network output projected onto its input as the weights' inference recipe says "
+        "(enhance.inference.consistency.project_as_recipe, the enhance_frame default)"
+        if consistency
+        else "the network output (no projection)"
+    )
     metadata = {
-        "calibration_scale": calibration,
+        "calibration_scale": math.exp(calibration.log_scale),
+        "calibration_model": {
+            **calibration.to_dict(),
+            "output": output,
+            "projected": bool(consistency),
+            "fitted_on": [s.region for s in fit_samples if s.noise_factor == 1.0],
+            "noise": [held_noise * f for f in CALIBRATION_NOISE_FACTORS],
+            "noise_seed": config.calibration_seed,
+        },
         "calibration": (
-            "one factor on sigma fitted so that the fractions of held-out pixels within one "
-            "and two sigma, each region counting once, are closest to 68.27 and 95.45 % "
-            f"(noise seed {config.calibration_seed}); coverage measured on noise seed "
-            f"{config.coverage_seed}"
+            "log sigma = log_scale + log s_ref + a (log s - log s_ref) + b (log d - log d_ref) "
+            "+ c (log m - log m_ref), s the head's sigma, d and m the local standard deviation "
+            f"and mean absolute value of the network output ({CALIBRATION_WINDOW} px box), "
+            "fitted over all held-out regions at once (no region label) so that their one- "
+            "and two-sigma coverage, each region and noise level counting once, are closest "
+            f"to 68.27 and 95.45 % (noise seed {config.calibration_seed}, noise x "
+            f"{', '.join(f'{f:g}' for f in CALIBRATION_NOISE_FACTORS)}); coverage measured on "
+            f"noise seed {config.coverage_seed}, against {output}"
+        ),
+        "calibration_summary": (
+            f"log-linear in head sigma, output local std/level; held-out, "
+            f"{'projected' if consistency else 'unprojected'}"
         ),
         "held_out_noise": held_noise,
-        "coverage": rows,
+        "coverage": [strip(r) for r in rows],
+        "coverage_noisier": noisier,
+        "coverage_unprojected": unprojected if consistency else [],
+        "leave_one_region_out": loro,
         "alternatives": alternatives,
         "training": previous_training
         or {
@@ -438,23 +708,32 @@ def fit_uncertainty(
         },
         "reference": (
             "Nix & Weigend 1994 (Gaussian likelihood); Immerkaer 1996 (noise operator); "
+            "Kuleshov et al. 2018 (calibration by coverage); "
             "backbone: Diaz Baso & Asensio Ramos 2018, A&A 614, A5"
         ),
     }
     save_sigma_head(head, path, backbone=weights, metadata=metadata)
     if figure is None:
         figure = path.with_name(path.name.replace(".safetensors", ".png"))
+    a, b, c = calibration.exponents
     calibration_figure(
         rows,
         figure,
-        title=f"{observable} uncertainty on held-out regions (scale {calibration:.3f})",
+        title=(
+            f"{observable} sigma on held-out regions ({'projected' if consistency else 'network'}"
+            f" output; map a={a:.2f} b={b:.2f} c={c:.2f})"
+        ),
         z_by_region=zs,
     )
     return {
         "path": path,
         "figure": figure,
-        "calibration_scale": calibration,
+        "calibration": calibration,
+        "calibration_scale": math.exp(calibration.log_scale),
         "coverage": rows,
+        "coverage_noisier": noisier,
+        "coverage_unprojected": unprojected,
+        "leave_one_region_out": loro,
         "alternatives": alternatives,
         "wall_seconds": wall,
     }
