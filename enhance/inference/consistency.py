@@ -217,8 +217,8 @@ def quiet_sun_fraction(observed: object) -> float:
     smoothed by a Gaussian of 1 pixel, is below 3 times the spectral noise
     of the image (:func:`enhance.physics.noise.hmi_noise_sigma`, of the
     central half when that is all data): the smoothing averages the noise
-    down, so nearly every noise-only pixel passes while flux concentrations
-    above ~5 G do not. The histogram-core estimate measures the noise only
+    down, so nearly every noise-only pixel passes while field a few times
+    stronger than the noise does not. The histogram-core estimate measures the noise only
     when this fraction is large (:data:`QUIET_SUN_FRACTION_MIN`).
 
     Raises
@@ -249,7 +249,8 @@ def warn_if_field_dominated(observed: object, *, stacklevel: int = 2) -> float:
         warnings.warn(
             f"only {100 * fraction:.0f} % of the magnetogram is quiet Sun, so the "
             "histogram-core noise estimate is dominated by field and the projection onto "
-            "the input will be weak; pass the input noise (--input-noise, e.g. 10G)",
+            "the input will be weak; pass the input noise (enhance predict --input-noise 10G, "
+            "enhance_frame(input_noise=10 * u.G) or the workflow's enhance.input_noise)",
             FieldDominatedNoiseWarning,
             stacklevel=stacklevel,
         )
