@@ -368,3 +368,24 @@ def test_shipped_magnetogram_sigma_follows_five_times_the_noise_on_held_out_trut
     error_grew = noisier["rmse"] / nominal["rmse"]
     assert grew > 3 and grew > 0.7 * error_grew, (grew, error_grew)
     assert noisier["within_2sigma"] > 0.9
+
+
+def test_written_sigma_is_the_calibrated_map_of_the_shipped_head(tmp_path):
+    from enhance.inference import enhance_frame
+    from enhance.io import read_hmi, write_enhanced
+    from enhance.io.sigma import read_sigma
+
+    path = REPO_ROOT / "enhance" / "data" / "sample" / "hmi_quiet_ic_cutout.fits"
+    frame = read_hmi(path, observable="continuum")
+    enhanced = enhance_frame(frame, device="cpu", uncertainty=True)
+    written = write_enhanced(tmp_path / "qs.enhanced.fits", enhanced, provenance={})
+    sigma, header = read_sigma(written)
+    model, scale, head_meta = _shipped("continuum")
+    _, expected = predict_with_sigma(model, frame.data.astype(np.float32), input_scale=scale)
+    np.testing.assert_allclose(sigma, expected, rtol=2e-3)
+    # the head alone (the map switched off) is a different sigma: the file carries the map
+    raw = EnhanceWithUncertainty(model.backbone, model.head)
+    _, uncalibrated = predict_with_sigma(raw, frame.data.astype(np.float32), input_scale=scale)
+    assert np.median(np.abs(sigma / uncalibrated - 1)) > 0.05
+    assert "projected" in header["ENHSGCDS"]
+    assert header["ENHSGCAL"] == pytest.approx(head_meta["calibration_scale"])
