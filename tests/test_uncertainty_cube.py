@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import astropy.units as u
 import h5py
 import numpy as np
 import sunpy.map
@@ -39,7 +40,14 @@ def _enhanced_file(tmp_path):
         for p in head.parameters():
             p.add_(0.2 * torch.randn(p.shape))
     save_sigma_head(head, uncertainty_path(weights), backbone=weights, metadata={})
-    frame = enhance_frame(read_hmi(MAGNETOGRAM), weights=weights, device="cpu", uncertainty=True)
+    # an active-region cut-out: its histogram core measures field, so the noise is given
+    frame = enhance_frame(
+        read_hmi(MAGNETOGRAM),
+        weights=weights,
+        device="cpu",
+        uncertainty=True,
+        input_noise=5 * u.G,
+    )
     path = write_enhanced(tmp_path / "frame.enhanced.fits", frame, provenance={})
     return path, frame
 

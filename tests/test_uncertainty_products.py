@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import astropy.units as u
 import numpy as np
 import pytest
 import torch
@@ -98,7 +99,11 @@ def test_tiled_sigma_equals_whole_image_and_keeps_nan(calibration):
 def test_sigma_hdu_has_the_image_wcs_and_units(weights_dir, tmp_path):
     frame = read_hmi(MAGNETOGRAM)
     enhanced = enhance_frame(
-        frame, weights=weights_dir / "magnetogram.safetensors", device="cpu", uncertainty=True
+        frame,
+        weights=weights_dir / "magnetogram.safetensors",
+        device="cpu",
+        uncertainty=True,
+        input_noise=5 * u.G,  # an active-region cut-out: the histogram core measures field
     )
     sigma = enhanced.meta["sigma"]
     assert sigma.data.shape == enhanced.data.shape == (256, 256)
@@ -146,7 +151,9 @@ def test_sigma_hdu_has_the_image_wcs_and_units(weights_dir, tmp_path):
         else:
             assert np.nanmax(np.abs(data - sigma.data)) < 0.1 * np.nanmedian(sigma.data)
     # without uncertainty there is no SIGMA HDU
-    plain = enhance_frame(frame, weights=weights_dir / "magnetogram.safetensors", device="cpu")
+    plain = enhance_frame(
+        frame, weights=weights_dir / "magnetogram.safetensors", device="cpu", input_noise=5 * u.G
+    )
     assert "sigma" not in plain.meta
     path = write_enhanced(tmp_path / "plain.fits", plain, provenance={})
     with fits.open(path) as hdul:
@@ -166,12 +173,21 @@ def test_uncertainty_for_weights_without_a_head_is_one_clear_error(weights_dir):
 
 def test_predict_uncertainty_options(weights_dir, tmp_path, capsys):
     weights = str(weights_dir / "magnetogram.safetensors")
+    weights_and_noise = [weights, "--input-noise", "5G"]  # an active-region cut-out
     out = tmp_path / "with.fits"
-    assert main(["predict", str(MAGNETOGRAM), "-o", str(out), "--weights", weights]) == 0
+    assert main(["predict", str(MAGNETOGRAM), "-o", str(out), "--weights", *weights_and_noise]) == 0
     assert read_sigma(out)[0].shape == (256, 256)
     out2 = tmp_path / "without.fits"
     code = main(
-        ["predict", str(MAGNETOGRAM), "-o", str(out2), "--weights", weights, "--no-uncertainty"]
+        [
+            "predict",
+            str(MAGNETOGRAM),
+            "-o",
+            str(out2),
+            "--weights",
+            *weights_and_noise,
+            "--no-uncertainty",
+        ]
     )
     assert code == 0
     with fits.open(out2) as hdul:
@@ -180,7 +196,9 @@ def test_predict_uncertainty_options(weights_dir, tmp_path, capsys):
     # it an error (exit 2, one line naming the way out, nothing written)
     uncertainty_path(weights).unlink()
     out3 = tmp_path / "auto.fits"
-    assert main(["predict", str(MAGNETOGRAM), "-o", str(out3), "--weights", weights]) == 0
+    assert (
+        main(["predict", str(MAGNETOGRAM), "-o", str(out3), "--weights", *weights_and_noise]) == 0
+    )
     with fits.open(out3) as hdul:
         assert SIGMA_EXTNAME not in [h.name for h in hdul]
     out4 = tmp_path / "refused.fits"
