@@ -81,7 +81,9 @@ class Projection:
     discrepancy : float
         The stopping threshold in units of the noise.
     noise_source : {"given", "spectral", "histogram"}
-        Where ``noise`` came from: the caller, or the estimate of that name.
+        Where ``noise`` came from: the caller, or the estimate of that name
+        (no default: a projection whose noise has no stated origin is not
+        one the caller gave).
     """
 
     noise: float
@@ -90,7 +92,7 @@ class Projection:
     iterations: int
     converged: bool
     discrepancy: float
-    noise_source: str = "given"
+    noise_source: str
 
 
 class _ForwardModel:
@@ -125,13 +127,11 @@ NOISE_ESTIMATES = ("spectral", "histogram")
 NOISE_SOURCES = ("given", *NOISE_ESTIMATES)
 
 #: Quiet-Sun fraction (:func:`quiet_sun_fraction`) below which the histogram
-#: core of a magnetogram measures field rather than noise. Measured
-#: (bench/quiet_sun_fraction.py): 0.72-0.80 on the central 1024^2 of three
-#: real HMI 720 s magnetograms (2011, 2016, 2019), 0.63-0.77 on their full
-#: disks, 0.72-0.84 on their 256^2 disk-centre crops; 0.11-0.36 on the
-#: held-out band of the Hinode NFI image of NOAA 11158 degraded to HMI with
-#: 5-16 G noise, where the histogram core is 3-13x the true noise, and 0.10
-#: on a 128^2 HMI active-region cut-out (histogram core 48 G).
+#: core of a magnetogram measures field rather than noise: real HMI 720 s
+#: magnetograms, whole disks and disk-centre crops, lie well above it, and
+#: fields dominated by an active region (where the core is several times the
+#: true noise) well below it; the measured fractions are in the docstring of
+#: bench/quiet_sun_fraction.py.
 QUIET_SUN_FRACTION_MIN = 0.5
 #: Smoothing (pixels) and threshold (times the spectral noise) of the quiet-Sun test.
 _QUIET_SMOOTHING_PX = 1.0
