@@ -232,14 +232,23 @@ def run_stages(
 
 
 def is_already_enhanced(
-    output: str | os.PathLike[str], input_sha256: str, weights_sha256: str
+    output: str | os.PathLike[str],
+    input_sha256: str,
+    weights_sha256: str,
+    *,
+    settings_sha256: str,
 ) -> bool:
-    """True when ``output`` exists and was made from this input by these weights.
+    """True when ``output`` exists and was made from this input, by these weights, so set.
 
-    The checksums are the ``ENHINSHA`` and ``ENHWSHA`` provenance keywords
-    written by :func:`enhance.io.write_enhanced`; an archive update re-runs
-    a frame only when its input file or the network changed. An unreadable
-    output counts as not enhanced (it is then written again).
+    Compares the ``ENHINSHA``, ``ENHWSHA`` and ``ENHSETSH`` provenance
+    keywords written by :func:`enhance.pipeline.write_result` with the
+    checksums of the input, the weights and the settings that change the
+    output (:func:`enhance.pipeline.settings_sha256`: normalisation, range
+    check, precision, compression, uncertainty HDU, the projection and its
+    input noise). An archive update re-runs a frame when any of the three
+    changed. A file without ``ENHSETSH`` (written before it was recorded)
+    does not say how it was made, so it counts as not enhanced, and so does
+    an unreadable one: both are written again.
     """
     from astropy.io import fits
 
@@ -250,14 +259,23 @@ def is_already_enhanced(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", fits.verify.VerifyWarning)
             with fits.open(path) as hdus:
-                header = hdus[1].header if len(hdus) > 1 else hdus[0].header
+                header = next(h.header for h in hdus if h.header.get("NAXIS") == 2)
         damaged = [w for w in caught if issubclass(w.category, fits.verify.VerifyWarning)]
         if damaged:
             raise OSError(str(damaged[0].message).splitlines()[-1])
-    except (OSError, ValueError, IndexError) as exc:
+    except (OSError, ValueError, StopIteration) as exc:
         log.warning("%s is unreadable (%s); it will be written again", path, exc)
         return False
-    return header.get("ENHINSHA") == input_sha256 and header.get("ENHWSHA") == weights_sha256
+    if header.get("ENHINSHA") != input_sha256 or header.get("ENHWSHA") != weights_sha256:
+        return False
+    if header.get("ENHSETSH") != settings_sha256:
+        log.info(
+            "%s was made with other settings (ENHSETSH %s); it will be enhanced again",
+            path,
+            header.get("ENHSETSH", "absent"),
+        )
+        return False
+    return True
 
 
 def enhanced_frame_path(

@@ -14,11 +14,15 @@ References
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import re
 from pathlib import Path
 from typing import Any
+
+import astropy.units as u
 
 from enhance.atomic import check_writable_dir
 from enhance.errors import ConfigError, InputError, OutputError, WeightsError
@@ -36,6 +40,7 @@ __all__ = [
     "measure_quality",
     "resolve_weights",
     "run_network",
+    "settings_sha256",
     "validate_options",
     "write_result",
 ]
@@ -191,7 +196,7 @@ class EnhanceSettings:
     quality: QualityTolerances = dataclasses.field(default_factory=QualityTolerances)
     uncertainty: bool | None = None
     consistency: bool = True
-    input_noise: Any = None
+    input_noise: u.Quantity | None = None
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for a bad value or a missing GPU."""
@@ -330,11 +335,48 @@ def _quality_bits(frame: Frame) -> int:
         return 0
 
 
+def settings_sha256(settings: EnhanceSettings, *, observable: str, uncertainty: bool) -> str:
+    """sha256 of the settings that change what an enhanced file holds, beside input and weights.
+
+    Covers the normalisation, the range check (it masks pixels), the
+    precision, the output compression (``"rice"`` is lossy), whether a
+    ``SIGMA`` HDU is written (``uncertainty``, as resolved for the weights by
+    :func:`enhance.inference.uncertainty.resolve_uncertainty`), the
+    projection onto the input and the input noise it stops at (in the data
+    units of ``observable``, 6 significant digits, so ``10 G`` and ``1 mT``
+    agree). Left out: how the same computation is scheduled (device, tile,
+    compile, threads), the pixel-scale check (it refuses frames, it does not
+    change them) and the quality tolerances (they flag, they do not change
+    pixels). :func:`write_result` records it as ``ENHSETSH``;
+    :func:`enhance.batch.is_already_enhanced` compares it.
+
+    Raises
+    ------
+    ConfigError
+        An input noise whose unit does not fit ``observable``.
+    """
+    noise = None
+    if settings.input_noise is not None:
+        from enhance.inference.consistency import input_noise_in_data_units
+
+        noise = float(f"{input_noise_in_data_units(settings.input_noise, observable):.6g}")
+    record = {
+        "normalize": settings.normalize,
+        "check_range": bool(settings.check_range),
+        "precision": settings.precision,
+        "compression": settings.compression,
+        "uncertainty": bool(uncertainty),
+        "consistency": bool(settings.consistency),
+        "input_noise": noise,
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
 def _consistency_record(projection: Any, unit: str) -> str:
     """One provenance line for the projection onto the input (or "off")."""
     if projection is None:
         return "off (by request)"
-    source = getattr(projection, "noise_source", "given")
+    source = projection.noise_source
     how = "given" if source == "given" else f"{source} estimate"
     return (
         f"CGLS projection onto the input, {projection.iterations} iterations, "
@@ -372,11 +414,14 @@ def write_result(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings
         "consistency": _consistency_record(
             enhanced.meta.get("consistency"), " G" if frame.observable == "magnetogram" else ""
         ),
+        "settings_sha256": settings_sha256(
+            settings, observable=frame.observable, uncertainty=loaded.uncertainty
+        ),
     }
     projection = enhanced.meta.get("consistency")
     if projection is not None:
         provenance["input_noise"] = float(f"{projection.noise:.5g}")
-        provenance["input_noise_source"] = getattr(projection, "noise_source", "given")
+        provenance["input_noise_source"] = projection.noise_source
     return write_enhanced(
         loaded.output_path, enhanced, provenance=provenance, compression=settings.compression
     )
@@ -400,7 +445,7 @@ def enhance_file(
     quality: QualityTolerances | None = None,
     uncertainty: bool | None = None,
     consistency: bool = True,
-    input_noise: Any = None,
+    input_noise: u.Quantity | None = None,
 ) -> Path:
     """Enhance one HMI FITS file and write the 2x result.
 

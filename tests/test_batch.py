@@ -20,7 +20,7 @@ from enhance.batch import enhance_files, is_already_enhanced, run_stages
 from enhance.errors import ConfigError
 from enhance.io import read_hmi
 from enhance.model import EnhanceNet, save_weights
-from enhance.pipeline import EnhanceSettings, enhance_file
+from enhance.pipeline import EnhanceSettings, enhance_file, settings_sha256
 from enhance.provenance import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,12 +187,14 @@ def test_is_already_enhanced(tmp_path: Path, weights: Path) -> None:
     source = MAGNETOGRAMS[0]
     out = tmp_path / "out.fits"
     input_sha, weights_sha = sha256_file(source), sha256_file(weights)
-    assert not is_already_enhanced(out, input_sha, weights_sha)
+    digest = settings_sha256(EnhanceSettings(), observable="magnetogram", uncertainty=False)
+    same = {"settings_sha256": digest}
+    assert not is_already_enhanced(out, input_sha, weights_sha, **same)
     enhance_file(source, out, weights=weights, device="cpu")
-    assert is_already_enhanced(out, input_sha, weights_sha)
-    assert not is_already_enhanced(out, input_sha, "0" * 64)  # new network
-    assert not is_already_enhanced(out, "0" * 64, weights_sha)  # reprocessed input
+    assert is_already_enhanced(out, input_sha, weights_sha, **same)
+    assert not is_already_enhanced(out, input_sha, "0" * 64, **same)  # new network
+    assert not is_already_enhanced(out, "0" * 64, weights_sha, **same)  # reprocessed input
     truncated = tmp_path / "truncated.fits"
     shutil.copyfile(out, truncated)
     truncated.write_bytes(truncated.read_bytes()[:100])
-    assert not is_already_enhanced(truncated, input_sha, weights_sha)
+    assert not is_already_enhanced(truncated, input_sha, weights_sha, **same)

@@ -70,6 +70,7 @@ PROVENANCE_KEYWORDS: dict[str, tuple[str, str]] = {
     "tile": ("ENHTILE", "inference tile size (input pixels)"),
     "input_noise": ("ENHNOISE", "input noise the projection stopped at (ENHUNIT)"),
     "input_noise_source": ("ENHNSRC", "input noise: given, or histogram/spectral est."),
+    "settings_sha256": ("ENHSETSH", "sha256 of the settings that change the output"),
 }
 _ALIASES = {"psf": "psf_model", "weights": "weights_file", "version": "software"}
 
