@@ -100,6 +100,14 @@ def _quality(frame: Frame) -> int:
     return int(value) & 0xFFFFFFFF
 
 
+def _float_or_nan(value: str) -> float:
+    """``value`` as a float; NaN when it is empty or not a number."""
+    try:
+        return float(value)
+    except ValueError:
+        return float("nan")
+
+
 def _frame_columns(frame: Frame, key: str) -> dict[str, object]:
     """The per-frame column values (:data:`~enhance.cube.segments.COLUMNS`) of ``frame``."""
     header = frame.header
@@ -109,6 +117,8 @@ def _frame_columns(frame: Frame, key: str) -> dict[str, object]:
         "input_file": Path(meta_value(frame, "input_file", "ENHINPUT")).name,
         "input_sha256": meta_value(frame, "input_sha256", "ENHINSHA"),
         "weights_sha256": meta_value(frame, "weights_sha256", "ENHWSHA"),
+        "input_noise": _float_or_nan(meta_value(frame, "input_noise", "ENHNOISE")),
+        "input_noise_source": meta_value(frame, "input_noise_source", "ENHNSRC"),
     }
     for name in WCS_NUMERIC:
         try:

@@ -106,6 +106,10 @@ COLUMNS: dict[str, object] = {
     "input_file": TEXT,
     "input_sha256": TEXT,
     "weights_sha256": TEXT,
+    # the input noise the projection onto the input stopped at (ENHNOISE, the
+    # data's units) and where it came from (ENHNSRC); NaN / "" without a projection
+    "input_noise": np.dtype("float64"),
+    "input_noise_source": TEXT,
     **{f"wcs/{key}": np.dtype("float64") for key in WCS_NUMERIC},
     **{f"wcs/{key}": TEXT for key in WCS_TEXT},
     # per-frame quality figures (enhance.io.frame_quality), NaN / "" when not measured

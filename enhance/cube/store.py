@@ -13,6 +13,9 @@ root reads as one HDF5 file::
     /input_file      (time,) str   input file name
     /input_sha256    (time,) str   sha256 of the input file
     /weights_sha256  (time,) str   sha256 of the weights that made the frame
+    /input_noise     (time,) float64  input noise the projection onto the input
+                     stopped at (ENHNOISE, the data's units; NaN without one)
+    /input_noise_source  (time,) str  given, histogram or spectral (ENHNSRC)
     /wcs/<KEY>       (time,)       WCS and observer keywords, one per key
     /segment, /segment_row, /segment_files, /segment_frames
                      where each listed frame is stored (the tail's frames
@@ -189,10 +192,22 @@ class TimeCube:
             return {k: plain(v) for k, v in handle.attrs.items()}
 
     def table(self) -> list[dict[str, object]]:
-        """One record per frame: t_rec, quality, input file and sha256, weights sha256."""
+        """One record per frame: t_rec, quality, input file and sha256, weights sha256, noise.
+
+        ``input_noise`` is the noise the projection onto the input stopped at
+        (``ENHNOISE``, the data's units) and ``input_noise_source`` where it
+        came from (``ENHNSRC``: given, histogram or spectral); NaN and "" for
+        frames made without the projection or stored before the columns existed.
+        """
         names = ("t_rec", "quality", "input_file", "input_sha256", "weights_sha256")
         with self._open() as cube:
             cols = {name: cube.column(name) for name in names}
+            count = len(cols["t_rec"])
+            for name, missing in (("input_noise", float("nan")), ("input_noise_source", "")):
+                try:
+                    cols[name] = cube.column(name)
+                except KeyError:  # a cube of a layout before the column existed
+                    cols[name] = [missing] * count
         return [
             {
                 "t_rec": str(cols["t_rec"][i]),
@@ -200,8 +215,10 @@ class TimeCube:
                 "input_file": str(cols["input_file"][i]),
                 "input_sha256": str(cols["input_sha256"][i]),
                 "weights_sha256": str(cols["weights_sha256"][i]),
+                "input_noise": float(cols["input_noise"][i]),
+                "input_noise_source": str(cols["input_noise_source"][i]),
             }
-            for i in range(len(cols["t_rec"]))
+            for i in range(count)
         ]
 
     def quality_table(self) -> list[dict[str, object]]:
