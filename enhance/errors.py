@@ -109,3 +109,14 @@ class FieldDominatedNoiseWarning(EnhanceWarning):
     noise and the projection onto the input, stopped at that level, changes
     little. Pass the input noise (``enhance predict --input-noise``).
     """
+
+
+class SigmaCalibrationMismatchWarning(EnhanceWarning):
+    """Sigma was calibrated for one output and is written with another.
+
+    The uncertainty head's map was fitted against the network output
+    projected onto its input (or against the un-projected output) and the
+    frame was enhanced the other way (``consistency``), so its coverage on
+    held-out truth was not measured for this output; the sigma header's
+    ``ENHSGCDS`` says which is which.
+    """

@@ -99,40 +99,81 @@ def run(args: argparse.Namespace) -> int:
         consistency=args.consistency,
         progress=sys.stderr.isatty(),
     )
+    print_summary(result)
+    log.info("wrote %s and %s", result["path"], result["figure"])
+    return 0
+
+
+def print_summary(result: dict) -> None:
+    """The fitted map and the coverage tables of ``fit_uncertainty``'s result, on stdout.
+
+    Each table's title gives the input noise and noise seed it was measured
+    with; the held-out table has the leave-one-region-out coverage beside
+    the coverage of the map fitted on all regions.
+    """
     calibration = result["calibration"]
     a, b, c = calibration.exponents
     print(
         f"calibration map: factor {result['calibration_scale']:.4f} at the reference, "
         f"exponents head sigma {a:.3f}, output local std {b:.3f}, output local level {c:.3f}"
     )
-    _table("held-out coverage (noise seed 2)", result["coverage"])
-    _table("3x the input noise", result["coverage_noisier"])
+    noise, units = result["held_out_noise"], result["units"]
+    seeds = result["coverage_seeds"]
+    nominal = f"input noise {noise:.4g} {units}, noise seed {seeds[1.0]}".replace(" ,", ",")
+    _table(
+        f"held-out coverage ({nominal}): fitted on all regions, and with the region left out "
+        "of the fit",
+        result["coverage"],
+        left_out=result["leave_one_region_out"],
+    )
+    for factor in (f for f in result["noise_factors"] if f != 1.0):
+        _table(
+            f"{factor:g}x the input noise ({factor * noise:.4g} {units}, noise seed "
+            f"{seeds[factor]})".replace(" ,", ","),
+            [r for r in result["coverage_noisier"] if r.get("noise_factor") == factor],
+        )
     if result["coverage_unprojected"]:
-        _table("the same sigma against the un-projected output", result["coverage_unprojected"])
-    _table("leave one region out (map fitted without the region)", result["leave_one_region_out"])
+        _table(
+            f"the same sigma against the un-projected output ({nominal})",
+            result["coverage_unprojected"],
+        )
     for name, alt in result["alternatives"].items():
         _table(
             f"{name} ({alt['forward_passes']} passes, scale {alt['calibration_scale']:.4f})",
             alt["coverage"],
         )
     print(result["path"])
-    log.info("wrote %s and %s", result["path"], result["figure"])
-    return 0
 
 
-def _table(title: str, rows: list[dict]) -> None:
-    """One coverage table as Markdown on stdout (bold: outside 68 +- 5 / 95 +- 3 %)."""
+def _table(title: str, rows: list[dict], *, left_out: list[dict] | None = None) -> None:
+    """One coverage table as Markdown on stdout (bold: outside 68 +- 5 / 95 +- 3 %).
+
+    With ``left_out`` (leave-one-region-out rows), their 1- and 2-sigma
+    coverage is printed beside each region's.
+    """
+    by_region = {row["region"]: row for row in left_out or ()}
     print(f"\n{title}:")
-    print("| held-out region | within 1 sigma | within 2 sigma | median sigma | rmse |")
-    print("|---|---|---|---|---|")
+    header = "| held-out region | within 1 sigma | within 2 sigma |"
+    if left_out is not None:
+        header += " region left out: 1 sigma | region left out: 2 sigma |"
+    header += " median sigma | rmse |"
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
     for row in rows:
         one, two = 100 * row["within_1sigma"], 100 * row["within_2sigma"]
         noise = row.get("noise_factor", 1.0)
         label = row["region"] + (f" (noise x{noise:g})" if noise != 1.0 else "")
-        print(
-            f"| {label} | {_mark(one, 68.0, 5)} % | {_mark(two, 95.0, 3)} % | "
-            f"{row['median_sigma']:.4g} | {row['rmse']:.4g} |"
-        )
+        line = f"| {label} | {_mark(one, 68.0, 5)} % | {_mark(two, 95.0, 3)} % |"
+        if left_out is not None:
+            out = by_region.get(row["region"])
+            if out is None:
+                line += " - | - |"
+            else:
+                line += (
+                    f" {_mark(100 * out['within_1sigma'], 68.0, 5)} % |"
+                    f" {_mark(100 * out['within_2sigma'], 95.0, 3)} % |"
+                )
+        print(f"{line} {row['median_sigma']:.4g} | {row['rmse']:.4g} |")
 
 
 def _mark(value: float, goal: float, tolerance: float) -> str:

@@ -44,6 +44,7 @@ def _sigma_map(hdu: fits.ImageHDU) -> SigmaMap:
         calibration=str(values["calibration"]),
         weights_file=str(values["weights_file"]),
         weights_sha256=str(values["weights_sha256"]),
+        calibration_sha256=str(values["calibration_sha256"]),
     )
 
 

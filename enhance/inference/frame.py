@@ -161,7 +161,8 @@ def enhance_frame(
     if head_meta is not None:
         from enhance.inference.uncertainty import sigma_map
 
-        data, meta_out["sigma"] = data[0], sigma_map(data[1], head_meta)
+        sigma = sigma_map(data[1], head_meta, projected=bool(consistency))
+        data, meta_out["sigma"] = data[0], sigma
     if consistency:
         data, meta_out["consistency"] = projection.project_as_recipe(
             data, frame.data, meta, noise=noise

@@ -11,16 +11,22 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from enhance.errors import WeightsError
+from enhance.errors import SigmaCalibrationMismatchWarning, WeightsError
 from enhance.inference.array import enhance_array
 from enhance.io.sigma import SigmaMap
 from enhance.model.network import EnhanceNet
-from enhance.model.uncertainty import EnhanceWithUncertainty, load_uncertainty, uncertainty_path
+from enhance.model.uncertainty import (
+    EnhanceWithUncertainty,
+    calibration_digest,
+    load_uncertainty,
+    uncertainty_path,
+)
 from enhance.model.weights import read_sidecar
 
 __all__ = [
@@ -125,15 +131,64 @@ def enhance_array_with_uncertainty(
     return both[0], both[1]
 
 
-def sigma_map(sigma: np.ndarray, head_meta: dict[str, Any]) -> SigmaMap:
-    """A :class:`~enhance.io.sigma.SigmaMap` of ``sigma`` with the head's provenance."""
+def _output_name(projected: bool) -> str:
+    return "projected" if projected else "un-projected"
+
+
+def sigma_map(
+    sigma: np.ndarray,
+    head_meta: dict[str, Any],
+    *,
+    projected: bool | None = None,
+    stacklevel: int = 2,
+) -> SigmaMap:
+    """A :class:`~enhance.io.sigma.SigmaMap` of ``sigma`` with the head's provenance.
+
+    Parameters
+    ----------
+    sigma : numpy.ndarray
+        The calibrated sigma (physical units).
+    head_meta : dict
+        The head's sidecar: method, calibration factor and summary, weights
+        file and sha256, and the digest of its calibration
+        (:func:`enhance.model.uncertainty.calibration_digest`).
+    projected : bool, optional
+        Whether the output ``sigma`` goes with was projected onto its input.
+        When the head's map says it was calibrated for the other output
+        (``calibration_model["projected"]``), the calibration text says so
+        ("calibrated projected, applied to un-projected output") and a
+        :class:`~enhance.errors.SigmaCalibrationMismatchWarning` is issued.
+        None: not checked.
+    stacklevel : int
+        Of the warning, as for :func:`warnings.warn`.
+    """
+    summary = str(
+        head_meta.get("calibration_summary", "held-out truth, mean 1-sigma coverage 68.27 %")
+    )
+    calibrated_for = head_meta.get("calibration_model", {}).get("projected")
+    if projected is not None and calibrated_for is not None and bool(calibrated_for) != projected:
+        for suffix in (", projected", ", unprojected"):
+            summary = summary.removesuffix(suffix)
+        summary = (
+            f"{summary}, calibrated {_output_name(bool(calibrated_for))}, applied to "
+            f"{_output_name(projected)} output"
+        )
+        warnings.warn(
+            f"the sigma of {head_meta.get('weights_file', 'the uncertainty head')} was "
+            f"calibrated on held-out truth for the {_output_name(bool(calibrated_for))} output "
+            f"but the frame was enhanced {_output_name(projected)}; its coverage is not "
+            f"measured for this output (refit with `enhance fit-uncertainty --calibrate-only "
+            f"...{' --no-consistency' if not projected else ''}` or keep the default "
+            "consistency setting)",
+            SigmaCalibrationMismatchWarning,
+            stacklevel=stacklevel + 1,
+        )
     return SigmaMap(
         data=sigma,
         method=str(head_meta.get("method", "")),
         calibration_scale=float(head_meta.get("calibration_scale", 1.0)),
-        calibration=str(
-            head_meta.get("calibration_summary", "held-out truth, mean 1-sigma coverage 68.27 %")
-        ),
+        calibration=summary,
         weights_file=str(head_meta.get("weights_file", "")),
         weights_sha256=str(head_meta.get("sha256", "")),
+        calibration_sha256=calibration_digest(head_meta),
     )

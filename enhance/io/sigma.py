@@ -28,10 +28,11 @@ SIGMA_EXTNAME = "SIGMA"
 #: Keywords of the sigma HDU: attribute of :class:`SigmaMap` -> (keyword, comment).
 SIGMA_KEYWORDS: dict[str, tuple[str, str]] = {
     "method": ("ENHSGMET", "uncertainty method (sigma of a Gaussian)"),
-    "calibration_scale": ("ENHSGCAL", "factor on sigma fitted on held-out truth"),
-    "calibration": ("ENHSGCDS", "how the factor was fitted"),
+    "calibration_scale": ("ENHSGCAL", "calibration factor on sigma at its reference"),
+    "calibration": ("ENHSGCDS", "how sigma was calibrated and what it describes"),
     "weights_file": ("ENHSGWTS", "uncertainty head weights file"),
     "weights_sha256": ("ENHSGSHA", "sha256 of the uncertainty head weights"),
+    "calibration_sha256": ("ENHSGCSH", "sha256 of the calibration (head sidecar JSON)"),
 }
 
 
@@ -46,11 +47,19 @@ class SigmaMap:
     method : str
         E.g. ``"gaussian-nll-head"`` (:mod:`enhance.model.uncertainty`).
     calibration_scale : float
-        The factor on sigma fitted on held-out truth (already applied).
+        The calibration's factor on the head's sigma at its reference point
+        (``exp(log_scale)`` of :class:`enhance.model.uncertainty.SigmaCalibration`;
+        the head's one factor for heads without a map). ``data`` is already
+        calibrated; away from the reference the map's exponents change the
+        factor pixel by pixel.
     calibration : str
-        How it was fitted, in words.
+        How sigma was calibrated and which output it describes, in words.
     weights_file, weights_sha256 : str
-        The uncertainty head that produced it.
+        The uncertainty head that produced it (its .safetensors weights).
+    calibration_sha256 : str
+        sha256 of the calibration in the head's sidecar
+        (:func:`enhance.model.uncertainty.calibration_digest`): it changes when
+        the map is refitted, the weights' sha256 does not.
     """
 
     data: np.ndarray
@@ -59,6 +68,7 @@ class SigmaMap:
     calibration: str = ""
     weights_file: str = ""
     weights_sha256: str = ""
+    calibration_sha256: str = ""
 
 
 def sigma_header(image_header: fits.Header, sigma: SigmaMap) -> fits.Header:

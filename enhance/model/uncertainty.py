@@ -35,7 +35,14 @@ network output and ``m`` the local mean of its absolute value, both over
 :data:`CALIBRATION_WINDOW` output pixels (the amount of structure and the
 signal level the network is filling in). Heads written before the map
 existed carry only one factor (``calibration_scale``) and are read as
-``a = 1, b = c = 0``.
+``a = 1, b = c = 0``. The map is applied only inside the 1st-99th percentile
+range each input had in the fit (:data:`CALIBRATION_PERCENTILES`), so it
+does not extrapolate without bound where a frame leaves that range (umbrae,
+the limb, a contrast never seen): ``log d`` and ``log m`` are clamped to
+their range, and beyond its range the head's sigma passes through with
+power 1 (the map's correction held at its value at the edge, the head's own
+response to noise and structure kept). Maps stored without the range are
+applied unclamped.
 
 :class:`EnhanceWithUncertainty` wraps a backbone and a head into one module
 whose forward pass returns ``(N, 2, 2H, 2W)``: the network's output (exactly
@@ -86,6 +93,7 @@ __all__ = [
     "SigmaCalibration",
     "SigmaHead",
     "backbone_forward",
+    "calibration_digest",
     "calibration_of",
     "fold_for_inference",
     "load_uncertainty",
@@ -115,6 +123,9 @@ LOG_SIGMA_RANGE = (-20.0, 10.0)
 CALIBRATION_WINDOW = 9
 #: Floor of the local level and spread before the logarithm, network units.
 CALIBRATION_FLOOR = 3e-3
+#: Percentiles of each calibration input over the fitted pixels that bound it
+#: when the map is applied (the map is only measured inside this range).
+CALIBRATION_PERCENTILES = (1.0, 99.0)
 #: Suffix of the head's weights file, after the network's stem.
 SUFFIX = ".uncertainty.safetensors"
 
@@ -215,11 +226,18 @@ class SigmaCalibration:
         Reference value of each input (network units; the medians over the
         held-out pixels the map was fitted on), which keeps ``log_scale``
         readable as a factor.
+    log_ranges : tuple of 3 (low, high), optional
+        The range of each input's natural logarithm the map was fitted on
+        (the :data:`CALIBRATION_PERCENTILES` over the fitted pixels): the
+        output's local std and level are clamped to it, the head's sigma
+        beyond it enters with power 1 (:meth:`log_terms`); None: no clamp
+        (maps stored without it).
     """
 
     log_scale: float = 0.0
     exponents: tuple[float, float, float] = (1.0, 0.0, 0.0)
     references: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    log_ranges: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         values = (self.log_scale, *self.exponents, *self.references)
@@ -227,6 +245,16 @@ class SigmaCalibration:
             raise WeightsError("a sigma calibration has 3 exponents and 3 references")
         if not all(math.isfinite(float(v)) for v in values) or min(self.references) <= 0:
             raise WeightsError(f"sigma calibration {self} has a non-finite or non-positive value")
+        if self.log_ranges is not None:
+            ranges = tuple((float(lo), float(hi)) for lo, hi in self.log_ranges)
+            if len(ranges) != 3 or not all(
+                math.isfinite(lo) and math.isfinite(hi) and lo <= hi for lo, hi in ranges
+            ):
+                raise WeightsError(
+                    f"sigma calibration input ranges {self.log_ranges} are not 3 finite "
+                    "(low, high) pairs with low <= high"
+                )
+            object.__setattr__(self, "log_ranges", ranges)
 
     @classmethod
     def factor(cls, scale: float) -> SigmaCalibration:
@@ -238,19 +266,40 @@ class SigmaCalibration:
         """Whether the map reads the network output (exponents 2 or 3 not zero)."""
         return any(e != 0.0 for e in self.exponents[1:])
 
+    def log_terms(self, log_inputs: Any) -> tuple[list[Any], Any]:
+        """``(clamped log inputs, pass-through)`` of the three log inputs (tensors or arrays).
+
+        Each input clamped to :attr:`log_ranges`; the pass-through is what the
+        head's log sigma exceeds its range by (0 inside it), added with power
+        1. Without ranges: the inputs themselves and 0.
+        """
+        if self.log_ranges is None:
+            return list(log_inputs), 0.0
+        clamped = [_clip(v, *bounds) for v, bounds in zip(log_inputs, self.log_ranges, strict=True)]
+        return clamped, log_inputs[0] - clamped[0]
+
     def apply(self, log_sigma: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """Calibrated sigma from the head's ``log_sigma`` and the network output ``out``."""
+        """Calibrated sigma from the head's ``log_sigma`` and the network output ``out``.
+
+        Inside :attr:`log_ranges` (when stored) the log-linear map; outside,
+        see :meth:`log_terms`.
+        """
         a, b, c = self.exponents
         ref_s, ref_d, ref_m = (math.log(r) for r in self.references)
-        log_cal = (self.log_scale + ref_s) + a * (log_sigma - ref_s)
         if self.uses_output:
             spread, level = output_structure(out)
-            log_cal = log_cal + b * (torch.log(spread) - ref_d) + c * (torch.log(level) - ref_m)
+            inputs = [log_sigma, torch.log(spread), torch.log(level)]
+        else:
+            inputs = [log_sigma, log_sigma, log_sigma]  # the other two have power 0
+        (log_s, log_d, log_m), through = self.log_terms(inputs)
+        log_cal = (self.log_scale + ref_s) + a * (log_s - ref_s) + through
+        if self.uses_output:
+            log_cal = log_cal + b * (log_d - ref_d) + c * (log_m - ref_m)
         return torch.exp(log_cal.clamp(*LOG_SIGMA_RANGE))
 
     def to_dict(self) -> dict[str, Any]:
         """The sidecar's ``calibration_model`` entry (without provenance)."""
-        return {
+        entry: dict[str, Any] = {
             "form": "log-linear",
             "inputs": list(CALIBRATION_INPUTS),
             "window": CALIBRATION_WINDOW,
@@ -260,6 +309,10 @@ class SigmaCalibration:
             "references": list(self.references),
             "units": "network",
         }
+        if self.log_ranges is not None:
+            entry["log_input_ranges"] = [list(pair) for pair in self.log_ranges]
+            entry["log_input_percentiles"] = list(CALIBRATION_PERCENTILES)
+        return entry
 
     @classmethod
     def from_dict(cls, entry: Mapping[str, Any], *, source: str = "sidecar") -> SigmaCalibration:
@@ -275,6 +328,11 @@ class SigmaCalibration:
                 log_scale=float(entry["log_scale"]),
                 exponents=tuple(float(v) for v in entry["exponents"]),
                 references=tuple(float(v) for v in entry["references"]),
+                log_ranges=(
+                    tuple(tuple(float(v) for v in pair) for pair in entry["log_input_ranges"])
+                    if entry.get("log_input_ranges") is not None
+                    else None
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise WeightsError(
@@ -282,6 +340,15 @@ class SigmaCalibration:
                 "with `enhance fit-uncertainty --weights NETWORK --scene ... --calibrate-only "
                 "HEAD`"
             ) from exc
+
+
+def _clip(value: Any, low: float, high: float) -> Any:
+    """``value`` clamped to ``[low, high]``: a tensor or a numpy array."""
+    if isinstance(value, torch.Tensor):
+        return value.clamp(low, high)
+    import numpy as np
+
+    return np.clip(value, low, high)
 
 
 class SigmaHead(nn.Module):
@@ -427,9 +494,10 @@ def save_sigma_head(
         raise WeightsError(f"uncertainty weights file {path} must end in .safetensors")
     net_meta = read_sidecar(backbone)
     state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "kind": "uncertainty"})
-        os.chmod(tmp, 0o644)
+    if not _holds(path, state):  # a recalibrated head keeps its file (and sha256)
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "kind": "uncertainty"})
+            os.chmod(tmp, 0o644)
     sidecar = dict(metadata)
     sidecar.setdefault("calibration_scale", 1.0)
     sidecar.update(
@@ -447,6 +515,17 @@ def save_sigma_head(
         tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n")
     log.info("wrote %s (for network %s…)", path, net_meta["sha256"][:12])
     return path
+
+
+def _holds(path: Path, state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether the safetensors file ``path`` exists and holds exactly ``state``."""
+    try:
+        stored = load_file(str(path))
+    except (OSError, SafetensorError):
+        return False
+    return stored.keys() == state.keys() and all(
+        stored[k].dtype == v.dtype and torch.equal(stored[k], v) for k, v in state.items()
+    )
 
 
 def _read_head_sidecar(path: Path) -> dict[str, Any]:
@@ -486,6 +565,24 @@ def calibration_of(meta: Mapping[str, Any]) -> tuple[SigmaCalibration, float]:
     if "calibration_model" in meta:
         return SigmaCalibration.from_dict(meta["calibration_model"]), 1.0
     return SigmaCalibration(), float(meta.get("calibration_scale", 1.0))
+
+
+def calibration_digest(meta: Mapping[str, Any]) -> str:
+    """sha256 of the calibration a head sidecar describes, as canonical JSON.
+
+    The ``calibration_model`` entry (or, for heads without one, the
+    ``calibration_scale``) serialised with sorted keys and no whitespace,
+    so a refitted map changes the digest while the head's weights (and their
+    sha256) stay the same.
+    """
+    import hashlib
+
+    if "calibration_model" in meta:
+        payload: Any = {"calibration_model": meta["calibration_model"]}
+    else:
+        payload = {"calibration_scale": float(meta.get("calibration_scale", 1.0))}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def load_uncertainty(

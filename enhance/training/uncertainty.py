@@ -63,6 +63,7 @@ from enhance.model import load_weights
 from enhance.model.fuse import fold_batchnorm
 from enhance.model.network import EnhanceNet
 from enhance.model.uncertainty import (
+    CALIBRATION_PERCENTILES,
     CALIBRATION_WINDOW,
     LOG_SIGMA_RANGE,
     EnhanceWithUncertainty,
@@ -315,6 +316,31 @@ def held_out_coverage(
 CALIBRATION_NOISE_FACTORS = (1.0, 3.0)
 
 
+def calibration_noise_seed(seed: int, noise_factor: float) -> int:
+    """The seed of the noise drawn at ``noise_factor`` in the draw set ``seed``.
+
+    ``seed`` itself at 1x (the draw :func:`held_out_coverage` makes with it),
+    ``seed + 100 i`` at the i-th factor of :data:`CALIBRATION_NOISE_FACTORS`:
+    each level gets its own noise, not a multiple of the 1x draw.
+    """
+    if noise_factor == 1.0:
+        return int(seed)
+    factors = [f for f in CALIBRATION_NOISE_FACTORS if f != 1.0]
+    index = factors.index(noise_factor) + 1 if noise_factor in factors else len(factors) + 1
+    return int(seed) + 100 * index
+
+
+def calibration_noisy_inputs(
+    pairs: Sequence[Pair], *, noise: float, noise_factor: float, seed: int
+) -> list[np.ndarray]:
+    """The held-out inputs with white noise ``noise * noise_factor`` (physical units).
+
+    Drawn with :func:`calibration_noise_seed` of ``seed`` and the factor.
+    """
+    draw = calibration_noise_seed(seed, noise_factor)
+    return _noisy_inputs(pairs, noise * noise_factor, draw)
+
+
 @dataclasses.dataclass
 class CalibrationSample:
     """The held-out pixels of one region and noise draw, as the calibration sees them.
@@ -365,7 +391,11 @@ def calibration_samples(
     net = fold_for_inference(model)
     inner = (slice(border, -border or None),) * 2
     samples = []
-    for pair, noisy in zip(pairs, _noisy_inputs(pairs, noise * noise_factor, seed), strict=True):
+    draw = calibration_noise_seed(seed, noise_factor)
+    noisy_inputs = calibration_noisy_inputs(
+        pairs, noise=noise, noise_factor=noise_factor, seed=seed
+    )
+    for pair, noisy in zip(pairs, noisy_inputs, strict=True):
         x = torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32) / np.float32(scale))
         with torch.inference_mode():
             out, log_sigma = net.raw(x[None, None])
@@ -381,7 +411,7 @@ def calibration_samples(
                 region=pair.label,
                 group=_group(pair.label),
                 noise_factor=float(noise_factor),
-                seed=int(seed),
+                seed=draw,
                 error=error[ok].astype(np.float64),
                 error_network=error_network[ok].astype(np.float64),
                 log_inputs=np.stack(logs)[:, ok].astype(np.float64),
@@ -395,21 +425,34 @@ def fit_calibration(samples: Sequence[CalibrationSample]) -> SigmaCalibration:
 
     Fitted by :func:`enhance.validation.calibration.fit_log_linear` on all
     ``samples`` at once, each region and noise level counting once; the
-    references are the medians of the three inputs over the samples.
+    references are the medians of the three inputs over the samples, and
+    the map is fitted inside the :data:`~enhance.model.uncertainty.CALIBRATION_PERCENTILES`
+    range of each input over the samples (stored with the map, which is
+    applied the same way: :meth:`~enhance.model.uncertainty.SigmaCalibration.log_terms`).
     """
     if not samples:
         raise TrainingError("no held-out pixels to calibrate the uncertainty on")
     pooled = np.concatenate([s.log_inputs for s in samples], axis=1)
     log_refs = np.median(pooled, axis=1)
-    # errors in units of the reference sigma: the map is then exp(c0 + c . centred inputs)
+    low, high = np.percentile(pooled, CALIBRATION_PERCENTILES, axis=1)
+    ranged = SigmaCalibration(
+        log_ranges=tuple((float(lo), float(hi)) for lo, hi in zip(low, high, strict=True))
+    )
+    terms = [ranged.log_terms(s.log_inputs) for s in samples]
+    # errors in units of the reference sigma (and of the head's sigma beyond its range):
+    # the map is then exp(c0 + c . centred clamped inputs)
     log_scale, exponents = fit_log_linear(
-        [s.error / np.exp(log_refs[0]) for s in samples],
-        [s.log_inputs - log_refs[:, None] for s in samples],
+        [
+            s.error / np.exp(log_refs[0] + through)
+            for s, (_, through) in zip(samples, terms, strict=True)
+        ],
+        [np.stack(clamped) - log_refs[:, None] for clamped, _ in terms],
     )
     return SigmaCalibration(
         log_scale=log_scale,
         exponents=tuple(exponents),
         references=tuple(float(np.exp(v)) for v in log_refs),
+        log_ranges=ranged.log_ranges,
     )
 
 
@@ -417,8 +460,10 @@ def calibrated_log_sigma(calibration: SigmaCalibration, log_inputs: np.ndarray) 
     """log of the calibrated sigma from a sample's ``log_inputs`` (numpy twin of ``apply``)."""
     refs = np.log(np.asarray(calibration.references, dtype=np.float64))
     weights = np.asarray(calibration.exponents, dtype=np.float64)
-    centred = log_inputs - refs[:, None]
-    return np.clip(calibration.log_scale + refs[0] + weights @ centred, *LOG_SIGMA_RANGE)
+    clamped, through = calibration.log_terms(log_inputs)
+    centred = np.stack(clamped) - refs[:, None]
+    log_sigma = calibration.log_scale + refs[0] + weights @ centred + through
+    return np.clip(log_sigma, *LOG_SIGMA_RANGE)
 
 
 def _sample_row(sample: CalibrationSample, log_sigma: np.ndarray, scale: float, *, network=False):
@@ -513,8 +558,11 @@ def fit_uncertainty(
         ``coverage`` (rows per held-out region, the calibrated module run
         as a user runs it), ``coverage_noisier`` (3x the input noise),
         ``coverage_unprojected`` (the same sigma against the un-projected
-        output), ``leave_one_region_out`` and ``alternatives`` (one factor
-        on the head's sigma; the dihedral ensemble when asked).
+        output), ``leave_one_region_out``, ``alternatives`` (one factor
+        on the head's sigma; the dihedral ensemble when asked), and what the
+        tables were measured with: ``held_out_noise`` (1x, data ``units``),
+        ``noise_factors`` and the noise seeds per factor
+        (``calibration_seeds``, ``coverage_seeds``).
 
     Raises
     ------
@@ -659,6 +707,7 @@ def fit_uncertainty(
             "coverage": [strip(r) for r in alt_rows],
         }
     wall = time.monotonic() - started
+    data_units = str(meta["input_normalisation"].get("units") or "")
     path = Path(out) if out is not None else uncertainty_path(weights)
     output = (
         "the network output projected onto its input as the weights' inference recipe says "
@@ -673,8 +722,16 @@ def fit_uncertainty(
             "output": output,
             "projected": bool(consistency),
             "fitted_on": [s.region for s in fit_samples if s.noise_factor == 1.0],
-            "noise": [held_noise * f for f in CALIBRATION_NOISE_FACTORS],
+            "noise": [held_noise * f / scale for f in CALIBRATION_NOISE_FACTORS],
+            "noise_in_data_units": {
+                "values": [held_noise * f for f in CALIBRATION_NOISE_FACTORS],
+                "units": data_units,
+            },
             "noise_seed": config.calibration_seed,
+            "noise_seeds": {
+                f"{f:g}": calibration_noise_seed(config.calibration_seed, f)
+                for f in CALIBRATION_NOISE_FACTORS
+            },
         },
         "calibration": (
             "log sigma = log_scale + log s_ref + a (log s - log s_ref) + b (log d - log d_ref) "
@@ -682,9 +739,19 @@ def fit_uncertainty(
             f"and mean absolute value of the network output ({CALIBRATION_WINDOW} px box), "
             "fitted over all held-out regions at once (no region label) so that their one- "
             "and two-sigma coverage, each region and noise level counting once, are closest "
-            f"to 68.27 and 95.45 % (noise seed {config.calibration_seed}, noise x "
-            f"{', '.join(f'{f:g}' for f in CALIBRATION_NOISE_FACTORS)}); coverage measured on "
-            f"noise seed {config.coverage_seed}, against {output}"
+            "to 68.27 and 95.45 % (noise x "
+            + ", ".join(
+                f"{f:g} seed {calibration_noise_seed(config.calibration_seed, f)}"
+                for f in CALIBRATION_NOISE_FACTORS
+            )
+            + "; each input clamped to its "
+            + "-".join(f"{q:g}" for q in CALIBRATION_PERCENTILES)
+            + " percentile range there); coverage measured on noise x "
+            + ", ".join(
+                f"{f:g} seed {calibration_noise_seed(config.coverage_seed, f)}"
+                for f in CALIBRATION_NOISE_FACTORS
+            )
+            + f", against {output}"
         ),
         "calibration_summary": (
             f"log-linear in head sigma, output local std/level; held-out, "
@@ -724,6 +791,7 @@ def fit_uncertainty(
             f" output; map a={a:.2f} b={b:.2f} c={c:.2f})"
         ),
         z_by_region=zs,
+        left_out_rows=loro,
     )
     return {
         "path": path,
@@ -735,5 +803,14 @@ def fit_uncertainty(
         "coverage_unprojected": unprojected,
         "leave_one_region_out": loro,
         "alternatives": alternatives,
+        "held_out_noise": held_noise,
+        "units": data_units,
+        "noise_factors": CALIBRATION_NOISE_FACTORS,
+        "calibration_seeds": {
+            f: calibration_noise_seed(config.calibration_seed, f) for f in CALIBRATION_NOISE_FACTORS
+        },
+        "coverage_seeds": {
+            f: calibration_noise_seed(config.coverage_seed, f) for f in CALIBRATION_NOISE_FACTORS
+        },
         "wall_seconds": wall,
     }

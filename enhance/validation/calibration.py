@@ -241,8 +241,13 @@ def calibration_figure(
     *,
     title: str = "",
     z_by_region: Mapping[str, np.ndarray] | None = None,
+    left_out_rows: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
     """Z-score histograms against N(0, 1) and the coverage curve, as a small PNG.
+
+    With ``left_out_rows`` a third panel puts, per region, the coverage of the
+    calibration fitted on all regions beside that of the calibration fitted
+    without the region, against the goal bands.
 
     Parameters
     ----------
@@ -256,24 +261,40 @@ def calibration_figure(
         The z-scores by region; when given, the right panel shows the
         observed fraction within k sigma for every k against the nominal
         Gaussian fraction (the diagonal is perfect calibration).
+    left_out_rows : sequence of mapping, optional
+        Rows of the leave-one-region-out check (``region``, ``within_1sigma``,
+        ``within_2sigma``): shown in the legend beside each region's coverage
+        and in the third panel.
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9.0, 3.4), dpi=80)
-    left, right = fig.subplots(1, 2)
+    left_out = {row["region"]: row for row in left_out_rows or ()}
+    fig = Figure(figsize=(13.5 if left_out else 9.0, 3.6), dpi=80)
+    panels = fig.subplots(1, 3 if left_out else 2)
+    left, right = panels[0], panels[1]
     centres = 0.5 * (Z_BINS[1:] + Z_BINS[:-1])
     for row in rows:
         label = (
             f"{row['region'][:28]} ({100 * row['within_1sigma']:.0f}/"
-            f"{100 * row['within_2sigma']:.0f} %)"
+            f"{100 * row['within_2sigma']:.0f} %"
         )
+        if row["region"] in left_out:
+            out = left_out[row["region"]]
+            one, two = 100 * out["within_1sigma"], 100 * out["within_2sigma"]
+            label += f"; left out {one:.0f}/{two:.0f} %"
+        label += ")"
         left.step(centres, row["histogram"], where="mid", lw=1.0, label=label)
     left.plot(centres, np.exp(-0.5 * centres**2) / math.sqrt(2 * math.pi), "k--", lw=1.2)
     left.set_yscale("log")
     left.set_ylim(1e-4, 1.0)
     left.set_xlabel("z = (output - truth) / sigma")
     left.set_ylabel("density")
-    left.legend(fontsize=6, loc="upper right", title="within 1/2 sigma", title_fontsize=6)
+    left.legend(
+        fontsize=6,
+        loc="upper right",
+        title="within 1/2 sigma" + ("; region left out" if left_out else ""),
+        title_fontsize=6,
+    )
     ks = np.linspace(0.0, 3.0, 61)
     nominal = np.array([math.erf(k / math.sqrt(2.0)) for k in ks])
     if z_by_region:
@@ -287,6 +308,8 @@ def calibration_figure(
     right.set_xlabel("nominal fraction within k sigma")
     right.set_ylabel("observed fraction")
     right.set_title("coverage (k = 0..3)", fontsize=9)
+    if left_out:
+        _left_out_panel(panels[2], rows, left_out)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -294,6 +317,45 @@ def calibration_figure(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
+
+
+def _short_region(name: str) -> str:
+    """A region label short enough for a tick, keeping its start and its end (``k=...``)."""
+    name = name.replace("[held-out]", "")
+    return name if len(name) <= 24 else f"{name[:14]}...{name[-8:]}"
+
+
+def _left_out_panel(ax: Any, rows: Sequence[Mapping[str, Any]], left_out: Mapping) -> None:
+    """Per region: 1- and 2-sigma coverage fitted on all regions and with the region left out."""
+    names = [row["region"] for row in rows]
+    positions = np.arange(len(names), dtype=float)
+    for goal, tolerance in ((68.0, 5.0), (95.0, 3.0)):
+        ax.axhspan(goal - tolerance, goal + tolerance, color="0.9", lw=0)
+    for key, colour in (("within_1sigma", "C0"), ("within_2sigma", "C3")):
+        level = "1" if key == "within_1sigma" else "2"
+        ax.plot(
+            positions - 0.12,
+            [100 * row[key] for row in rows],
+            "o",
+            color=colour,
+            ms=5,
+            label=f"{level} sigma, fitted on all",
+        )
+        ax.plot(
+            positions + 0.12,
+            [100 * left_out[n][key] if n in left_out else np.nan for n in names],
+            "s",
+            color=colour,
+            mfc="none",
+            ms=5,
+            label=f"{level} sigma, region left out",
+        )
+    ax.set_xticks(positions)
+    ax.set_xticklabels([_short_region(n) for n in names], rotation=30, ha="right")
+    ax.tick_params(axis="x", labelsize=6)
+    ax.set_ylabel("held-out pixels within (%)")
+    ax.set_title("coverage: in-sample and leave-one-region-out", fontsize=9)
+    ax.legend(fontsize=6, loc="lower left")
 
 
 def uncertainty_summary(
