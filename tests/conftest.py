@@ -61,3 +61,18 @@ def randomised_net(seed: int = 0, **arch: int) -> EnhanceNet:
             module.weight.data.copy_(0.5 + torch.rand(n, generator=gen))
             module.bias.data.copy_(0.1 * torch.randn(n, generator=gen))
     return model.eval()
+
+
+def untrained_magnetogram_weights(directory: Path) -> Path:
+    """A tiny untrained magnetogram network (1 block x 8 filters) saved in ``directory``."""
+    from enhance.model import save_weights
+
+    torch.manual_seed(0)
+    metadata = {
+        "observable": "magnetogram",
+        "input_normalisation": {"quantity": "Blos", "units": "G", "scale": 1000.0},
+        "psf_model": "wachter",
+        "training_data": "untrained: random initialisation (test)",
+    }
+    path = Path(directory) / "magnetogram.safetensors"
+    return Path(save_weights(EnhanceNet(n_blocks=1, width=8), path, metadata=metadata))

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from astropy.io import fits
+from conftest import untrained_magnetogram_weights
 
 from enhance.batch import enhance_files, is_already_enhanced, run_stages
 from enhance.errors import ConfigError
 from enhance.io import read_hmi
-from enhance.model import EnhanceNet, save_weights
 from enhance.pipeline import EnhanceSettings, enhance_file, settings_sha256
 from enhance.provenance import sha256_file
 
@@ -31,15 +30,7 @@ WAIT_S = 30.0  # generous: only a broken overlap (or a hang) ever reaches it
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    metadata = {
-        "observable": "magnetogram",
-        "input_normalisation": {"quantity": "Blos", "units": "G", "scale": 1000.0},
-        "psf_model": "wachter",
-        "training_data": "untrained: random initialisation (test)",
-    }
-    path = tmp_path_factory.mktemp("weights") / "magnetogram.safetensors"
-    return Path(save_weights(EnhanceNet(n_blocks=1, width=8), path, metadata=metadata))
+    return untrained_magnetogram_weights(tmp_path_factory.mktemp("weights"))
 
 
 # ------------------------------------------------------------ run_stages

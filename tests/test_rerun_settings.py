@@ -14,12 +14,11 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 import pytest
-import torch
 from astropy.io import fits
+from conftest import untrained_magnetogram_weights
 
 from enhance.batch import is_already_enhanced
 from enhance.cube import TimeCube, read_enhanced
-from enhance.model import EnhanceNet, save_weights
 from enhance.pipeline import EnhanceSettings, enhance_file, settings_sha256
 from enhance.provenance import sha256_file
 
@@ -29,15 +28,7 @@ MAGNETOGRAMS = sorted((REPO / "enhance" / "data" / "sample").glob("hmi.M_720s.*.
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    metadata = {
-        "observable": "magnetogram",
-        "input_normalisation": {"quantity": "Blos", "units": "G", "scale": 1000.0},
-        "psf_model": "wachter",
-        "training_data": "untrained: random initialisation (test)",
-    }
-    path = tmp_path_factory.mktemp("weights") / "magnetogram.safetensors"
-    return Path(save_weights(EnhanceNet(n_blocks=1, width=8), path, metadata=metadata))
+    return untrained_magnetogram_weights(tmp_path_factory.mktemp("weights"))
 
 
 def _digest(**options: object) -> str:
