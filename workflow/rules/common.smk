@@ -79,7 +79,9 @@ for _observable, _noise in config["enhance"]["input_noise"].items():
         try:
             input_noise_in_data_units(parse_input_noise(_noise), _observable)
         except ConfigError as exc:
-            raise ConfigError(f"config enhance.input_noise.{_observable}: {exc}") from exc
+            raise ConfigError(
+                f"config enhance.input_noise.{_observable}: {exc}"
+            ) from exc
 
 CONFIG_SHA256 = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
