@@ -12,6 +12,7 @@ import pytest
 import torch
 from astropy.io import fits
 from conftest import REPO_ROOT, randomised_net, require
+from numpy.lib.stride_tricks import sliding_window_view
 
 from enhance.cube.source import read_enhanced
 from enhance.errors import InputError, SigmaCalibrationMismatchWarning, WeightsError
@@ -24,6 +25,7 @@ from enhance.model.uncertainty import (
     backbone_forward,
     calibration_digest,
     fold_for_inference,
+    input_structure,
     load_uncertainty,
     local_noise,
     output_structure,
@@ -249,11 +251,15 @@ def test_five_times_hmi_noise_raises_the_magnetogram_sigma():
 
 
 def _regions_with_two_error_sources(seed: int = 12):
-    """Three regions whose error grows as s^1.4 d^0.6, s and d at different levels per region."""
+    """Three regions whose error grows as s^1.4 d^0.6, s and d at different levels per region.
+
+    Four features per pixel, as the calibration has (the last two do not
+    change the error).
+    """
     rng = np.random.default_rng(seed)
     errors, features = [], []
     for level_s, level_d in ((0.5, 2.0), (1.0, 1.0), (2.0, 0.5)):
-        f = rng.normal(0.0, 0.25, (3, 30000))
+        f = rng.normal(0.0, 0.25, (4, 30000))
         f[0] += math.log(level_s)
         f[1] += math.log(level_d)
         sigma = np.exp(0.1 + 1.4 * f[0] + 0.6 * f[1])
@@ -285,9 +291,9 @@ def test_calibration_map_is_stored_applied_and_old_heads_read_as_one_factor(tmp_
     weights = save_weights(net, tmp_path / "magnetogram.safetensors", metadata=METADATA)
     calibration = SigmaCalibration(
         log_scale=0.2,
-        exponents=(0.7, 0.5, -0.3),
-        references=(0.02, 0.03, 0.05),
-        log_ranges=((-5.0, -3.0), (-4.0, -3.0), (-4.0, -2.5)),
+        exponents=(0.7, 0.5, -0.3, 0.4),
+        references=(0.02, 0.03, 0.05, 0.03),
+        log_ranges=((-5.0, -3.0), (-4.0, -3.0), (-4.0, -2.5), (-4.5, -3.0)),
     )
     head = _random_head()
     path = save_sigma_head(
@@ -302,11 +308,20 @@ def test_calibration_map_is_stored_applied_and_old_heads_read_as_one_factor(tmp_
     assert model.receptive_radius > EnhanceWithUncertainty(net, head).receptive_radius
     image = np.random.default_rng(9).normal(0, 30, (26, 24)).astype("f4")
     out, sigma = predict_with_sigma(model, image, input_scale=1000.0)
-    # the map is log-linear in the head's sigma and the output's local std and level
+    # the map is log-linear in the head's sigma, the output's local std and level
+    # and the input's local std (3x3 input pixels, repeated onto the output grid)
+    x = torch.from_numpy(image / 1000.0)[None, None]
     with torch.no_grad():
-        raw_out, log_sigma = model.raw(torch.from_numpy(image / 1000.0)[None, None])
+        raw_out, log_sigma = model.raw(x)
         spread, level = output_structure(raw_out)
-    logs = np.stack([t[0, 0].numpy().ravel() for t in (log_sigma, spread.log(), level.log())])
+        structure = input_structure(x, 2)
+    box = sliding_window_view(np.pad(image / 1000.0, 1, mode="reflect"), (3, 3)).std(axis=(-2, -1))
+    np.testing.assert_allclose(
+        structure[0, 0].numpy(), np.kron(np.maximum(box, 1e-4), np.ones((2, 2))), rtol=1e-4
+    )
+    logs = np.stack(
+        [t[0, 0].numpy().ravel() for t in (log_sigma, spread.log(), level.log(), structure.log())]
+    )
     expected = np.exp(calibrated_log_sigma(calibration, logs)).reshape(out.shape) * 1000.0
     np.testing.assert_allclose(sigma, expected, rtol=1e-4)
     np.testing.assert_allclose(out, raw_out[0, 0].numpy() * 1000.0, rtol=1e-5, atol=1e-3)
@@ -469,16 +484,19 @@ def test_each_calibration_noise_level_has_its_own_draw():
 
 
 def test_calibration_map_is_not_extrapolated_beyond_its_fitted_range():
-    ranges = ((math.log(0.01), math.log(0.04)), (-5.0, -2.0), (-0.1, 0.1))
+    ranges = ((math.log(0.01), math.log(0.04)), (-5.0, -2.0), (-0.1, 0.1), (-6.0, -3.0))
     calibration = SigmaCalibration(
-        log_scale=0.1, exponents=(0.7, 0.5, -1.0), references=(0.02, 0.05, 1.0), log_ranges=ranges
+        log_scale=0.1,
+        exponents=(0.7, 0.5, -1.0, 0.3),
+        references=(0.02, 0.05, 1.0, 0.01),
+        log_ranges=ranges,
     )
     restored = SigmaCalibration.from_dict(calibration.to_dict())
     assert restored == calibration
     # the head's sigma: the map's power 0.7 inside the range, power 1 beyond it
     log_s = np.log([0.001, 0.01, 0.02, 0.04, 4.0])
-    at = {"d": np.full(5, math.log(0.05)), "m": np.zeros(5)}
-    sigma = np.exp(calibrated_log_sigma(restored, np.stack([log_s, at["d"], at["m"]])))
+    at = {"d": np.full(5, math.log(0.05)), "m": np.zeros(5), "g": np.full(5, math.log(0.01))}
+    sigma = np.exp(calibrated_log_sigma(restored, np.stack([log_s, at["d"], at["m"], at["g"]])))
     assert sigma[2] == pytest.approx(math.exp(0.1) * 0.02, rel=1e-9)
     assert sigma[3] / sigma[2] == pytest.approx(2.0**0.7, rel=1e-9)
     assert sigma[4] / sigma[3] == pytest.approx(100.0, rel=1e-9)
@@ -486,19 +504,27 @@ def test_calibration_map_is_not_extrapolated_beyond_its_fitted_range():
     # the output's local std and level: clamped (an umbra's level of 0.1 counts as 0.9)
     log_m = np.log([0.1, 0.5, math.exp(-0.1), 1.0, 3.0])
     middle = np.full(5, log_s[2])
-    by_level = np.exp(calibrated_log_sigma(restored, np.stack([middle, at["d"], log_m])))
+    by_level = np.exp(calibrated_log_sigma(restored, np.stack([middle, at["d"], log_m, at["g"]])))
     np.testing.assert_allclose(by_level[:3], by_level[2], rtol=1e-9)
     assert by_level[4] == pytest.approx(by_level[2] * math.exp(-0.2), rel=1e-9)
     log_d = np.log([1e-4, math.exp(-5.0), 0.05, math.exp(-2.0), 10.0])
-    by_std = np.exp(calibrated_log_sigma(restored, np.stack([middle, log_d, at["m"]])))
+    by_std = np.exp(calibrated_log_sigma(restored, np.stack([middle, log_d, at["m"], at["g"]])))
     assert by_std[0] == pytest.approx(by_std[1], rel=1e-9)
     assert by_std[4] == pytest.approx(by_std[3], rel=1e-9)
+    # the input's local std: power 0.3 inside its range, clamped outside
+    log_g = np.log([1e-5, math.exp(-6.0), 0.01, math.exp(-3.0), 1.0])
+    by_input = np.exp(calibrated_log_sigma(restored, np.stack([middle, at["d"], at["m"], log_g])))
+    assert by_input[0] == pytest.approx(by_input[1], rel=1e-9)
+    assert by_input[4] == pytest.approx(by_input[3], rel=1e-9)
+    assert by_input[3] / by_input[2] == pytest.approx((math.exp(-3.0) / 0.01) ** 0.3, rel=1e-9)
     # the torch map applies the same rule
     torch_s = torch.from_numpy(log_s.astype(np.float32)).reshape(1, 1, 1, 5)
-    head_only = SigmaCalibration(log_scale=0.1, exponents=(0.7, 0, 0), references=(0.02, 1, 1))
+    head_only = SigmaCalibration(
+        log_scale=0.1, exponents=(0.7, 0, 0, 0), references=(0.02, 1, 1, 1)
+    )
     ranged = dataclasses.replace(head_only, log_ranges=ranges)
     applied = ranged.apply(torch_s, torch.zeros_like(torch_s)).ravel().double().numpy()
-    twin = np.exp(calibrated_log_sigma(ranged, np.stack([log_s] * 3)))
+    twin = np.exp(calibrated_log_sigma(ranged, np.stack([log_s] * 4)))
     np.testing.assert_allclose(applied, twin, rtol=1e-5)
     # a map stored without ranges extrapolates with its own power
     assert "log_input_ranges" not in head_only.to_dict()
@@ -537,7 +563,7 @@ def test_fit_uncertainty_summary_names_the_noise_it_used_and_the_left_out_covera
 
     row = {"within_1sigma": 0.7, "within_2sigma": 0.95, "median_sigma": 1.0, "rmse": 1.0}
     result = {
-        "calibration": SigmaCalibration(log_scale=0.0, exponents=(0.5, 0.2, 0.1)),
+        "calibration": SigmaCalibration(log_scale=0.0, exponents=(0.5, 0.2, 0.1, 0.3)),
         "calibration_scale": 1.0,
         "held_out_noise": 7.0,
         "units": "G",
@@ -572,3 +598,32 @@ def test_calibration_figure_shows_the_left_out_coverage(tmp_path):
     )
     with Image.open(loro) as three_panels, Image.open(plain) as two_panels:
         assert three_panels.size[0] > 1.4 * two_panels.size[0]
+
+
+def test_a_map_of_the_first_three_inputs_is_read_with_no_power_on_the_input_structure():
+    four = SigmaCalibration(
+        log_scale=0.1,
+        exponents=(0.7, 0.5, -0.3, 0.0),
+        references=(0.02, 0.03, 0.05, 1.0),
+        log_ranges=((-5.0, -3.0), (-4.0, -3.0), (-4.0, -2.5), (0.0, 0.0)),
+    )
+    entry = four.to_dict()
+    entry["inputs"] = entry["inputs"][:3]
+    entry["exponents"], entry["references"] = entry["exponents"][:3], entry["references"][:3]
+    entry["log_input_ranges"] = entry["log_input_ranges"][:3]
+    del entry["input_window"], entry["input_floor"]
+    old = SigmaCalibration.from_dict(entry)
+    assert old == four and not old.uses_input
+    # it does not need the input, and gives what the four-input map with power 0 gives
+    log_s = torch.full((1, 1, 4, 4), math.log(0.02))
+    out = torch.linspace(0.0, 0.1, 16).reshape(1, 1, 4, 4)
+    torch.testing.assert_close(
+        old.apply(log_s, out), four.apply(log_s, out, torch.ones(1, 1, 2, 2))
+    )
+    # a four-input map with another input window is refused, with the command to refit it
+    entry = dataclasses.replace(four, exponents=(0.7, 0.5, -0.3, 0.2)).to_dict()
+    entry["input_window"] = 5
+    with pytest.raises(WeightsError, match="--calibrate-only"):
+        SigmaCalibration.from_dict(entry)
+    with pytest.raises(ValueError, match="pass x"):
+        SigmaCalibration.from_dict({**entry, "input_window": 3}).apply(log_s, out)

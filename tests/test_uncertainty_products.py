@@ -61,8 +61,12 @@ def weights_dir(tmp_path):
     "calibration",
     [
         SigmaCalibration(),
-        # a map that reads the output's local structure widens the receptive field
-        SigmaCalibration(log_scale=0.1, exponents=(0.6, 0.7, -0.3), references=(0.01, 0.02, 0.03)),
+        # a map that reads the output's and the input's local structure
+        SigmaCalibration(
+            log_scale=0.1,
+            exponents=(0.6, 0.7, -0.3, 0.4),
+            references=(0.01, 0.02, 0.03, 0.02),
+        ),
     ],
 )
 def test_tiled_sigma_equals_whole_image_and_keeps_nan(calibration):

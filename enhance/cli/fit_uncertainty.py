@@ -112,10 +112,11 @@ def print_summary(result: dict) -> None:
     the coverage of the map fitted on all regions.
     """
     calibration = result["calibration"]
-    a, b, c = calibration.exponents
+    a, b, c, e = calibration.exponents
     print(
         f"calibration map: factor {result['calibration_scale']:.4f} at the reference, "
-        f"exponents head sigma {a:.3f}, output local std {b:.3f}, output local level {c:.3f}"
+        f"exponents head sigma {a:.3f}, output local std {b:.3f}, output local level {c:.3f}, "
+        f"input local std {e:.3f}"
     )
     noise, units = result["held_out_noise"], result["units"]
     seeds = result["coverage_seeds"]

@@ -23,22 +23,27 @@ negative log-likelihood against the 28 cm truth on the training regions
 (:mod:`enhance.training.uncertainty`).
 
 The head's sigma is then calibrated on held-out truth by
-:class:`SigmaCalibration`, a log-linear map of three quantities every frame
+:class:`SigmaCalibration`, a log-linear map of four quantities every frame
 has, fitted jointly over all held-out regions (never per region: a new frame
 has no region label)::
 
     log sigma = c0 + log s_ref + a (log s - log s_ref)
                 + b (log d - log d_ref) + c (log m - log m_ref)
+                + e (log g - log g_ref)
 
 with ``s`` the head's sigma, ``d`` the local standard deviation of the
 network output and ``m`` the local mean of its absolute value, both over
 :data:`CALIBRATION_WINDOW` output pixels (the amount of structure and the
-signal level the network is filling in). Heads written before the map
+signal level the network is filling in), and ``g`` the local standard
+deviation of the input over :data:`CALIBRATION_INPUT_WINDOW` input pixels,
+repeated onto the output grid (what the observation itself says about the
+structure there: :func:`input_structure`). Heads written before the map
 existed carry only one factor (``calibration_scale``) and are read as
-``a = 1, b = c = 0``. The map is applied only inside the 1st-99th percentile
-range each input had in the fit (:data:`CALIBRATION_PERCENTILES`), so it
-does not extrapolate without bound where a frame leaves that range (umbrae,
-the limb, a contrast never seen): ``log d`` and ``log m`` are clamped to
+``a = 1, b = c = e = 0``; maps of the first three inputs only are read with
+``e = 0``. The map is applied only inside the 1st-99th percentile range each
+input had in the fit (:data:`CALIBRATION_PERCENTILES`), so it does not
+extrapolate without bound where a frame leaves that range (umbrae, the limb,
+a contrast never seen): ``log d``, ``log m`` and ``log g`` are clamped to
 their range, and beyond its range the head's sigma passes through with
 power 1 (the map's correction held at its value at the edge, the head's own
 response to noise and structure kept). Maps stored without the range are
@@ -96,6 +101,7 @@ __all__ = [
     "calibration_digest",
     "calibration_of",
     "fold_for_inference",
+    "input_structure",
     "load_uncertainty",
     "local_noise",
     "output_structure",
@@ -123,6 +129,12 @@ LOG_SIGMA_RANGE = (-20.0, 10.0)
 CALIBRATION_WINDOW = 9
 #: Floor of the local level and spread before the logarithm, network units.
 CALIBRATION_FLOOR = 3e-3
+#: Side of the box (input pixels) over which the calibration's local spread of the
+#: input is taken.
+CALIBRATION_INPUT_WINDOW = 3
+#: Floor of the input's local spread before the logarithm, network units (ten
+#: times below HMI's continuum noise of 1e-3 quiet-Sun units).
+CALIBRATION_INPUT_FLOOR = 1e-4
 #: Percentiles of each calibration input over the fitted pixels that bound it
 #: when the map is applied (the map is only measured inside this range).
 CALIBRATION_PERCENTILES = (1.0, 99.0)
@@ -203,8 +215,32 @@ def output_structure(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
+def input_structure(x: torch.Tensor, upscale: int) -> torch.Tensor:
+    """Local standard deviation of the input ``x`` (N, 1, H, W) on the output grid.
+
+    Box of :data:`CALIBRATION_INPUT_WINDOW` input pixels (reflect padding),
+    floored at :data:`CALIBRATION_INPUT_FLOOR` and repeated ``upscale`` times
+    along each axis (N, 1, upscale H, upscale W); the calibration's fourth
+    input.
+    """
+    half = CALIBRATION_INPUT_WINDOW // 2
+    mode = "reflect" if min(x.shape[-2:]) > half else "replicate"
+    padded = nn.functional.pad(x.double(), (half, half, half, half), mode=mode)
+    mean = nn.functional.avg_pool2d(padded, CALIBRATION_INPUT_WINDOW, stride=1)
+    square = nn.functional.avg_pool2d(padded * padded, CALIBRATION_INPUT_WINDOW, stride=1)
+    spread = torch.sqrt((square - mean * mean).clamp_min(0.0)).clamp_min(CALIBRATION_INPUT_FLOOR)
+    return nn.functional.interpolate(spread.to(x.dtype), scale_factor=upscale, mode="nearest")
+
+
 #: The calibration's inputs, in the order of :attr:`SigmaCalibration.exponents`.
-CALIBRATION_INPUTS = ("head_sigma", "output_local_std", "output_local_abs_mean")
+CALIBRATION_INPUTS = (
+    "head_sigma",
+    "output_local_std",
+    "output_local_abs_mean",
+    "input_local_std",
+)
+#: The inputs of maps written before the fourth was added (read with exponent 0 on it).
+CALIBRATION_INPUTS_V1 = CALIBRATION_INPUTS[:3]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,45 +249,49 @@ class SigmaCalibration:
 
     ``log sigma = log_scale + sum_i exponents[i] * (log f_i - log references[i]) +
     log references[0]`` with ``f`` the head's sigma, the output's local
-    standard deviation and its local mean absolute value
-    (:data:`CALIBRATION_INPUTS`, :func:`output_structure`).
+    standard deviation, its local mean absolute value and the input's local
+    standard deviation (:data:`CALIBRATION_INPUTS`, :func:`output_structure`,
+    :func:`input_structure`).
 
     Attributes
     ----------
     log_scale : float
         log of the factor on sigma at the reference point.
-    exponents : tuple of 3 float
-        Power of each input (1, 0, 0: one factor on the head's sigma).
-    references : tuple of 3 float
+    exponents : tuple of 4 float
+        Power of each input (1, 0, 0, 0: one factor on the head's sigma).
+    references : tuple of 4 float
         Reference value of each input (network units; the medians over the
         held-out pixels the map was fitted on), which keeps ``log_scale``
         readable as a factor.
-    log_ranges : tuple of 3 (low, high), optional
+    log_ranges : tuple of 4 (low, high), optional
         The range of each input's natural logarithm the map was fitted on
         (the :data:`CALIBRATION_PERCENTILES` over the fitted pixels): the
-        output's local std and level are clamped to it, the head's sigma
-        beyond it enters with power 1 (:meth:`log_terms`); None: no clamp
-        (maps stored without it).
+        output's and input's local structure are clamped to it, the head's
+        sigma beyond it enters with power 1 (:meth:`log_terms`); None: no
+        clamp (maps stored without it).
     """
 
     log_scale: float = 0.0
-    exponents: tuple[float, float, float] = (1.0, 0.0, 0.0)
-    references: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    exponents: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
+    references: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
     log_ranges: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
+        n = len(CALIBRATION_INPUTS)
+        object.__setattr__(self, "exponents", tuple(float(v) for v in self.exponents))
+        object.__setattr__(self, "references", tuple(float(v) for v in self.references))
         values = (self.log_scale, *self.exponents, *self.references)
-        if len(self.exponents) != 3 or len(self.references) != 3:
-            raise WeightsError("a sigma calibration has 3 exponents and 3 references")
+        if len(self.exponents) != n or len(self.references) != n:
+            raise WeightsError(f"a sigma calibration has {n} exponents and {n} references")
         if not all(math.isfinite(float(v)) for v in values) or min(self.references) <= 0:
             raise WeightsError(f"sigma calibration {self} has a non-finite or non-positive value")
         if self.log_ranges is not None:
             ranges = tuple((float(lo), float(hi)) for lo, hi in self.log_ranges)
-            if len(ranges) != 3 or not all(
+            if len(ranges) != n or not all(
                 math.isfinite(lo) and math.isfinite(hi) and lo <= hi for lo, hi in ranges
             ):
                 raise WeightsError(
-                    f"sigma calibration input ranges {self.log_ranges} are not 3 finite "
+                    f"sigma calibration input ranges {self.log_ranges} are not {n} finite "
                     "(low, high) pairs with low <= high"
                 )
             object.__setattr__(self, "log_ranges", ranges)
@@ -264,10 +304,15 @@ class SigmaCalibration:
     @property
     def uses_output(self) -> bool:
         """Whether the map reads the network output (exponents 2 or 3 not zero)."""
-        return any(e != 0.0 for e in self.exponents[1:])
+        return any(e != 0.0 for e in self.exponents[1:3])
+
+    @property
+    def uses_input(self) -> bool:
+        """Whether the map reads the network input (exponent 4 not zero)."""
+        return self.exponents[3] != 0.0
 
     def log_terms(self, log_inputs: Any) -> tuple[list[Any], Any]:
-        """``(clamped log inputs, pass-through)`` of the three log inputs (tensors or arrays).
+        """``(clamped log inputs, pass-through)`` of the four log inputs (tensors or arrays).
 
         Each input clamped to :attr:`log_ranges`; the pass-through is what the
         head's log sigma exceeds its range by (0 inside it), added with power
@@ -278,23 +323,31 @@ class SigmaCalibration:
         clamped = [_clip(v, *bounds) for v, bounds in zip(log_inputs, self.log_ranges, strict=True)]
         return clamped, log_inputs[0] - clamped[0]
 
-    def apply(self, log_sigma: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """Calibrated sigma from the head's ``log_sigma`` and the network output ``out``.
+    def apply(
+        self, log_sigma: torch.Tensor, out: torch.Tensor, x: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Calibrated sigma from the head's ``log_sigma``, the output ``out`` and input ``x``.
 
         Inside :attr:`log_ranges` (when stored) the log-linear map; outside,
-        see :meth:`log_terms`.
+        see :meth:`log_terms`. ``x`` (the network input, N, 1, H, W) is needed
+        only when the map reads it (:attr:`uses_input`).
         """
-        a, b, c = self.exponents
-        ref_s, ref_d, ref_m = (math.log(r) for r in self.references)
+        a, b, c, e = self.exponents
+        ref_s, ref_d, ref_m, ref_g = (math.log(r) for r in self.references)
+        inputs = [log_sigma] * 4  # inputs with power 0 are not computed
         if self.uses_output:
             spread, level = output_structure(out)
-            inputs = [log_sigma, torch.log(spread), torch.log(level)]
-        else:
-            inputs = [log_sigma, log_sigma, log_sigma]  # the other two have power 0
-        (log_s, log_d, log_m), through = self.log_terms(inputs)
+            inputs[1:3] = [torch.log(spread), torch.log(level)]
+        if self.uses_input:
+            if x is None:
+                raise ValueError("this sigma calibration reads the network input: pass x")
+            inputs[3] = torch.log(input_structure(x, out.shape[-1] // x.shape[-1]))
+        (log_s, log_d, log_m, log_g), through = self.log_terms(inputs)
         log_cal = (self.log_scale + ref_s) + a * (log_s - ref_s) + through
         if self.uses_output:
             log_cal = log_cal + b * (log_d - ref_d) + c * (log_m - ref_m)
+        if self.uses_input:
+            log_cal = log_cal + e * (log_g - ref_g)
         return torch.exp(log_cal.clamp(*LOG_SIGMA_RANGE))
 
     def to_dict(self) -> dict[str, Any]:
@@ -304,6 +357,8 @@ class SigmaCalibration:
             "inputs": list(CALIBRATION_INPUTS),
             "window": CALIBRATION_WINDOW,
             "floor": CALIBRATION_FLOOR,
+            "input_window": CALIBRATION_INPUT_WINDOW,
+            "input_floor": CALIBRATION_INPUT_FLOOR,
             "log_scale": self.log_scale,
             "exponents": list(self.exponents),
             "references": list(self.references),
@@ -318,21 +373,37 @@ class SigmaCalibration:
     def from_dict(cls, entry: Mapping[str, Any], *, source: str = "sidecar") -> SigmaCalibration:
         """Read a ``calibration_model`` entry; :class:`WeightsError` if it is not this form."""
         try:
-            if entry["form"] != "log-linear" or list(entry["inputs"]) != list(CALIBRATION_INPUTS):
+            inputs = list(entry["inputs"])
+            if entry["form"] != "log-linear" or inputs not in (
+                list(CALIBRATION_INPUTS),
+                list(CALIBRATION_INPUTS_V1),
+            ):
                 raise ValueError(f"form {entry['form']!r} with inputs {entry['inputs']}")
             if int(entry["window"]) != CALIBRATION_WINDOW or float(entry["floor"]) != (
                 CALIBRATION_FLOOR
             ):
                 raise ValueError(f"window {entry['window']} and floor {entry['floor']}")
+            exponents = [float(v) for v in entry["exponents"]]
+            references = [float(v) for v in entry["references"]]
+            ranges = entry.get("log_input_ranges")
+            ranges = [[float(v) for v in pair] for pair in ranges] if ranges is not None else None
+            if len(inputs) == len(CALIBRATION_INPUTS):
+                if (
+                    int(entry["input_window"]) != CALIBRATION_INPUT_WINDOW
+                    or float(entry["input_floor"]) != CALIBRATION_INPUT_FLOOR
+                ):
+                    raise ValueError(
+                        f"input window {entry['input_window']} and floor {entry['input_floor']}"
+                    )
+            elif len(exponents) == len(references) == len(inputs):
+                # a map of the first three inputs: the fourth has power 0
+                exponents, references = exponents + [0.0], references + [1.0]
+                ranges = ranges + [[0.0, 0.0]] if ranges is not None else None
             return cls(
                 log_scale=float(entry["log_scale"]),
-                exponents=tuple(float(v) for v in entry["exponents"]),
-                references=tuple(float(v) for v in entry["references"]),
-                log_ranges=(
-                    tuple(tuple(float(v) for v in pair) for pair in entry["log_input_ranges"])
-                    if entry.get("log_input_ranges") is not None
-                    else None
-                ),
+                exponents=tuple(exponents),
+                references=tuple(references),
+                log_ranges=tuple(tuple(pair) for pair in ranges) if ranges is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise WeightsError(
@@ -408,8 +479,9 @@ class EnhanceWithUncertainty(nn.Module):
     Channel 0 is the backbone's output, channel 1 sigma (network units: the
     head's output mapped by ``calibration``, times ``calibration_scale``).
     ``upscale`` and ``receptive_radius`` follow the backbone's (the head's
-    3x3 convolution on the output grid, the 3x3 + 7x7 noise window and the
-    calibration's window on the output add input pixels beyond it), so
+    3x3 convolution on the output grid, the 3x3 + 7x7 noise window, which
+    also covers the calibration's box on the input, and the calibration's
+    window on the output add input pixels beyond it), so
     tiled inference reproduces the whole-image result.
 
     Parameters
@@ -462,7 +534,7 @@ class EnhanceWithUncertainty(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, log_sigma = self.raw(x)
-        sigma = self.calibration.apply(log_sigma, out) * self.calibration_scale
+        sigma = self.calibration.apply(log_sigma, out, x) * self.calibration_scale
         return torch.cat([out, sigma], dim=1)
 
 

@@ -63,6 +63,7 @@ from enhance.model import load_weights
 from enhance.model.fuse import fold_batchnorm
 from enhance.model.network import EnhanceNet
 from enhance.model.uncertainty import (
+    CALIBRATION_INPUT_WINDOW,
     CALIBRATION_PERCENTILES,
     CALIBRATION_WINDOW,
     LOG_SIGMA_RANGE,
@@ -347,7 +348,7 @@ class CalibrationSample:
 
     ``error`` is the shipped output minus the truth, ``error_network`` the
     un-projected network output minus the truth, and ``log_inputs`` the
-    logarithms of the map's three inputs (:data:`enhance.model.uncertainty.CALIBRATION_INPUTS`),
+    logarithms of the map's four inputs (:data:`enhance.model.uncertainty.CALIBRATION_INPUTS`),
     all in network units and flattened over the pixels inside ``border``.
     """
 
@@ -382,10 +383,11 @@ def calibration_samples(
     weights' sidecar says (:func:`enhance.inference.consistency.project_as_recipe`,
     as :func:`enhance.inference.enhance_frame` does by default) when
     ``consistency``; the head's sigma and the local structure of the
-    network output are those the model computes before its calibration.
+    network output and of its input are those the model computes before
+    its calibration.
     """
     from enhance.inference.consistency import project_as_recipe
-    from enhance.model.uncertainty import output_structure
+    from enhance.model.uncertainty import input_structure, output_structure
 
     scale = float(meta["input_normalisation"].get("scale", 1.0))
     net = fold_for_inference(model)
@@ -400,9 +402,13 @@ def calibration_samples(
         with torch.inference_mode():
             out, log_sigma = net.raw(x[None, None])
             spread, level = output_structure(out)
+            structure = input_structure(x[None, None], out.shape[-1] // x.shape[-1])
         network = out[0, 0].numpy() * np.float32(scale)
         shipped = project_as_recipe(network, noisy, meta)[0] if consistency else network
-        logs = [t[0, 0].numpy()[inner].ravel() for t in (log_sigma, spread.log(), level.log())]
+        logs = [
+            t[0, 0].numpy()[inner].ravel()
+            for t in (log_sigma, spread.log(), level.log(), structure.log())
+        ]
         error = ((shipped - pair.target)[inner] / scale).ravel()
         error_network = ((network - pair.target)[inner] / scale).ravel()
         ok = np.isfinite(error) & np.isfinite(error_network)
@@ -425,7 +431,7 @@ def fit_calibration(samples: Sequence[CalibrationSample]) -> SigmaCalibration:
 
     Fitted by :func:`enhance.validation.calibration.fit_log_linear` on all
     ``samples`` at once, each region and noise level counting once; the
-    references are the medians of the three inputs over the samples, and
+    references are the medians of the four inputs over the samples, and
     the map is fitted inside the :data:`~enhance.model.uncertainty.CALIBRATION_PERCENTILES`
     range of each input over the samples (stored with the map, which is
     applied the same way: :meth:`~enhance.model.uncertainty.SigmaCalibration.log_terms`).
@@ -735,8 +741,10 @@ def fit_uncertainty(
         },
         "calibration": (
             "log sigma = log_scale + log s_ref + a (log s - log s_ref) + b (log d - log d_ref) "
-            "+ c (log m - log m_ref), s the head's sigma, d and m the local standard deviation "
-            f"and mean absolute value of the network output ({CALIBRATION_WINDOW} px box), "
+            "+ c (log m - log m_ref) + e (log g - log g_ref), s the head's sigma, d and m the "
+            "local standard deviation and mean absolute value of the network output "
+            f"({CALIBRATION_WINDOW} px box), g the local standard deviation of the input "
+            f"({CALIBRATION_INPUT_WINDOW} input px box, repeated onto the output grid), "
             "fitted over all held-out regions at once (no region label) so that their one- "
             "and two-sigma coverage, each region and noise level counting once, are closest "
             "to 68.27 and 95.45 % (noise x "
@@ -782,13 +790,13 @@ def fit_uncertainty(
     save_sigma_head(head, path, backbone=weights, metadata=metadata)
     if figure is None:
         figure = path.with_name(path.name.replace(".safetensors", ".png"))
-    a, b, c = calibration.exponents
+    a, b, c, e = calibration.exponents
     calibration_figure(
         rows,
         figure,
         title=(
             f"{observable} sigma on held-out regions ({'projected' if consistency else 'network'}"
-            f" output; map a={a:.2f} b={b:.2f} c={c:.2f})"
+            f" output; map a={a:.2f} b={b:.2f} c={c:.2f} e={e:.2f})"
         ),
         z_by_region=zs,
         left_out_rows=loro,
