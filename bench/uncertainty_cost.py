@@ -9,7 +9,8 @@ the plain network:
 * ``sigma head``: the same call with the network and its uncertainty head
   (:class:`enhance.model.uncertainty.EnhanceWithUncertainty`; one pass gives
   output and sigma), calibrated by the map of its sidecar (the head's sigma
-  and the output's local spread and level, two box filters on the output);
+  and the output's local spread and level, two box filters on the output, and
+  the input's local spread, a 3x3 box on the input);
 * ``dihedral x8``: the alternative, test-time averaging over the 8 rotations
   and flips (8 tiled passes), sigma their spread.
 

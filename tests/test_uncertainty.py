@@ -625,5 +625,5 @@ def test_a_map_of_the_first_three_inputs_is_read_with_no_power_on_the_input_stru
     entry["input_window"] = 5
     with pytest.raises(WeightsError, match="--calibrate-only"):
         SigmaCalibration.from_dict(entry)
-    with pytest.raises(ValueError, match="pass x"):
+    with pytest.raises(InputError, match="pass x"):
         SigmaCalibration.from_dict({**entry, "input_window": 3}).apply(log_s, out)

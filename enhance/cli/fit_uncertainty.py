@@ -24,10 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "input noise with a Gaussian negative log-likelihood on the training regions of "
             "the scenes (the split of enhance train), calibrate it on the held-out regions "
             "against the output enhance predict ships (projected onto the input by default) "
-            "with one log-linear map of the head's sigma and the local spread and level of the "
-            "network output, measure the coverage per held-out region (and leaving each region "
-            "out of the fit) and write NAME.uncertainty.safetensors + .json beside the network "
-            "(and a calibration PNG)."
+            "with one log-linear map of the head's sigma, the local spread and level of the "
+            "network output and the local spread of its input, measure the coverage per "
+            "held-out region (and leaving each region out of the fit) and write "
+            "NAME.uncertainty.safetensors + .json beside the network (and a calibration PNG)."
         ),
     )
     parser.add_argument("--weights", required=True, metavar="PATH", help="network weights")

@@ -87,7 +87,7 @@ from torch import nn
 
 from enhance import __version__
 from enhance.atomic import atomic_path
-from enhance.errors import WeightsError
+from enhance.errors import InputError, WeightsError
 from enhance.model.network import EnhanceNet
 from enhance.model.weights import read_sidecar, sidecar_path
 from enhance.provenance import sha256_file
@@ -329,8 +329,29 @@ class SigmaCalibration:
         """Calibrated sigma from the head's ``log_sigma``, the output ``out`` and input ``x``.
 
         Inside :attr:`log_ranges` (when stored) the log-linear map; outside,
-        see :meth:`log_terms`. ``x`` (the network input, N, 1, H, W) is needed
-        only when the map reads it (:attr:`uses_input`).
+        see :meth:`log_terms`.
+
+        Parameters
+        ----------
+        log_sigma : torch.Tensor
+            The head's log sigma, (N, 1, fH, fW), network units.
+        out : torch.Tensor
+            The network output on the same grid.
+        x : torch.Tensor, optional
+            The network input (N, 1, H, W) with ``fH = f H`` and ``fW = f W``
+            for one integer ``f``; needed only when the map reads it
+            (:attr:`uses_input`).
+
+        Returns
+        -------
+        torch.Tensor
+            sigma, the shape of ``log_sigma``, network units.
+
+        Raises
+        ------
+        InputError
+            The map reads the input and ``x`` is missing or not on a grid
+            the output is an integer multiple of.
         """
         a, b, c, e = self.exponents
         ref_s, ref_d, ref_m, ref_g = (math.log(r) for r in self.references)
@@ -340,8 +361,15 @@ class SigmaCalibration:
             inputs[1:3] = [torch.log(spread), torch.log(level)]
         if self.uses_input:
             if x is None:
-                raise ValueError("this sigma calibration reads the network input: pass x")
-            inputs[3] = torch.log(input_structure(x, out.shape[-1] // x.shape[-1]))
+                raise InputError("this sigma calibration reads the network input: pass x")
+            upscale = out.shape[-1] // x.shape[-1]
+            expected = (upscale * x.shape[-2], upscale * x.shape[-1])
+            if upscale < 1 or tuple(out.shape[-2:]) != expected:
+                raise InputError(
+                    f"output grid {tuple(out.shape[-2:])} is not an integer multiple of the "
+                    f"input grid {tuple(x.shape[-2:])}"
+                )
+            inputs[3] = torch.log(input_structure(x, upscale))
         (log_s, log_d, log_m, log_g), through = self.log_terms(inputs)
         log_cal = (self.log_scale + ref_s) + a * (log_s - ref_s) + through
         if self.uses_output:
@@ -395,10 +423,17 @@ class SigmaCalibration:
                     raise ValueError(
                         f"input window {entry['input_window']} and floor {entry['input_floor']}"
                     )
-            elif len(exponents) == len(references) == len(inputs):
+            elif len(exponents) == len(references) == len(inputs) and (
+                ranges is None or len(ranges) == len(inputs)
+            ):
                 # a map of the first three inputs: the fourth has power 0
                 exponents, references = exponents + [0.0], references + [1.0]
                 ranges = ranges + [[0.0, 0.0]] if ranges is not None else None
+            else:
+                raise ValueError(
+                    f"{len(exponents)} exponents and {len(references)} references for "
+                    f"{len(inputs)} inputs"
+                )
             return cls(
                 log_scale=float(entry["log_scale"]),
                 exponents=tuple(exponents),
@@ -525,6 +560,8 @@ class EnhanceWithUncertainty(nn.Module):
         radius = max(self.backbone.receptive_radius, half) + 1
         if self.calibration.uses_output:
             radius += -(-(CALIBRATION_WINDOW // 2) // self.upscale)
+        if self.calibration.uses_input:
+            radius = max(radius, CALIBRATION_INPUT_WINDOW // 2)
         return radius
 
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,8 +14,8 @@
    learns how the error grows with the noise;
 3. the head's sigma is calibrated against the output users get (the network
    output projected onto its input, as the weights' sidecar says, by
-   default): a log-linear map of the head's sigma and of the local spread
-   and level of the network output
+   default): a log-linear map of the head's sigma, of the local spread
+   and level of the network output and of the local spread of its input
    (:class:`~enhance.model.uncertainty.SigmaCalibration`), one map fitted
    over all held-out regions at once, at the network's input noise and 3x
    it (one noise draw), so that the one- and two-sigma coverage of each
@@ -412,6 +412,7 @@ def calibration_samples(
         error = ((shipped - pair.target)[inner] / scale).ravel()
         error_network = ((network - pair.target)[inner] / scale).ravel()
         ok = np.isfinite(error) & np.isfinite(error_network)
+        ok &= np.isfinite(np.stack(logs)).all(axis=0)
         samples.append(
             CalibrationSample(
                 region=pair.label,
@@ -762,8 +763,9 @@ def fit_uncertainty(
             + f", against {output}"
         ),
         "calibration_summary": (
-            f"log-linear in head sigma, output local std/level; held-out, "
-            f"{'projected' if consistency else 'unprojected'}"
+            "log-linear in head sigma, output local std/level"
+            + (", input 3x3 std" if calibration.uses_input else "")
+            + f"; held-out, {'projected' if consistency else 'unprojected'}"
         ),
         "held_out_noise": held_noise,
         "coverage": [strip(r) for r in rows],
