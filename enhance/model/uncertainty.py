@@ -101,6 +101,7 @@ __all__ = [
     "calibration_digest",
     "calibration_of",
     "fold_for_inference",
+    "calibration_log_inputs",
     "input_structure",
     "load_uncertainty",
     "local_noise",
@@ -243,6 +244,32 @@ CALIBRATION_INPUTS = (
 CALIBRATION_INPUTS_V1 = CALIBRATION_INPUTS[:3]
 
 
+def _log_input_structure(out: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
+    """log :func:`input_structure` of ``x`` on the grid of ``out``; :class:`InputError` if none."""
+    if x is None:
+        raise InputError("this sigma calibration reads the network input: pass x")
+    upscale = out.shape[-1] // x.shape[-1]
+    if upscale < 1 or tuple(out.shape[-2:]) != (upscale * x.shape[-2], upscale * x.shape[-1]):
+        raise InputError(
+            f"output grid {tuple(out.shape[-2:])} is not an integer multiple of the "
+            f"input grid {tuple(x.shape[-2:])}"
+        )
+    return torch.log(input_structure(x, upscale))
+
+
+def calibration_log_inputs(
+    log_sigma: torch.Tensor, out: torch.Tensor, x: torch.Tensor
+) -> list[torch.Tensor]:
+    """The logarithms of the calibration's inputs (:data:`CALIBRATION_INPUTS`), in order.
+
+    From the head's ``log_sigma`` and the network output ``out`` (N, 1, fH,
+    fW) and its input ``x`` (N, 1, H, W): what :meth:`SigmaCalibration.apply`
+    reads, for fitting the map on the same quantities.
+    """
+    spread, level = output_structure(out)
+    return [log_sigma, torch.log(spread), torch.log(level), _log_input_structure(out, x)]
+
+
 @dataclasses.dataclass(frozen=True)
 class SigmaCalibration:
     """The map from the head's sigma to the calibrated sigma (network units).
@@ -360,16 +387,7 @@ class SigmaCalibration:
             spread, level = output_structure(out)
             inputs[1:3] = [torch.log(spread), torch.log(level)]
         if self.uses_input:
-            if x is None:
-                raise InputError("this sigma calibration reads the network input: pass x")
-            upscale = out.shape[-1] // x.shape[-1]
-            expected = (upscale * x.shape[-2], upscale * x.shape[-1])
-            if upscale < 1 or tuple(out.shape[-2:]) != expected:
-                raise InputError(
-                    f"output grid {tuple(out.shape[-2:])} is not an integer multiple of the "
-                    f"input grid {tuple(x.shape[-2:])}"
-                )
-            inputs[3] = torch.log(input_structure(x, upscale))
+            inputs[3] = _log_input_structure(out, x)
         (log_s, log_d, log_m, log_g), through = self.log_terms(inputs)
         log_cal = (self.log_scale + ref_s) + a * (log_s - ref_s) + through
         if self.uses_output:

@@ -387,7 +387,7 @@ def calibration_samples(
     its calibration.
     """
     from enhance.inference.consistency import project_as_recipe
-    from enhance.model.uncertainty import input_structure, output_structure
+    from enhance.model.uncertainty import calibration_log_inputs
 
     scale = float(meta["input_normalisation"].get("scale", 1.0))
     net = fold_for_inference(model)
@@ -401,14 +401,10 @@ def calibration_samples(
         x = torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32) / np.float32(scale))
         with torch.inference_mode():
             out, log_sigma = net.raw(x[None, None])
-            spread, level = output_structure(out)
-            structure = input_structure(x[None, None], out.shape[-1] // x.shape[-1])
+            log_inputs = calibration_log_inputs(log_sigma, out, x[None, None])
         network = out[0, 0].numpy() * np.float32(scale)
         shipped = project_as_recipe(network, noisy, meta)[0] if consistency else network
-        logs = [
-            t[0, 0].numpy()[inner].ravel()
-            for t in (log_sigma, spread.log(), level.log(), structure.log())
-        ]
+        logs = [t[0, 0].numpy()[inner].ravel() for t in log_inputs]
         error = ((shipped - pair.target)[inner] / scale).ravel()
         error_network = ((network - pair.target)[inner] / scale).ravel()
         ok = np.isfinite(error) & np.isfinite(error_network)
@@ -764,7 +760,11 @@ def fit_uncertainty(
         ),
         "calibration_summary": (
             "log-linear in head sigma, output local std/level"
-            + (", input 3x3 std" if calibration.uses_input else "")
+            + (
+                f", input {CALIBRATION_INPUT_WINDOW}x{CALIBRATION_INPUT_WINDOW} std"
+                if calibration.uses_input
+                else ""
+            )
             + f"; held-out, {'projected' if consistency else 'unprojected'}"
         ),
         "held_out_noise": held_noise,
