@@ -154,7 +154,10 @@ def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
     from enhance.training import held_out_pairs, load_scenes
     from enhance.validation.heldout import evaluate_pairs
 
-    pairs = held_out_pairs(load_scenes([str(shared_data / NFI)], "magnetogram"), holdout=0.35)
+    psf = load_weights(default_weights("magnetogram"))[1].get("psf_model", "wachter")
+    pairs = held_out_pairs(
+        load_scenes([str(shared_data / NFI)], "magnetogram"), holdout=0.35, psf_model=psf
+    )
     rows, _ = evaluate_pairs(default_weights("magnetogram"), pairs, noise_sigma=1e-2)
     psnr = {(r["scene"], r["method"]): r["psnr"] for r in rows}
     for row in rows:
