@@ -13,8 +13,9 @@ left out. One run, figures printed, nothing asserted.
 Measured (2026-12-01): HMI 3.76 %; Tikhonov 8.38 % (``wachter``, the
 paper's modified form, eq. 1), 6.92 % (``wachter2012``, Wachter et al.'s
 own parameters), 10.62 % (``yeo``); the shipped continuum network (trained
-with ``wachter``, projection on) 8.44 % (8.39 % in ``enhance evaluate``,
-which keeps the border). The paper reports 6.7-7.7 % for its network.
+with ``wachter2012``, projection on) 7.09 % (7.07 % in ``enhance evaluate``,
+which keeps the border); the network shipped before it, trained with
+``wachter``, 8.44 % (8.39 %). The paper reports 6.7-7.7 % for its network.
 
 Usage::
 
