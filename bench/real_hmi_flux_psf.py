@@ -36,7 +36,8 @@ from enhance.validation import baselines, metrics
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _field_flux_ratios(data: np.ndarray) -> dict[str, float]:
+def _field_flux_ratios(data: np.ndarray) -> tuple[dict[str, float], float]:
+    """Tikhonov's field-region flux over the input's, per PSF model; and the field fraction."""
     quiet = metrics.quiet_sun_mask(data, kind="blos")
     field = metrics.field_mask(data, metrics.noise_level(data, quiet))
     field_out = np.repeat(np.repeat(field, 2, axis=0), 2, axis=1)
@@ -46,11 +47,11 @@ def _field_flux_ratios(data: np.ndarray) -> dict[str, float]:
         out = baselines.tikhonov(data, psf_model=model)
         # an output pixel has a quarter of an input pixel's area
         ratios[model] = float(np.abs(np.where(field_out, out, 0.0)).sum()) / 4.0 / flux_in
-    ratios["field_fraction"] = float(field.mean())
-    return ratios
+    return ratios, float(field.mean())
 
 
 def main() -> None:
+    """Print the ratios for every HMI magnetogram under ``--shared``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--crop", type=int, default=512, help="central crop side (pixels)")
@@ -63,9 +64,9 @@ def main() -> None:
         ny, nx = disk.shape
         h = args.crop // 2
         crop = np.asarray(disk[ny // 2 - h : ny // 2 + h, nx // 2 - h : nx // 2 + h], np.float32)
-        ratios = _field_flux_ratios(crop)
+        ratios, fraction = _field_flux_ratios(crop)
         figures = "  ".join(f"{m} {ratios[m]:.3f}" for m in HMI_PSF_MODELS)
-        print(f"{path.name:50s} {figures}  field fraction {ratios['field_fraction']:.3f}")
+        print(f"{path.name:50s} {figures}  field fraction {fraction:.3f}", flush=True)
 
 
 if __name__ == "__main__":

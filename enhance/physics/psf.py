@@ -34,7 +34,7 @@ Models
     Gaussian would carry 93 % of the light, which is incompatible with the
     observed HMI granulation contrast); (b) the azimuthal modulation is
     omitted, so the PSF is circularly symmetric (radial profile kept, small
-    asymmetry lost). Prefer ``"wachter"`` (the paper's choice) unless these
+    asymmetry lost). Prefer ``"wachter2012"`` or ``"wachter"`` unless these
     are checked against Yeo et al. (2014), Sect. 2 and Table 1.
 
 Default extents

@@ -302,7 +302,7 @@ def evaluate_hmi_magnetograms(
             "noise_enhance_G": metrics.noise_level(out, quiet),
             "noise_richardson_lucy_G": metrics.noise_level(rl, quiet),
             "amplification_1kG_enhance": metrics.field_amplification(out, bic),
-            "forward_residual_enhance": metrics.forward_residual(out, data),
+            "forward_residual_enhance": metrics.forward_residual(out, data, psf_model=psf_model),
         }
         for name, image in (("enhance", out), ("bicubic", bic)):
             stats = metrics.forward_residual_stats(

@@ -255,7 +255,8 @@ def target_case(
     if bad.any():
         notes.append(f"{100 * bad.mean():.2f} % of the Hinode pixels were missing and filled")
         data = np.where(bad, np.median(data[~bad]), data)
-    pair = degrade(data, image.pixel_scale, wavelength=image.wavelength)
+    psf = psf_model or str(info.header.get("ENHPSF", "") or "wachter")
+    pair = degrade(data, image.pixel_scale, wavelength=image.wavelength, psf_model=psf)
     fine = degraded_grid_header(image, pair.target.shape, ENHANCED_PIXEL_SCALE)
     coarse = coarse_header(fine)
     emap = crop_map(load_map(info.path), fine)
@@ -265,7 +266,6 @@ def target_case(
         hmap = crop_map(
             sunpy.map.Map(np.asarray(hmi_frame.data, np.float64), hmi_frame.header), coarse, 12
         )
-    psf = psf_model or str(info.header.get("ENHPSF", "") or "wachter")
 
     truth = pair.target
     total = np.zeros(2)
