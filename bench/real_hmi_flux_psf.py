@@ -27,10 +27,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 
 from enhance.io import read_hmi
-from enhance.physics import HMI_PSF_MODELS
+from enhance.physics import HMI_PIXEL_SCALE, HMI_PSF_MODELS, SOLAR_KM_PER_ARCSEC
 from enhance.validation import baselines, metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,12 +42,13 @@ def _field_flux_ratios(data: np.ndarray) -> tuple[dict[str, float], float]:
     quiet = metrics.quiet_sun_mask(data, kind="blos")
     field = metrics.field_mask(data, metrics.noise_level(data, quiet))
     field_out = np.repeat(np.repeat(field, 2, axis=0), 2, axis=1)
-    flux_in = float(np.abs(np.where(field, data, 0.0)).sum())
+    pixel_in = (HMI_PIXEL_SCALE * SOLAR_KM_PER_ARCSEC).to(u.km) ** 2
+    flux_in = metrics.unsigned_flux(np.where(field, data, 0.0), pixel_in)
     ratios = {}
     for model in HMI_PSF_MODELS:
         out = baselines.tikhonov(data, psf_model=model)
-        # an output pixel has a quarter of an input pixel's area
-        ratios[model] = float(np.abs(np.where(field_out, out, 0.0)).sum()) / 4.0 / flux_in
+        flux_out = metrics.unsigned_flux(np.where(field_out, out, 0.0), pixel_in / 4)
+        ratios[model] = float(flux_out / flux_in)
     return ratios, float(field.mean())
 
 
