@@ -30,6 +30,7 @@ from enhance.frame import OBSERVABLES, Frame
 from enhance.io import NORMALIZE_CHOICES, read_hmi, write_enhanced
 from enhance.io.frame_quality import QualityTolerances, frame_quality
 from enhance.io.writer import COMPRESSION_CHOICES
+from enhance.physics import psf_model_of
 
 __all__ = [
     "DEVICE_PATTERN",
@@ -320,7 +321,7 @@ def measure_quality(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSetti
         observable=frame.observable,
         header=frame.header,
         quality=_quality_bits(frame),
-        psf_model=str(loaded.weights_metadata.get("psf_model") or "wachter"),
+        psf_model=psf_model_of(loaded.weights_metadata),
         tolerances=settings.quality,
     )
 
@@ -399,7 +400,7 @@ def write_result(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings
         "observable": frame.observable,
         "weights_file": loaded.weights_path.name,
         "weights_sha256": metadata["sha256"],  # checked against the file on loading
-        "psf_model": metadata.get("psf_model"),
+        "psf_model": psf_model_of(metadata),
         "training_data": metadata.get("training_data"),
         "input_file": loaded.input_path.name,
         "input_sha256": frame.meta.get("input_sha256"),

@@ -143,7 +143,7 @@ def test_predict_magnetogram_subprocess(tmp_path: Path, weights_dir: Path) -> No
             "cpu",
             "--tile",
             "64",
-            "--input-noise",  # an active-region cut-out: its histogram core measures field
+            "--input-noise",  # an active-region cut-out: no quiet Sun to estimate it on
             "5G",
         ],
         capture_output=True,

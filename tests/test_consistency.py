@@ -127,18 +127,19 @@ def test_predict_returns_an_image_consistent_with_its_input(tmp_path, name, obse
     """enhance_file projects by default, records it, and --no-consistency leaves the raw output."""
     from astropy.io import fits
 
-    from enhance.inference.consistency import noise_estimate_for
+    from enhance.inference.consistency import recipe_noise_estimate, resolve_noise_estimate
     from enhance.io import read_hmi
-    from enhance.model import default_weights, load_weights
+    from enhance.model import default_weights, load_weights, psf_model_of
     from enhance.physics.noise import histogram_core_sigma, hmi_noise_sigma
     from enhance.pipeline import enhance_file
 
     source = SAMPLE / name
     data = read_hmi(source, observable=observable).data.astype(np.float64)
     # re-observed with the HMI PSF the shipped network was trained for (its sidecar)
-    psf = load_weights(default_weights(observable))[1].get("psf_model", "wachter")
-    # the noise the projection stops at: white level (continuum), histogram core (Blos)
-    if noise_estimate_for(observable) == "histogram":
+    meta = load_weights(default_weights(observable))[1]
+    psf = psf_model_of(meta)
+    # the noise the projection stops at: the estimate the recipe picks for this input
+    if resolve_noise_estimate(data, recipe_noise_estimate(meta)) == "histogram":
         noise = histogram_core_sigma(data)
     else:
         noise = hmi_noise_sigma(np.nan_to_num(data, nan=float(np.nanmedian(data))))

@@ -2,8 +2,9 @@
 
 Real data: the held-out band of the Hinode NFI magnetogram of NOAA 11158
 degraded to HMI with 10 G white noise (a field with little quiet Sun, where
-the histogram-core estimate measures field), and real HMI 720 s
-magnetograms (mostly quiet Sun, where it measures noise).
+the histogram-core estimate measures field and the "auto" estimate takes the
+spectral level), and real HMI 720 s magnetograms (mostly quiet Sun, where
+the histogram core measures the noise and "auto" takes it).
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ from enhance.inference.consistency import (
     Projection,
     input_noise_in_data_units,
     parse_input_noise,
+    project_to_observation,
     quiet_sun_fraction,
+    resolve_noise_estimate,
     warn_if_field_dominated,
 )
 from enhance.io import read_hmi
+from enhance.model import default_weights, psf_model_of, read_sidecar
 from enhance.pipeline import EnhanceSettings
 from enhance.validation import metrics
 
@@ -48,7 +52,9 @@ def nfi_band(shared_data):
 
     path = shared_data / NFI
     require(path.is_file(), f"{path} not found")
-    pairs = held_out_pairs(load_scenes([str(path)], "magnetogram"), holdout=0.35)
+    # degraded with the HMI PSF the shipped network was trained for (its sidecar)
+    psf = psf_model_of(read_sidecar(default_weights("magnetogram")))
+    pairs = held_out_pairs(load_scenes([str(path)], "magnetogram"), holdout=0.35, psf_model=psf)
     rng = np.random.default_rng(3)
     return {
         pair.label.split()[-1]: (pair.input + rng.normal(0.0, NOISE_G, pair.input.shape)).astype(
@@ -88,6 +94,24 @@ def test_field_dominated_warning_fires_on_the_nfi_band(nfi_band):
         assert quiet_sun_fraction(noisy) < QUIET_SUN_FRACTION_MIN, k
         with pytest.warns(FieldDominatedNoiseWarning, match="--input-noise"):
             warn_if_field_dominated(noisy)
+        assert resolve_noise_estimate(noisy, "auto") == "spectral", k
+
+
+def test_auto_estimate_finds_the_white_noise_where_the_histogram_core_measures_field(nfi_band):
+    """10 G of white noise on the all-field NFI band: "auto" within 15 %, the core 4x off.
+
+    The projection records the noise it stopped at (here projecting a
+    bicubic upsampling; the estimate depends on the input alone).
+    """
+    from enhance.validation.baselines import bicubic
+
+    noisy = nfi_band["k=3"]
+    out = bicubic(noisy)
+    _, auto = project_to_observation(out, noisy, noise_estimate="auto")
+    _, core = project_to_observation(out, noisy, noise_estimate="histogram")
+    assert auto.noise_source == "spectral" and core.noise_source == "histogram"
+    assert auto.noise == pytest.approx(NOISE_G, rel=0.15), auto
+    assert core.noise > 4 * NOISE_G, core
 
 
 @pytest.mark.parametrize("day", ["20111217_060000", "20160707_010000", "20190621_060000"])
@@ -106,6 +130,7 @@ def test_field_dominated_warning_is_silent_on_real_hmi(shared_data, day):
         warnings.simplefilter("error", FieldDominatedNoiseWarning)
         for image in (centre, disk):
             assert warn_if_field_dominated(image) >= QUIET_SUN_FRACTION_MIN
+    assert resolve_noise_estimate(centre, "auto") == "histogram"
 
 
 def test_a_projection_has_no_default_noise_source():
@@ -123,11 +148,11 @@ def test_a_projection_has_no_default_noise_source():
     assert Projection(**figures, noise_source="histogram").noise_source == "histogram"
 
 
-def test_enhance_frame_warns_only_when_it_estimates_from_the_histogram(nfi_band, tmp_path):
+def test_enhance_frame_warns_only_when_it_estimates_the_noise(nfi_band, tmp_path):
     frame = read_hmi(_hmi_file(nfi_band["k=3"], tmp_path / "nfi.magnetogram.fits"))
     with pytest.warns(FieldDominatedNoiseWarning):
         estimated = enhance_frame(frame, device="cpu")
-    assert estimated.meta["consistency"].noise_source == "histogram"
+    assert estimated.meta["consistency"].noise_source == "spectral"
     with warnings.catch_warnings():
         warnings.simplefilter("error", FieldDominatedNoiseWarning)
         given = enhance_frame(frame, device="cpu", input_noise=NOISE_G * u.G)
@@ -140,11 +165,12 @@ def test_enhance_frame_warns_only_when_it_estimates_from_the_histogram(nfi_band,
 # --------------------------------------------------------------------------- end to end
 
 
-def test_predict_input_noise_brings_the_forward_residual_to_the_noise(nfi_band, tmp_path):
-    """k = 3 band: default recipe 1.34 x the noise (estimate 69 G), --input-noise 10G 0.96 x.
+def test_predict_brings_the_forward_residual_to_the_noise_by_default_and_given(nfi_band, tmp_path):
+    """k = 3 band: default recipe ("auto": spectral here) and --input-noise 10G, each <= 1.2 x.
 
-    The residual is measured on the re-observed output against the input,
-    with the true 10 G noise; the header says which noise was used.
+    With the histogram core (69 G here) the residual stayed at 1.34 x the
+    noise. The residual is measured on the re-observed output against the
+    input, with the true 10 G noise; the header says which noise was used.
     """
     noisy = nfi_band["k=3"]
     source = _hmi_file(noisy, tmp_path / "nfi.magnetogram.fits")
@@ -154,19 +180,20 @@ def test_predict_input_noise_brings_the_forward_residual_to_the_noise(nfi_band, 
     argv = ["predict", str(source), "-o", str(given), "--device", "cpu", "--input-noise", "10G"]
     assert main(argv) == 0
     residual = {}
+    psf = psf_model_of(read_sidecar(default_weights("magnetogram")))
     for name, path in (("default", default), ("given", given)):
         data, header = _enhanced(path)
-        stats = metrics.forward_residual_stats(data, noisy, noise=NOISE_G, border=4)
+        stats = metrics.forward_residual_stats(data, noisy, noise=NOISE_G, psf_model=psf, border=4)
         residual[name] = stats["rms_in_noise"]
-        assert header["ENHNSRC"] == {"default": "histogram", "given": "given"}[name]
+        assert header["ENHNSRC"] == {"default": "spectral", "given": "given"}[name]
     assert residual["given"] <= 1.2, residual
-    assert residual["default"] >= 1.25, residual
+    assert residual["default"] <= 1.2, residual
     _, header = _enhanced(given)
     assert float(header["ENHNOISE"]) == pytest.approx(NOISE_G)
     assert "input noise 10 G given" in _history(header)
     _, header = _enhanced(default)
-    assert float(header["ENHNOISE"]) > 4 * NOISE_G  # the histogram core measured the field
-    assert "G histogram estimate" in _history(header)
+    assert float(header["ENHNOISE"]) == pytest.approx(NOISE_G, rel=0.15)
+    assert "G spectral estimate" in _history(header)
 
 
 def test_continuum_header_records_the_spectral_estimate(tmp_path):

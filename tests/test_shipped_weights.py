@@ -25,7 +25,7 @@ from astropy.io import fits
 
 from enhance.inference import enhance_array
 from enhance.io import read_hmi
-from enhance.model import default_weights, load_weights
+from enhance.model import default_weights, load_weights, psf_model_of
 from enhance.provenance import sha256_file
 from enhance.validation import metrics
 
@@ -129,23 +129,24 @@ def test_enhanced_files_and_the_projection_use_the_psf_the_network_was_trained_f
 
 
 def test_magnetogram_network_bounds_field_flux_and_does_not_add_noise():
-    """Real HMI crop: flux of the field regions raised by 5-25 %, noise below the input's.
+    """Real HMI crop: flux of the field regions raised by 2-12 %, noise below the input's.
 
     The shipped network, trained on the Hinode NFI band and a self-similar HMI
     frame, raises the flux of the magnetic features
     (:func:`enhance.validation.metrics.field_mask`) of real HMI data by
-    11-16 % (1.15 on this crop; a 28 cm truth raises it by ~4 % on the NFI
-    held-out band): a known excess over the 10 % goal (docs/model_card.md).
-    The bounds catch a network that loses flux, and one that inflates it
-    further. Its quiet-Sun noise stays below the input's and far below
-    Richardson-Lucy's.
+    7.6-9.7 % on the central 1024^2 of three frames (1.079 on this crop; the
+    network trained with the paper's broader PSF: 1.154; a 28 cm truth raises
+    it by 3 % on the NFI held-out band). The bounds catch a network that
+    loses flux, and one that inflates it past the 10 % goal by more than this
+    crop's scatter. Its quiet-Sun noise stays below the input's and far below
+    Richardson-Lucy's (with the same PSF).
     """
     import astropy.units as u
 
     from enhance.validation import baselines
 
     frame = read_hmi(MAGNETOGRAM, observable="magnetogram")
-    model, _ = load_weights(default_weights("magnetogram"))
+    model, meta = load_weights(default_weights("magnetogram"))
     data = frame.data
     out = enhance_array(data, model, device="cpu", input_scale=1000.0)
     quiet = metrics.quiet_sun_mask(data, kind="blos")
@@ -157,9 +158,9 @@ def test_magnetogram_network_bounds_field_flux_and_does_not_add_noise():
     kept = metrics.unsigned_flux(np.where(big, out, 0), pixel / 4) / metrics.unsigned_flux(
         np.where(field, data, 0), pixel
     )
-    assert 1.05 < float(kept) < 1.25
+    assert 1.02 < float(kept) < 1.12
     quiet2 = np.repeat(np.repeat(quiet, 2, axis=0), 2, axis=1)
-    rl = baselines.richardson_lucy(data)
+    rl = baselines.richardson_lucy(data, psf_model=psf_model_of(meta))
     assert metrics.noise_level(out, quiet2) < noise < metrics.noise_level(rl, quiet2)
 
 
@@ -171,24 +172,35 @@ def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
 
     The held-out band of the NFI image (Blos = k V/I at both ends of the
     calibration range), degraded with 10 G noise, enhanced with the shipped
-    recipe (network, then the projection onto the input). Measured: RMSE
-    0.60 / 0.51 of bicubic's at k = 1.5 / 3, unsigned flux 1.006 / 1.009 of
-    the truth's. A network no better than bicubic (the self-similar one:
-    0.97 / 0.96) fails, and so does one that inflates or loses flux.
+    recipe (network, then the projection onto the input), three noise draws.
+    Measured (five draws): RMSE 0.62 / 0.45 of bicubic's at k = 1.5 / 3,
+    above Tikhonov by +0.02 to +0.31 / +0.39 to +0.81 dB per draw, forward
+    residual 0.95 / 0.85 x the truth's (0.99 / 0.84 above 100 G), unsigned
+    flux 0.999 / 0.998 of the truth's. A network no better than bicubic (the
+    self-similar one: 0.97 / 0.96) fails, so does one below Tikhonov (the
+    network before, with the histogram-core noise estimate: -0.53 dB at
+    k = 3, forward residual 1.33 x), and one that inflates or loses flux.
     """
     from enhance.training import held_out_pairs, load_scenes
-    from enhance.validation.heldout import evaluate_pairs
+    from enhance.validation.heldout import evaluate_over_draws
 
-    psf = load_weights(default_weights("magnetogram"))[1].get("psf_model", "wachter")
+    psf = psf_model_of(load_weights(default_weights("magnetogram"))[1])
     pairs = held_out_pairs(
         load_scenes([str(shared_data / NFI)], "magnetogram"), holdout=0.35, psf_model=psf
     )
-    rows, _ = evaluate_pairs(default_weights("magnetogram"), pairs, noise_sigma=1e-2)
+    rows, _, _ = evaluate_over_draws(
+        default_weights("magnetogram"), pairs, draws=3, noise_sigma=1e-2
+    )
     psnr = {(r["scene"], r["method"]): r["psnr"] for r in rows}
     for row in rows:
         if row["method"] != "enhance":
             continue
         rmse_ratio = 10 ** (-(row["psnr"] - psnr[(row["scene"], "bicubic")]) / 20)
         assert 0.35 < rmse_ratio < 0.8, row["scene"]
+        assert row["psnr_minus_tikhonov_min"] > 0, row["scene"]  # on every draw
         assert 0.9 < row["flux_ratio"] < 1.1, row["scene"]
         assert 0.9 < row["flux_ratio_500G"] < 1.1, row["scene"]
+        # consistent with the input as the truth is, over the whole band and above
+        # 100 G; far below the truth's own residual would be fitting the noise
+        for key in ("forward_rms", "forward_rms_field_pixels"):
+            assert 0.6 < row[key] / row[f"truth_{key}"] < 1.25, (row["scene"], key)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from enhance.errors import InputError, TrainingError
+from enhance.errors import ConfigError, InputError, TrainingError
 from enhance.model import load_weights
 from enhance.physics import reobserve
 from enhance.scenes import Scene, load_continuum_scene, parse_scene_spec, split_scene
@@ -29,7 +29,12 @@ from enhance.training import (
     degraded_pair,
     train,
 )
-from enhance.validation.heldout import evaluate_pairs, format_table, write_evaluation
+from enhance.validation.heldout import (
+    evaluate_over_draws,
+    evaluate_pairs,
+    format_table,
+    write_evaluation,
+)
 
 TINY = {
     "n_blocks": 1,
@@ -290,6 +295,82 @@ def test_evaluation_table_and_files(tmp_path, pairs):
     assert record["provenance"]["weights_sha256"]
     assert "| richardson_lucy |" in format_table(rows)
     assert paths["figure"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluation_over_noise_draws_averages_each_draw(tmp_path, pairs):
+    """The summary is the mean of per-draw scores; the draws are different noise realisations."""
+    train_pairs, held = pairs
+    weights = train(
+        TrainConfig(observable="continuum", steps=2, seed=0, **TINY),
+        train_pairs,
+        held,
+        tmp_path / "run",
+    )
+    with pytest.raises(ConfigError, match="draws"):
+        evaluate_over_draws(weights, held, draws=0)
+    summary, per_draw, images = evaluate_over_draws(weights, held, draws=2)
+    assert {r["noise_seed"] for r in per_draw} == {1, 2}
+    assert len(per_draw) == 2 * len(summary) == 24
+    single, _ = evaluate_pairs(weights, held, noise_seed=2)
+    assert [r["psnr"] for r in per_draw if r["noise_seed"] == 2] == [r["psnr"] for r in single]
+    # draw 1 is the default single evaluation, and its images are the ones returned
+    first, first_images = evaluate_pairs(weights, held)
+    assert [r["psnr"] for r in per_draw if r["noise_seed"] == 1] == [r["psnr"] for r in first]
+    for scene, imgs in first_images.items():
+        np.testing.assert_array_equal(images[scene]["input"], imgs["input"])
+        np.testing.assert_array_equal(images[scene]["enhance"], imgs["enhance"])
+    for row in summary:
+        draws = [r for r in per_draw if (r["scene"], r["method"]) == (row["scene"], row["method"])]
+        assert row["draws"] == 2
+        assert row["psnr"] == pytest.approx(np.mean([r["psnr"] for r in draws]))
+        assert row["psnr_min"] <= row["psnr"] <= row["psnr_max"]
+        if row["method"] == "bicubic":
+            assert row["psnr_min"] < row["psnr_max"]  # the noise differs between draws
+        if row["method"] == "enhance":
+            tik = {
+                r["noise_seed"]: r["psnr"]
+                for r in per_draw
+                if (r["scene"], r["method"]) == (row["scene"], "tikhonov")
+            }
+            margins = [r["psnr"] - tik[r["noise_seed"]] for r in draws]
+            assert row["psnr_minus_tikhonov"] == pytest.approx(np.mean(margins))
+            assert row["psnr_minus_tikhonov_min"] == pytest.approx(min(margins))
+    header = format_table(summary).splitlines()[0]  # columns of every row, not only the first
+    assert "psnr_minus_tikhonov" in header and "psnr_min" in header
+    paths = write_evaluation(
+        tmp_path / "eval", weights=weights, rows=summary, images=images, per_draw=per_draw
+    )
+    record = json.loads(paths["json"].read_text())
+    assert len(record["held_out_draws"]) == 24 and len(record["held_out"]) == 12
+
+
+def test_draw_summary_averages_only_the_draws_that_define_a_score(monkeypatch):
+    """A score undefined in one draw (None) is averaged over the others, and says so."""
+    import enhance.validation.heldout as heldout
+
+    def fake(weights, pairs, *, noise_seed, **kwargs):
+        rows = [
+            {"scene": "s", "method": "tikhonov", "psnr": 30.0 + noise_seed, "x": None},
+            {
+                "scene": "s",
+                "method": "enhance",
+                "psnr": 32.0 + 2 * noise_seed,
+                "x": None if noise_seed == 1 else float(noise_seed),
+                "flag": noise_seed == 2,
+            },
+        ]
+        return rows, {"s": {}}
+
+    monkeypatch.setattr(heldout, "evaluate_pairs", fake)
+    summary, _, _ = heldout.evaluate_over_draws("w", [], draws=3)
+    tik, enh = summary
+    assert tik["psnr"] == 32.0 and tik["x"] is None and "x_draws" not in tik
+    assert enh["psnr"] == 36.0 and (enh["psnr_min"], enh["psnr_max"]) == (34.0, 38.0)
+    assert enh["x"] == 2.5 and enh["x_draws"] == 2  # draws 2 and 3 only
+    assert enh["psnr_minus_tikhonov"] == 4.0
+    assert (enh["psnr_minus_tikhonov_min"], enh["psnr_minus_tikhonov_max"]) == (3.0, 5.0)
+    assert enh["flag"] is False  # a bool is not averaged
+    assert enh["draws"] == 3
 
 
 def test_train_and_evaluate_cli(tmp_path, shared_data):

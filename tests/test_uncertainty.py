@@ -17,7 +17,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 from enhance.cube.source import read_enhanced
 from enhance.errors import InputError, SigmaCalibrationMismatchWarning, WeightsError
 from enhance.inference.uncertainty import sigma_map
-from enhance.model import default_weights, load_weights, save_weights, sidecar_path
+from enhance.model import (
+    default_weights,
+    load_weights,
+    psf_model_of,
+    save_weights,
+    sidecar_path,
+)
 from enhance.model.uncertainty import (
     EnhanceWithUncertainty,
     SigmaCalibration,
@@ -354,7 +360,7 @@ def _shipped_held_out(observable: str, scenes: list[str], shared: Path, *, noise
     held = held_out_pairs(
         load_scenes([str(shared / s) for s in scenes], observable),
         holdout=0.35,
-        psf_model=net_meta.get("psf_model", "wachter"),
+        psf_model=psf_model_of(net_meta),
     )
 
     def shipped(data):  # what enhance_frame returns: the projected output and its sigma

@@ -40,7 +40,7 @@ def _enhanced_file(tmp_path):
         for p in head.parameters():
             p.add_(0.2 * torch.randn(p.shape))
     save_sigma_head(head, uncertainty_path(weights), backbone=weights, metadata={})
-    # an active-region cut-out: its histogram core measures field, so the noise is given
+    # an active-region cut-out: no quiet Sun to estimate the noise on, so it is given
     frame = enhance_frame(
         read_hmi(MAGNETOGRAM),
         weights=weights,

@@ -107,7 +107,7 @@ def test_sigma_hdu_has_the_image_wcs_and_units(weights_dir, tmp_path):
         weights=weights_dir / "magnetogram.safetensors",
         device="cpu",
         uncertainty=True,
-        input_noise=5 * u.G,  # an active-region cut-out: the histogram core measures field
+        input_noise=5 * u.G,  # an active-region cut-out: no quiet Sun to estimate it on
     )
     sigma = enhanced.meta["sigma"]
     assert sigma.data.shape == enhanced.data.shape == (256, 256)

@@ -44,8 +44,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="input noise in network units (default: the noise the weights were trained with)",
     )
+    parser.add_argument(
+        "--draws",
+        type=_positive_int,
+        default=1,
+        help="noise realisations (seeds 1..N) of the held-out inputs; the table shows the "
+        "mean of each score and the PSNR range (default: 1)",
+    )
     parser.add_argument("-o", "--out", required=True, metavar="DIR")
     parser.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,12 +71,12 @@ def run(args: argparse.Namespace) -> int:
 
     keep_freed_memory()  # the CPU network reuses freed activations (enhance.heap)
     from enhance.errors import ConfigError
-    from enhance.model import read_sidecar
+    from enhance.model import psf_model_of, read_sidecar
     from enhance.training import held_out_pairs, load_scenes
     from enhance.validation.heldout import (
         evaluate_hmi_continuum,
         evaluate_hmi_magnetograms,
-        evaluate_pairs,
+        evaluate_over_draws,
         format_table,
         write_evaluation,
     )
@@ -71,10 +88,14 @@ def run(args: argparse.Namespace) -> int:
     pairs = held_out_pairs(
         load_scenes(args.scene, observable),
         holdout=args.holdout,
-        psf_model=sidecar.get("psf_model", "wachter"),
+        psf_model=psf_model_of(sidecar),
     )
-    rows, images = evaluate_pairs(
-        args.weights, pairs, noise_sigma=args.noise, consistency=args.consistency
+    rows, per_draw, images = evaluate_over_draws(
+        args.weights,
+        pairs,
+        draws=args.draws,
+        noise_sigma=args.noise,
+        consistency=args.consistency,
     )
     hmi = None
     if args.hmi:
@@ -87,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
             hmi = evaluate_hmi_magnetograms(
                 args.weights, args.hmi, crop=args.crop, consistency=args.consistency
             )
-    paths = write_evaluation(args.out, weights=args.weights, rows=rows, images=images, hmi=hmi)
+    paths = write_evaluation(
+        args.out, weights=args.weights, rows=rows, images=images, hmi=hmi, per_draw=per_draw
+    )
     print(format_table(rows))
     if hmi:
         import json

@@ -127,8 +127,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="VALUE",
         help="input noise (1 sigma) the projection stops at, instead of the estimate from the "
         "input: a field for a magnetogram (e.g. 10G), quiet-Sun units for continuum "
-        "(e.g. 0.002); worth giving for active-region cut-outs, where the histogram-core "
-        "estimate measures field",
+        "(e.g. 0.002); worth giving for active-region cut-outs, where the magnetogram "
+        "estimate falls back to the spectral level, low for correlated 720 s noise",
     )
     parser.set_defaults(func=run)
 

@@ -42,7 +42,7 @@ from scipy import fft as sfft
 from scipy.ndimage import gaussian_filter
 
 from enhance.errors import ConfigError, FieldDominatedNoiseWarning, InputError
-from enhance.physics import ENHANCED_PIXEL_SCALE, hmi_psf
+from enhance.physics import ENHANCED_PIXEL_SCALE, hmi_psf, psf_model_of
 from enhance.physics.noise import histogram_core_sigma, hmi_noise_sigma
 from enhance.physics.transfer import hmi_given_target_transfer
 
@@ -58,6 +58,7 @@ __all__ = [
     "project_to_observation",
     "quiet_sun_fraction",
     "recipe_noise_estimate",
+    "resolve_noise_estimate",
     "warn_if_field_dominated",
 ]
 
@@ -121,10 +122,11 @@ class _ForwardModel:
         return self._convolve(up)  # the transfer function is real and even
 
 
-#: How the input noise is estimated, per observable (see :func:`project_to_observation`).
-NOISE_ESTIMATES = ("spectral", "histogram")
-#: Where the noise of a :class:`Projection` came from.
-NOISE_SOURCES = ("given", *NOISE_ESTIMATES)
+#: How the input noise is estimated (see :func:`project_to_observation`); "auto"
+#: picks "histogram" or "spectral" per image.
+NOISE_ESTIMATES = ("spectral", "histogram", "auto")
+#: Where the noise of a :class:`Projection` came from ("auto" resolves to one of the two).
+NOISE_SOURCES = ("given", "spectral", "histogram")
 
 #: Quiet-Sun fraction (:func:`quiet_sun_fraction`) below which the histogram
 #: core of a magnetogram measures field rather than noise: real HMI 720 s
@@ -142,8 +144,8 @@ _NOISE_UNITS = {"magnetogram": u.G, "continuum": u.dimensionless_unscaled}
 
 
 def noise_estimate_for(observable: str) -> str:
-    """The noise estimate used for an observable: the histogram core for Blos, else spectral."""
-    return "histogram" if observable == "magnetogram" else "spectral"
+    """The noise estimate used for an observable: "auto" for Blos, else "spectral"."""
+    return "auto" if observable == "magnetogram" else "spectral"
 
 
 def recipe_noise_estimate(meta: dict) -> str:
@@ -236,25 +238,91 @@ def quiet_sun_fraction(observed: object) -> float:
     return float(np.mean(np.abs(smooth[finite]) < _QUIET_THRESHOLD * noise))
 
 
-def warn_if_field_dominated(observed: object, *, stacklevel: int = 2) -> float:
+def warn_if_field_dominated(
+    observed: object, *, estimate: str = "auto", stacklevel: int = 2
+) -> float:
     """Warn when a magnetogram has too little quiet Sun for the histogram-core noise estimate.
 
-    Emits :class:`enhance.errors.FieldDominatedNoiseWarning` when
-    :func:`quiet_sun_fraction` is below :data:`QUIET_SUN_FRACTION_MIN`,
-    attributed to the frame ``stacklevel`` of :func:`warnings.warn` names (2: the caller).
-    Returns the fraction.
+    Parameters
+    ----------
+    observed : array_like
+        The magnetogram (2-D).
+    estimate : {"auto", "histogram"}
+        The noise estimate the projection will use; the warning says what
+        it does on such a field: "histogram" measures field (the projection
+        barely acts), "auto" falls back to the spectral level, which is right
+        for white noise but low for noise correlated between pixels (the
+        projection then fits some noise).
+    stacklevel : int
+        Frame the warning is attributed to (:func:`warnings.warn`; 2: the caller).
+
+    Returns
+    -------
+    float
+        :func:`quiet_sun_fraction` of ``observed``; the warning
+        (:class:`enhance.errors.FieldDominatedNoiseWarning`) is emitted when
+        it is below :data:`QUIET_SUN_FRACTION_MIN`.
     """
+    if estimate not in ("auto", "histogram"):
+        raise ConfigError(
+            f"the field-dominated check is for the auto or histogram estimate, not {estimate!r}"
+        )
     fraction = quiet_sun_fraction(observed)
     if fraction < QUIET_SUN_FRACTION_MIN:
+        if estimate == "histogram":
+            consequence = (
+                "the histogram-core noise estimate is dominated by field and the projection "
+                "onto the input will be weak"
+            )
+        else:
+            consequence = (
+                "the noise for the projection onto the input is the spectral level, right "
+                "for white noise but 2.3-3.3x low for the correlated noise of hmi.M_720s "
+                "(bench/quiet_sun_fraction.py)"
+            )
         warnings.warn(
-            f"only {100 * fraction:.0f} % of the magnetogram is quiet Sun, so the "
-            "histogram-core noise estimate is dominated by field and the projection onto "
-            "the input will be weak; pass the input noise (enhance predict --input-noise 10G, "
+            f"only {100 * fraction:.0f} % of the magnetogram is quiet Sun, so {consequence}; "
+            "pass the input noise (enhance predict --input-noise 10G, "
             "enhance_frame(input_noise=10 * u.G) or the workflow's enhance.input_noise)",
             FieldDominatedNoiseWarning,
             stacklevel=stacklevel,
         )
     return fraction
+
+
+def resolve_noise_estimate(observed: object, how: str) -> str:
+    """The estimate ``how`` names for this image: "auto" becomes "histogram" or "spectral".
+
+    Parameters
+    ----------
+    observed : array_like
+        The input image (2-D).
+    how : {"spectral", "histogram", "auto"}
+        A noise estimate of :data:`NOISE_ESTIMATES`.
+
+    Returns
+    -------
+    str
+        ``how`` itself unless it is "auto"; for "auto", "histogram" when at
+        least :data:`QUIET_SUN_FRACTION_MIN` of the image is quiet Sun
+        (:func:`quiet_sun_fraction`), else "spectral". The histogram core
+        measures the noise of a mostly quiet magnetogram, including noise
+        correlated between pixels, which the spectral level misses; where
+        field dominates, the core measures field and the spectral level
+        is the better estimate (docs/model_card.md, "Forward consistency").
+
+    Raises
+    ------
+    ConfigError
+        ``how`` is not one of :data:`NOISE_ESTIMATES`.
+    """
+    if how not in NOISE_ESTIMATES:
+        raise ConfigError(
+            f"unknown noise_estimate {how!r}; use one of {', '.join(NOISE_ESTIMATES)}"
+        )
+    if how != "auto":
+        return how
+    return "histogram" if quiet_sun_fraction(observed) >= QUIET_SUN_FRACTION_MIN else "spectral"
 
 
 def _input_noise(y: np.ndarray, level: float, how: str) -> float:
@@ -307,7 +375,7 @@ def project_to_observation(
         Input pixels at each edge of the image that do not constrain the
         solution: beyond the edge the operator sees the image's mirror
         image, not the Sun, so the outermost pixels cannot be matched.
-    noise_estimate : {"spectral", "histogram"}
+    noise_estimate : {"spectral", "histogram", "auto"}
         "spectral": the white-noise level beyond HMI's cutoff
         (:func:`enhance.physics.noise.hmi_noise_sigma`, of the central half
         when that holds no NaN); right for continuum images. "histogram":
@@ -316,7 +384,10 @@ def project_to_observation(
         magnetograms, whose noise is not white (on the central 1024^2 of
         a real 720 s magnetogram the spectral level is 2.3 G, the
         histogram core 5.3 G) and for which fitting to the spectral level
-        would fit the noise (:func:`noise_estimate_for` picks it).
+        would fit the noise). "auto": the histogram core where the image
+        is mostly quiet Sun, else the spectral level
+        (:func:`resolve_noise_estimate`); :func:`noise_estimate_for` picks
+        it for magnetograms.
 
     Returns
     -------
@@ -358,9 +429,10 @@ def project_to_observation(
     if not valid.any():
         raise InputError("projection needs pixels valid in both the input and the output")
     level = float(np.median(y[valid]))
-    source = "given" if noise is not None else noise_estimate
+    source = "given"
     if noise is None:
-        noise = _input_noise(y, level, noise_estimate)
+        source = resolve_noise_estimate(y, noise_estimate)
+        noise = _input_noise(y, level, source)
     noise = float(noise)
     if not noise > 0:
         raise InputError(f"projection needs a positive input noise; got {noise}")
@@ -442,6 +514,6 @@ def project_as_recipe(
         observed,
         noise=noise,
         discrepancy=float(recipe.get("consistency_discrepancy", 1.0)),
-        psf_model=meta.get("psf_model", "wachter"),
+        psf_model=psf_model_of(meta),
         noise_estimate=recipe_noise_estimate(meta),
     )

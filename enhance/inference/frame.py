@@ -24,6 +24,7 @@ from enhance.model.weights import (
     load_weights_cached,
     trained_pixel_scale,
 )
+from enhance.physics import psf_model_of
 
 __all__ = ["enhance_frame"]
 
@@ -82,9 +83,9 @@ def enhance_frame(
         sidecar; defaults 1 and the observable's,
         :func:`enhance.inference.consistency.noise_estimate_for`). The
         held-out scores of the shipped networks are measured with it.
-        When the recipe estimates a magnetogram's noise from the histogram
-        core and too little of the field is quiet Sun for that, an
-        :class:`enhance.errors.FieldDominatedNoiseWarning` says so
+        When the recipe estimates a magnetogram's noise (histogram core, or
+        "auto") and too little of the field is quiet Sun for the histogram
+        core, an :class:`enhance.errors.FieldDominatedNoiseWarning` says so
         (:func:`enhance.inference.consistency.warn_if_field_dominated`).
     input_noise : astropy.units.Quantity, optional
         The input noise (one standard deviation) the projection stops at,
@@ -141,8 +142,9 @@ def enhance_frame(
         from enhance.inference.uncertainty import with_uncertainty
 
         network, head_meta = with_uncertainty(path, model, meta)
-    if consistency and noise is None and projection.recipe_noise_estimate(meta) == "histogram":
-        projection.warn_if_field_dominated(frame.data, stacklevel=3)
+    estimate = projection.recipe_noise_estimate(meta) if consistency else "spectral"
+    if noise is None and frame.observable == "magnetogram" and estimate != "spectral":
+        projection.warn_if_field_dominated(frame.data, estimate=estimate, stacklevel=3)
     data = enhance_array(
         frame.data,
         network,
@@ -170,7 +172,7 @@ def enhance_frame(
     meta_out.update(
         weights_file=path.name,
         weights_sha256=meta["sha256"],
-        psf_model=meta.get("psf_model"),
+        psf_model=psf_model_of(meta),
         device=device_name(dev),
         precision=precision,
         tile=tile,

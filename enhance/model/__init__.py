@@ -10,6 +10,9 @@ save_weights, load_weights, load_weights_cached, read_sidecar, sidecar_path
     safetensors + JSON sidecar (sha256-verified, strict loading).
 check_trained_for
     The one check that weights fit the observable of an image.
+psf_model_of
+    The HMI PSF model a network was trained with (its sidecar's;
+    :func:`enhance.physics.psf_model_of`).
 default_weights
     The shipped (or ``$ENHANCE_WEIGHTS_DIR``) weights for an observable.
 import_keras_weights, keras_to_safetensors
@@ -31,6 +34,7 @@ from enhance.model.weights import (
     save_weights,
     sidecar_path,
 )
+from enhance.physics.psf import psf_model_of
 
 __all__ = [
     "FLOP_PER_INPUT_PIXEL",
@@ -43,6 +47,7 @@ __all__ = [
     "keras_to_safetensors",
     "load_weights",
     "load_weights_cached",
+    "psf_model_of",
     "read_sidecar",
     "save_weights",
     "sidecar_path",

@@ -25,12 +25,14 @@ from enhance.physics.constants import (
 from enhance.physics.convolve import BOUNDARY_MODES, convolve_fft
 from enhance.physics.degrade import DegradedPair, degrade, reobserve
 from enhance.physics.psf import (
+    DEFAULT_PSF_MODEL,
     HMI_PSF_MODELS,
     WACHTER_2012_PARAMETERS,
     WACHTER_PARAMETERS,
     YEO_PARAMETERS,
     airy_psf,
     hmi_psf,
+    psf_model_of,
 )
 from enhance.physics.resample import resample
 
@@ -44,6 +46,8 @@ __all__ = [
     "convolve_fft",
     "BOUNDARY_MODES",
     "HMI_PSF_MODELS",
+    "DEFAULT_PSF_MODEL",
+    "psf_model_of",
     "WACHTER_PARAMETERS",
     "WACHTER_2012_PARAMETERS",
     "YEO_PARAMETERS",

@@ -71,6 +71,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 import astropy.units as u
 import numpy as np
@@ -89,6 +90,8 @@ __all__ = [
     "hmi_psf",
     "airy_psf",
     "HMI_PSF_MODELS",
+    "DEFAULT_PSF_MODEL",
+    "psf_model_of",
     "WACHTER_PARAMETERS",
     "WACHTER_2012_PARAMETERS",
     "YEO_PARAMETERS",
@@ -117,6 +120,10 @@ YEO_PARAMETERS: Mapping[str, tuple[float, ...]] = MappingProxyType(
 )
 #: HMI PSF model names accepted by :func:`hmi_psf` (and by ``degrade``/``reobserve``).
 HMI_PSF_MODELS = ("wachter", "wachter2012", "yeo")
+#: The model :func:`hmi_psf` uses by default, the paper's modified Wachter form
+#: (Díaz Baso & Asensio Ramos 2018, eq. 1); a network sidecar without
+#: ``psf_model`` was trained with it.
+DEFAULT_PSF_MODEL = HMI_PSF_MODELS[0]
 #: Default kernel radius of the Wachter-type HMI PSFs (encloses 98.8 %, see module notes).
 HMI_PSF_RADIUS = 30.0 * u.arcsec
 #: Default kernel radius of the Yeo HMI PSF (encloses 99.8 %).
@@ -278,10 +285,28 @@ def _hmi_psf_cached(
     return psf
 
 
+def psf_model_of(meta: Mapping[str, Any]) -> str:
+    """The HMI PSF model the network of weights sidecar ``meta`` was trained with.
+
+    Parameters
+    ----------
+    meta : mapping
+        A weights sidecar (:func:`enhance.model.read_sidecar`).
+
+    Returns
+    -------
+    str
+        Its ``psf_model``; :data:`DEFAULT_PSF_MODEL` when it has none. The
+        held-out inputs, the projection onto the input, every re-observation
+        of the output and the per-frame quality figures use it.
+    """
+    return str(meta.get("psf_model") or DEFAULT_PSF_MODEL)
+
+
 def hmi_psf(
     pixel_scale: u.Quantity,
     *,
-    model: str = "wachter",
+    model: str = DEFAULT_PSF_MODEL,
     size: int | None = None,
     wavelength: u.Quantity = HMI_WAVELENGTH,
     aperture: u.Quantity = HMI_APERTURE,

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from enhance.errors import TrainingError
-from enhance.model import load_weights
+from enhance.model import load_weights, psf_model_of
 from enhance.model.fuse import fold_batchnorm
 from enhance.model.network import EnhanceNet
 from enhance.model.uncertainty import (
@@ -582,7 +582,7 @@ def fit_uncertainty(
     if wrong:
         raise TrainingError(f"scenes {', '.join(wrong)} are not {observable} scenes")
     scale = float(meta["input_normalisation"].get("scale", 1.0))
-    psf = meta.get("psf_model", "wachter")
+    psf = psf_model_of(meta)
     recipe = _recipe(meta)
     started = time.monotonic()
     held = held_out_pairs(scenes, holdout=config.holdout, psf_model=psf)

@@ -4,7 +4,8 @@ Held-out scenes: the held-out region of each truth scene (see
 :func:`enhance.scenes.split_scene`; the pairs come from
 :func:`enhance.training.held_out_pairs`, the split ``enhance train`` used) is
 degraded to an HMI-like
-input (with the paper's input noise, fixed seed) and its 28 cm target. The
+input (with the paper's input noise; one seeded draw, or several with
+:func:`evaluate_over_draws`) and its 28 cm target. The
 network output, bicubic interpolation, an unsharp mask and Richardson-Lucy
 (scikit-image, HMI PSF) are scored against the target by the scorer of the
 validation reports (:func:`enhance.validation.report.evaluate`): PSNR, SSIM,
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,9 +37,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from enhance.atomic import atomic_path
+from enhance.errors import ConfigError
 from enhance.inference import enhance_array
 from enhance.inference.consistency import project_as_recipe
-from enhance.model import load_weights_cached
+from enhance.model import load_weights_cached, psf_model_of
 from enhance.physics import HMI_PIXEL_SCALE, SOLAR_KM_PER_ARCSEC
 from enhance.physics.noise import hmi_noise_sigma
 from enhance.provenance import provenance_record
@@ -49,6 +52,7 @@ __all__ = [
     "HeldOutPair",
     "evaluate_hmi_continuum",
     "evaluate_hmi_magnetograms",
+    "evaluate_over_draws",
     "evaluate_pairs",
     "format_table",
     "write_evaluation",
@@ -141,7 +145,11 @@ def evaluate_pairs(
         One row per (scene, method) with ``psnr``, ``ssim``,
         ``spectrum_distance``, ``forward_residual`` and, for continuum,
         ``contrast`` and ``truth_contrast`` (per cent, quiet-Sun mask of the
-        truth) or, for Blos, ``noise_G`` and ``truth_noise_G``; and the
+        truth) or, for Blos, ``noise_G``, ``truth_noise_G``, ``flux_ratio``
+        and ``flux_ratio_500G``; the forward residual of the method and of
+        the truth (``forward_*`` and ``truth_forward_*``: ``rms_in_noise``,
+        ``rms_field_in_noise``, ``rms`` and ``rms_field_pixels`` of
+        :func:`enhance.validation.metrics.forward_residual_stats`); and the
         images per scene. The scores are those of
         :func:`enhance.validation.report.evaluate`.
     """
@@ -150,7 +158,7 @@ def evaluate_pairs(
     if noise_sigma is None:
         noise_sigma = float(meta.get("training", {}).get("config", {}).get("noise_sigma", 0.0))
     sigma = float(noise_sigma) * scale
-    psf_model = meta.get("psf_model", "wachter")
+    psf_model = psf_model_of(meta)
     rng = np.random.default_rng(noise_seed)
     observable = meta["observable"]
     rows, images = [], {}
@@ -182,13 +190,114 @@ def evaluate_pairs(
                 row["flux_ratio_500G"] = _strong_flux_ratio(
                     evaluation.images[name], pair.target, border
                 )
-            for key in ("rms_in_noise", "rms_field_in_noise"):
+            for key in ("rms_in_noise", "rms_field_in_noise", "rms", "rms_field_pixels"):
                 row[f"forward_{key}"] = doc["forward_residuals"][name][key]
                 row[f"truth_forward_{key}"] = doc["forward_residuals"]["truth"][key]
             rows.append(row)
         images[pair.label] = {"input": noisy, **evaluation.images}
         log.info("evaluated %s", pair.label)
     return rows, images
+
+
+def evaluate_over_draws(
+    weights: str | os.PathLike[str],
+    pairs: Sequence[HeldOutPair],
+    *,
+    draws: int = 1,
+    noise_sigma: float | None = None,
+    border: int = 8,
+    consistency: bool = True,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
+    """:func:`evaluate_pairs` on ``draws`` noise realisations (seeds 1 to ``draws``).
+
+    A comparison decided on one noise draw can be decided by the draw: the
+    Tikhonov baseline's regularisation follows the noise level it estimates
+    from each input, so its PSNR moves with the draw more than the
+    network's (docs/model_card.md, "Evaluation on held-out data").
+
+    Parameters
+    ----------
+    weights, pairs, noise_sigma, border, consistency
+        As for :func:`evaluate_pairs`.
+    draws : int
+        Number of noise realisations; draw ``i`` uses ``noise_seed=i``, so
+        ``draws=1`` is :func:`evaluate_pairs` with its default seed.
+
+    Returns
+    -------
+    (summary, per_draw, images)
+        ``summary``: one row per (scene, method): ``psnr`` (mean over the
+        draws), ``psnr_min``, ``psnr_max``, for the network
+        ``psnr_minus_tikhonov`` (mean, ``_min``, ``_max`` of the per-draw
+        margins), then every other numeric score averaged over the draws
+        that define it (None where none does; ``{key}_draws`` counts them
+        where some draws do not), and ``draws``. ``per_draw``: every draw's
+        rows with their ``noise_seed``. ``images``: the first draw's.
+
+    Raises
+    ------
+    ConfigError
+        ``draws`` below 1.
+    """
+    if draws < 1:
+        raise ConfigError(f"draws must be at least 1, got {draws}")
+    per_draw: list[dict[str, Any]] = []
+    images: dict[str, dict[str, np.ndarray]] = {}
+    for seed in range(1, draws + 1):
+        rows, imgs = evaluate_pairs(
+            weights,
+            pairs,
+            noise_seed=seed,
+            noise_sigma=noise_sigma,
+            border=border,
+            consistency=consistency,
+        )
+        per_draw.extend({**row, "noise_seed": seed} for row in rows)
+        if seed == 1:
+            images = imgs
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in per_draw:
+        groups.setdefault((row["scene"], row["method"]), []).append(row)
+    summary = []
+    for (scene, method), rows in groups.items():
+        if len(rows) != draws:
+            raise ConfigError(
+                f"held-out regions share the label {scene!r}; give them distinct names"
+            )
+        out: dict[str, Any] = {"scene": scene, "method": method}
+        psnr = [r["psnr"] for r in rows if _is_number(r["psnr"])]
+        out["psnr"] = float(np.mean(psnr)) if psnr else None
+        out["psnr_min"] = float(min(psnr)) if psnr else None
+        out["psnr_max"] = float(max(psnr)) if psnr else None
+        tikhonov = {r["noise_seed"]: r["psnr"] for r in groups.get((scene, "tikhonov"), [])}
+        if method == "enhance" and tikhonov:
+            margin = [
+                r["psnr"] - tikhonov[r["noise_seed"]]
+                for r in rows
+                if _is_number(r["psnr"]) and _is_number(tikhonov.get(r["noise_seed"]))
+            ]
+            out["psnr_minus_tikhonov"] = float(np.mean(margin)) if margin else None
+            out["psnr_minus_tikhonov_min"] = float(min(margin)) if margin else None
+            out["psnr_minus_tikhonov_max"] = float(max(margin)) if margin else None
+        for key in rows[0]:
+            if key in out or key in ("noise_seed",):
+                continue
+            values = [r.get(key) for r in rows]
+            numbers_ = [v for v in values if _is_number(v)]
+            if numbers_:
+                out[key] = float(np.mean(numbers_))
+                if len(numbers_) < len(values):
+                    out[f"{key}_draws"] = len(numbers_)
+            else:
+                out[key] = values[0]
+        out["draws"] = len(rows)
+        summary.append(out)
+    return summary, per_draw, images
+
+
+def _is_number(value: object) -> bool:
+    """A real number that is not a bool (True/False are ints in Python)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _strong_flux_ratio(image: np.ndarray, truth: np.ndarray, border: int) -> float | None:
@@ -216,7 +325,7 @@ def evaluate_hmi_continuum(
     frame = read_hmi(path, observable="continuum")
     model, meta = load_weights_cached(weights)
     out = _network_output(frame.data, model, meta, 1.0, consistency)
-    psf_model = meta.get("psf_model", "wachter")
+    psf_model = psf_model_of(meta)
     rl = baselines.richardson_lucy(frame.data, psf_model=psf_model)
     contrast = {}
     for name, image in (("hmi", frame.data), ("enhance", out), ("richardson_lucy", rl)):
@@ -270,7 +379,7 @@ def evaluate_hmi_magnetograms(
         y0, x0 = (ny - size) // 2, (nx - size) // 2
         data = np.asarray(frame.data[y0 : y0 + size, x0 : x0 + size], dtype=np.float32)
         out = _network_output(data, model, meta, 1000.0, consistency)
-        psf_model = meta.get("psf_model", "wachter")
+        psf_model = psf_model_of(meta)
         rl = baselines.richardson_lucy(data, psf_model=psf_model)
         bic = baselines.bicubic(data)
         quiet_in = metrics.quiet_sun_mask(data, kind="blos")
@@ -322,8 +431,10 @@ def evaluate_hmi_magnetograms(
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table of the per-scene, per-method rows."""
-    keys = [k for k in rows[0] if k not in ("scene", "method")]
+    """A Markdown table of the per-scene, per-method rows (columns: every key of any row)."""
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in ("scene", "method") and k not in keys)
     lines = [
         "| scene | method | " + " | ".join(keys) + " |",
         "|---|---|" + "---|" * len(keys),
@@ -371,8 +482,13 @@ def write_evaluation(
     rows: Sequence[dict[str, Any]],
     images: dict[str, dict[str, np.ndarray]],
     hmi: dict[str, Any] | list | None = None,
+    per_draw: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Path]:
-    """Write ``evaluation.json``, ``evaluation.md`` and ``evaluation.png``."""
+    """Write ``evaluation.json``, ``evaluation.md`` and ``evaluation.png``.
+
+    ``rows`` are the held-out scores (over several noise draws: their
+    means, :func:`evaluate_over_draws`), ``per_draw`` every draw's rows.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from enhance.model import read_sidecar
@@ -381,6 +497,7 @@ def write_evaluation(
     record = {
         "provenance": provenance_record(weights_sha256=meta["sha256"], weights=Path(weights).name),
         "held_out": list(rows),
+        "held_out_draws": list(per_draw) if per_draw is not None else None,
         "real_hmi": hmi,
     }
     paths = {

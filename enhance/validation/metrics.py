@@ -35,7 +35,9 @@ __all__ = [
     "noise_level",
     "forward_residual",
     "forward_residual_stats",
+    "FIELD_PIXEL_G",
     "field_mask",
+    "field_pixel_mask",
     "field_amplification",
     "umbral_intensity",
 ]
@@ -292,6 +294,7 @@ def forward_residual_stats(
     noise: float | None = None,
     field: np.ndarray | None = None,
     quiet: np.ndarray | None = None,
+    field_pixels: np.ndarray | None = None,
     psf_model: str = "wachter",
     border: int = 0,
 ) -> dict[str, float | None]:
@@ -305,9 +308,9 @@ def forward_residual_stats(
         The input at 0.504"/px.
     noise : float, optional
         Input noise (same units) for the ``*_in_noise`` figures.
-    field, quiet : numpy.ndarray of bool, optional
-        Region masks on the input grid (e.g. :func:`field_mask` and
-        :func:`quiet_sun_mask`).
+    field, quiet, field_pixels : numpy.ndarray of bool, optional
+        Region masks on the input grid (e.g. :func:`field_mask`,
+        :func:`quiet_sun_mask` and :func:`field_pixel_mask`).
     psf_model : str
     border : int
         Input pixels left out at each edge of the rms (the re-observation
@@ -319,8 +322,9 @@ def forward_residual_stats(
     -------
     dict
         ``rms`` (whole field, data units), ``rms_field``, ``rms_quiet``,
-        the same divided by ``noise`` as ``rms_in_noise``,
-        ``rms_field_in_noise``, ``rms_quiet_in_noise``, ``relative``
+        ``rms_field_pixels``, the same divided by ``noise`` as
+        ``rms_in_noise``, ``rms_field_in_noise``, ``rms_quiet_in_noise``,
+        ``rms_field_pixels_in_noise``, ``relative``
         (``rms / std(observed)``) and ``noise``. A region with fewer than
         4 finite pixels, or a missing mask or noise, gives None.
     """
@@ -351,9 +355,10 @@ def forward_residual_stats(
         "rms": rms(ok),
         "rms_field": rms(field),
         "rms_quiet": rms(quiet),
+        "rms_field_pixels": rms(field_pixels),
         "noise": None if noise is None else float(noise),
     }
-    for key in ("rms", "rms_field", "rms_quiet"):
+    for key in ("rms", "rms_field", "rms_quiet", "rms_field_pixels"):
         value = out[key]
         out[f"{key}_in_noise"] = (
             value / float(noise) if value is not None and noise and noise > 0 else None
@@ -363,6 +368,31 @@ def forward_residual_stats(
     if out["relative"] is None:
         out["relative"] = float("nan")
     return out
+
+
+#: Input |B| (G) above which a pixel counts as a field pixel for the forward
+#: residual: a threshold that needs no noise estimate, so it also applies
+#: where the field of view holds no quiet Sun (unlike :func:`field_mask`).
+FIELD_PIXEL_G = 100.0
+
+
+def field_pixel_mask(blos: object, *, threshold_g: float = FIELD_PIXEL_G) -> np.ndarray:
+    """Pixels of a magnetogram above a field strength.
+
+    Parameters
+    ----------
+    blos : array_like
+        Blos in gauss (2-D).
+    threshold_g : float
+        Field strength in gauss.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        Finite pixels with ``|B| > threshold_g``.
+    """
+    data = _image(blos, "blos")
+    return np.isfinite(data) & (np.abs(np.nan_to_num(data)) > threshold_g)
 
 
 def field_mask(blos: object, noise: float, *, snr: float = 5.0, grow: int = 2) -> np.ndarray:

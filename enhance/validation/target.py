@@ -54,7 +54,7 @@ from astropy.io import fits
 from astropy.time import Time
 
 from enhance.errors import InputError, ReportError, TimeFormatError
-from enhance.physics import ENHANCED_PIXEL_SCALE
+from enhance.physics import DEFAULT_PSF_MODEL, ENHANCED_PIXEL_SCALE
 from enhance.provenance import provenance_record, sha256_file
 from enhance.time import parse_time
 from enhance.validation.coalign import refine_shift
@@ -255,7 +255,7 @@ def target_case(
     if bad.any():
         notes.append(f"{100 * bad.mean():.2f} % of the Hinode pixels were missing and filled")
         data = np.where(bad, np.median(data[~bad]), data)
-    psf = psf_model or str(info.header.get("ENHPSF", "") or "wachter")
+    psf = psf_model or str(info.header.get("ENHPSF", "") or DEFAULT_PSF_MODEL)
     pair = degrade(data, image.pixel_scale, wavelength=image.wavelength, psf_model=psf)
     fine = degraded_grid_header(image, pair.target.shape, ENHANCED_PIXEL_SCALE)
     coarse = coarse_header(fine)

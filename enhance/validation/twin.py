@@ -296,7 +296,7 @@ def run_twin(
     ConfigError
         The weights are for another observable than ``observable``.
     """
-    from enhance.model import load_weights
+    from enhance.model import load_weights, psf_model_of
     from enhance.pipeline import resolve_weights
 
     path = resolve_weights(weights, observable or "continuum")
@@ -320,7 +320,7 @@ def run_twin(
         model,
         observable=obs,
         input_scale=scale,
-        psf_model=str(meta.get("psf_model") or "wachter"),
+        psf_model=psf_model_of(meta),
         noise_sigma=noise_sigma,
         seed=seed,
         device=device,

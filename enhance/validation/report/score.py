@@ -166,6 +166,7 @@ def evaluate(
     else:
         noise_in = metrics.noise_level(case.hmi, quiet_in)
         field_in = metrics.field_mask(case.hmi, noise_in)
+    pixels_in = None if case.observable == "continuum" else metrics.field_pixel_mask(case.hmi)
     residual_stats = {
         name: metrics.forward_residual_stats(
             image,
@@ -173,6 +174,7 @@ def evaluate(
             noise=noise_in,
             field=field_in,
             quiet=quiet_in,
+            field_pixels=pixels_in,
             psf_model=case.psf_model,
             border=border // 2,
         )
