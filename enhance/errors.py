@@ -108,7 +108,7 @@ class FieldDominatedNoiseWarning(EnhanceWarning):
     true noise: the "histogram" estimate then makes the projection onto the
     input barely act, and the "auto" estimate falls back to the spectral
     level beyond HMI's cutoff, right for white noise but low for noise
-    correlated between pixels (2.3-3.3x on real hmi.M_720s frames), so the
+    correlated between pixels (2-3x on real hmi.M_720s frames), so the
     projection fits some noise. Pass the input noise (``enhance predict
     --input-noise``).
     """

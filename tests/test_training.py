@@ -357,6 +357,8 @@ def test_draw_summary_averages_only_the_draws_that_define_a_score(monkeypatch):
                 "psnr": 32.0 + 2 * noise_seed,
                 "x": None if noise_seed == 1 else float(noise_seed),
                 "flag": noise_seed == 2,
+                "note": "same",
+                **({"late": 7.0} if noise_seed == 3 else {}),
             },
         ]
         return rows, {"s": {}}
@@ -369,7 +371,9 @@ def test_draw_summary_averages_only_the_draws_that_define_a_score(monkeypatch):
     assert enh["x"] == 2.5 and enh["x_draws"] == 2  # draws 2 and 3 only
     assert enh["psnr_minus_tikhonov"] == 4.0
     assert (enh["psnr_minus_tikhonov_min"], enh["psnr_minus_tikhonov_max"]) == (3.0, 5.0)
-    assert enh["flag"] is False  # a bool is not averaged
+    assert enh["flag"] is False and enh["flag_varies"]  # a bool is not averaged
+    assert enh["note"] == "same" and "note_varies" not in enh
+    assert enh["late"] == 7.0 and enh["late_draws"] == 1  # a key only a later draw has
     assert enh["draws"] == 3
 
 
@@ -388,14 +392,21 @@ def test_train_and_evaluate_cli(tmp_path, shared_data):
     weights = run / "continuum.safetensors"
     meta = json.loads(weights.with_suffix(".json").read_text())
     assert "muram_quiet_ic_0.0662.fits divided by its quiet-Sun level" in meta["training_data"][0]
+    evaluate = [*cmd, "evaluate", "--weights", str(weights), "--scene", str(muram)]
     result = subprocess.run(
-        [*cmd, "evaluate", "--weights", str(weights), "--scene", str(muram), "-o", str(tmp_path)],
+        [*evaluate, "--draws", "2", "-o", str(tmp_path)],
         check=True,
         capture_output=True,
         text=True,
     )
     assert "| muram_quiet_ic_0.0662[held-out] | enhance |" in result.stdout
-    assert (tmp_path / "evaluation.json").is_file()
+    record = json.loads((tmp_path / "evaluation.json").read_text())
+    assert {r["noise_seed"] for r in record["held_out_draws"]} == {1, 2}
+    assert all(r["draws"] == 2 for r in record["held_out"])
+    zero = subprocess.run(
+        [*evaluate, "--draws", "0", "-o", str(tmp_path / "zero")], capture_output=True, text=True
+    )
+    assert zero.returncode == 2 and "--draws" in zero.stderr and not (tmp_path / "zero").exists()
     bad = subprocess.run(
         [*cmd, "train", "--observable", "continuum", "--scene", str(tmp_path / "nope.fits")]
         + ["--out", str(tmp_path / "x")],

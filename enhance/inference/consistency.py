@@ -277,7 +277,7 @@ def warn_if_field_dominated(
         else:
             consequence = (
                 "the noise for the projection onto the input is the spectral level, right "
-                "for white noise but 2.3-3.3x low for the correlated noise of hmi.M_720s "
+                "for white noise but 2-3x low for the correlated noise of hmi.M_720s "
                 "(bench/quiet_sun_fraction.py)"
             )
         warnings.warn(
@@ -290,7 +290,9 @@ def warn_if_field_dominated(
     return fraction
 
 
-def resolve_noise_estimate(observed: object, how: str) -> str:
+def resolve_noise_estimate(
+    observed: object, how: str, *, quiet_fraction: float | None = None
+) -> str:
     """The estimate ``how`` names for this image: "auto" becomes "histogram" or "spectral".
 
     Parameters
@@ -299,6 +301,9 @@ def resolve_noise_estimate(observed: object, how: str) -> str:
         The input image (2-D).
     how : {"spectral", "histogram", "auto"}
         A noise estimate of :data:`NOISE_ESTIMATES`.
+    quiet_fraction : float, optional
+        :func:`quiet_sun_fraction` of ``observed`` when the caller has it
+        (it costs about 2 s on a 4096^2 frame); computed otherwise.
 
     Returns
     -------
@@ -322,7 +327,9 @@ def resolve_noise_estimate(observed: object, how: str) -> str:
         )
     if how != "auto":
         return how
-    return "histogram" if quiet_sun_fraction(observed) >= QUIET_SUN_FRACTION_MIN else "spectral"
+    if quiet_fraction is None:
+        quiet_fraction = quiet_sun_fraction(observed)
+    return "histogram" if quiet_fraction >= QUIET_SUN_FRACTION_MIN else "spectral"
 
 
 def _input_noise(y: np.ndarray, level: float, how: str) -> float:
@@ -497,7 +504,12 @@ def project_to_observation(
 
 
 def project_as_recipe(
-    enhanced: object, observed: object, meta: dict, *, noise: float | None = None
+    enhanced: object,
+    observed: object,
+    meta: dict,
+    *,
+    noise: float | None = None,
+    noise_estimate: str | None = None,
 ) -> tuple[np.ndarray, Projection]:
     """:func:`project_to_observation` with the settings a weights sidecar records.
 
@@ -505,8 +517,11 @@ def project_as_recipe(
     (default 1), ``inference.consistency_noise_estimate`` (default
     :func:`noise_estimate_for` its observable, :func:`recipe_noise_estimate`)
     and ``psf_model``. ``noise`` (input units) replaces the estimate when
-    given. This is the projection :func:`enhance.inference.enhance_frame`
-    applies and the held-out evaluation scores.
+    given; ``noise_estimate`` replaces the recipe's estimate (a caller that
+    has already resolved "auto" for this input, :func:`resolve_noise_estimate`,
+    passes the result). This is the projection
+    :func:`enhance.inference.enhance_frame` applies and the held-out
+    evaluation scores.
     """
     recipe = meta.get("inference", {})
     return project_to_observation(
@@ -515,5 +530,5 @@ def project_as_recipe(
         noise=noise,
         discrepancy=float(recipe.get("consistency_discrepancy", 1.0)),
         psf_model=psf_model_of(meta),
-        noise_estimate=recipe_noise_estimate(meta),
+        noise_estimate=noise_estimate or recipe_noise_estimate(meta),
     )

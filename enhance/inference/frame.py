@@ -144,7 +144,8 @@ def enhance_frame(
         network, head_meta = with_uncertainty(path, model, meta)
     estimate = projection.recipe_noise_estimate(meta) if consistency else "spectral"
     if noise is None and frame.observable == "magnetogram" and estimate != "spectral":
-        projection.warn_if_field_dominated(frame.data, estimate=estimate, stacklevel=3)
+        fraction = projection.warn_if_field_dominated(frame.data, estimate=estimate, stacklevel=3)
+        estimate = projection.resolve_noise_estimate(frame.data, estimate, quiet_fraction=fraction)
     data = enhance_array(
         frame.data,
         network,
@@ -167,7 +168,7 @@ def enhance_frame(
         data, meta_out["sigma"] = data[0], sigma
     if consistency:
         data, meta_out["consistency"] = projection.project_as_recipe(
-            data, frame.data, meta, noise=noise
+            data, frame.data, meta, noise=noise, noise_estimate=estimate
         )
     meta_out.update(
         weights_file=path.name,

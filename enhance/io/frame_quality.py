@@ -113,7 +113,7 @@ class QualityTolerances:
     ----------
     forward_residual : float
         Largest forward residual, in units of the input noise. On the
-        bundled real HMI frames the shipped networks leave 3-8 noise, and
+        bundled real HMI frames the networks of 2026-11-30 left 3-8 noise, and
         1.0-1.4 after the projection onto the input
         (:func:`enhance.inference.consistency.project_to_observation`);
         continuum enhanced with the magnetogram weights leaves ~1000, and
@@ -122,9 +122,9 @@ class QualityTolerances:
         Largest input noise per observable, in input units (gauss; quiet-Sun
         units). The bundled real frames have 1.5-2.3 G and 1.1e-3.
     flux_ratio : (float, float)
-        Accepted range of the unsigned-flux ratio (magnetograms). The shipped
-        network gives 0.80-0.83 on the bundled real frames without the
-        projection onto the input and 1.45-1.48 with it (the paper's network
+        Accepted range of the unsigned-flux ratio (magnetograms). The
+        network of 2026-11-30 gave 0.80-0.83 on the bundled real frames
+        without the projection onto the input and 1.45-1.48 with it (the paper's network
         amplifies fields near 1 kG by 1.3-1.4 [1]_). The continuum weights
         applied to magnetograms give the same figures (1.29-1.32; 1.44-1.46):
         this figure catches a network that loses or invents flux, not that

@@ -231,8 +231,11 @@ def evaluate_over_draws(
         ``psnr_minus_tikhonov`` (mean, ``_min``, ``_max`` of the per-draw
         margins), then every other numeric score averaged over the draws
         that define it (None where none does; ``{key}_draws`` counts them
-        where some draws do not), and ``draws``. ``per_draw``: every draw's
-        rows with their ``noise_seed``. ``images``: the first draw's.
+        where some draws do not), other values as in the first draw
+        (``{key}_varies`` when the draws disagree), and ``draws``.
+        ``per_draw``: every draw's rows with their ``noise_seed``.
+        ``images``: the first draw's (the figure of
+        :func:`write_evaluation` shows them).
 
     Raises
     ------
@@ -279,8 +282,11 @@ def evaluate_over_draws(
             out["psnr_minus_tikhonov"] = float(np.mean(margin)) if margin else None
             out["psnr_minus_tikhonov_min"] = float(min(margin)) if margin else None
             out["psnr_minus_tikhonov_max"] = float(max(margin)) if margin else None
-        for key in rows[0]:
-            if key in out or key in ("noise_seed",):
+        keys: list[str] = []
+        for row in rows:
+            keys.extend(k for k in row if k not in keys)
+        for key in keys:
+            if key in out or key == "noise_seed":
                 continue
             values = [r.get(key) for r in rows]
             numbers_ = [v for v in values if _is_number(v)]
@@ -290,6 +296,8 @@ def evaluate_over_draws(
                     out[f"{key}_draws"] = len(numbers_)
             else:
                 out[key] = values[0]
+                if any(v != values[0] for v in values):
+                    out[f"{key}_varies"] = True
         out["draws"] = len(rows)
         summary.append(out)
     return summary, per_draw, images
@@ -509,5 +517,8 @@ def write_evaluation(
         tmp.write_text(json.dumps(record, indent=2, default=float) + "\n")
     with atomic_path(paths["table"]) as tmp:
         tmp.write_text(format_table(rows) + "\n")
-    _figure(images, paths["figure"], f"{meta['observable']}: held-out regions")
+    title = f"{meta['observable']}: held-out regions"
+    if per_draw is not None and len({r.get("noise_seed") for r in per_draw}) > 1:
+        title += " (images: noise draw 1 of the tables' mean)"
+    _figure(images, paths["figure"], title)
     return paths
