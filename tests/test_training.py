@@ -72,6 +72,14 @@ def pairs():
     return build_pairs([_scene(0), _scene(1)], variants=2, holdout=0.35, seed=0)
 
 
+@pytest.fixture(scope="module")
+def tiny_weights(pairs, tmp_path_factory):
+    """A continuum network trained for 2 steps, and the held-out pairs to score it on."""
+    train_pairs, held = pairs
+    config = TrainConfig(observable="continuum", steps=2, seed=0, **TINY)
+    return train(config, train_pairs, held, tmp_path_factory.mktemp("run")), held
+
+
 def test_split_is_disjoint_with_a_guard_band():
     scene = _scene()
     train_part, held = split_scene(scene, holdout=0.35)
@@ -262,14 +270,8 @@ def test_bad_training_settings():
     assert TrainConfig(observable="magnetogram").weight_decay == 1e-5
 
 
-def test_evaluation_table_and_files(tmp_path, pairs):
-    train_pairs, held = pairs
-    weights = train(
-        TrainConfig(observable="continuum", steps=2, seed=0, **TINY),
-        train_pairs,
-        held,
-        tmp_path / "run",
-    )
+def test_evaluation_table_and_files(tmp_path, tiny_weights):
+    weights, held = tiny_weights
     rows, images = evaluate_pairs(weights, held)
     methods = {r["method"] for r in rows}
     assert methods == {
@@ -297,15 +299,9 @@ def test_evaluation_table_and_files(tmp_path, pairs):
     assert paths["figure"].read_bytes()[:4] == b"\x89PNG"
 
 
-def test_evaluation_over_noise_draws_averages_each_draw(tmp_path, pairs):
+def test_evaluation_over_noise_draws_averages_each_draw(tmp_path, tiny_weights):
     """The summary is the mean of per-draw scores; the draws are different noise realisations."""
-    train_pairs, held = pairs
-    weights = train(
-        TrainConfig(observable="continuum", steps=2, seed=0, **TINY),
-        train_pairs,
-        held,
-        tmp_path / "run",
-    )
+    weights, held = tiny_weights
     with pytest.raises(ConfigError, match="draws"):
         evaluate_over_draws(weights, held, draws=0)
     summary, per_draw, images = evaluate_over_draws(weights, held, draws=2)
