@@ -27,11 +27,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import astropy.units as u
 import numpy as np
 
 from enhance.io import read_hmi
-from enhance.physics import HMI_PIXEL_SCALE, HMI_PSF_MODELS, SOLAR_KM_PER_ARCSEC
+from enhance.physics import HMI_PIXEL_SCALE, HMI_PSF_MODELS
 from enhance.validation import baselines, metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +41,7 @@ def _field_flux_ratios(data: np.ndarray) -> tuple[dict[str, float], float]:
     quiet = metrics.quiet_sun_mask(data, kind="blos")
     field = metrics.field_mask(data, metrics.noise_level(data, quiet))
     field_out = np.repeat(np.repeat(field, 2, axis=0), 2, axis=1)
-    pixel_in = (HMI_PIXEL_SCALE * SOLAR_KM_PER_ARCSEC).to(u.km) ** 2
+    pixel_in = metrics.solar_pixel_area(HMI_PIXEL_SCALE)
     flux_in = metrics.unsigned_flux(np.where(field, data, 0.0), pixel_in)
     ratios = {}
     for model in HMI_PSF_MODELS:

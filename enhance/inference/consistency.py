@@ -290,6 +290,14 @@ def warn_if_field_dominated(
     return fraction
 
 
+def _check_noise_estimate(how: str) -> None:
+    """Raise :class:`ConfigError` unless ``how`` is one of :data:`NOISE_ESTIMATES`."""
+    if how not in NOISE_ESTIMATES:
+        raise ConfigError(
+            f"unknown noise_estimate {how!r}; use one of {', '.join(NOISE_ESTIMATES)}"
+        )
+
+
 def resolve_noise_estimate(
     observed: object, how: str, *, quiet_fraction: float | None = None
 ) -> str:
@@ -321,10 +329,7 @@ def resolve_noise_estimate(
     ConfigError
         ``how`` is not one of :data:`NOISE_ESTIMATES`.
     """
-    if how not in NOISE_ESTIMATES:
-        raise ConfigError(
-            f"unknown noise_estimate {how!r}; use one of {', '.join(NOISE_ESTIMATES)}"
-        )
+    _check_noise_estimate(how)
     if how != "auto":
         return how
     if quiet_fraction is None:
@@ -409,10 +414,7 @@ def project_to_observation(
     InputError
         Shapes that do not match 2:1, or no valid pixel.
     """
-    if noise_estimate not in NOISE_ESTIMATES:
-        raise ConfigError(
-            f"unknown noise_estimate {noise_estimate!r}; use one of {', '.join(NOISE_ESTIMATES)}"
-        )
+    _check_noise_estimate(noise_estimate)
     if not discrepancy > 0 or max_iterations < 0:
         raise ConfigError(
             f"projection needs discrepancy > 0 and max_iterations >= 0; got "

@@ -142,8 +142,8 @@ def enhance_frame(
         from enhance.inference.uncertainty import with_uncertainty
 
         network, head_meta = with_uncertainty(path, model, meta)
-    estimate = projection.recipe_noise_estimate(meta) if consistency else "spectral"
-    if noise is None and frame.observable == "magnetogram" and estimate != "spectral":
+    estimate = projection.recipe_noise_estimate(meta) if consistency else None
+    if noise is None and frame.observable == "magnetogram" and estimate in ("auto", "histogram"):
         fraction = projection.warn_if_field_dominated(frame.data, estimate=estimate, stacklevel=3)
         estimate = projection.resolve_noise_estimate(frame.data, estimate, quiet_fraction=fraction)
     data = enhance_array(

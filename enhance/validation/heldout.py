@@ -41,7 +41,7 @@ from enhance.errors import ConfigError
 from enhance.inference import enhance_array
 from enhance.inference.consistency import project_as_recipe
 from enhance.model import load_weights_cached, psf_model_of
-from enhance.physics import HMI_PIXEL_SCALE, SOLAR_KM_PER_ARCSEC
+from enhance.physics import HMI_PIXEL_SCALE
 from enhance.physics.noise import hmi_noise_sigma
 from enhance.provenance import provenance_record
 from enhance.validation import baselines, metrics, report
@@ -282,12 +282,7 @@ def evaluate_over_draws(
             out["psnr_minus_tikhonov"] = float(np.mean(margin)) if margin else None
             out["psnr_minus_tikhonov_min"] = float(min(margin)) if margin else None
             out["psnr_minus_tikhonov_max"] = float(max(margin)) if margin else None
-        keys: list[str] = []
-        for row in rows:
-            keys.extend(k for k in row if k not in keys)
-        for key in keys:
-            if key in out or key == "noise_seed":
-                continue
+        for key in _keys_of(rows, skip={*out, "noise_seed"}):
             values = [r.get(key) for r in rows]
             numbers_ = [v for v in values if _is_number(v)]
             if numbers_:
@@ -301,6 +296,13 @@ def evaluate_over_draws(
         out["draws"] = len(rows)
         summary.append(out)
     return summary, per_draw, images
+
+
+def _keys_of(
+    rows: Sequence[dict[str, Any]], skip: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """Every key of any row, in order of first appearance, less ``skip``."""
+    return [k for k in dict.fromkeys(k for row in rows for k in row) if k not in skip]
 
 
 def _is_number(value: object) -> bool:
@@ -374,7 +376,6 @@ def evaluate_hmi_magnetograms(
     finds the flux roughly conserved and Richardson-Lucy adding ~80 G of
     noise where Enhance adds none [1]_.
     """
-    import astropy.units as u
 
     from enhance.io import read_hmi
 
@@ -392,7 +393,7 @@ def evaluate_hmi_magnetograms(
         bic = baselines.bicubic(data)
         quiet_in = metrics.quiet_sun_mask(data, kind="blos")
         quiet = np.repeat(np.repeat(quiet_in, 2, axis=0), 2, axis=1)
-        pix_in = (HMI_PIXEL_SCALE * SOLAR_KM_PER_ARCSEC).to(u.km) ** 2
+        pix_in = metrics.solar_pixel_area(HMI_PIXEL_SCALE)
         pix_out = pix_in / 4
         noise_in = metrics.noise_level(data, quiet_in)
         field_in = metrics.field_mask(data, noise_in)
@@ -440,9 +441,7 @@ def evaluate_hmi_magnetograms(
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of the per-scene, per-method rows (columns: every key of any row)."""
-    keys: list[str] = []
-    for row in rows:
-        keys.extend(k for k in row if k not in ("scene", "method") and k not in keys)
+    keys = _keys_of(rows, skip={"scene", "method"})
     lines = [
         "| scene | method | " + " | ".join(keys) + " |",
         "|---|---|" + "---|" * len(keys),

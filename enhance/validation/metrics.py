@@ -31,6 +31,7 @@ __all__ = [
     "power_spectrum",
     "spectrum_distance",
     "pearson",
+    "solar_pixel_area",
     "unsigned_flux",
     "noise_level",
     "forward_residual",
@@ -240,6 +241,17 @@ def spectrum_distance(
     if not sel.any():
         raise InputError(f"no frequency of the spectrum falls in the band {band}")
     return float(np.mean(np.abs(np.log10(p[sel]) - np.log10(q[sel]))))
+
+
+def solar_pixel_area(scale: u.Quantity) -> u.Quantity:
+    """Area on the Sun of one pixel of angular size ``scale`` seen from 1 AU, in km^2.
+
+    Uses :data:`enhance.physics.SOLAR_KM_PER_ARCSEC`; the area
+    :func:`unsigned_flux` takes for an HMI pixel is ``solar_pixel_area(HMI_PIXEL_SCALE)``.
+    """
+    from enhance.physics import SOLAR_KM_PER_ARCSEC
+
+    return (u.Quantity(scale).to(u.arcsec) * SOLAR_KM_PER_ARCSEC).to(u.km) ** 2
 
 
 def unsigned_flux(blos: object, pixel_area: u.Quantity) -> u.Quantity:

@@ -32,7 +32,6 @@ import numpy as np
 from enhance.errors import ReportError
 from enhance.validation import baselines, metrics
 from enhance.validation.report.case import (
-    ARCSEC_KM,
     BOUNDS,
     METHODS,
     TRUTH_SCALE,
@@ -61,11 +60,6 @@ def _coarse_mask(mask: np.ndarray) -> np.ndarray:
     return mask[: 2 * ny, : 2 * nx].reshape(ny, 2, nx, 2).all(axis=(1, 3))
 
 
-def _pixel_area(scale: u.Quantity) -> u.Quantity:
-    """Area on the Sun of one pixel of angular size ``scale`` seen from 1 AU."""
-    return (scale.to_value(u.arcsec) * ARCSEC_KM * u.km) ** 2
-
-
 def _method_metrics(
     image: np.ndarray,
     truth: np.ndarray,
@@ -92,7 +86,7 @@ def _method_metrics(
         )
         out["umbral_intensity"] = _finite(metrics.umbral_intensity(image))
     else:
-        flux = metrics.unsigned_flux(image, _pixel_area(TRUTH_SCALE)).to_value(u.Mx)
+        flux = metrics.unsigned_flux(image, metrics.solar_pixel_area(TRUTH_SCALE)).to_value(u.Mx)
         out["unsigned_flux_Mx"] = _finite(flux)
         ref = truth_stats["unsigned_flux_Mx"]
         out["unsigned_flux_ratio"] = _finite(flux / ref if ref else None)
@@ -188,10 +182,12 @@ def evaluate(
         truth_stats["umbral_intensity"] = _finite(metrics.umbral_intensity(truth))
         hmi_stats["rms_contrast"] = _finite(metrics.rms_contrast(hmi, coarse))
     else:
-        flux = metrics.unsigned_flux(truth, _pixel_area(TRUTH_SCALE)).to_value(u.Mx)
+        flux = metrics.unsigned_flux(truth, metrics.solar_pixel_area(TRUTH_SCALE)).to_value(u.Mx)
         truth_stats["unsigned_flux_Mx"] = _finite(flux)
         truth_stats["noise_level_G"] = _finite(metrics.noise_level(truth, mask))
-        hmi_flux = metrics.unsigned_flux(hmi, _pixel_area(2 * TRUTH_SCALE)).to_value(u.Mx)
+        hmi_flux = metrics.unsigned_flux(hmi, metrics.solar_pixel_area(2 * TRUTH_SCALE)).to_value(
+            u.Mx
+        )
         hmi_stats["unsigned_flux_Mx"] = _finite(hmi_flux)
         hmi_stats["noise_level_G"] = _finite(metrics.noise_level(hmi, coarse))
     table = {
