@@ -33,6 +33,7 @@ SHIPPED = Path(str(resources.files("enhance") / "data" / "weights"))
 SAMPLE = Path(str(resources.files("enhance") / "data" / "sample"))
 MAGNETOGRAM = SAMPLE / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
 QUIET = SAMPLE / "hmi_quiet_ic_cutout.fits"
+DISCREPANCY = {"continuum": 1.0, "magnetogram": 0.9}
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +51,8 @@ def test_shipped_weights_are_complete_and_checksummed(observable):
     # the paper's depth and width, plus the learned 9x9 linear polyphase skip
     arch = {"n_blocks": 5, "width": 64, "upscale": 2, "linear_skip": 9}
     assert meta["architecture"] == arch
-    assert meta["inference"]["consistency_discrepancy"] == 1.0
+    # the projection's stopping level, chosen on the training regions (docs/model_card.md)
+    assert meta["inference"]["consistency_discrepancy"] == DISCREPANCY[observable]
     assert meta["training"]["steps_done"] > 0 and meta["training_data"]
     assert path.stat().st_size < 4_000_000
     model, loaded = load_weights(path)
@@ -173,14 +175,16 @@ def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
     The held-out band of the NFI image (Blos = k V/I at both ends of the
     calibration range), degraded with 10 G noise, enhanced with the shipped
     recipe (network, then the projection onto the input), over three noise
-    draws here. Measured over five draws (docs/model_card.md): RMSE 0.62 /
-    0.45 of bicubic's at k = 1.5 / 3, above Tikhonov by +0.02 to +0.31 /
-    +0.39 to +0.81 dB per draw, forward residual 0.95 / 0.85 x the truth's
-    (0.99 / 0.84 above 100 G), unsigned flux 0.999 / 0.998 of the truth's.
+    draws here. Measured over five draws (docs/model_card.md): RMSE 0.60 /
+    0.45 of bicubic's at k = 1.5 / 3, above Tikhonov by +0.26 to +0.72 /
+    +0.39 to +0.81 dB per draw, forward residual 0.77 / 0.85 x the truth's
+    (0.73 / 0.84 above 100 G), unsigned flux 0.998 / 0.998 of the truth's.
     A network no better than bicubic (the self-similar one: 0.97 / 0.96)
-    fails, so does one below Tikhonov (the network before, with the
-    histogram-core noise estimate: -0.53 dB at k = 3, forward residual
-    1.33 x), and one that inflates or loses flux.
+    fails, so does one below Tikhonov on a draw (the network before, with
+    the histogram-core noise estimate: -0.53 dB at k = 3, forward residual
+    1.33 x), one that fits the noise (this one with the projection stopped
+    at 0.7 x the noise: 37.9 dB at k = 1.5, quiet-Sun residual 0.70 x the
+    truth's) and one that inflates or loses flux.
     """
     from enhance.training import held_out_pairs, load_scenes
     from enhance.validation.heldout import evaluate_over_draws
@@ -199,10 +203,26 @@ def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
         rmse_ratio = 10 ** (-(row["psnr"] - psnr[(row["scene"], "bicubic")]) / 20)
         assert 0.35 < rmse_ratio < 0.8, row["scene"]
         assert row["psnr_minus_tikhonov"] > 0, row["scene"]  # on average over the draws
-        assert row["psnr_minus_tikhonov_min"] > -0.1, row["scene"]  # and nearly on each
+        assert row["psnr_minus_tikhonov_min"] > 0, row["scene"]  # and on each draw
         assert 0.9 < row["flux_ratio"] < 1.1, row["scene"]
         assert 0.9 < row["flux_ratio_500G"] < 1.1, row["scene"]
         # consistent with the input as the truth is, over the whole band and above
         # 100 G; far below the truth's own residual would be fitting the noise
         for key in ("forward_rms", "forward_rms_field_pixels"):
             assert 0.6 < row[key] / row[f"truth_{key}"] < 1.25, (row["scene"], key)
+        if row["input_noise_G"] < 50:  # the band has quiet Sun (k = 1.5; at k = 3 none)
+            # over quiet Sun the truth misses the noisy input by more than bicubic, which
+            # keeps the noise in HMI's passband; the network misses it as the truth does
+            # (measured: truth 0.71, bicubic 0.63, Enhance 0.62 x the input noise; fitting
+            # the noise, the projection stopped at 0.7 x it, gives 0.53)
+            qs, truth_qs = (
+                row["forward_rms_quiet_in_noise"],
+                row["truth_forward_rms_quiet_in_noise"],
+            )
+            bicubic_qs = next(
+                r["forward_rms_quiet_in_noise"]
+                for r in rows
+                if r["scene"] == row["scene"] and r["method"] == "bicubic"
+            )
+            assert bicubic_qs < truth_qs
+            assert 0.8 * truth_qs < qs < 1.2 * truth_qs, row["scene"]

@@ -145,12 +145,17 @@ def evaluate_pairs(
         One row per (scene, method) with ``psnr``, ``ssim``,
         ``spectrum_distance``, ``forward_residual`` and, for continuum,
         ``contrast`` and ``truth_contrast`` (per cent, quiet-Sun mask of the
-        truth) or, for Blos, ``noise_G``, ``truth_noise_G``, ``flux_ratio``
-        and ``flux_ratio_500G``; the forward residual of the method and of
-        the truth (``forward_*`` and ``truth_forward_*``: ``rms_in_noise``,
-        ``rms_field_in_noise``, ``rms`` and ``rms_field_pixels`` of
-        :func:`enhance.validation.metrics.forward_residual_stats`); and the
-        images per scene. The scores are those of
+        truth) or, for Blos, ``noise_G``, ``truth_noise_G`` and
+        ``input_noise_G`` (robust rms over the truth's quiet-Sun mask, on the
+        input's grid for the input), ``flux_ratio`` and ``flux_ratio_500G``;
+        the forward residual of the method and of the truth (``forward_*`` and
+        ``truth_forward_*``: ``rms_in_noise``, ``rms_field_in_noise``,
+        ``rms_quiet_in_noise``, ``rms`` and ``rms_field_pixels`` of
+        :func:`enhance.validation.metrics.forward_residual_stats`, the noise
+        and regions those of :func:`evaluate_hmi_magnetograms` on the input);
+        and the images per scene. The truth's own quiet-Sun residual and
+        noise show what a right answer scores on the real-HMI checks, where
+        no truth exists. The scores are those of
         :func:`enhance.validation.report.evaluate`.
     """
     model, meta = load_weights_cached(weights)
@@ -186,11 +191,18 @@ def evaluate_pairs(
             else:
                 row["noise_G"] = scores["noise_level_G"]
                 row["truth_noise_G"] = truth_stats["noise_level_G"]
+                row["input_noise_G"] = doc["hmi_input"]["noise_level_G"]
                 row["flux_ratio"] = scores["unsigned_flux_ratio"]
                 row["flux_ratio_500G"] = _strong_flux_ratio(
                     evaluation.images[name], pair.target, border
                 )
-            for key in ("rms_in_noise", "rms_field_in_noise", "rms", "rms_field_pixels"):
+            for key in (
+                "rms_in_noise",
+                "rms_field_in_noise",
+                "rms_quiet_in_noise",
+                "rms",
+                "rms_field_pixels",
+            ):
                 row[f"forward_{key}"] = doc["forward_residuals"][name][key]
                 row[f"truth_forward_{key}"] = doc["forward_residuals"]["truth"][key]
             rows.append(row)
@@ -458,8 +470,16 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 def _figure(images: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
     """One row per held-out region: every method on the truth's grey scale, and spectra."""
     cols = ["input", "bicubic", "richardson_lucy", "tikhonov", "enhance", "oracle_linear", "truth"]
-    fig = new_figure(3 * (len(cols) + 1), 3 * len(images), layout="tight")
-    axes = fig.subplots(len(images), len(cols) + 1, squeeze=False)
+    # image panels as wide as the regions' shape asks (a tall strip gets a narrow panel)
+    aspect = max(t["truth"].shape[1] / t["truth"].shape[0] for t in images.values())
+    panel = float(np.clip(3.0 * aspect, 1.5, 4.0))
+    fig = new_figure(panel * len(cols) + 3.5, 3 * len(images), layout="tight")
+    axes = fig.subplots(
+        len(images),
+        len(cols) + 1,
+        squeeze=False,
+        gridspec_kw={"width_ratios": [panel] * len(cols) + [3.5]},
+    )
     for r, (label, imgs) in enumerate(images.items()):
         truth = imgs["truth"]
         lo, hi = np.percentile(truth, [1, 99])
@@ -469,7 +489,7 @@ def _figure(images: dict[str, dict[str, np.ndarray]], path: Path, title: str) ->
             ax.set_title(name if r == 0 else "", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[r, 0].set_ylabel(label, fontsize=8)
+        axes[r, 0].set_ylabel(label.replace("[", "\n["), fontsize=8)
         ax = axes[r, -1]
         for name in ("bicubic", "tikhonov", "enhance", "truth"):
             f, p = metrics.power_spectrum(imgs[name])
