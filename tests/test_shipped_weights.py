@@ -183,8 +183,8 @@ def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
     fails, so does one below Tikhonov on a draw (the network before, with
     the histogram-core noise estimate: -0.53 dB at k = 3, forward residual
     1.33 x), one that fits the noise (this one with the projection stopped
-    at 0.7 x the noise: 37.9 dB at k = 1.5, quiet-Sun residual 0.70 x the
-    truth's) and one that inflates or loses flux.
+    at 0.7 x the noise: 37.9 dB at k = 1.5 on draw 1, quiet-Sun residual
+    0.70 x the truth's) and one that inflates or loses flux.
     """
     from enhance.training import held_out_pairs, load_scenes
     from enhance.validation.heldout import evaluate_over_draws
@@ -197,6 +197,7 @@ def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
         default_weights("magnetogram"), pairs, draws=3, noise_sigma=1e-2
     )
     psnr = {(r["scene"], r["method"]): r["psnr"] for r in rows}
+    quiet_checked = []
     for row in rows:
         if row["method"] != "enhance":
             continue
@@ -210,11 +211,13 @@ def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
         # 100 G; far below the truth's own residual would be fitting the noise
         for key in ("forward_rms", "forward_rms_field_pixels"):
             assert 0.6 < row[key] / row[f"truth_{key}"] < 1.25, (row["scene"], key)
-        if row["input_noise_G"] < 50:  # the band has quiet Sun (k = 1.5; at k = 3 none)
+        if row["forward_rms_quiet_in_noise"] is not None:  # the band has quiet Sun
+            quiet_checked.append(row["scene"])
             # over quiet Sun the truth misses the noisy input by more than bicubic, which
-            # keeps the noise in HMI's passband; the network misses it as the truth does
-            # (measured: truth 0.71, bicubic 0.63, Enhance 0.62 x the input noise; fitting
-            # the noise, the projection stopped at 0.7 x it, gives 0.53)
+            # keeps the noise in HMI's passband; the network may fit a little of it but
+            # not much (five draws at k = 1.5: truth 0.71, bicubic 0.63, Enhance 0.62 x
+            # the input's quiet-Sun rms; the projection stopped at 0.7 x the noise
+            # instead fits it: 0.53 against the truth's 0.75 on draw 1, 0.70 x)
             qs, truth_qs = (
                 row["forward_rms_quiet_in_noise"],
                 row["truth_forward_rms_quiet_in_noise"],
@@ -226,3 +229,4 @@ def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
             )
             assert bicubic_qs < truth_qs
             assert 0.8 * truth_qs < qs < 1.2 * truth_qs, row["scene"]
+    assert any("k=1.5" in scene for scene in quiet_checked), quiet_checked

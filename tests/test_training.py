@@ -291,6 +291,12 @@ def test_evaluation_table_and_files(tmp_path, tiny_weights):
     # a classical deconvolution sharpens: higher contrast than bicubic, truth's is higher still
     assert bicubic["contrast"] < rl["contrast"] < bicubic["truth_contrast"] * 1.5
     assert all(np.isfinite(r["psnr"]) for r in rows)
+    # every row carries the truth's own residuals beside the method's, in the same noise unit
+    for scene in {r["scene"] for r in rows}:
+        same = [r for r in rows if r["scene"] == scene]
+        for key in ("truth_forward_rms_quiet_in_noise", "forward_noise"):
+            assert len({r[key] for r in same}) == 1 and np.isfinite(same[0][key]), key
+        assert len({r["forward_rms_quiet_in_noise"] for r in same}) == len(same)
     paths = write_evaluation(tmp_path / "eval", weights=weights, rows=rows, images=images)
     record = json.loads(paths["json"].read_text())
     assert len(record["held_out"]) == 12

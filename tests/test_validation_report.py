@@ -288,6 +288,7 @@ def test_a_right_magnetogram_misses_a_noisy_input_over_quiet_sun_by_more_than_bi
     """
     from scipy import ndimage
 
+    from enhance.validation import metrics
     from enhance.validation.report import evaluate
 
     rng = np.random.default_rng(7)
@@ -303,7 +304,17 @@ def test_a_right_magnetogram_misses_a_noisy_input_over_quiet_sun_by_more_than_bi
     case = ValidationCase("field", "magnetogram", hmi, pair.target, enhanced, "truth")
     residuals = evaluate(case, border=8).metrics["forward_residuals"]
     truth, bicubic = residuals["truth"], residuals["bicubic"]
-    assert truth["rms_quiet_in_noise"] * truth["noise"] == pytest.approx(sigma, rel=0.1)
+    # the noise unit: the input's robust rms over its own quiet-Sun mask (weak field included)
+    quiet = metrics.quiet_sun_mask(hmi, kind="blos")
+    assert truth["noise"] == pytest.approx(metrics.noise_level(hmi, quiet))
+    assert sigma < truth["noise"] < 1.2 * sigma
+    assert truth["rms_quiet"] == pytest.approx(sigma, rel=0.1)  # the added noise, in G
     assert bicubic["rms_quiet_in_noise"] < 0.95 * truth["rms_quiet_in_noise"]  # 0.85 x here
     # over the flux concentrations bicubic's blur dominates: it misses by more than the truth
     assert bicubic["rms_field_pixels"] > 2 * truth["rms_field_pixels"]
+    # a field with no quiet Sun has no quiet-Sun residual (not the whole field's under that name)
+    strong = ValidationCase(
+        "strong", "magnetogram", hmi + 400.0, pair.target + 400.0, enhanced + 400.0, "truth"
+    )
+    none = evaluate(strong, border=8).metrics["forward_residuals"]["truth"]
+    assert none["rms_quiet_in_noise"] is None and none["rms"] is not None

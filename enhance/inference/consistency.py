@@ -377,13 +377,12 @@ def project_to_observation(
         from the input alone, as ``noise_estimate`` says.
     discrepancy : float
         Stop when the rms residual is at most this many times the noise.
-        1 is Morozov's choice for a start from zero; a little above 1 leaves
-        room for the error of the noise estimate. Started from a network
-        output, the first iterations correct the output's large-scale
-        errors faster than they fit noise, and a level a little below 1 can
-        be closer to the truth: the magnetogram recipe stops at 0.9, the
-        middle of the best range on the training region of the NFI scene
-        (docs/model_card.md, "Forward consistency").
+        1 is Morozov's choice [2]_; a little above 1 leaves room for the
+        error of the noise estimate. Started from a network output rather
+        than from zero, the level that gives the image closest to the truth
+        can lie below 1; a network's sidecar records the level chosen for
+        it (``inference.consistency_discrepancy``, docs/model_card.md,
+        "Forward consistency").
     max_iterations : int
         CGLS iterations at most.
     psf_model : str

@@ -147,15 +147,19 @@ def evaluate_pairs(
         ``contrast`` and ``truth_contrast`` (per cent, quiet-Sun mask of the
         truth) or, for Blos, ``noise_G``, ``truth_noise_G`` and
         ``input_noise_G`` (robust rms over the truth's quiet-Sun mask, on the
-        input's grid for the input), ``flux_ratio`` and ``flux_ratio_500G``;
-        the forward residual of the method and of the truth (``forward_*`` and
-        ``truth_forward_*``: ``rms_in_noise``, ``rms_field_in_noise``,
-        ``rms_quiet_in_noise``, ``rms`` and ``rms_field_pixels`` of
-        :func:`enhance.validation.metrics.forward_residual_stats`, the noise
-        and regions those of :func:`evaluate_hmi_magnetograms` on the input);
-        and the images per scene. The truth's own quiet-Sun residual and
-        noise show what a right answer scores on the real-HMI checks, where
-        no truth exists. The scores are those of
+        input's grid for the input: comparable with each other),
+        ``flux_ratio`` and ``flux_ratio_500G``; the forward residual of the
+        method and of the truth (``forward_*`` and ``truth_forward_*``:
+        ``rms_in_noise``, ``rms_field_in_noise``, ``rms_quiet_in_noise``
+        (None where the input has no quiet Sun), ``rms`` and
+        ``rms_field_pixels`` of
+        :func:`enhance.validation.metrics.forward_residual_stats`), with
+        ``forward_noise``, what the ``*_in_noise`` figures divide by: the
+        robust rms of the input over its own quiet-Sun mask (for Blos; the
+        spectral noise level for continuum), the noise and regions of
+        :func:`evaluate_hmi_magnetograms`; and the images per scene. The
+        truth's own quiet-Sun residual shows what a right answer scores on
+        the real-HMI checks, where no truth exists. The scores are those of
         :func:`enhance.validation.report.evaluate`.
     """
     model, meta = load_weights_cached(weights)
@@ -196,6 +200,7 @@ def evaluate_pairs(
                 row["flux_ratio_500G"] = _strong_flux_ratio(
                     evaluation.images[name], pair.target, border
                 )
+            row["forward_noise"] = doc["forward_residuals"][name]["noise"]
             for key in (
                 "rms_in_noise",
                 "rms_field_in_noise",
@@ -467,18 +472,26 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: Figure of write_evaluation: panel height (inches), range of image-panel widths, spectrum width.
+_PANEL_INCHES = 3.0
+_PANEL_WIDTH_RANGE = (1.5, 4.0)
+_SPECTRUM_INCHES = 3.5
+
+
 def _figure(images: dict[str, dict[str, np.ndarray]], path: Path, title: str) -> None:
     """One row per held-out region: every method on the truth's grey scale, and spectra."""
     cols = ["input", "bicubic", "richardson_lucy", "tikhonov", "enhance", "oracle_linear", "truth"]
-    # image panels as wide as the regions' shape asks (a tall strip gets a narrow panel)
+    # image panels as wide as the widest region asks (tall strips get narrow panels)
     aspect = max(t["truth"].shape[1] / t["truth"].shape[0] for t in images.values())
-    panel = float(np.clip(3.0 * aspect, 1.5, 4.0))
-    fig = new_figure(panel * len(cols) + 3.5, 3 * len(images), layout="tight")
+    panel = float(np.clip(_PANEL_INCHES * aspect, *_PANEL_WIDTH_RANGE))
+    fig = new_figure(
+        panel * len(cols) + _SPECTRUM_INCHES, _PANEL_INCHES * len(images), layout="tight"
+    )
     axes = fig.subplots(
         len(images),
         len(cols) + 1,
         squeeze=False,
-        gridspec_kw={"width_ratios": [panel] * len(cols) + [3.5]},
+        gridspec_kw={"width_ratios": [panel] * len(cols) + [_SPECTRUM_INCHES]},
     )
     for r, (label, imgs) in enumerate(images.items()):
         truth = imgs["truth"]

@@ -125,6 +125,7 @@ def quiet_sun_mask(
     field_threshold: float = 50.0,
     margin: int = 5,
     smooth: float = 2.0,
+    fallback: bool = True,
 ) -> np.ndarray:
     """Automatic quiet-Sun mask (True = quiet Sun).
 
@@ -139,7 +140,8 @@ def quiet_sun_mask(
     (``kind="blos"``) pixels with ``|B| > field_threshold`` G (network, plage,
     spots) are excluded and grown by ``margin``. NaN pixels are never quiet.
     The mask falls back to all finite pixels (with a log message) when it
-    would keep fewer than 5 % of them.
+    would keep fewer than 5 % of them; with ``fallback=False`` it is then
+    all False instead (no quiet Sun), for figures that mean quiet Sun only.
 
     References
     ----------
@@ -165,6 +167,8 @@ def quiet_sun_mask(
         )
     mask = finite & ~active
     if mask.sum() < 0.05 * finite.sum():
+        if not fallback:
+            return np.zeros_like(finite)
         log.info("quiet-Sun mask keeps < 5%% of pixels; using all finite pixels")
         mask = finite
     return mask

@@ -161,13 +161,15 @@ def evaluate(
         noise_in = metrics.noise_level(case.hmi, quiet_in)
         field_in = metrics.field_mask(case.hmi, noise_in)
     pixels_in = None if case.observable == "continuum" else metrics.field_pixel_mask(case.hmi)
+    # the quiet-Sun residual only where there is quiet Sun (not the mask's whole-field fallback)
+    quiet_only = metrics.quiet_sun_mask(case.hmi, kind=kind, fallback=False)
     residual_stats = {
         name: metrics.forward_residual_stats(
             image,
             case.hmi,
             noise=noise_in,
             field=field_in,
-            quiet=quiet_in,
+            quiet=quiet_only if quiet_only.any() else None,
             field_pixels=pixels_in,
             psf_model=case.psf_model,
             border=border // 2,
