@@ -55,6 +55,11 @@ TAUS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4)
 BORDER = 8  # output pixels left out of the PSNR, as enhance evaluate does
 
 
+def _stopped_at(path: list[tuple[float, float]], tau: float) -> float:
+    """PSNR of the first (residual / noise, PSNR) iterate within ``tau``, else of the last."""
+    return next((psnr for residual, psnr in path if residual <= tau), path[-1][1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--observable", choices=("continuum", "magnetogram"), required=True)
@@ -74,6 +79,8 @@ def main() -> None:
     scale = float(meta["input_normalisation"]["scale"])
     gains: dict[float, list[float]] = {tau: [] for tau in TAUS}
     inner = (slice(BORDER, -BORDER),) * 2
+    given = None if args.estimate else args.noise * scale
+    how = args.estimate or "spectral"
     for scene in load_scenes(args.scene, args.observable):
         part = split_scene(scene, holdout=args.holdout)[0 if args.region == "training" else 1]
         base = degraded_pair(part, psf_model=psf)
@@ -85,8 +92,6 @@ def main() -> None:
                 rng = np.random.default_rng(seed)
                 noisy = clean + rng.normal(0.0, args.noise * scale, clean.shape).astype(np.float32)
                 out = enhance_array(noisy, model, device="cpu", input_scale=scale, tile=512)
-                given = None if args.estimate else args.noise * scale
-                how = args.estimate or "spectral"
                 path = []
                 for n in range(args.iterations + 1):
                     x, info = project_to_observation(
@@ -104,8 +109,7 @@ def main() -> None:
                 steps = " ".join(f"{i}:{r:.2f}/{p:.2f}" for i, (r, p) in enumerate(path))
                 print(f"{label:48s} seed {seed}  {steps}", flush=True)
                 for tau in TAUS:
-                    stop = next((p for r, p in path if r <= tau), path[-1][1])
-                    gains[tau].append(stop - next((p for r, p in path if r <= 1.0), path[-1][1]))
+                    gains[tau].append(_stopped_at(path, tau) - _stopped_at(path, 1.0))
     print("PSNR at tau minus PSNR at tau = 1 (mean, min over regions and draws):")
     for tau in TAUS:
         print(f"  tau {tau:4.2f}: {np.mean(gains[tau]):+.3f} dB (min {np.min(gains[tau]):+.3f})")

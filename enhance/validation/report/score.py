@@ -152,8 +152,11 @@ def evaluate(
     kind = "continuum" if case.observable == "continuum" else "blos"
     mask = metrics.quiet_sun_mask(truth, kind=kind)
     coarse = _coarse_mask(mask)
-    # forward residual: inside the border, in the input's noise, per region of the input
-    quiet_in = metrics.quiet_sun_mask(case.hmi, kind=kind)
+    # forward residual: inside the border, in the input's noise, per region of the input;
+    # the quiet-Sun figure only where there is quiet Sun, the noise over the mask's
+    # fallback to every finite pixel otherwise (what quiet_sun_mask returns by default)
+    quiet_only = metrics.quiet_sun_mask(case.hmi, kind=kind, fallback=False)
+    quiet_in = quiet_only if quiet_only.any() else np.isfinite(case.hmi)
     if case.observable == "continuum":
         noise_in = baselines.spectral_noise_sigma_hmi(case.hmi)
         field_in = ~quiet_in
@@ -161,8 +164,6 @@ def evaluate(
         noise_in = metrics.noise_level(case.hmi, quiet_in)
         field_in = metrics.field_mask(case.hmi, noise_in)
     pixels_in = None if case.observable == "continuum" else metrics.field_pixel_mask(case.hmi)
-    # the quiet-Sun residual only where there is quiet Sun (not the mask's whole-field fallback)
-    quiet_only = metrics.quiet_sun_mask(case.hmi, kind=kind, fallback=False)
     residual_stats = {
         name: metrics.forward_residual_stats(
             image,
