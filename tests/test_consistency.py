@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from enhance.errors import ConfigError, InputError
-from enhance.inference.consistency import _ForwardModel, project_to_observation
+from enhance.inference.consistency import project_to_observation
+from enhance.inference.forward_model import ForwardModel
 from enhance.physics import degrade, reobserve
 from enhance.physics.transfer import hmi_given_target_transfer, reobserve_target
 from enhance.validation import baselines
@@ -53,7 +54,7 @@ def test_transfer_function_is_one_at_zero_frequency_and_zero_beyond_hmi():
 
 def test_forward_model_adjoint_is_exact():
     rng = np.random.default_rng(3)
-    model = _ForwardModel((40, 30), 8, "wachter")
+    model = ForwardModel((40, 30), 8, "wachter")
     x = rng.normal(size=model.fine).astype(np.float32)
     r = rng.normal(size=(model.fine[0] // 2, model.fine[1] // 2)).astype(np.float32)
     lhs = float(np.sum(model.forward(x).astype(np.float64) * r))

@@ -169,9 +169,9 @@ def test_enhance_frame_measures_the_quiet_sun_fraction_once(monkeypatch):
     calls = []
     real = consistency.quiet_sun_fraction
 
-    def counted(observed):
+    def counted(observed, **options):
         calls.append(np.shape(observed))
-        return real(observed)
+        return real(observed, **options)
 
     monkeypatch.setattr(consistency, "quiet_sun_fraction", counted)
     enhanced = enhance_frame(read_hmi(HEADER_SOURCE), device="cpu", uncertainty=False)

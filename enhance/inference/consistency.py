@@ -38,19 +38,28 @@ from dataclasses import dataclass
 
 import astropy.units as u
 import numpy as np
-from scipy import fft as sfft
-from scipy.ndimage import gaussian_filter
 
 from enhance.errors import ConfigError, FieldDominatedNoiseWarning, InputError
+from enhance.inference.forward_model import ForwardModel
 from enhance.physics import ENHANCED_PIXEL_SCALE, hmi_psf, psf_model_of
-from enhance.physics.noise import histogram_core_sigma, hmi_noise_sigma
-from enhance.physics.transfer import hmi_given_target_transfer
+from enhance.physics.disk import SolarDisk
+from enhance.physics.noise import (
+    NOISE_ESTIMATES,
+    QUIET_SUN_FRACTION_MIN,
+    check_noise_estimate,
+    estimate_input_noise,
+    quiet_sun_fraction,
+    resolve_noise_estimate,
+)
 
 __all__ = [
+    "CONSTRAINED_RADIUS",
     "NOISE_ESTIMATES",
     "NOISE_SOURCES",
     "QUIET_SUN_FRACTION_MIN",
+    "STALL_FRACTION",
     "Projection",
+    "constraint_region",
     "input_noise_in_data_units",
     "noise_estimate_for",
     "parse_input_noise",
@@ -74,7 +83,7 @@ class Projection:
     noise : float
         Input noise used for the stopping rule (input units).
     residual_before, residual_after : float
-        rms of ``reobserve(x) - y`` over the valid input pixels, input units.
+        rms of ``reobserve(x) - y`` over the constrained input pixels, input units.
     iterations : int
         CGLS iterations run (0: the input was already consistent).
     converged : bool
@@ -85,6 +94,13 @@ class Projection:
         Where ``noise`` came from: the caller, or the estimate of that name
         (no default: a projection whose noise has no stated origin is not
         one the caller gave).
+    stalled : bool
+        Stopped because an iteration lowered the residual by less than
+        :data:`STALL_FRACTION` of itself, before reaching the goal.
+    constrained_radius : float or None
+        The pixels that constrained the solution lay within this fraction
+        of the solar radius (None: the image had no disk geometry, and
+        every valid pixel did).
     """
 
     noise: float
@@ -94,50 +110,24 @@ class Projection:
     converged: bool
     discrepancy: float
     noise_source: str
+    stalled: bool = False
+    constrained_radius: float | None = None
 
 
-class _ForwardModel:
-    """HMI's view of a 28 cm image (``H / A`` kernel, 2x2 mean) and its exact adjoint.
+#: Fraction of the solar radius within which input pixels constrain the
+#: projection. Beyond it the re-observed output cannot match the input: HMI's
+#: PSF there reaches the ring of off-limb values that hmi.M_720s keeps out to
+#: ~1.045 R_sun (5-10x the disk's noise, with a spike at the limb) and the
+#: step of the limb itself. On the three real full disks the network's
+#: re-observed output stays within the noise out to 0.995 R_sun and misses
+#: by 3-4x the noise in the last 0.5 % (docs/performance.md, "Full disks").
+CONSTRAINED_RADIUS = 0.99
+#: An iteration that lowers the residual by less than this fraction of it
+#: ends the projection (the remaining misfit is not one the data resolve).
+STALL_FRACTION = 0.01
 
-    Works on a grid padded by ``margin`` input pixels per side (FFT-periodic
-    on the padded grid), float32.
-    """
-
-    def __init__(self, shape_in: tuple[int, int], margin: int, psf_model: str) -> None:
-        ny, nx = shape_in
-        self.fine = (2 * (ny + 2 * margin), 2 * (nx + 2 * margin))
-        self.otf = hmi_given_target_transfer(self.fine, psf_model=psf_model)
-
-    def _convolve(self, x: np.ndarray) -> np.ndarray:
-        spectrum = sfft.rfft2(x, workers=-1) * self.otf
-        return sfft.irfft2(spectrum, s=x.shape, workers=-1).astype(np.float32, copy=False)
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        blurred = self._convolve(x)
-        my, mx = blurred.shape[0] // 2, blurred.shape[1] // 2
-        return blurred.reshape(my, 2, mx, 2).mean(axis=(1, 3))
-
-    def adjoint(self, r: np.ndarray) -> np.ndarray:
-        up = np.repeat(np.repeat(r, 2, axis=0), 2, axis=1) * np.float32(0.25)
-        return self._convolve(up)  # the transfer function is real and even
-
-
-#: How the input noise is estimated (see :func:`project_to_observation`); "auto"
-#: picks "histogram" or "spectral" per image.
-NOISE_ESTIMATES = ("spectral", "histogram", "auto")
 #: Where the noise of a :class:`Projection` came from ("auto" resolves to one of the two).
 NOISE_SOURCES = ("given", "spectral", "histogram")
-
-#: Quiet-Sun fraction (:func:`quiet_sun_fraction`) below which the histogram
-#: core of a magnetogram measures field rather than noise: real HMI 720 s
-#: magnetograms, whole disks and disk-centre crops, lie well above it, and
-#: fields dominated by an active region (where the core is several times the
-#: true noise) well below it; the measured fractions are in the docstring of
-#: bench/quiet_sun_fraction.py.
-QUIET_SUN_FRACTION_MIN = 0.5
-#: Smoothing (pixels) and threshold (times the spectral noise) of the quiet-Sun test.
-_QUIET_SMOOTHING_PX = 1.0
-_QUIET_THRESHOLD = 3.0
 
 #: Units of the input noise per observable: Blos in gauss, continuum in quiet-Sun units.
 _NOISE_UNITS = {"magnetogram": u.G, "continuum": u.dimensionless_unscaled}
@@ -212,34 +202,12 @@ def input_noise_in_data_units(noise: u.Quantity, observable: str) -> float:
     return value
 
 
-def quiet_sun_fraction(observed: object) -> float:
-    """Fraction of a magnetogram's finite pixels that look like quiet Sun.
-
-    A pixel counts as quiet Sun when its deviation from the image median,
-    smoothed by a Gaussian of 1 pixel, is below 3 times the spectral noise
-    of the image (:func:`enhance.physics.noise.hmi_noise_sigma`, of the
-    central half when that is all data): the smoothing averages the noise
-    down, so nearly every noise-only pixel passes while field a few times
-    stronger than the noise does not. The histogram-core estimate measures the noise only
-    when this fraction is large (:data:`QUIET_SUN_FRACTION_MIN`).
-
-    Raises
-    ------
-    InputError
-        Not a 2-D image with at least 16 finite pixels.
-    """
-    y = np.asarray(observed, dtype=np.float64)
-    finite = np.isfinite(y)
-    if y.ndim != 2 or finite.sum() < 16:
-        raise InputError("quiet-Sun fraction needs a 2-D image with at least 16 finite pixels")
-    level = float(np.median(y[finite]))
-    noise = _input_noise(y, level, "spectral")
-    smooth = gaussian_filter(np.where(finite, y - level, 0.0), _QUIET_SMOOTHING_PX)
-    return float(np.mean(np.abs(smooth[finite]) < _QUIET_THRESHOLD * noise))
-
-
 def warn_if_field_dominated(
-    observed: object, *, estimate: str = "auto", stacklevel: int = 2
+    observed: object,
+    *,
+    estimate: str = "auto",
+    region: np.ndarray | None = None,
+    stacklevel: int = 2,
 ) -> float:
     """Warn when a magnetogram has too little quiet Sun for the histogram-core noise estimate.
 
@@ -253,6 +221,9 @@ def warn_if_field_dominated(
         barely acts), "auto" falls back to the spectral level, which is right
         for white noise but low for noise correlated between pixels (the
         projection then fits some noise).
+    region : numpy.ndarray of bool, optional
+        The pixels that count (:func:`constraint_region`); default every
+        finite pixel.
     stacklevel : int
         Frame the warning is attributed to (:func:`warnings.warn`; 2: the caller).
 
@@ -267,7 +238,7 @@ def warn_if_field_dominated(
         raise ConfigError(
             f"the field-dominated check is for the auto or histogram estimate, not {estimate!r}"
         )
-    fraction = quiet_sun_fraction(observed)
+    fraction = quiet_sun_fraction(observed, region=region)
     if fraction < QUIET_SUN_FRACTION_MIN:
         if estimate == "histogram":
             consequence = (
@@ -290,67 +261,15 @@ def warn_if_field_dominated(
     return fraction
 
 
-def _check_noise_estimate(how: str) -> None:
-    """Raise :class:`ConfigError` unless ``how`` is one of :data:`NOISE_ESTIMATES`."""
-    if how not in NOISE_ESTIMATES:
-        raise ConfigError(
-            f"unknown noise_estimate {how!r}; use one of {', '.join(NOISE_ESTIMATES)}"
-        )
+def constraint_region(shape: tuple[int, int], disk: SolarDisk | None) -> np.ndarray | None:
+    """Input pixels that may constrain the projection: the disk within :data:`CONSTRAINED_RADIUS`.
 
-
-def resolve_noise_estimate(
-    observed: object, how: str, *, quiet_fraction: float | None = None
-) -> str:
-    """The estimate ``how`` names for this image: "auto" becomes "histogram" or "spectral".
-
-    Parameters
-    ----------
-    observed : array_like
-        The input image (2-D).
-    how : {"spectral", "histogram", "auto"}
-        A noise estimate of :data:`NOISE_ESTIMATES`.
-    quiet_fraction : float, optional
-        :func:`quiet_sun_fraction` of ``observed`` when the caller has it
-        (it costs about 2 s on a 4096^2 frame); computed otherwise.
-
-    Returns
-    -------
-    str
-        ``how`` itself unless it is "auto"; for "auto", "histogram" when at
-        least :data:`QUIET_SUN_FRACTION_MIN` of the image is quiet Sun
-        (:func:`quiet_sun_fraction`), else "spectral". The histogram core
-        measures the noise of a mostly quiet magnetogram, including noise
-        correlated between pixels, which the spectral level misses; where
-        field dominates, the core measures field and the spectral level
-        is the better estimate (docs/model_card.md, "Forward consistency").
-
-    Raises
-    ------
-    ConfigError
-        ``how`` is not one of :data:`NOISE_ESTIMATES`.
+    None (every pixel) when there is no disk geometry (a cut-out without
+    WCS, a simulation) or when the whole image lies inside that radius.
     """
-    _check_noise_estimate(how)
-    if how != "auto":
-        return how
-    if quiet_fraction is None:
-        quiet_fraction = quiet_sun_fraction(observed)
-    return "histogram" if quiet_fraction >= QUIET_SUN_FRACTION_MIN else "spectral"
-
-
-def _input_noise(y: np.ndarray, level: float, how: str) -> float:
-    """Noise of the input: histogram core, or spectrum of the central half if it is all data.
-
-    The central half of a full-disk frame lies on the disk; the limb, where
-    off-disk pixels would be filled, then adds no power beyond the cutoff.
-    """
-    if how == "histogram":
-        return histogram_core_sigma(y)
-    ny, nx = y.shape
-    half = (ny // 4, nx // 4)
-    centre = y[half[0] : ny - half[0], half[1] : nx - half[1]]
-    if min(centre.shape) >= 64 and np.isfinite(centre).all():
-        return hmi_noise_sigma(centre)
-    return hmi_noise_sigma(np.where(np.isfinite(y), y, level))
+    if disk is None or not disk.holds_limb(shape, CONSTRAINED_RADIUS):
+        return None
+    return disk.inside(shape, CONSTRAINED_RADIUS)
 
 
 def project_to_observation(
@@ -363,6 +282,9 @@ def project_to_observation(
     psf_model: str = "wachter",
     border: int = 2,
     noise_estimate: str = "spectral",
+    disk: SolarDisk | None = None,
+    backend: str = "numpy",
+    device: object = None,
 ) -> tuple[np.ndarray, Projection]:
     """Make an enhanced image consistent with its HMI input, within the noise.
 
@@ -374,7 +296,9 @@ def project_to_observation(
         The HMI input at 0.504"/px, shape ``(ny, nx)``, same units.
     noise : float, optional
         Input noise (standard deviation, input units); default: estimated
-        from the input alone, as ``noise_estimate`` says.
+        from the input alone over the constrained pixels, as
+        ``noise_estimate`` says
+        (:func:`enhance.physics.noise.estimate_input_noise`).
     discrepancy : float
         Stop when the rms residual is at most this many times the noise.
         1 is Morozov's choice [2]_; a little above 1 leaves room for the
@@ -384,7 +308,9 @@ def project_to_observation(
         it (``inference.consistency_discrepancy``, docs/model_card.md,
         "Forward consistency").
     max_iterations : int
-        CGLS iterations at most.
+        CGLS iterations at most. The projection also stops when an
+        iteration lowers the residual by less than :data:`STALL_FRACTION`
+        of itself: more iterations would fit what the data do not resolve.
     psf_model : str
         HMI PSF model (:func:`enhance.physics.hmi_psf`).
     border : int
@@ -394,16 +320,29 @@ def project_to_observation(
     noise_estimate : {"spectral", "histogram", "auto"}
         "spectral": the white-noise level beyond HMI's cutoff
         (:func:`enhance.physics.noise.hmi_noise_sigma`, of the central half
-        when that holds no NaN); right for continuum images. "histogram":
-        the width of the core of the value histogram
+        when that is all constrained data); right for continuum images.
+        "histogram": the width of the core of the value histogram
         (:func:`enhance.physics.noise.histogram_core_sigma`); right for
         magnetograms, whose noise is not white (on the central 1024^2 of
         a real 720 s magnetogram the spectral level is 2.3 G, the
         histogram core 5.3 G) and for which fitting to the spectral level
-        would fit the noise). "auto": the histogram core where the image
+        would fit the noise. "auto": the histogram core where the image
         is mostly quiet Sun, else the spectral level
-        (:func:`resolve_noise_estimate`); :func:`noise_estimate_for` picks
-        it for magnetograms.
+        (:func:`enhance.physics.noise.resolve_noise_estimate`);
+        :func:`noise_estimate_for` picks it for magnetograms.
+    disk : SolarDisk, optional
+        Where the solar disk lies in ``observed``
+        (:meth:`enhance.physics.disk.SolarDisk.from_header`). Only input
+        pixels within :data:`CONSTRAINED_RADIUS` of it constrain the
+        solution and enter the noise estimate and the residual; the limb
+        and the values beyond it are left as the network made them, up to
+        the spill of the PSF. Default: every valid pixel constrains.
+    backend : {"numpy", "torch"}
+        Array library of the iterations (:class:`enhance.inference.forward_model.ForwardModel`);
+        both give the same image within float32 rounding.
+    device : torch.device or str, optional
+        Where the torch backend runs (default the CPU): the network's
+        device, so a GPU run keeps the frame on the GPU.
 
     Returns
     -------
@@ -418,7 +357,7 @@ def project_to_observation(
     InputError
         Shapes that do not match 2:1, or no valid pixel.
     """
-    _check_noise_estimate(noise_estimate)
+    check_noise_estimate(noise_estimate)
     if not discrepancy > 0 or max_iterations < 0:
         raise ConfigError(
             f"projection needs discrepancy > 0 and max_iterations >= 0; got "
@@ -439,55 +378,65 @@ def project_to_observation(
         inner = np.zeros_like(valid)
         inner[border:-border, border:-border] = True
         valid &= inner
+    region = constraint_region(y.shape, disk)
+    if region is not None:
+        valid &= region
     if not valid.any():
         raise InputError("projection needs pixels valid in both the input and the output")
     level = float(np.median(y[valid]))
     source = "given"
     if noise is None:
-        source = resolve_noise_estimate(y, noise_estimate)
-        noise = _input_noise(y, level, source)
+        source = resolve_noise_estimate(y, noise_estimate, region=valid)
+        noise = estimate_input_noise(y, source, region=valid)
     noise = float(noise)
     if not noise > 0:
         raise InputError(f"projection needs a positive input noise; got {noise}")
 
     kernel_half = hmi_psf(ENHANCED_PIXEL_SCALE, model=psf_model).shape[0] // 2
-    margin = kernel_half // 2 + 2
-    model = _ForwardModel(y.shape, margin, psf_model)
-    pad_in = ((margin, margin), (margin, margin))
-    pad_out = ((2 * margin, 2 * margin), (2 * margin, 2 * margin))
-    weight = np.pad(valid, pad_in).astype(np.float32)
-    data = np.pad(np.where(valid, y, level) - level, pad_in, mode="reflect")
-    filled = np.where(bad_x, level, x0) - level
-    x = np.pad(filled, pad_out, mode="reflect").astype(np.float32)
+    model = ForwardModel(y.shape, kernel_half // 2 + 2, psf_model, backend=backend, device=device)
+    (by, bx), (py, px) = model.pad_before, model.padded
+    pad_in = ((by, py - y.shape[0] - by), (bx, px - y.shape[1] - bx))
+    pad_out = tuple((2 * lo, 2 * hi) for lo, hi in pad_in)
+    weight = model.array(np.pad(valid, pad_in))
+    data = model.array(np.pad(np.where(valid, y, level) - level, pad_in, mode="reflect"))
+    x = model.array(np.pad(np.where(bad_x, level, x0) - level, pad_out, mode="reflect"))
     n_valid = float(valid.sum())
+    del valid
 
-    def residual_rms(r: np.ndarray) -> float:
-        return float(np.sqrt(np.sum(r.astype(np.float64) ** 2) / n_valid))
+    def residual_rms(r: object) -> float:
+        return float(np.sqrt(model.sum_of_squares(r) / n_valid))
 
     r = weight * (data - model.forward(x))
+    del data
     before = residual_rms(r)
     goal = discrepancy * noise
     res = before
     iterations = 0
+    stalled = False
     if res > goal and max_iterations > 0:
         s = model.adjoint(weight * r)
-        p = s.copy()
-        gamma = float(np.sum(s.astype(np.float64) ** 2))
+        p = s.clone() if backend == "torch" else s.copy()
+        gamma = model.sum_of_squares(s)
         while iterations < max_iterations and res > goal and gamma > 0:
             q = weight * model.forward(p)
-            qq = float(np.sum(q.astype(np.float64) ** 2))
+            qq = model.sum_of_squares(q)
             if qq <= 0:
                 break
-            alpha = np.float32(gamma / qq)
+            alpha = gamma / qq
             x += alpha * p
             r -= alpha * q
             iterations += 1
-            res = residual_rms(r)
+            previous, res = res, residual_rms(r)
+            if res > goal and previous - res < STALL_FRACTION * previous:
+                stalled = True
+                break
             s = model.adjoint(weight * r)
-            new = float(np.sum(s.astype(np.float64) ** 2))
-            p = s + np.float32(new / gamma) * p
+            new = model.sum_of_squares(s)
+            p = s + (new / gamma) * p
             gamma = new
-    out = x[2 * margin : -2 * margin, 2 * margin : -2 * margin] + np.float32(level)
+    out = model.to_numpy(x)[
+        pad_out[0][0] : pad_out[0][0] + x0.shape[0], pad_out[1][0] : pad_out[1][0] + x0.shape[1]
+    ] + np.float32(level)
     out[bad_x] = np.nan
     info = Projection(
         noise=noise,
@@ -497,14 +446,17 @@ def project_to_observation(
         converged=res <= goal,
         discrepancy=float(discrepancy),
         noise_source=source,
+        stalled=stalled,
+        constrained_radius=None if region is None else CONSTRAINED_RADIUS,
     )
     log.debug(
-        "projection: residual %.4g -> %.4g (noise %.4g, %s) in %d iterations",
+        "projection: residual %.4g -> %.4g (noise %.4g, %s) in %d iterations%s",
         before,
         res,
         noise,
         source,
         iterations,
+        " (stalled)" if stalled else "",
     )
     return out.astype(np.float32, copy=False), info
 
@@ -516,6 +468,9 @@ def project_as_recipe(
     *,
     noise: float | None = None,
     noise_estimate: str | None = None,
+    disk: SolarDisk | None = None,
+    backend: str = "numpy",
+    device: object = None,
 ) -> tuple[np.ndarray, Projection]:
     """:func:`project_to_observation` with the settings a weights sidecar records.
 
@@ -525,7 +480,8 @@ def project_as_recipe(
     and ``psf_model``. ``noise`` (input units) replaces the estimate when
     given; ``noise_estimate`` replaces the recipe's estimate (a caller that
     has already resolved "auto" for this input, :func:`resolve_noise_estimate`,
-    passes the result). This is the projection
+    passes the result). ``disk``, ``backend`` and ``device`` are passed on
+    (:func:`project_to_observation`). This is the projection
     :func:`enhance.inference.enhance_frame` applies and the held-out
     evaluation scores.
     """
@@ -537,4 +493,7 @@ def project_as_recipe(
         discrepancy=float(recipe.get("consistency_discrepancy", 1.0)),
         psf_model=psf_model_of(meta),
         noise_estimate=noise_estimate or recipe_noise_estimate(meta),
+        disk=disk,
+        backend=backend,
+        device=device,
     )

@@ -25,6 +25,7 @@ from enhance.model.weights import (
     trained_pixel_scale,
 )
 from enhance.physics import psf_model_of
+from enhance.physics.disk import SolarDisk
 
 __all__ = ["enhance_frame"]
 
@@ -143,8 +144,12 @@ def enhance_frame(
 
         network, head_meta = with_uncertainty(path, model, meta)
     estimate = projection.recipe_noise_estimate(meta) if consistency else None
+    disk = SolarDisk.from_header(frame.header)
     if noise is None and frame.observable == "magnetogram" and estimate in ("auto", "histogram"):
-        fraction = projection.warn_if_field_dominated(frame.data, estimate=estimate, stacklevel=3)
+        region = projection.constraint_region(frame.data.shape, disk)
+        fraction = projection.warn_if_field_dominated(
+            frame.data, estimate=estimate, region=region, stacklevel=3
+        )
         estimate = projection.resolve_noise_estimate(frame.data, estimate, quiet_fraction=fraction)
     data = enhance_array(
         frame.data,
@@ -168,7 +173,14 @@ def enhance_frame(
         data, meta_out["sigma"] = data[0], sigma
     if consistency:
         data, meta_out["consistency"] = projection.project_as_recipe(
-            data, frame.data, meta, noise=noise, noise_estimate=estimate
+            data,
+            frame.data,
+            meta,
+            noise=noise,
+            noise_estimate=estimate,
+            disk=disk,
+            backend="torch" if dev.type == "cuda" else "numpy",
+            device=dev,
         )
     meta_out.update(
         weights_file=path.name,

@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import astropy.units as u
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
-from enhance.errors import InputError
+from enhance.errors import ConfigError, InputError
 from enhance.physics.constants import HMI_APERTURE, HMI_PIXEL_SCALE, HMI_WAVELENGTH
 
-__all__ = ["diffraction_cutoff", "histogram_core_sigma", "hmi_noise_sigma", "spectral_noise_sigma"]
+__all__ = [
+    "NOISE_ESTIMATES",
+    "QUIET_SUN_FRACTION_MIN",
+    "check_noise_estimate",
+    "diffraction_cutoff",
+    "estimate_input_noise",
+    "histogram_core_sigma",
+    "hmi_noise_sigma",
+    "quiet_sun_fraction",
+    "resolve_noise_estimate",
+    "spectral_noise_sigma",
+]
 
 
 def diffraction_cutoff(aperture: u.Quantity, wavelength: u.Quantity) -> float:
@@ -128,3 +140,175 @@ def histogram_core_sigma(image: object, *, clip: float = 3.0, rounds: int = 10) 
             break
         width = new
     return width
+
+
+#: How the input noise of an HMI frame is estimated (:func:`estimate_input_noise`);
+#: "auto" picks "histogram" or "spectral" per image.
+NOISE_ESTIMATES = ("spectral", "histogram", "auto")
+
+#: Quiet-Sun fraction (:func:`quiet_sun_fraction`) below which the histogram
+#: core of a magnetogram measures field rather than noise: real HMI 720 s
+#: magnetograms, whole disks and disk-centre crops, lie well above it, and
+#: fields dominated by an active region (where the core is several times the
+#: true noise) well below it; the measured fractions are in the docstring of
+#: bench/quiet_sun_fraction.py.
+QUIET_SUN_FRACTION_MIN = 0.5
+#: Smoothing (pixels) and threshold (times the spectral noise) of the quiet-Sun test.
+_QUIET_SMOOTHING_PX = 1.0
+_QUIET_THRESHOLD = 3.0
+
+
+def check_noise_estimate(how: str) -> None:
+    """Raise :class:`ConfigError` unless ``how`` is one of :data:`NOISE_ESTIMATES`."""
+    if how not in NOISE_ESTIMATES:
+        raise ConfigError(
+            f"unknown noise_estimate {how!r}; use one of {', '.join(NOISE_ESTIMATES)}"
+        )
+
+
+def _region_of(y: np.ndarray, region: np.ndarray | None) -> np.ndarray:
+    """Finite pixels of ``y`` inside ``region`` (all finite pixels without one)."""
+    finite = np.isfinite(y)
+    if region is None:
+        return finite
+    if region.shape != y.shape:
+        raise InputError(f"noise region {region.shape} does not match the image {y.shape}")
+    return finite & region
+
+
+def _spectral_input_noise(y: np.ndarray, usable: np.ndarray) -> float:
+    """Spectral noise of the central half when it is all usable, else of the filled image.
+
+    The central half of a full-disk frame lies on the disk, so no limb or
+    fill adds power beyond the cutoff there.
+    """
+    ny, nx = y.shape
+    cy, cx = ny // 4, nx // 4
+    centre = (slice(cy, ny - cy), slice(cx, nx - cx))
+    if min(ny - 2 * cy, nx - 2 * cx) >= 64 and usable[centre].all():
+        return hmi_noise_sigma(y[centre])
+    level = float(np.median(y[usable]))
+    return hmi_noise_sigma(np.where(usable, y, level))
+
+
+def quiet_sun_fraction(observed: object, *, region: np.ndarray | None = None) -> float:
+    """Fraction of a magnetogram's pixels that look like quiet Sun.
+
+    A pixel counts as quiet Sun when its deviation from the image median,
+    smoothed by a Gaussian of 1 pixel, is below 3 times the spectral noise
+    of the image (:func:`hmi_noise_sigma`, of the central half when that is
+    all data): the smoothing averages the noise down, so nearly every
+    noise-only pixel passes while field a few times stronger than the noise
+    does not. The histogram-core estimate measures the noise only when this
+    fraction is large (:data:`QUIET_SUN_FRACTION_MIN`).
+
+    Parameters
+    ----------
+    observed : array_like
+        The magnetogram (2-D); NaN pixels are left out.
+    region : numpy.ndarray of bool, optional
+        The pixels that count (e.g. the disk without its limb,
+        :meth:`enhance.physics.disk.SolarDisk.inside`); default every
+        finite pixel.
+
+    Raises
+    ------
+    InputError
+        Not a 2-D image with at least 16 usable pixels.
+    """
+    y = np.asarray(observed, dtype=np.float64)
+    if y.ndim != 2:
+        raise InputError("quiet-Sun fraction needs a 2-D image with at least 16 finite pixels")
+    usable = _region_of(y, region)
+    if usable.sum() < 16:
+        raise InputError("quiet-Sun fraction needs a 2-D image with at least 16 finite pixels")
+    level = float(np.median(y[usable]))
+    noise = _spectral_input_noise(y, usable)
+    smooth = gaussian_filter(np.where(usable, y - level, 0.0), _QUIET_SMOOTHING_PX)
+    return float(np.mean(np.abs(smooth[usable]) < _QUIET_THRESHOLD * noise))
+
+
+def resolve_noise_estimate(
+    observed: object,
+    how: str,
+    *,
+    quiet_fraction: float | None = None,
+    region: np.ndarray | None = None,
+) -> str:
+    """The estimate ``how`` names for this image: "auto" becomes "histogram" or "spectral".
+
+    Parameters
+    ----------
+    observed : array_like
+        The input image (2-D).
+    how : {"spectral", "histogram", "auto"}
+        A noise estimate of :data:`NOISE_ESTIMATES`.
+    quiet_fraction : float, optional
+        :func:`quiet_sun_fraction` of ``observed`` when the caller has it
+        (it costs about 2 s on a 4096^2 frame); computed otherwise.
+    region : numpy.ndarray of bool, optional
+        The pixels that count (:func:`quiet_sun_fraction`).
+
+    Returns
+    -------
+    str
+        ``how`` itself unless it is "auto"; for "auto", "histogram" when at
+        least :data:`QUIET_SUN_FRACTION_MIN` of the image is quiet Sun, else
+        "spectral". The histogram core measures the noise of a mostly quiet
+        magnetogram, including noise correlated between pixels, which the
+        spectral level misses; where field dominates, the core measures
+        field and the spectral level is the better estimate
+        (docs/model_card.md, "Forward consistency").
+
+    Raises
+    ------
+    ConfigError
+        ``how`` is not one of :data:`NOISE_ESTIMATES`.
+    """
+    check_noise_estimate(how)
+    if how != "auto":
+        return how
+    if quiet_fraction is None:
+        quiet_fraction = quiet_sun_fraction(observed, region=region)
+    return "histogram" if quiet_fraction >= QUIET_SUN_FRACTION_MIN else "spectral"
+
+
+def estimate_input_noise(observed: object, how: str, *, region: np.ndarray | None = None) -> float:
+    """The noise of an HMI input frame, estimated from the frame alone.
+
+    The one definition of "the input noise" that the projection onto the
+    input stops at and the per-frame quality figures are measured in.
+
+    Parameters
+    ----------
+    observed : array_like
+        The input image (2-D, input units), NaN where it has no value.
+    how : {"spectral", "histogram"}
+        "spectral": the white-noise level beyond HMI's cutoff
+        (:func:`hmi_noise_sigma`, of the central half when that is all
+        usable); right for continuum images. "histogram": the width of the
+        core of the value histogram (:func:`histogram_core_sigma`); right
+        for mostly quiet magnetograms, whose noise is not white. Resolve
+        "auto" first (:func:`resolve_noise_estimate`).
+    region : numpy.ndarray of bool, optional
+        The pixels that count: for a full disk the disk without its limb,
+        since hmi.M_720s keeps noisy values beyond the limb that are 5-10x
+        the disk's noise (``../shared/data/INVENTORY.md``). Default every
+        finite pixel.
+
+    Raises
+    ------
+    ConfigError
+        ``how`` is not "spectral" or "histogram".
+    InputError
+        Fewer than 16 usable pixels.
+    """
+    if how not in ("spectral", "histogram"):
+        raise ConfigError(f"the input noise is estimated as spectral or histogram, not {how!r}")
+    y = np.asarray(observed, dtype=np.float64)
+    usable = _region_of(y, region)
+    if usable.sum() < 16:
+        raise InputError("the input noise needs at least 16 usable pixels")
+    if how == "histogram":
+        return histogram_core_sigma(y[usable])
+    return _spectral_input_noise(y, usable)

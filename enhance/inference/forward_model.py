@@ -1,0 +1,150 @@
+"""HMI's view of a 28 cm image and its exact adjoint, in numpy or in torch.
+
+The projection onto the input (:mod:`enhance.inference.consistency`) runs
+conjugate gradients with this operator: the ``H / A`` kernel
+(:func:`enhance.physics.transfer.hmi_given_target_transfer`) applied with
+FFTs on a padded grid, then 2x2 binning; the adjoint repeats each residual
+pixel over its 2x2 block with weight 1/4 and applies the same (real, even)
+transfer function. Both backends do the same float32 arithmetic, so the
+projection gives the same image on the CPU and on the device the network
+ran on (within float32 rounding), and a GPU run keeps the frame on the GPU.
+
+The padded grid is a size with small prime factors only (2, 3, 5), where
+FFTs are fastest: an 8440-pixel axis (2^3 x 5 x 211) takes about twice as
+long as an 8640-pixel one (docs/performance.md).
+
+References
+----------
+.. [1] Frigo, M. & Johnson, S. G. (2005), "The design and implementation of
+   FFTW3", Proc. IEEE 93, 216 (FFT cost and smooth sizes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import fft as sfft
+
+from enhance.physics.transfer import hmi_given_target_transfer
+
+__all__ = ["BACKENDS", "ForwardModel", "fast_padded_length"]
+
+#: The array libraries the operator runs in.
+BACKENDS = ("numpy", "torch")
+
+
+def _is_smooth(n: int) -> bool:
+    """Whether ``n`` has no prime factor above 5."""
+    for p in (2, 3, 5):
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+def fast_padded_length(length: int, margin: int) -> int:
+    """Smallest padded input length >= ``length + 2 margin`` whose 2x grid is 5-smooth.
+
+    The operator's FFTs run on the 2x grid, so it is ``2 m`` that must be
+    a fast size (only prime factors 2, 3 and 5).
+    """
+    m = length + 2 * margin
+    while not _is_smooth(2 * m):
+        m += 1
+    return m
+
+
+class ForwardModel:
+    """HMI's view of a 28 cm image (``H / A`` kernel, 2x2 mean) and its exact adjoint.
+
+    Works on a padded grid of ``padded`` input pixels per axis (the image
+    plus at least ``margin`` on each side; FFT-periodic on that grid),
+    float32, with numpy (scipy.fft) or torch arrays.
+
+    Parameters
+    ----------
+    shape_in : (int, int)
+        Input (0.504"/px) shape of the image, before padding.
+    margin : int
+        Input pixels of padding at least, per side.
+    psf_model : str
+        HMI PSF model (:func:`enhance.physics.hmi_psf`).
+    backend : {"numpy", "torch"}
+        The array library.
+    device : torch.device or str, optional
+        Where torch arrays live (backend "torch"; default the CPU).
+
+    Attributes
+    ----------
+    padded : (int, int)
+        Padded input shape; ``fine`` is twice it.
+    pad_before : (int, int)
+        Padding before the image per axis (the rest goes after it).
+    """
+
+    def __init__(
+        self,
+        shape_in: tuple[int, int],
+        margin: int,
+        psf_model: str,
+        *,
+        backend: str = "numpy",
+        device: Any = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        self.padded = tuple(fast_padded_length(n, margin) for n in shape_in)
+        self.pad_before = (margin, margin)
+        self.fine = (2 * self.padded[0], 2 * self.padded[1])
+        self.backend = backend
+        otf = hmi_given_target_transfer(self.fine, psf_model=psf_model)
+        if backend == "torch":
+            import torch  # the numpy backend needs no torch
+
+            self._torch = torch
+            self.device = torch.device(device or "cpu")
+            self.otf: Any = torch.from_numpy(otf).to(self.device)
+        else:
+            self.otf = otf
+
+    # array conversion -------------------------------------------------------------
+    def array(self, values: np.ndarray) -> Any:
+        """``values`` (float32) as an array of this backend."""
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        if self.backend == "torch":
+            return self._torch.from_numpy(values).to(self.device)
+        return values
+
+    def to_numpy(self, values: Any) -> np.ndarray:
+        """A backend array as a float32 numpy array."""
+        if self.backend == "torch":
+            return values.detach().to("cpu").numpy()
+        return np.asarray(values, dtype=np.float32)
+
+    def sum_of_squares(self, values: Any) -> float:
+        """Sum of squares accumulated in float64."""
+        if self.backend == "torch":
+            return float(self._torch.sum(values.double() ** 2))
+        return float(np.sum(values.astype(np.float64) ** 2))
+
+    # the operator -----------------------------------------------------------------
+    def _convolve(self, x: Any) -> Any:
+        if self.backend == "torch":
+            fft = self._torch.fft
+            return fft.irfft2(fft.rfft2(x) * self.otf, s=x.shape)
+        spectrum = sfft.rfft2(x, workers=-1) * self.otf
+        return sfft.irfft2(spectrum, s=x.shape, workers=-1).astype(np.float32, copy=False)
+
+    def forward(self, x: Any) -> Any:
+        """HMI's view of ``x`` (fine grid) on the padded input grid."""
+        blurred = self._convolve(x)
+        my, mx = blurred.shape[0] // 2, blurred.shape[1] // 2
+        return blurred.reshape(my, 2, mx, 2).mean(axis=(1, 3))
+
+    def adjoint(self, r: Any) -> Any:
+        """The exact adjoint of :meth:`forward` (the transfer function is real and even)."""
+        if self.backend == "torch":
+            up = r.repeat_interleave(2, dim=0).repeat_interleave(2, dim=1) * 0.25
+        else:
+            up = np.repeat(np.repeat(r, 2, axis=0), 2, axis=1) * np.float32(0.25)
+        return self._convolve(up)

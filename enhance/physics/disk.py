@@ -1,0 +1,100 @@
+"""Where the solar disk lies in a north-up image: centre, radius, distance from centre.
+
+Full-disk HMI frames hold three kinds of pixel: the disk, a ring of noisy
+values just beyond the limb (hmi.M_720s keeps finite values out to about
+1.045 solar radii), and NaN further out. The forward model of the network
+and of the projection onto the input describes the disk only: beyond the
+limb there is no photosphere to re-observe, and within a few pixels of the
+limb the image changes faster than the PSF's core (intensity drops to zero,
+magnetogram noise steps up). :class:`SolarDisk` says which pixel is which,
+from the header alone.
+
+References
+----------
+.. [1] Thompson, W. T. (2006), "Coordinate systems for solar image data",
+   A&A 449, 791 (helioprojective coordinates, ``RSUN_OBS``).
+.. [2] Couvidat, S. et al. (2016), "Observables processing for the
+   Helioseismic and Magnetic Imager instrument on the Solar Dynamics
+   Observatory", Sol. Phys. 291, 1887 (HMI's disk centre and radius keywords).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SolarDisk"]
+
+
+@dataclass(frozen=True)
+class SolarDisk:
+    """The solar disk in an image: centre and radius in pixels (0-based, north up).
+
+    Attributes
+    ----------
+    x0, y0 : float
+        Disk centre, 0-based pixel coordinates (column, row).
+    radius : float
+        Disk radius in pixels (``RSUN_OBS / CDELT1``).
+    """
+
+    x0: float
+    y0: float
+    radius: float
+
+    @classmethod
+    def from_header(cls, header: Mapping[str, Any] | None) -> SolarDisk | None:
+        """The disk a north-up header describes, or None when it does not say.
+
+        The centre is the pixel of helioprojective (0", 0"): ``CRPIX - 1 -
+        CRVAL / CDELT`` per axis [1]_; the radius ``RSUN_OBS / CDELT1`` [2]_.
+        A header without these keywords (a cut-out without WCS, a
+        simulation) gives None: callers then treat every pixel as disk.
+        """
+        if header is None:
+            return None
+        try:
+            scale_x = float(header["CDELT1"])
+            scale_y = float(header.get("CDELT2", scale_x))
+            radius = float(header["RSUN_OBS"]) / scale_x
+            x0 = float(header["CRPIX1"]) - 1 - float(header.get("CRVAL1", 0.0)) / scale_x
+            y0 = float(header["CRPIX2"]) - 1 - float(header.get("CRVAL2", 0.0)) / scale_y
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return None
+        if not all(math.isfinite(v) for v in (radius, x0, y0)) or radius <= 0:
+            return None
+        return cls(x0=x0, y0=y0, radius=radius)
+
+    def scaled(self, factor: int) -> SolarDisk:
+        """The same disk on a grid ``factor`` times finer (pixel centres kept aligned)."""
+        return SolarDisk(
+            x0=(self.x0 + 0.5) * factor - 0.5,
+            y0=(self.y0 + 0.5) * factor - 0.5,
+            radius=self.radius * factor,
+        )
+
+    def shifted(self, *, rows: int, columns: int) -> SolarDisk:
+        """The disk in a cut-out whose first pixel is (``rows``, ``columns``) of this grid."""
+        return SolarDisk(x0=self.x0 - columns, y0=self.y0 - rows, radius=self.radius)
+
+    def relative_radius(self, shape: tuple[int, int]) -> np.ndarray:
+        """Distance of each pixel centre from the disk centre, in solar radii (float32)."""
+        ny, nx = shape
+        dx = (np.arange(nx, dtype=np.float32) - np.float32(self.x0)) / np.float32(self.radius)
+        dy = (np.arange(ny, dtype=np.float32) - np.float32(self.y0)) / np.float32(self.radius)
+        return np.sqrt(dy[:, None] ** 2 + dx[None, :] ** 2)
+
+    def inside(self, shape: tuple[int, int], fraction: float = 1.0) -> np.ndarray:
+        """Pixels whose centre lies within ``fraction`` of the disk radius (bool)."""
+        return self.relative_radius(shape) <= np.float32(fraction)
+
+    def holds_limb(self, shape: tuple[int, int], fraction: float = 1.0) -> bool:
+        """Whether any pixel of an image of ``shape`` lies beyond ``fraction`` of the radius."""
+        ny, nx = shape
+        far_x = max(abs(0 - self.x0), abs(nx - 1 - self.x0))
+        far_y = max(abs(0 - self.y0), abs(ny - 1 - self.y0))
+        return math.hypot(far_x, far_y) > fraction * self.radius

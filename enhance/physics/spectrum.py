@@ -1,0 +1,89 @@
+"""Spectral power of an image in a band of spatial frequencies, measured locally.
+
+A pattern that an image operation leaves at a few pixels' period (ringing,
+the ripples of a deconvolution that fits noise) shows as excess power in a
+band of frequencies. Measured on tiles that lie wholly inside a region, it
+stays local: the sharp edge of the solar limb or a NaN border does not leak
+into it.
+
+References
+----------
+.. [1] Harris, F. J. (1978), "On the use of windows for harmonic analysis
+   with the discrete Fourier transform", Proc. IEEE 66, 51 (the Hann window).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["band_power"]
+
+
+def _tile_origins(length: int, tile: int) -> list[int]:
+    """Origins of non-overlapping tiles along an axis, centred on it."""
+    count = length // tile
+    start = (length - count * tile) // 2
+    return [start + k * tile for k in range(count)]
+
+
+def band_power(
+    image: object,
+    band: tuple[float, float],
+    *,
+    region: np.ndarray | None = None,
+    tile: int = 256,
+) -> float:
+    """Mean spectral power of an image between two spatial frequencies, over tiles of a region.
+
+    The image is cut into ``tile``-pixel squares; each square that lies
+    wholly inside ``region`` (True pixels) and holds no NaN is
+    Hann-windowed, its mean removed, and its power summed over the radial
+    frequencies ``band[0] <= f < band[1]`` (cycles per pixel). Tiles keep
+    the figure local: a ripple pattern of a few tens of pixels is measured
+    where it is, not mixed with the limb's edge.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image.
+    band : (float, float)
+        Lower and upper radial frequency, cycles per pixel of ``image``.
+    region : numpy.ndarray of bool, optional
+        Pixels that may enter (e.g. :meth:`SolarDisk.inside`); default all.
+    tile : int
+        Tile side in pixels; an image smaller than one tile is measured as
+        one tile of its smaller side.
+
+    Returns
+    -------
+    float
+        The power per tile, averaged over the tiles used (image units
+        squared times pixels); NaN when no tile qualifies.
+    """
+    data = np.asarray(image, dtype=np.float32)
+    ny, nx = data.shape
+    tile = min(tile, ny, nx)
+    usable = np.isfinite(data) if region is None else (region & np.isfinite(data))
+    freq_y = np.fft.fftfreq(tile)[:, None]
+    freq_x = np.fft.rfftfreq(tile)[None, :]
+    radial = np.hypot(freq_y, freq_x)
+    in_band = (radial >= band[0]) & (radial < band[1])
+    # rfft halves the spectrum: count the columns that stand for two frequencies twice
+    weight = np.where(in_band, 2.0, 0.0)
+    weight[:, 0] /= 2.0
+    if tile % 2 == 0:
+        weight[:, -1] /= 2.0
+    hann = np.hanning(tile).astype(np.float32)
+    window = hann[:, None] * hann[None, :]
+    total, count = 0.0, 0
+    for y0 in _tile_origins(ny, tile):
+        for x0 in _tile_origins(nx, tile):
+            if not usable[y0 : y0 + tile, x0 : x0 + tile].all():
+                continue
+            cut = data[y0 : y0 + tile, x0 : x0 + tile]
+            spectrum = np.fft.rfft2((cut - cut.mean()) * window)
+            total += float(np.sum(weight * np.abs(spectrum) ** 2))
+            count += 1
+    return total / count if count else math.nan
