@@ -274,8 +274,18 @@ def load_frame(
     return LoadedFrame(input_path, output_path, frame, weights_path, metadata, with_sigma)
 
 
-def run_network(loaded: LoadedFrame, settings: EnhanceSettings, *, progress: bool = False) -> Frame:
-    """The second stage of :func:`enhance_file`: the tiled network on one frame."""
+def run_network(
+    loaded: LoadedFrame,
+    settings: EnhanceSettings,
+    *,
+    progress: bool = False,
+    timings: Any = None,
+) -> Frame:
+    """The second stage of :func:`enhance_file`: the tiled network on one frame.
+
+    ``timings`` (:class:`enhance.inference.InferenceTimings`) collects where
+    the time goes (network, projection).
+    """
     from enhance.inference import enhance_frame
 
     frame = loaded.frame
@@ -298,6 +308,7 @@ def run_network(loaded: LoadedFrame, settings: EnhanceSettings, *, progress: boo
         uncertainty=loaded.uncertainty,
         consistency=settings.consistency,
         input_noise=settings.input_noise,
+        timings=timings,
     )
     expected = (2 * frame.data.shape[0], 2 * frame.data.shape[1])
     if enhanced.data.shape != expected:
@@ -312,9 +323,13 @@ def measure_quality(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSetti
     """The per-frame quality figures of ``enhanced`` against its input (no truth needed).
 
     See :func:`enhance.io.frame_quality.frame_quality`; the HMI PSF of the
-    re-observation is the one the weights were trained for.
+    re-observation is the one the weights were trained for, the input noise
+    the one the projection onto the input used, and the ripple figure
+    compares the output with the network's own (``meta["network_output"]``
+    of :func:`enhance.inference.enhance_frame`).
     """
     frame = loaded.frame
+    projection = enhanced.meta.get("consistency")
     return frame_quality(
         frame.data,
         enhanced.data,
@@ -323,6 +338,8 @@ def measure_quality(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSetti
         quality=_quality_bits(frame),
         psf_model=psf_model_of(loaded.weights_metadata),
         tolerances=settings.quality,
+        input_noise=None if projection is None else projection.noise,
+        network_output=enhanced.meta.get("network_output"),
     )
 
 

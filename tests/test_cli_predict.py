@@ -84,6 +84,12 @@ def _files(directory: Path) -> set[str]:
     return {p.name for p in directory.iterdir()}
 
 
+def _without_quality_flags(err: str) -> str:
+    """``err`` without the log lines of flagged frames (``frame quality out of tolerance``)."""
+    lines = [line for line in err.splitlines() if "frame quality out of tolerance" not in line]
+    return "\n".join(lines).strip()
+
+
 def _one_error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
@@ -152,7 +158,9 @@ def test_predict_magnetogram_subprocess(tmp_path: Path, weights_dir: Path) -> No
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr.strip() == ""  # no warnings, no progress bar off a terminal
+    # no warnings, no progress bar off a terminal: only the quality flag of the untrained
+    # network's output, which the projection must change far (ripple figure > 1.5)
+    assert _without_quality_flags(result.stderr) == ""
     assert result.stdout.strip() == str(out)
     assert _files(tmp_path) == {"enhanced.fits"}
     _check_output(out, CROP, weights, "magnetogram")
@@ -283,7 +291,7 @@ def test_predict_shows_a_progress_bar_over_windows_on_a_terminal(
     out.unlink()
     code, screen, _ = _run_under_pty(["predict", *argv, "--tile", "256", "--no-progress"])
     assert code == 0, screen
-    assert screen.strip() == ""
+    assert _without_quality_flags(screen) == ""  # the untrained network's output is flagged
     # no terminal, but asked for
     result = subprocess.run(
         [sys.executable, "-m", "enhance", "predict", *argv, "--tile", "512", "--progress"],

@@ -125,6 +125,9 @@ class InferenceTimings:
         The forward passes of the network.
     d2h_s : float
         The one device -> host copy of each 2x image.
+    projection_s : float
+        The projection onto the input, its noise estimate included
+        (:func:`enhance.inference.enhance_frame`).
     windows : int
         Windows that went through the network (windows without a finite
         pixel are not computed).
@@ -136,6 +139,7 @@ class InferenceTimings:
     h2d_s: float = 0.0
     compute_s: float = 0.0
     d2h_s: float = 0.0
+    projection_s: float = 0.0
     windows: int = 0
     window_pixels: int = 0
 

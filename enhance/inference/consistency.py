@@ -42,7 +42,7 @@ import numpy as np
 from enhance.errors import ConfigError, FieldDominatedNoiseWarning, InputError
 from enhance.inference.forward_model import ForwardModel
 from enhance.physics import ENHANCED_PIXEL_SCALE, hmi_psf, psf_model_of
-from enhance.physics.disk import SolarDisk
+from enhance.physics.disk import CONSTRAINED_RADIUS, SolarDisk, constraint_region
 from enhance.physics.noise import (
     NOISE_ESTIMATES,
     QUIET_SUN_FRACTION_MIN,
@@ -114,14 +114,6 @@ class Projection:
     constrained_radius: float | None = None
 
 
-#: Fraction of the solar radius within which input pixels constrain the
-#: projection. Beyond it the re-observed output cannot match the input: HMI's
-#: PSF there reaches the ring of off-limb values that hmi.M_720s keeps out to
-#: ~1.045 R_sun (5-10x the disk's noise, with a spike at the limb) and the
-#: step of the limb itself. On the three real full disks the network's
-#: re-observed output stays within the noise out to 0.995 R_sun and misses
-#: by 3-4x the noise in the last 0.5 % (docs/performance.md, "Full disks").
-CONSTRAINED_RADIUS = 0.99
 #: An iteration that lowers the residual by less than this fraction of it
 #: ends the projection (the remaining misfit is not one the data resolve).
 STALL_FRACTION = 0.01
@@ -259,17 +251,6 @@ def warn_if_field_dominated(
             stacklevel=stacklevel,
         )
     return fraction
-
-
-def constraint_region(shape: tuple[int, int], disk: SolarDisk | None) -> np.ndarray | None:
-    """Input pixels that may constrain the projection: the disk within :data:`CONSTRAINED_RADIUS`.
-
-    None (every pixel) when there is no disk geometry (a cut-out without
-    WCS, a simulation) or when the whole image lies inside that radius.
-    """
-    if disk is None or not disk.holds_limb(shape, CONSTRAINED_RADIUS):
-        return None
-    return disk.inside(shape, CONSTRAINED_RADIUS)
 
 
 def project_to_observation(
@@ -434,10 +415,13 @@ def project_to_observation(
             new = model.sum_of_squares(s)
             p = s + (new / gamma) * p
             gamma = new
-    out = model.to_numpy(x)[
-        pad_out[0][0] : pad_out[0][0] + x0.shape[0], pad_out[1][0] : pad_out[1][0] + x0.shape[1]
-    ] + np.float32(level)
-    out[bad_x] = np.nan
+    if iterations:
+        (top, _), (left, _) = pad_out
+        out = model.to_numpy(x)[top : top + x0.shape[0], left : left + x0.shape[1]]
+        out = out + np.float32(level)
+        out[bad_x] = np.nan
+    else:  # nothing to project: the network's image, bit for bit
+        out = x0.copy()
     info = Projection(
         noise=noise,
         residual_before=before,

@@ -12,6 +12,7 @@ from enhance.errors import ConfigError
 from enhance.frame import Frame
 from enhance.inference.array import (
     InferenceTimings,
+    _timed,
     device_name,
     enhance_array,
     resolve_device,
@@ -104,7 +105,9 @@ def enhance_frame(
         ``consistency``, ``consistency`` (a
         :class:`enhance.inference.consistency.Projection`, whose ``noise``
         and ``noise_source`` say which input noise was used and whether it
-        was given or estimated).
+        was given or estimated), and ``network_output``, the network's
+        output before the projection (the per-frame ripple figure compares
+        the two, :func:`enhance.io.frame_quality.frame_quality`).
 
     Raises
     ------
@@ -145,12 +148,6 @@ def enhance_frame(
         network, head_meta = with_uncertainty(path, model, meta)
     estimate = projection.recipe_noise_estimate(meta) if consistency else None
     disk = SolarDisk.from_header(frame.header)
-    if noise is None and frame.observable == "magnetogram" and estimate in ("auto", "histogram"):
-        region = projection.constraint_region(frame.data.shape, disk)
-        fraction = projection.warn_if_field_dominated(
-            frame.data, estimate=estimate, region=region, stacklevel=3
-        )
-        estimate = projection.resolve_noise_estimate(frame.data, estimate, quiet_fraction=fraction)
     data = enhance_array(
         frame.data,
         network,
@@ -172,16 +169,27 @@ def enhance_frame(
         sigma = sigma_map(data[1], head_meta, projected=bool(consistency))
         data, meta_out["sigma"] = data[0], sigma
     if consistency:
-        data, meta_out["consistency"] = projection.project_as_recipe(
-            data,
-            frame.data,
-            meta,
-            noise=noise,
-            noise_estimate=estimate,
-            disk=disk,
-            backend="torch" if dev.type == "cuda" else "numpy",
-            device=dev,
-        )
+        network_output = data
+        with _timed(timings, "projection", dev):
+            if noise is None and frame.observable == "magnetogram" and estimate != "spectral":
+                region = projection.constraint_region(frame.data.shape, disk)
+                fraction = projection.warn_if_field_dominated(
+                    frame.data, estimate=estimate, region=region, stacklevel=3
+                )
+                estimate = projection.resolve_noise_estimate(
+                    frame.data, estimate, quiet_fraction=fraction
+                )
+            data, meta_out["consistency"] = projection.project_as_recipe(
+                data,
+                frame.data,
+                meta,
+                noise=noise,
+                noise_estimate=estimate,
+                disk=disk,
+                backend="torch" if dev.type == "cuda" else "numpy",
+                device=dev,
+            )
+        meta_out["network_output"] = network_output
     meta_out.update(
         weights_file=path.name,
         weights_sha256=meta["sha256"],

@@ -20,12 +20,22 @@ table and in the report without anybody looking at it:
   contrast is ~7 % against HMI's ~3.7 % [1]_;
 * the **masked fraction**: the share of the input's on-disk pixels (all
   pixels when the header gives no disk) without a value;
+* the **ripple** figure: the output's power at 0.15-0.375 cycles per output
+  pixel (around HMI's Nyquist frequency) inside 0.9 solar radii, over the
+  same power of the network's own output before the projection onto the
+  input. A projection that fits the input's noise leaves a labyrinth of
+  ripples there that no other figure sees (1.0 when it leaves the
+  network's output alone; NaN without a projection);
 
 plus the input's ``QUALITY`` bits [2]_. :class:`QualityTolerances` says which
 values flag a frame; a flagged frame is kept and listed, never dropped.
 
-The input noise is estimated from the input alone, from its power beyond
-HMI's diffraction cutoff (:func:`enhance.physics.noise.hmi_noise_sigma`).
+The input noise is the one the projection onto the input stopped at, or,
+without a projection, the same estimate from the input alone
+(:func:`enhance.physics.noise.estimate_input_noise`). Every figure that
+compares the output with the input uses the disk within
+:data:`enhance.physics.disk.CONSTRAINED_RADIUS` only, where the forward model
+holds (beyond it hmi.M_720s keeps a ring of off-limb noise).
 
 References
 ----------
@@ -49,6 +59,9 @@ from astropy.io import fits
 from scipy import ndimage
 
 from enhance.errors import ConfigError, InputError
+from enhance.physics.disk import SolarDisk, constraint_region
+from enhance.physics.noise import estimate_input_noise, resolve_noise_estimate
+from enhance.physics.spectrum import band_power
 
 __all__ = [
     "FLAG_NAMES",
@@ -69,6 +82,13 @@ FIELD_SNR = 5.0
 QUIET_RANGE = (0.85, 1.1)
 #: Pixels too few for a figure (it is then NaN).
 MIN_PIXELS = 16
+#: Band of the ripple figure, cycles per output pixel: 0.6-1.5 x HMI's Nyquist
+#: frequency, where a projection that fits noise leaves its pattern.
+RIPPLE_BAND = (0.15, 0.375)
+#: The ripple figure is measured inside this fraction of the solar radius.
+RIPPLE_RADIUS = 0.9
+#: Tile (output pixels) of the ripple figure's local spectra.
+RIPPLE_TILE = 128
 
 #: Figures written as header keywords (name -> keyword, comment); also the
 #: numeric columns of the cube's per-frame table (``frame_quality/<name>``).
@@ -79,6 +99,7 @@ QUALITY_KEYWORDS: dict[str, tuple[str, str]] = {
     "contrast": ("ENHQCON", "quiet-Sun rms contrast of the output"),
     "input_contrast": ("ENHQICON", "quiet-Sun rms contrast of the input"),
     "masked_fraction": ("ENHQMASK", "fraction of on-disk input pixels without value"),
+    "ripple": ("ENHQRIPL", "power near HMI Nyquist, output/network"),
 }
 #: Keyword of the flags (comma-separated names of :data:`FLAG_NAMES`; "" when none).
 FLAGS_KEYWORD = ("ENHQFLAG", "quality flags (tolerances exceeded)")
@@ -89,6 +110,7 @@ FLAG_NAMES = (
     "flux_ratio",
     "contrast",
     "masked_fraction",
+    "ripple",
     "quality_bits",
 )
 #: Names of the per-frame quality columns, numeric then the flags text.
@@ -134,6 +156,12 @@ class QualityTolerances:
         the paper's networks give ~7 %, HMI itself ~3.7 % [1]_).
     masked_fraction : float
         Largest share of on-disk input pixels without a value.
+    ripple : float
+        Largest ripple figure (output over network power near HMI's
+        Nyquist frequency). A projection that leaves the network alone gives
+        1.0; one that fitted the off-limb noise of real full disks gave
+        25-320 on limb crops and 32 on a whole disk (docs/performance.md,
+        "Full disks").
     quality_mask : int
         ``QUALITY`` bits that flag a frame (0: none; the acquisition's
         quality policy already decides which frames are enhanced).
@@ -150,6 +178,7 @@ class QualityTolerances:
     flux_ratio: tuple[float, float] = (0.5, 2.0)
     contrast: tuple[float, float] = (0.02, 0.15)
     masked_fraction: float = 0.05
+    ripple: float = 1.5
     quality_mask: int = 0
 
     @classmethod
@@ -203,7 +232,7 @@ class FrameQuality:
 
     Attributes
     ----------
-    forward_residual, input_noise, flux_ratio, contrast, input_contrast, masked_fraction
+    forward_residual, input_noise, flux_ratio, contrast, input_contrast, masked_fraction, ripple
         See the module description and :data:`QUALITY_KEYWORDS`.
     quality : int
         The input's ``QUALITY`` bits.
@@ -217,6 +246,7 @@ class FrameQuality:
     contrast: float
     input_contrast: float
     masked_fraction: float
+    ripple: float = math.nan
     quality: int = 0
     flags: tuple[str, ...] = ()
 
@@ -256,53 +286,59 @@ def quality_from_header(header: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _disk_mask(shape: tuple[int, int], header: Mapping[str, Any] | None) -> np.ndarray | None:
-    """On-disk pixels from a north-up header (disk centre at CRVAL = 0), or None."""
-    if header is None:
-        return None
-    try:
-        scale = float(header["CDELT1"])
-        radius = float(header["RSUN_OBS"]) / scale
-        cx = float(header["CRPIX1"]) - 1 - float(header.get("CRVAL1", 0.0)) / scale
-        cy = (
-            float(header["CRPIX2"])
-            - 1
-            - float(header.get("CRVAL2", 0.0)) / float(header.get("CDELT2", scale))
-        )
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        return None
-    if not all(math.isfinite(v) for v in (radius, cx, cy)) or radius <= 0:
-        return None
-    yy, xx = np.ogrid[: shape[0], : shape[1]]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
-
-
-def _masked_fraction(data: np.ndarray, header: Mapping[str, Any] | None) -> float:
-    disk = _disk_mask(data.shape, header)
-    region = np.ones(data.shape, bool) if disk is None or not disk.any() else disk
+def _masked_fraction(data: np.ndarray, disk: SolarDisk | None) -> float:
+    inside = None if disk is None else disk.inside(data.shape)
+    region = np.ones(data.shape, bool) if inside is None or not inside.any() else inside
     return float(np.mean(~np.isfinite(data[region])))
 
 
-def _noise(data: np.ndarray) -> float:
-    from enhance.physics.noise import hmi_noise_sigma
-
+def _input_noise(data: np.ndarray, observable: str, region: np.ndarray | None) -> float:
+    """The input noise as the projection onto the input estimates it (NaN if it cannot)."""
+    how = "auto" if observable == "magnetogram" else "spectral"
     try:
-        return hmi_noise_sigma(data)
+        return estimate_input_noise(
+            data, resolve_noise_estimate(data, how, region=region), region=region
+        )
     except InputError:
         return math.nan
 
 
 def _forward_residual(
-    data: np.ndarray, enhanced: np.ndarray, noise: float, psf_model: str
+    data: np.ndarray,
+    enhanced: np.ndarray,
+    noise: float,
+    psf_model: str,
+    region: np.ndarray | None,
 ) -> float:
     from enhance.physics.transfer import reobserve_target
 
     back = reobserve_target(enhanced, psf_model=psf_model)
     obs = data[: back.shape[0], : back.shape[1]]
     ok = np.isfinite(back) & np.isfinite(obs)
+    if region is not None:
+        ok &= region[: back.shape[0], : back.shape[1]]
     if ok.sum() < MIN_PIXELS or not noise > 0:
         return math.nan
     return float(np.sqrt(np.mean((back[ok] - obs[ok]) ** 2)) / noise)
+
+
+def _ripple(enhanced: np.ndarray, network: np.ndarray | None, disk: SolarDisk | None) -> float:
+    """Output over network power in :data:`RIPPLE_BAND` inside :data:`RIPPLE_RADIUS` (or NaN)."""
+    if network is None:
+        return math.nan
+    network = np.asarray(network, dtype=np.float32)
+    if network.shape != enhanced.shape:
+        raise InputError(
+            f"the network output {network.shape} does not match the enhanced image "
+            f"{enhanced.shape}"
+        )
+    if np.array_equal(network, enhanced, equal_nan=True):
+        return 1.0  # the projection left the network's image alone
+    region = None if disk is None else disk.scaled(2).inside(enhanced.shape, RIPPLE_RADIUS)
+    reference = band_power(network, RIPPLE_BAND, region=region, tile=RIPPLE_TILE)
+    if not reference > 0:
+        return math.nan
+    return band_power(enhanced, RIPPLE_BAND, region=region, tile=RIPPLE_TILE) / reference
 
 
 def _block_mean(enhanced: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -312,8 +348,12 @@ def _block_mean(enhanced: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return blocks.mean(axis=(1, 3))
 
 
-def _flux_ratio(data: np.ndarray, enhanced: np.ndarray, noise: float) -> float:
+def _flux_ratio(
+    data: np.ndarray, enhanced: np.ndarray, noise: float, region: np.ndarray | None
+) -> float:
     finite = np.isfinite(data)
+    if region is not None:
+        finite &= region
     if not noise > 0 or finite.sum() < MIN_PIXELS:
         return math.nan
     smooth = np.abs(ndimage.gaussian_filter(np.where(finite, data, 0.0), 1.0))
@@ -352,6 +392,8 @@ def frame_quality(
     quality: int = 0,
     psf_model: str = "wachter",
     tolerances: QualityTolerances | None = None,
+    input_noise: float | None = None,
+    network_output: object | None = None,
 ) -> FrameQuality:
     """Measure the quality figures of one enhanced frame and flag it.
 
@@ -361,17 +403,24 @@ def frame_quality(
         The network's input at 0.504"/px (north up, normalised: quiet-Sun
         units or gauss), NaN where there is no value.
     enhanced : array_like
-        The network's output at 0.252"/px, shape twice that of ``data``.
+        The delivered output at 0.252"/px, shape twice that of ``data``.
     observable : {"continuum", "magnetogram"}
     header : mapping, optional
-        Header of ``data`` (north up): the disk geometry for the masked
-        fraction (``CDELT1``, ``RSUN_OBS``, ``CRPIX1/2``, ``CRVAL1/2``).
+        Header of ``data`` (north up): the disk geometry
+        (:meth:`enhance.physics.disk.SolarDisk.from_header`) for the masked
+        fraction, the pixels compared with the input and the ripple figure.
     quality : int
         The input's ``QUALITY`` bits.
     psf_model : str
         HMI PSF of the re-observation (the one the network was trained for).
     tolerances : QualityTolerances, optional
         Default :class:`QualityTolerances`.
+    input_noise : float, optional
+        The input noise the projection onto the input used (input units);
+        default: the same estimate from ``data`` alone.
+    network_output : array_like, optional
+        The network's output before the projection onto the input, for the
+        ripple figure (NaN without it).
 
     Returns
     -------
@@ -380,25 +429,29 @@ def frame_quality(
     Raises
     ------
     InputError
-        Not 2-D arrays, or ``enhanced`` is not twice the shape of ``data``.
+        Not 2-D arrays, or ``enhanced`` (or ``network_output``) is not twice
+        the shape of ``data``.
     """
     tolerances = tolerances or QualityTolerances()
     x = np.asarray(data, dtype=np.float64)
-    y = np.asarray(enhanced, dtype=np.float64)
+    y = np.asarray(enhanced, dtype=np.float32)
     if x.ndim != 2 or y.shape != (2 * x.shape[0], 2 * x.shape[1]):
         raise InputError(
             f"quality figures need an input image and an output of twice its shape; got "
             f"{x.shape} and {y.shape}"
         )
-    noise = _noise(x)
-    residual = _forward_residual(x, y, noise, psf_model)
+    disk = SolarDisk.from_header(header)
+    region = constraint_region(x.shape, disk)
+    noise = float(input_noise) if input_noise is not None else _input_noise(x, observable, region)
+    residual = _forward_residual(x, y, noise, psf_model, region)
     if observable == "magnetogram":
-        flux, contrast, input_contrast = _flux_ratio(x, y, noise), math.nan, math.nan
+        flux, contrast, input_contrast = _flux_ratio(x, y, noise, region), math.nan, math.nan
     else:
         flux = math.nan
         contrast = _quiet_contrast(y, smooth=4.0)  # 2 input pixels on the 2x grid
         input_contrast = _quiet_contrast(x, smooth=2.0)
-    masked = _masked_fraction(x, header)
+    masked = _masked_fraction(x, disk)
+    ripple = _ripple(y, network_output, disk)
     flags = []
     if not residual <= tolerances.forward_residual:  # NaN: nothing re-observed, flagged
         flags.append("forward_residual")
@@ -413,6 +466,8 @@ def frame_quality(
         flags.append("contrast")
     if masked > tolerances.masked_fraction:
         flags.append("masked_fraction")
+    if math.isfinite(ripple) and ripple > tolerances.ripple:
+        flags.append("ripple")
     if int(quality) & tolerances.quality_mask:
         flags.append("quality_bits")
     result = FrameQuality(
@@ -422,6 +477,7 @@ def frame_quality(
         contrast=contrast,
         input_contrast=input_contrast,
         masked_fraction=masked,
+        ripple=ripple,
         quality=int(quality) & 0xFFFFFFFF,
         flags=tuple(flags),
     )

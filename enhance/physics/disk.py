@@ -27,7 +27,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SolarDisk"]
+__all__ = ["CONSTRAINED_RADIUS", "SolarDisk", "constraint_region"]
+
+#: Fraction of the solar radius within which input pixels constrain the
+#: projection onto the input and enter the per-frame quality figures. Beyond
+#: it the re-observed output cannot match the input: HMI's PSF there reaches
+#: the ring of off-limb values that hmi.M_720s keeps out to ~1.045 R_sun
+#: (5-10x the disk's noise, with a spike at the limb) and the step of the
+#: limb itself. On the three real full disks the network's
+#: re-observed output stays within the noise out to 0.995 R_sun and misses
+#: by 3-4x the noise in the last 0.5 % (docs/performance.md, "Full disks").
+CONSTRAINED_RADIUS = 0.99
 
 
 @dataclass(frozen=True)
@@ -98,3 +108,14 @@ class SolarDisk:
         far_x = max(abs(0 - self.x0), abs(nx - 1 - self.x0))
         far_y = max(abs(0 - self.y0), abs(ny - 1 - self.y0))
         return math.hypot(far_x, far_y) > fraction * self.radius
+
+
+def constraint_region(shape: tuple[int, int], disk: SolarDisk | None) -> np.ndarray | None:
+    """Input pixels the forward model describes: the disk within :data:`CONSTRAINED_RADIUS`.
+
+    None (every pixel) when there is no disk geometry (a cut-out without
+    WCS, a simulation) or when the whole image lies inside that radius.
+    """
+    if disk is None or not disk.holds_limb(shape, CONSTRAINED_RADIUS):
+        return None
+    return disk.inside(shape, CONSTRAINED_RADIUS)
