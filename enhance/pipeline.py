@@ -324,12 +324,11 @@ def measure_quality(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSetti
 
     See :func:`enhance.io.frame_quality.frame_quality`; the HMI PSF of the
     re-observation is the one the weights were trained for, the input noise
-    the one the projection onto the input used, and the ripple figure
+    and the forward residual the projection's (when it ran), and the ripple figure
     compares the output with the network's own (``meta["network_output"]``
     of :func:`enhance.inference.enhance_frame`).
     """
     frame = loaded.frame
-    projection = enhanced.meta.get("consistency")
     return frame_quality(
         frame.data,
         enhanced.data,
@@ -338,7 +337,7 @@ def measure_quality(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSetti
         quality=_quality_bits(frame),
         psf_model=psf_model_of(loaded.weights_metadata),
         tolerances=settings.quality,
-        input_noise=None if projection is None else projection.noise,
+        projection=enhanced.meta.get("consistency"),
         network_output=enhanced.meta.get("network_output"),
     )
 

@@ -17,9 +17,16 @@ adjoint of the forward model as the back-projection operator and
 conjugate-gradient steps.
 
 The operator is applied on a margin-padded grid with FFTs (the PSF wraps
-into the margin only, and its adjoint is exact there); pixels outside the
-data (NaN in the input or the output, and the margin) do not constrain
-the solution.
+into the margin only, and its adjoint is exact there;
+:mod:`enhance.inference.forward_model`, in numpy or in torch on the
+network's device); pixels outside the data (NaN in the input or the output,
+and the margin) do not constrain the solution, and on a frame with a known
+disk neither does anything beyond :data:`enhance.physics.disk.CONSTRAINED_RADIUS`
+of the solar radius. The stopping rule compares the residual's rms with the
+noise over the same pixels: on a full disk the off-limb ring of hmi.M_720s
+(5-10x the disk's noise) would otherwise keep the residual above any goal,
+and CGLS would run on, fitting the disk's noise into ripples at HMI's
+Nyquist frequency.
 
 References
 ----------

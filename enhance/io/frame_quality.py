@@ -32,7 +32,8 @@ values flag a frame; a flagged frame is kept and listed, never dropped.
 
 The input noise is the one the projection onto the input stopped at, or,
 without a projection, the same estimate from the input alone
-(:func:`enhance.physics.noise.estimate_input_noise`). Every figure that
+(:func:`enhance.physics.noise.estimate_input_noise`); the forward residual
+is the projection's own final residual when it ran. Every figure that
 compares the output with the input uses the disk within
 :data:`enhance.physics.disk.CONSTRAINED_RADIUS` only, where the forward model
 holds (beyond it hmi.M_720s keeps a ring of off-limb noise).
@@ -329,8 +330,7 @@ def _ripple(enhanced: np.ndarray, network: np.ndarray | None, disk: SolarDisk | 
     network = np.asarray(network, dtype=np.float32)
     if network.shape != enhanced.shape:
         raise InputError(
-            f"the network output {network.shape} does not match the enhanced image "
-            f"{enhanced.shape}"
+            f"the network output {network.shape} does not match the enhanced image {enhanced.shape}"
         )
     if np.array_equal(network, enhanced, equal_nan=True):
         return 1.0  # the projection left the network's image alone
@@ -392,7 +392,7 @@ def frame_quality(
     quality: int = 0,
     psf_model: str = "wachter",
     tolerances: QualityTolerances | None = None,
-    input_noise: float | None = None,
+    projection: Any = None,
     network_output: object | None = None,
 ) -> FrameQuality:
     """Measure the quality figures of one enhanced frame and flag it.
@@ -415,9 +415,13 @@ def frame_quality(
         HMI PSF of the re-observation (the one the network was trained for).
     tolerances : QualityTolerances, optional
         Default :class:`QualityTolerances`.
-    input_noise : float, optional
-        The input noise the projection onto the input used (input units);
-        default: the same estimate from ``data`` alone.
+    projection : enhance.inference.consistency.Projection, optional
+        What the projection onto the input did, when it ran: its ``noise``
+        is the input noise, and its ``residual_after`` over that noise the
+        forward residual (the same operator over the same pixels, so the
+        2x image is not re-observed twice). Default: the input noise
+        estimated from ``data`` alone the same way, and the output
+        re-observed here.
     network_output : array_like, optional
         The network's output before the projection onto the input, for the
         ripple figure (NaN without it).
@@ -442,8 +446,12 @@ def frame_quality(
         )
     disk = SolarDisk.from_header(header)
     region = constraint_region(x.shape, disk)
-    noise = float(input_noise) if input_noise is not None else _input_noise(x, observable, region)
-    residual = _forward_residual(x, y, noise, psf_model, region)
+    if projection is not None:
+        noise = float(projection.noise)
+        residual = float(projection.residual_after) / noise
+    else:
+        noise = _input_noise(x, observable, region)
+        residual = _forward_residual(x, y, noise, psf_model, region)
     if observable == "magnetogram":
         flux, contrast, input_contrast = _flux_ratio(x, y, noise, region), math.nan, math.nan
     else:

