@@ -80,7 +80,7 @@ def inside_figures(frame, enhanced) -> dict:
     }
 
 
-def one_frame(path: Path, settings: EnhanceSettings, workdir: Path) -> dict:
+def one_frame(path: Path, settings: EnhanceSettings, workdir: Path, codec: Codec) -> dict:
     record: dict = {"input": path.name}
     output = workdir / f"{path.stem}.enhanced.fits"
     timings = InferenceTimings()
@@ -96,7 +96,7 @@ def one_frame(path: Path, settings: EnhanceSettings, workdir: Path) -> dict:
     with stage(record, "quality"):
         quality = measure_quality(loaded, enhanced, settings)
     with stage(record, "cube"):
-        cube = TimeCube(workdir / f"{path.stem}.h5", codec=Codec.from_options())
+        cube = TimeCube(workdir / f"{path.stem}.h5", codec=codec)
         cube.append([read_enhanced(output, sigma=True)])
     projection = enhanced.meta["consistency"]
     record.update(
@@ -158,6 +158,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data", type=Path, default=FULLDISK, help="folder of the full disks")
+    parser.add_argument(
+        "--cube-compression",
+        default="blosc2-zstd",
+        help="the cube's codec (the workflow's default; 'none' where hdf5plugin is missing)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the records here")
     args = parser.parse_args(argv)
     keep_freed_memory()
@@ -166,7 +171,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="fulldisk-") as tmp:
         for name in args.frames:
             path = args.data / f"hmi.M_720s.{name}.magnetogram.fits"
-            record = one_frame(path, settings, Path(tmp))
+            codec = Codec.from_options(compression=args.cube_compression)
+            record = one_frame(path, settings, Path(tmp), codec)
             records.append(record)
             print(summary(name, record), flush=True)
     if args.json:

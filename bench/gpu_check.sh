@@ -43,7 +43,8 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 
     echo "no nvidia-smi" | tee "$OUT/gpu.txt"
 nproc | tee -a "$OUT/gpu.txt"
 
-echo "== GPU tests (tiling exactness in fp32 on the GPU, GPU vs CPU, bf16/fp16 error, batch)"
+echo "== GPU tests (tiling exactness in fp32 on the GPU, GPU vs CPU, bf16/fp16 error, batch,"
+echo "   the projection in torch on the GPU against the numpy path)"
 timeout 180 python3 -m pytest -q -p no:cacheprovider -rs --junitxml="$OUT/gpu-tests.xml" \
     tests/test_gpu.py tests/test_fuse.py 2>&1 | tail -15 | tee "$OUT/gpu-tests.log"
 
@@ -68,4 +69,10 @@ bench bf16 --precision bf16 --compression none --peak-tflops 989
 bench fp32 --precision fp32 --compression none --peak-tflops 67
 bench bf16-gzip --precision bf16 --compression gzip --writers 12 --peak-tflops 989
 bench bf16-compiled --precision bf16 --compression none --compile --peak-tflops 989
+
+echo "== the full-disk pipeline on the device: network, projection (torch on the GPU), quality,"
+echo "   FITS and cube writes, stage by stage (bench/fulldisk.py; default settings, fp32)"
+timeout 200 python3 bench/fulldisk.py --device "$DEVICE" --data "$(dirname "$IN")" \
+    --frames "$(basename "$IN" | sed -E 's/hmi\.M_720s\.(.*)\.magnetogram\.fits/\1/')" \
+    --cube-compression none --json "$OUT/fulldisk.json" 2>&1 | tee "$OUT/fulldisk.log" | tail -4
 echo "== done"

@@ -85,8 +85,9 @@ def _files(directory: Path) -> set[str]:
 
 
 def _without_quality_flags(err: str) -> str:
-    """``err`` without the log lines of flagged frames (``frame quality out of tolerance``)."""
-    lines = [line for line in err.splitlines() if "frame quality out of tolerance" not in line]
+    """``err`` without the log line of a frame flagged for ripples (and only that flag)."""
+    flagged = "frame quality out of tolerance (ripple)"
+    lines = [line for line in err.splitlines() if flagged not in line]
     return "\n".join(lines).strip()
 
 

@@ -165,15 +165,17 @@ def test_enhance_frame_warns_only_when_it_estimates_the_noise(nfi_band, tmp_path
 def test_enhance_frame_measures_the_quiet_sun_fraction_once(monkeypatch):
     """The warning and the "auto" estimate share one quiet-Sun test (about 2 s on a full disk)."""
     import enhance.inference.consistency as consistency
+    import enhance.physics.noise as noise
 
     calls = []
-    real = consistency.quiet_sun_fraction
+    real = noise.quiet_sun_fraction
 
     def counted(observed, **options):
         calls.append(np.shape(observed))
         return real(observed, **options)
 
     monkeypatch.setattr(consistency, "quiet_sun_fraction", counted)
+    monkeypatch.setattr(noise, "quiet_sun_fraction", counted)
     enhanced = enhance_frame(read_hmi(HEADER_SOURCE), device="cpu", uncertainty=False)
     assert len(calls) == 1, calls
     assert enhanced.meta["consistency"].noise_source == "histogram"  # mostly quiet Sun

@@ -95,10 +95,12 @@ def test_continuum_enhanced_with_magnetogram_weights_is_flagged(tmp_path):
     assert _header(out)["ENHNSRC"] == "spectral"
     figures = quality_from_header(_header(out))
     assert out.is_file()  # flagged, never dropped
-    # the projection cannot fit such an output without iterating far: its ripples flag it too
-    assert figures["flags"].split(",") == ["forward_residual", "ripple"]
-    assert figures["forward_residual"] > QualityTolerances().forward_residual
-    assert figures["ripple"] > QualityTolerances().ripple
+    # the projection must change such an output far (15 iterations) to fit its input: the
+    # ripple figure flags it; what is left of the misfit (8.7 x the noise, 0.7 with the
+    # continuum weights) is within the forward-residual tolerance once the projection ran
+    assert figures["flags"].split(",") == ["ripple"]
+    assert figures["ripple"] > 10 * QualityTolerances().ripple
+    assert 5 < figures["forward_residual"] < QualityTolerances().forward_residual
 
 
 def test_heavily_noised_magnetogram_is_flagged(tmp_path):

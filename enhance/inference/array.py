@@ -156,7 +156,8 @@ class InferenceTimings:
             setattr(self, attribute, getattr(self, attribute) + time.perf_counter() - start)
 
 
-def _timed(timings: InferenceTimings | None, name: str, device: torch.device) -> Any:
+def timed_stage(timings: InferenceTimings | None, name: str, device: torch.device) -> Any:
+    """``timings.stage(name, device)``, or a context that times nothing without ``timings``."""
     return contextlib.nullcontext() if timings is None else timings.stage(name, device)
 
 
@@ -361,7 +362,7 @@ def enhance_array(
     ):
         # Everything from here to the final copy stays on the device: the
         # image goes over once, the blended 2x image comes back once.
-        with _timed(timings, "h2d", dev):
+        with timed_stage(timings, "h2d", dev):
             src = _to_device(image, dev)
         finite = torch.isfinite(src)
         has_nan = not bool(finite.all())
@@ -403,7 +404,7 @@ def enhance_array(
         try:
             for batch in batches:
                 stack = torch.stack([src[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww] for w in batch])
-                with _timed(timings, "compute", dev):
+                with timed_stage(timings, "compute", dev):
                     result = _forward(net, stack, dtype)
                 if timings is not None:
                     timings.windows += len(batch)
@@ -429,6 +430,6 @@ def enhance_array(
         if has_nan:
             blocks = out.view(channels, height, factor, width, factor)
             blocks.masked_fill_(~finite[None, :, None, :, None], float("nan"))
-        with _timed(timings, "d2h", dev):
+        with timed_stage(timings, "d2h", dev):
             host = _to_host(out)
         return host[0] if channels == 1 else host

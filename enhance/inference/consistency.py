@@ -47,7 +47,7 @@ import astropy.units as u
 import numpy as np
 
 from enhance.errors import ConfigError, FieldDominatedNoiseWarning, InputError
-from enhance.inference.forward_model import ForwardModel
+from enhance.inference.forward_model import BACKENDS, ForwardModel
 from enhance.physics import ENHANCED_PIXEL_SCALE, hmi_psf, psf_model_of
 from enhance.physics.disk import CONSTRAINED_RADIUS, SolarDisk, constraint_region
 from enhance.physics.noise import (
@@ -106,8 +106,8 @@ class Projection:
         :data:`STALL_FRACTION` of itself, before reaching the goal.
     constrained_radius : float or None
         The pixels that constrained the solution lay within this fraction
-        of the solar radius (None: the image had no disk geometry, and
-        every valid pixel did).
+        of the solar radius (None: every valid pixel did, because the image
+        had no disk geometry or lay wholly inside that radius).
     """
 
     noise: float
@@ -330,13 +330,14 @@ def project_to_observation(
         both give the same image within float32 rounding.
     device : torch.device or str, optional
         Where the torch backend runs (default the CPU): the network's
-        device, so a GPU run keeps the frame on the GPU.
+        device, so a GPU run iterates on the GPU.
 
     Returns
     -------
     (numpy.ndarray, Projection)
         The projected image (float32, ``enhanced``'s shape, NaN where it
-        was NaN) and what the projection did.
+        was NaN; ``enhanced`` itself, when it is a float32 array and no
+        iteration was needed) and what the projection did.
 
     Raises
     ------
@@ -346,6 +347,8 @@ def project_to_observation(
         Shapes that do not match 2:1, or no valid pixel.
     """
     check_noise_estimate(noise_estimate)
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown projection backend {backend!r}; use {' or '.join(BACKENDS)}")
     if not discrepancy > 0 or max_iterations < 0:
         raise ConfigError(
             f"projection needs discrepancy > 0 and max_iterations >= 0; got "
@@ -373,9 +376,9 @@ def project_to_observation(
         raise InputError("projection needs pixels valid in both the input and the output")
     level = float(np.median(y[valid]))
     source = "given"
-    if noise is None:
-        source = resolve_noise_estimate(y, noise_estimate, region=valid)
-        noise = estimate_input_noise(y, source, region=valid)
+    if noise is None:  # the noise of every input pixel the forward model describes
+        source = resolve_noise_estimate(y, noise_estimate, region=region)
+        noise = estimate_input_noise(y, source, region=region)
     noise = float(noise)
     if not noise > 0:
         raise InputError(f"projection needs a positive input noise; got {noise}")
@@ -427,8 +430,8 @@ def project_to_observation(
         out = model.to_numpy(x)[top : top + x0.shape[0], left : left + x0.shape[1]]
         out = out + np.float32(level)
         out[bad_x] = np.nan
-    else:  # nothing to project: the network's image, bit for bit
-        out = x0.copy()
+    else:  # nothing to project: the network's image itself, bit for bit
+        out = x0
     info = Projection(
         noise=noise,
         residual_before=before,

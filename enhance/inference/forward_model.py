@@ -7,11 +7,13 @@ FFTs on a padded grid, then 2x2 binning; the adjoint repeats each residual
 pixel over its 2x2 block with weight 1/4 and applies the same (real, even)
 transfer function. Both backends do the same float32 arithmetic, so the
 projection gives the same image on the CPU and on the device the network
-ran on (within float32 rounding), and a GPU run keeps the frame on the GPU.
+ran on (within float32 rounding): a GPU run iterates on the GPU, with one
+copy of the frame there and one back.
 
 The padded grid is a size with small prime factors only (2, 3, 5), where
-FFTs are fastest: an 8440-pixel axis (2^3 x 5 x 211) takes about twice as
-long as an 8640-pixel one (docs/performance.md).
+FFTs are fastest: an FFT pair on an 8440-pixel square (2^3 x 5 x 211 per
+axis) takes 2.8x as long as on an 8640-pixel one (docs/performance.md,
+"Full disks").
 
 References
 ----------
@@ -45,8 +47,18 @@ def _is_smooth(n: int) -> bool:
 def fast_padded_length(length: int, margin: int) -> int:
     """Smallest padded input length >= ``length + 2 margin`` whose 2x grid is 5-smooth.
 
-    The operator's FFTs run on the 2x grid, so it is ``2 m`` that must be
-    a fast size (only prime factors 2, 3 and 5).
+    Parameters
+    ----------
+    length : int
+        Input pixels along the axis.
+    margin : int
+        Padding wanted on each side at least.
+
+    Returns
+    -------
+    int
+        The padded length ``m``: the operator's FFTs run on the 2x grid, so
+        ``2 m`` has no prime factor above 5.
     """
     m = length + 2 * margin
     while not _is_smooth(2 * m):
@@ -103,7 +115,7 @@ class ForwardModel:
 
             self._torch = torch
             self.device = torch.device(device or "cpu")
-            self.otf: Any = torch.from_numpy(otf).to(self.device)
+            self.otf: Any = torch.tensor(otf, device=self.device)  # the table is read-only
         else:
             self.otf = otf
 
@@ -124,8 +136,9 @@ class ForwardModel:
     def sum_of_squares(self, values: Any) -> float:
         """Sum of squares accumulated in float64."""
         if self.backend == "torch":
-            return float(self._torch.sum(values.double() ** 2))
-        return float(np.sum(values.astype(np.float64) ** 2))
+            norm = self._torch.linalg.vector_norm(values, dtype=self._torch.float64)
+            return float(norm) ** 2
+        return float(np.sum(np.square(values), dtype=np.float64))
 
     # the operator -----------------------------------------------------------------
     def _convolve(self, x: Any) -> Any:

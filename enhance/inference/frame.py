@@ -12,10 +12,10 @@ from enhance.errors import ConfigError
 from enhance.frame import Frame
 from enhance.inference.array import (
     InferenceTimings,
-    _timed,
     device_name,
     enhance_array,
     resolve_device,
+    timed_stage,
 )
 from enhance.io.plausibility import check_pixel_scale
 from enhance.io.wcs import upsample_header
@@ -105,9 +105,10 @@ def enhance_frame(
         ``consistency``, ``consistency`` (a
         :class:`enhance.inference.consistency.Projection`, whose ``noise``
         and ``noise_source`` say which input noise was used and whether it
-        was given or estimated), and ``network_output``, the network's
-        output before the projection (the per-frame ripple figure compares
-        the two, :func:`enhance.io.frame_quality.frame_quality`).
+        was given or estimated), and, when the projection changed the
+        image, ``network_output``, the network's output before it (the
+        per-frame ripple figure compares the two,
+        :func:`enhance.io.frame_quality.frame_quality`).
 
     Raises
     ------
@@ -170,7 +171,7 @@ def enhance_frame(
         data, meta_out["sigma"] = data[0], sigma
     if consistency:
         network_output = data
-        with _timed(timings, "projection", dev):
+        with timed_stage(timings, "projection", dev):
             if noise is None and frame.observable == "magnetogram" and estimate != "spectral":
                 region = projection.constraint_region(frame.data.shape, disk)
                 fraction = projection.warn_if_field_dominated(
@@ -189,7 +190,8 @@ def enhance_frame(
                 backend="torch" if dev.type == "cuda" else "numpy",
                 device=dev,
             )
-        meta_out["network_output"] = network_output
+        if meta_out["consistency"].iterations:
+            meta_out["network_output"] = network_output
     meta_out.update(
         weights_file=path.name,
         weights_sha256=meta["sha256"],

@@ -87,10 +87,6 @@ class SolarDisk:
             radius=self.radius * factor,
         )
 
-    def shifted(self, *, rows: int, columns: int) -> SolarDisk:
-        """The disk in a cut-out whose first pixel is (``rows``, ``columns``) of this grid."""
-        return SolarDisk(x0=self.x0 - columns, y0=self.y0 - rows, radius=self.radius)
-
     def relative_radius(self, shape: tuple[int, int]) -> np.ndarray:
         """Distance of each pixel centre from the disk centre, in solar radii (float32)."""
         ny, nx = shape

@@ -9,6 +9,8 @@ the few aliased outliers. Nothing here needs a truth image.
 
 from __future__ import annotations
 
+import math
+
 import astropy.units as u
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -180,7 +182,10 @@ def _spectral_input_noise(y: np.ndarray, usable: np.ndarray) -> float:
     """Spectral noise of the central half when it is all usable, else of the filled image.
 
     The central half of a full-disk frame lies on the disk, so no limb or
-    fill adds power beyond the cutoff there.
+    fill adds power beyond the cutoff there. Pixels filled with the median
+    carry no noise, so the filled image's estimate is scaled by the square
+    root of the usable fraction (the white-noise power is proportional to
+    the number of noisy pixels).
     """
     ny, nx = y.shape
     cy, cx = ny // 4, nx // 4
@@ -188,7 +193,7 @@ def _spectral_input_noise(y: np.ndarray, usable: np.ndarray) -> float:
     if min(ny - 2 * cy, nx - 2 * cx) >= 64 and usable[centre].all():
         return hmi_noise_sigma(y[centre])
     level = float(np.median(y[usable]))
-    return hmi_noise_sigma(np.where(usable, y, level))
+    return hmi_noise_sigma(np.where(usable, y, level)) / math.sqrt(float(usable.mean()))
 
 
 def quiet_sun_fraction(observed: object, *, region: np.ndarray | None = None) -> float:

@@ -181,11 +181,14 @@ def reobserve_target(
     level = float(data[finite].mean())
     filled = np.where(finite, data, level) - level
     pad = 2 * (hmi_psf(ENHANCED_PIXEL_SCALE, model=psf_model).shape[0] // 4)
-    padded = np.pad(filled, pad, mode="symmetric")
+    # beyond ``pad`` on the far side, up to a size whose FFT is fast
+    after = [sfft.next_fast_len(n + 2 * pad, real=True) - n - pad for n in (ny, nx)]
+    padded = np.pad(filled, ((pad, after[0]), (pad, after[1])), mode="symmetric")
     transfer = hmi_given_target_transfer(
         padded.shape, psf_model=psf_model, aperture=aperture, wavelength=wavelength
     )
-    blurred = sfft.irfft2(sfft.rfft2(padded) * transfer, s=padded.shape)[pad:-pad, pad:-pad]
+    spectrum = sfft.rfft2(padded, workers=-1) * transfer
+    blurred = sfft.irfft2(spectrum, s=padded.shape, workers=-1)[pad : pad + ny, pad : pad + nx]
     binned = blurred.reshape(ny // 2, 2, nx // 2, 2).mean(axis=(1, 3)) + level
     bad = ~finite.reshape(ny // 2, 2, nx // 2, 2).all(axis=(1, 3))
     binned[bad] = np.nan

@@ -42,6 +42,7 @@ from enhance.inference import enhance_array
 from enhance.inference.consistency import project_as_recipe
 from enhance.model import load_weights_cached, psf_model_of
 from enhance.physics import HMI_PIXEL_SCALE
+from enhance.physics.disk import SolarDisk
 from enhance.physics.noise import hmi_noise_sigma
 from enhance.provenance import provenance_record
 from enhance.validation import baselines, metrics, report
@@ -98,17 +99,23 @@ def _percent(fraction: float | None) -> float | None:
 
 
 def _network_output(
-    data: np.ndarray, model: Any, meta: dict, scale: float, consistency: bool
+    data: np.ndarray,
+    model: Any,
+    meta: dict,
+    scale: float,
+    consistency: bool,
+    header: Any = None,
 ) -> np.ndarray:
     """The network's output for ``data`` on the CPU, projected onto the data if asked.
 
     The projection is the one :func:`enhance.inference.enhance_frame`
-    applies (:func:`enhance.inference.consistency.project_as_recipe`).
+    applies (:func:`enhance.inference.consistency.project_as_recipe`, with
+    the disk of ``header`` when it has one).
     """
     out = enhance_array(data, model, device="cpu", input_scale=scale, tile=512)
     if not consistency:
         return out
-    projected, _ = project_as_recipe(out, data, meta)
+    projected, _ = project_as_recipe(out, data, meta, disk=SolarDisk.from_header(header))
     return projected
 
 
@@ -351,7 +358,7 @@ def evaluate_hmi_continuum(
 
     frame = read_hmi(path, observable="continuum")
     model, meta = load_weights_cached(weights)
-    out = _network_output(frame.data, model, meta, 1.0, consistency)
+    out = _network_output(frame.data, model, meta, 1.0, consistency, frame.header)
     psf_model = psf_model_of(meta)
     rl = baselines.richardson_lucy(frame.data, psf_model=psf_model)
     contrast = {}
