@@ -163,9 +163,9 @@ class QualityTolerances:
     ripple : float
         Largest ripple figure (output over network power near HMI's
         Nyquist frequency). A projection that leaves the network alone gives
-        1.0; one that fitted the off-limb noise of real full disks gave
-        25-320 on limb crops and 32 on a whole disk (docs/performance.md,
-        "Full disks").
+        1.0; one that fitted the off-limb noise of the three real full disks
+        gave 26-60 there and 79-296 on crops holding the limb
+        (docs/performance.md, "Full disks").
     quality_mask : int
         ``QUALITY`` bits that flag a frame (0: none; the acquisition's
         quality policy already decides which frames are enhanced).

@@ -36,7 +36,7 @@ __all__ = ["CONSTRAINED_RADIUS", "SolarDisk", "constraint_region"]
 #: (5-10x the disk's noise, with a spike at the limb) and the step of the
 #: limb itself. On the three real full disks the network's
 #: re-observed output stays within the noise out to 0.995 R_sun and misses
-#: by 3-4x the noise in the last 0.5 % (docs/performance.md, "Full disks").
+#: by 3-4x the noise in the last 0.5 % (docs/model_card.md, "Forward consistency").
 CONSTRAINED_RADIUS = 0.99
 
 

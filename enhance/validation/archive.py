@@ -272,14 +272,18 @@ def quality_figure(
 
     Panels: forward residual (input-noise units), input noise, unsigned-flux
     ratio (magnetograms) or quiet-Sun contrast of input and output
-    (continuum), masked fraction. Tolerances are dashed lines; flagged frames
-    are red crosses, the others black dots. Returns ``path``.
+    (continuum), masked fraction, ripple figure (output over network power
+    near HMI's Nyquist frequency). Tolerances are dashed lines; flagged
+    frames are red crosses, the others black dots. Returns ``path``.
     """
     tolerances = tolerances or QualityTolerances()
     rows = [dict(row) for table in tables.values() for row in table]
     rows.sort(key=lambda r: r["t_rec"])
-    fig = new_figure(11.0, 7.0)
-    axes = fig.subplots(2, 2, sharex=True).ravel()
+    fig = new_figure(11.0, 9.5)
+    grid = fig.subplots(3, 2, sharex=True).ravel()
+    grid[-1].remove()  # five panels
+    grid[-3].tick_params(labelbottom=True)  # now the lowest of its column
+    axes = grid[:-1]
     count = len(rows)
     flagged = sum(1 for r in rows if r["flags"])
     fig.suptitle(
@@ -308,6 +312,7 @@ def quality_figure(
         ),
         third,
         ("masked_fraction", "masked fraction of disk", (None, tolerances.masked_fraction)),
+        ("ripple", "ripple (output / network, near Nyquist)", (None, tolerances.ripple)),
     ]
     for ax, (name, label, (low, high)) in zip(axes, panels, strict=True):
         values = np.array([r[name] for r in rows], dtype=float)
@@ -322,10 +327,12 @@ def quality_figure(
                 ax.axhline(limit, ls="--", color="tab:red", lw=1)
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
-        if name == "forward_residual" and np.nanmax(values, initial=0) > 10 * (high or 1):
+        if name in ("forward_residual", "ripple") and np.nanmax(values, initial=0) > 10 * (
+            high or 1
+        ):
             ax.set_yscale("log")
     axes[0].legend(fontsize=8)
-    for ax in axes[2:]:
+    for ax in axes[3:]:
         ax.set_xlabel("T_REC (TAI)")
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     save_png(fig, Path(path), dpi=80)
