@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import astropy.units as u
+import numpy as np
 
 from enhance.errors import ConfigError
 from enhance.frame import Frame
@@ -98,7 +99,12 @@ def enhance_frame(
     Returns
     -------
     Frame
-        ``meta`` is the input's plus ``weights_file``, ``weights_sha256``,
+        NaN beyond the limb (pixel centres farther than one solar radius
+        from the disk centre of the header,
+        :class:`enhance.physics.disk.SolarDisk`), in the image and its
+        sigma: the networks and the forward model describe the disk, and
+        hmi.M_720s's off-limb values are noise the network turns into
+        artefacts. ``meta`` is the input's plus ``weights_file``, ``weights_sha256``,
         ``psf_model``, ``device`` (the device used, e.g. ``"cpu"`` or
         ``"cuda:0"``, never ``"auto"``), ``precision``, ``tile`` and
         ``scale_checked`` (and ``sigma`` with ``uncertainty``); with
@@ -192,6 +198,11 @@ def enhance_frame(
             )
         if meta_out["consistency"].iterations:
             meta_out["network_output"] = network_output
+    if disk is not None and disk.holds_limb(frame.data.shape):
+        beyond = ~disk.scaled(model.upscale).inside(data.shape)
+        data = np.where(beyond, np.float32(np.nan), data)
+        if "sigma" in meta_out:
+            meta_out["sigma"].data[beyond] = np.nan
     meta_out.update(
         weights_file=path.name,
         weights_sha256=meta["sha256"],
