@@ -40,6 +40,7 @@ from enhance.atomic import part_path
 from enhance.cli import main
 from enhance.io import read_hmi
 from enhance.model import EnhanceNet, save_weights
+from enhance.physics.disk import SolarDisk
 from enhance.provenance import sha256_file
 
 DATA = Path(__file__).parent / "data"
@@ -105,8 +106,13 @@ def _check_output(out: Path, source: Path, weights: Path, observable: str) -> No
         header, data = hdul[index].header, hdul[index].data
         assert data.dtype.kind == "f" and data.dtype.itemsize == 4
         assert data.shape == (2 * frame.data.shape[0], 2 * frame.data.shape[1])
-        # off-disk NaN survive the network, on-disk pixels are finite
-        big_nan = np.kron(np.isnan(frame.data), np.ones((2, 2), dtype=bool))
+        # off-disk NaN survive the network, input pixels beyond the limb become NaN,
+        # on-disk pixels are finite
+        disk = SolarDisk.from_header(frame.header)
+        beyond = (
+            np.zeros(frame.data.shape, bool) if disk is None else ~disk.inside(frame.data.shape)
+        )
+        big_nan = np.kron(np.isnan(frame.data) | beyond, np.ones((2, 2), dtype=bool))
         np.testing.assert_array_equal(np.isnan(data), big_nan)
     assert header["ENHWSHA"] == sha256_file(weights)
     assert header["ENHWTS"] == weights.name

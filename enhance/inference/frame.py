@@ -99,8 +99,9 @@ def enhance_frame(
     Returns
     -------
     Frame
-        NaN beyond the limb (pixel centres farther than one solar radius
-        from the disk centre of the header,
+        NaN beyond the limb (the output pixels of every input pixel whose
+        centre lies farther than one solar radius from the disk centre of
+        the header,
         :class:`enhance.physics.disk.SolarDisk`), in the image and its
         sigma: the networks and the forward model describe the disk, and
         hmi.M_720s's off-limb values are noise the network turns into
@@ -199,7 +200,8 @@ def enhance_frame(
         if meta_out["consistency"].iterations:
             meta_out["network_output"] = network_output
     if disk is not None and disk.holds_limb(frame.data.shape):
-        beyond = ~disk.scaled(model.upscale).inside(data.shape)
+        # input pixels beyond the limb, each as its block of output pixels
+        beyond = np.kron(~disk.inside(frame.data.shape), np.ones((model.upscale,) * 2, bool))
         data = np.where(beyond, np.float32(np.nan), data)
         if "sigma" in meta_out:
             meta_out["sigma"].data[beyond] = np.nan
