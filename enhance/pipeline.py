@@ -324,9 +324,9 @@ def measure_quality(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSetti
 
     See :func:`enhance.io.frame_quality.frame_quality`; the HMI PSF of the
     re-observation is the one the weights were trained for, the input noise
-    and the forward residual the projection's (when it ran), and the ripple figure
-    compares the output with the network's own (``meta["network_output"]``
-    of :func:`enhance.inference.enhance_frame`).
+    the projection's (when it ran), and the ripple figure compares the
+    output with the network's own (``meta["network_output"]`` of
+    :func:`enhance.inference.enhance_frame`).
     """
     frame = loaded.frame
     return frame_quality(

@@ -54,7 +54,8 @@ from enhance.physics.noise import (
     NOISE_ESTIMATES,
     QUIET_SUN_FRACTION_MIN,
     check_noise_estimate,
-    estimate_input_noise,
+    input_noise,
+    noise_estimate_for,
     quiet_sun_fraction,
     resolve_noise_estimate,
 )
@@ -130,11 +131,6 @@ NOISE_SOURCES = ("given", "spectral", "histogram")
 
 #: Units of the input noise per observable: Blos in gauss, continuum in quiet-Sun units.
 _NOISE_UNITS = {"magnetogram": u.G, "continuum": u.dimensionless_unscaled}
-
-
-def noise_estimate_for(observable: str) -> str:
-    """The noise estimate used for an observable: "auto" for Blos, else "spectral"."""
-    return "auto" if observable == "magnetogram" else "spectral"
 
 
 def recipe_noise_estimate(meta: dict) -> str:
@@ -377,8 +373,7 @@ def project_to_observation(
     level = float(np.median(y[valid]))
     source = "given"
     if noise is None:  # the noise of every input pixel the forward model describes
-        source = resolve_noise_estimate(y, noise_estimate, region=region)
-        noise = estimate_input_noise(y, source, region=region)
+        noise, source = input_noise(y, noise_estimate, region=region)
     noise = float(noise)
     if not noise > 0:
         raise InputError(f"projection needs a positive input noise; got {noise}")
@@ -406,7 +401,7 @@ def project_to_observation(
     stalled = False
     if res > goal and max_iterations > 0:
         s = model.adjoint(weight * r)
-        p = s.clone() if backend == "torch" else s.copy()
+        p = s  # neither is changed in place: both are rebound below
         gamma = model.sum_of_squares(s)
         while iterations < max_iterations and res > goal and gamma > 0:
             q = weight * model.forward(p)

@@ -36,14 +36,6 @@ __all__ = ["BACKENDS", "ForwardModel", "fast_padded_length"]
 BACKENDS = ("numpy", "torch")
 
 
-def _is_smooth(n: int) -> bool:
-    """Whether ``n`` has no prime factor above 5."""
-    for p in (2, 3, 5):
-        while n % p == 0:
-            n //= p
-    return n == 1
-
-
 def fast_padded_length(length: int, margin: int) -> int:
     """Smallest padded input length >= ``length + 2 margin`` whose 2x grid is 5-smooth.
 
@@ -60,10 +52,10 @@ def fast_padded_length(length: int, margin: int) -> int:
         The padded length ``m``: the operator's FFTs run on the 2x grid, so
         ``2 m`` has no prime factor above 5.
     """
-    m = length + 2 * margin
-    while not _is_smooth(2 * m):
-        m += 1
-    return m
+    fine = sfft.next_fast_len(2 * (length + 2 * margin), real=True)
+    while fine % 2:  # a 5-smooth size that is also even
+        fine = sfft.next_fast_len(fine + 1, real=True)
+    return fine // 2
 
 
 class ForwardModel:

@@ -60,7 +60,7 @@ from scipy import ndimage
 
 from enhance.errors import ConfigError, InputError
 from enhance.physics.disk import SolarDisk, constraint_region
-from enhance.physics.noise import estimate_input_noise, resolve_noise_estimate
+from enhance.physics.noise import input_noise, noise_estimate_for
 from enhance.physics.spectrum import band_power
 
 __all__ = [
@@ -298,11 +298,8 @@ def _masked_fraction(data: np.ndarray, disk: SolarDisk | None) -> float:
 
 def _input_noise(data: np.ndarray, observable: str, region: np.ndarray | None) -> float:
     """The input noise as the projection onto the input estimates it (NaN if it cannot)."""
-    how = "auto" if observable == "magnetogram" else "spectral"
     try:
-        return estimate_input_noise(
-            data, resolve_noise_estimate(data, how, region=region), region=region
-        )
+        return input_noise(data, noise_estimate_for(observable), region=region)[0]
     except InputError:
         return math.nan
 

@@ -26,6 +26,8 @@ __all__ = [
     "estimate_input_noise",
     "histogram_core_sigma",
     "hmi_noise_sigma",
+    "input_noise",
+    "noise_estimate_for",
     "quiet_sun_fraction",
     "resolve_noise_estimate",
     "spectral_noise_sigma",
@@ -158,6 +160,11 @@ QUIET_SUN_FRACTION_MIN = 0.5
 #: Smoothing (pixels) and threshold (times the spectral noise) of the quiet-Sun test.
 _QUIET_SMOOTHING_PX = 1.0
 _QUIET_THRESHOLD = 3.0
+
+
+def noise_estimate_for(observable: str) -> str:
+    """The noise estimate used for an observable: "auto" for Blos, else "spectral"."""
+    return "auto" if observable == "magnetogram" else "spectral"
 
 
 def check_noise_estimate(how: str) -> None:
@@ -317,3 +324,15 @@ def estimate_input_noise(observed: object, how: str, *, region: np.ndarray | Non
     if how == "histogram":
         return histogram_core_sigma(y[usable])
     return _spectral_input_noise(y, usable)
+
+
+def input_noise(
+    observed: object, how: str, *, region: np.ndarray | None = None
+) -> tuple[float, str]:
+    """:func:`estimate_input_noise` after :func:`resolve_noise_estimate`: (noise, estimate used).
+
+    ``how`` may be "auto"; the second value says what it resolved to
+    ("histogram" or "spectral"), over the same ``region``.
+    """
+    source = resolve_noise_estimate(observed, how, region=region)
+    return estimate_input_noise(observed, source, region=region), source
