@@ -326,19 +326,30 @@ def measure_quality(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSetti
     re-observation is the one the weights were trained for, the input noise
     the projection's (when it ran), and the ripple figure compares the
     output with the network's own (``meta["network_output"]`` of
-    :func:`enhance.inference.enhance_frame`).
+    :func:`enhance.inference.enhance_frame`). A frame enhanced on a GPU
+    (``meta["device"]``) is re-observed there
+    (:func:`enhance.inference.forward_model.reobserve_target_on`), so its
+    host runs no FFT of the 2x image.
     """
     frame = loaded.frame
+    psf_model = psf_model_of(loaded.weights_metadata)
+    reobserved = None
+    device = str(enhanced.meta.get("device", "cpu"))
+    if device.startswith("cuda"):
+        from enhance.inference.forward_model import reobserve_target_on
+
+        reobserved = reobserve_target_on(enhanced.data, psf_model=psf_model, device=device)
     return frame_quality(
         frame.data,
         enhanced.data,
         observable=frame.observable,
         header=frame.header,
         quality=_quality_bits(frame),
-        psf_model=psf_model_of(loaded.weights_metadata),
+        psf_model=psf_model,
         tolerances=settings.quality,
         projection=enhanced.meta.get("consistency"),
         network_output=enhanced.meta.get("network_output"),
+        reobserved=reobserved,
     )
 
 
@@ -356,7 +367,8 @@ def settings_sha256(settings: EnhanceSettings, *, observable: str, uncertainty: 
     """sha256 of the settings that change what an enhanced file holds, beside input and weights.
 
     Covers the normalisation, the range check (it masks pixels), the
-    precision, the output compression (``"rice"`` is lossy), whether a
+    precision, whether the output compression is lossy (``"rice"``; gzip
+    and none are the same pixels), whether a
     ``SIGMA`` HDU is written (``uncertainty``, as resolved for the weights by
     :func:`enhance.inference.uncertainty.resolve_uncertainty`), the
     projection onto the input and the input noise it stops at (in the data
@@ -381,7 +393,9 @@ def settings_sha256(settings: EnhanceSettings, *, observable: str, uncertainty: 
         "normalize": settings.normalize,
         "check_range": bool(settings.check_range),
         "precision": settings.precision,
-        "compression": settings.compression,
+        # the lossless modes hold the same pixels, so they share one record
+        # (gzip's), and a frame written with either is kept by a run with the other
+        "compression": "rice" if settings.compression == "rice" else "gzip",
         "uncertainty": bool(uncertainty),
         "consistency": bool(settings.consistency),
         "input_noise": noise,

@@ -12,14 +12,23 @@ import dataclasses
 import numpy as np
 import pytest
 
+from enhance.errors import InputError
 from enhance.frame import Frame
-from enhance.inference import enhance_frame
+from enhance.inference import InferenceTimings, enhance_frame
 from enhance.inference.consistency import CONSTRAINED_RADIUS, project_to_observation
-from enhance.inference.forward_model import ForwardModel, fast_padded_length
+from enhance.inference.forward_model import (
+    ForwardModel,
+    fast_padded_length,
+    reobserve_target_on,
+)
+from enhance.inference.tiling import plan_windows
 from enhance.io import read_hmi
+from enhance.io.frame_quality import frame_quality
 from enhance.io.wcs import upsample_header
+from enhance.model.weights import default_weights, load_weights
 from enhance.physics.disk import SolarDisk
 from enhance.physics.spectrum import band_power
+from enhance.physics.transfer import reobserve_target
 
 #: Frequencies (cycles per output pixel) around HMI's Nyquist where a projection
 #: that fits the noise leaves its ripples.
@@ -147,6 +156,53 @@ def test_the_projection_in_torch_equals_the_numpy_path_within_1e_5(full_disks):
     scale = np.max(np.abs(ref[finite]))
     assert np.max(np.abs(out[finite] - ref[finite])) <= 1e-5 * scale
     assert info.residual_after == pytest.approx(ref_info.residual_after, rel=1e-5)
+
+
+def test_the_torch_reobservation_is_the_numpy_one_and_gives_the_same_quality(full_disks):
+    """The quality figures' re-observation on the device equals the numpy one within 1e-5."""
+    crop = limb_crop(full_disks["20160707_010000_TAI"], 192)
+    disk = SolarDisk.from_header(crop.header)
+    image = np.kron(crop.data, np.ones((2, 2), np.float32))
+    image[np.kron(~disk.inside(crop.data.shape), np.ones((2, 2), bool))] = np.nan
+    image = image[:, :-1]  # an odd width: the last column is dropped
+    ref = reobserve_target(image, psf_model="wachter2012")
+    out = reobserve_target_on(image, psf_model="wachter2012", device="cpu")
+    assert out.shape == ref.shape == (192, 191) and out.dtype == np.float64
+    finite = np.isfinite(ref)
+    assert np.array_equal(finite, np.isfinite(out)) and 0.5 < finite.mean() < 1
+    scale = np.max(np.abs(ref[finite]))
+    assert np.max(np.abs(out[finite] - ref[finite])) <= 1e-5 * scale
+    full = np.kron(crop.data, np.ones((2, 2), np.float32))
+    kwargs = dict(observable="magnetogram", header=crop.header, psf_model="wachter2012")
+    here = frame_quality(crop.data, full, **kwargs)
+    there = frame_quality(
+        crop.data,
+        full,
+        reobserved=reobserve_target_on(full, psf_model="wachter2012", device="cpu"),
+        **kwargs,
+    )
+    assert there.forward_residual == pytest.approx(here.forward_residual, rel=1e-5)
+    with pytest.raises(InputError, match="not half"):
+        frame_quality(crop.data, full, reobserved=out[:-1], **kwargs)
+
+
+def test_windows_wholly_beyond_the_limb_are_not_computed(full_disks):
+    """The disk geometry, not only the NaN corners, decides which windows run."""
+    crop = limb_crop(full_disks["20160707_010000_TAI"], 512)  # 64 px beyond the limb
+    disk = SolarDisk.from_header(crop.header)
+    timings = InferenceTimings()
+    out = enhance_frame(crop, device="cpu", tile=64, consistency=False, timings=timings)
+    model, _ = load_weights(default_weights("magnetogram"))
+    (wh, ww), windows = plan_windows(
+        crop.data.shape, tile=64, margin=model.receptive_radius, blend=8
+    )
+    finite = np.isfinite(crop.data)
+    on_disk = finite & disk.inside(crop.data.shape)
+    with_values = [w for w in windows if finite[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww].any()]
+    wanted = [w for w in windows if on_disk[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww].any()]
+    assert timings.windows == len(wanted) < len(with_values)
+    limb = np.kron(disk.inside(crop.data.shape), np.ones((2, 2), bool))
+    assert np.isfinite(out.data[limb]).all() and np.isnan(out.data[~limb]).all()
 
 
 # --------------------------------------------------------------------------- the limb

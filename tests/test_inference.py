@@ -187,6 +187,28 @@ def test_windows_without_finite_pixels_are_skipped(magnetogram) -> None:
     assert rel_diff(out, whole(data, model, input_scale=1000.0)) <= 1e-5
 
 
+def test_windows_without_wanted_pixels_are_skipped_and_the_rest_unchanged(magnetogram) -> None:
+    """A disk mask: windows wholly outside it are not run; wanted pixels are as without it."""
+    model = net(n_blocks=1, width=8)
+    data = magnetogram.data
+    wanted = np.zeros(data.shape, bool)
+    wanted[:, 70:] = True  # a "disk" whose edge cuts the image
+    tile, margin, blend = 32, model.receptive_radius, 8
+    (wh, ww), windows = plan_windows(data.shape, tile=tile, margin=margin, blend=blend)
+    live = [w for w in windows if wanted[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww].any()]
+    assert 0 < len(live) < len(windows)
+    timings = InferenceTimings()
+    out = enhance_array(
+        data, model, device="cpu", tile=tile, input_scale=1000.0, timings=timings, wanted=wanted
+    )
+    assert timings.windows == len(live)
+    assert np.isnan(out[:, :140]).all() and np.isfinite(out[:, 140:]).all()
+    every = enhance_array(data, model, device="cpu", tile=tile, input_scale=1000.0)
+    assert np.array_equal(out[:, 140:], every[:, 140:])
+    with pytest.raises(InputError, match="wanted pixels"):
+        enhance_array(data, model, device="cpu", tile=tile, wanted=wanted[1:])
+
+
 # ------------------------------------------------------------ process state
 CUDNN_STATES = [(False, True), (True, False)]
 

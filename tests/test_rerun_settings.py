@@ -44,6 +44,9 @@ def test_the_digest_follows_the_settings_that_change_the_pixels():
     base = _digest(input_noise=10 * u.G)
     assert _digest(input_noise=1 * u.mT) == base  # the same noise in other units
     assert _digest(input_noise=10 * u.G, device="cpu", tile=64, compile=True) == base
+    # lossless outputs hold the same pixels: a gzip frame stays valid for a plain run
+    assert _digest(input_noise=10 * u.G, compression=None) == base
+    assert _digest(input_noise=10 * u.G, compression="gzip") == base
     changed = {
         "noise": _digest(input_noise=20 * u.G),
         "estimated noise": _digest(),

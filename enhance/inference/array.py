@@ -267,6 +267,7 @@ def enhance_array(
     progress_label: str | None = None,
     compile: bool = False,
     timings: InferenceTimings | None = None,
+    wanted: np.ndarray | None = None,
 ) -> np.ndarray:
     """Deconvolve and super-resolve a 2-D image with ``model``.
 
@@ -320,13 +321,19 @@ def enhance_array(
     timings : InferenceTimings, optional
         Accumulates the seconds of the copies and of the forward passes and
         the windows computed (for benchmarks); None: nothing is timed.
+    wanted : numpy.ndarray of bool, shape (H, W), optional
+        Input pixels whose output the caller keeps (for a full disk, those
+        on the disk: :meth:`enhance.physics.disk.SolarDisk.inside`). Windows
+        without a finite wanted pixel are not computed, and the output
+        pixels of unwanted input pixels are NaN; default every pixel.
 
     Returns
     -------
     numpy.ndarray, float32, shape (2H, 2W)
-        Physical units; NaN where the input was not finite. Windows with no
-        finite pixel are not computed. With an uncertainty head, shape
-        (2, 2H, 2W): the output and sigma, both in physical units.
+        Physical units; NaN where the input was not finite (or is not
+        ``wanted``). Windows with no finite wanted pixel are not computed.
+        With an uncertainty head, shape (2, 2H, 2W): the output and sigma,
+        both in physical units.
 
     Raises
     ------
@@ -366,6 +373,14 @@ def enhance_array(
             src = _to_device(image, dev)
         finite = torch.isfinite(src)
         has_nan = not bool(finite.all())
+        computed = finite
+        if wanted is not None:
+            if np.shape(wanted) != image.shape:
+                raise InputError(
+                    f"the mask of wanted pixels {np.shape(wanted)} does not match the image "
+                    f"{image.shape}"
+                )
+            computed = finite & torch.from_numpy(np.asarray(wanted, dtype=bool)).to(dev)
         if has_nan:
             if not bool(finite.any()):
                 raise InputError("the image has no finite pixels (all NaN or infinite)")
@@ -376,18 +391,18 @@ def enhance_array(
         if input_scale != 1.0:
             src = src / float(input_scale)
         # The windows form a grid, so the sum of their weights is the outer
-        # product of per-axis sums. Windows without a finite pixel are
-        # skipped: every output pixel they cover ends up NaN, so the
-        # normalisation is unaffected.
+        # product of per-axis sums. Windows without a finite (wanted) pixel
+        # are skipped: every output pixel they cover ends up NaN (or is not
+        # wanted), so the normalisation of the others is unaffected.
         norm_y = np.zeros(factor * height)
         norm_x = np.zeros(factor * width)
         for y0, wy in {w.y0: w.wy for w in windows}.items():
             norm_y[factor * y0 : factor * (y0 + wh)] += wy
         for x0, wx in {w.x0: w.wx for w in windows}.items():
             norm_x[factor * x0 : factor * (x0 + ww)] += wx
-        if has_nan:
+        if has_nan or wanted is not None:
             keep = torch.stack(
-                [finite[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww].any() for w in windows]
+                [computed[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww].any() for w in windows]
             ).cpu()
             windows = [w for w, k in zip(windows, keep.tolist(), strict=True) if k]
         weights_y = {w.y0: torch.from_numpy(w.wy.astype(np.float32)).to(dev) for w in windows}
@@ -427,9 +442,9 @@ def enhance_array(
         out /= norm[None, None, :]
         if input_scale != 1.0:
             out *= float(input_scale)
-        if has_nan:
+        if has_nan or wanted is not None:
             blocks = out.view(channels, height, factor, width, factor)
-            blocks.masked_fill_(~finite[None, :, None, :, None], float("nan"))
+            blocks.masked_fill_(~computed[None, :, None, :, None], float("nan"))
         with timed_stage(timings, "d2h", dev):
             host = _to_host(out)
         return host[0] if channels == 1 else host

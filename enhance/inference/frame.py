@@ -99,22 +99,19 @@ def enhance_frame(
     Returns
     -------
     Frame
-        NaN beyond the limb (the output pixels of every input pixel whose
-        centre lies farther than one solar radius from the disk centre of
-        the header,
-        :class:`enhance.physics.disk.SolarDisk`), in the image and its
-        sigma: the networks and the forward model describe the disk, and
-        hmi.M_720s's off-limb values are noise the network turns into
-        artefacts. ``meta`` is the input's plus ``weights_file``, ``weights_sha256``,
-        ``psf_model``, ``device`` (the device used, e.g. ``"cpu"`` or
-        ``"cuda:0"``, never ``"auto"``), ``precision``, ``tile`` and
-        ``scale_checked`` (and ``sigma`` with ``uncertainty``); with
-        ``consistency``, ``consistency`` (a
-        :class:`enhance.inference.consistency.Projection`, whose ``noise``
-        and ``noise_source`` say which input noise was used and whether it
-        was given or estimated), and, when the projection changed the
-        image, ``network_output``, the network's output before it (the
-        per-frame ripple figure compares the two,
+        NaN beyond the limb (the output pixels of every input pixel whose centre lies farther than
+        one solar radius from the disk centre of the header,
+        :class:`enhance.physics.disk.SolarDisk`), in the image and its sigma: the networks and the
+        forward model describe the disk, and hmi.M_720s's off-limb values are noise the network
+        turns into artefacts. The network's windows wholly beyond the limb are not computed, and the
+        projection onto the input sees the pixels beyond the limb as missing. ``meta`` is the
+        input's plus ``weights_file``, ``weights_sha256``, ``psf_model``, ``device`` (the device
+        used, e.g. ``"cpu"`` or ``"cuda:0"``, never ``"auto"``), ``precision``, ``tile`` and
+        ``scale_checked`` (and ``sigma`` with ``uncertainty``); with ``consistency``,
+        ``consistency`` (a :class:`enhance.inference.consistency.Projection`, whose ``noise`` and
+        ``noise_source`` say which input noise was used and whether it was given or estimated), and,
+        when the projection changed the image, ``network_output``, the network's output before it
+        (the per-frame ripple figure compares the two,
         :func:`enhance.io.frame_quality.frame_quality`).
 
     Raises
@@ -156,6 +153,12 @@ def enhance_frame(
         network, head_meta = with_uncertainty(path, model, meta)
     estimate = projection.recipe_noise_estimate(meta) if consistency else None
     disk = SolarDisk.from_header(frame.header)
+    # the disk's pixels only: windows wholly beyond the limb are not computed
+    on_disk = (
+        disk.inside(frame.data.shape)
+        if disk is not None and disk.holds_limb(frame.data.shape)
+        else None
+    )
     data = enhance_array(
         frame.data,
         network,
@@ -168,6 +171,7 @@ def enhance_frame(
         progress_label=input_name or None,
         compile=compile,
         timings=timings,
+        wanted=on_disk,
     )
     header = upsample_header(frame.header, factor=model.upscale)
     meta_out = dict(frame.meta)
@@ -199,9 +203,9 @@ def enhance_frame(
             )
         if meta_out["consistency"].iterations:
             meta_out["network_output"] = network_output
-    if disk is not None and disk.holds_limb(frame.data.shape):
+    if on_disk is not None:
         # input pixels beyond the limb, each as its block of output pixels
-        beyond = np.kron(~disk.inside(frame.data.shape), np.ones((model.upscale,) * 2, bool))
+        beyond = np.kron(~on_disk, np.ones((model.upscale,) * 2, bool))
         data = np.where(beyond, np.float32(np.nan), data)
         if "sigma" in meta_out:
             meta_out["sigma"].data[beyond] = np.nan

@@ -310,10 +310,19 @@ def _forward_residual(
     noise: float,
     psf_model: str,
     region: np.ndarray | None,
+    reobserved: np.ndarray | None,
 ) -> float:
-    from enhance.physics.transfer import reobserve_target
+    if reobserved is None:
+        from enhance.physics.transfer import reobserve_target
 
-    back = reobserve_target(enhanced, psf_model=psf_model)
+        back = reobserve_target(enhanced, psf_model=psf_model)
+    else:
+        back = np.asarray(reobserved, dtype=np.float64)
+        if back.shape != (enhanced.shape[0] // 2, enhanced.shape[1] // 2):
+            raise InputError(
+                f"the re-observed output {back.shape} is not half the enhanced image "
+                f"{enhanced.shape}"
+            )
     obs = data[: back.shape[0], : back.shape[1]]
     ok = np.isfinite(back) & np.isfinite(obs)
     edge = np.ones_like(ok)  # beyond the edge the re-observation sees a mirror image
@@ -400,6 +409,7 @@ def frame_quality(
     tolerances: QualityTolerances | None = None,
     projection: Any = None,
     network_output: object | None = None,
+    reobserved: object | None = None,
 ) -> FrameQuality:
     """Measure the quality figures of one enhanced frame and flag it.
 
@@ -433,6 +443,11 @@ def frame_quality(
         The network's output before the projection onto the input, for the
         ripple figure: 1 without it when ``projection`` ran no iteration,
         else NaN.
+    reobserved : array_like, optional
+        HMI's view of ``enhanced`` computed elsewhere, e.g. on the device
+        the network ran on
+        (:func:`enhance.inference.forward_model.reobserve_target_on`);
+        default :func:`enhance.physics.transfer.reobserve_target` here.
 
     Returns
     -------
@@ -441,8 +456,9 @@ def frame_quality(
     Raises
     ------
     InputError
-        Not 2-D arrays, or ``enhanced`` (or ``network_output``) is not twice
-        the shape of ``data``.
+        Not 2-D arrays, ``enhanced`` (or ``network_output``) is not twice
+        the shape of ``data``, or ``reobserved`` is not half that of
+        ``enhanced``.
     """
     tolerances = tolerances or QualityTolerances()
     x = np.asarray(data, dtype=np.float64)
@@ -457,7 +473,7 @@ def frame_quality(
     noise = (
         float(projection.noise) if projection is not None else _input_noise(x, observable, region)
     )
-    residual = _forward_residual(x, y, noise, psf_model, region)
+    residual = _forward_residual(x, y, noise, psf_model, region, reobserved)
     if observable == "magnetogram":
         flux, contrast, input_contrast = _flux_ratio(x, y, noise, region), math.nan, math.nan
     else:

@@ -42,6 +42,7 @@ __all__ = [
     "aperture_otf",
     "hmi_given_target_transfer",
     "radial_otf",
+    "reobservation_padding",
     "reobserve_target",
 ]
 
@@ -147,6 +148,17 @@ def hmi_given_target_transfer(
     return ratio
 
 
+def reobservation_padding(shape: tuple[int, int], psf_model: str) -> tuple[tuple[int, int], ...]:
+    """Mirror padding (before, after) per axis of :func:`reobserve_target` for an even ``shape``.
+
+    Half the HMI kernel's width on the 2x grid before each axis, rounded to
+    an even number of pixels, and at least as much after it, up to a length
+    whose real FFT is fast.
+    """
+    pad = 2 * (hmi_psf(ENHANCED_PIXEL_SCALE, model=psf_model).shape[0] // 4)
+    return tuple((pad, sfft.next_fast_len(n + 2 * pad, real=True) - n - pad) for n in shape)
+
+
 def reobserve_target(
     enhanced: object,
     *,
@@ -190,10 +202,8 @@ def reobserve_target(
         raise InputError("enhanced image has no finite pixels; nothing to re-observe")
     level = float(data[finite].mean())
     filled = np.where(finite, data, level) - level
-    pad = 2 * (hmi_psf(ENHANCED_PIXEL_SCALE, model=psf_model).shape[0] // 4)
-    # beyond ``pad`` on the far side, up to a size whose FFT is fast
-    after = [sfft.next_fast_len(n + 2 * pad, real=True) - n - pad for n in (ny, nx)]
-    padded = np.pad(filled, ((pad, after[0]), (pad, after[1])), mode="symmetric")
+    (pad, after_y), (_, after_x) = reobservation_padding((ny, nx), psf_model)
+    padded = np.pad(filled, ((pad, after_y), (pad, after_x)), mode="symmetric")
     transfer = hmi_given_target_transfer(
         padded.shape, psf_model=psf_model, aperture=aperture, wavelength=wavelength
     )
