@@ -10,16 +10,31 @@ whole process (all threads):
 * ``read``: :func:`enhance.pipeline.load_frame` (decompress, rotate, checks);
 * ``network``: the tiled network's forward passes (with the sigma head);
 * ``projection``: the projection onto the input with its noise estimate;
-* ``quality`` and ``write``: :func:`enhance.pipeline.write_result` (the
-  quality figures, then the atomic FITS write; the quality share is timed
-  by a second call of :func:`enhance.pipeline.measure_quality`);
+* ``quality``: :func:`enhance.pipeline.measure_quality` (the quality
+  figures; the first frame of a process also tabulates the re-observation's
+  transfer function);
+* ``write``: :func:`enhance.pipeline.write_result` of those figures (the
+  atomic FITS write);
 * ``cube``: :meth:`enhance.cube.TimeCube.append` of the written file.
 
 It prints the projection's iterations and residuals, the science figures of
 the output inside 0.9 R_sun (mean |B| against the input's and the network's,
-the ripple figure), the end-to-end time over the network's, the CPU seconds
-of everything but the network and the projection (what no GPU removes: the
-per-core ceiling of an archive run) and the peak RSS.
+the ripple figure), the end-to-end time over the network's, the peak RSS,
+and the CPU seconds a GPU node's host would spend per frame (what no GPU
+removes: the per-core ceiling of an archive run):
+
+* ``io``: read, the FITS write of every default product and the cube append;
+* ``host science``: what of the quality figures still runs on the host when
+  the network, the projection with its noise estimate and the quality
+  figures' array work run on a GPU
+  (:class:`enhance.inference.device_quality.TorchQualityKernels`,
+  :func:`enhance.inference.device_noise.input_noise_on`): timed as
+  :func:`enhance.io.frame_quality.frame_quality` with kernels that hand
+  back the figures the CPU path computed.
+
+The FITS frames are written as the workflow writes them (``--compression``,
+default ``none``: lossless, the cube compresses; ``enhance predict`` writes
+gzip).
 
 Run from the repository root (about 4 minutes a frame on 2 cores)::
 
@@ -43,8 +58,8 @@ from enhance.atomic import atomic_path
 from enhance.cube import Codec, TimeCube, read_enhanced
 from enhance.heap import keep_freed_memory
 from enhance.inference import InferenceTimings
-from enhance.io.frame_quality import RIPPLE_BAND, RIPPLE_RADIUS, RIPPLE_TILE
-from enhance.physics.disk import SolarDisk
+from enhance.io.frame_quality import RIPPLE_BAND, RIPPLE_RADIUS, RIPPLE_TILE, QualityKernels
+from enhance.physics.disk import SolarDisk, constraint_region
 from enhance.physics.spectrum import band_power
 from enhance.pipeline import EnhanceSettings, load_frame, measure_quality, run_network, write_result
 
@@ -80,6 +95,27 @@ def inside_figures(frame, enhanced) -> dict:
     }
 
 
+class Replayed(QualityKernels):
+    """Kernels that hand back the numpy figures: the host's share when a GPU computes them."""
+
+    def __init__(self, loaded, enhanced) -> None:
+        kernels, frame = QualityKernels(), loaded.frame
+        psf_model = enhanced.meta["psf_model"]
+        self.reobserved = kernels.reobserve(enhanced.data, psf_model)
+        self.flux = kernels.flux_ratio(
+            frame.data.astype(np.float64),
+            enhanced.data,
+            enhanced.meta["consistency"].noise,
+            constraint_region(frame.data.shape, SolarDisk.from_header(frame.header)),
+        )
+
+    def reobserve(self, enhanced, psf_model):
+        return self.reobserved
+
+    def flux_ratio(self, data, enhanced, noise, region):
+        return self.flux
+
+
 def one_frame(path: Path, settings: EnhanceSettings, workdir: Path, codec: Codec) -> dict:
     record: dict = {"input": path.name}
     output = workdir / f"{path.stem}.enhanced.fits"
@@ -91,10 +127,13 @@ def one_frame(path: Path, settings: EnhanceSettings, workdir: Path, codec: Codec
     record["network_s"] = timings.h2d_s + timings.compute_s + timings.d2h_s
     record["projection_s"] = timings.projection_s
     record["windows"] = timings.windows
-    with stage(record, "quality_and_write"):
-        write_result(loaded, enhanced, settings)
     with stage(record, "quality"):
         quality = measure_quality(loaded, enhanced, settings)
+    with stage(record, "write"):
+        write_result(loaded, enhanced, settings, quality=quality)
+    replayed = Replayed(loaded, enhanced)
+    with stage(record, "quality_host"):
+        measure_quality(loaded, enhanced, settings, kernels=replayed)
     with stage(record, "cube"):
         cube = TimeCube(workdir / f"{path.stem}.h5", codec=codec)
         cube.append([read_enhanced(output, sigma=True)])
@@ -114,11 +153,11 @@ def one_frame(path: Path, settings: EnhanceSettings, workdir: Path, codec: Codec
     )
     total = sum(
         record[f"{name}_s"]
-        for name in ("read", "network_and_projection", "quality_and_write", "cube")
+        for name in ("read", "network_and_projection", "quality", "write", "cube")
     )
     cpu_total = sum(
         record[f"{name}_cpu_s"]
-        for name in ("read", "network_and_projection", "quality_and_write", "cube")
+        for name in ("read", "network_and_projection", "quality", "write", "cube")
     )
     record["end_to_end_s"] = total
     record["end_to_end_over_network"] = total / record["network_s"]
@@ -129,19 +168,22 @@ def one_frame(path: Path, settings: EnhanceSettings, workdir: Path, codec: Codec
     record["cpu_s_without_device_stages"] = (
         cpu_total - network_share * record["network_and_projection_cpu_s"]
     )
+    record["cpu_s_io"] = record["read_cpu_s"] + record["write_cpu_s"] + record["cube_cpu_s"]
+    record["cpu_s_host_science"] = record["quality_host_cpu_s"]
     record["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return record
 
 
 def summary(name: str, r: dict) -> str:
     """Two lines of figures for one frame."""
-    write_s = r["quality_and_write_s"] - r["quality_s"]
     return (
         f"{name}: end to end {r['end_to_end_s']:.1f} s = "
         f"{r['end_to_end_over_network']:.2f} x the network ({r['network_s']:.1f} s); "
         f"read {r['read_s']:.1f}, projection {r['projection_s']:.1f}, "
-        f"quality {r['quality_s']:.1f}, write {write_s:.1f}, cube {r['cube_s']:.1f} s; "
-        f"CPU-s without network and projection {r['cpu_s_without_device_stages']:.1f}\n"
+        f"quality {r['quality_s']:.1f}, write {r['write_s']:.1f}, cube {r['cube_s']:.1f} s; "
+        f"CPU-s without network and projection {r['cpu_s_without_device_stages']:.1f}; "
+        f"host CPU-s beside a GPU: io {r['cpu_s_io']:.2f} + science "
+        f"{r['cpu_s_host_science']:.2f}\n"
         f"    projection: {r['iterations']} iterations, residual "
         f"{r['residual_before']:.2f} -> {r['residual_after']:.2f} G (goal {r['goal']:.2f} G, "
         f"noise {r['noise']:.2f} G {r['noise_source']}); inside 0.9 R: mean |B| in "
@@ -163,10 +205,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         default="blosc2-zstd",
         help="the cube's codec (the workflow's default; 'none' where hdf5plugin is missing)",
     )
+    parser.add_argument(
+        "--compression",
+        default="none",
+        choices=("none", "gzip", "rice"),
+        help="the FITS frames' (the workflow's default: none)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the records here")
     args = parser.parse_args(argv)
     keep_freed_memory()
-    settings = EnhanceSettings(device=args.device)
+    compression = None if args.compression == "none" else args.compression
+    settings = EnhanceSettings(device=args.device, compression=compression)
     records = []
     with tempfile.TemporaryDirectory(prefix="fulldisk-") as tmp:
         for name in args.frames:

@@ -28,7 +28,12 @@ from enhance.atomic import check_writable_dir
 from enhance.errors import ConfigError, InputError, OutputError, WeightsError
 from enhance.frame import OBSERVABLES, Frame
 from enhance.io import NORMALIZE_CHOICES, read_hmi, write_enhanced
-from enhance.io.frame_quality import QualityTolerances, frame_quality
+from enhance.io.frame_quality import (
+    FrameQuality,
+    QualityKernels,
+    QualityTolerances,
+    frame_quality,
+)
 from enhance.io.writer import COMPRESSION_CHOICES
 from enhance.physics import psf_model_of
 
@@ -319,37 +324,42 @@ def run_network(
     return enhanced
 
 
-def measure_quality(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings):
+def measure_quality(
+    loaded: LoadedFrame,
+    enhanced: Frame,
+    settings: EnhanceSettings,
+    *,
+    kernels: QualityKernels | None = None,
+):
     """The per-frame quality figures of ``enhanced`` against its input (no truth needed).
 
     See :func:`enhance.io.frame_quality.frame_quality`; the HMI PSF of the
     re-observation is the one the weights were trained for, the input noise
     the projection's (when it ran), and the ripple figure compares the
     output with the network's own (``meta["network_output"]`` of
-    :func:`enhance.inference.enhance_frame`). A frame enhanced on a GPU
-    (``meta["device"]``) is re-observed there
-    (:func:`enhance.inference.forward_model.reobserve_target_on`), so its
-    host runs no FFT of the 2x image.
+    :func:`enhance.inference.enhance_frame`). The figures of a frame
+    enhanced on a GPU (``meta["device"]``) are computed there
+    (:class:`enhance.inference.device_quality.TorchQualityKernels`), so its
+    host runs no FFT, filter or median of the frame; ``kernels`` chooses
+    otherwise.
     """
     frame = loaded.frame
-    psf_model = psf_model_of(loaded.weights_metadata)
-    reobserved = None
     device = str(enhanced.meta.get("device", "cpu"))
-    if device.startswith("cuda"):
-        from enhance.inference.forward_model import reobserve_target_on
+    if kernels is None and device.startswith("cuda"):
+        from enhance.inference.device_quality import TorchQualityKernels
 
-        reobserved = reobserve_target_on(enhanced.data, psf_model=psf_model, device=device)
+        kernels = TorchQualityKernels(device)
     return frame_quality(
         frame.data,
         enhanced.data,
         observable=frame.observable,
         header=frame.header,
         quality=_quality_bits(frame),
-        psf_model=psf_model,
+        psf_model=psf_model_of(loaded.weights_metadata),
         tolerances=settings.quality,
         projection=enhanced.meta.get("consistency"),
         network_output=enhanced.meta.get("network_output"),
-        reobserved=reobserved,
+        kernels=kernels,
     )
 
 
@@ -417,15 +427,24 @@ def _consistency_record(projection: Any, unit: str) -> str:
     )
 
 
-def write_result(loaded: LoadedFrame, enhanced: Frame, settings: EnhanceSettings) -> Path:
+def write_result(
+    loaded: LoadedFrame,
+    enhanced: Frame,
+    settings: EnhanceSettings,
+    *,
+    quality: FrameQuality | None = None,
+) -> Path:
     """The last stage of :func:`enhance_file`: quality figures, then the atomic FITS write.
 
-    The quality figures (:func:`measure_quality`) go into the header of the
-    written frame (``ENHQ*`` keywords); a frame out of tolerance is written
-    all the same, with its flags in ``ENHQFLAG``.
+    The quality figures (:func:`measure_quality`, unless given as
+    ``quality``) go into the header of the written frame (``ENHQ*``
+    keywords); a frame out of tolerance is written all the same, with its
+    flags in ``ENHQFLAG``.
     """
     frame, metadata = loaded.frame, loaded.weights_metadata
-    enhanced.meta["frame_quality"] = measure_quality(loaded, enhanced, settings)
+    if quality is None:
+        quality = measure_quality(loaded, enhanced, settings)
+    enhanced.meta["frame_quality"] = quality
     provenance: dict[str, Any] = {
         "observable": frame.observable,
         "weights_file": loaded.weights_path.name,

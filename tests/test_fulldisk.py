@@ -11,11 +11,14 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
-from enhance.errors import InputError
 from enhance.frame import Frame
 from enhance.inference import InferenceTimings, enhance_frame
 from enhance.inference.consistency import CONSTRAINED_RADIUS, project_to_observation
+from enhance.inference.device_arrays import binary_dilation, gaussian_filter, median
+from enhance.inference.device_noise import input_noise_on, quiet_sun_fraction_on
+from enhance.inference.device_quality import TorchQualityKernels
 from enhance.inference.forward_model import (
     ForwardModel,
     fast_padded_length,
@@ -26,7 +29,8 @@ from enhance.io import read_hmi
 from enhance.io.frame_quality import frame_quality
 from enhance.io.wcs import upsample_header
 from enhance.model.weights import default_weights, load_weights
-from enhance.physics.disk import SolarDisk
+from enhance.physics.disk import SolarDisk, constraint_region
+from enhance.physics.noise import input_noise, quiet_sun_fraction
 from enhance.physics.spectrum import band_power
 from enhance.physics.transfer import reobserve_target
 
@@ -158,7 +162,7 @@ def test_the_projection_in_torch_equals_the_numpy_path_within_1e_5(full_disks):
     assert info.residual_after == pytest.approx(ref_info.residual_after, rel=1e-5)
 
 
-def test_the_torch_reobservation_is_the_numpy_one_and_gives_the_same_quality(full_disks):
+def test_the_torch_reobservation_is_the_numpy_one(full_disks):
     """The quality figures' re-observation on the device equals the numpy one within 1e-5."""
     crop = limb_crop(full_disks["20160707_010000_TAI"], 192)
     disk = SolarDisk.from_header(crop.header)
@@ -172,18 +176,75 @@ def test_the_torch_reobservation_is_the_numpy_one_and_gives_the_same_quality(ful
     assert np.array_equal(finite, np.isfinite(out)) and 0.5 < finite.mean() < 1
     scale = np.max(np.abs(ref[finite]))
     assert np.max(np.abs(out[finite] - ref[finite])) <= 1e-5 * scale
-    full = np.kron(crop.data, np.ones((2, 2), np.float32))
-    kwargs = dict(observable="magnetogram", header=crop.header, psf_model="wachter2012")
-    here = frame_quality(crop.data, full, **kwargs)
-    there = frame_quality(
-        crop.data,
-        full,
-        reobserved=reobserve_target_on(full, psf_model="wachter2012", device="cpu"),
-        **kwargs,
+
+
+@pytest.mark.parametrize("mode", ["reflect", "mirror"])
+def test_the_torch_filters_are_scipys(mode):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    image = rng.normal(size=(37, 52))
+    image[:3, :] += 10  # an edge that tells the edge modes apart
+    out = gaussian_filter(torch.from_numpy(image), 2.0, mode=mode).numpy()
+    np.testing.assert_allclose(out, ndimage.gaussian_filter(image, 2.0, mode=mode), atol=1e-12)
+    mask = rng.random((37, 52)) > 0.97
+    for square, structure in ((False, None), (True, np.ones((3, 3), bool))):
+        ref = ndimage.binary_dilation(mask, structure=structure, iterations=3)
+        dilated = binary_dilation(torch.from_numpy(mask), square=square, iterations=3).numpy()
+        assert np.array_equal(dilated, ref)
+    values = torch.from_numpy(image.ravel())
+    assert median(values) == np.median(image) and median(values[:-1]) == np.median(
+        image.ravel()[:-1]
     )
-    assert there.forward_residual == pytest.approx(here.forward_residual, rel=1e-5)
-    with pytest.raises(InputError, match="not half"):
-        frame_quality(crop.data, full, reobserved=out[:-1], **kwargs)
+
+
+def _figures(quality) -> dict[str, float]:
+    return {k: v for k, v in quality.as_dict().items() if isinstance(v, float)}
+
+
+def test_the_quality_figures_on_the_device_are_the_numpy_ones(full_disks):
+    """Magnetogram (limb crop, field regions) and continuum-like figures within 1e-5."""
+    crop = limb_crop(full_disks["20190621_060000_TAI"], 256)
+    disk = SolarDisk.from_header(crop.header)
+    rng = np.random.default_rng(3)
+    output = np.kron(crop.data, np.ones((2, 2), np.float32)) * np.float32(1.1)
+    output += rng.normal(0, 3, output.shape).astype(np.float32)
+    output[np.kron(~disk.inside(crop.data.shape), np.ones((2, 2), bool))] = np.nan
+    kwargs = dict(observable="magnetogram", header=crop.header, psf_model="wachter2012")
+    here = frame_quality(crop.data, output, **kwargs)
+    there = frame_quality(crop.data, output, kernels=TorchQualityKernels("cpu"), **kwargs)
+    assert np.isfinite(here.flux_ratio) and np.isfinite(here.forward_residual)
+    assert _figures(there) == pytest.approx(_figures(here), rel=1e-5, nan_ok=True)
+    # a continuum: granulation-like texture around 1 with a dark spot
+    texture = 1 + 0.04 * rng.standard_normal((128, 128))
+    texture[40:60, 50:70] = 0.5
+    fine = np.kron(texture, np.ones((2, 2))).astype(np.float32)
+    fine += rng.normal(0, 0.02, fine.shape).astype(np.float32)
+    continuum = dict(observable="continuum", psf_model="wachter2012")
+    here = frame_quality(texture, fine, **continuum)
+    there = frame_quality(texture, fine, kernels=TorchQualityKernels("cpu"), **continuum)
+    assert np.isfinite(here.contrast) and np.isfinite(here.input_contrast)
+    assert _figures(there) == pytest.approx(_figures(here), rel=1e-5, nan_ok=True)
+
+
+@pytest.mark.parametrize("how", ["auto", "histogram", "spectral"])
+def test_the_noise_estimate_on_the_device_is_the_numpy_one(full_disks, how):
+    """What the projection on a GPU stops at: the same noise within 1e-5, limb crop and centre."""
+    frame = full_disks["20190621_060000_TAI"]
+    disk = SolarDisk.from_header(frame.header)
+    limb = limb_crop(frame, 384)
+    y0, x0 = int(disk.y0), int(disk.x0)
+    centre = (slice(y0 - 200, y0 + 200), slice(x0 - 200, x0 + 200))
+    cases = {
+        "limb": (limb.data, constraint_region(limb.data.shape, SolarDisk.from_header(limb.header))),
+        "centre": (frame.data[centre], None),
+    }
+    for name, (data, region) in cases.items():
+        ref, ref_source = input_noise(data, how, region=region)
+        out, source = input_noise_on(data, how, region=region, device="cpu")
+        assert source == ref_source and out == pytest.approx(ref, rel=1e-5), name
+        fraction = quiet_sun_fraction_on(data, region=region, device="cpu")
+        assert fraction == pytest.approx(quiet_sun_fraction(data, region=region), abs=1e-5)
 
 
 def test_windows_wholly_beyond_the_limb_are_not_computed(full_disks):

@@ -203,6 +203,7 @@ def warn_if_field_dominated(
     estimate: str = "auto",
     region: np.ndarray | None = None,
     stacklevel: int = 2,
+    quiet_fraction: float | None = None,
 ) -> float:
     """Warn when a magnetogram has too little quiet Sun for the histogram-core noise estimate.
 
@@ -221,6 +222,10 @@ def warn_if_field_dominated(
         finite pixel.
     stacklevel : int
         Frame the warning is attributed to (:func:`warnings.warn`; 2: the caller).
+    quiet_fraction : float, optional
+        The quiet-Sun fraction when the caller has it (e.g. computed on the
+        network's device,
+        :func:`enhance.inference.device_noise.quiet_sun_fraction_on`).
 
     Returns
     -------
@@ -233,7 +238,9 @@ def warn_if_field_dominated(
         raise ConfigError(
             f"the field-dominated check is for the auto or histogram estimate, not {estimate!r}"
         )
-    fraction = quiet_sun_fraction(observed, region=region)
+    fraction = (
+        quiet_sun_fraction(observed, region=region) if quiet_fraction is None else quiet_fraction
+    )
     if fraction < QUIET_SUN_FRACTION_MIN:
         if estimate == "histogram":
             consequence = (
@@ -326,7 +333,8 @@ def project_to_observation(
         both give the same image within float32 rounding.
     device : torch.device or str, optional
         Where the torch backend runs (default the CPU): the network's
-        device, so a GPU run iterates on the GPU.
+        device, so a GPU run iterates on the GPU and estimates the input
+        noise there (:func:`enhance.inference.device_noise.input_noise_on`).
 
     Returns
     -------
@@ -373,7 +381,12 @@ def project_to_observation(
     level = float(np.median(y[valid]))
     source = "given"
     if noise is None:  # the noise of every input pixel the forward model describes
-        noise, source = input_noise(y, noise_estimate, region=region)
+        if backend == "torch":  # on the device the projection runs on
+            from enhance.inference.device_noise import input_noise_on
+
+            noise, source = input_noise_on(y, noise_estimate, region=region, device=device)
+        else:
+            noise, source = input_noise(y, noise_estimate, region=region)
     noise = float(noise)
     if not noise > 0:
         raise InputError(f"projection needs a positive input noise; got {noise}")

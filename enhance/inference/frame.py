@@ -185,8 +185,17 @@ def enhance_frame(
         with timed_stage(timings, "projection", dev):
             if noise is None and frame.observable == "magnetogram" and estimate != "spectral":
                 region = projection.constraint_region(frame.data.shape, disk)
+                fraction = None
+                if dev.type == "cuda":
+                    from enhance.inference.device_noise import quiet_sun_fraction_on
+
+                    fraction = quiet_sun_fraction_on(frame.data, region=region, device=dev)
                 fraction = projection.warn_if_field_dominated(
-                    frame.data, estimate=estimate, region=region, stacklevel=3
+                    frame.data,
+                    estimate=estimate,
+                    region=region,
+                    stacklevel=3,
+                    quiet_fraction=fraction,
                 )
                 estimate = projection.resolve_noise_estimate(
                     frame.data, estimate, quiet_fraction=fraction

@@ -68,6 +68,7 @@ __all__ = [
     "QUALITY_COLUMNS",
     "QUALITY_KEYWORDS",
     "FrameQuality",
+    "QualityKernels",
     "QualityTolerances",
     "frame_quality",
     "quality_from_header",
@@ -310,19 +311,9 @@ def _forward_residual(
     noise: float,
     psf_model: str,
     region: np.ndarray | None,
-    reobserved: np.ndarray | None,
+    kernels: QualityKernels,
 ) -> float:
-    if reobserved is None:
-        from enhance.physics.transfer import reobserve_target
-
-        back = reobserve_target(enhanced, psf_model=psf_model)
-    else:
-        back = np.asarray(reobserved, dtype=np.float64)
-        if back.shape != (enhanced.shape[0] // 2, enhanced.shape[1] // 2):
-            raise InputError(
-                f"the re-observed output {back.shape} is not half the enhanced image "
-                f"{enhanced.shape}"
-            )
+    back = np.asarray(kernels.reobserve(enhanced, psf_model), dtype=np.float64)
     obs = data[: back.shape[0], : back.shape[1]]
     ok = np.isfinite(back) & np.isfinite(obs)
     edge = np.ones_like(ok)  # beyond the edge the re-observation sees a mirror image
@@ -363,39 +354,55 @@ def _block_mean(enhanced: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return blocks.mean(axis=(1, 3))
 
 
-def _flux_ratio(
-    data: np.ndarray, enhanced: np.ndarray, noise: float, region: np.ndarray | None
-) -> float:
-    finite = np.isfinite(data)
-    if region is not None:
-        finite &= region
-    if not noise > 0 or finite.sum() < MIN_PIXELS:
-        return math.nan
-    smooth = np.abs(ndimage.gaussian_filter(np.where(finite, data, 0.0), 1.0))
-    field = ndimage.binary_dilation(smooth > FIELD_SNR * noise, iterations=2) & finite
-    out = _block_mean(np.abs(enhanced), data.shape)
-    field &= np.isfinite(out)
-    if field.sum() < MIN_PIXELS:
-        return math.nan
-    return float(np.mean(out[field]) / np.mean(np.abs(data[field])))
+class QualityKernels:
+    """The array work of the quality figures, in numpy and scipy on the host.
 
+    :func:`frame_quality` leaves its three costly measures to this object; a
+    subclass computes them where the frame already is, with the same
+    definitions (:class:`enhance.inference.device_quality.TorchQualityKernels`,
+    on the GPU the network ran on).
+    """
 
-def _quiet_contrast(image: np.ndarray, smooth: float) -> float:
-    finite = np.isfinite(image)
-    if finite.sum() < MIN_PIXELS:
-        return math.nan
-    median = float(np.median(image[finite]))
-    if not median > 0:
-        return math.nan
-    filled = ndimage.gaussian_filter(np.where(finite, image, median), smooth, mode="mirror")
-    active = (filled < QUIET_RANGE[0] * median) | (filled > QUIET_RANGE[1] * median)
-    if active.any():
-        active = ndimage.binary_dilation(active, structure=np.ones((3, 3), bool), iterations=5)
-    quiet = finite & ~active
-    if quiet.sum() < MIN_PIXELS:
-        return math.nan
-    values = image[quiet]
-    return float(np.std(values) / np.mean(values))
+    def reobserve(self, enhanced: np.ndarray, psf_model: str) -> np.ndarray:
+        """HMI's view of ``enhanced`` (:func:`enhance.physics.transfer.reobserve_target`)."""
+        from enhance.physics.transfer import reobserve_target
+
+        return reobserve_target(enhanced, psf_model=psf_model)
+
+    def flux_ratio(
+        self, data: np.ndarray, enhanced: np.ndarray, noise: float, region: np.ndarray | None
+    ) -> float:
+        """Mean |B| of the output over the input's field regions over the input's there."""
+        finite = np.isfinite(data)
+        if region is not None:
+            finite &= region
+        if not noise > 0 or finite.sum() < MIN_PIXELS:
+            return math.nan
+        smooth = np.abs(ndimage.gaussian_filter(np.where(finite, data, 0.0), 1.0))
+        field = ndimage.binary_dilation(smooth > FIELD_SNR * noise, iterations=2) & finite
+        out = _block_mean(np.abs(enhanced), data.shape)
+        field &= np.isfinite(out)
+        if field.sum() < MIN_PIXELS:
+            return math.nan
+        return float(np.mean(out[field]) / np.mean(np.abs(data[field])))
+
+    def quiet_contrast(self, image: np.ndarray, smooth: float) -> float:
+        """rms/mean of ``image`` over its quiet Sun (smoothing ``smooth`` pixels)."""
+        finite = np.isfinite(image)
+        if finite.sum() < MIN_PIXELS:
+            return math.nan
+        median = float(np.median(image[finite]))
+        if not median > 0:
+            return math.nan
+        filled = ndimage.gaussian_filter(np.where(finite, image, median), smooth, mode="mirror")
+        active = (filled < QUIET_RANGE[0] * median) | (filled > QUIET_RANGE[1] * median)
+        if active.any():
+            active = ndimage.binary_dilation(active, structure=np.ones((3, 3), bool), iterations=5)
+        quiet = finite & ~active
+        if quiet.sum() < MIN_PIXELS:
+            return math.nan
+        values = image[quiet]
+        return float(np.std(values) / np.mean(values))
 
 
 def frame_quality(
@@ -409,7 +416,7 @@ def frame_quality(
     tolerances: QualityTolerances | None = None,
     projection: Any = None,
     network_output: object | None = None,
-    reobserved: object | None = None,
+    kernels: QualityKernels | None = None,
 ) -> FrameQuality:
     """Measure the quality figures of one enhanced frame and flag it.
 
@@ -443,11 +450,9 @@ def frame_quality(
         The network's output before the projection onto the input, for the
         ripple figure: 1 without it when ``projection`` ran no iteration,
         else NaN.
-    reobserved : array_like, optional
-        HMI's view of ``enhanced`` computed elsewhere, e.g. on the device
-        the network ran on
-        (:func:`enhance.inference.forward_model.reobserve_target_on`);
-        default :func:`enhance.physics.transfer.reobserve_target` here.
+    kernels : QualityKernels, optional
+        Where the re-observation, the flux ratio and the quiet-Sun contrast
+        are computed; default :class:`QualityKernels` (numpy, here).
 
     Returns
     -------
@@ -457,10 +462,10 @@ def frame_quality(
     ------
     InputError
         Not 2-D arrays, ``enhanced`` (or ``network_output``) is not twice
-        the shape of ``data``, or ``reobserved`` is not half that of
-        ``enhanced``.
+        the shape of ``data``.
     """
     tolerances = tolerances or QualityTolerances()
+    kernels = kernels or QualityKernels()
     x = np.asarray(data, dtype=np.float64)
     y = np.asarray(enhanced, dtype=np.float32)
     if x.ndim != 2 or y.shape != (2 * x.shape[0], 2 * x.shape[1]):
@@ -473,13 +478,13 @@ def frame_quality(
     noise = (
         float(projection.noise) if projection is not None else _input_noise(x, observable, region)
     )
-    residual = _forward_residual(x, y, noise, psf_model, region, reobserved)
+    residual = _forward_residual(x, y, noise, psf_model, region, kernels)
     if observable == "magnetogram":
-        flux, contrast, input_contrast = _flux_ratio(x, y, noise, region), math.nan, math.nan
+        flux, contrast, input_contrast = kernels.flux_ratio(x, y, noise, region), math.nan, math.nan
     else:
         flux = math.nan
-        contrast = _quiet_contrast(y, smooth=4.0)  # 2 input pixels on the 2x grid
-        input_contrast = _quiet_contrast(x, smooth=2.0)
+        contrast = kernels.quiet_contrast(y, smooth=4.0)  # 2 input pixels on the 2x grid
+        input_contrast = kernels.quiet_contrast(x, smooth=2.0)
     masked = _masked_fraction(x, disk)
     ripple = _ripple(y, network_output, disk, projection)
     flags = []

@@ -19,8 +19,11 @@ from enhance.errors import ConfigError, InputError
 from enhance.physics.constants import HMI_APERTURE, HMI_PIXEL_SCALE, HMI_WAVELENGTH
 
 __all__ = [
+    "MAD_TO_SIGMA",
     "NOISE_ESTIMATES",
+    "QUIET_SMOOTHING_PX",
     "QUIET_SUN_FRACTION_MIN",
+    "QUIET_THRESHOLD",
     "check_noise_estimate",
     "diffraction_cutoff",
     "estimate_input_noise",
@@ -32,6 +35,10 @@ __all__ = [
     "resolve_noise_estimate",
     "spectral_noise_sigma",
 ]
+
+
+#: Median absolute deviation to the standard deviation of a Gaussian.
+MAD_TO_SIGMA = 1.4826
 
 
 def diffraction_cutoff(aperture: u.Quantity, wavelength: u.Quantity) -> float:
@@ -132,13 +139,13 @@ def histogram_core_sigma(image: object, *, clip: float = 3.0, rounds: int = 10) 
     if values.size < 16:
         raise InputError("histogram noise estimate needs at least 16 finite pixels")
     centre = float(np.median(values))
-    width = float(1.4826 * np.median(np.abs(values - centre)))
+    width = float(MAD_TO_SIGMA * np.median(np.abs(values - centre)))
     for _ in range(rounds):
         core = values[np.abs(values - centre) <= clip * width]
         if core.size < 16:
             break
         centre = float(np.median(core))
-        new = float(1.4826 * np.median(np.abs(core - centre)))
+        new = float(MAD_TO_SIGMA * np.median(np.abs(core - centre)))
         if new <= 0 or abs(new - width) <= 1e-3 * width:
             width = new if new > 0 else width
             break
@@ -158,8 +165,8 @@ NOISE_ESTIMATES = ("spectral", "histogram", "auto")
 #: bench/quiet_sun_fraction.py.
 QUIET_SUN_FRACTION_MIN = 0.5
 #: Smoothing (pixels) and threshold (times the spectral noise) of the quiet-Sun test.
-_QUIET_SMOOTHING_PX = 1.0
-_QUIET_THRESHOLD = 3.0
+QUIET_SMOOTHING_PX = 1.0
+QUIET_THRESHOLD = 3.0
 
 
 def noise_estimate_for(observable: str) -> str:
@@ -236,8 +243,8 @@ def quiet_sun_fraction(observed: object, *, region: np.ndarray | None = None) ->
         raise InputError("quiet-Sun fraction needs a 2-D image with at least 16 finite pixels")
     level = float(np.median(y[usable]))
     noise = _spectral_input_noise(y, usable)
-    smooth = gaussian_filter(np.where(usable, y - level, 0.0), _QUIET_SMOOTHING_PX)
-    return float(np.mean(np.abs(smooth[usable]) < _QUIET_THRESHOLD * noise))
+    smooth = gaussian_filter(np.where(usable, y - level, 0.0), QUIET_SMOOTHING_PX)
+    return float(np.mean(np.abs(smooth[usable]) < QUIET_THRESHOLD * noise))
 
 
 def resolve_noise_estimate(

@@ -1,0 +1,58 @@
+"""numpy and scipy.ndimage operations the per-frame measures use, in torch on any device.
+
+Each function reproduces its numpy/scipy counterpart exactly up to
+floating-point rounding (same definitions, same edge handling), so the
+noise estimate (:mod:`enhance.inference.device_noise`) and the quality
+figures (:mod:`enhance.inference.device_quality`) of a frame enhanced on a
+GPU are computed there and equal the host's figures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["binary_dilation", "gaussian_filter", "median"]
+
+#: scipy.ndimage edge modes as numpy.pad modes of the row/column indices.
+_PAD_MODES = {"reflect": "symmetric", "mirror": "reflect"}
+
+
+def median(values: torch.Tensor) -> float:
+    """:func:`numpy.median` of a 1-D tensor (the mean of the two middle values when even)."""
+    n = values.numel()
+    low = torch.kthvalue(values, (n + 1) // 2).values
+    high = torch.kthvalue(values, n // 2 + 1).values if n % 2 == 0 else low
+    return float((low.double() + high.double()) / 2)
+
+
+def gaussian_filter(image: torch.Tensor, sigma: float, *, mode: str = "reflect") -> torch.Tensor:
+    """:func:`scipy.ndimage.gaussian_filter` of a 2-D tensor (truncated at 4 sigma).
+
+    ``mode`` is scipy's: "reflect" repeats the edge pixel, "mirror" does not.
+    """
+    radius = int(4.0 * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    out = image
+    for axis in (0, 1):
+        index = np.pad(np.arange(out.shape[axis]), radius, mode=_PAD_MODES[mode])
+        padded = out.index_select(axis, torch.from_numpy(index).to(image.device))
+        out = padded.unfold(axis, 2 * radius + 1, 1) @ kernel  # taps along ``axis``
+    return out
+
+
+def binary_dilation(mask: torch.Tensor, *, square: bool, iterations: int) -> torch.Tensor:
+    """:func:`scipy.ndimage.binary_dilation` of a 2-D boolean tensor (zeros beyond the edges).
+
+    ``square``: the 3x3 structure; otherwise scipy's default cross
+    (connectivity 1).
+    """
+    kernel = torch.ones((3, 3), dtype=torch.float32, device=mask.device)
+    if not square:
+        kernel[0, 0] = kernel[0, 2] = kernel[2, 0] = kernel[2, 2] = 0
+    out = mask[None, None].to(torch.float32)
+    for _ in range(iterations):
+        out = (torch.nn.functional.conv2d(out, kernel[None, None], padding=1) > 0).to(out.dtype)
+    return out[0, 0] > 0
