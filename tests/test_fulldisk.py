@@ -204,16 +204,23 @@ def _figures(quality) -> dict[str, float]:
 
 def test_the_quality_figures_on_the_device_are_the_numpy_ones(full_disks):
     """Magnetogram (limb crop, field regions) and continuum-like figures within 1e-5."""
-    crop = limb_crop(full_disks["20190621_060000_TAI"], 256)
+    crop = limb_crop(full_disks["20190621_060000_TAI"], 512)  # reaches inside 0.9 R_sun
     disk = SolarDisk.from_header(crop.header)
     rng = np.random.default_rng(3)
     output = np.kron(crop.data, np.ones((2, 2), np.float32)) * np.float32(1.1)
     output += rng.normal(0, 3, output.shape).astype(np.float32)
     output[np.kron(~disk.inside(crop.data.shape), np.ones((2, 2), bool))] = np.nan
-    kwargs = dict(observable="magnetogram", header=crop.header, psf_model="wachter2012")
+    network = output + rng.normal(0, 1, output.shape).astype(np.float32)
+    kwargs = dict(
+        observable="magnetogram",
+        header=crop.header,
+        psf_model="wachter2012",
+        network_output=network,
+    )
     here = frame_quality(crop.data, output, **kwargs)
     there = frame_quality(crop.data, output, kernels=TorchQualityKernels("cpu"), **kwargs)
     assert np.isfinite(here.flux_ratio) and np.isfinite(here.forward_residual)
+    assert 0.5 < here.ripple < 1  # the network image holds more noise than the output
     assert _figures(there) == pytest.approx(_figures(here), rel=1e-5, nan_ok=True)
     # a continuum: granulation-like texture around 1 with a dark spot
     texture = 1 + 0.04 * rng.standard_normal((128, 128))

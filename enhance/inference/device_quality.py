@@ -2,7 +2,7 @@
 
 :func:`enhance.io.frame_quality.frame_quality` leaves its costly measures
 (the re-observation of the 2x output, the flux ratio, the quiet-Sun
-contrast) to a :class:`enhance.io.frame_quality.QualityKernels`;
+contrast, the ripple figure's band power) to a :class:`enhance.io.frame_quality.QualityKernels`;
 :class:`TorchQualityKernels` computes them on a device with the same
 definitions, so the host of a GPU node runs no FFT, filter or median of the
 frame. The figures equal the numpy ones within 1e-5 relative
@@ -20,6 +20,7 @@ import torch
 from enhance.inference.device_arrays import binary_dilation, gaussian_filter, median
 from enhance.inference.forward_model import reobserve_target_on
 from enhance.io.frame_quality import FIELD_SNR, MIN_PIXELS, QUIET_RANGE, QualityKernels
+from enhance.physics.spectrum import band_weights, usable_tiles
 
 __all__ = ["TorchQualityKernels"]
 
@@ -42,6 +43,24 @@ class TorchQualityKernels(QualityKernels):
     def reobserve(self, enhanced: np.ndarray, psf_model: str) -> np.ndarray:
         """HMI's view of ``enhanced``, computed on the device (:func:`reobserve_target_on`)."""
         return reobserve_target_on(enhanced, psf_model=psf_model, device=self.device)
+
+    def band_power(
+        self, image: np.ndarray, band: tuple[float, float], region: np.ndarray | None, tile: int
+    ) -> float:
+        """:func:`enhance.physics.spectrum.band_power`, all tiles in one batch on the device."""
+        data = np.asarray(image, dtype=np.float32)
+        tile = min(tile, *data.shape)
+        usable = np.isfinite(data) if region is None else (region & np.isfinite(data))
+        origins = usable_tiles(usable, tile)
+        if not origins:
+            return math.nan
+        weight, window = band_weights(tile, band)
+        values = self._tensor(data, np.float32)
+        cuts = torch.stack([values[y0 : y0 + tile, x0 : x0 + tile] for y0, x0 in origins])
+        cuts = (cuts - cuts.mean(dim=(1, 2), keepdim=True)) * self._tensor(window, np.float32)
+        power = torch.fft.rfft2(cuts).abs() ** 2
+        per_tile = (power.double() * self._tensor(weight, np.float64)).sum(dim=(1, 2))
+        return float(per_tile.mean())
 
     def flux_ratio(
         self, data: np.ndarray, enhanced: np.ndarray, noise: float, region: np.ndarray | None

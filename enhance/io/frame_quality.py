@@ -327,7 +327,11 @@ def _forward_residual(
 
 
 def _ripple(
-    enhanced: np.ndarray, network: np.ndarray | None, disk: SolarDisk | None, projection: Any
+    enhanced: np.ndarray,
+    network: np.ndarray | None,
+    disk: SolarDisk | None,
+    projection: Any,
+    kernels: QualityKernels,
 ) -> float:
     """Output over network power in :data:`RIPPLE_BAND` inside :data:`RIPPLE_RADIUS` (or NaN)."""
     if network is None:
@@ -341,10 +345,10 @@ def _ripple(
     if np.array_equal(network, enhanced, equal_nan=True):
         return 1.0  # the projection left the network's image alone
     region = None if disk is None else disk.scaled(2).inside(enhanced.shape, RIPPLE_RADIUS)
-    reference = band_power(network, RIPPLE_BAND, region=region, tile=RIPPLE_TILE)
+    reference = kernels.band_power(network, RIPPLE_BAND, region, RIPPLE_TILE)
     if not reference > 0:
         return math.nan
-    return band_power(enhanced, RIPPLE_BAND, region=region, tile=RIPPLE_TILE) / reference
+    return kernels.band_power(enhanced, RIPPLE_BAND, region, RIPPLE_TILE) / reference
 
 
 def _block_mean(enhanced: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -357,7 +361,7 @@ def _block_mean(enhanced: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 class QualityKernels:
     """The array work of the quality figures, in numpy and scipy on the host.
 
-    :func:`frame_quality` leaves its three costly measures to this object; a
+    :func:`frame_quality` leaves its costly measures to this object; a
     subclass computes them where the frame already is, with the same
     definitions (:class:`enhance.inference.device_quality.TorchQualityKernels`,
     on the GPU the network ran on).
@@ -368,6 +372,12 @@ class QualityKernels:
         from enhance.physics.transfer import reobserve_target
 
         return reobserve_target(enhanced, psf_model=psf_model)
+
+    def band_power(
+        self, image: np.ndarray, band: tuple[float, float], region: np.ndarray | None, tile: int
+    ) -> float:
+        """Power of ``image`` in ``band``, tile-wise (:mod:`enhance.physics.spectrum`)."""
+        return band_power(image, band, region=region, tile=tile)
 
     def flux_ratio(
         self, data: np.ndarray, enhanced: np.ndarray, noise: float, region: np.ndarray | None
@@ -451,8 +461,9 @@ def frame_quality(
         ripple figure: 1 without it when ``projection`` ran no iteration,
         else NaN.
     kernels : QualityKernels, optional
-        Where the re-observation, the flux ratio and the quiet-Sun contrast
-        are computed; default :class:`QualityKernels` (numpy, here).
+        Where the re-observation, the flux ratio, the quiet-Sun contrast
+        and the ripple figure's band power are computed; default
+        :class:`QualityKernels` (numpy, here).
 
     Returns
     -------
@@ -486,7 +497,7 @@ def frame_quality(
         contrast = kernels.quiet_contrast(y, smooth=4.0)  # 2 input pixels on the 2x grid
         input_contrast = kernels.quiet_contrast(x, smooth=2.0)
     masked = _masked_fraction(x, disk)
-    ripple = _ripple(y, network_output, disk, projection)
+    ripple = _ripple(y, network_output, disk, projection, kernels)
     flags = []
     if not residual <= tolerances.forward_residual:  # NaN: nothing re-observed, flagged
         flags.append("forward_residual")

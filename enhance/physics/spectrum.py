@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-__all__ = ["band_power"]
+__all__ = ["band_power", "band_weights", "usable_tiles"]
 
 
 def _tile_origins(length: int, tile: int) -> list[int]:
@@ -63,9 +63,28 @@ def band_power(
         squared times pixels); NaN when no tile qualifies.
     """
     data = np.asarray(image, dtype=np.float32)
-    ny, nx = data.shape
-    tile = min(tile, ny, nx)
+    tile = min(tile, *data.shape)
     usable = np.isfinite(data) if region is None else (region & np.isfinite(data))
+    weight, window = band_weights(tile, band)
+    total, count = 0.0, 0
+    for y0, x0 in usable_tiles(usable, tile):
+        cut = data[y0 : y0 + tile, x0 : x0 + tile]
+        spectrum = np.fft.rfft2((cut - cut.mean()) * window)
+        total += float(np.sum(weight * np.abs(spectrum) ** 2))
+        count += 1
+    return total / count if count else math.nan
+
+
+def band_weights(tile: int, band: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`band_power` sums with: rfft2 weights of the band and the 2-D Hann window.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        float64 weights of shape ``(tile, tile // 2 + 1)`` (2 inside
+        ``band[0] <= f < band[1]``, 1 on the columns that stand for one
+        frequency only, 0 outside) and the float32 ``(tile, tile)`` window.
+    """
     freq_y = np.fft.fftfreq(tile)[:, None]
     freq_x = np.fft.rfftfreq(tile)[None, :]
     radial = np.hypot(freq_y, freq_x)
@@ -76,14 +95,15 @@ def band_power(
     if tile % 2 == 0:
         weight[:, -1] /= 2.0
     hann = np.hanning(tile).astype(np.float32)
-    window = hann[:, None] * hann[None, :]
-    total, count = 0.0, 0
-    for y0 in _tile_origins(ny, tile):
-        for x0 in _tile_origins(nx, tile):
-            if not usable[y0 : y0 + tile, x0 : x0 + tile].all():
-                continue
-            cut = data[y0 : y0 + tile, x0 : x0 + tile]
-            spectrum = np.fft.rfft2((cut - cut.mean()) * window)
-            total += float(np.sum(weight * np.abs(spectrum) ** 2))
-            count += 1
-    return total / count if count else math.nan
+    return weight, hann[:, None] * hann[None, :]
+
+
+def usable_tiles(usable: np.ndarray, tile: int) -> list[tuple[int, int]]:
+    """Origins of the :func:`band_power` tiles whose every pixel is ``usable``."""
+    ny, nx = usable.shape
+    return [
+        (y0, x0)
+        for y0 in _tile_origins(ny, tile)
+        for x0 in _tile_origins(nx, tile)
+        if usable[y0 : y0 + tile, x0 : x0 + tile].all()
+    ]
