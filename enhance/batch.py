@@ -33,14 +33,24 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
+
 from enhance.errors import ConfigError, EnhanceError
-from enhance.pipeline import EnhanceSettings, load_frame, run_network, write_result
+from enhance.pipeline import (
+    EnhanceSettings,
+    load_frame,
+    resolve_compile,
+    run_network,
+    write_result,
+)
 
 __all__ = [
     "OVERLAP_CHOICES",
     "FrameOutcome",
     "enhance_files",
     "enhanced_frame_path",
+    "input_pixels",
     "is_already_enhanced",
     "run_stages",
 ]
@@ -295,6 +305,20 @@ def enhanced_frame_path(
     return Path(frames_dir, f"{when:%Y}", f"{when:%m%d}", name)
 
 
+def input_pixels(path: str | os.PathLike[str]) -> int:
+    """Pixels of the image in an HMI FITS file, from its header (0 if it cannot be read)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VerifyWarning)  # float BLANK cards of JSOC files
+            with fits.open(path) as hdul:
+                for hdu in hdul:
+                    if hdu.header.get("NAXIS") == 2:
+                        return int(hdu.header["NAXIS1"]) * int(hdu.header["NAXIS2"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # the read stage reports the file
+    return 0
+
+
 def enhance_files(
     pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
     settings: EnhanceSettings | None = None,
@@ -349,6 +373,11 @@ def enhance_files(
 
         overlap = "threaded" if resolve_device(settings.device).type == "cuda" else "serial"
     pairs = [(Path(i), Path(o)) for i, o in pairs]
+    if settings.compile == "auto":  # decided once for the whole job
+        pixels = sum(input_pixels(source) for source, _ in pairs)
+        compile = resolve_compile("auto", settings.device, pixels)
+        log.info("compile auto: %s for %d frames of %d input pixels", compile, len(pairs), pixels)
+        settings = dataclasses.replace(settings, compile=compile)
     started: dict[int, float] = {}
     bar = None
     if progress:

@@ -39,11 +39,13 @@ from enhance.physics import psf_model_of
 
 __all__ = [
     "DEVICE_PATTERN",
+    "COMPILE_AUTO_MIN_PIXELS",
     "EnhanceSettings",
     "LoadedFrame",
     "enhance_file",
     "load_frame",
     "measure_quality",
+    "resolve_compile",
     "resolve_weights",
     "run_network",
     "settings_sha256",
@@ -155,11 +157,12 @@ class EnhanceSettings:
     compression : {"gzip", "rice", None}
         Output compression, see :func:`enhance.io.write_enhanced` (default
         lossless gzip).
-    compile : bool
+    compile : bool or "auto"
         Run the network through :func:`torch.compile`: a one-off
         compilation per process, then faster forward passes
         (:func:`enhance.inference.array.prepare_model`, figures in
-        docs/performance.md); for jobs of many full-disk frames.
+        docs/performance.md); for jobs of many full-disk frames. "auto":
+        where it pays (:func:`resolve_compile`).
     check_scale : bool
         Refuse frames whose pixel scale is not the network's training scale
         (:func:`enhance.io.plausibility.check_pixel_scale`); False to enhance
@@ -196,7 +199,7 @@ class EnhanceSettings:
     tile: int = 256
     normalize: str = "auto"
     compression: str | None = "gzip"
-    compile: bool = False
+    compile: bool | str = False
     check_scale: bool = True
     check_range: bool = True
     quality: QualityTolerances = dataclasses.field(default_factory=QualityTolerances)
@@ -215,6 +218,8 @@ class EnhanceSettings:
         )
         if self.compression not in COMPRESSION_CHOICES:
             raise ConfigError(f"unknown compression {self.compression!r}; use gzip, rice or none")
+        if self.compile not in (True, False, "auto"):
+            raise ConfigError(f"compile must be true, false or auto, got {self.compile!r}")
         if self.input_noise is not None:
             from enhance.inference.consistency import input_noise_in_data_units
 
@@ -226,6 +231,27 @@ class EnhanceSettings:
             if self.observable is not None:
                 input_noise_in_data_units(self.input_noise, self.observable)
         _check_device(self.device)
+
+
+#: ``compile="auto"`` compiles the network on a CPU for a job of at least this
+#: many input pixels (two 4096^2 full disks): compiling costs ~21 s once per
+#: process and makes the CPU forward passes 1.10x faster (docs/performance.md),
+#: ~12 s of a full disk's ~125 s. On a GPU "auto" does not compile until
+#: ``bench/gpu_check.sh`` has measured what it gains there.
+COMPILE_AUTO_MIN_PIXELS = 2 * 4096 * 4096
+
+
+def resolve_compile(compile: bool | str, device: str, pixels: int) -> bool:
+    """Whether to compile the network for a job of ``pixels`` input pixels on ``device``.
+
+    ``compile`` itself unless it is "auto"; "auto" compiles on a CPU when
+    the job holds at least :data:`COMPILE_AUTO_MIN_PIXELS`.
+    """
+    if compile != "auto":
+        return bool(compile)
+    from enhance.inference import resolve_device
+
+    return resolve_device(device).type == "cpu" and pixels >= COMPILE_AUTO_MIN_PIXELS
 
 
 @dataclasses.dataclass
@@ -308,7 +334,7 @@ def run_network(
         precision=settings.precision,
         tile=settings.tile,
         progress=progress,
-        compile=settings.compile,
+        compile=resolve_compile(settings.compile, settings.device, frame.data.size),
         check_scale=settings.check_scale,
         uncertainty=loaded.uncertainty,
         consistency=settings.consistency,
@@ -457,7 +483,7 @@ def write_result(
         "device": enhanced.meta.get("device", settings.device),  # the one used, not "auto"
         "precision": settings.precision,
         "tile": settings.tile,
-        "compiled": settings.compile,
+        "compiled": resolve_compile(settings.compile, settings.device, frame.data.size),
         "scale_check": "on" if settings.check_scale else "off (by request)",
         "range_check": "on" if settings.check_range else "off (by request)",
         "uncertainty": "SIGMA HDU" if "sigma" in enhanced.meta else "none",

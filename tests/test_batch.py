@@ -16,10 +16,16 @@ import pytest
 from astropy.io import fits
 from conftest import untrained_magnetogram_weights
 
-from enhance.batch import enhance_files, is_already_enhanced, run_stages
+from enhance.batch import enhance_files, input_pixels, is_already_enhanced, run_stages
 from enhance.errors import ConfigError
 from enhance.io import read_hmi
-from enhance.pipeline import EnhanceSettings, enhance_file, settings_sha256
+from enhance.pipeline import (
+    COMPILE_AUTO_MIN_PIXELS,
+    EnhanceSettings,
+    enhance_file,
+    resolve_compile,
+    settings_sha256,
+)
 from enhance.provenance import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,6 +169,23 @@ def test_a_bad_frame_fails_alone(tmp_path: Path, weights: Path) -> None:
     assert (tmp_path / "a.fits").is_file() and (tmp_path / "d.fits").is_file()
     assert not (tmp_path / "b.fits").exists()
     assert not list(tmp_path.glob("*.part*"))
+
+
+def test_compile_auto_compiles_a_cpu_job_only_where_it_pays(tmp_path: Path, weights: Path) -> None:
+    """Two full disks' pixels or more on a CPU; the sample's crops never pay the ~21 s."""
+    shapes = [read_hmi(path).data.shape for path in MAGNETOGRAMS]
+    assert [input_pixels(path) for path in MAGNETOGRAMS] == [h * w for h, w in shapes]
+    assert input_pixels(tmp_path / "missing.fits") == 0
+    assert resolve_compile("auto", "cpu", COMPILE_AUTO_MIN_PIXELS)
+    assert not resolve_compile("auto", "cpu", COMPILE_AUTO_MIN_PIXELS - 1)
+    assert resolve_compile(True, "cpu", 1) and not resolve_compile(False, "cpu", 10**9)
+    pairs = [(MAGNETOGRAMS[0], tmp_path / "a.fits")]
+    settings = EnhanceSettings(weights=weights, device="cpu", compile="auto")
+    assert [o.status for o in enhance_files(pairs, settings)] == ["enhanced"]
+    history = "\n".join(str(card) for card in fits.getheader(pairs[0][1], 1)["HISTORY"])
+    assert "compiled: False" in history
+    with pytest.raises(ConfigError, match="compile must be true, false or auto"):
+        enhance_files(pairs, EnhanceSettings(device="cpu", compile="sometimes"))
 
 
 def test_bad_settings_fail_before_reading(tmp_path: Path) -> None:

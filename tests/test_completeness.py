@@ -63,6 +63,14 @@ def test_completeness_table_joins_manifest_and_cubes_within_the_range(tmp_path):
     assert list(table["status"]) == ["in cube", "in cube (flagged)", "not processed yet", "missing"]
     assert list(table["cube"]) == ["20140101", "20140101", "", ""]
     assert table["reason"].iloc[3] == "no data"
+    # a frame the cube kept out for its quality flags (cube.flagged: exclude)
+    excluded = {"t_rec": "2014.01.01_00:24:00.000_TAI", "flags": "ripple"}
+    kept_out = [{**cubes[0], "kept_out": [excluded]}]
+    table = completeness_table(
+        read_manifest(manifest), kept_out, start="2014-01-01", end="2014.01.01_23:59:59_TAI"
+    )
+    assert table["status"].iloc[2] == "kept out of cube"
+    assert table["reason"].iloc[2] == "quality flags: ripple"
 
     csv_path, png_path = tmp_path / "frames.csv", tmp_path / "completeness.png"
     write_completeness(

@@ -473,7 +473,7 @@ RULE = textwrap.dedent(
     from types import SimpleNamespace
     params = SimpleNamespace(
         cube=sys.argv[1], observable="magnetogram", compression="blosc2-zstd", level=1,
-        tile=None, quantize={{}}, config_sha256="c0ffee", sigma=False,
+        tile=None, quantize={{}}, config_sha256="c0ffee", sigma=False, flagged="keep",
     )
     snakemake = SimpleNamespace(
         input=[sys.argv[2]], output=[sys.argv[3]], log=[sys.argv[4]], params=params

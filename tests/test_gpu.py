@@ -108,3 +108,28 @@ def test_gpu_projection_equals_the_numpy_path() -> None:
     )
     assert ref_info.iterations >= 3 and info.iterations == ref_info.iterations
     assert _rel(out, ref) <= 1e-5
+
+
+def test_gpu_noise_estimate_and_quality_figures_equal_the_numpy_ones() -> None:
+    """What stays on the GPU for a GPU frame: the input noise and the quality figures."""
+    from enhance.inference.device_noise import input_noise_on
+    from enhance.inference.device_quality import TorchQualityKernels
+    from enhance.io.frame_quality import frame_quality
+    from enhance.physics.disk import SolarDisk, constraint_region
+    from enhance.physics.noise import input_noise
+
+    frame = read_hmi(SAMPLE / "hmi.M_720s.20190621_060000_TAI.3.magnetogram.fits")
+    region = constraint_region(frame.data.shape, SolarDisk.from_header(frame.header))
+    ref, ref_source = input_noise(frame.data, "auto", region=region)
+    noise, source = input_noise_on(frame.data, "auto", region=region, device="cuda")
+    assert source == ref_source and noise == pytest.approx(ref, rel=1e-5)
+    output = np.kron(frame.data, np.ones((2, 2), np.float32)) * np.float32(1.1)
+    options = dict(observable="magnetogram", header=frame.header, psf_model="wachter2012")
+    here = frame_quality(frame.data, output, **options).as_dict()
+    there = frame_quality(
+        frame.data, output, kernels=TorchQualityKernels("cuda"), **options
+    ).as_dict()
+    numbers = [key for key, value in here.items() if isinstance(value, float)]
+    assert {k: there[k] for k in numbers} == pytest.approx(
+        {k: here[k] for k in numbers}, rel=1e-5, nan_ok=True
+    )

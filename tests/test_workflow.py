@@ -251,6 +251,39 @@ def test_extended_range_processes_only_new_frames(tmp_path, weights):
 
 
 @pytest.mark.slow
+def test_flagged_frames_kept_out_of_the_cube_when_the_config_says_so(tmp_path):
+    """``cube.flagged: exclude``: a frame out of quality tolerance is listed, not cubed."""
+    archive = make_archive(tmp_path / "archive", [0, 1, 2])
+    noisy = sorted(archive.glob("*.fits"))[1]  # 01:12, its input 200 G noisier
+    with fits.open(noisy) as hdul:
+        header, data = hdul[1].header.copy(), np.asarray(hdul[1].data, dtype=np.float32)
+    data += np.random.default_rng(0).normal(0, 200, data.shape).astype(np.float32)
+    hdu = fits.CompImageHDU(data, header=header, compression_type="GZIP_2", quantize_level=0)
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(noisy, overwrite=True)
+    config = write_config(
+        tmp_path / "c.yaml",
+        source=str(archive),
+        series=["hmi.M_720s"],
+        start="2016-07-07T01:00:00",
+        end="2016-07-07T01:24:00",
+        cadence="12m",
+        output="out",
+        cube={"flagged": "exclude"},
+    )
+    snakemake(tmp_path, config)
+    out = tmp_path / "out"
+    assert len(frame_files(out)) == 3  # every frame enhanced and kept as a file
+    cube = TimeCube(out / "cubes" / "hmi.M_720s" / "20160707.h5")
+    assert [t[11:16] for t in cube.times()] == ["01:00", "01:24"]
+    summary = json.loads((out / "cubes" / "hmi.M_720s" / "20160707.json").read_text())
+    assert [(item["t_rec"][11:16], item["flags"]) for item in summary["kept_out"]] == [
+        ("01:12", "input_noise")
+    ]
+    table = (out / "report" / "hmi.M_720s" / "frames.csv").read_text()
+    assert re.search(r"01:12:00_TAI,kept out of cube,verified,.*quality flags: input_noise", table)
+
+
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_redoing(tmp_path, paper_weights):
     archive = make_archive(tmp_path / "archive", list(range(4)), size=256)
     config = write_config(

@@ -144,7 +144,7 @@ def test_bad_tolerances_are_one_line_config_errors():
 
 
 def test_every_cube_holds_the_per_frame_table_with_the_bad_frame_flagged(tmp_path):
-    from enhance.cube import TimeCube, read_enhanced
+    from enhance.cube import CubeInput, TimeCube, read_enhanced
 
     good = [
         enhance_file(path, tmp_path / f"{path.stem}.enhanced.fits", device="cpu")
@@ -158,6 +158,16 @@ def test_every_cube_holds_the_per_frame_table_with_the_bad_frame_flagged(tmp_pat
     assert [row["t_rec"][:10] for row in table] == ["2011.12.17", "2016.07.07", "2019.06.21"]
     assert [row["flags"] for row in table] == ["", "", "input_noise"]
     assert table[2]["input_noise"] == pytest.approx(200, rel=0.1)
+    # the config may keep flagged frames out of the cube's data instead
+    source = CubeInput([*good, bad], flagged="exclude")
+    kept = TimeCube(tmp_path / "kept.h5")
+    assert kept.append(source) == 2
+    assert [row["flags"] for row in kept.quality_table()] == ["", ""]
+    assert [(item["file"], item["flags"]) for item in source.kept_out] == [
+        ("noisy.enhanced.fits", "input_noise")
+    ]
+    with pytest.raises(ConfigError, match="kept or excluded"):
+        CubeInput(good, flagged="drop")
     assert table[0]["quality"] == 0x10400  # the input's QUALITY bits beside the figures
     for row, path in zip(table, [*good, bad], strict=True):
         figures = quality_from_header(_header(path))

@@ -22,13 +22,15 @@ from enhance.cube.plan import (
     read_plan,
     write_plan,
 )
-from enhance.cube.source import read_enhanced
+from enhance.cube.source import FLAGGED_CHOICES, CubeInput, read_enhanced
 from enhance.cube.store import FORMAT, FORMAT_VERSION, WCS_NUMERIC, WCS_TEXT, TimeCube
 from enhance.time import format_t_rec, parse_t_rec
 
 __all__ = [
     "COMPRESSIONS",
+    "FLAGGED_CHOICES",
     "Codec",
+    "CubeInput",
     "CubeLayout",
     "FORMAT",
     "FORMAT_VERSION",

@@ -6,6 +6,9 @@ within the run's range. Its ``status`` follows one rule
 
 * ``in cube`` when the frame is in a time cube, ``in cube (flagged)`` when it
   is there but its JSOC ``QUALITY`` word had bits set;
+* ``kept out of cube`` when it was enhanced but its quality figures were out
+  of tolerance and the cube excludes such frames (``cube.flagged:
+  exclude``); the ``reason`` column names the figures;
 * ``not processed yet`` when the file is verified but no cube holds it yet;
 * otherwise the manifest state (``missing``, ``failed``, ``pending``, ...).
 
@@ -49,7 +52,7 @@ COMPLETENESS_COLUMNS: tuple[str, ...] = (
 )
 
 
-def slot_status(state: str, quality_bits: str, cube: str) -> str:
+def slot_status(state: str, quality_bits: str, cube: str, kept_out: bool = False) -> str:
     """The status of one slot from its manifest state, QUALITY bits and cube.
 
     Parameters
@@ -60,9 +63,13 @@ def slot_status(state: str, quality_bits: str, cube: str) -> str:
         Names of the QUALITY bits set, ``|``-separated; empty when none.
     cube : str
         Name of the cube holding the frame; empty when none does.
+    kept_out : bool
+        The frame was enhanced and kept out of its cube for its quality flags.
     """
     if cube:
         return "in cube (flagged)" if quality_bits else "in cube"
+    if kept_out:
+        return "kept out of cube"
     if state == "verified":
         return "not processed yet"
     return state
@@ -82,8 +89,9 @@ def completeness_table(
     rows : iterable of mapping
         Manifest rows (:func:`enhance.acquire.read_manifest`).
     cubes : iterable of mapping
-        Cube summaries, each with ``cube`` (its name) and ``t_rec`` (the
-        slots it holds).
+        Cube summaries, each with ``cube`` (its name), ``t_rec`` (the
+        slots it holds) and optionally ``kept_out`` (``{"t_rec", "flags"}``
+        of the frames it excluded).
     start, end : optional
         Range of the run, anything :func:`enhance.time.tai_datetime` reads;
         both ends included. None: unbounded.
@@ -96,8 +104,14 @@ def completeness_table(
     """
     lo = tai_datetime(start) if start else None
     hi = tai_datetime(end) if end else None
+    cubes = list(cubes)
     in_cube = {
         format_t_rec(t_rec): str(summary["cube"]) for summary in cubes for t_rec in summary["t_rec"]
+    }
+    kept_out = {
+        format_t_rec(item["t_rec"]): str(item["flags"])
+        for summary in cubes
+        for item in summary.get("kept_out", [])
     }
     records = []
     for row in rows:
@@ -105,12 +119,15 @@ def completeness_table(
         if (lo is not None and when < lo) or (hi is not None and when > hi):
             continue
         cube = in_cube.get(format_t_rec(when), "")
+        flags = kept_out.get(format_t_rec(when)) if not cube else None
         record = {key: row.get(key, "") for key in COMPLETENESS_COLUMNS}
         record.update(
             cube=cube,
-            status=slot_status(row["state"], row.get("quality_bits", ""), cube),
+            status=slot_status(row["state"], row.get("quality_bits", ""), cube, flags is not None),
             time=when,
         )
+        if flags is not None:
+            record["reason"] = f"quality flags: {flags}"
         records.append(record)
     return pd.DataFrame(records, columns=[*COMPLETENESS_COLUMNS, "time"])
 

@@ -1,4 +1,4 @@
-"""Enhanced per-frame FITS files as cube input: :func:`read_enhanced`.
+"""Enhanced per-frame FITS files as cube input: :func:`read_enhanced`, :class:`CubeInput`.
 
 The files are those written by :func:`enhance.io.write_enhanced`: float32
 image (tile-compressed in HDU 1, or in the primary HDU), 2x WCS and the
@@ -9,19 +9,30 @@ in the output units.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
-from enhance.errors import InputError
+from enhance.errors import ConfigError, InputError
 from enhance.frame import OBSERVABLES, Frame
+from enhance.io.frame_quality import quality_from_header
 from enhance.io.sigma import SIGMA_KEYWORDS, SigmaMap
 
-__all__ = ["read_enhanced"]
+__all__ = ["FLAGGED_CHOICES", "CubeInput", "read_enhanced"]
+
+log = logging.getLogger(__name__)
+
+#: What a cube does with a frame whose quality figures are out of tolerance
+#: (``ENHQFLAG``, :mod:`enhance.io.frame_quality`): "keep" it, marked in the
+#: cube's per-frame table, or "exclude" it from the cube's data.
+FLAGGED_CHOICES = ("keep", "exclude")
 
 _PROVENANCE = {
     "observable": "ENHOBS",
@@ -103,3 +114,58 @@ def read_enhanced(path: str | os.PathLike[str], *, sigma: bool = True) -> Frame:
     if sigma_map is not None:
         meta["sigma"] = sigma_map
     return Frame(data=data, header=header, observable=str(observable), meta=meta)
+
+
+@dataclasses.dataclass
+class CubeInput:
+    """The enhanced frames of one cube, read one at a time, flagged frames kept out on request.
+
+    Iterate it into :meth:`enhance.cube.TimeCube.append`. Each pass reads
+    the files anew and lists the frames it kept out in :attr:`kept_out`.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Enhanced FITS files (:func:`read_enhanced`).
+    sigma : bool
+        Also read each frame's ``SIGMA`` HDU.
+    flagged : {"keep", "exclude"}
+        Frames with quality flags (``ENHQFLAG`` not empty): "keep" passes
+        them on (the cube's per-frame table marks them), "exclude" keeps
+        them out of the cube's data.
+
+    Attributes
+    ----------
+    kept_out : list of dict
+        One ``{"t_rec", "file", "flags"}`` per frame kept out in the last pass.
+
+    Raises
+    ------
+    ConfigError
+        ``flagged`` is not one of :data:`FLAGGED_CHOICES`.
+    """
+
+    paths: Sequence[str | os.PathLike[str]]
+    sigma: bool = True
+    flagged: str = "keep"
+    kept_out: list[dict[str, str]] = dataclasses.field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        if self.flagged not in FLAGGED_CHOICES:
+            raise ConfigError(
+                f"flagged frames are kept or excluded ({', '.join(FLAGGED_CHOICES)}), "
+                f"not {self.flagged!r}"
+            )
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.kept_out = []
+        for path in self.paths:
+            frame = read_enhanced(path, sigma=self.sigma)
+            flags = quality_from_header(frame.header)["flags"]
+            if flags and self.flagged == "exclude":
+                log.warning("%s kept out of the cube: quality flags %s", Path(path).name, flags)
+                self.kept_out.append(
+                    {"t_rec": str(frame.meta["t_rec"]), "file": Path(path).name, "flags": flags}
+                )
+                continue
+            yield frame

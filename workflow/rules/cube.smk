@@ -23,6 +23,7 @@ rule cube:
         tile=config["cube"]["tile"],
         quantize=config["cube"]["quantize"],
         sigma=config["cube"]["sigma"],
+        flagged=config["cube"]["flagged"],
         config_sha256=CONFIG_SHA256,
     script:
         "../scripts/cube.py"

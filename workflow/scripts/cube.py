@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from enhance.atomic import atomic_path
-from enhance.cube import Codec, TimeCube, read_enhanced
+from enhance.cube import Codec, CubeInput, TimeCube
 from enhance.errors import EnhanceError
 
 snakemake = globals()["snakemake"]
@@ -27,8 +27,9 @@ codec = Codec.from_options(
     observable=p.observable,
 )
 cube = TimeCube(p.cube, codec=codec, tile=p.tile, provenance={"config_sha256": p.config_sha256})
+source = CubeInput([path for _, path in frames], sigma=p.sigma, flagged=p.flagged)
 try:
-    added = cube.append(read_enhanced(path, sigma=p.sigma) for _, path in frames)
+    added = cube.append(source)
 except EnhanceError as exc:  # a full disk, a mismatched frame...: the cube is left as it was
     error = " ".join(str(exc).split())
     logging.error("cube append failed: %s", error)
@@ -40,6 +41,7 @@ summary = {
     "frames": len(table),
     "appended": added,
     "t_rec": [row["t_rec"] for row in table],
+    "kept_out": source.kept_out,  # frames with quality flags, with flagged: exclude
     "attributes": cube.attributes() if cube.exists else {},
 }
 with atomic_path(snakemake.output[0]) as tmp:
