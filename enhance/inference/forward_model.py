@@ -29,7 +29,11 @@ import numpy as np
 from scipy import fft as sfft
 
 from enhance.errors import InputError
-from enhance.physics.transfer import hmi_given_target_transfer, reobservation_padding
+from enhance.physics.transfer import (
+    binnable_image,
+    hmi_given_target_transfer,
+    reobservation_padding,
+)
 
 __all__ = ["BACKENDS", "ForwardModel", "fast_padded_length", "reobserve_target_on"]
 
@@ -177,21 +181,18 @@ def reobserve_target_on(enhanced: object, *, psf_model: str, device: Any) -> np.
     Returns
     -------
     numpy.ndarray
-        float64, shape ``(ny // 2, nx // 2)`` (an odd last row/column is
-        dropped).
+        float64, as :func:`~enhance.physics.transfer.reobserve_target`'s.
 
     Raises
     ------
     InputError
-        Not 2-D, smaller than 2x2, or no finite pixel.
+        As :func:`~enhance.physics.transfer.reobserve_target`.
     """
     import torch
 
-    data = np.asarray(enhanced, dtype=np.float32)
-    if data.ndim != 2 or min(data.shape) < 2:
-        raise InputError(f"enhanced image of shape {data.shape} is too small to bin 2x2")
-    ny, nx = (data.shape[0] // 2) * 2, (data.shape[1] // 2) * 2
-    image = torch.from_numpy(np.ascontiguousarray(data[:ny, :nx])).to(device)
+    data = binnable_image(enhanced, np.float32)
+    ny, nx = data.shape
+    image = torch.from_numpy(np.ascontiguousarray(data)).to(device)
     finite = torch.isfinite(image)
     if not bool(finite.any()):
         raise InputError("enhanced image has no finite pixels; nothing to re-observe")

@@ -40,6 +40,7 @@ from enhance.physics.psf import hmi_psf
 
 __all__ = [
     "aperture_otf",
+    "binnable_image",
     "hmi_given_target_transfer",
     "radial_otf",
     "reobservation_padding",
@@ -148,6 +149,20 @@ def hmi_given_target_transfer(
     return ratio
 
 
+def binnable_image(enhanced: object, dtype: type) -> np.ndarray:
+    """``enhanced`` as a 2-D array of ``dtype`` cut to even sides, ready for 2x2 binning.
+
+    Raises
+    ------
+    InputError
+        Not 2-D, or smaller than 2x2.
+    """
+    data = np.asarray(enhanced, dtype=dtype)
+    if data.ndim != 2 or min(data.shape) < 2:
+        raise InputError(f"enhanced image of shape {data.shape} is too small to bin 2x2")
+    return data[: (data.shape[0] // 2) * 2, : (data.shape[1] // 2) * 2]
+
+
 def reobservation_padding(shape: tuple[int, int], psf_model: str) -> tuple[tuple[int, int], ...]:
     """Mirror padding (before, after) per axis of :func:`reobserve_target` for an even ``shape``.
 
@@ -192,11 +207,8 @@ def reobserve_target(
     InputError
         Not 2-D, smaller than 2x2, or no finite pixel.
     """
-    data = np.asarray(enhanced, dtype=np.float64)
-    if data.ndim != 2 or min(data.shape) < 2:
-        raise InputError(f"enhanced image of shape {data.shape} is too small to bin 2x2")
-    ny, nx = (data.shape[0] // 2) * 2, (data.shape[1] // 2) * 2
-    data = data[:ny, :nx]
+    data = binnable_image(enhanced, np.float64)
+    ny, nx = data.shape
     finite = np.isfinite(data)
     if not finite.any():
         raise InputError("enhanced image has no finite pixels; nothing to re-observe")
