@@ -59,7 +59,7 @@ from enhance.cube import Codec, TimeCube, read_enhanced
 from enhance.heap import keep_freed_memory
 from enhance.inference import InferenceTimings
 from enhance.io.frame_quality import RIPPLE_BAND, RIPPLE_RADIUS, RIPPLE_TILE, QualityKernels
-from enhance.physics.disk import SolarDisk, constraint_region
+from enhance.physics.disk import SolarDisk
 from enhance.physics.spectrum import band_power
 from enhance.pipeline import EnhanceSettings, load_frame, measure_quality, run_network, write_result
 
@@ -96,24 +96,37 @@ def inside_figures(frame, enhanced) -> dict:
 
 
 class Replayed(QualityKernels):
-    """Kernels that hand back the numpy figures: the host's share when a GPU computes them."""
+    """Kernels that hand back figures computed beforehand: the host's share beside a GPU.
 
-    def __init__(self, loaded, enhanced) -> None:
-        kernels, frame = QualityKernels(), loaded.frame
-        psf_model = enhanced.meta["psf_model"]
-        self.reobserved = kernels.reobserve(enhanced.data, psf_model)
-        self.flux = kernels.flux_ratio(
-            frame.data.astype(np.float64),
-            enhanced.data,
-            enhanced.meta["consistency"].noise,
-            constraint_region(frame.data.shape, SolarDisk.from_header(frame.header)),
-        )
+    The first pass through :func:`enhance.io.frame_quality.frame_quality`
+    computes with numpy and records each result; every later pass replays
+    them in the same order.
+    """
+
+    def __init__(self) -> None:
+        self.numpy, self.recorded, self.replaying = QualityKernels(), [], None
+
+    def _result(self, name, *args):
+        if self.replaying is None:
+            self.recorded.append(getattr(self.numpy, name)(*args))
+            return self.recorded[-1]
+        return next(self.replaying)
+
+    def replay(self) -> None:
+        """Replay the recorded results from the first on."""
+        self.replaying = iter(self.recorded)
 
     def reobserve(self, enhanced, psf_model):
-        return self.reobserved
+        return self._result("reobserve", enhanced, psf_model)
 
     def flux_ratio(self, data, enhanced, noise, region):
-        return self.flux
+        return self._result("flux_ratio", data, enhanced, noise, region)
+
+    def quiet_contrast(self, image, smooth):
+        return self._result("quiet_contrast", image, smooth)
+
+    def band_power(self, image, band, region, tile):
+        return self._result("band_power", image, band, region, tile)
 
 
 def one_frame(path: Path, settings: EnhanceSettings, workdir: Path, codec: Codec) -> dict:
@@ -131,7 +144,9 @@ def one_frame(path: Path, settings: EnhanceSettings, workdir: Path, codec: Codec
         quality = measure_quality(loaded, enhanced, settings)
     with stage(record, "write"):
         write_result(loaded, enhanced, settings, quality=quality)
-    replayed = Replayed(loaded, enhanced)
+    replayed = Replayed()
+    measure_quality(loaded, enhanced, settings, kernels=replayed)  # records what it replays
+    replayed.replay()
     with stage(record, "quality_host"):
         measure_quality(loaded, enhanced, settings, kernels=replayed)
     with stage(record, "cube"):

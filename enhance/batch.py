@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +246,7 @@ def is_already_enhanced(
     input_sha256: str,
     weights_sha256: str,
     *,
-    settings_sha256: str,
+    settings_sha256: str | Collection[str],
 ) -> bool:
     """True when ``output`` exists and was made from this input, by these weights, so set.
 
@@ -254,11 +254,13 @@ def is_already_enhanced(
     keywords written by :func:`enhance.pipeline.write_result` with the
     checksums of the input, the weights and the settings that change the
     output (:func:`enhance.pipeline.settings_sha256`: normalisation, range
-    check, precision, compression, uncertainty HDU, the projection and its
-    input noise). An archive update re-runs a frame when any of the three
-    changed. A file without ``ENHSETSH`` (written before it was recorded)
-    does not say how it was made, so it counts as not enhanced, and so does
-    an unreadable one: both are written again.
+    check, precision, lossy compression, uncertainty HDU, the projection
+    and its input noise; several digests are accepted, as
+    :func:`enhance.pipeline.accepted_settings_sha256` gives them). An
+    archive update re-runs a frame when any of the three changed. A file
+    without ``ENHSETSH`` (written before it was recorded) does not say how
+    it was made, so it counts as not enhanced, and so does an unreadable
+    one: both are written again.
     """
     from astropy.io import fits
 
@@ -278,7 +280,8 @@ def is_already_enhanced(
         return False
     if header.get("ENHINSHA") != input_sha256 or header.get("ENHWSHA") != weights_sha256:
         return False
-    if header.get("ENHSETSH") != settings_sha256:
+    accepted = {settings_sha256} if isinstance(settings_sha256, str) else set(settings_sha256)
+    if header.get("ENHSETSH") not in accepted:
         log.info(
             "%s was made with other settings (ENHSETSH %s); it will be enhanced again",
             path,

@@ -42,6 +42,7 @@ __all__ = [
     "COMPILE_AUTO_MIN_PIXELS",
     "EnhanceSettings",
     "LoadedFrame",
+    "accepted_settings_sha256",
     "enhance_file",
     "load_frame",
     "measure_quality",
@@ -363,11 +364,11 @@ def measure_quality(
     re-observation is the one the weights were trained for, the input noise
     the projection's (when it ran), and the ripple figure compares the
     output with the network's own (``meta["network_output"]`` of
-    :func:`enhance.inference.enhance_frame`). The figures of a frame
-    enhanced on a GPU (``meta["device"]``) are computed there
-    (:class:`enhance.inference.device_quality.TorchQualityKernels`), so its
-    host runs no FFT, filter or median of the frame; ``kernels`` chooses
-    otherwise.
+    :func:`enhance.inference.enhance_frame`). The figures' array work for
+    a frame enhanced on a GPU (``meta["device"]``) is done there
+    (:class:`enhance.inference.device_quality.TorchQualityKernels`);
+    ``kernels`` chooses otherwise. Without a projection the input noise is
+    estimated on the host.
     """
     frame = loaded.frame
     device = str(enhanced.meta.get("device", "cpu"))
@@ -420,6 +421,30 @@ def settings_sha256(settings: EnhanceSettings, *, observable: str, uncertainty: 
     ConfigError
         An input noise whose unit does not fit ``observable``.
     """
+    lossy = settings.compression == "rice"
+    # the lossless modes hold the same pixels, so they share one record
+    # (gzip's), and a frame written with either is kept by a run with the other
+    return _settings_digest(settings, observable, uncertainty, "rice" if lossy else "gzip")
+
+
+def accepted_settings_sha256(
+    settings: EnhanceSettings, *, observable: str, uncertainty: bool
+) -> frozenset[str]:
+    """Every ``ENHSETSH`` of a frame that holds what ``settings`` would write.
+
+    :func:`settings_sha256`, and for lossless output also the digest of a
+    plain (uncompressed) frame written while plain and gzip frames had
+    records of their own, so such frames are kept rather than redone.
+    """
+    digests = {settings_sha256(settings, observable=observable, uncertainty=uncertainty)}
+    if settings.compression != "rice":
+        digests.add(_settings_digest(settings, observable, uncertainty, None))
+    return frozenset(digests)
+
+
+def _settings_digest(
+    settings: EnhanceSettings, observable: str, uncertainty: bool, compression: str | None
+) -> str:
     noise = None
     if settings.input_noise is not None:
         from enhance.inference.consistency import input_noise_in_data_units
@@ -429,9 +454,7 @@ def settings_sha256(settings: EnhanceSettings, *, observable: str, uncertainty: 
         "normalize": settings.normalize,
         "check_range": bool(settings.check_range),
         "precision": settings.precision,
-        # the lossless modes hold the same pixels, so they share one record
-        # (gzip's), and a frame written with either is kept by a run with the other
-        "compression": "rice" if settings.compression == "rice" else "gzip",
+        "compression": compression,
         "uncertainty": bool(uncertainty),
         "consistency": bool(settings.consistency),
         "input_noise": noise,

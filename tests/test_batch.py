@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from astropy.io import fits
 from conftest import untrained_magnetogram_weights
 
@@ -171,7 +172,9 @@ def test_a_bad_frame_fails_alone(tmp_path: Path, weights: Path) -> None:
     assert not list(tmp_path.glob("*.part*"))
 
 
-def test_compile_auto_compiles_a_cpu_job_only_where_it_pays(tmp_path: Path, weights: Path) -> None:
+def test_compile_auto_compiles_a_cpu_job_only_where_it_pays(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two full disks' pixels or more on a CPU; the sample's crops never pay the ~21 s."""
     shapes = [read_hmi(path).data.shape for path in MAGNETOGRAMS]
     assert [input_pixels(path) for path in MAGNETOGRAMS] == [h * w for h, w in shapes]
@@ -184,6 +187,15 @@ def test_compile_auto_compiles_a_cpu_job_only_where_it_pays(tmp_path: Path, weig
     assert [o.status for o in enhance_files(pairs, settings)] == ["enhanced"]
     history = "\n".join(str(card) for card in fits.getheader(pairs[0][1], 1)["HISTORY"])
     assert "compiled: False" in history
+    # a job above the threshold is compiled, decided once for all its frames
+    pairs = [(path, tmp_path / f"{path.stem}.fits") for path in MAGNETOGRAMS[:2]]
+    job = sum(input_pixels(path) for path, _ in pairs)
+    monkeypatch.setattr("enhance.pipeline.COMPILE_AUTO_MIN_PIXELS", job)
+    monkeypatch.setattr(torch, "compile", lambda module: module)  # no 20 s compilation here
+    assert [o.status for o in enhance_files(pairs, settings)] == ["enhanced"] * 2
+    for _, out in pairs:
+        history = "\n".join(str(card) for card in fits.getheader(out, 1)["HISTORY"])
+        assert "compiled: True" in history
     with pytest.raises(ConfigError, match="compile must be true, false or auto"):
         enhance_files(pairs, EnhanceSettings(device="cpu", compile="sometimes"))
 

@@ -110,8 +110,19 @@ def test_gpu_projection_equals_the_numpy_path() -> None:
     assert _rel(out, ref) <= 1e-5
 
 
+def _float_figures(quality) -> dict[str, float]:
+    return {k: v for k, v in quality.as_dict().items() if isinstance(v, float)}
+
+
 def test_gpu_noise_estimate_and_quality_figures_equal_the_numpy_ones() -> None:
-    """What stays on the GPU for a GPU frame: the input noise and the quality figures."""
+    """What stays on the GPU for a GPU frame: the input noise and every quality figure.
+
+    The noise of a limb crop, the figures of a disk-centre magnetogram with a
+    network image that differs from the output (so the ripple figure's band
+    power runs), and a 1024^2 continuum
+    (the quiet-Sun contrast on a 2048^2 output) whose filters must stay
+    within a few images of GPU memory.
+    """
     from enhance.inference.device_noise import input_noise_on
     from enhance.inference.device_quality import TorchQualityKernels
     from enhance.io.frame_quality import frame_quality
@@ -123,13 +134,29 @@ def test_gpu_noise_estimate_and_quality_figures_equal_the_numpy_ones() -> None:
     ref, ref_source = input_noise(frame.data, "auto", region=region)
     noise, source = input_noise_on(frame.data, "auto", region=region, device="cuda")
     assert source == ref_source and noise == pytest.approx(ref, rel=1e-5)
+    rng = np.random.default_rng(2)
+    frame = read_hmi(SAMPLE / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits")  # centre
     output = np.kron(frame.data, np.ones((2, 2), np.float32)) * np.float32(1.1)
-    options = dict(observable="magnetogram", header=frame.header, psf_model="wachter2012")
-    here = frame_quality(frame.data, output, **options).as_dict()
-    there = frame_quality(
-        frame.data, output, kernels=TorchQualityKernels("cuda"), **options
-    ).as_dict()
-    numbers = [key for key, value in here.items() if isinstance(value, float)]
-    assert {k: there[k] for k in numbers} == pytest.approx(
-        {k: here[k] for k in numbers}, rel=1e-5, nan_ok=True
+    network = output + rng.normal(0, 1, output.shape).astype(np.float32)
+    options = dict(
+        observable="magnetogram",
+        header=frame.header,
+        psf_model="wachter2012",
+        network_output=network,
     )
+    here = frame_quality(frame.data, output, **options)
+    there = frame_quality(frame.data, output, kernels=TorchQualityKernels("cuda"), **options)
+    assert np.isfinite(here.ripple) and np.isfinite(here.flux_ratio)
+    assert _float_figures(there) == pytest.approx(_float_figures(here), rel=1e-5, nan_ok=True)
+
+    texture = 1 + 0.04 * rng.standard_normal((1024, 1024))
+    texture[300:400, 500:600] = 0.5
+    fine = np.kron(texture, np.ones((2, 2))).astype(np.float32)
+    continuum = dict(observable="continuum", psf_model="wachter2012")
+    here = frame_quality(texture, fine, **continuum)
+    torch.cuda.reset_peak_memory_stats()
+    there = frame_quality(texture, fine, kernels=TorchQualityKernels("cuda"), **continuum)
+    assert np.isfinite(here.contrast)
+    assert _float_figures(there) == pytest.approx(_float_figures(here), rel=1e-5, nan_ok=True)
+    image_bytes = fine.size * 8  # the contrast works in float64
+    assert torch.cuda.max_memory_allocated() < 12 * image_bytes

@@ -209,6 +209,25 @@ def test_windows_without_wanted_pixels_are_skipped_and_the_rest_unchanged(magnet
         enhance_array(data, model, device="cpu", tile=tile, wanted=wanted[1:])
 
 
+def test_a_failing_compiler_falls_back_to_the_eager_network(magnetogram, monkeypatch, caplog):
+    """TorchInductor needs a C++ compiler on a CPU: without one the frame is still enhanced."""
+    model = net(seed=23, n_blocks=1, width=8)  # not in prepare_model's cache yet
+    data = magnetogram.data[:64, :64]
+    eager = enhance_array(data, model, device="cpu", tile=48, input_scale=1000.0)
+
+    def no_compiler(module):
+        def run(*args, **kwargs):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    with caplog.at_level("WARNING", logger="enhance.inference.array"):
+        out = enhance_array(data, model, device="cpu", tile=48, input_scale=1000.0, compile=True)
+    np.testing.assert_array_equal(out, eager)
+    assert "torch.compile failed (InvalidCxxCompiler" in caplog.text
+
+
 # ------------------------------------------------------------ process state
 CUDNN_STATES = [(False, True), (True, False)]
 

@@ -8,6 +8,7 @@ cube columns that record each frame's input noise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,7 +20,12 @@ from conftest import untrained_magnetogram_weights
 
 from enhance.batch import is_already_enhanced
 from enhance.cube import TimeCube, read_enhanced
-from enhance.pipeline import EnhanceSettings, enhance_file, settings_sha256
+from enhance.pipeline import (
+    EnhanceSettings,
+    accepted_settings_sha256,
+    enhance_file,
+    settings_sha256,
+)
 from enhance.provenance import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +85,30 @@ def test_a_frame_made_with_other_settings_is_not_already_enhanced(tmp_path, weig
         del hdul[1].header["ENHSETSH"]
         hdul.writeto(old, checksum=True)
     assert not is_already_enhanced(old, *shas, settings_sha256=_digest(input_noise=10 * u.G))
+    # a plain frame written while plain and gzip frames had records of their own is kept
+    record = {
+        "normalize": "auto",
+        "check_range": True,
+        "precision": "fp32",
+        "compression": None,
+        "uncertainty": False,
+        "consistency": True,
+        "input_noise": 10.0,
+    }
+    plain_digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    plain = tmp_path / "plain.fits"
+    with fits.open(out) as hdul:
+        hdul[1].header["ENHSETSH"] = plain_digest
+        hdul.writeto(plain, checksum=True)
+    settings = EnhanceSettings(input_noise=10 * u.G, compression=None)
+    accepted = accepted_settings_sha256(settings, observable="magnetogram", uncertainty=False)
+    assert accepted == {plain_digest, _digest(input_noise=10 * u.G)}
+    assert is_already_enhanced(plain, *shas, settings_sha256=accepted)
+    assert not is_already_enhanced(plain, *shas, settings_sha256=_digest(input_noise=10 * u.G))
+    lossy = EnhanceSettings(input_noise=10 * u.G, compression="rice")
+    assert accepted_settings_sha256(lossy, observable="magnetogram", uncertainty=False) == {
+        _digest(input_noise=10 * u.G, compression="rice")
+    }
 
 
 def test_the_cube_records_each_frames_input_noise(tmp_path, weights):

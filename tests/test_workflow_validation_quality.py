@@ -166,6 +166,8 @@ def test_every_cube_holds_the_per_frame_table_with_the_bad_frame_flagged(tmp_pat
     assert [(item["file"], item["flags"]) for item in source.kept_out] == [
         ("noisy.enhanced.fits", "input_noise")
     ]
+    assert source.kept_out_of(kept.times()) == source.kept_out
+    assert source.kept_out_of(cube.times()) == []  # a cube that already holds it (kept before)
     with pytest.raises(ConfigError, match="kept or excluded"):
         CubeInput(good, flagged="drop")
     assert table[0]["quality"] == 0x10400  # the input's QUALITY bits beside the figures

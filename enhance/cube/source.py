@@ -24,6 +24,7 @@ from enhance.errors import ConfigError, InputError
 from enhance.frame import OBSERVABLES, Frame
 from enhance.io.frame_quality import quality_from_header
 from enhance.io.sigma import SIGMA_KEYWORDS, SigmaMap
+from enhance.time import format_t_rec
 
 __all__ = ["FLAGGED_CHOICES", "CubeInput", "read_enhanced"]
 
@@ -130,14 +131,17 @@ class CubeInput:
     sigma : bool
         Also read each frame's ``SIGMA`` HDU.
     flagged : {"keep", "exclude"}
-        Frames with quality flags (``ENHQFLAG`` not empty): "keep" passes
-        them on (the cube's per-frame table marks them), "exclude" keeps
-        them out of the cube's data.
+        Frames with quality flags (``ENHQFLAG`` not empty, as written when
+        the frame was enhanced): "keep" passes them on (the cube's
+        per-frame table marks them), "exclude" keeps them out of the cube's
+        data.
 
     Attributes
     ----------
     kept_out : list of dict
-        One ``{"t_rec", "file", "flags"}`` per frame kept out in the last pass.
+        One ``{"t_rec", "file", "flags"}`` per frame kept out in the last
+        pass (a frame the cube already holds is listed too:
+        :meth:`kept_out_of` leaves those out).
 
     Raises
     ------
@@ -162,10 +166,16 @@ class CubeInput:
         for path in self.paths:
             frame = read_enhanced(path, sigma=self.sigma)
             flags = quality_from_header(frame.header)["flags"]
-            if flags and self.flagged == "exclude":
+            # without a T_REC the cube's append refuses the frame with its own message
+            if flags and self.flagged == "exclude" and frame.meta["t_rec"]:
                 log.warning("%s kept out of the cube: quality flags %s", Path(path).name, flags)
                 self.kept_out.append(
                     {"t_rec": str(frame.meta["t_rec"]), "file": Path(path).name, "flags": flags}
                 )
                 continue
             yield frame
+
+    def kept_out_of(self, cube_t_recs: Sequence[str]) -> list[dict[str, str]]:
+        """:attr:`kept_out` without the frames whose ``T_REC`` is in ``cube_t_recs``."""
+        held = {format_t_rec(t_rec) for t_rec in cube_t_recs}
+        return [item for item in self.kept_out if format_t_rec(item["t_rec"]) not in held]

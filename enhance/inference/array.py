@@ -318,6 +318,8 @@ def enhance_array(
         Run the network through :func:`torch.compile` (see
         :func:`prepare_model`). A smaller last batch costs one more
         compilation, of a graph for any batch size, on the first frame.
+        Where compiling fails (TorchInductor needs a C++ compiler on a
+        CPU) the network runs eagerly, with a logged warning.
     timings : InferenceTimings, optional
         Accumulates the seconds of the copies and of the forward passes and
         the windows computed (for benchmarks); None: nothing is timed.
@@ -338,7 +340,8 @@ def enhance_array(
     Raises
     ------
     InputError
-        ``data`` is not 2-D or has no finite pixel.
+        ``data`` is not 2-D or has no finite pixel, or ``wanted`` is not of
+        its shape.
     ConfigError
         Bad device, precision, tile or batch size.
     """
@@ -420,7 +423,17 @@ def enhance_array(
             for batch in batches:
                 stack = torch.stack([src[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww] for w in batch])
                 with timed_stage(timings, "compute", dev):
-                    result = _forward(net, stack, dtype)
+                    try:
+                        result = _forward(net, stack, dtype)
+                    except Exception as exc:  # noqa: BLE001 - any failure of the compiler
+                        if not compile:
+                            raise
+                        # TorchInductor needs a C++ compiler on a CPU; run the same
+                        # network eagerly (same output, the compile's speed-up lost)
+                        log.warning("torch.compile failed (%s); running the network eagerly", exc)
+                        compile = False
+                        net = prepare_model(model, dev, compile=False)
+                        result = _forward(net, stack, dtype)
                 if timings is not None:
                     timings.windows += len(batch)
                     timings.window_pixels += stack.numel()

@@ -8,7 +8,7 @@ definitions, same arithmetic in float64: the spectral level beyond HMI's
 cutoff (:func:`enhance.physics.noise.spectral_noise_sigma`), the histogram
 core (:func:`enhance.physics.noise.histogram_core_sigma`) and the quiet-Sun
 fraction (:func:`enhance.physics.noise.quiet_sun_fraction`, whose 1 px
-Gaussian is scipy's: truncated at 4 sigma, mirrored at the edges). The
+Gaussian is scipy's: truncated at 4 sigma, the edge pixel repeated). The
 results equal the numpy ones within 1e-5 relative (tests/test_fulldisk.py
 holds them to it on the CPU).
 """

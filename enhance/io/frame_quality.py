@@ -28,7 +28,8 @@ table and in the report without anybody looking at it:
   network's output alone; NaN without a projection);
 
 plus the input's ``QUALITY`` bits [2]_. :class:`QualityTolerances` says which
-values flag a frame; a flagged frame is kept and listed, never dropped.
+values flag a frame; a flagged frame is written and listed, and the time
+cube keeps it unless told to exclude it (:class:`enhance.cube.CubeInput`).
 
 The input noise is the one the projection onto the input stopped at, or,
 without a projection, the same estimate from the input alone

@@ -41,7 +41,8 @@ summary = {
     "frames": len(table),
     "appended": added,
     "t_rec": [row["t_rec"] for row in table],
-    "kept_out": source.kept_out,  # frames with quality flags, with flagged: exclude
+    # frames with quality flags kept out (flagged: exclude), unless an earlier run cubed them
+    "kept_out": source.kept_out_of([row["t_rec"] for row in table]),
     "attributes": cube.attributes() if cube.exists else {},
 }
 with atomic_path(snakemake.output[0]) as tmp:

@@ -11,7 +11,7 @@ from enhance.heap import keep_freed_memory
 from enhance.inference.consistency import parse_input_noise
 from enhance.inference.uncertainty import resolve_uncertainty
 from enhance.io.frame_quality import QualityTolerances
-from enhance.pipeline import EnhanceSettings, resolve_weights, settings_sha256
+from enhance.pipeline import EnhanceSettings, accepted_settings_sha256, resolve_weights
 from enhance.provenance import sha256_file
 
 snakemake = globals()["snakemake"]
@@ -45,7 +45,7 @@ settings = EnhanceSettings(
     compression=None if p.compression == "none" else p.compression,
     quality=QualityTolerances.from_mapping(p.quality),
 )
-settings_sha = settings_sha256(
+settings_shas = accepted_settings_sha256(
     settings,
     observable=p.observable,
     uncertainty=resolve_uncertainty(settings.uncertainty, weights),
@@ -54,7 +54,7 @@ records, todo = [], []
 for frame in read_plan(snakemake.input[0]):
     out = enhanced_frame_path(p.frames_dir, frame.t_rec, frame.file)
     out.parent.mkdir(parents=True, exist_ok=True)
-    kept = is_already_enhanced(out, frame.sha256, weights_sha, settings_sha256=settings_sha)
+    kept = is_already_enhanced(out, frame.sha256, weights_sha, settings_sha256=settings_shas)
     status = "kept" if kept else "enhanced"
     records.append(
         {"t_rec": frame.t_rec, "input": frame.file, "output": str(out), "status": status}
