@@ -27,6 +27,7 @@ import astropy.units as u
 from enhance.atomic import check_writable_dir
 from enhance.errors import ConfigError, InputError, OutputError, WeightsError
 from enhance.frame import OBSERVABLES, Frame
+from enhance.inference.tiling import DEFAULT_TILE
 from enhance.io import NORMALIZE_CHOICES, read_hmi, write_enhanced
 from enhance.io.frame_quality import (
     FrameQuality,
@@ -197,7 +198,7 @@ class EnhanceSettings:
     weights: str | os.PathLike[str] | None = None
     device: str = "auto"
     precision: str = "fp32"
-    tile: int = 256
+    tile: int = DEFAULT_TILE
     normalize: str = "auto"
     compression: str | None = "gzip"
     compile: bool | str = False
@@ -534,7 +535,7 @@ def enhance_file(
     weights: str | os.PathLike[str] | None = None,
     device: str = "auto",
     precision: str = "fp32",
-    tile: int = 256,
+    tile: int = DEFAULT_TILE,
     normalize: str = "auto",
     progress: bool = False,
     compression: str | None = "gzip",

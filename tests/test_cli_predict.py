@@ -13,6 +13,7 @@ real JSOC full-disk magnetogram from ``../shared/data``.
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import os
 import pty
@@ -543,3 +544,23 @@ def test_bad_call_subprocess_stderr_is_one_line(tmp_path: Path, weights_dir: Pat
     assert result.returncode == 2
     assert expect in _one_error_line(result.stderr)
     assert not out.exists() and not part_path(out).exists()
+
+
+def test_the_tile_the_help_names_is_the_default_used():
+    """``--tile``'s help states the default the pipeline and the workflow use."""
+    import yaml
+
+    from enhance.cli import build_parser
+    from enhance.inference.tiling import DEFAULT_TILE
+    from enhance.pipeline import EnhanceSettings
+
+    parser = build_parser()
+    predict = next(
+        action.choices["predict"]
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    assert f"default {DEFAULT_TILE}" in predict.format_help()
+    assert EnhanceSettings().tile == DEFAULT_TILE
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    assert config["enhance"]["tile"] == DEFAULT_TILE

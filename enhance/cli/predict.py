@@ -54,7 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--precision", default="fp32", metavar="{fp32,bf16,fp16}", help="default: fp32"
     )
     parser.add_argument(
-        "--tile", default="256", metavar="N", help="inference tile size in pixels (default 256)"
+        "--tile",
+        default=None,
+        metavar="N",
+        help="inference tile size in pixels (default 512, the fastest on a CPU)",
     )
     parser.add_argument(
         "--normalize",
@@ -163,7 +166,9 @@ def _input_noise(value: str | None) -> u.Quantity | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``enhance predict``; return the exit code."""
-    tile = _tile(args.tile)
+    from enhance.inference.tiling import DEFAULT_TILE
+
+    tile = DEFAULT_TILE if args.tile is None else _tile(args.tile)
     compression = _compression(args.compression)
     input_noise = _input_noise(args.input_noise)
     from enhance.heap import keep_freed_memory

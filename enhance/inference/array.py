@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from enhance.errors import ConfigError, InputError
-from enhance.inference.tiling import plan_windows
+from enhance.inference.tiling import DEFAULT_TILE, plan_windows
 from enhance.model.fuse import fold_batchnorm
 from enhance.model.network import EnhanceNet
 from enhance.model.uncertainty import EnhanceWithUncertainty, fold_for_inference
@@ -258,7 +258,7 @@ def enhance_array(
     *,
     device: str | torch.device = "auto",
     precision: str = "fp32",
-    tile: int = 256,
+    tile: int = DEFAULT_TILE,
     batch_size: int | None = None,
     input_scale: float = 1.0,
     margin: int | None = None,

@@ -18,6 +18,7 @@ from enhance.inference.array import (
     resolve_device,
     timed_stage,
 )
+from enhance.inference.tiling import DEFAULT_TILE
 from enhance.io.plausibility import check_pixel_scale
 from enhance.io.wcs import upsample_header
 from enhance.model.weights import (
@@ -40,7 +41,7 @@ def enhance_frame(
     weights: str | os.PathLike[str] | None = None,
     device: str = "auto",
     precision: str = "fp32",
-    tile: int = 256,
+    tile: int = DEFAULT_TILE,
     batch_size: int | None = None,
     progress: bool = False,
     compile: bool = False,

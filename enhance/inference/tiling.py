@@ -22,7 +22,13 @@ import numpy as np
 
 from enhance.errors import ConfigError
 
-__all__ = ["Window", "axis_plan", "axis_weight", "plan_windows"]
+#: Default window side in input pixels: the fastest on a CPU for a real
+#: 4096x4096 full disk (bench/cpu_tile.py, docs/performance.md: 512 took
+#: 0.90x the time of 256 and 0.99x that of 768, whose windows need twice the
+#: memory); larger windows waste less on the overlap at their cut edges.
+DEFAULT_TILE = 512
+
+__all__ = ["DEFAULT_TILE", "Window", "axis_plan", "axis_weight", "plan_windows"]
 
 
 def axis_plan(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
