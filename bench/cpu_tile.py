@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from enhance.atomic import atomic_path
+from enhance.atomic import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FULLDISK = ROOT.parent / "shared" / "data" / "hmi" / "fulldisk"
@@ -72,9 +72,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             flush=True,
         )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(records, indent=1) + "\n")
+        write_json(args.json, records, indent=1)
     return records
 
 

@@ -45,7 +45,6 @@ Run from the repository root (about 4 minutes a frame on 2 cores)::
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import tempfile
 import time
@@ -54,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from enhance.atomic import atomic_path
+from enhance.atomic import write_json
 from enhance.cube import Codec, TimeCube, read_enhanced
 from enhance.heap import keep_freed_memory
 from enhance.inference import InferenceTimings
@@ -240,9 +239,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             records.append(record)
             print(summary(name, record), flush=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(records, indent=1) + "\n")
+        write_json(args.json, records, indent=1)
     return records
 
 

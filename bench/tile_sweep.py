@@ -30,7 +30,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from enhance.atomic import atomic_path
+from enhance.atomic import write_json
 from enhance.heap import keep_freed_memory
 from enhance.inference import resolve_device
 from enhance.inference.array import _forward, autocast_dtype, prepare_model
@@ -193,9 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = sweep(args)
     print_table(result)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result, indent=2)
     return result
 
 

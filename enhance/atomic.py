@@ -22,6 +22,7 @@ from enhance.errors import OutputError
 
 __all__ = [
     "atomic_path",
+    "write_json",
     "check_writable_dir",
     "part_path",
     "unique_part_path",
@@ -149,3 +150,17 @@ def atomic_path(path: str | os.PathLike[str], *, unique: bool = False) -> Iterat
         ):
             raise no_room_error(path, exc) from exc
         raise
+
+
+def write_json(path: str | os.PathLike[str], value: object, *, indent: int = 1) -> Path:
+    """Write ``value`` as JSON to ``path`` atomically (:func:`atomic_path`), parents created.
+
+    Returns the path written.
+    """
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=indent) + "\n")
+    return path
