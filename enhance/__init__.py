@@ -6,6 +6,7 @@ for archival reprocessing: physics (PSFs, degradation), the network, tiled
 inference, FITS/HDF5 I/O, JSOC acquisition and validation.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -13,4 +14,12 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "enhance_map"]
+
+
+def __getattr__(name: str):
+    """``enhance.enhance_map`` (:mod:`enhance.maps`), imported on first use (it loads torch)."""
+    if name == "enhance_map":
+        # on first use only: importing enhance (or its torch-free parts) stays light
+        return importlib.import_module("enhance.maps").enhance_map
+    raise AttributeError(f"module 'enhance' has no attribute {name!r}")
