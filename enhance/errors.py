@@ -114,6 +114,15 @@ class FieldDominatedNoiseWarning(EnhanceWarning):
     """
 
 
+class ImplausibleInputNoiseWarning(EnhanceWarning):
+    """A given input noise is far from the frame's own estimate.
+
+    More than :data:`enhance.inference.consistency.GIVEN_NOISE_FACTOR` times
+    above it, the projection onto the input barely acts; as far below, it
+    fits the input's noise. Usually a wrong unit (``10 kG`` for ``10 G``).
+    """
+
+
 class SigmaCalibrationMismatchWarning(EnhanceWarning):
     """Sigma was calibrated for one output and is written with another.
 

@@ -17,6 +17,7 @@ import argparse
 import fcntl
 import os
 import pty
+import re
 import select
 import shutil
 import struct
@@ -564,3 +565,29 @@ def test_the_tile_the_help_names_is_the_default_used():
     assert EnhanceSettings().tile == DEFAULT_TILE
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
     assert config["enhance"]["tile"] == DEFAULT_TILE
+
+
+def test_warnings_are_one_line_and_a_wrong_unit_of_input_noise_is_named(tmp_path):
+    """``--input-noise 10kG`` on a quiet map: one line that names the factor; no source echo."""
+    sample = SAMPLE_IC.with_name("hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits")
+    argv = [sys.executable, "-m", "enhance", "predict", str(sample), "--device", "cpu"]
+    done = subprocess.run(
+        [*argv, "-o", str(tmp_path / "a.fits"), "--input-noise", "10kG"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "warning:" in line]
+    assert len(warned) == 1 and warned[0].startswith("enhance predict: warning: the given input")
+    assert re.search(r"10000 G is 2\.\d+e\+03 x this frame's own histogram estimate", warned[0])
+    assert ".py:" not in done.stderr and "warnings.warn" not in done.stderr
+    done = subprocess.run(
+        [*argv, "-o", str(tmp_path / "b.fits"), "--no-consistency"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("enhance predict: warning: the sigma of")
+    assert ".py:" not in done.stderr and "enhance_frame(" not in done.stderr

@@ -224,3 +224,22 @@ def test_the_projection_stops_when_it_stalls():
 def test_an_unknown_backend_is_a_config_error(scene):
     with pytest.raises(ConfigError, match="backend"):
         project_to_observation(scene.target, scene.input, backend="jax")
+
+
+def test_a_given_input_noise_far_from_the_frames_own_is_named():
+    import warnings
+
+    from enhance.errors import ImplausibleInputNoiseWarning
+    from enhance.inference.consistency import GIVEN_NOISE_FACTOR, warn_if_given_noise_implausible
+    from enhance.io import read_hmi
+
+    sample = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+    data = read_hmi(sample / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits").data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        own = warn_if_given_noise_implausible(data, 5.0, estimate="auto", unit=" G")
+    assert 2 < own < 8  # the histogram core of the quiet sample, gauss
+    with pytest.warns(ImplausibleInputNoiseWarning, match="barely acts"):
+        warn_if_given_noise_implausible(data, own * GIVEN_NOISE_FACTOR * 1.01, estimate="auto")
+    with pytest.warns(ImplausibleInputNoiseWarning, match="fits the input's noise"):
+        warn_if_given_noise_implausible(data, own / GIVEN_NOISE_FACTOR / 1.01, estimate="auto")

@@ -17,6 +17,7 @@ import importlib
 import logging
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 
 from enhance import __version__
@@ -88,8 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose + getattr(args, _VERBOSE_AFTER, 0))
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        """A warning as one line on standard error (no source line or file position)."""
+        text = " ".join(str(message).split())
+        print(f"enhance {args.command}: warning: {text}", file=file or sys.stderr)
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # the command's warnings, restored on return
+            warnings.showwarning = one_line
+            return int(args.func(args) or 0)
     except EnhanceError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message holds
         print(f"enhance {args.command}: error: {message}", file=sys.stderr)

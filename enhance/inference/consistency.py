@@ -46,7 +46,12 @@ from dataclasses import dataclass
 import astropy.units as u
 import numpy as np
 
-from enhance.errors import ConfigError, FieldDominatedNoiseWarning, InputError
+from enhance.errors import (
+    ConfigError,
+    FieldDominatedNoiseWarning,
+    ImplausibleInputNoiseWarning,
+    InputError,
+)
 from enhance.inference.forward_model import BACKENDS, ForwardModel
 from enhance.physics import ENHANCED_PIXEL_SCALE, hmi_psf, psf_model_of
 from enhance.physics.disk import CONSTRAINED_RADIUS, SolarDisk, constraint_region
@@ -61,6 +66,8 @@ from enhance.physics.noise import (
 )
 
 __all__ = [
+    "GIVEN_NOISE_FACTOR",
+    "warn_if_given_noise_implausible",
     "CONSTRAINED_RADIUS",
     "NOISE_ESTIMATES",
     "NOISE_SOURCES",
@@ -195,6 +202,63 @@ def input_noise_in_data_units(noise: u.Quantity, observable: str) -> float:
     if not np.isfinite(value) or value <= 0:
         raise ConfigError(f"input noise must be positive and finite, got {quantity}")
     return value
+
+
+#: A given input noise more than this factor above or below the frame's own
+#: estimate draws :class:`~enhance.errors.ImplausibleInputNoiseWarning`: the
+#: estimates of real frames differ from each other by 2-3x at most (histogram
+#: core against spectral level, docs/model_card.md), a wrong unit by 1000x.
+GIVEN_NOISE_FACTOR = 10.0
+
+
+def warn_if_given_noise_implausible(
+    observed: object,
+    noise: float,
+    *,
+    estimate: str,
+    region: np.ndarray | None = None,
+    unit: str = "",
+    stacklevel: int = 2,
+) -> float | None:
+    """Warn when a given input noise is far from the frame's own estimate.
+
+    Parameters
+    ----------
+    observed : array_like
+        The input image (2-D, data units).
+    noise : float
+        The given noise, in the same units.
+    estimate : {"spectral", "histogram", "auto"}
+        The frame's own estimate to compare with (the recipe's).
+    region : numpy.ndarray of bool, optional
+        The pixels that count (:func:`constraint_region`).
+    unit : str
+        Text after the numbers in the message (" G").
+    stacklevel : int
+        Of the warning, as for :func:`warnings.warn`.
+
+    Returns
+    -------
+    float or None
+        The frame's own estimate (None when it cannot be made);
+        :class:`~enhance.errors.ImplausibleInputNoiseWarning` is issued when
+        ``noise`` is more than :data:`GIVEN_NOISE_FACTOR` times above or
+        below it.
+    """
+    try:
+        own, source = input_noise(observed, estimate, region=region)
+    except InputError:
+        return None
+    if own > 0 and not 1 / GIVEN_NOISE_FACTOR <= noise / own <= GIVEN_NOISE_FACTOR:
+        effect = "barely acts" if noise > own else "fits the input's noise"
+        warnings.warn(
+            f"the given input noise {noise:.5g}{unit} is {noise / own:.3g} x this frame's own "
+            f"{source} estimate ({own:.3g}{unit}): the projection onto the input then "
+            f"{effect}; check its value and unit",
+            ImplausibleInputNoiseWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return own
 
 
 def warn_if_field_dominated(

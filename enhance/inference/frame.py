@@ -146,6 +146,16 @@ def enhance_frame(
 
         if input_noise is not None:
             noise = projection.input_noise_in_data_units(input_noise, frame.observable)
+            projection.warn_if_given_noise_implausible(
+                frame.data,
+                noise,
+                estimate=projection.recipe_noise_estimate(meta),
+                region=projection.constraint_region(
+                    frame.data.shape, SolarDisk.from_header(frame.header)
+                ),
+                unit=" G" if frame.observable == "magnetogram" else "",
+                stacklevel=3,
+            )
     scale = float(meta["input_normalisation"].get("scale", 1.0))
     network, head_meta = model, None
     if uncertainty:
