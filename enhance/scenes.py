@@ -48,6 +48,7 @@ __all__ = [
     "scene_pixel_scale",
     "scene_quiet_sun_level",
     "held_out_columns",
+    "held_out_part",
     "split_scene",
 ]
 
@@ -94,6 +95,10 @@ class Scene:
         Range of the factor from ``data`` to physical units: ``(1, 1)`` for
         a calibrated truth; for an uncalibrated one (Hinode NFI V/I) the
         uncertainty of its calibration, drawn per training patch.
+    held_out : bool
+        The file is itself a held-out region (a ``HOLDOUT`` card in its
+        header, as the shipped truth crop carries): scored whole
+        (:func:`held_out_part`), never trained on.
     """
 
     name: str
@@ -103,6 +108,7 @@ class Scene:
     wavelength: u.Quantity | None
     source: str
     gain: tuple[float, float] = (1.0, 1.0)
+    held_out: bool = False
 
 
 def scene_quiet_sun_level(data: np.ndarray, pixel_scale: u.Quantity) -> float:
@@ -236,6 +242,7 @@ def load_continuum_scene(
         observable="continuum",
         wavelength=wavelength,
         source=f"{path.name} divided by its quiet-Sun level at HMI resolution {level:.6g}",
+        held_out="HOLDOUT" in header,
     )
 
 
@@ -348,11 +355,29 @@ def held_out_columns(nx: int, pixel_scale: u.Quantity, holdout: float = 0.35) ->
     return cut, cut + guard
 
 
+def held_out_part(scene: Scene, *, holdout: float = 0.35) -> Scene:
+    """The part of ``scene`` that is scored: all of a held-out scene, else :func:`split_scene`'s."""
+    if scene.held_out:
+        return dataclasses.replace(scene, name=f"{scene.name}[held-out]")
+    return split_scene(scene, holdout=holdout)[1]
+
+
 def split_scene(scene: Scene, *, holdout: float = 0.35) -> tuple:
     """Split ``scene`` by columns into (train, held-out) scenes.
 
     See :func:`held_out_columns` for the columns and the guard band.
+
+    Raises
+    ------
+    InputError
+        The scene is itself a held-out region (``scene.held_out``), or its
+        held-out part would be too small.
     """
+    if scene.held_out:
+        raise InputError(
+            f"{scene.name} is itself a held-out region (HOLDOUT in its header): it is "
+            "scored whole, never split or trained on"
+        )
     ny, nx = scene.data.shape
     cut, start = held_out_columns(nx, scene.pixel_scale, holdout)
     train = dataclasses.replace(scene, name=f"{scene.name}[train]", data=scene.data[:, :cut])

@@ -445,3 +445,28 @@ def test_batchnorm_recalibration_uses_exact_averages(pairs):
         ]
     mean = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
     torch.testing.assert_close(net.blocks[0].bn1.running_mean, mean, rtol=1e-4, atol=1e-6)
+
+
+def test_the_bundled_held_out_truth_is_scored_whole_and_never_trained_on(tmp_path):
+    """``enhance evaluate`` on the shipped truth crop (a held-out region already)."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "enhance" / "data"
+    truth = data / "truth" / "muram_quiet_ic_heldout.fits"
+    scene = load_continuum_scene(truth)
+    assert scene.held_out
+    with pytest.raises(InputError, match="held-out region"):
+        build_pairs([scene], variants=1, holdout=0.35, seed=0)
+    weights = data / "weights" / "continuum.safetensors"
+    result = subprocess.run(
+        [sys.executable, "-m", "enhance", "evaluate", "--weights", str(weights)]
+        + ["--scene", str(truth), "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "evaluation.json").read_text())
+    rows = {row["method"]: row for row in record["held_out"]}
+    assert set(rows) >= {"bicubic", "tikhonov", "enhance", "oracle_linear"}
+    assert {row["scene"] for row in rows.values()} == {"muram_quiet_ic_heldout[held-out]"}

@@ -9,6 +9,7 @@ import numpy as np
 
 from enhance.scenes import (
     Scene,
+    held_out_part,
     is_nfi_magnetogram,
     load_continuum_scene,
     load_magnetogram_scene,
@@ -58,7 +59,7 @@ def held_out_pairs(
     """
     pairs = []
     for scene in scenes:
-        pair = degraded_pair(split_scene(scene, holdout=holdout)[1], psf_model=psf_model)
+        pair = degraded_pair(held_out_part(scene, holdout=holdout), psf_model=psf_model)
         if scene.gain == (1.0, 1.0):
             pairs.append(pair)
             continue
