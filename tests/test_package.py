@@ -148,3 +148,17 @@ def test_library_code_leaves_the_matplotlib_backend_alone():
         if "matplotlib.use(" in line or "import matplotlib.pyplot" in line
     ]
     assert offenders == []
+
+
+def test_the_licence_and_the_citation_say_what_pyproject_says(repo_root) -> None:
+    """LICENSE holds the BSD-3-Clause text pyproject names; CITATION.cff cites the paper."""
+    import yaml
+
+    pyproject = (repo_root / "pyproject.toml").read_text()
+    licence = (repo_root / "LICENSE").read_text()
+    assert 'license = { text = "BSD-3-Clause" }' in pyproject
+    assert licence.startswith("BSD 3-Clause License") and "Neither the name" in licence
+    citation = yaml.safe_load((repo_root / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["license"] == "BSD-3-Clause"
+    paper = citation["preferred-citation"]
+    assert paper["doi"] == "10.1051/0004-6361/201731344" and paper["volume"] == 614
