@@ -90,15 +90,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose + getattr(args, _VERBOSE_AFTER, 0))
 
-    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
-        """A warning as one line on standard error (no source line or file position)."""
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        """A warning shown as one line (no source line or file position)."""
         text = " ".join(str(message).split())
-        print(f"enhance {args.command}: warning: {text}", file=file or sys.stderr)
+        return f"enhance {args.command}: warning: {text}\n"
 
+    # how warnings are shown, not whether: a caller that records them still does
+    shown_as = warnings.formatwarning
+    warnings.formatwarning = one_line
     try:
-        with warnings.catch_warnings():  # the command's warnings, restored on return
-            warnings.showwarning = one_line
-            return int(args.func(args) or 0)
+        return int(args.func(args) or 0)
     except EnhanceError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message holds
         print(f"enhance {args.command}: error: {message}", file=sys.stderr)
@@ -106,3 +107,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"enhance {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = shown_as
