@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["binary_dilation", "gaussian_filter", "median"]
+__all__ = ["binary_dilation", "gaussian_filter", "median", "pad_axis"]
 
 #: scipy.ndimage edge modes as numpy.pad modes of the row/column indices.
 _PAD_MODES = {"reflect": "symmetric", "mirror": "reflect"}
@@ -34,6 +34,18 @@ def median(values: torch.Tensor) -> float:
     return float((low.double() + high.double()) / 2)
 
 
+def pad_axis(
+    image: torch.Tensor, axis: int, before: int, after: int, *, mode: str = "reflect"
+) -> torch.Tensor:
+    """``image`` padded along ``axis`` with scipy's edge ``mode``, on its device.
+
+    "reflect" repeats the edge pixel (numpy's "symmetric"), "mirror" does
+    not (numpy's "reflect"); any width, as :func:`numpy.pad` allows.
+    """
+    index = np.pad(np.arange(image.shape[axis]), (before, after), mode=_PAD_MODES[mode])
+    return image.index_select(axis, torch.from_numpy(index).to(image.device))
+
+
 def gaussian_filter(image: torch.Tensor, sigma: float, *, mode: str = "reflect") -> torch.Tensor:
     """:func:`scipy.ndimage.gaussian_filter` of a 2-D tensor (truncated at 4 sigma).
 
@@ -48,8 +60,7 @@ def gaussian_filter(image: torch.Tensor, sigma: float, *, mode: str = "reflect")
     out = image
     for axis in (0, 1):
         length = out.shape[axis]
-        index = np.pad(np.arange(length), radius, mode=_PAD_MODES[mode])
-        padded = out.index_select(axis, torch.from_numpy(index).to(image.device))
+        padded = pad_axis(out, axis, radius, radius, mode=mode)
         out = torch.zeros_like(image)
         for tap, weight in enumerate(kernel):
             out += float(weight) * padded.narrow(axis, tap, length)

@@ -20,7 +20,7 @@ import torch
 from enhance.inference.device_arrays import binary_dilation, gaussian_filter, median
 from enhance.inference.forward_model import reobserve_target_on
 from enhance.io.frame_quality import FIELD_SNR, MIN_PIXELS, QUIET_RANGE, QualityKernels
-from enhance.physics.spectrum import band_weights, usable_tiles
+from enhance.physics.spectrum import band_tiles
 
 __all__ = ["TorchQualityKernels"]
 
@@ -48,15 +48,12 @@ class TorchQualityKernels(QualityKernels):
         self, image: np.ndarray, band: tuple[float, float], region: np.ndarray | None, tile: int
     ) -> float:
         """:func:`enhance.physics.spectrum.band_power`, all tiles in one batch on the device."""
-        data = np.asarray(image, dtype=np.float32)
-        tile = min(tile, *data.shape)
-        usable = np.isfinite(data) if region is None else (region & np.isfinite(data))
-        origins = usable_tiles(usable, tile)
+        data, origins, weight, window = band_tiles(image, band, region=region, tile=tile)
         if not origins:
             return math.nan
-        weight, window = band_weights(tile, band)
+        side = window.shape[0]
         values = self._tensor(data, np.float32)
-        cuts = torch.stack([values[y0 : y0 + tile, x0 : x0 + tile] for y0, x0 in origins])
+        cuts = torch.stack([values[y0 : y0 + side, x0 : x0 + side] for y0, x0 in origins])
         cuts = (cuts - cuts.mean(dim=(1, 2), keepdim=True)) * self._tensor(window, np.float32)
         power = torch.fft.rfft2(cuts).abs() ** 2
         per_tile = (power.double() * self._tensor(weight, np.float64)).sum(dim=(1, 2))

@@ -190,6 +190,8 @@ def reobserve_target_on(enhanced: object, *, psf_model: str, device: Any) -> np.
     """
     import torch
 
+    from enhance.inference.device_arrays import pad_axis
+
     data = binnable_image(enhanced, np.float32)
     ny, nx = data.shape
     image = torch.from_numpy(np.ascontiguousarray(data)).to(device)
@@ -200,11 +202,8 @@ def reobserve_target_on(enhanced: object, *, psf_model: str, device: Any) -> np.
     filled = torch.where(finite, image, level) - level
     del image
     (pad, after_y), (_, after_x) = reobservation_padding((ny, nx), psf_model)
-    # numpy's "symmetric" mirror (edge pixel repeated), as row and column indices
-    rows = np.pad(np.arange(ny), (pad, after_y), mode="symmetric")
-    cols = np.pad(np.arange(nx), (pad, after_x), mode="symmetric")
-    padded = filled.index_select(0, torch.from_numpy(rows).to(device))
-    padded = padded.index_select(1, torch.from_numpy(cols).to(device))
+    # numpy's "symmetric" mirror (edge pixel repeated) of reobserve_target
+    padded = pad_axis(pad_axis(filled, 0, pad, after_y), 1, pad, after_x)
     del filled
     table = hmi_given_target_transfer(tuple(padded.shape), psf_model=psf_model)  # read-only
     spectrum = torch.fft.rfft2(padded) * torch.tensor(table, dtype=torch.float32, device=device)

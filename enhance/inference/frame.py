@@ -85,7 +85,7 @@ def enhance_frame(
         stopping threshold ``inference.consistency_discrepancy`` and noise
         estimate ``inference.consistency_noise_estimate`` of the weights
         sidecar; defaults 1 and the observable's,
-        :func:`enhance.inference.consistency.noise_estimate_for`). The
+        :func:`enhance.physics.noise.noise_estimate_for`). The
         held-out scores of the shipped networks are measured with it.
         When the recipe estimates a magnetogram's noise (histogram core, or
         "auto") and too little of the field is quiet Sun for the histogram
@@ -135,6 +135,7 @@ def enhance_frame(
     check_trained_for(meta, frame.observable, path, "the image")
     if check_scale:
         check_pixel_scale(frame.header, trained_pixel_scale(meta), path=input_name or None)
+    disk = SolarDisk.from_header(frame.header)
     noise = None
     if input_noise is not None and not consistency:
         raise ConfigError(
@@ -144,15 +145,15 @@ def enhance_frame(
     if consistency:
         from enhance.inference import consistency as projection
 
+        estimate = projection.recipe_noise_estimate(meta)
+        region = projection.constraint_region(frame.data.shape, disk)
         if input_noise is not None:
             noise = projection.input_noise_in_data_units(input_noise, frame.observable)
             projection.warn_if_given_noise_implausible(
                 frame.data,
                 noise,
-                estimate=projection.recipe_noise_estimate(meta),
-                region=projection.constraint_region(
-                    frame.data.shape, SolarDisk.from_header(frame.header)
-                ),
+                estimate=estimate,
+                region=region,
                 unit=" G" if frame.observable == "magnetogram" else "",
                 stacklevel=3,
             )
@@ -162,8 +163,6 @@ def enhance_frame(
         from enhance.inference.uncertainty import with_uncertainty
 
         network, head_meta = with_uncertainty(path, model, meta)
-    estimate = projection.recipe_noise_estimate(meta) if consistency else None
-    disk = SolarDisk.from_header(frame.header)
     # the disk's pixels only: windows wholly beyond the limb are not computed
     on_disk = (
         disk.inside(frame.data.shape)
@@ -195,7 +194,6 @@ def enhance_frame(
         network_output = data
         with timed_stage(timings, "projection", dev):
             if noise is None and frame.observable == "magnetogram" and estimate != "spectral":
-                region = projection.constraint_region(frame.data.shape, disk)
                 fraction = None
                 if dev.type == "cuda":
                     from enhance.inference.device_noise import quiet_sun_fraction_on

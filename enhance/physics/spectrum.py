@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-__all__ = ["band_power", "band_weights", "usable_tiles"]
+__all__ = ["band_power", "band_tiles", "band_weights"]
 
 
 def _tile_origins(length: int, tile: int) -> list[int]:
@@ -62,17 +62,40 @@ def band_power(
         The power per tile, averaged over the tiles used (image units
         squared times pixels); NaN when no tile qualifies.
     """
+    data, origins, weight, window = band_tiles(image, band, region=region, tile=tile)
+    side = window.shape[0]
+    total = 0.0
+    for y0, x0 in origins:
+        cut = data[y0 : y0 + side, x0 : x0 + side]
+        spectrum = np.fft.rfft2((cut - cut.mean()) * window)
+        total += float(np.sum(weight * np.abs(spectrum) ** 2))
+    return total / len(origins) if origins else math.nan
+
+
+def band_tiles(
+    image: object, band: tuple[float, float], *, region: np.ndarray | None, tile: int
+) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray, np.ndarray]:
+    """What :func:`band_power` measures: the image, its tiles and the band's weights.
+
+    Returns
+    -------
+    (numpy.ndarray, list of (int, int), numpy.ndarray, numpy.ndarray)
+        The image as float32; the origins of its squares wholly inside
+        ``region`` and without NaN; the float64 rfft2 weights of ``band``
+        and the float32 2-D Hann window (:func:`band_weights`), whose side
+        is the squares' (``tile``, at most the image's smaller side).
+    """
     data = np.asarray(image, dtype=np.float32)
     tile = min(tile, *data.shape)
     usable = np.isfinite(data) if region is None else (region & np.isfinite(data))
-    weight, window = band_weights(tile, band)
-    total, count = 0.0, 0
-    for y0, x0 in usable_tiles(usable, tile):
-        cut = data[y0 : y0 + tile, x0 : x0 + tile]
-        spectrum = np.fft.rfft2((cut - cut.mean()) * window)
-        total += float(np.sum(weight * np.abs(spectrum) ** 2))
-        count += 1
-    return total / count if count else math.nan
+    ny, nx = data.shape
+    origins = [
+        (y0, x0)
+        for y0 in _tile_origins(ny, tile)
+        for x0 in _tile_origins(nx, tile)
+        if usable[y0 : y0 + tile, x0 : x0 + tile].all()
+    ]
+    return (data, origins, *band_weights(tile, band))
 
 
 def band_weights(tile: int, band: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -96,14 +119,3 @@ def band_weights(tile: int, band: tuple[float, float]) -> tuple[np.ndarray, np.n
         weight[:, -1] /= 2.0
     hann = np.hanning(tile).astype(np.float32)
     return weight, hann[:, None] * hann[None, :]
-
-
-def usable_tiles(usable: np.ndarray, tile: int) -> list[tuple[int, int]]:
-    """Origins of the :func:`band_power` tiles whose every pixel is ``usable``."""
-    ny, nx = usable.shape
-    return [
-        (y0, x0)
-        for y0 in _tile_origins(ny, tile)
-        for x0 in _tile_origins(nx, tile)
-        if usable[y0 : y0 + tile, x0 : x0 + tile].all()
-    ]
