@@ -8,16 +8,21 @@ and the drms workaround that reads a failed export's error text.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
+import json
+import socket
+import ssl
 import time
 import urllib.error
 
 import pytest
 from jsoc_standin import running_standin
+from test_acquire_jsoc import at, key, run
 
-from enhance.acquire import JsocOptions, JsocSource, get_series
+from enhance.acquire import JsocOptions, JsocSource, Manifest, get_series
 from enhance.acquire._drms import drms, export_error_text
 from enhance.acquire.download import DownloadTask, allowed_origins, download_all, local_name
-from enhance.acquire.retry import retry_policy
+from enhance.acquire.retry import is_permanent, is_transient, retry_policy
 from enhance.acquire.timespec import expected_slots, record_set
 from enhance.errors import JsocError, OutputError
 
@@ -160,6 +165,102 @@ def test_downloads_give_up_after_the_attempts_and_4xx_at_once(standin, tmp_path)
     assert by_dest["x.fits"].attempts == 1 and by_dest["x.fits"].error.startswith("HTTP 404")
     assert waits == [0.25, 0.5]
     assert not list(tmp_path.glob("*.part"))
+
+
+def _http_error(code: int) -> urllib.error.HTTPError:
+    return urllib.error.HTTPError("http://127.0.0.1/x.fits", code, "reason", {}, None)
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (_http_error(500), True),
+        (_http_error(503), True),
+        (_http_error(408), True),
+        (_http_error(425), True),
+        (_http_error(429), True),
+        (_http_error(400), False),
+        (_http_error(401), False),
+        (_http_error(403), False),
+        (_http_error(404), False),
+        (_http_error(410), False),
+        (_http_error(304), False),  # a response urllib did not follow
+        (urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")), True),
+        (urllib.error.URLError(TimeoutError("timed out")), True),
+        (urllib.error.URLError(socket.gaierror(-3, "Temporary failure")), True),
+        (TimeoutError("timed out"), True),
+        (ConnectionResetError(104, "reset"), True),
+        (http.client.IncompleteRead(b"x", 10), True),
+        (http.client.RemoteDisconnected("closed"), True),
+        (json.JSONDecodeError("Expecting value", "", 0), True),
+        (http.client.InvalidURL("URL can't contain control characters"), False),
+        (ValueError("Invalid IPv6 URL"), False),
+        (urllib.error.URLError("unknown url type: ftp"), False),
+        (urllib.error.URLError("no host given"), False),
+        (
+            urllib.error.URLError(ssl.SSLCertVerificationError(1, "certificate verify failed")),
+            False,
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, bool) else f"{type(v).__name__}-{getattr(v, 'code', '')}",
+)
+def test_what_a_wait_can_heal_is_retried_and_nothing_else(error, transient) -> None:
+    assert is_transient(error) is transient
+    assert is_permanent(error) is not transient
+
+
+def test_a_url_urllib_refuses_is_tried_once_never_sent(standin, tmp_path) -> None:
+    waits: list[float] = []
+    base = standin.url + "SUM1/D001/S00000/"
+    tasks = [  # as drms 0.9.0 joins a name with a space; a bracket left open
+        DownloadTask(SLOTS[0], base + "a b.fits", tmp_path / "a.fits", M720),
+        DownloadTask(SLOTS[1], "http://[::1/x.fits", tmp_path / "b.fits", M720),
+    ]
+    results = list(download_all(tasks, retries=3, retry_wait=0.25, sleep=waits.append))
+    by_dest = {r.task.dest.name: r for r in results}
+    assert by_dest["a.fits"].error.startswith("InvalidURL: URL can't contain control")
+    assert by_dest["b.fits"].error.startswith("ValueError: Invalid IPv6 URL")
+    for result in results:
+        assert result.attempts == 1 and "not retried" in result.error
+        assert "\n" not in result.error
+    assert waits == [] and standin.calls["file"] == 0
+    assert not list(tmp_path.iterdir())
+
+
+def _failed_run(standin, tmp_path) -> dict[str, str]:
+    with pytest.raises(JsocError, match="failed every retry"):
+        run(standin, tmp_path)
+    manifest = Manifest.load(tmp_path / "hmi.M_720s.manifest.csv", "hmi.M_720s")
+    assert manifest.counts()["verified"] == 5
+    return manifest.get(key(24))
+
+
+@pytest.mark.parametrize("status", [403, 404, 410])
+def test_a_refused_file_is_tried_once_and_recorded_with_its_cause(
+    standin, tmp_path, status
+) -> None:
+    standin.file_status[at(24)] = status
+    row = _failed_run(standin, tmp_path)
+    assert row["state"] == "failed"
+    assert row["reason"].startswith(f"HTTP {status} ") and "not retried" in row["reason"]
+    assert standin.served[at(24)] == 1 and standin.calls["file"] == 6
+
+
+@pytest.mark.parametrize("status", [500, 503, 408, 429])
+def test_a_status_a_wait_may_heal_is_retried_to_the_last_attempt(standin, tmp_path, status) -> None:
+    standin.file_status[at(24)] = status
+    row = _failed_run(standin, tmp_path)
+    assert row["state"] == "failed" and row["reason"].startswith(f"HTTP {status} ")
+    assert "not retried" not in row["reason"]
+    assert standin.served[at(24)] == 3  # download_retries
+    del standin.file_status[at(24)]
+    assert run(standin, tmp_path).counts()["verified"] == 6
+
+
+def test_transient_500s_on_files_heal(standin, tmp_path) -> None:
+    standin.http_errors["file"] = 2
+    assert run(standin, tmp_path).counts()["verified"] == 6
+    assert standin.calls["file"] == 8 and sum(standin.served.values()) == 6
 
 
 def test_policy_stops_early_and_lets_other_errors_through() -> None:

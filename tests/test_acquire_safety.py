@@ -28,7 +28,7 @@ from jsoc_standin import running_standin
 from test_acquire_jsoc import EMAIL, M720, at, key, options, run
 
 from enhance.acquire import Manifest, acquire, sample_dir
-from enhance.acquire.download import local_name
+from enhance.acquire.download import file_url, local_name
 from enhance.acquire.lock import OutDirLockedError, out_dir_lock
 from enhance.cli import main
 from enhance.errors import ConfigError, InputError, JsocError
@@ -76,6 +76,58 @@ def test_server_file_names_never_become_local_names(standin, tmp_path) -> None:
     assert json.loads((tmp_path / "hmi.M_720s.gaps.json").read_text())["verified"] == 6
     for row in manifest:
         assert fits.getheader(tmp_path / row["file"], 1)["T_REC"].startswith(row["t_rec"][:19])
+
+
+def test_server_file_names_with_space_hash_percent_and_question_mark(standin, tmp_path) -> None:
+    # drms 0.9.0 joins them unquoted: a space makes a URL urllib refuses, "#" and "?"
+    # cut the name short, "%20" would name another file
+    names = {
+        at(12): "hmi M_720s 00:12.fits",
+        at(24): "hmi#24.fits",
+        at(36): "hmi%20M%.fits",
+        at(48): "hmi?48&x=1.fits",
+    }
+    standin.filenames.update(names)
+    manifest = run(standin, tmp_path)
+    assert manifest.counts()["verified"] == 6
+    for when, name in names.items():
+        assert standin.served[when] == 1 and standin.downloads[name] == 1, name
+    assert standin.calls["file"] == 6  # each fetched once, nothing retried
+    assert [r["file"] for r in manifest] == [local_name(M720, at(m)) for m in range(0, 61, 12)]
+    assert_nothing_half_written(tmp_path)
+
+
+def test_file_url_quotes_the_name_and_keeps_where_the_dir_points() -> None:
+    base = "http://jsoc.stanford.edu/"
+    jsoc_name = "hmi.M_720s.20140101_001200_TAI.1.magnetogram.fits"
+    # what JSOC lists comes out as drms builds it
+    assert file_url(base, "/SUM12/D1234/S00000", jsoc_name) == (
+        f"http://jsoc.stanford.edu/SUM12/D1234/S00000/{jsoc_name}"
+    )
+    assert file_url(base, "/SUM1/D1", "a b#c?d%e.fits") == (
+        "http://jsoc.stanford.edu/SUM1/D1/a%20b%23c%3Fd%25e.fits"
+    )
+    assert file_url(base, "/SUM1/my dir#1", "x.fits") == (
+        "http://jsoc.stanford.edu/SUM1/my%20dir%231/x.fits"
+    )
+    # a name never climbs out of the export's directory nor becomes a host
+    assert file_url(base, "/SUM1/D1", "../../etc/passwd") == (
+        "http://jsoc.stanford.edu/SUM1/D1/..%2F..%2Fetc%2Fpasswd"
+    )
+    assert (
+        file_url(base, "//evil.example/x", "f.fits")
+        == "http://jsoc.stanford.edu/evil.example/x/f.fits"
+    )
+    assert (
+        file_url("http://h:8080/jsoc/", "SUM1/D1", "f.fits") == "http://h:8080/jsoc/SUM1/D1/f.fits"
+    )
+    # a directory naming a scheme or a host keeps it, for check_url to refuse
+    assert file_url(base, "file:///tmp/x y", "f.fits") == "file:///tmp/x%20y/f.fits"
+    assert file_url(base, "http://localhost:81/S", "f g.fits") == "http://localhost:81/S/f%20g.fits"
+    # no directory: the name is the whole path
+    assert (
+        file_url(base, None, "/SUM1/D1/f g.fits") == "http://jsoc.stanford.edu/SUM1/D1/f%20g.fits"
+    )
 
 
 def test_one_file_name_for_several_records_is_refused_then_recovered(standin, tmp_path) -> None:

@@ -19,7 +19,13 @@ included. Here:
 - a full disk (or a read-only or size-limited target) stops every download
   with one :class:`~enhance.errors.OutputError` and leaves no temporary file.
 - a failed attempt is retried under :mod:`enhance.acquire.retry` (doubling
-  waits), except refusals and HTTP 4xx, which are final at once.
+  waits), except refusals and failures no wait can heal
+  (:func:`enhance.acquire.retry.is_permanent`: HTTP 404, 403 and most other
+  4xx, a URL that cannot be sent), which are final at once with their cause.
+
+The URL of a listed file is built by :func:`file_url` from the export's
+directory and the file name, percent-encoded, so a name with a space, ``#``,
+``?`` or ``%`` is fetched as that name (drms 0.9.0 joins them unquoted).
 
 Local file names never come from the server: :func:`local_name` derives them
 from the series, ``T_REC`` and segment, so they are unique by construction,
@@ -38,6 +44,7 @@ import hashlib
 import http.client
 import io
 import logging
+import re
 import threading
 import time
 import urllib.error
@@ -58,7 +65,7 @@ from enhance.acquire.origins import (
     check_url,
     origin_of,
 )
-from enhance.acquire.retry import retry_policy
+from enhance.acquire.retry import close_http_responses, failure_text, is_permanent, retry_policy
 from enhance.acquire.series import HmiSeries
 from enhance.acquire.verify import VerificationError, verify_fits
 from enhance.atomic import atomic_path, free_bytes, no_room_error
@@ -76,6 +83,7 @@ __all__ = [
     "DEFAULT_DEADLINE",
     "allowed_origins",
     "check_url",
+    "file_url",
     "local_name",
     "export_clashes",
     "fetch_file",
@@ -94,6 +102,10 @@ _FITS_START = b"SIMPLE  ="
 MAX_FILE_BYTES = 512 << 20
 #: Wall-clock seconds one download attempt may take (a 20 MiB file at 25 kB/s).
 DEFAULT_DEADLINE = 900.0
+
+
+#: A scheme and an authority opening a URL reference (RFC 3986 section 3).
+_URL_HEAD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:(?://[^/?#]*)?")
 
 
 class DownloadDeadlineError(JsocError):
@@ -118,6 +130,39 @@ def local_name(series: HmiSeries, t_rec: dt.datetime) -> str:
     ``.fits``).
     """
     return f"{series.name}.{file_time(t_rec)}.{series.segment}.fits"
+
+
+def file_url(base_url: str, directory: str | None, filename: str) -> str:
+    """The URL of a file of a finished export: ``directory/filename`` on ``base_url``, quoted.
+
+    Joined as drms joins it (the directory's leading slashes dropped, the
+    result resolved against the server's download base URL), but with the
+    path percent-encoded: every character of the file name but the
+    unreserved ones (RFC 3986 section 2.3), and of the directory all but
+    ``/``. A name with a space, ``#``, ``?`` or ``%`` so names that file on
+    the server, never a fragment, a query or an escape. A directory that
+    opens with a scheme or a host (``file:///...``, ``http://other-host/...``)
+    keeps them, so :func:`check_url` still sees where it points and refuses it.
+
+    Parameters
+    ----------
+    base_url : str
+        The server's download base URL (drms ``http_download_baseurl``).
+    directory : str or None
+        The export's ``dir``; None when ``filename`` is the whole path.
+    filename : str
+        The file name the export lists.
+    """
+    if directory is None:
+        directory, _, filename = filename.rpartition("/")
+    directory = directory.lstrip("/")
+    match = _URL_HEAD.match(directory)
+    head = match.group(0) if match else ""
+    name = urllib.parse.quote(filename, safe="")
+    if not directory:
+        return urllib.parse.urljoin(base_url, name)
+    path = urllib.parse.quote(directory[len(head) :], safe="/")
+    return urllib.parse.urljoin(base_url, f"{head}{path}/{name}")
 
 
 class _ListedFile(Protocol):
@@ -363,21 +408,21 @@ def _attempt(
         except OutputError:
             stop.set()  # the disk is full: every other download stops too
             raise
-        except urllib.error.HTTPError as exc:
-            exc.close()  # it holds the error response and its socket
-            result.error = f"HTTP {exc.code} for {task.dest.name}"
-            if not 400 <= exc.code < 500 or exc.code == 429:
-                raise _RetryableDownloadError(result.error) from exc
-            # 4xx: the file is not there; retrying will not help
+        except (VerificationError, DownloadDeadlineError) as exc:
+            result.error = failure_text(exc)  # a cut, wrong or slow file: the next may be whole
+            raise _RetryableDownloadError(result.error) from exc
         except (
-            VerificationError,
-            DownloadDeadlineError,
             urllib.error.URLError,
             http.client.HTTPException,
             OSError,
+            ValueError,
         ) as exc:
-            result.error = f"{type(exc).__name__}: {exc}"
-            raise _RetryableDownloadError(result.error) from exc
+            close_http_responses(exc)  # an HTTPError holds the error response and its socket
+            result.error = f"{failure_text(exc)} for {task.dest.name}"
+            if not is_permanent(exc):
+                raise _RetryableDownloadError(result.error) from exc
+            result.error += "; not retried: waiting cannot change it"
+            log.warning("download %s: %s", task.dest.name, result.error)
 
     def log_failure(state: tenacity.RetryCallState, _wait: float | None) -> None:
         log.warning(
@@ -417,8 +462,9 @@ def download_all(
 
     Low concurrency by default: JSOC blocks bulk users. Options are those of
     :func:`fetch_file`; each task gets ``retries`` attempts with a doubling
-    wait, except refusals (:class:`RefusedDownloadError`, HTTP 4xx), which
-    are final at once.
+    wait, except refusals (:class:`RefusedDownloadError`) and failures no
+    wait can heal (:func:`enhance.acquire.retry.is_permanent`: HTTP 404,
+    403, ..., a URL that cannot be sent), which are final at once.
 
     Raises
     ------

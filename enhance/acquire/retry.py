@@ -12,6 +12,13 @@ the calls at once: an exception propagates unchanged, a result is returned.
 When the attempts are used up, the last exception propagates (the caller
 wraps it in its own error) or the last result is returned.
 
+What a wait can heal is decided here, once, for every caller
+(:func:`is_permanent`, :func:`is_transient`): a timeout, a refused or reset
+connection, a body cut short, HTTP 5xx, 408, 425 and 429 may pass; a URL that
+cannot be built or sent (``InvalidURL``, ``ValueError``, an unknown scheme,
+no host), any other HTTP status (400, 401, 403, 404, 410, ...) and a TLS
+certificate that does not verify will not, and end the calls at once.
+
 The sleep function is a parameter, so tests can record the waits.
 """
 
@@ -20,6 +27,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import ssl
 import time
 import urllib.error
 from collections.abc import Callable
@@ -30,19 +38,28 @@ import tenacity
 __all__ = [
     "retry_policy",
     "TRANSIENT",
+    "RETRIED_HTTP_STATUSES",
+    "is_permanent",
     "is_transient",
+    "failure_text",
     "retry_transient",
     "close_http_responses",
 ]
 
-#: Errors worth retrying: the network or the server had a bad moment.
+#: Errors worth retrying: the network or the server had a bad moment
+#: (unless :func:`is_permanent` says no wait can heal that one).
 TRANSIENT = (
-    urllib.error.URLError,  # includes HTTPError (checked for 4xx by is_transient)
+    urllib.error.URLError,  # includes HTTPError (checked for its status by is_permanent)
     http.client.HTTPException,
     ConnectionError,
     TimeoutError,
     json.JSONDecodeError,
 )
+
+#: HTTP statuses below 500 that a wait may heal: 408 Request Timeout and
+#: 429 Too Many Requests (RFC 9110 section 15.5.9, RFC 6585 section 4) and
+#: 425 Too Early (RFC 8470 section 5.2). Every 5xx is retried too.
+RETRIED_HTTP_STATUSES = frozenset({408, 425, 429})
 
 
 def _never(_: object) -> bool:
@@ -138,11 +155,45 @@ def close_http_responses(exc: BaseException) -> None:
         current = current.__cause__ or current.__context__
 
 
-def is_transient(exc: BaseException) -> bool:
-    """A failure of the network or a server's bad moment (HTTP 5xx, 429), worth retrying."""
+def is_permanent(exc: BaseException) -> bool:
+    """True for a network call's failure that no wait can heal: a retry only repeats it.
+
+    - an HTTP status other than 5xx and :data:`RETRIED_HTTP_STATUSES`: the
+      server refuses the request as sent (400, 401, 403, 404, 410, an
+      unfollowed redirect, ...);
+    - a URL that cannot be sent: ``http.client.InvalidURL`` (a space or a
+      control character, a bad port), a ``ValueError`` from building or
+      parsing it, and ``URLError`` with a text reason (``unknown url type``,
+      ``no host given``); a ``URLError`` wrapping a socket error is not one;
+    - a TLS certificate that does not verify.
+
+    ``json.JSONDecodeError`` (a ``ValueError``) is a garbled answer, not one.
+    """
     if isinstance(exc, urllib.error.HTTPError):
-        return exc.code >= 500 or exc.code == 429
-    return isinstance(exc, TRANSIENT)
+        return not (exc.code >= 500 or exc.code in RETRIED_HTTP_STATUSES)
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        return not isinstance(reason, OSError) or is_permanent(reason)
+    if isinstance(exc, (http.client.InvalidURL, ssl.SSLCertVerificationError)):
+        return True
+    return isinstance(exc, ValueError) and not isinstance(exc, json.JSONDecodeError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the network or a server's bad moment, worth retrying.
+
+    One of :data:`TRANSIENT`, and not :func:`is_permanent`.
+    """
+    return isinstance(exc, TRANSIENT) and not is_permanent(exc)
+
+
+def failure_text(exc: BaseException) -> str:
+    """One line naming a failure: ``HTTP 404 Not Found``, ``InvalidURL: ...``, ``OSError: ...``."""
+    if isinstance(exc, urllib.error.HTTPError):
+        text = f"HTTP {exc.code} {exc.reason}".rstrip()
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.splitlines())
 
 
 def retry_transient(exc: BaseException) -> bool:
