@@ -83,6 +83,8 @@ class FrameOutcome:
         The one-sentence message of a failed frame, prefixed by its stage.
     seconds : float
         Wall time from the start of its read to the end of its write.
+    stage : {"read", "network", "write"} or None
+        The stage a failed frame failed at.
     """
 
     input: Path
@@ -90,6 +92,7 @@ class FrameOutcome:
     status: str
     error: str | None
     seconds: float
+    stage: str | None = None
 
 
 class _StoppedError(Exception):
@@ -419,7 +422,7 @@ def enhance_files(
         if failure is not None:
             log.error("%s failed at %s: %s", source.name, failure.stage, failure.error)
             return FrameOutcome(
-                source, target, "failed", f"{failure.stage}: {failure.error}", seconds
+                source, target, "failed", f"{failure.stage}: {failure.error}", seconds, failure.stage
             )
         log.info("%s -> %s (%.1f s)", source.name, target, seconds)
         return FrameOutcome(source, target, "enhanced", None, seconds)

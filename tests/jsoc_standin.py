@@ -158,6 +158,7 @@ class JsocStandin:
         self.refuse_exports = 0  # exp_request refusals ("pending export requests")
         self.fail_exports = 0  # requests that end with status 4
         self.http_errors: collections.Counter[str] = collections.Counter()  # op -> 500s
+        self.file_status: dict[dt.datetime, int] = {}  # record -> HTTP error every download gets
         # op -> calls answered normally before every later call of it gets a 503 (an outage)
         self.fail_after: dict[str, int] = {}
         self.cut: collections.Counter[dt.datetime] = collections.Counter()
@@ -178,6 +179,9 @@ class JsocStandin:
         self.same_name: set[dt.datetime] = set()  # listed with the export's first file name
         self.filenames: dict[dt.datetime, str] = {}  # record -> file name it is listed with
         self.bitflip: set[dt.datetime] = set()  # one bit flipped in the compressed data
+        self.no_datasum: set[dt.datetime] = set()  # DATASUM, CHECKSUM cards blanked, length kept
+        # record -> a valid file with other content: {"cards": {KEY: value}, "fill": value}
+        self.variants: dict[dt.datetime, dict] = {}
         # bookkeeping
         self.calls: collections.Counter[str] = collections.Counter()
         self.downloads: collections.Counter[str] = collections.Counter()
@@ -272,10 +276,36 @@ class JsocStandin:
             card = fits.Card(key, value).image.encode()
             assert len(card) == 80, key
             out[offsets[key] : offsets[key] + 80] = card
-        return bytes(out)
+        variant = self.variants.get(when)
+        return bytes(out) if variant is None else _variant(bytes(out), **variant)
 
     def camera(self, series: HmiSeries) -> int:
         return int(self.header(series).get("CAMERA", 1))
+
+
+def _variant(blob: bytes, *, cards: dict | None = None, fill: float | None = None) -> bytes:
+    """``blob`` rewritten as a valid file (DATASUM right) with other cards or data.
+
+    The image is stored uncompressed (gzip would date the bytes), and the
+    checksum comments' dates and CHECKSUM are fixed, so every download of a
+    variant gives the same bytes (DATASUM right; CHECKSUM stale, as in the
+    template).
+    """
+    with fits.open(io.BytesIO(blob)) as hdul:
+        header = hdul[1].header.copy()
+        data = np.array(hdul[1].data, dtype=np.float32)
+    for key, value in (cards or {}).items():
+        header[key] = value
+    if fill is not None:
+        data[:] = fill
+    for key in ("BSCALE", "BZERO", "BLANK", "EXTNAME", "CHECKSUM", "DATASUM"):
+        header.remove(key, ignore_missing=True)
+    image = fits.ImageHDU(data=data, header=header)
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), image]).writeto(buf, checksum=True)
+    dated = rb"updated \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+    fixed = re.sub(dated, b"updated 2014-01-01T00:00:00", buf.getvalue())
+    return re.sub(rb"CHECKSUM= '.{16}'", b"CHECKSUM= '0000000000000000'", fixed)
 
 
 def _duration(text: str) -> dt.timedelta:
@@ -560,7 +590,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _file(self, path: str, _query: dict[str, str]) -> None:
         state = self.state
-        name = path.rsplit("/", 1)[-1]
+        name = urllib.parse.unquote(path.rsplit("/", 1)[-1])  # as a web server decodes it
         number = path.split("/D", 1)[-1].split("/", 1)[0] if "/D" in path else ""
         export = state.exports.get(f"JSOC_20260101_{number}")
         target = None
@@ -575,6 +605,10 @@ class _Handler(BaseHTTPRequestHandler):
         with state._lock:
             state.downloads[name] += 1
             state.served[target] += 1
+        if target in state.file_status:
+            status = state.file_status[target]
+            self._error(status, self.responses.get(status, ("Error",))[0])
+            return
         with state._lock:
             location = state.redirect.pop(target, None)
         if location is not None:
@@ -594,6 +628,12 @@ class _Handler(BaseHTTPRequestHandler):
             flipped = bytearray(body)
             flipped[state.template(series)[1]["data"] + 256] ^= 0x10
             body = bytes(flipped)
+        if target in state.no_datasum:  # nothing left in the file to verify the data with
+            blanked = bytearray(body)
+            for card in re.finditer(rb"(DATASUM |CHECKSUM)= ", body):
+                if card.start() % 80 == 0:
+                    blanked[card.start() : card.start() + 80] = b" " * 80
+            body = bytes(blanked)
         if self._take(state.wrong, target):
             body = state.file_bytes(series, target + series.step)
         if self._take(state.corrupt, target):

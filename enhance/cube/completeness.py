@@ -9,6 +9,8 @@ within the run's range. Its ``status`` follows one rule
 * ``kept out of cube`` when it was enhanced but its quality figures were out
   of tolerance and the cube excludes such frames (``cube.flagged:
   exclude``); the ``reason`` column names the figures;
+* ``quarantined`` when its enhancement failed and the workflow keeps it
+  aside (:mod:`enhance.workflow.quarantine`); ``reason`` gives the cause;
 * ``not processed yet`` when the file is verified but no cube holds it yet;
 * otherwise the manifest state (``missing``, ``failed``, ``pending``, ...).
 
@@ -52,7 +54,9 @@ COMPLETENESS_COLUMNS: tuple[str, ...] = (
 )
 
 
-def slot_status(state: str, quality_bits: str, cube: str, kept_out: bool = False) -> str:
+def slot_status(
+    state: str, quality_bits: str, cube: str, kept_out: bool = False, quarantined: bool = False
+) -> str:
     """The status of one slot from its manifest state, QUALITY bits and cube.
 
     Parameters
@@ -65,11 +69,15 @@ def slot_status(state: str, quality_bits: str, cube: str, kept_out: bool = False
         Name of the cube holding the frame; empty when none does.
     kept_out : bool
         The frame was enhanced and kept out of its cube for its quality flags.
+    quarantined : bool
+        The frame could not be enhanced and is quarantined.
     """
     if cube:
         return "in cube (flagged)" if quality_bits else "in cube"
     if kept_out:
         return "kept out of cube"
+    if quarantined:
+        return "quarantined"
     if state == "verified":
         return "not processed yet"
     return state
@@ -91,7 +99,8 @@ def completeness_table(
     cubes : iterable of mapping
         Cube summaries, each with ``cube`` (its name), ``t_rec`` (the
         slots it holds) and optionally ``kept_out`` (``{"t_rec", "flags"}``
-        of the frames it excluded).
+        of the frames it excluded) and ``quarantined`` (``{"t_rec",
+        "cause"}`` of the frames that could not be enhanced).
     start, end : optional
         Range of the run, anything :func:`enhance.time.tai_datetime` reads;
         both ends included. None: unbounded.
@@ -113,6 +122,11 @@ def completeness_table(
         for summary in cubes
         for item in summary.get("kept_out", [])
     }
+    quarantined = {
+        format_t_rec(item["t_rec"]): str(item.get("cause", ""))
+        for summary in cubes
+        for item in summary.get("quarantined", [])
+    }
     records = []
     for row in rows:
         when = tai_datetime(row["t_rec"])
@@ -120,14 +134,23 @@ def completeness_table(
             continue
         cube = in_cube.get(format_t_rec(when), "")
         flags = kept_out.get(format_t_rec(when)) if not cube else None
+        cause = quarantined.get(format_t_rec(when)) if not cube else None
         record = {key: row.get(key, "") for key in COMPLETENESS_COLUMNS}
         record.update(
             cube=cube,
-            status=slot_status(row["state"], row.get("quality_bits", ""), cube, flags is not None),
+            status=slot_status(
+                row["state"],
+                row.get("quality_bits", ""),
+                cube,
+                flags is not None,
+                quarantined=cause is not None and row["state"] == "verified",
+            ),
             time=when,
         )
         if flags is not None:
             record["reason"] = f"quality flags: {flags}"
+        elif record["status"] == "quarantined":
+            record["reason"] = f"quarantined: {cause}"
         records.append(record)
     return pd.DataFrame(records, columns=[*COMPLETENESS_COLUMNS, "time"])
 

@@ -22,6 +22,7 @@ checkpoint acquire:
     conda:
         "../../envs/enhance.yaml"
     params:
+        out_dir=OUT,
         source=SOURCE,
         start=format_t_rec(START) if START else None,
         end=lambda wildcards: resolved_end(wildcards.series),
@@ -51,10 +52,11 @@ rule acquisition_complete:
 
 
 # Every run that gets to execute jobs leaves <output>/status.json for monitoring
-# (write_run_status in common.smk) and ends with its one-line summary.
+# (finish_run in common.smk) and ends with its one-line summary; a run that
+# finished but holds quarantined frames exits 3.
 onsuccess:
-    print(write_run_status(True, log), file=sys.stderr)
+    finish_run(True, log)
 
 
 onerror:
-    print(write_run_status(False, log), file=sys.stderr)
+    finish_run(False, log)

@@ -4,7 +4,6 @@
 import datetime as dt
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -12,12 +11,13 @@ from snakemake.utils import validate
 
 import enhance.acquire as acquisition
 from enhance.acquire.timespec import snap_up
-from enhance.atomic import atomic_path
 from enhance.cube import CubeLayout
 from enhance.cube.plan import range_batches
 from enhance.errors import ConfigError
 from enhance.inference.consistency import input_noise_in_data_units, parse_input_noise
 from enhance.time import format_t_rec, grid_floor, tai_datetime, utc_timestamp
+from enhance.workflow.quarantine import read_quarantine
+from enhance.workflow.run_status import run_status, write_run_status
 
 RUN_STARTED = utc_timestamp()
 
@@ -148,7 +148,9 @@ def acquire_key(series):
     ``<hash>`` of everything that decides the plan; when the summary of that
     request records an incomplete acquisition (files that failed, exports
     still pending), the next run gets ``<hash>-r<n+1>``: a new checkpoint
-    output, so a rerun retries what failed instead of finding it "done".
+    output, so a rerun retries what failed instead of finding it "done". So
+    does a series with quarantined frames: the acquisition fetches them
+    again, and a frame whose input changed is tried again.
     """
     if series in _KEYS:
         return _KEYS[series]
@@ -166,7 +168,8 @@ def acquire_key(series):
         latest = tries[-1]
         summary = json.loads(latest.read_text())
         attempt = _attempt(latest)
-        key = latest.stem if summary.get("complete") else f"{base}-r{attempt + 1}"
+        settled = summary.get("complete") and not read_quarantine(OUT, series)
+        key = latest.stem if settled else f"{base}-r{attempt + 1}"
     _KEYS[series] = key
     return key
 
@@ -250,13 +253,14 @@ _OPEN_BATCHES = {}
 
 
 def _open_batch(series, batch):
-    """Whether the last acquisition left slots of ``batch`` unfinished."""
+    """Whether the last acquisition left slots of ``batch`` unfinished, or it holds quarantined frames."""
     if series not in _OPEN_BATCHES:
         done = sorted(
             Path(OUT, "acquire", series).glob("*.json"), key=lambda p: p.stat().st_mtime
         )
         summary = json.loads(done[-1].read_text()) if done else {}
-        _OPEN_BATCHES[series] = set(summary.get("open_batches", []))
+        quarantined = {entry.batch for entry in read_quarantine(OUT, series)}
+        _OPEN_BATCHES[series] = set(summary.get("open_batches", [])) | quarantined
     return batch in _OPEN_BATCHES[series]
 
 
@@ -327,55 +331,21 @@ def _log_files(log):
     return [str(path) for path in ([log] if isinstance(log, (str, Path)) else log)]
 
 
-def _failed_rules(log):
-    """Failed jobs per rule, from the run log's error lines (one per failed job)."""
-    counts = {}
-    for path in _log_files(log):
-        try:
-            text = Path(path).read_text(errors="replace")
-        except OSError:
-            continue
-        for name in re.findall(r"^Error in rule\s(\w+):", text, re.MULTILINE):
-            counts[name] = counts.get(name, 0) + 1
-    return counts
+def finish_run(success, log):
+    """Write ``<output>/status.json``, print its one-line summary, end with its exit status.
 
-
-def write_run_status(success, log):
-    """Write ``<output>/status.json`` (atomically) and return its one-line summary.
-
-    Holds when the run started and finished, whether it succeeded, the rules
-    whose jobs failed, and each series' acquisition status (counts, failures,
-    error) as of this run.
+    A run that finished every job but holds quarantined frames exits with
+    ``QUARANTINE_EXIT_STATUS`` (3) instead of 0, so cron sees it.
     """
-    statuses = _acquisition_statuses()
-    failed = {} if success else _failed_rules(log)
-    incomplete = [s for s in statuses.values() if not s.get("complete")]
-    if success:
-        reason = "every job finished"
-    elif incomplete:
-        reason = "; ".join(
-            acquisition.AcquisitionStatus(**s).summary_line() for s in incomplete
-        )
-    elif failed:
-        reason = "failed jobs: " + ", ".join(
-            f"{n} x{c}" for n, c in sorted(failed.items())
-        )
-    else:
-        reason = "the workflow stopped with an error"
-    status = {
-        "workflow": "enhance",
-        "output": OUT,
-        "config_sha256": CONFIG_SHA256,
-        "started": RUN_STARTED,
-        "finished": utc_timestamp(),
-        "success": success,
-        "exit_status": 0 if success else 1,
-        "reason": reason,
-        "failed_rules": failed,
-        "log": _log_files(log),
-        "acquisition": statuses,
-    }
-    Path(OUT).mkdir(parents=True, exist_ok=True)
-    with atomic_path(Path(OUT, "status.json")) as tmp:
-        tmp.write_text(json.dumps(status, indent=1) + "\n")
-    return f"enhance: {'done' if success else 'FAILED'}: {reason} (status in {OUT}/status.json)"
+    status = run_status(
+        output=OUT,
+        series=SERIES,
+        acquisition=_acquisition_statuses(),
+        success=success,
+        started=RUN_STARTED,
+        logs=_log_files(log),
+        config_sha256=CONFIG_SHA256,
+    )
+    print(write_run_status(status, OUT), file=sys.stderr)
+    if success and status["exit_status"]:
+        sys.exit(status["exit_status"])

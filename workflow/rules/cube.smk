@@ -16,6 +16,7 @@ rule cube:
         mem_mb=4000,
         runtime=60,
     params:
+        out_dir=OUT,
         cube=lambda wildcards: f"{OUT}/cubes/{wildcards.series}/{wildcards.period}.h5",
         observable=lambda wildcards: SERIES[wildcards.series].observable,
         compression=config["cube"]["compression"],

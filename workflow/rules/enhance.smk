@@ -1,6 +1,7 @@
 # Enhancement in batches: one job loads the network once and enhances up to
 # `frames_per_job` frames, skipping those already enhanced from the same input
-# and weights (a killed or extended batch resumes where it stopped).
+# and weights (a killed or extended batch resumes where it stopped). A frame
+# that cannot be enhanced is quarantined (<output>/quarantine/), not fatal.
 
 
 rule enhance_batch:
@@ -18,6 +19,7 @@ rule enhance_batch:
         runtime=config["resources"]["runtime"],
         gpu=config["resources"]["gpu"],
     params:
+        out_dir=OUT,
         frames_dir=lambda wildcards: f"{OUT}/enhanced/{wildcards.series}",
         observable=lambda wildcards: SERIES[wildcards.series].observable,
         weights=lambda wildcards: weights_for(wildcards.series),

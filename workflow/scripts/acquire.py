@@ -4,6 +4,10 @@ A query that did not cover the whole range fails the job (no summary, so the
 next run tries again). Files that failed every attempt or exports still
 pending are recorded in a summary marked incomplete: the verified frames are
 planned and processed, and ``acquisition_complete`` fails the run.
+
+Quarantined frames (enhance.workflow.quarantine) are fetched again; the plan
+of a batch whose quarantined frame now has other bytes is touched, so the
+batch runs again and tries it.
 """
 
 import datetime as dt
@@ -28,6 +32,8 @@ from enhance.cube import CubeLayout
 from enhance.cube.plan import batch_of, write_plan_streamed
 from enhance.errors import EnhanceError
 from enhance.time import tai_datetime
+from enhance.workflow.quarantine import read_quarantine, retry_batches, touch_plans
+from enhance.workflow.run_status import clear_job_failure, record_job_failure
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(
@@ -37,6 +43,7 @@ p = snakemake.params
 series = snakemake.wildcards.series
 error = None
 status_path(p.raw_dir, series).unlink(missing_ok=True)  # only this run's status counts
+quarantined = [entry.t_rec for entry in read_quarantine(p.out_dir, series)]
 try:
     acquire(
         series=series,
@@ -53,6 +60,7 @@ try:
                 export_timeout=p.jsoc["export_timeout"],
             )
         ),
+        refetch=quarantined,
     )
 except EnhanceError as exc:
     error = " ".join(str(exc).split())
@@ -61,6 +69,7 @@ except EnhanceError as exc:
     queried = status.is_file() and read_status(status).counts["not_queried"] == 0
     if not queried or not manifest_path(p.raw_dir, series).is_file():
         # the range is not known: plan nothing, write no summary (a rerun retries)
+        record_job_failure(p.out_dir, "acquire", series, error)
         print(f"enhance: {series}: acquisition failed: {error}", file=sys.stderr)
         sys.exit(1)
 status = read_status(status_path(p.raw_dir, series))
@@ -82,6 +91,14 @@ periods = write_plan_streamed(
     end=end,
     batches=p.batches,
 )
+now_sha256 = {}
+for t_rec in quarantined:  # what the acquisition now holds for each quarantined frame
+    row = manifest.get(t_rec)
+    if row is not None and row["state"] == "verified":
+        now_sha256[t_rec] = row["sha256"]
+retried = touch_plans(p.out_dir, series, retry_batches(p.out_dir, series, now_sha256))
+for plan in retried:
+    logging.info("batch %s holds a quarantined frame whose input changed: it runs again", plan.stem)
 frames = 0
 filled = set()
 open_batches = set()
@@ -116,4 +133,5 @@ for older in [*out.parent.glob("*.json"), *out.parent.glob("*.complete")]:
         older.unlink()
 with atomic_path(out) as tmp:
     tmp.write_text(json.dumps(summary, indent=1) + "\n")
+clear_job_failure(p.out_dir, "acquire", series)
 logging.info("%d frames to enhance in %d cube(s)", summary["frames"], len(periods))

@@ -8,6 +8,7 @@ from pathlib import Path
 from enhance.atomic import atomic_path
 from enhance.cube import Codec, CubeInput, TimeCube
 from enhance.errors import EnhanceError
+from enhance.workflow.run_status import clear_job_failure, record_job_failure
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(
@@ -15,10 +16,23 @@ logging.basicConfig(
 )
 logging.captureWarnings(True)  # data caveats (EnhanceWarning) go to the rule's log too
 p = snakemake.params
+series, period = snakemake.wildcards.series, snakemake.wildcards.period
+records = [
+    item for marker in snakemake.input for item in json.loads(Path(marker).read_text())["frames"]
+]
+# quarantined frames have no enhanced file: the cube holds the others, the summary lists them
 frames = sorted(
     (item["t_rec"], item["output"])
-    for marker in snakemake.input
-    for item in json.loads(Path(marker).read_text())["frames"]
+    for item in records
+    if item.get("status", "enhanced") in ("enhanced", "kept")
+)
+quarantined = sorted(
+    (
+        {"t_rec": item["t_rec"], "input": item["input"], "cause": item.get("cause", "")}
+        for item in records
+        if item.get("status") == "quarantined"
+    ),
+    key=lambda row: row["t_rec"],
 )
 codec = Codec.from_options(
     compression=p.compression,
@@ -33,8 +47,10 @@ try:
 except EnhanceError as exc:  # a full disk, a mismatched frame...: the cube is left as it was
     error = " ".join(str(exc).split())
     logging.error("cube append failed: %s", error)
+    record_job_failure(p.out_dir, "cube", f"{series}/{period}", error)
     print(f"enhance: {Path(p.cube).name}: {error}", file=sys.stderr)
     sys.exit(1)
+clear_job_failure(p.out_dir, "cube", f"{series}/{period}")
 table = cube.table() if cube.exists else []  # a period without any frame yet has no cube
 summary = {
     "cube": str(Path(p.cube).name),
@@ -43,6 +59,8 @@ summary = {
     "t_rec": [row["t_rec"] for row in table],
     # frames with quality flags kept out (flagged: exclude), unless an earlier run cubed them
     "kept_out": source.kept_out_of([row["t_rec"] for row in table]),
+    # frames that could not be enhanced (enhance.workflow.quarantine): not in the cube
+    "quarantined": quarantined,
     "attributes": cube.attributes() if cube.exists else {},
 }
 with atomic_path(snakemake.output[0]) as tmp:

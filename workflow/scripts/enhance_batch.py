@@ -1,18 +1,28 @@
-"""Rule ``enhance_batch``: enhance the frames of one batch (network loaded once)."""
+"""Rule ``enhance_batch``: enhance the frames of one batch (network loaded once).
+
+A frame that cannot be enhanced is quarantined (enhance.workflow.quarantine),
+not fatal: the marker lists every frame with its status and the cube is built
+from the others. Only a failure of the whole batch (bad settings, a full
+disk for the marker) fails the job, with one line.
+"""
 
 import json
 import logging
 import os
+import sys
 
 from enhance.atomic import atomic_path
-from enhance.batch import enhance_files, enhanced_frame_path, is_already_enhanced
 from enhance.cube import read_plan
+from enhance.errors import EnhanceError
 from enhance.heap import keep_freed_memory
 from enhance.inference.consistency import parse_input_noise
 from enhance.inference.uncertainty import resolve_uncertainty
 from enhance.io.frame_quality import QualityTolerances
 from enhance.pipeline import EnhanceSettings, accepted_settings_sha256, resolve_weights
 from enhance.provenance import sha256_file
+from enhance.workflow.batch_job import run_batch
+from enhance.workflow.quarantine import read_quarantine, write_batch_quarantine
+from enhance.workflow.run_status import clear_job_failure, record_job_failure
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(
@@ -22,57 +32,63 @@ logging.captureWarnings(True)  # data caveats (EnhanceWarning) go to the rule's 
 log = logging.getLogger("enhance_batch")
 keep_freed_memory()  # a batch job: the CPU network reuses freed activations
 p = snakemake.params
+series, batch = snakemake.wildcards.series, snakemake.wildcards.batch
 log.info(
     "GPUs: CUDA_VISIBLE_DEVICES=%s SLURM_JOB_GPUS=%s",
     os.environ.get("CUDA_VISIBLE_DEVICES", ""),
     os.environ.get("SLURM_JOB_GPUS", ""),
 )
-weights = resolve_weights(p.weights, p.observable)
-weights_sha = sha256_file(weights)
-settings = EnhanceSettings(
-    observable=p.observable,
-    weights=weights,
-    device=p.device,
-    precision=p.precision,
-    tile=p.tile,
-    normalize=p.normalize,
-    compile=p.compile,
-    check_scale=p.check_scale,
-    check_range=p.check_range,
-    uncertainty=None if p.uncertainty == "auto" else bool(p.uncertainty),
-    consistency=bool(p.consistency),
-    input_noise=None if p.input_noise is None else parse_input_noise(p.input_noise),
-    compression=None if p.compression == "none" else p.compression,
-    quality=QualityTolerances.from_mapping(p.quality),
-)
-settings_shas = accepted_settings_sha256(
-    settings,
-    observable=p.observable,
-    uncertainty=resolve_uncertainty(settings.uncertainty, weights),
-)
-records, todo = [], []
-for frame in read_plan(snakemake.input[0]):
-    out = enhanced_frame_path(p.frames_dir, frame.t_rec, frame.file)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    kept = is_already_enhanced(out, frame.sha256, weights_sha, settings_sha256=settings_shas)
-    status = "kept" if kept else "enhanced"
-    records.append(
-        {"t_rec": frame.t_rec, "input": frame.file, "output": str(out), "status": status}
+try:
+    weights = resolve_weights(p.weights, p.observable)
+    weights_sha = sha256_file(weights)
+    settings = EnhanceSettings(
+        observable=p.observable,
+        weights=weights,
+        device=p.device,
+        precision=p.precision,
+        tile=p.tile,
+        normalize=p.normalize,
+        compile=p.compile,
+        check_scale=p.check_scale,
+        check_range=p.check_range,
+        uncertainty=None if p.uncertainty == "auto" else bool(p.uncertainty),
+        consistency=bool(p.consistency),
+        input_noise=None if p.input_noise is None else parse_input_noise(p.input_noise),
+        compression=None if p.compression == "none" else p.compression,
+        quality=QualityTolerances.from_mapping(p.quality),
     )
-    if kept:
-        log.info("%s kept -> %s", frame.t_rec, out)
-    else:
-        todo.append((frame.file, out))
-outcomes = enhance_files(
-    todo,
-    settings,
-    overlap=p.overlap,
-    prefetch=p.prefetch,
-    readers=p.readers,
-    writers=p.writers,
+    result = run_batch(
+        read_plan(snakemake.input[0]),
+        batch=batch,
+        frames_dir=p.frames_dir,
+        settings=settings,
+        weights_sha256=weights_sha,
+        settings_sha256=accepted_settings_sha256(
+            settings,
+            observable=p.observable,
+            uncertainty=resolve_uncertainty(settings.uncertainty, weights),
+        ),
+        previous=read_quarantine(p.out_dir, series, batch),
+        stage_options={
+            "overlap": p.overlap,
+            "prefetch": p.prefetch,
+            "readers": p.readers,
+            "writers": p.writers,
+        },
+    )
+    write_batch_quarantine(p.out_dir, series, batch, result.quarantine)
+    with atomic_path(snakemake.output[0]) as tmp:
+        tmp.write_text(json.dumps(result.marker(weights_sha), indent=1) + "\n")
+except EnhanceError as exc:  # the whole batch: one line, its cause kept for status.json
+    cause = " ".join(str(exc).split())
+    log.error("batch failed: %s", cause)
+    record_job_failure(p.out_dir, "enhance_batch", f"{series}/{batch}", cause)
+    print(f"enhance: {series} batch {batch}: {cause}", file=sys.stderr)
+    sys.exit(1)
+clear_job_failure(p.out_dir, "enhance_batch", f"{series}/{batch}")
+log.info(
+    "%d enhanced, %d kept, %d quarantined",
+    result.count("enhanced"),
+    result.count("kept"),
+    result.count("quarantined"),
 )
-failures = [f"{o.input.name}: {o.error}" for o in outcomes if o.status == "failed"]
-if failures:  # no marker: the job fails and the next run retries only these frames
-    raise RuntimeError(f"{len(failures)} frame(s) failed, first: {failures[0]}")
-with atomic_path(snakemake.output[0]) as tmp:
-    tmp.write_text(json.dumps({"weights_sha256": weights_sha, "frames": records}, indent=1) + "\n")
