@@ -25,8 +25,9 @@
 #         exits 75 (cannot tell) or 1 (the check failed), touching nothing;
 #   - then it execs snakemake (same process: signals such as scrontab's
 #     --signal=B:INT reach it), which keeps the lock until it exits; its exit
-#     status is the script's: 0 every job finished, 1 something failed
-#     (<output>/status.json says what).
+#     status is the script's: 0 every job finished, 3 every job finished but
+#     frames are quarantined (the run's last line names them with their causes),
+#     1 something failed (<output>/status.json says what).
 #
 # Environment: SNAKEMAKE, the snakemake command (default `snakemake`); PYTHON,
 # the python of snakemake's environment, which imports enhance for the check

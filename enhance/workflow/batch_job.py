@@ -12,10 +12,15 @@
     recorded (checked before enhancement, and again on the written frame's
     ``ENHINSHA``), or a stage of the enhancement refused it;
 ``enhanced``
-    written now.
+    written now;
+``failed``
+    its output could not be written (a full disk, a read-only folder): not
+    the frame's fault, so it is not quarantined; the job fails with the
+    cause and the next run tries the frame again.
 
-No frame can block the others: the batch's marker lists every frame with
-its status, and the cube is built from the ``kept`` and ``enhanced`` ones.
+No bad frame can block the others: the batch's marker lists every frame
+with its status, and the cube is built from the ``kept`` and ``enhanced``
+ones.
 """
 
 from __future__ import annotations
@@ -62,6 +67,11 @@ class BatchResult:
 
     records: list[FrameRecord]
     quarantine: list[QuarantineEntry]
+
+    @property
+    def write_failures(self) -> list[FrameRecord]:
+        """Frames whose output could not be written (the job must fail, without a marker)."""
+        return [record for record in self.records if record.status == "failed"]
 
     def count(self, status: str) -> int:
         return sum(record.status == status for record in self.records)
@@ -210,6 +220,11 @@ def run_batch(
         [(frame.file, out) for frame, out in todo], settings, **dict(stage_options or {})
     )
     for (frame, out), outcome in zip(todo, outcomes, strict=True):
+        if outcome.status != "enhanced" and outcome.stage == "write":
+            records[frame.t_rec] = FrameRecord(
+                frame.t_rec, frame.file, frame.sha256, str(out), "failed", str(outcome.error)
+            )
+            continue
         if outcome.status != "enhanced":
             quarantined(frame, out, outcome.stage or "read", str(outcome.error), frame.sha256)
             continue

@@ -2,8 +2,9 @@
 
 A frame that cannot be enhanced is quarantined (enhance.workflow.quarantine),
 not fatal: the marker lists every frame with its status and the cube is built
-from the others. Only a failure of the whole batch (bad settings, a full
-disk for the marker) fails the job, with one line.
+from the others. A failure of the whole batch (bad settings) or of the output
+side (a full disk) fails the job with one line and no marker: the next run
+tries again.
 """
 
 import json
@@ -13,7 +14,7 @@ import sys
 
 from enhance.atomic import atomic_path
 from enhance.cube import read_plan
-from enhance.errors import EnhanceError
+from enhance.errors import EnhanceError, OutputError
 from enhance.heap import keep_freed_memory
 from enhance.inference.consistency import parse_input_noise
 from enhance.inference.uncertainty import resolve_uncertainty
@@ -77,6 +78,12 @@ try:
         },
     )
     write_batch_quarantine(p.out_dir, series, batch, result.quarantine)
+    if result.write_failures:  # the output side (a full disk...): no marker, a rerun retries
+        first = result.write_failures[0]
+        raise OutputError(
+            f"{len(result.write_failures)} frame(s) could not be written, first "
+            f"{first.t_rec}: {first.cause}"
+        )
     with atomic_path(snakemake.output[0]) as tmp:
         tmp.write_text(json.dumps(result.marker(weights_sha), indent=1) + "\n")
 except EnhanceError as exc:  # the whole batch: one line, its cause kept for status.json
