@@ -422,7 +422,12 @@ def enhance_files(
         if failure is not None:
             log.error("%s failed at %s: %s", source.name, failure.stage, failure.error)
             return FrameOutcome(
-                source, target, "failed", f"{failure.stage}: {failure.error}", seconds, failure.stage
+                source,
+                target,
+                "failed",
+                f"{failure.stage}: {failure.error}",
+                seconds,
+                failure.stage,
             )
         log.info("%s -> %s (%.1f s)", source.name, target, seconds)
         return FrameOutcome(source, target, "enhanced", None, seconds)

@@ -7,7 +7,6 @@ runs the same through the workflow against the JSOC stand-in).
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -128,17 +127,16 @@ def test_quarantine_files_release_and_plans(tmp_path, weights) -> None:
     result = _job(out, weights, [_plan(nan, "2016.07.07_01:12:00_TAI")])
     assert write_batch_quarantine(out, SERIES, BATCH, result.quarantine) is not None
     assert [e.t_rec for e in read_quarantine(out, SERIES)] == ["2016.07.07_01:12:00_TAI"]
-    plan = out / "plan" / SERIES / f"{BATCH}.csv"
-    plan.parent.mkdir(parents=True)
-    plan.write_text("t_rec,file,sha256,quality\n")
-    os.utime(plan, (1, 1))
+    marker = out / "enhanced" / SERIES / "batches" / f"{BATCH}.json"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("{}")
 
     assert release(out, t_recs=["2016-07-07T01:00:00"]) == []  # another slot: nothing
     released = release(out, t_recs=["2016-07-07T01:12:00"])  # any T_REC spelling
     assert [e.t_rec for e in released] == ["2016.07.07_01:12:00_TAI"]
     assert read_quarantine(out, SERIES) == []
     assert not (out / "quarantine" / SERIES / f"{BATCH}.json").exists()
-    assert plan.stat().st_mtime > 1  # touched: Snakemake runs the batch again
+    assert not marker.exists()  # so Snakemake runs the batch again
 
 
 def test_run_status_says_quarantine_and_causes(tmp_path, weights) -> None:

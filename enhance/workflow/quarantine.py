@@ -46,7 +46,7 @@ __all__ = [
     "read_quarantine",
     "release",
     "retry_batches",
-    "touch_plans",
+    "rerun_batches",
     "write_batch_quarantine",
 ]
 
@@ -190,7 +190,7 @@ def retry_batches(
 
     ``manifest_sha256`` maps ``T_REC`` to the sha256 the acquisition now
     records (after it fetched quarantined frames again). A batch listed
-    here must run again (its plan is touched by the caller).
+    here must run again (:func:`rerun_batches`).
     """
     due = set()
     for entry in read_quarantine(output, series):
@@ -200,15 +200,25 @@ def retry_batches(
     return sorted(due)
 
 
-def touch_plans(output: str | os.PathLike[str], series: str, batches: Iterable[str]) -> list[Path]:
-    """Mark the plans of ``batches`` newer than their markers, so Snakemake runs them again."""
-    touched = []
+def rerun_batches(
+    output: str | os.PathLike[str], series: str, batches: Iterable[str]
+) -> list[Path]:
+    """Remove the markers of ``batches``, so that Snakemake runs those batch jobs again.
+
+    A batch job keeps every frame already enhanced (same input, weights and
+    settings), so running it again costs only the frames it tries. Touching
+    the plan instead would not do: Snakemake does not rerun a job whose
+    input has a newer time but the same content. The workflow calls this
+    inside its acquisition checkpoint, before Snakemake decides which of the
+    quarantine's batches (they wait for the checkpoint) must run.
+    """
+    removed = []
     for batch in batches:
-        plan = Path(output) / "plan" / series / f"{batch}.csv"
-        if plan.is_file():
-            os.utime(plan)
-            touched.append(plan)
-    return touched
+        marker = Path(output) / "enhanced" / series / "batches" / f"{batch}.json"
+        if marker.is_file():
+            marker.unlink()
+            removed.append(marker)
+    return removed
 
 
 def release(
@@ -230,9 +240,9 @@ def release(
     Returns
     -------
     list of QuarantineEntry
-        The frames released. Their batches' plans are touched, so the next
-        ``snakemake`` run enhances them again (frames already enhanced in
-        those batches are kept, not redone).
+        The frames released. Their batches' markers are removed, so the
+        next ``snakemake`` run enhances them again (frames already enhanced
+        in those batches are kept, not redone).
     """
     root = Path(output) / "quarantine"
     names = list(series) if series is not None else sorted(p.name for p in root.glob("*/"))
@@ -248,7 +258,7 @@ def release(
                 continue
             kept = [e for e in entries if e not in gone]
             write_batch_quarantine(output, name, batch, kept)
-            touch_plans(output, name, [batch])
+            rerun_batches(output, name, [batch])
             released += gone
             for entry in gone:
                 log.info("released %s from the quarantine of %s", entry.t_rec, name)

@@ -5,8 +5,8 @@ next run tries again). Files that failed every attempt or exports still
 pending are recorded in a summary marked incomplete: the verified frames are
 planned and processed, and ``acquisition_complete`` fails the run.
 
-Quarantined frames (enhance.workflow.quarantine) are fetched again; the plan
-of a batch whose quarantined frame now has other bytes is touched, so the
+Quarantined frames (enhance.workflow.quarantine) are fetched again; the marker
+of a batch whose quarantined frame now has other bytes is removed, so the
 batch runs again and tries it.
 """
 
@@ -32,7 +32,7 @@ from enhance.cube import CubeLayout
 from enhance.cube.plan import batch_of, write_plan_streamed
 from enhance.errors import EnhanceError
 from enhance.time import tai_datetime
-from enhance.workflow.quarantine import read_quarantine, retry_batches, touch_plans
+from enhance.workflow.quarantine import read_quarantine, rerun_batches, retry_batches
 from enhance.workflow.run_status import clear_job_failure, record_job_failure
 
 snakemake = globals()["snakemake"]
@@ -96,7 +96,7 @@ for t_rec in quarantined:  # what the acquisition now holds for each quarantined
     row = manifest.get(t_rec)
     if row is not None and row["state"] == "verified":
         now_sha256[t_rec] = row["sha256"]
-retried = touch_plans(p.out_dir, series, retry_batches(p.out_dir, series, now_sha256))
+retried = rerun_batches(p.out_dir, series, retry_batches(p.out_dir, series, now_sha256))
 for plan in retried:
     logging.info("batch %s holds a quarantined frame whose input changed: it runs again", plan.stem)
 frames = 0
