@@ -17,6 +17,8 @@ from __future__ import annotations
 __all__ = [
     "EnhanceError",
     "InputError",
+    "HeaderLimitError",
+    "CorruptDataError",
     "OutputError",
     "WeightsError",
     "ConfigError",
@@ -40,6 +42,23 @@ class EnhanceError(Exception):
 
 class InputError(EnhanceError, ValueError):
     """An input file or array is unusable (not FITS, not 2-D, all NaN, ...)."""
+
+
+class HeaderLimitError(InputError):
+    """A FITS header claims sizes or parameters beyond what ``enhance`` reads.
+
+    Raised from the header alone, before any data is read or allocated (a
+    damaged or hostile header claiming 100000 x 100000 pixels); see
+    :mod:`enhance.io.header_limits`.
+    """
+
+
+class CorruptDataError(InputError):
+    """The compressed data of a FITS file do not decode to what they claim to hold.
+
+    See :mod:`enhance.io.tile_integrity`: the check for files that carry no
+    ``DATASUM`` to verify their data against.
+    """
 
 
 class OutputError(EnhanceError, OSError):

@@ -1,9 +1,12 @@
 """Check that a FITS file is the complete HMI record the manifest expects.
 
 A file passes when its size is the announced one (and a whole number of
-2880-byte FITS blocks), it opens, every HDU that carries a ``DATASUM``
-keyword has data summing to it [1]_ (a flipped bit in compressed data can
-otherwise decompress silently to wrong pixels), its image decompresses to the
+2880-byte FITS blocks), its headers claim no more than ``enhance`` reads
+(:mod:`enhance.io.header_limits`, checked before any data is read), it
+opens, every HDU that carries a ``DATASUM`` keyword has data summing to it
+[1]_ (a flipped bit in compressed data can otherwise decompress silently to
+wrong pixels), every tile of a compressed image without ``DATASUM`` decodes
+to what it claims (:mod:`enhance.io.tile_integrity`), its image decompresses to the
 shape its header states, its ``T_REC`` is the expected slot and it belongs to
 the expected series (``DRMS_ID``, or ``CONTENT`` and ``CADENCE`` when there is
 no ``DRMS_ID``). ``CHECKSUM`` (header and data) is not checked: the header
@@ -32,6 +35,8 @@ from astropy.io.fits.verify import VerifyWarning
 
 from enhance.acquire.series import HmiSeries
 from enhance.errors import InputError
+from enhance.io.header_limits import check_header_limits
+from enhance.io.tile_integrity import check_tiles
 from enhance.time import format_t_rec, parse_t_rec
 
 __all__ = [
@@ -172,11 +177,13 @@ def verify_fits(
     if size == 0 or size % FITS_BLOCK:
         raise VerificationError(f"{name}: {size} bytes is not a whole number of FITS blocks")
     try:
+        check_header_limits(path, name=name)  # before astropy reads or allocates any data
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", VerifyWarning)  # see read_image_header
             with fits.open(path, memmap=False) as hdul:
                 hdu = image_hdu(hdul)
                 _check_datasums(path, hdul, name)
+                check_tiles(path, name=name)  # compressed HDUs without DATASUM
                 header = hdu.header.copy()
                 data = hdu.data
                 shape = tuple(header.get(f"NAXIS{i}", 0) for i in (2, 1))
@@ -186,6 +193,8 @@ def verify_fits(
                     )
     except VerificationError:
         raise
+    except InputError as exc:  # header limits, damaged tiles, not FITS: it names the file
+        raise VerificationError(str(exc)) from exc
     except Exception as exc:  # astropy raises many types on damaged files
         raise VerificationError(f"{name}: not a readable FITS file ({exc})") from exc
     found = parse_t_rec(str(header.get("T_REC", "")))

@@ -166,6 +166,11 @@ def _input_noise(value: str | None) -> u.Quantity | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``enhance predict``; return the exit code."""
+    from enhance.io.reader import check_input_file
+
+    # the input's headers first: a file claiming 100000 x 100000 pixels is
+    # refused before torch and the network are loaded (hundreds of MB)
+    check_input_file(args.input)
     from enhance.inference.tiling import DEFAULT_TILE
 
     tile = DEFAULT_TILE if args.tile is None else _tile(args.tile)

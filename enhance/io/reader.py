@@ -40,6 +40,7 @@ from astropy.io.fits.verify import VerifyWarning
 from enhance.errors import ConfigError, InputError, UnexpectedUnitWarning
 from enhance.frame import OBSERVABLES, Frame
 from enhance.io.cards import set_card
+from enhance.io.header_limits import check_header_limits
 from enhance.io.normalise import normalise_continuum
 from enhance.io.plausibility import (
     FILL_VALUE_LIMIT,
@@ -49,11 +50,13 @@ from enhance.io.plausibility import (
     mask_unusable,
     pixel_scale_arcsec,
 )
+from enhance.io.tile_integrity import check_tiles
 from enhance.io.wcs import rotate_north_up
 from enhance.provenance import sha256_file
 
 __all__ = [
     "NORMALIZE_CHOICES",
+    "check_input_file",
     "infer_observable",
     "observable_evidence",
     "read_hmi",
@@ -276,13 +279,31 @@ def _astropy_damage_check(path: Path) -> Iterator[None]:
         raise failure
 
 
-def _open_checked(path: Path) -> fits.HDUList:
+def check_input_file(path: str | os.PathLike[str]) -> None:
+    """Refuse an input that is missing, unreadable or whose headers claim too much.
+
+    Reads the headers only (:func:`enhance.io.header_limits.check_header_limits`):
+    cheap, and safe to call before anything heavy is loaded, as
+    ``enhance predict`` does. :func:`read_hmi` calls it too.
+
+    Raises
+    ------
+    InputError
+        The file does not exist, is a directory, is not readable or not FITS.
+    HeaderLimitError
+        A header card beyond the limits of :mod:`enhance.io.header_limits`.
+    """
+    path = Path(path)
     if not path.exists():
         raise InputError(f"input file {path} does not exist")
     if path.is_dir():
         raise InputError(f"input {path} is a directory, not a FITS file")
     if not os.access(path, os.R_OK):
         raise InputError(f"input file {path} is not readable (check its permissions)")
+    check_header_limits(path)
+
+
+def _open_checked(path: Path) -> fits.HDUList:
     try:
         hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
     except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
@@ -443,6 +464,13 @@ def read_hmi(
         File missing, not FITS, no 2-D image, all NaN, unknown observable,
         header cards naming different observables, a magnetogram ``BUNIT``
         that is not a field unit, values implausible for the observable.
+    HeaderLimitError
+        A header claims more than ``enhance`` reads (100000 x 100000
+        pixels, an unknown compression, ...), found before any data is read
+        (:mod:`enhance.io.header_limits`).
+    CorruptDataError
+        A tile-compressed image without ``DATASUM`` whose tiles do not decode
+        to what they claim (:mod:`enhance.io.tile_integrity`).
     ConfigError
         Invalid ``observable`` or ``normalize`` value.
 
@@ -469,6 +497,8 @@ def read_hmi(
             f"unknown normalisation {normalize!r}; use one of {', '.join(NORMALIZE_CHOICES)}"
         )
     path = Path(path)
+    check_input_file(path)  # before astropy reads or allocates anything
+    check_tiles(path)  # compressed data without DATASUM: decoded and checked tile by tile
     with contextlib.ExitStack() as stack:
         with _astropy_damage_check(path):
             hdul = stack.enter_context(_open_checked(path))
