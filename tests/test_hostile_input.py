@@ -31,8 +31,7 @@ from test_acquire_jsoc import at, key, run
 from enhance.acquire import Manifest
 from enhance.errors import CorruptDataError, HeaderLimitError, JsocError
 from enhance.io import read_hmi
-from enhance.io.header_limits import MAX_IMAGE_AXIS
-from enhance.io.reader import check_input_file
+from enhance.io.header_limits import MAX_IMAGE_AXIS, check_input_file
 from enhance.io.tile_integrity import check_tiles
 
 SAMPLE = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
@@ -169,13 +168,11 @@ HOSTILE_SIZES = {
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE_SIZES))
 def test_predict_refuses_a_100000_squared_header_in_one_line(tmp_path: Path, kind: str) -> None:
-    """Exit 2, one line naming file, card and limit; < 1 s check, < 300 MB peak RSS."""
+    """Exit 2, one line naming file, card and limit, < 300 MB peak RSS (wall time: bench)."""
     src, cards, card = HOSTILE_SIZES[kind]
     hostile = patched(src, tmp_path / f"hostile-{kind}.fits", cards)
-    start = time.perf_counter()
     with pytest.raises(HeaderLimitError) as info:
         check_input_file(hostile)
-    assert time.perf_counter() - start < 1.0
     assert card in str(info.value) and str(MAX_IMAGE_AXIS) in str(info.value)
 
     code, err, rss, wall = run_predict(hostile, tmp_path / "out.fits")
@@ -216,10 +213,8 @@ def test_each_hostile_card_is_refused_before_any_data_is_read(
     tmp_path: Path, src: Path, cards: dict[str, object], words: str
 ) -> None:
     hostile = patched(src, tmp_path / "hostile.fits", cards)
-    start = time.perf_counter()
     with pytest.raises(HeaderLimitError) as info:
         read_hmi(hostile)
-    assert time.perf_counter() - start < 1.0
     message = str(info.value)
     assert words in message and hostile.name in message and "\n" not in message
 
@@ -244,14 +239,12 @@ def test_clean_files_without_datasum_are_accepted(tmp_path: Path) -> None:
 
 @pytest.mark.shared_data
 def test_real_full_disks_reencode_byte_for_byte_and_pass(shared_data: Path, tmp_path: Path):
-    """Every tile of the real JSOC full disks passes; the check costs well under 2 s each."""
+    """Every tile of the real JSOC full disks passes (its cost: bench/tile_check.py)."""
     disks = sorted((shared_data / "hmi" / "fulldisk").glob("hmi.M_720s.*.fits"))
     assert len(disks) == 3
     for disk in disks:
         bare = without_datasum(disk, tmp_path / disk.name)
-        start = time.perf_counter()
         assert check_tiles(bare) == 4096
-        assert time.perf_counter() - start < 2.0
         assert check_tiles(disk) == 0  # DATASUM present: left to that check
 
 

@@ -31,8 +31,16 @@ log = logging.getLogger(__name__)
 _VERBOSE_AFTER = "verbose_after_command"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every discovered subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the top-level parser with every discovered subcommand.
+
+    Parameters
+    ----------
+    command : str, optional
+        Register only this subcommand (its module is ``command`` with ``-``
+        as ``_``), so ``enhance predict`` does not import what ``enhance
+        fetch`` needs; every subcommand when None or not one of them.
+    """
     parser = argparse.ArgumentParser(
         prog="enhance",
         description=(
@@ -46,15 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    wanted = command.replace("-", "_") if command else None
+    for name in [wanted] if wanted in names else names:
+        module = importlib.import_module(f"{__name__}.{name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
     _accept_verbosity_after_subcommand(subparsers)
     return parser
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The first word of ``argv`` that is not an option (the subcommand, if any)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def _accept_verbosity_after_subcommand(subparsers: argparse._SubParsersAction) -> None:
@@ -86,7 +99,8 @@ def _configure_logging(verbosity: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     _configure_logging(args.verbose + getattr(args, _VERBOSE_AFTER, 0))
 

@@ -166,7 +166,7 @@ def _input_noise(value: str | None) -> u.Quantity | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``enhance predict``; return the exit code."""
-    from enhance.io.reader import check_input_file
+    from enhance.io.header_limits import check_input_file
 
     # the input's headers first: a file claiming 100000 x 100000 pixels is
     # refused before torch and the network are loaded (hundreds of MB)

@@ -22,20 +22,35 @@ References
    using deep learning", A&A 614, A5.
 """
 
-from enhance.io.normalise import disk_mu, fit_limb_darkening, normalise_continuum, quiet_sun_level
-from enhance.io.reader import NORMALIZE_CHOICES, infer_observable, read_hmi
-from enhance.io.wcs import rotate_north_up, upsample_header
-from enhance.io.writer import write_enhanced
+import importlib
+from typing import Any
 
-__all__ = [
-    "NORMALIZE_CHOICES",
-    "disk_mu",
-    "fit_limb_darkening",
-    "infer_observable",
-    "normalise_continuum",
-    "quiet_sun_level",
-    "read_hmi",
-    "rotate_north_up",
-    "upsample_header",
-    "write_enhanced",
-]
+#: Where each public name lives; imported on first use (PEP 562), so that a
+#: light module of this package (say :mod:`enhance.io.header_limits`, which
+#: ``enhance predict`` uses before anything heavy) does not load them all.
+_HOMES = {
+    "NORMALIZE_CHOICES": "enhance.io.reader",
+    "disk_mu": "enhance.io.normalise",
+    "fit_limb_darkening": "enhance.io.normalise",
+    "infer_observable": "enhance.io.reader",
+    "normalise_continuum": "enhance.io.normalise",
+    "quiet_sun_level": "enhance.io.normalise",
+    "read_hmi": "enhance.io.reader",
+    "rotate_north_up": "enhance.io.wcs",
+    "upsample_header": "enhance.io.wcs",
+    "write_enhanced": "enhance.io.writer",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

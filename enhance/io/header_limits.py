@@ -61,6 +61,7 @@ from astropy.io import fits
 from enhance.errors import HeaderLimitError, InputError
 
 __all__ = [
+    "check_input_file",
     "COMPRESSION_TYPES",
     "FITS_BITPIX",
     "FITS_BLOCK",
@@ -368,3 +369,27 @@ def check_header_limits(path: str | os.PathLike[str], *, name: str | None = None
             index += 1
             if fh.tell() >= size:
                 return index
+
+
+def check_input_file(path: str | os.PathLike[str]) -> None:
+    """Refuse an input that is missing, unreadable or whose headers claim too much.
+
+    Reads the headers only (:func:`check_header_limits`):
+    cheap, and safe to call before anything heavy is loaded, as
+    ``enhance predict`` does. :func:`enhance.io.read_hmi` calls it too.
+
+    Raises
+    ------
+    InputError
+        The file does not exist, is a directory, is not readable or not FITS.
+    HeaderLimitError
+        A header card beyond the limits of this module.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input file {path} does not exist")
+    if path.is_dir():
+        raise InputError(f"input {path} is a directory, not a FITS file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"input file {path} is not readable (check its permissions)")
+    check_header_limits(path)

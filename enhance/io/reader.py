@@ -40,7 +40,7 @@ from astropy.io.fits.verify import VerifyWarning
 from enhance.errors import ConfigError, InputError, UnexpectedUnitWarning
 from enhance.frame import OBSERVABLES, Frame
 from enhance.io.cards import set_card
-from enhance.io.header_limits import check_header_limits
+from enhance.io.header_limits import check_input_file
 from enhance.io.normalise import normalise_continuum
 from enhance.io.plausibility import (
     FILL_VALUE_LIMIT,
@@ -277,30 +277,6 @@ def _astropy_damage_check(path: Path) -> Iterator[None]:
         warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
     if failure is not None:
         raise failure
-
-
-def check_input_file(path: str | os.PathLike[str]) -> None:
-    """Refuse an input that is missing, unreadable or whose headers claim too much.
-
-    Reads the headers only (:func:`enhance.io.header_limits.check_header_limits`):
-    cheap, and safe to call before anything heavy is loaded, as
-    ``enhance predict`` does. :func:`read_hmi` calls it too.
-
-    Raises
-    ------
-    InputError
-        The file does not exist, is a directory, is not readable or not FITS.
-    HeaderLimitError
-        A header card beyond the limits of :mod:`enhance.io.header_limits`.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"input file {path} does not exist")
-    if path.is_dir():
-        raise InputError(f"input {path} is a directory, not a FITS file")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"input file {path} is not readable (check its permissions)")
-    check_header_limits(path)
 
 
 def _open_checked(path: Path) -> fits.HDUList:
