@@ -469,14 +469,16 @@ def test_file_size_limit_is_a_cube_error(tmp_path, base):
 
 RULE = textwrap.dedent(
     """
-    import runpy, sys
+    import os, runpy, sys
     from types import SimpleNamespace
     params = SimpleNamespace(
         cube=sys.argv[1], observable="magnetogram", compression="blosc2-zstd", level=1,
         tile=None, quantize={{}}, config_sha256="c0ffee", sigma=False, flagged="keep",
+        out_dir=os.path.dirname(sys.argv[3]),
     )
     snakemake = SimpleNamespace(
-        input=[sys.argv[2]], output=[sys.argv[3]], log=[sys.argv[4]], params=params
+        input=[sys.argv[2]], output=[sys.argv[3]], log=[sys.argv[4]], params=params,
+        wildcards=SimpleNamespace(series="hmi.M_720s", period="20160707"),
     )
     runpy.run_path({script!r}, init_globals={{"snakemake": snakemake}}, run_name="__main__")
     """
@@ -515,6 +517,8 @@ def test_cube_rule_on_a_full_disk_fails_in_one_line(tmp_path, base, small_filesy
     assert "No space left on device" in lines[0] and "still 2 frame(s)" in lines[0]
     assert "cube append failed" in (tmp_path / "second").read_text()
     assert not (tmp_path / "second.out.json").exists()  # the rule's output is not written
+    (cause,) = (tmp_path / "status" / "failures").glob("cube.*.json")  # for status.json
+    assert "No space left on device" in json.loads(cause.read_text())["cause"]
     assert check_frames(TimeCube(cube), base) == [0, 1]
 
 
