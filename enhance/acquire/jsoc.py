@@ -460,10 +460,22 @@ class JsocSource:
         return False, f"{message} [status={status}]"
 
     def files(self, request: drms.ExportRequest) -> list[ExportedFile]:
-        """The records and download URLs of a finished request."""
+        """The records and download URLs of a finished request.
+
+        Each URL is built from the export's directory and file name, quoted
+        (:func:`enhance.acquire.download.file_url`): drms joins them as they
+        are, so a space in a name makes a URL urllib refuses and a ``#`` or
+        ``?`` cuts the name short.
+        """
+        from enhance.acquire.download import file_url
+
+        base = self.config.http_download_baseurl
 
         def collect() -> list[ExportedFile]:
-            urls = {row.filename: row.url for row in request.urls.itertuples()}
+            urls = {
+                row.filename: None if row.url is None else file_url(base, request.dir, row.filename)
+                for row in request.urls.itertuples()
+            }
             out = []
             for row in request.data.itertuples():
                 match = _FIRST_KEY.search(str(row.record))

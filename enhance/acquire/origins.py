@@ -141,7 +141,8 @@ class CheckedRedirects(urllib.request.HTTPRedirectHandler):
         self.allowed = allowed
 
     def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001, ANN201
-        # checked before urllib's own scheme test, which raises a (retryable) HTTPError
+        # checked before urllib's own scheme test, which raises an HTTPError (refused at once
+        # too, but without saying which origin was refused)
         target = headers.get("location") or headers.get("uri")
         if target:
             newurl = urllib.parse.urljoin(req.full_url, target)

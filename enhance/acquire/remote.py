@@ -9,7 +9,6 @@ under the retry policy, and the files downloaded as each request finishes.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 from typing import TYPE_CHECKING
@@ -17,8 +16,8 @@ from typing import TYPE_CHECKING
 import tenacity
 from tqdm import tqdm
 
-from enhance.acquire.download import allowed_origins, file_url
-from enhance.acquire.jsoc import ExportedFile, JsocSource
+from enhance.acquire.download import allowed_origins
+from enhance.acquire.jsoc import JsocSource
 from enhance.acquire.manifest import KEYWORDS, NEEDS_EXPORT
 from enhance.acquire.retry import retry_policy
 from enhance.acquire.timespec import record_set, slot_windows
@@ -26,7 +25,6 @@ from enhance.errors import JsocError
 from enhance.time import format_t_rec, tai_datetime
 
 if TYPE_CHECKING:
-    from enhance.acquire._drms import drms
     from enhance.acquire.fetch import AcquisitionRun
 
 __all__ = ["run_remote"]
@@ -98,22 +96,6 @@ def run_remote(
         bar.close()
 
 
-def _listed_files(source: JsocSource, request: drms.ExportRequest) -> list[ExportedFile]:
-    """The files of a finished request, each URL built from the export's dir and file name.
-
-    drms joins them unquoted (a space in a name makes a URL urllib refuses,
-    a ``#`` or ``?`` cuts the name short); :func:`file_url` percent-encodes them.
-    """
-    base = source.config.http_download_baseurl
-    directory = request.dir
-    return [
-        item
-        if item.url is None
-        else dataclasses.replace(item, url=file_url(base, directory, item.filename))
-        for item in source.files(request)
-    ]
-
-
 def _resume(run: AcquisitionRun, source: JsocSource, bar: tqdm) -> None:
     """Finish the export requests a previous run recorded."""
     by_request: dict[str, list[dict[str, str]]] = {}
@@ -136,7 +118,7 @@ def _resume(run: AcquisitionRun, source: JsocSource, bar: tqdm) -> None:
                 run.manifest.update(row["t_rec"], state=state, request_id="", reason=message)
             run.save()
             continue
-        files = _listed_files(source, request)
+        files = source.files(request)
         run.download(files, request_id, bar)
         listed = {format_t_rec(f.t_rec) for f in files}
         for row in rows:
@@ -178,7 +160,7 @@ def _export_and_download(
         run.save()  # the id must be on disk before anything else can go wrong
         ok, message = source.wait(request)
         if ok:
-            files = _listed_files(source, request)
+            files = source.files(request)
             listed = {f.t_rec for f in files}
             for when in group:
                 if when not in listed:
