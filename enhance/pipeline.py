@@ -174,10 +174,10 @@ class EnhanceSettings:
         few implausible pixels (see :func:`enhance.io.read_hmi`); False to
         use the values as they are.
     quality : QualityTolerances
-        Which per-frame quality figures flag a frame
+        Tolerances of the per-frame quality figures
         (:func:`enhance.io.frame_quality.frame_quality`, measured in the
-        write stage and written to the header; flagged frames are written
-        too).
+        write stage and written to the header; frames out of tolerance are
+        written too).
     uncertainty : bool or None
         Write the per-pixel sigma (``SIGMA`` HDU) computed by the network's
         uncertainty head: True always (no head is an error), False never,
@@ -413,8 +413,8 @@ def settings_sha256(settings: EnhanceSettings, *, observable: str, uncertainty: 
     units of ``observable``, 6 significant digits, so ``10 G`` and ``1 mT``
     agree). Left out: how the same computation is scheduled (device, tile,
     compile, threads), the pixel-scale check (it refuses frames, it does not
-    change them) and the quality tolerances (they flag, they do not change
-    pixels). :func:`write_result` records it as ``ENHSETSH``;
+    change them) and the quality tolerances (they judge frames, they do not
+    change pixels). :func:`write_result` records it as ``ENHSETSH``;
     :func:`enhance.batch.is_already_enhanced` compares it.
 
     Raises
@@ -488,8 +488,8 @@ def write_result(
 
     The quality figures (:func:`measure_quality`, unless given as
     ``quality``) go into the header of the written frame (``ENHQ*``
-    keywords); a frame out of tolerance is written all the same, with its
-    flags in ``ENHQFLAG``.
+    keywords); a frame out of tolerance is written all the same, the names
+    of its figures out of tolerance in ``ENHQFLAG``.
     """
     frame, metadata = loaded.frame, loaded.weights_metadata
     if quality is None:

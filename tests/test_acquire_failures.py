@@ -87,7 +87,7 @@ def test_server_down_exits_nonzero_without_a_false_gap_then_rerun_completes(
     assert "6 expected, 6 present (6 verified)" in capsys.readouterr().out
     status = read_status(status_path(tmp_path, "hmi.M_720s"))
     assert status.complete and status.error is None and status.counts["verified"] == 6
-    assert set(gaps(tmp_path)["status"]) <= {"flagged"}
+    assert set(gaps(tmp_path)["status"]) <= {"QUALITY bits set"}
 
 
 def test_query_failing_half_way_keeps_what_was_answered(standin, tmp_path) -> None:
@@ -121,7 +121,7 @@ def test_files_failing_every_attempt_exit_nonzero_and_a_rerun_fetches_them(
     err = capsys.readouterr().err
     assert "1 file(s) failed every retry" in err and err.count("\n") == 1
     table = gaps(tmp_path)
-    assert list(table[table["status"] != "flagged"]["status"]) == ["failed"]
+    assert list(table[table["status"] != "QUALITY bits set"]["status"]) == ["failed"]
     status = read_status(status_path(tmp_path, "hmi.M_720s"))
     assert status.counts["failed"] == 1 and status.failures[0]["t_rec"].startswith(
         "2014.01.01_00:24"

@@ -132,7 +132,7 @@ def test_pandas3_hex_quality(standin, tmp_path) -> None:
     )
 
 
-def test_missing_nodata_and_flagged_frames_are_recorded(standin, tmp_path) -> None:
+def test_missing_nodata_and_quality_bits_set_frames_are_recorded(standin, tmp_path) -> None:
     standin.missing |= {at(12), at(24)}
     standin.quality[at(36)] = NODATA
     standin.quality[at(48)] = 0x200  # eclipse: kept by the default policy
@@ -154,16 +154,19 @@ def test_missing_nodata_and_flagged_frames_are_recorded(standin, tmp_path) -> No
     assert dict(zip(gaps["t_rec"] + " " + gaps["status"], gaps["quality_bits"], strict=True)) == {
         f"{key(12)} missing": "",
         f"{key(24)} missing": "",
-        f"{key(36)} flagged": "NODATA",
+        f"{key(36)} QUALITY bits set": "NODATA",
         f"{key(36)} skipped": "NODATA",
-        f"{key(48)} flagged": "ECLIPSE",
+        f"{key(48)} QUALITY bits set": "ECLIPSE",
     }
     report = json.loads((tmp_path / "hmi.M_720s.gaps.json").read_text())
     assert report["gaps"] == [{"first": key(12), "last": key(24), "slots": 2}]
     assert manifest.report.summary_line().count("2 missing in 1 gap(s)") == 1
+    assert "2 with QUALITY bits set" in manifest.report.summary_line()
+    assert report["counts"]["quality_bits_set"] == 2
+    assert [item["t_rec"] for item in report["quality_bits_set"]] == [key(36), key(48)]
 
 
-def test_quality_policy_skips_flagged_frames_with_reason(standin, tmp_path) -> None:
+def test_quality_policy_skips_quality_bits_set_with_reason(standin, tmp_path) -> None:
     standin.quality[at(24)] = 0x200
     manifest = run(standin, tmp_path, quality_policy="nodata,ECLIPSE")
     row = manifest.get(key(24))

@@ -36,8 +36,11 @@ def _png(path: Path) -> np.ndarray:
     ("state", "bits", "cube", "status"),
     [
         ("verified", "", "20140101", "in cube"),
-        ("flagged", "ISSTARGET|ECLIPSE", "20140101", "in cube (flagged)"),
+        ("flagged", "ISSTARGET|ECLIPSE", "20140101", "in cube (QUALITY bits set)"),
         ("verified", "", "", "not processed yet"),
+        # the manifest's stored state name for a record with QUALITY bits set
+        ("flagged", "ECLIPSE", "", "queried (QUALITY bits set)"),
+        ("queried", "", "", "queried"),
         ("missing", "", "", "missing"),
         ("failed", "", "", "failed"),
     ],
@@ -60,17 +63,28 @@ def test_completeness_table_joins_manifest_and_cubes_within_the_range(tmp_path):
     table = completeness_table(
         read_manifest(manifest), cubes, start="2014-01-01", end="2014.01.01_23:59:59_TAI"
     )
-    assert list(table["status"]) == ["in cube", "in cube (flagged)", "not processed yet", "missing"]
+    assert list(table["status"]) == [
+        "in cube",
+        "in cube (QUALITY bits set)",
+        "not processed yet",
+        "missing",
+    ]
     assert list(table["cube"]) == ["20140101", "20140101", "", ""]
     assert table["reason"].iloc[3] == "no data"
-    # a frame the cube kept out for its quality flags (cube.flagged: exclude)
-    excluded = {"t_rec": "2014.01.01_00:24:00.000_TAI", "flags": "ripple"}
+    # a frame the cube kept out, out of tolerance (cube.out_of_tolerance: exclude)
+    excluded = {"t_rec": "2014.01.01_00:24:00.000_TAI", "out_of_tolerance": "ripple"}
     kept_out = [{**cubes[0], "kept_out": [excluded]}]
     table = completeness_table(
         read_manifest(manifest), kept_out, start="2014-01-01", end="2014.01.01_23:59:59_TAI"
     )
-    assert table["status"].iloc[2] == "kept out of cube"
-    assert table["reason"].iloc[2] == "quality flags: ripple"
+    assert table["status"].iloc[2] == "kept out of cube (out of tolerance)"
+    assert table["reason"].iloc[2] == "figures out of tolerance: ripple"
+    # a cube summary written before the key had that name
+    old = [{**cubes[0], "kept_out": [{"t_rec": excluded["t_rec"], "flags": "ripple"}]}]
+    table = completeness_table(
+        read_manifest(manifest), old, start="2014-01-01", end="2014.01.01_23:59:59_TAI"
+    )
+    assert table["reason"].iloc[2] == "figures out of tolerance: ripple"
 
     csv_path, png_path = tmp_path / "frames.csv", tmp_path / "completeness.png"
     write_completeness(

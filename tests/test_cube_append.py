@@ -473,8 +473,8 @@ RULE = textwrap.dedent(
     from types import SimpleNamespace
     params = SimpleNamespace(
         cube=sys.argv[1], observable="magnetogram", compression="blosc2-zstd", level=1,
-        tile=None, quantize={{}}, config_sha256="c0ffee", sigma=False, flagged="keep",
-        out_dir=os.path.dirname(sys.argv[3]),
+        tile=None, quantize={{}}, config_sha256="c0ffee", sigma=False,
+        out_of_tolerance="keep", out_dir=os.path.dirname(sys.argv[3]),
     )
     snakemake = SimpleNamespace(
         input=[sys.argv[2]], output=[sys.argv[3]], log=[sys.argv[4]], params=params,

@@ -82,7 +82,7 @@ def test_series_validation_writes_quick_look_quality_and_summaries(tmp_path):
         tolerances={"forward_residual": 10},
         figure_path=out / "quicklook.png",
         quality_path=out / "frame_quality.png",
-        flagged_path=out / "flagged_frames.csv",
+        out_of_tolerance_path=out / "frames_out_of_tolerance.csv",
         summary_path=out / "validation.json",
     )
     assert json.loads((out / "validation.json").read_text()) == json.loads(
@@ -100,10 +100,12 @@ def test_series_validation_writes_quick_look_quality_and_summaries(tmp_path):
     assert stats["20160707.h5"]["units"] == "G"
     assert summary["twins"][0]["target"] == "twin-a"
     assert summary["twins"][0]["enhance"]["psnr"] > 40
-    assert summary["hinode"] == [] and summary["flagged_frames"] == 0
-    with open(out / "flagged_frames.csv", newline="") as fh:
+    assert summary["hinode"] == [] and summary["out_of_tolerance_frames"] == 0
+    with open(out / "frames_out_of_tolerance.csv", newline="") as fh:
         reader = csv.reader(fh)
-        assert next(reader)[:3] == ["cube", "t_rec", "quality"] and list(reader) == []
+        columns = next(reader)
+        assert columns[:3] == ["cube", "t_rec", "quality"] and list(reader) == []
+        assert columns[-1] == "out_of_tolerance"
     for name in ("quicklook.png", "frame_quality.png"):
         assert _png(out / name).std() > 5
     # the first cube's latest input is in the raw archive, the second's is not

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -55,12 +56,14 @@ def test_report_has_sigma_figure_and_coverage(reports):
     assert doc["figures"]["uncertainty"] == "uncertainty.png"
     assert (report / "uncertainty.png").read_bytes()[:4] == b"\x89PNG"
     html = (report / "report.html").read_text()
-    assert 'src="uncertainty.png"' in html and "within 1&nbsp;sigma" in html
+    figure = base64.b64encode((report / "uncertainty.png").read_bytes()).decode()
+    assert f'src="data:image/png;base64,{figure}"' in html and "within 1&nbsp;sigma" in html
     # a network without a head: no uncertainty section, nothing invented
     bare = reports["without"]
     assert "uncertainty" not in json.loads((bare / "metrics.json").read_text())
     assert not (bare / "uncertainty.png").exists()
-    assert "uncertainty.png" not in (bare / "report.html").read_text()
+    page = (bare / "report.html").read_text()
+    assert "<h2>Uncertainty</h2>" not in page and page.count("<img ") == 2
 
 
 def _screenshot(chromium: str, page: Path, png: Path) -> np.ndarray:
@@ -76,11 +79,14 @@ def _screenshot(chromium: str, page: Path, png: Path) -> np.ndarray:
 def test_sigma_figure_renders_in_headless_chromium(reports, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     require(chromium is not None, "chromium is not installed")
-    shot = _screenshot(chromium, reports["with"] / "report.html", tmp_path / "with.png")
-    # the same page with the sigma figure missing: the browser draws a broken image
-    copy = tmp_path / "copy"
-    shutil.copytree(reports["with"], copy)
-    (copy / "uncertainty.png").unlink()
-    missing = _screenshot(chromium, copy / "report.html", tmp_path / "missing.png")
+    # the page alone (the figures are embedded), and the same page without the sigma figure
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    page = (reports["with"] / "report.html").read_text()
+    (alone / "report.html").write_text(page)
+    shot = _screenshot(chromium, alone / "report.html", tmp_path / "with.png")
+    start = page.index('<p><img src="data:image/png;base64,', page.index("<h2>Uncertainty</h2>"))
+    (alone / "missing.html").write_text(page[:start] + page[page.index("</p>", start) + 4 :])
+    missing = _screenshot(chromium, alone / "missing.html", tmp_path / "missing.png")
     changed = np.abs(shot - missing).sum(axis=2) > 30
     assert changed.mean() > 0.03, f"only {changed.mean():.3%} of the page shows the figure"

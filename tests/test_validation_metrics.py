@@ -12,10 +12,11 @@ from enhance.validation import baselines, metrics
 
 def test_power_spectrum_peaks_at_sinusoid_frequency():
     x = np.arange(120)[None, :] * np.ones((120, 1))
-    for freq in (0.1, 0.2):
-        f, p = metrics.power_spectrum(np.sin(2 * np.pi * freq * x))
-        peak = f[1:][np.argmax(p[1:])]
-        assert abs(peak - freq) <= 1 / 360 + 1e-9
+    for freq in (0.1, 0.2):  # cycles per pixel
+        f, p = metrics.power_spectrum(np.sin(2 * np.pi * freq * x), pixel_scale=0.5 * u.arcsec)
+        assert f.unit == 1 / u.arcsec and p.unit == u.arcsec**2
+        peak = f[np.argmax(p)].to_value(1 / u.arcsec)
+        assert abs(peak - freq / 0.5) <= 1 / (360 * 0.5) + 1e-9
 
 
 def test_rms_contrast_of_known_field():

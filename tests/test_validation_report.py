@@ -11,6 +11,7 @@ whose WCS carries a known pointing error, so the co-alignment must find it.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -84,11 +85,15 @@ def test_twin_report_files_metrics_and_links(twin_report):
     assert doc["methods"]["bicubic"]["psnr"] < doc["methods"]["richardson_lucy"]["psnr"]
     assert doc["provenance"]["weights_sha256"] and doc["provenance"]["scene_file"] == SCENE.name
     page = (twin_report / "report.html").read_text()
-    links = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert {"images.png", "spectra.png", "metrics.json"} <= set(links)
-    for link in links:
-        assert not link.startswith(("/", "http", "file:")), link  # relative: opens from disk
-        assert (twin_report / link).stat().st_size > 1000
+    # self-contained: the figures are in the page, the very PNGs written beside it
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    embedded = [base64.b64decode(src.split(",", 1)[1]) for src in sources]
+    assert all(src.startswith("data:image/png;base64,") for src in sources)
+    assert embedded == [(twin_report / name).read_bytes() for name in ("images.png", "spectra.png")]
+    links = re.findall(r'href="([^"]+)"', page)
+    assert links == ["metrics.json"] and (twin_report / "metrics.json").stat().st_size > 1000
+    assert doc["spectrum_band_arcsec"] == pytest.approx([0.05 / 0.252, 0.25 / 0.252])
+    assert "arcsec<sup>&minus;1</sup>" in page
     assert not list(twin_report.glob("*.part"))
 
 
@@ -178,15 +183,18 @@ def _screenshot(chromium: str, page: Path, png: Path) -> np.ndarray:
 def test_report_opens_in_headless_chromium(twin_report, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     require(chromium is not None, "chromium is not installed")
-    shot = _screenshot(chromium, twin_report / "report.html", tmp_path / "shot.png")
+    # the page alone, nothing beside it: it still shows its figures
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(twin_report / "report.html", alone / "report.html")
+    shot = _screenshot(chromium, alone / "report.html", tmp_path / "shot.png")
     assert shot.shape == (1600, 1200, 3)
     assert shot.mean(axis=2).std() > 20  # not blank
     colours = len(np.unique(shot.reshape(-1, 3), axis=0))
     # the same page without its figures: only text and table colours remain
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    shutil.copy(twin_report / "report.html", bare / "report.html")
-    text_only = _screenshot(chromium, bare / "report.html", tmp_path / "bare.png")
+    page = (twin_report / "report.html").read_text()
+    (alone / "text.html").write_text(re.sub(r"<img [^>]*>", "", page))
+    text_only = _screenshot(chromium, alone / "text.html", tmp_path / "bare.png")
     assert colours > 2 * len(np.unique(text_only.reshape(-1, 3), axis=0))
 
 

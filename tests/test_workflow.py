@@ -153,6 +153,8 @@ def test_bad_config_fails_with_clear_message(tmp_path):
         "source: jsoc\ncadence: 12m\n": "needs start, end (a time or now) and cadence",
         "source: /no/such/dir\n": "is not sample, jsoc, kis, an http(s) URL or an existing",
         "start: 2014-01-02\nend: 2014-01-01\n": "end 2014-01-01 is before start",
+        # the older name of cube.out_of_tolerance is still read, so the two may not disagree
+        "cube:\n  out_of_tolerance: exclude\n  flagged: keep\n": "its older name cube.flagged",
     }
     for text, message in cases.items():
         config = tmp_path / "bad.yaml"
@@ -251,8 +253,8 @@ def test_extended_range_processes_only_new_frames(tmp_path, weights):
 
 
 @pytest.mark.slow
-def test_flagged_frames_kept_out_of_the_cube_when_the_config_says_so(tmp_path):
-    """``cube.flagged: exclude``: a frame out of quality tolerance is listed, not cubed."""
+def test_frames_out_of_tolerance_kept_out_of_the_cube_when_the_config_says_so(tmp_path):
+    """``cube.out_of_tolerance: exclude``: a frame out of tolerance is listed, not cubed."""
     archive = make_archive(tmp_path / "archive", [0, 1, 2])
     noisy = sorted(archive.glob("*.fits"))[1]  # 01:12, its input 200 G noisier
     with fits.open(noisy) as hdul:
@@ -268,7 +270,7 @@ def test_flagged_frames_kept_out_of_the_cube_when_the_config_says_so(tmp_path):
         end="2016-07-07T01:24:00",
         cadence="12m",
         output="out",
-        cube={"flagged": "exclude"},
+        cube={"out_of_tolerance": "exclude"},
     )
     snakemake(tmp_path, config)
     out = tmp_path / "out"
@@ -276,11 +278,14 @@ def test_flagged_frames_kept_out_of_the_cube_when_the_config_says_so(tmp_path):
     cube = TimeCube(out / "cubes" / "hmi.M_720s" / "20160707.h5")
     assert [t[11:16] for t in cube.times()] == ["01:00", "01:24"]
     summary = json.loads((out / "cubes" / "hmi.M_720s" / "20160707.json").read_text())
-    assert [(item["t_rec"][11:16], item["flags"]) for item in summary["kept_out"]] == [
-        ("01:12", "input_noise")
-    ]
+    kept_out = [(item["t_rec"][11:16], item["out_of_tolerance"]) for item in summary["kept_out"]]
+    assert kept_out == [("01:12", "input_noise")]
     table = (out / "report" / "hmi.M_720s" / "frames.csv").read_text()
-    assert re.search(r"01:12:00_TAI,kept out of cube,verified,.*quality flags: input_noise", table)
+    assert re.search(
+        r"01:12:00_TAI,kept out of cube \(out of tolerance\),verified,"
+        r".*figures out of tolerance: input_noise",
+        table,
+    )
 
 
 @pytest.mark.slow

@@ -93,7 +93,7 @@ def test_server_down_exits_nonzero_then_the_same_command_completes(tmp_path, wei
     cube = TimeCube(out / "cubes" / SERIES / "20140101.h5")
     assert len(cube.times()) == 6
     frames = pd.read_csv(out / "report" / SERIES / "frames.csv", dtype=str)
-    assert set(frames["status"]) <= {"in cube", "in cube (flagged)"} and len(frames) == 6
+    assert set(frames["status"]) <= {"in cube", "in cube (QUALITY bits set)"} and len(frames) == 6
     status = json.loads((out / "status.json").read_text())
     assert status["success"] is True and status["acquisition"][SERIES]["complete"] is True
     totals = step_totals(output)

@@ -1,4 +1,4 @@
-"""Validation inside the workflow: Hinode targets, the default twin, flagged frames.
+"""Validation inside the workflow: Hinode targets, the default twin, frames out of tolerance.
 
 Real parts only: real Snakemake runs of ``workflow/Snakefile``, the real
 ``drms`` client against the JSOC stand-in on 127.0.0.1
@@ -214,7 +214,7 @@ def noisy_archive(directory: Path, sigma: float = 200.0) -> Path:
 
 
 @pytest.mark.slow
-def test_default_run_validates_and_flags_the_bad_frame(tmp_path):
+def test_default_run_validates_and_lists_the_frame_out_of_tolerance(tmp_path):
     """The embedded default (shipped weights, shipped truth crop) with one bad frame."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["source"] = str(noisy_archive(tmp_path / "archive"))
@@ -230,24 +230,24 @@ def test_default_run_validates_and_flags_the_bad_frame(tmp_path):
     assert psnr["enhance"] > psnr["tikhonov"] > psnr["bicubic"]
     assert doc["summary"]["enhance_beats_tikhonov_psnr"] is True
     assert (twin / "images.png").stat().st_size > 10_000
-    # the bad frame is flagged in its cube's table and listed; the good ones are not
+    # the bad frame is out of tolerance in its cube's table and listed; the good ones are not
     flags = {}
     for cube in sorted((out / "cubes/hmi.M_720s").glob("*.h5")):
         for row in TimeCube(cube).quality_table():
             flags[row["t_rec"][:10]] = row["flags"]
     assert flags == {"2011.12.17": "", "2016.07.07": "input_noise", "2019.06.21": ""}
-    listed = pd.read_csv(out / "report/hmi.M_720s/flagged_frames.csv", dtype=str)
+    listed = pd.read_csv(out / "report/hmi.M_720s/frames_out_of_tolerance.csv", dtype=str)
     assert list(listed["t_rec"].str[:10]) == ["2016.07.07"]
-    assert list(listed["flags"]) == ["input_noise"]
+    assert list(listed["out_of_tolerance"]) == ["input_noise"]
     summary = json.loads((out / "report/hmi.M_720s/validation.json").read_text())
-    assert summary["flagged_frames"] == 1
+    assert summary["out_of_tolerance_frames"] == 1
     continuum = json.loads((out / "report/hmi.Ic_45s/validation.json").read_text())
-    assert continuum["flagged_frames"] == 0
+    assert continuum["out_of_tolerance_frames"] == 0
     assert continuum["twins"][0]["target"] == "muram_heldout"
     code, output = run_workflow(tmp_path, path, "--report", "report.html")
     assert code == 0, output[-4000:]
     html = (tmp_path / "report.html").read_text()
-    for name in ("muram_heldout", "metrics.json", "frame_quality.png", "flagged_frames.csv"):
+    for name in ("muram_heldout", "metrics.json", "frame_quality.png", "frames_out_of_tolerance"):
         assert name in html, name
 
 

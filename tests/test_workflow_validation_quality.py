@@ -63,7 +63,7 @@ def noisy_copy(path: Path, out: Path, sigma: float, seed: int = 0) -> Path:
     return out
 
 
-def test_good_frames_carry_their_figures_and_are_not_flagged(tmp_path):
+def test_good_frames_carry_their_figures_and_are_within_tolerance(tmp_path):
     for path in [CONTINUUM, *MAGNETOGRAMS]:
         out = enhance_file(path, tmp_path / f"{path.stem}.enhanced.fits", device="cpu")
         header = _header(out)
@@ -81,11 +81,15 @@ def test_good_frames_carry_their_figures_and_are_not_flagged(tmp_path):
             # here; Liu et al. 2012 quote ~6 G for 720 s), the same value as ENHNOISE
             assert 3 < figures["input_noise"] < 8
             assert figures["input_noise"] == pytest.approx(float(header["ENHNOISE"]), rel=1e-3)
+            # one name for that figure, in both keywords' comments
+            assert header.comments["ENHNOISE"].startswith("input noise sigma (ENHUNIT)")
+            assert header.comments["ENHQNOIS"].startswith("input noise sigma (ENHUNIT)")
+        assert "out of tolerance" in header.comments["ENHQFLAG"]
         for keyword, _ in QUALITY_KEYWORDS.values():
             assert keyword in header
 
 
-def test_continuum_enhanced_with_magnetogram_weights_is_flagged(tmp_path):
+def test_continuum_enhanced_with_magnetogram_weights_is_out_of_tolerance(tmp_path):
     wrong = relabelled_weights(tmp_path, "magnetogram", "continuum")
     # the magnetogram recipe's "auto" noise estimate finds no quiet-Sun Blos in granulation
     # and takes the spectral level, the continuum estimate: no magnetogram caveat is due
@@ -94,16 +98,16 @@ def test_continuum_enhanced_with_magnetogram_weights_is_flagged(tmp_path):
         out = enhance_file(CONTINUUM, tmp_path / "wrong.fits", weights=wrong, device="cpu")
     assert _header(out)["ENHNSRC"] == "spectral"
     figures = quality_from_header(_header(out))
-    assert out.is_file()  # flagged, never dropped
+    assert out.is_file()  # out of tolerance, never dropped
     # the projection must change such an output far (15 iterations) to fit its input: the
-    # ripple figure flags it; what is left of the misfit (8.7 x the noise, 0.7 with the
+    # ripple figure is out of tolerance; what is left of the misfit (8.7 x the noise, 0.7 with the
     # continuum weights) is within the forward-residual tolerance once the projection ran
     assert figures["flags"].split(",") == ["ripple"]
     assert figures["ripple"] > 10 * QualityTolerances().ripple
     assert 5 < figures["forward_residual"] < QualityTolerances().forward_residual
 
 
-def test_heavily_noised_magnetogram_is_flagged(tmp_path):
+def test_heavily_noised_magnetogram_is_out_of_tolerance(tmp_path):
     noisy = noisy_copy(MAGNETOGRAMS[1], tmp_path / MAGNETOGRAMS[1].name, sigma=200.0)
     out = enhance_file(noisy, tmp_path / "noisy.enhanced.fits", device="cpu")
     figures = quality_from_header(_header(out))
@@ -143,7 +147,7 @@ def test_bad_tolerances_are_one_line_config_errors():
     assert merged.input_noise == {"magnetogram": 40.0, "continuum": 5e-3}
 
 
-def test_every_cube_holds_the_per_frame_table_with_the_bad_frame_flagged(tmp_path):
+def test_every_cube_holds_the_per_frame_table_with_the_bad_frame_out_of_tolerance(tmp_path):
     from enhance.cube import CubeInput, TimeCube, read_enhanced
 
     good = [
@@ -158,19 +162,33 @@ def test_every_cube_holds_the_per_frame_table_with_the_bad_frame_flagged(tmp_pat
     assert [row["t_rec"][:10] for row in table] == ["2011.12.17", "2016.07.07", "2019.06.21"]
     assert [row["flags"] for row in table] == ["", "", "input_noise"]
     assert table[2]["input_noise"] == pytest.approx(200, rel=0.1)
-    # the config may keep flagged frames out of the cube's data instead
-    source = CubeInput([*good, bad], flagged="exclude")
+    # the config may keep frames out of tolerance out of the cube's data instead
+    source = CubeInput([*good, bad], out_of_tolerance="exclude")
     kept = TimeCube(tmp_path / "kept.h5")
     assert kept.append(source) == 2
     assert [row["flags"] for row in kept.quality_table()] == ["", ""]
-    assert [(item["file"], item["flags"]) for item in source.kept_out] == [
+    assert [(item["file"], item["out_of_tolerance"]) for item in source.kept_out] == [
         ("noisy.enhanced.fits", "input_noise")
     ]
     assert source.kept_out_of(kept.times()) == source.kept_out
     assert source.kept_out_of(cube.times()) == []  # a cube that already holds it (kept before)
     with pytest.raises(ConfigError, match="kept or excluded"):
-        CubeInput(good, flagged="drop")
+        CubeInput(good, out_of_tolerance="drop")
     assert table[0]["quality"] == 0x10400  # the input's QUALITY bits beside the figures
     for row, path in zip(table, [*good, bad], strict=True):
         figures = quality_from_header(_header(path))
         assert row["forward_residual"] == pytest.approx(figures["forward_residual"])
+
+
+def test_the_config_key_for_frames_out_of_tolerance_keeps_its_older_name():
+    from enhance.cube import out_of_tolerance_choice
+
+    assert out_of_tolerance_choice({}) == "keep"
+    assert out_of_tolerance_choice({"out_of_tolerance": "exclude"}) == "exclude"
+    # configs written while the key was cube.flagged
+    assert out_of_tolerance_choice({"flagged": "exclude"}) == "exclude"
+    assert out_of_tolerance_choice({"flagged": "keep", "out_of_tolerance": "keep"}) == "keep"
+    with pytest.raises(ConfigError, match="older name cube.flagged is 'keep'"):
+        out_of_tolerance_choice({"out_of_tolerance": "exclude", "flagged": "keep"})
+    with pytest.raises(ConfigError, match="use one of keep, exclude"):
+        out_of_tolerance_choice({"flagged": "drop"})

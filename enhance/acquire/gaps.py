@@ -13,7 +13,10 @@ Three kinds of absent frame are told apart, because they call for different
 actions: ``missing`` (the server was asked and has no record: a real gap),
 ``not queried`` (the server was never asked about the slot, e.g. because it
 was unreachable: rerun) and ``failed`` (the record exists but its file could
-not be fetched or verified after every attempt: rerun).
+not be fetched or verified after every attempt: rerun). A present record
+whose JSOC ``QUALITY`` word has bits set is listed as ``QUALITY bits set``
+(kind ``quality_bits_set``) beside its other status: JSOC's verdict on the
+frame, not enhance's (docs/workflow.md, "Words").
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ log = logging.getLogger(__name__)
 
 #: Slots of each kind (and runs of missing slots) listed by name in the JSON file.
 LISTED = 1000
-_KINDS = ("missing", "not_queried", "flagged", "skipped", "failed", "pending")
+_KINDS = ("missing", "not_queried", "quality_bits_set", "skipped", "failed", "pending")
+#: Status word of each kind in the CSV where it differs from the kind.
+_WORDS = {"not_queried": "not queried", "quality_bits_set": "QUALITY bits set"}
 
 
 @dataclasses.dataclass
@@ -45,9 +50,10 @@ class GapReport:
     """Coverage of one run's expected slots.
 
     ``counts`` holds the number of slots of each kind (``missing`` on the
-    server, ``not_queried``, ``flagged``, ``skipped``, ``failed``, ``pending``:
-    not yet downloaded) and ``gaps`` (runs of consecutive missing slots); the
-    lists hold the first :data:`LISTED` of each.
+    server, ``not_queried``, ``quality_bits_set``: present with JSOC
+    ``QUALITY`` bits set, ``skipped``, ``failed``, ``pending``: not yet
+    downloaded) and ``gaps`` (runs of consecutive missing slots); the lists
+    hold the first :data:`LISTED` of each.
     """
 
     series: str
@@ -60,7 +66,7 @@ class GapReport:
     counts: dict[str, int]
     missing: list[str]
     not_queried: list[str]
-    flagged: list[dict[str, str]]
+    quality_bits_set: list[dict[str, str]]
     skipped: list[dict[str, str]]
     failed: list[dict[str, str]]
     pending: list[str]
@@ -68,15 +74,15 @@ class GapReport:
     provenance: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def summary_line(self) -> str:
-        """One line for the log: expected, present, verified, missing, flagged, skipped,
-        and, when there are any, failed, not queried and not yet downloaded."""
+        """One line for the log: expected, present, verified, missing, QUALITY bits set,
+        skipped, and, when there are any, failed, not queried and not yet downloaded."""
         c = self.counts
         parts = [
             f"{self.series} {self.start} .. {self.end} @ {self.cadence}:",
             f"{self.expected} expected,",
             f"{self.present} present ({self.verified} verified),",
             f"{c['missing']} missing in {c['gaps']} gap(s),",
-            f"{c['flagged']} flagged,",
+            f"{c['quality_bits_set']} with QUALITY bits set,",
             f"{c['skipped']} skipped",
         ]
         for kind, words in (
@@ -227,8 +233,8 @@ def gap_report(
             }
             statuses = []
             if row["quality_bits"]:
-                note("flagged", item)
-                statuses.append("flagged")
+                note("quality_bits_set", item)
+                statuses.append("quality_bits_set")
             if row["state"] == "verified":
                 verified += 1
             elif row["state"] in ("skipped", "failed"):
@@ -241,7 +247,7 @@ def gap_report(
                 reason = "not downloaded yet" if status == "pending" else row["reason"]
                 quality = "" if status == "pending" else row["quality"]
                 bits = "" if status == "pending" else row["quality_bits"]
-                writer.writerow([key, status, quality, bits, reason])
+                writer.writerow([key, _WORDS.get(status, status), quality, bits, reason])
     runs.close()
     counts["gaps"] = runs.count
     report = GapReport(
@@ -255,7 +261,7 @@ def gap_report(
         counts=counts,
         missing=listed["missing"],
         not_queried=listed["not_queried"],
-        flagged=listed["flagged"],
+        quality_bits_set=listed["quality_bits_set"],
         skipped=listed["skipped"],
         failed=listed["failed"],
         pending=listed["pending"],

@@ -22,7 +22,11 @@ Row states
 ``queried``
     a record with ``QUALITY`` 0 waiting to be exported;
 ``flagged``
-    a record with ``QUALITY`` bits the policy keeps, waiting to be exported;
+    a record with JSOC ``QUALITY`` bits set that the policy keeps, waiting to
+    be exported. The stored name predates the project's vocabulary and stays,
+    so manifests on disk read as before; reports show the state as "queried
+    (QUALITY bits set)" (docs/workflow.md, "Words"). It has nothing to do
+    with enhance's own verdict on an output ("out of tolerance");
 ``exported``
     part of a JSOC export request (``request_id``), not yet downloaded;
 ``downloaded``

@@ -45,7 +45,9 @@ class AcquisitionStatus:
         The one-line error the run ended with, or None.
     counts
         Expected slots and how many are verified, missing on the server, not
-        queried, failed, not yet downloaded, skipped and flagged.
+        queried, failed, not yet downloaded (``pending``), skipped and present
+        with JSOC ``QUALITY`` bits set (``quality_bits_set``; status files
+        written before that name say ``flagged``).
     failures
         The first :data:`MAX_LISTED` failed slots with their reasons.
     """

@@ -22,25 +22,31 @@ from enhance.cube.plan import (
     read_plan,
     write_plan,
 )
-from enhance.cube.source import FLAGGED_CHOICES, CubeInput, read_enhanced
+from enhance.cube.source import (
+    OUT_OF_TOLERANCE_CHOICES,
+    CubeInput,
+    out_of_tolerance_choice,
+    read_enhanced,
+)
 from enhance.cube.store import FORMAT, FORMAT_VERSION, WCS_NUMERIC, WCS_TEXT, TimeCube
 from enhance.time import format_t_rec, parse_t_rec
 
 __all__ = [
     "COMPRESSIONS",
-    "FLAGGED_CHOICES",
     "Codec",
     "CubeInput",
     "CubeLayout",
     "FORMAT",
     "FORMAT_VERSION",
     "LAYOUTS",
+    "OUT_OF_TOLERANCE_CHOICES",
     "PlannedFrame",
     "TimeCube",
     "WCS_NUMERIC",
     "WCS_TEXT",
     "batch_id",
     "format_t_rec",
+    "out_of_tolerance_choice",
     "parse_t_rec",
     "plan_batches",
     "quantize",

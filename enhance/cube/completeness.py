@@ -4,15 +4,21 @@ The completeness table has one row per slot of the acquisition manifest
 within the run's range. Its ``status`` follows one rule
 (:func:`slot_status`):
 
-* ``in cube`` when the frame is in a time cube, ``in cube (flagged)`` when it
-  is there but its JSOC ``QUALITY`` word had bits set;
-* ``kept out of cube`` when it was enhanced but its quality figures were out
-  of tolerance and the cube excludes such frames (``cube.flagged:
-  exclude``); the ``reason`` column names the figures;
+* ``in cube`` when the frame is in a time cube, ``in cube (QUALITY bits
+  set)`` when it is there but its JSOC ``QUALITY`` word had bits set;
+* ``kept out of cube (out of tolerance)`` when it was enhanced but its
+  quality figures were out of their tolerances and the cube excludes such
+  frames (``cube.out_of_tolerance: exclude``); the ``reason`` column names
+  the figures;
 * ``quarantined`` when its enhancement failed and the workflow keeps it
   aside (:mod:`enhance.workflow.quarantine`); ``reason`` gives the cause;
 * ``not processed yet`` when the file is verified but no cube holds it yet;
-* otherwise the manifest state (``missing``, ``failed``, ``pending``, ...).
+* otherwise the manifest state (``missing``, ``failed``, ``queried``, ...),
+  ``queried (QUALITY bits set)`` for the state stored as ``flagged``.
+
+"QUALITY bits set" is always JSOC's verdict on the input, "out of tolerance"
+always enhance's on its output (docs/workflow.md, "Words"). The ``state``
+column is the manifest state as stored.
 
 The manifest rows come from :func:`enhance.acquire.read_manifest`; which
 ``T_REC`` each cube holds comes from the cube summaries the workflow writes
@@ -35,6 +41,8 @@ from enhance.time import format_t_rec, tai_datetime
 
 __all__ = [
     "COMPLETENESS_COLUMNS",
+    "IN_CUBE_QUALITY_SET",
+    "KEPT_OUT",
     "completeness_figure",
     "completeness_table",
     "slot_status",
@@ -52,6 +60,12 @@ COMPLETENESS_COLUMNS: tuple[str, ...] = (
     "file",
     "cube",
 )
+#: Status of a frame in a cube whose input had JSOC ``QUALITY`` bits set.
+IN_CUBE_QUALITY_SET = "in cube (QUALITY bits set)"
+#: Status of a frame kept out of its cube for enhance's quality figures.
+KEPT_OUT = "kept out of cube (out of tolerance)"
+#: Manifest states stored under a name of their own, as the table shows them.
+_STATE_WORDS = {"flagged": "queried (QUALITY bits set)"}
 
 
 def slot_status(
@@ -68,19 +82,19 @@ def slot_status(
     cube : str
         Name of the cube holding the frame; empty when none does.
     kept_out : bool
-        The frame was enhanced and kept out of its cube for its quality flags.
+        The frame was enhanced and kept out of its cube, out of tolerance.
     quarantined : bool
         The frame could not be enhanced and is quarantined.
     """
     if cube:
-        return "in cube (flagged)" if quality_bits else "in cube"
+        return IN_CUBE_QUALITY_SET if quality_bits else "in cube"
     if kept_out:
-        return "kept out of cube"
+        return KEPT_OUT
     if quarantined:
         return "quarantined"
     if state == "verified":
         return "not processed yet"
-    return state
+    return _STATE_WORDS.get(state, state)
 
 
 def completeness_table(
@@ -98,8 +112,9 @@ def completeness_table(
         Manifest rows (:func:`enhance.acquire.read_manifest`).
     cubes : iterable of mapping
         Cube summaries, each with ``cube`` (its name), ``t_rec`` (the
-        slots it holds) and optionally ``kept_out`` (``{"t_rec", "flags"}``
-        of the frames it excluded) and ``quarantined`` (``{"t_rec",
+        slots it holds) and optionally ``kept_out`` (``{"t_rec",
+        "out_of_tolerance"}`` of the frames it excluded; summaries written
+        before that name hold ``flags``) and ``quarantined`` (``{"t_rec",
         "cause"}`` of the frames that could not be enhanced).
     start, end : optional
         Range of the run, anything :func:`enhance.time.tai_datetime` reads;
@@ -118,7 +133,7 @@ def completeness_table(
         format_t_rec(t_rec): str(summary["cube"]) for summary in cubes for t_rec in summary["t_rec"]
     }
     kept_out = {
-        format_t_rec(item["t_rec"]): str(item["flags"])
+        format_t_rec(item["t_rec"]): str(item.get("out_of_tolerance", item.get("flags", "")))
         for summary in cubes
         for item in summary.get("kept_out", [])
     }
@@ -133,7 +148,7 @@ def completeness_table(
         if (lo is not None and when < lo) or (hi is not None and when > hi):
             continue
         cube = in_cube.get(format_t_rec(when), "")
-        flags = kept_out.get(format_t_rec(when)) if not cube else None
+        figures = kept_out.get(format_t_rec(when)) if not cube else None
         cause = quarantined.get(format_t_rec(when)) if not cube else None
         record = {key: row.get(key, "") for key in COMPLETENESS_COLUMNS}
         record.update(
@@ -142,13 +157,13 @@ def completeness_table(
                 row["state"],
                 row.get("quality_bits", ""),
                 cube,
-                flags is not None,
+                figures is not None,
                 quarantined=cause is not None and row["state"] == "verified",
             ),
             time=when,
         )
-        if flags is not None:
-            record["reason"] = f"quality flags: {flags}"
+        if figures is not None:
+            record["reason"] = f"figures out of tolerance: {figures}"
         elif record["status"] == "quarantined":
             record["reason"] = f"quarantined: {cause}"
         records.append(record)
@@ -156,18 +171,27 @@ def completeness_table(
 
 
 def completeness_figure(table: pd.DataFrame, *, title: str) -> Figure:
-    """Timeline of the slots, one line of ticks per status, counts in the legend."""
+    """Timeline of the slots, one line of ticks per status, counts in the legend (``status: N``)."""
     fig = Figure(figsize=(9, 3), dpi=100, layout="tight")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     names = sorted(set(table["status"]))
     for row, name in enumerate(names):
         times = table["time"][table["status"] == name]
-        ax.plot(times, [row] * len(times), "|", markersize=12, label=f"{name} ({len(times)})")
+        ax.plot(times, [row] * len(times), "|", markersize=12, label=f"{name}: {len(times)}")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("T_REC (TAI)")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="upper right")
+    # beside the axes, so it never hides the last slots, top to bottom as the rows
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(
+        handles[::-1],
+        labels[::-1],
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0,
+    )
     fig.autofmt_xdate()
     return fig
 

@@ -106,7 +106,7 @@ COLUMNS: dict[str, object] = {
     "input_file": TEXT,
     "input_sha256": TEXT,
     "weights_sha256": TEXT,
-    # the input noise the projection onto the input stopped at (ENHNOISE, the
+    # the input noise sigma of the projection onto the input (ENHNOISE, the
     # data's units) and where it came from (ENHNSRC); NaN / "" without a projection
     "input_noise": np.dtype("float64"),
     "input_noise_source": TEXT,

@@ -13,8 +13,9 @@ import dataclasses
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -26,14 +27,56 @@ from enhance.io.frame_quality import quality_from_header
 from enhance.io.sigma import SIGMA_KEYWORDS, SigmaMap
 from enhance.time import format_t_rec
 
-__all__ = ["FLAGGED_CHOICES", "CubeInput", "read_enhanced"]
+__all__ = ["OUT_OF_TOLERANCE_CHOICES", "CubeInput", "out_of_tolerance_choice", "read_enhanced"]
 
 log = logging.getLogger(__name__)
 
-#: What a cube does with a frame whose quality figures are out of tolerance
-#: (``ENHQFLAG``, :mod:`enhance.io.frame_quality`): "keep" it, marked in the
-#: cube's per-frame table, or "exclude" it from the cube's data.
-FLAGGED_CHOICES = ("keep", "exclude")
+#: What a cube does with a frame out of tolerance (quality figures beyond
+#: their tolerances when it was enhanced: ``ENHQFLAG`` not empty,
+#: :mod:`enhance.io.frame_quality`): "keep" it, marked in the cube's
+#: per-frame table, or "exclude" it from the cube's data. The input's JSOC
+#: ``QUALITY`` bits alone never exclude a frame here.
+OUT_OF_TOLERANCE_CHOICES = ("keep", "exclude")
+#: Older name of the config key ``cube.out_of_tolerance``, still read.
+_OLD_CONFIG_KEY = "flagged"
+
+
+def out_of_tolerance_choice(cube_config: Mapping[str, Any]) -> str:
+    """The workflow config's choice for frames out of tolerance (default "keep").
+
+    Reads ``cube.out_of_tolerance`` and, for configs written before it had
+    that name, ``cube.flagged``.
+
+    Parameters
+    ----------
+    cube_config : mapping
+        The ``cube`` section of the workflow config.
+
+    Raises
+    ------
+    ConfigError
+        Both keys given with different values, or a value not in
+        :data:`OUT_OF_TOLERANCE_CHOICES`.
+    """
+    given = {
+        key: cube_config[key]
+        for key in ("out_of_tolerance", _OLD_CONFIG_KEY)
+        if cube_config.get(key) is not None
+    }
+    if len(set(given.values())) > 1:
+        raise ConfigError(
+            f"config cube.out_of_tolerance is {given['out_of_tolerance']!r} but its older name "
+            f"cube.{_OLD_CONFIG_KEY} is {given[_OLD_CONFIG_KEY]!r}; keep only "
+            "cube.out_of_tolerance"
+        )
+    choice = next(iter(given.values()), "keep")
+    if choice not in OUT_OF_TOLERANCE_CHOICES:
+        raise ConfigError(
+            f"config cube.out_of_tolerance is {choice!r}; use one of "
+            f"{', '.join(OUT_OF_TOLERANCE_CHOICES)}"
+        )
+    return str(choice)
+
 
 _PROVENANCE = {
     "observable": "ENHOBS",
@@ -119,7 +162,7 @@ def read_enhanced(path: str | os.PathLike[str], *, sigma: bool = True) -> Frame:
 
 @dataclasses.dataclass
 class CubeInput:
-    """The enhanced frames of one cube, read one at a time, flagged frames kept out on request.
+    """The enhanced frames of one cube, read one at a time; frames out of tolerance optionally out.
 
     Iterate it into :meth:`enhance.cube.TimeCube.append`. Each pass reads
     the files anew and lists the frames it kept out in :attr:`kept_out`.
@@ -130,47 +173,53 @@ class CubeInput:
         Enhanced FITS files (:func:`read_enhanced`).
     sigma : bool
         Also read each frame's ``SIGMA`` HDU.
-    flagged : {"keep", "exclude"}
-        Frames with quality flags (``ENHQFLAG`` not empty, as written when
-        the frame was enhanced): "keep" passes them on (the cube's
-        per-frame table marks them), "exclude" keeps them out of the cube's
-        data.
+    out_of_tolerance : {"keep", "exclude"}
+        Frames out of tolerance (``ENHQFLAG`` not empty, as written when the
+        frame was enhanced): "keep" passes them on (the cube's per-frame
+        table marks them), "exclude" keeps them out of the cube's data.
 
     Attributes
     ----------
     kept_out : list of dict
-        One ``{"t_rec", "file", "flags"}`` per frame kept out in the last
-        pass (a frame the cube already holds is listed too:
+        One ``{"t_rec", "file", "out_of_tolerance"}`` per frame kept out in
+        the last pass, ``out_of_tolerance`` naming its figures out of
+        tolerance (a frame the cube already holds is listed too:
         :meth:`kept_out_of` leaves those out).
 
     Raises
     ------
     ConfigError
-        ``flagged`` is not one of :data:`FLAGGED_CHOICES`.
+        ``out_of_tolerance`` is not one of :data:`OUT_OF_TOLERANCE_CHOICES`.
     """
 
     paths: Sequence[str | os.PathLike[str]]
     sigma: bool = True
-    flagged: str = "keep"
+    out_of_tolerance: str = "keep"
     kept_out: list[dict[str, str]] = dataclasses.field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
-        if self.flagged not in FLAGGED_CHOICES:
+        if self.out_of_tolerance not in OUT_OF_TOLERANCE_CHOICES:
             raise ConfigError(
-                f"flagged frames are kept or excluded ({', '.join(FLAGGED_CHOICES)}), "
-                f"not {self.flagged!r}"
+                "frames out of tolerance are kept or excluded "
+                f"({', '.join(OUT_OF_TOLERANCE_CHOICES)}), not {self.out_of_tolerance!r}"
             )
 
     def __iter__(self) -> Iterator[Frame]:
         self.kept_out = []
         for path in self.paths:
             frame = read_enhanced(path, sigma=self.sigma)
-            flags = quality_from_header(frame.header)["flags"]
+            figures = quality_from_header(frame.header)["flags"]
             # without a T_REC the cube's append refuses the frame with its own message
-            if flags and self.flagged == "exclude" and frame.meta["t_rec"]:
-                log.warning("%s kept out of the cube: quality flags %s", Path(path).name, flags)
+            if figures and self.out_of_tolerance == "exclude" and frame.meta["t_rec"]:
+                log.warning(
+                    "%s kept out of the cube: out of tolerance (%s)", Path(path).name, figures
+                )
                 self.kept_out.append(
-                    {"t_rec": str(frame.meta["t_rec"]), "file": Path(path).name, "flags": flags}
+                    {
+                        "t_rec": str(frame.meta["t_rec"]),
+                        "file": Path(path).name,
+                        "out_of_tolerance": figures,
+                    }
                 )
                 continue
             yield frame

@@ -13,8 +13,8 @@ root reads as one HDF5 file::
     /input_file      (time,) str   input file name
     /input_sha256    (time,) str   sha256 of the input file
     /weights_sha256  (time,) str   sha256 of the weights that made the frame
-    /input_noise     (time,) float64  input noise the projection onto the input
-                     stopped at (ENHNOISE, the data's units; NaN without one)
+    /input_noise     (time,) float64  input noise sigma of the projection onto the
+                     input (ENHNOISE, the data's units; NaN without one)
     /input_noise_source  (time,) str  given, histogram or spectral (ENHNSRC)
     /wcs/<KEY>       (time,)       WCS and observer keywords, one per key
     /segment, /segment_row, /segment_files, /segment_frames
@@ -194,8 +194,8 @@ class TimeCube:
     def table(self) -> list[dict[str, object]]:
         """One record per frame: t_rec, quality, input file and sha256, weights sha256, noise.
 
-        ``input_noise`` is the noise the projection onto the input stopped at
-        (``ENHNOISE``, the data's units) and ``input_noise_source`` where it
+        ``input_noise`` is the input noise sigma of the projection onto the
+        input (``ENHNOISE``, the data's units) and ``input_noise_source`` where it
         came from (``ENHNSRC``: given, histogram or spectral); NaN and "" for
         frames made without the projection or stored before the columns existed.
         """
@@ -225,8 +225,9 @@ class TimeCube:
         """One record per frame: ``t_rec``, ``quality`` and the per-frame quality figures.
 
         The figures (:data:`enhance.io.frame_quality.QUALITY_COLUMNS`) were
-        measured while each frame was enhanced; frames stored before they
-        existed read as NaN (and ``flags`` as "").
+        measured while each frame was enhanced, and ``flags``, the names of
+        the figures out of tolerance (``ENHQFLAG``; "" when none); frames
+        stored before they existed read as NaN (and ``flags`` as "").
         """
         from enhance.io.frame_quality import QUALITY_COLUMNS
 

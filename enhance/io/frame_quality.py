@@ -27,12 +27,17 @@ table and in the report without anybody looking at it:
   ripples there that no other figure sees (1.0 when it leaves the
   network's output alone; NaN without a projection);
 
-plus the input's ``QUALITY`` bits [2]_. :class:`QualityTolerances` says which
-values flag a frame; a flagged frame is written and listed, and the time
-cube keeps it unless told to exclude it (:class:`enhance.cube.CubeInput`).
+plus the input's JSOC ``QUALITY`` word [2]_. :class:`QualityTolerances`
+says which values are out of tolerance; a frame out of tolerance is written
+all the same, its figures out of tolerance named in ``ENHQFLAG``, and the
+time cube keeps it unless told to exclude it (:class:`enhance.cube.CubeInput`).
+"Out of tolerance" is enhance's own verdict on its output; "QUALITY bits set"
+is JSOC's on the input (docs/workflow.md, "Words").
 
-The input noise is the one the projection onto the input stopped at, or,
-without a projection, the same estimate from the input alone
+The **input noise sigma** (``ENHQNOIS``) is the standard deviation of the
+noise of the input frame in the data's units: the one the projection onto the
+input used (``ENHNOISE``, given or estimated), or, without a projection, the
+same estimate from the input alone
 (:func:`enhance.physics.noise.estimate_input_noise`). Every figure that
 compares the output with the input uses the disk within
 :data:`enhance.physics.disk.CONSTRAINED_RADIUS` only, where the forward model
@@ -60,6 +65,7 @@ from astropy.io import fits
 from scipy import ndimage
 
 from enhance.errors import ConfigError, InputError
+from enhance.io.cards import set_card
 from enhance.physics.disk import SolarDisk, constraint_region
 from enhance.physics.noise import input_noise, noise_estimate_for
 from enhance.physics.spectrum import band_power
@@ -97,18 +103,22 @@ RIPPLE_TILE = 128
 
 #: Figures written as header keywords (name -> keyword, comment); also the
 #: numeric columns of the cube's per-frame table (``frame_quality/<name>``).
+#: A comment fits the 47 characters a card leaves after a number.
 QUALITY_KEYWORDS: dict[str, tuple[str, str]] = {
-    "forward_residual": ("ENHQFWD", "rms(reobserved output - input) / input noise"),
-    "input_noise": ("ENHQNOIS", "input noise sigma (input units)"),
+    "forward_residual": ("ENHQFWD", "rms(re-observed output - input) / ENHQNOIS"),
+    "input_noise": ("ENHQNOIS", "input noise sigma (ENHUNIT); = ENHNOISE if set"),
     "flux_ratio": ("ENHQFLUX", "unsigned flux output/input over field regions"),
     "contrast": ("ENHQCON", "quiet-Sun rms contrast of the output"),
     "input_contrast": ("ENHQICON", "quiet-Sun rms contrast of the input"),
     "masked_fraction": ("ENHQMASK", "fraction of on-disk input pixels without value"),
     "ripple": ("ENHQRIPL", "power near HMI Nyquist, output/network"),
 }
-#: Keyword of the flags (comma-separated names of :data:`FLAG_NAMES`; "" when none).
-FLAGS_KEYWORD = ("ENHQFLAG", "quality flags (tolerances exceeded)")
-#: Every flag a frame can carry.
+#: Keyword naming the figures out of tolerance (comma-separated names of
+#: :data:`FLAG_NAMES`; "" when none). The keyword keeps its name, which files
+#: already written carry.
+FLAGS_KEYWORD = ("ENHQFLAG", "quality figures out of tolerance ('': none)")
+#: Every figure a frame can be out of tolerance in (``quality_bits``: the
+#: input's ``QUALITY`` bits meet :attr:`QualityTolerances.quality_mask`).
 FLAG_NAMES = (
     "forward_residual",
     "input_noise",
@@ -118,7 +128,7 @@ FLAG_NAMES = (
     "ripple",
     "quality_bits",
 )
-#: Names of the per-frame quality columns, numeric then the flags text.
+#: Names of the per-frame quality columns, numeric then the figures out of tolerance.
 QUALITY_COLUMNS = (*QUALITY_KEYWORDS, "flags")
 
 
@@ -134,12 +144,12 @@ def _pair(value: object, name: str) -> tuple[float, float]:
 
 @dataclasses.dataclass(frozen=True)
 class QualityTolerances:
-    """Which quality figures flag a frame.
+    """The tolerances of the quality figures: a frame beyond one is out of tolerance.
 
     Attributes
     ----------
     forward_residual : float
-        Largest forward residual, in units of the input noise. On the
+        Largest forward residual, in units of the input noise sigma. On the
         bundled real HMI frames the shipped networks leave 0.55-0.80 x the
         noise, the projection onto the input
         (:func:`enhance.inference.consistency.project_to_observation`)
@@ -147,9 +157,9 @@ class QualityTolerances:
         enhanced with the magnetogram weights leaves ~1000 before the
         projection and more than 20 after it (which then does not converge).
     input_noise : mapping
-        Largest input noise per observable, in input units (gauss; quiet-Sun
-        units). The bundled real frames have 3.6-5.6 G (the histogram core
-        of hmi.M_720s, ~5-8 G on full disks) and 1.1e-3.
+        Largest input noise sigma per observable, in input units (gauss;
+        quiet-Sun units). The bundled real frames have 3.6-5.6 G (the
+        histogram core of hmi.M_720s, ~5-8 G on full disks) and 1.1e-3.
     flux_ratio : (float, float)
         Accepted range of the unsigned-flux ratio (magnetograms). The
         shipped network gives 1.08-1.14 on the bundled real frames (the
@@ -169,8 +179,9 @@ class QualityTolerances:
         gave 26-60 there and 79-296 on crops holding the limb
         (docs/performance.md, "Full disks").
     quality_mask : int
-        ``QUALITY`` bits that flag a frame (0: none; the acquisition's
-        quality policy already decides which frames are enhanced).
+        JSOC ``QUALITY`` bits that put a frame out of tolerance (0: none; the
+        acquisition's quality policy already decides which frames are
+        enhanced).
 
     References
     ----------
@@ -241,9 +252,10 @@ class FrameQuality:
     forward_residual, input_noise, flux_ratio, contrast, input_contrast, masked_fraction, ripple
         See the module description and :data:`QUALITY_KEYWORDS`.
     quality : int
-        The input's ``QUALITY`` bits.
+        The input's JSOC ``QUALITY`` bits.
     flags : tuple of str
-        Names (:data:`FLAG_NAMES`) of the tolerances the frame exceeds.
+        Names (:data:`FLAG_NAMES`) of the figures out of tolerance (written
+        as ``ENHQFLAG``).
     """
 
     forward_residual: float
@@ -257,27 +269,29 @@ class FrameQuality:
     flags: tuple[str, ...] = ()
 
     @property
-    def flagged(self) -> bool:
-        """Whether any tolerance is exceeded."""
+    def out_of_tolerance(self) -> bool:
+        """Whether any figure is out of tolerance."""
         return bool(self.flags)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain values (floats, the flags joined by commas), for tables and JSON."""
+        """Plain values (floats, the figures out of tolerance joined by commas)."""
         out: dict[str, Any] = {name: float(getattr(self, name)) for name in QUALITY_KEYWORDS}
         out["quality"] = int(self.quality)
         out["flags"] = ",".join(self.flags)
         return out
 
     def write_cards(self, header: fits.Header) -> None:
-        """Set the :data:`QUALITY_KEYWORDS` and the flags keyword in ``header``.
+        """Set the :data:`QUALITY_KEYWORDS` and ``ENHQFLAG`` in ``header``.
 
         A NaN figure is written as the string ``'nan'`` (FITS has no NaN
-        number); :func:`quality_from_header` reads it back as NaN.
+        number); :func:`quality_from_header` reads it back as NaN. A long
+        list of figures out of tolerance shortens its card's comment
+        (:func:`enhance.io.cards.set_card`).
         """
         for name, (keyword, comment) in QUALITY_KEYWORDS.items():
             value = float(getattr(self, name))
-            header[keyword] = (round(value, 6) if math.isfinite(value) else "nan", comment)
-        header[FLAGS_KEYWORD[0]] = (",".join(self.flags), FLAGS_KEYWORD[1])
+            set_card(header, keyword, round(value, 6) if math.isfinite(value) else "nan", comment)
+        set_card(header, FLAGS_KEYWORD[0], ",".join(self.flags), FLAGS_KEYWORD[1])
 
 
 def quality_from_header(header: Mapping[str, Any]) -> dict[str, Any]:
@@ -429,7 +443,7 @@ def frame_quality(
     network_output: object | None = None,
     kernels: QualityKernels | None = None,
 ) -> FrameQuality:
-    """Measure the quality figures of one enhanced frame and flag it.
+    """Measure the quality figures of one enhanced frame against their tolerances.
 
     Parameters
     ----------
@@ -444,14 +458,14 @@ def frame_quality(
         (:meth:`enhance.physics.disk.SolarDisk.from_header`) for the masked
         fraction, the pixels compared with the input and the ripple figure.
     quality : int
-        The input's ``QUALITY`` bits.
+        The input's JSOC ``QUALITY`` bits.
     psf_model : str
         HMI PSF of the re-observation (the one the network was trained for).
     tolerances : QualityTolerances, optional
         Default :class:`QualityTolerances`.
     projection : enhance.inference.consistency.Projection, optional
         What the projection onto the input did, when it ran: its ``noise``
-        is the input noise, and a projection that ran no iteration
+        is the input noise sigma, and a projection that ran no iteration
         delivered the network's own image (ripple figure 1). Default: the
         input noise estimated from ``data`` alone the same way. The forward
         residual is always the delivered image re-observed here, mirrored
@@ -500,7 +514,7 @@ def frame_quality(
     masked = _masked_fraction(x, disk)
     ripple = _ripple(y, network_output, disk, projection, kernels)
     flags = []
-    if not residual <= tolerances.forward_residual:  # NaN: nothing re-observed, flagged
+    if not residual <= tolerances.forward_residual:  # NaN (nothing re-observed) too
         flags.append("forward_residual")
     max_noise = tolerances.input_noise.get(observable, math.inf)
     if math.isfinite(noise) and noise > max_noise:

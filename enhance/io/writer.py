@@ -68,8 +68,8 @@ PROVENANCE_KEYWORDS: dict[str, tuple[str, str]] = {
     "device": ("ENHDEV", "inference device"),
     "precision": ("ENHPREC", "inference precision"),
     "tile": ("ENHTILE", "inference tile size (input pixels)"),
-    "input_noise": ("ENHNOISE", "input noise the projection stopped at (ENHUNIT)"),
-    "input_noise_source": ("ENHNSRC", "input noise: given, or histogram/spectral est."),
+    "input_noise": ("ENHNOISE", "input noise sigma (ENHUNIT) of the projection"),
+    "input_noise_source": ("ENHNSRC", "ENHNOISE given, or histogram/spectral estimate"),
     "settings_sha256": ("ENHSETSH", "sha256 of the settings that change the output"),
 }
 _ALIASES = {"psf": "psf_model", "weights": "weights_file", "version": "software"}

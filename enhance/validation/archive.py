@@ -6,14 +6,16 @@ For every series of a run:
   the enhanced output side by side on helioprojective axes (arcsec, from the
   frames' WCS), each with a colour bar in the data's units, a zoom on the
   central 64" x 64" of both, and the azimuthally averaged power spectra of
-  input and output against spatial frequency in arcsec^-1 (the output
-  reaches twice the input's Nyquist frequency) [1]_;
-* :func:`quality_table` / :func:`quality_figure` / :func:`flagged_rows`: the
-  per-frame quality figures stored in each cube (``frame_quality/*``,
-  measured while each frame was enhanced:
+  input and output per unit solar area (arcsec^-1, power per arcsec^-2 of
+  frequency: :func:`enhance.physics.spectrum.radial_power_spectrum`), so
+  the two agree where both resolve the Sun and the output reaches twice
+  the input's Nyquist frequency [1]_;
+* :func:`quality_table` / :func:`quality_figure` /
+  :func:`out_of_tolerance_rows`: the per-frame quality figures stored in
+  each cube (``frame_quality/*``, measured while each frame was enhanced:
   :mod:`enhance.io.frame_quality`) as a table, a time series per figure with
-  the tolerances drawn and the flagged frames marked, and the list of
-  flagged frames.
+  the tolerances drawn and the frames out of tolerance marked, and the list
+  of frames out of tolerance.
 
 Figures are :class:`matplotlib.figure.Figure` objects on their own Agg canvas
 (no pyplot state, the caller's backend untouched), written atomically.
@@ -34,22 +36,30 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import astropy.units as u
 import numpy as np
 from astropy.io import fits
+from matplotlib.figure import Figure
 
-from enhance.errors import ReportError
 from enhance.io.frame_quality import QualityTolerances
+from enhance.physics.spectrum import radial_power_spectrum
 from enhance.validation.report.figures import new_figure, save_png
 
 __all__ = [
     "QuickLook",
-    "flagged_rows",
+    "out_of_tolerance_rows",
     "quality_figure",
+    "quality_plot",
     "quality_table",
     "quicklook_figure",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Legend words of the quality figure: enhance's verdict on its output, never
+#: JSOC's ``QUALITY`` (docs/workflow.md, "Words").
+OUT_OF_TOLERANCE = "out of tolerance"
+WITHIN_TOLERANCE = "within tolerance"
 
 #: Side of the zoom panels, arcsec.
 ZOOM_ARCSEC = 64.0
@@ -58,7 +68,11 @@ ZOOM_ARCSEC = 64.0
 #: region already resolves 0.004 arcsec^-1).
 SPECTRUM_SIDE = 512
 _UNITS = {"magnetogram": "B$_\\mathrm{LOS}$ (G)", "continuum": "I / I$_\\mathrm{QS}$"}
-_POWER_UNITS = {"magnetogram": "power (G$^2$)", "continuum": "power ((I / I$_\\mathrm{QS}$)$^2$)"}
+#: y label of the power spectra: power per arcsec^-2 of frequency (per unit solar area).
+_POWER_UNITS = {
+    "magnetogram": "power spectral density (G$^2$ arcsec$^2$)",
+    "continuum": "power spectral density ((I / I$_\\mathrm{QS}$)$^2$ arcsec$^2$)",
+}
 
 
 @dataclasses.dataclass
@@ -107,38 +121,12 @@ def _central(data: np.ndarray, side: int) -> np.ndarray:
     return data[y0 : y0 + side, x0 : x0 + side]
 
 
-def radial_spectrum(image: np.ndarray, pixel_scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Azimuthally averaged power spectrum in data units squared per pixel.
-
-    The mean is removed, non-finite pixels set to it, a Hann window applied;
-    ``|FFT|^2 / N`` is averaged in annuli one frequency step wide. Returns
-    ``(frequency in arcsec^-1, power)`` without the zero frequency.
-    """
-    data = np.asarray(image, dtype=np.float64)
-    ok = np.isfinite(data)
-    if ok.sum() < 16:
-        raise ReportError("a power spectrum needs at least 16 finite pixels")
-    data = np.where(ok, data - data[ok].mean(), 0.0)
-    ny, nx = data.shape
-    window = np.outer(np.hanning(ny), np.hanning(nx))
-    power = np.abs(np.fft.fft2(data * window)) ** 2 / (ny * nx * np.mean(window**2))
-    fy = np.fft.fftfreq(ny)[:, None]
-    fx = np.fft.fftfreq(nx)[None, :]
-    step = 1.0 / max(ny, nx)
-    index = np.rint(np.hypot(fy, fx) / step).astype(int).ravel()
-    sums = np.bincount(index, power.ravel())
-    counts = np.bincount(index)
-    keep = (counts > 0) & (np.arange(len(sums)) > 0) & (np.arange(len(sums)) * step <= 0.5)
-    freq = np.arange(len(sums))[keep] * step / pixel_scale
-    return freq, sums[keep] / counts[keep]
-
-
 def quicklook_figure(looks: Sequence[QuickLook], path: str | os.PathLike[str]) -> Path:
     """Input | output | zoom (input, output) | power spectra, one row per cube.
 
     Axes are helioprojective Tx, Ty in arcsec from each frame's header
     (``CRVAL``, ``CRPIX``, ``CDELT``; the frames are north up); input and
-    output share one grey scale (99.5th percentile of |B| for magnetograms,
+    output share one grey scale (99.5th percentile of ``|B|`` for magnetograms,
     0.5-99.5 percentiles for continuum) shown on a colour bar with units.
     A cube whose input file is not found shows the output and its spectrum
     only. Returns ``path``.
@@ -214,13 +202,18 @@ def quicklook_figure(looks: Sequence[QuickLook], path: str | os.PathLike[str]) -
         ):
             if data is None or header is None:
                 continue
-            scale = abs(float(header.get("CDELT1", 1.0)))
+            scale = abs(float(header.get("CDELT1", 1.0))) * u.arcsec
             side = SPECTRUM_SIDE * (2 if label == "Enhanced" else 1)
-            freq, power = radial_spectrum(_central(data, side), scale)
-            spec.loglog(freq, power, style, label=label)
+            freq, power = radial_power_spectrum(_central(data, side), scale)
+            spec.loglog(
+                freq.to_value(1 / u.arcsec), power.to_value(u.arcsec**2), style, label=label
+            )
         spec.set_xlabel("spatial frequency (arcsec$^{-1}$)")
-        spec.set_ylabel(_POWER_UNITS.get(look.observable, "power"))
-        spec.set_title(f"power spectra ({_plural(look.frames, 'frame')} in cube)", fontsize=9)
+        spec.set_ylabel(_POWER_UNITS.get(look.observable, "power spectral density"))
+        spec.set_title(
+            f"power spectra per unit solar area ({_plural(look.frames, 'frame')} in cube)",
+            fontsize=9,
+        )
         spec.legend(fontsize=8)
         spec.grid(True, which="both", alpha=0.3)
     save_png(fig, path, dpi=80)
@@ -232,7 +225,8 @@ def quality_table(cube_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     Keys: ``t_rec``, ``quality`` (bits), the numeric figures of
     :data:`enhance.io.frame_quality.QUALITY_KEYWORDS` (NaN where not
-    measured) and ``flags`` (:meth:`enhance.cube.TimeCube.quality_table`).
+    measured) and ``flags``, the names of the figures out of tolerance
+    (:meth:`enhance.cube.TimeCube.quality_table`).
     """
     from enhance.cube import TimeCube
 
@@ -243,8 +237,10 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def flagged_rows(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
-    """Every flagged frame of ``tables`` (cube name -> :func:`quality_table`), in time order."""
+def out_of_tolerance_rows(
+    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Every frame out of tolerance in ``tables`` (cube name -> :func:`quality_table`), by time."""
     rows = [
         {"cube": cube, **row}
         for cube, table in tables.items()
@@ -268,13 +264,28 @@ def quality_figure(
     tolerances: QualityTolerances | None = None,
     title: str = "",
 ) -> Path:
+    """Write :func:`quality_plot` of ``tables`` to ``path`` (PNG, atomically); return ``path``."""
+    fig = quality_plot(tables, observable, tolerances=tolerances, title=title)
+    save_png(fig, Path(path), dpi=80)
+    return Path(path)
+
+
+def quality_plot(
+    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+    observable: str,
+    *,
+    tolerances: QualityTolerances | None = None,
+    title: str = "",
+) -> Figure:
     """Time series of the per-frame quality figures of every cube of one series.
 
-    Panels: forward residual (input-noise units), input noise, unsigned-flux
-    ratio (magnetograms) or quiet-Sun contrast of input and output
-    (continuum), masked fraction, ripple figure (output over network power
-    near HMI's Nyquist frequency). Tolerances are dashed lines; flagged
-    frames are red crosses, the others black dots. Returns ``path``.
+    Panels: forward residual (in units of the input noise sigma), input
+    noise sigma, unsigned-flux ratio (magnetograms) or quiet-Sun contrast of
+    input and output (continuum), masked fraction, ripple figure (output
+    over network power near HMI's Nyquist frequency). Tolerances are dashed
+    lines; frames out of tolerance are red crosses, the others black dots.
+    The input's JSOC ``QUALITY`` bits are not drawn: they count only through
+    the ``quality_mask`` tolerance.
     """
     tolerances = tolerances or QualityTolerances()
     rows = [dict(row) for table in tables.values() for row in table]
@@ -285,16 +296,15 @@ def quality_figure(
     grid[-3].tick_params(labelbottom=True)  # now the lowest of its column
     axes = grid[:-1]
     count = len(rows)
-    flagged = sum(1 for r in rows if r["flags"])
+    outside = sum(1 for r in rows if r["flags"])
     fig.suptitle(
-        f"{title}: per-frame quality, {_plural(count, 'frame')}, {flagged} flagged",
+        f"{title}: per-frame quality, {_plural(count, 'frame')}, {outside} {OUT_OF_TOLERANCE}",
         fontsize=11,
     )
     if not rows:
         for ax in axes:
             ax.text(0.5, 0.5, "no frames", ha="center", va="center", transform=ax.transAxes)
-        save_png(fig, Path(path), dpi=80)
-        return Path(path)
+        return fig
     times = _times(rows)
     bad = np.array([bool(r["flags"]) for r in rows])
     if observable == "magnetogram":
@@ -304,10 +314,14 @@ def quality_figure(
         third = ("contrast", "quiet-Sun rms contrast", tolerances.contrast)
         noise_units = "I$_{QS}$"
     panels = [
-        ("forward_residual", "forward residual (input noise)", (None, tolerances.forward_residual)),
+        (
+            "forward_residual",
+            "forward residual / input noise σ",
+            (None, tolerances.forward_residual),
+        ),
         (
             "input_noise",
-            f"input noise ({noise_units})",
+            f"input noise σ ({noise_units})",
             (None, tolerances.input_noise.get(observable)),
         ),
         third,
@@ -316,9 +330,9 @@ def quality_figure(
     ]
     for ax, (name, label, (low, high)) in zip(axes, panels, strict=True):
         values = np.array([r[name] for r in rows], dtype=float)
-        ax.plot(times[~bad], values[~bad], "k.", label="within tolerance")
+        ax.plot(times[~bad], values[~bad], "k.", label=WITHIN_TOLERANCE)
         if bad.any():
-            ax.plot(times[bad], values[bad], "rx", ms=8, label="flagged")
+            ax.plot(times[bad], values[bad], "rx", ms=8, label=OUT_OF_TOLERANCE)
         if name == "contrast":
             inputs = np.array([r["input_contrast"] for r in rows], dtype=float)
             ax.plot(times, inputs, ".", color="0.6", label="input (HMI)")
@@ -335,5 +349,4 @@ def quality_figure(
     for ax in axes[3:]:
         ax.set_xlabel("T_REC (TAI)")
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    save_png(fig, Path(path), dpi=80)
-    return Path(path)
+    return fig

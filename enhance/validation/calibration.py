@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 #: erf(sqrt 2)).
 NOMINAL_1SIGMA = math.erf(1.0 / math.sqrt(2.0))
 NOMINAL_2SIGMA = math.erf(math.sqrt(2.0))
-#: Edges of the z-score histograms (0.25 wide, |z| up to 6; beyond: the end bins).
+#: Edges of the z-score histograms (0.25 wide, ``|z|`` up to 6; beyond: the end bins).
 Z_BINS = np.linspace(-6.0, 6.0, 49)
 
 
@@ -403,7 +403,7 @@ def uncertainty_figure(
     units: str = "",
     border: int = 8,
 ) -> Path:
-    """Four panels: |enhanced - truth|, sigma (same colour scale), z histogram, coverage curve.
+    """Four panels: ``|enhanced - truth|``, sigma (same colour scale), z histogram, coverage curve.
 
     Written atomically as a PNG; ``units`` labels the colour bar.
     """

@@ -10,8 +10,10 @@ network output, bicubic interpolation, an unsharp mask and Richardson-Lucy
 (scikit-image, HMI PSF) are scored against the target by the scorer of the
 validation reports (:func:`enhance.validation.report.evaluate`): PSNR, SSIM,
 quiet-Sun rms contrast, the distance between azimuthally averaged power
-spectra at 0.05-0.25 px^-1 (the paper's recipe) and the forward-consistency
-residual.
+spectra at 0.20-0.99 arcsec^-1 (0.05-0.25 px^-1 of the 0.252"/px grid, the
+paper's recipe) and the forward-consistency residual. The figure's spectra
+are per unit solar area (arcsec^-1, power per arcsec^-2 of frequency), the
+input at 0.504"/px on the scale of the 0.252"/px images.
 
 Real HMI: the quiet-Sun contrast of a real HMI continuum cut-out before and
 after enhancement, and for real HMI magnetograms the unsigned flux (output
@@ -34,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import astropy.units as u
 import numpy as np
 
 from enhance.atomic import atomic_path
@@ -41,12 +44,13 @@ from enhance.errors import ConfigError
 from enhance.inference import enhance_array
 from enhance.inference.consistency import project_as_recipe
 from enhance.model import load_weights_cached, psf_model_of
-from enhance.physics import HMI_PIXEL_SCALE
+from enhance.physics import ENHANCED_PIXEL_SCALE, HMI_PIXEL_SCALE
 from enhance.physics.disk import SolarDisk
 from enhance.physics.noise import hmi_noise_sigma
+from enhance.physics.spectrum import radial_power_spectrum
 from enhance.provenance import provenance_record
 from enhance.validation import baselines, metrics, report
-from enhance.validation.report.figures import new_figure, save_png
+from enhance.validation.report.figures import SPECTRUM_PAD, new_figure, save_png
 
 __all__ = [
     "METHODS",
@@ -395,7 +399,7 @@ def evaluate_hmi_magnetograms(
     pixels have a quarter of the area), over every pixel and over the field
     regions of :func:`enhance.validation.metrics.field_mask` (the flux of
     the magnetic features, without the noise floor); noise is the robust standard
-    deviation over the quiet-Sun mask (|B| < 50 G, grown by 5 px) of the
+    deviation over the quiet-Sun mask (``|B| < 50`` G, grown by 5 px) of the
     input, mapped to each output grid by nearest-neighbour 2x. The paper
     finds the flux roughly conserved and Richardson-Lucy adding ~80 G of
     noise where Enhance adds none [1]_.
@@ -511,11 +515,14 @@ def _figure(images: dict[str, dict[str, np.ndarray]], path: Path, title: str) ->
             ax.set_yticks([])
         axes[r, 0].set_ylabel(label.replace("[", "\n["), fontsize=8)
         ax = axes[r, -1]
-        for name in ("bicubic", "tikhonov", "enhance", "truth"):
-            f, p = metrics.power_spectrum(imgs[name])
-            ax.loglog(f[1:], p[1:], label=name)
-        ax.axvspan(*metrics.SPECTRUM_BAND, color="0.9")
-        ax.set_xlabel("px$^{-1}$", fontsize=8)
+        # per unit solar area: the input at 0.504"/px on the scale of the 0.252"/px images
+        for name in ("input", "bicubic", "tikhonov", "enhance", "truth"):
+            scale = HMI_PIXEL_SCALE if name == "input" else ENHANCED_PIXEL_SCALE
+            f, p = radial_power_spectrum(imgs[name], scale, pad=SPECTRUM_PAD)
+            ax.loglog(f.to_value(1 / u.arcsec), p.to_value(u.arcsec**2), label=name)
+        ax.axvspan(*metrics.spectrum_band().to_value(1 / u.arcsec), color="0.9")
+        ax.set_xlabel("arcsec$^{-1}$", fontsize=8)
+        ax.set_ylabel("power spectral density (arcsec$^2$)", fontsize=8)
         if r == 0:
             ax.legend(fontsize=7)
     fig.suptitle(title)

@@ -22,6 +22,8 @@ from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from enhance.errors import InputError
+from enhance.physics.constants import ENHANCED_PIXEL_SCALE
+from enhance.physics.spectrum import radial_power_spectrum
 
 __all__ = [
     "psnr",
@@ -29,6 +31,7 @@ __all__ = [
     "rms_contrast",
     "quiet_sun_mask",
     "power_spectrum",
+    "spectrum_band",
     "spectrum_distance",
     "pearson",
     "solar_pixel_area",
@@ -45,7 +48,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Spatial-frequency band (px^-1) where the paper compares power spectra [1]_.
+#: Spatial-frequency band (px^-1 of the enhanced 0.252"/px grid) where the
+#: paper compares power spectra [1]_; in arcsec^-1: :func:`spectrum_band`.
 SPECTRUM_BAND = (0.05, 0.25)
 
 
@@ -187,63 +191,88 @@ def rms_contrast(image: object, mask: np.ndarray | None = None) -> float:
     return float(vals.std() / vals.mean())
 
 
-def power_spectrum(image: object, *, pad: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Azimuthally averaged power spectrum as in the paper [1]_.
+def power_spectrum(
+    image: object,
+    *,
+    pixel_scale: u.Quantity = ENHANCED_PIXEL_SCALE,
+    pad: int = 3,
+    standardise: bool = True,
+) -> tuple[u.Quantity, u.Quantity]:
+    """Azimuthally averaged power spectrum as the paper compares them [1]_.
 
-    The image is standardised ((img - median) / std, NaN set to 0), zero-padded
-    to ``pad`` times its size, Fourier transformed, and |FFT|^2 averaged in
-    annuli one padded-frequency step wide.
+    The image is standardised ((img - median) / std, NaN left out) unless
+    ``standardise`` is False, zero-padded to ``pad`` times its size without
+    a window, and turned into a power spectral density per unit solar area
+    by :func:`enhance.physics.spectrum.radial_power_spectrum` (its docstring
+    derives the convention): frequency in arcsec^-1, power per arcsec^-2 of
+    frequency, so images of one field at different pixel scales lie on one
+    scale.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image.
+    pixel_scale : astropy.units.Quantity
+        Its pixel size; the validation images are on the enhanced
+        0.252"/px grid (:data:`enhance.physics.ENHANCED_PIXEL_SCALE`).
+    pad : int
+        Zero padding factor (finer annuli).
+    standardise : bool
+        Divide by the image's standard deviation first: the spectral shape
+        :func:`spectrum_distance` compares, in arcsec^2. False: in the
+        image's units squared times arcsec^2.
 
     Returns
     -------
-    freq : numpy.ndarray
-        Spatial frequency in px^-1 (0 to 0.5).
-    power : numpy.ndarray
-        Mean power in each annulus.
+    freq : astropy.units.Quantity
+        Spatial frequency, arcsec^-1 (one step to the Nyquist frequency).
+    power : astropy.units.Quantity
+        Mean density in each annulus, arcsec^2 (times the image's units
+        squared unless standardised).
 
     References
     ----------
     .. [1] Díaz Baso & Asensio Ramos (2018), A&A 614, A5, Sect. 4.
     """
     data = _image(image)
-    ok = np.isfinite(data)
-    std = float(data[ok].std())
-    norm = (data - float(np.median(data[ok]))) / (std if std > 0 else 1.0)
-    norm[~ok] = 0.0
-    ny, nx = norm.shape
-    big = np.zeros((pad * ny, pad * nx))
-    big[:ny, :nx] = norm
-    power2d = np.abs(np.fft.fft2(big)) ** 2
-    fy = np.fft.fftfreq(pad * ny)[:, None]
-    fx = np.fft.fftfreq(pad * nx)[None, :]
-    radius = np.hypot(fy, fx)
-    step = 1.0 / (pad * max(ny, nx))
-    idx = np.rint(radius / step).astype(int)
-    nbin = int(round(0.5 / step)) + 1
-    keep = idx < nbin
-    sums = np.bincount(idx[keep], weights=power2d[keep], minlength=nbin)
-    counts = np.bincount(idx[keep], minlength=nbin)
-    freq = np.arange(nbin) * step
-    with np.errstate(invalid="ignore", divide="ignore"):
-        power = sums / counts
-    good = counts > 0
-    return freq[good], power[good]
+    if standardise:
+        ok = np.isfinite(data)
+        std = float(data[ok].std())
+        data = (data - float(np.median(data[ok]))) / (std if std > 0 else 1.0)
+    return radial_power_spectrum(data, pixel_scale, window=False, pad=pad)
+
+
+def spectrum_band(pixel_scale: u.Quantity = ENHANCED_PIXEL_SCALE) -> u.Quantity:
+    """:data:`SPECTRUM_BAND` (px^-1) in arcsec^-1 for pixels of ``pixel_scale``.
+
+    At the enhanced 0.252"/px, 0.05-0.25 px^-1 is 0.198-0.992 arcsec^-1:
+    granules (about 1-2") down to the 28 cm diffraction limit.
+    """
+    return np.asarray(SPECTRUM_BAND) / u.Quantity(pixel_scale).to(u.arcsec)
 
 
 def spectrum_distance(
-    image: object, truth: object, *, band: tuple[float, float] = SPECTRUM_BAND
+    image: object,
+    truth: object,
+    *,
+    pixel_scale: u.Quantity = ENHANCED_PIXEL_SCALE,
+    band: tuple[float, float] = SPECTRUM_BAND,
 ) -> float:
-    """Mean |log10 P_image - log10 P_truth| over ``band`` (px^-1).
+    """Mean ``|log10 P_image - log10 P_truth|`` over ``band`` (px^-1 of ``pixel_scale``).
 
-    0 means identical spectral shape in the band; 0.3 is a factor 2 in power.
+    Both spectra are standardised (:func:`power_spectrum`): the distance
+    compares spectral shapes. 0 means identical spectral shape in the band;
+    0.3 is a factor 2 in power.
     """
-    f, p = power_spectrum(image)
-    f2, q = power_spectrum(truth)
+    f, p = power_spectrum(image, pixel_scale=pixel_scale)
+    f2, q = power_spectrum(truth, pixel_scale=pixel_scale)
     if f.shape != f2.shape:
         raise InputError("spectrum_distance needs images of the same shape")
-    sel = (f >= band[0]) & (f <= band[1]) & (p > 0) & (q > 0)
+    lo, hi = (np.asarray(band) / u.Quantity(pixel_scale).to(u.arcsec)).to_value(1 / u.arcsec)
+    freq, p, q = f.to_value(1 / u.arcsec), p.value, q.value
+    sel = (freq >= lo * (1 - 1e-12)) & (freq <= hi * (1 + 1e-12)) & (p > 0) & (q > 0)
     if not sel.any():
-        raise InputError(f"no frequency of the spectrum falls in the band {band}")
+        raise InputError(f"no frequency of the spectrum falls in the band {band} px^-1")
     return float(np.mean(np.abs(np.log10(p[sel]) - np.log10(q[sel]))))
 
 
@@ -259,7 +288,7 @@ def solar_pixel_area(scale: u.Quantity) -> u.Quantity:
 
 
 def unsigned_flux(blos: object, pixel_area: u.Quantity) -> u.Quantity:
-    """Total unsigned flux sum(|B|) x pixel area, in Mx.
+    """Total unsigned flux ``sum(|B|)`` x pixel area, in Mx.
 
     ``blos`` is in G (or a Quantity convertible to G); ``pixel_area`` is an
     area Quantity (e.g. ``(0.252 * 725 * u.km) ** 2``). NaN pixels are skipped.
@@ -386,7 +415,7 @@ def forward_residual_stats(
     return out
 
 
-#: Input |B| (G) above which a pixel counts as a field pixel for the forward
+#: Input ``|B|`` (G) above which a pixel counts as a field pixel for the forward
 #: residual: a threshold that needs no noise estimate, so it also applies
 #: where the field of view holds no quiet Sun (unlike :func:`field_mask`).
 FIELD_PIXEL_G = 100.0
@@ -412,10 +441,10 @@ def field_pixel_mask(blos: object, *, threshold_g: float = FIELD_PIXEL_G) -> np.
 
 
 def field_mask(blos: object, noise: float, *, snr: float = 5.0, grow: int = 2) -> np.ndarray:
-    """Pixels with magnetic signal: |B| smoothed by 1 px above ``snr`` x noise, grown.
+    """Pixels with magnetic signal: ``|B|`` smoothed by 1 px above ``snr`` x noise, grown.
 
     Unsigned flux summed over every pixel of a magnetogram is dominated in
-    quiet areas by the noise (mean |noise| = 0.8 sigma per pixel), which a
+    quiet areas by the noise (mean ``|noise|`` = 0.8 sigma per pixel), which a
     network that denoises removes. Flux conservation and the forward
     residual of field regions are therefore measured over the field regions
     found in the input (a Gaussian of 1 px, a ``snr`` threshold, ``grow``
@@ -433,9 +462,9 @@ def field_amplification(
     around: u.Quantity = 1000 * u.G,
     width: float = 0.2,
 ) -> float:
-    """Amplification of fields near ``around``: mean |B_enh| / mean |B_ref|.
+    """Amplification of fields near ``around``: mean ``|B_enh|`` / mean ``|B_ref|``.
 
-    Pixels where |B_ref| lies within ``around`` x (1 +/- ``width``) are used;
+    Pixels where ``|B_ref|`` lies within ``around`` x (1 +/- ``width``) are used;
     the paper finds x1.3-1.4 near 1 kG [1]_. ``enhanced`` and ``reference``
     must be on the same grid. Returns NaN when no pixel is selected.
 

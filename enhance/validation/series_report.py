@@ -5,9 +5,9 @@
 * the quick-look figure (:func:`enhance.validation.archive.quicklook_figure`)
   of each cube's latest frame beside its HMI input, found by name under the
   raw archive (:func:`latest_quick_look`);
-* the per-frame quality figure and the list of flagged frames
+* the per-frame quality figure and the list of frames out of tolerance
   (:func:`enhance.validation.archive.quality_figure`,
-  :func:`~enhance.validation.archive.flagged_rows`) as PNG and CSV;
+  :func:`~enhance.validation.archive.out_of_tolerance_rows`) as PNG and CSV;
 * a JSON summary: the statistics of each latest frame
   (:func:`cube_statistics`) and what a summary shows of each twin and
   Hinode report (:func:`report_summary`).
@@ -32,7 +32,7 @@ from enhance.cube import TimeCube
 from enhance.io.frame_quality import QUALITY_KEYWORDS, QualityTolerances
 from enhance.validation.archive import (
     QuickLook,
-    flagged_rows,
+    out_of_tolerance_rows,
     quality_figure,
     quality_table,
     quicklook_figure,
@@ -133,10 +133,10 @@ def write_series_validation(
     tolerances: Mapping[str, Any] | None,
     figure_path: str | os.PathLike[str],
     quality_path: str | os.PathLike[str],
-    flagged_path: str | os.PathLike[str],
+    out_of_tolerance_path: str | os.PathLike[str],
     summary_path: str | os.PathLike[str],
 ) -> dict[str, Any]:
-    """Write the quick look, quality figure, flagged-frame CSV and summary of one series.
+    """Write the quick look, quality figure, list of frames out of tolerance and summary.
 
     Parameters
     ----------
@@ -152,14 +152,20 @@ def write_series_validation(
         Kind (``"twins"``, ``"hinode"``) -> the ``metrics.json`` of its reports.
     tolerances : mapping, optional
         Per-frame quality tolerances (config ``validation.frame_quality``).
-    figure_path, quality_path, flagged_path, summary_path : path-like
-        The four outputs.
+    figure_path, quality_path, out_of_tolerance_path, summary_path : path-like
+        The four outputs. The CSV at ``out_of_tolerance_path`` has one row
+        per frame out of tolerance: ``cube``, ``t_rec``, ``quality`` (the
+        input's JSOC ``QUALITY`` word), every figure of
+        :data:`~enhance.io.frame_quality.QUALITY_KEYWORDS` and
+        ``out_of_tolerance`` (the names of the figures beyond their
+        tolerances).
 
     Returns
     -------
     dict
-        The summary written: ``cubes`` (statistics per cube) and one list of
-        report summaries per kind of ``reports``.
+        The summary written: ``cubes`` (statistics per cube),
+        ``out_of_tolerance_frames`` (how many) and one list of report
+        summaries per kind of ``reports``.
     """
     cubes = [TimeCube(path) for path in cube_paths]
     cubes = [cube for cube in cubes if cube.exists and len(cube)]
@@ -177,13 +183,16 @@ def write_series_validation(
         tolerances=QualityTolerances.from_mapping(tolerances),
         title=series,
     )
-    flagged = flagged_rows(tables)
-    columns = ["cube", "t_rec", "quality", *QUALITY_KEYWORDS, "flags"]
-    with atomic_path(flagged_path) as tmp, open(tmp, "w", newline="") as fh:
+    outside = [
+        {**{k: v for k, v in row.items() if k != "flags"}, "out_of_tolerance": row["flags"]}
+        for row in out_of_tolerance_rows(tables)
+    ]
+    columns = ["cube", "t_rec", "quality", *QUALITY_KEYWORDS, "out_of_tolerance"]
+    with atomic_path(out_of_tolerance_path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(flagged)
-    summary: dict[str, Any] = {"cubes": stats, "flagged_frames": len(flagged)}
+        writer.writerows(outside)
+    summary: dict[str, Any] = {"cubes": stats, "out_of_tolerance_frames": len(outside)}
     for kind, paths in reports.items():
         summary[kind] = [report_summary(path) for path in paths]
     with atomic_path(summary_path) as tmp:

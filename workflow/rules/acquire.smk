@@ -22,7 +22,7 @@ checkpoint acquire:
     conda:
         "../../envs/enhance.yaml"
     params:
-        out_dir=OUT,
+        out_dir=lambda wildcards: OUT,
         source=SOURCE,
         start=format_t_rec(START) if START else None,
         end=lambda wildcards: resolved_end(wildcards.series),

@@ -11,7 +11,7 @@ from snakemake.utils import validate
 
 import enhance.acquire as acquisition
 from enhance.acquire.timespec import snap_up
-from enhance.cube import CubeLayout
+from enhance.cube import CubeLayout, out_of_tolerance_choice
 from enhance.cube.plan import range_batches
 from enhance.errors import ConfigError
 from enhance.inference.consistency import input_noise_in_data_units, parse_input_noise
@@ -54,6 +54,8 @@ END_IS_NOW = str(config["end"]).strip().lower() == "now"
 END = None if END_IS_NOW or not config["end"] else tai_datetime(config["end"])
 CADENCE = acquisition.parse_cadence(config["cadence"]) if config["cadence"] else None
 acquisition.QualityPolicy.parse(config["quality_policy"])  # ConfigError when malformed
+# cube.out_of_tolerance, or its older name cube.flagged (configs written before)
+CUBE_OUT_OF_TOLERANCE = out_of_tolerance_choice(config["cube"])
 
 if IS_REMOTE and (START is None or config["end"] is None or CADENCE is None):
     raise ConfigError(

@@ -16,7 +16,7 @@ rule cube:
         mem_mb=4000,
         runtime=60,
     params:
-        out_dir=OUT,
+        out_dir=lambda wildcards: OUT,
         cube=lambda wildcards: f"{OUT}/cubes/{wildcards.series}/{wildcards.period}.h5",
         observable=lambda wildcards: SERIES[wildcards.series].observable,
         compression=config["cube"]["compression"],
@@ -24,7 +24,7 @@ rule cube:
         tile=config["cube"]["tile"],
         quantize=config["cube"]["quantize"],
         sigma=config["cube"]["sigma"],
-        flagged=config["cube"]["flagged"],
+        out_of_tolerance=CUBE_OUT_OF_TOLERANCE,
         config_sha256=CONFIG_SHA256,
     script:
         "../scripts/cube.py"

@@ -19,7 +19,7 @@ rule enhance_batch:
         runtime=config["resources"]["runtime"],
         gpu=config["resources"]["gpu"],
     params:
-        out_dir=OUT,
+        out_dir=lambda wildcards: OUT,
         frames_dir=lambda wildcards: f"{OUT}/enhanced/{wildcards.series}",
         observable=lambda wildcards: SERIES[wildcards.series].observable,
         weights=lambda wildcards: weights_for(wildcards.series),

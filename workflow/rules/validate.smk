@@ -1,6 +1,7 @@
 # Validation per series: a quick look at the latest enhanced frame of every
 # cube (input and output on helioprojective axes, a zoom, power spectra), the
-# per-frame quality figures of every cube (time series, flagged frames), and
+# per-frame quality figures of every cube (time series, frames out of
+# tolerance), and
 # the summaries of the reports of the series' observable:
 # - synthetic twins (config `validation.twins`): a high-resolution scene is
 #   degraded to an HMI-like input and a 28 cm truth, enhanced with the
@@ -82,12 +83,12 @@ rule validate:
             subcategory="{series}",
             labels={"series": "{series}", "figure": "frame quality"},
         ),
-        flagged=report(
-            f"{OUT}/report/{{series}}/flagged_frames.csv",
-            caption="../report/flagged_frames.rst",
+        out_of_tolerance=report(
+            f"{OUT}/report/{{series}}/frames_out_of_tolerance.csv",
+            caption="../report/frames_out_of_tolerance.rst",
             category="Validation",
             subcategory="{series}",
-            labels={"series": "{series}", "figure": "flagged frames"},
+            labels={"series": "{series}", "figure": "frames out of tolerance"},
         ),
     log:
         f"{OUT}/logs/validate/{{series}}.log",
@@ -110,6 +111,10 @@ rule validation_twin:
             path for path in [config["weights"][wildcards.observable]] if path
         ],
     output:
+        # The page embeds its figures as data: URIs (enhance.validation.report.page):
+        # `snakemake --report` shows an HTML result alone in an iframe (a data: URI, or
+        # a file in its own folder of a .zip), where links to PNGs beside it break and
+        # uncertainty.png, written only with an uncertainty head, cannot be an output.
         html=report(
             f"{OUT}/validation/twin/{{twin}}/{{observable}}/report.html",
             caption="../report/validation_twin.rst",

@@ -41,7 +41,7 @@ codec = Codec.from_options(
     observable=p.observable,
 )
 cube = TimeCube(p.cube, codec=codec, tile=p.tile, provenance={"config_sha256": p.config_sha256})
-source = CubeInput([path for _, path in frames], sigma=p.sigma, flagged=p.flagged)
+source = CubeInput([path for _, path in frames], sigma=p.sigma, out_of_tolerance=p.out_of_tolerance)
 try:
     added = cube.append(source)
 except EnhanceError as exc:  # a full disk, a mismatched frame...: the cube is left as it was
@@ -57,7 +57,8 @@ summary = {
     "frames": len(table),
     "appended": added,
     "t_rec": [row["t_rec"] for row in table],
-    # frames with quality flags kept out (flagged: exclude), unless an earlier run cubed them
+    # frames out of tolerance kept out (cube.out_of_tolerance: exclude), unless an
+    # earlier run cubed them
     "kept_out": source.kept_out_of([row["t_rec"] for row in table]),
     # frames that could not be enhanced (enhance.workflow.quarantine): not in the cube
     "quarantined": quarantined,

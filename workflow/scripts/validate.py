@@ -2,7 +2,7 @@
 
 ``validate``: quick look at the latest frame of every cube (input and
 output), the per-frame quality figures of every cube (time series and the
-flagged frames), and the summaries of the twin and Hinode reports of the
+frames out of tolerance), and the summaries of the twin and Hinode reports of the
 series' observable (:mod:`enhance.validation.series_report`).
 ``validation_twin``: the synthetic-twin report of one scene
 (:func:`enhance.validation.twin.run_twin`).
@@ -37,7 +37,7 @@ def archive_validation():
         tolerances=snakemake.params.tolerances,
         figure_path=snakemake.output.figure,
         quality_path=snakemake.output.quality,
-        flagged_path=snakemake.output.flagged,
+        out_of_tolerance_path=snakemake.output.out_of_tolerance,
         summary_path=snakemake.output.summary,
     )
 

@@ -8,10 +8,12 @@ One concern per module:
   (baselines and metrics against the truth);
 * :mod:`~enhance.validation.report.figures`: ``images.png`` (HMI bicubic,
   Enhance, truth and Tikhonov on one grey scale, full field and a central
-  zoom) and ``spectra.png`` (azimuthally averaged power spectra, the paper's
-  0.05-0.25 px^-1 band shaded), matplotlib ``Figure`` on the Agg canvas;
+  zoom) and ``spectra.png`` (azimuthally averaged power spectra per unit
+  solar area, the HMI input among them, the paper's band shaded),
+  matplotlib ``Figure`` on the Agg canvas;
 * :mod:`~enhance.validation.report.page`: ``report.html`` from a Jinja2
-  template, with relative links to the PNGs and ``metrics.json``;
+  template, self-contained (the PNGs embedded as ``data:`` URIs), with a
+  relative link to ``metrics.json``;
 * :mod:`~enhance.validation.report.writer`: :func:`write_report`, every file
   atomically and the page last.
 
@@ -31,7 +33,7 @@ from enhance.validation.report.case import (
     Evaluation,
     ValidationCase,
 )
-from enhance.validation.report.page import render_html
+from enhance.validation.report.page import png_data_uri, render_html
 from enhance.validation.report.score import RL_ITERATIONS, evaluate
 from enhance.validation.report.writer import write_report
 
@@ -46,6 +48,7 @@ __all__ = [
     "Evaluation",
     "ValidationCase",
     "evaluate",
+    "png_data_uri",
     "render_html",
     "write_report",
 ]

@@ -1,5 +1,10 @@
 """Figures of a validation report: images side by side and power spectra.
 
+Power spectra are densities per unit solar area
+(:func:`enhance.physics.spectrum.radial_power_spectrum`): frequency in
+arcsec^-1, power per arcsec^-2 of frequency, so the HMI input at 0.504"/px
+and the images at 0.252"/px lie on one scale.
+
 Figures are :class:`matplotlib.figure.Figure` objects on their own Agg
 canvas (:func:`new_figure`): no pyplot state, and the caller's matplotlib
 backend is left as it is. PNGs are written atomically (:func:`save_png`).
@@ -21,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from enhance.atomic import atomic_path
+from enhance.physics.spectrum import radial_power_spectrum
 from enhance.validation import metrics
 from enhance.validation.report.case import (
     METHOD_LABELS,
@@ -30,7 +36,11 @@ from enhance.validation.report.case import (
     ValidationCase,
 )
 
-__all__ = ["images_figure", "new_figure", "save_png", "spectra_figure"]
+__all__ = ["SPECTRUM_PAD", "images_figure", "new_figure", "save_png", "spectra_figure"]
+
+#: Zero padding of the report's spectra (annuli 3x finer than the image's
+#: frequency step; the images are at most a few hundred pixels).
+SPECTRUM_PAD = 3
 
 
 def new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
@@ -147,10 +157,19 @@ def _binned(freq: np.ndarray, power: np.ndarray, nbins: int = 160) -> tuple[np.n
 
 
 def spectra_figure(ev: Evaluation, case: ValidationCase, path: Path) -> None:
-    """Azimuthally averaged power spectra of the truth and every method, paper band shaded."""
+    """Power spectra per unit solar area of the HMI input, the truth and every method.
+
+    Every curve is :func:`enhance.physics.spectrum.radial_power_spectrum`
+    (Hann window, 3x zero padding) at the image's own pixel scale: the HMI
+    input at 0.504"/px (its curve ends at HMI's Nyquist frequency,
+    0.99 arcsec^-1), the others at 0.252"/px, all in arcsec^-1 and in power
+    per arcsec^-2 of frequency, so input and outputs are on one scale and
+    agree at low frequency. The paper's comparison band [1]_ is shaded.
+    """
     fig = new_figure(8, 5.2)
     ax = fig.subplots()
     styles = {
+        "input": ("0.55", "-", 2.6),
         "truth": ("black", "-", 2.2),
         "bicubic": ("tab:blue", "--", 1.4),
         "unsharp": ("tab:cyan", ":", 1.4),
@@ -158,18 +177,29 @@ def spectra_figure(ev: Evaluation, case: ValidationCase, path: Path) -> None:
         "tikhonov": ("tab:purple", "--", 1.4),
         "enhance": ("tab:red", "-", 1.6),
     }
-    for key in ("truth", *METHODS):
-        freq, power = _binned(*metrics.power_spectrum(ev.images[key]))
-        keep = (freq > 0) & (power > 0)
+    curves = [("input", case.hmi, 2 * TRUTH_SCALE, 'HMI input (0.504"/px)')]
+    curves.append(("truth", ev.images["truth"], TRUTH_SCALE, case.truth_label))
+    curves += [(key, ev.images[key], TRUTH_SCALE, METHOD_LABELS[key]) for key in METHODS]
+    for key, image, scale, label in curves:
+        freq, power = radial_power_spectrum(image, scale, pad=SPECTRUM_PAD)
+        freq, power = _binned(freq.to_value(1 / u.arcsec), power.to_value(u.arcsec**2))
+        keep = power > 0
         color, style, width = styles[key]
-        label = case.truth_label if key == "truth" else METHOD_LABELS[key]
         ax.plot(freq[keep], power[keep], color=color, ls=style, lw=width, label=label)
-    lo, hi = metrics.SPECTRUM_BAND
-    ax.axvspan(lo, hi, color="0.85", zorder=0, label=f"{lo}-{hi} px$^{{-1}}$ (paper Sect. 4)")
+    lo, hi = metrics.spectrum_band(TRUTH_SCALE).to_value(1 / u.arcsec)
+    px_lo, px_hi = metrics.SPECTRUM_BAND
+    ax.axvspan(
+        lo,
+        hi,
+        color="0.88",
+        zorder=0,
+        label=f"{lo:.2f}-{hi:.2f} arcsec$^{{-1}}$ ({px_lo}-{px_hi} px$^{{-1}}$, paper Sect. 4)",
+    )
     ax.set_yscale("log")
-    ax.set_xlim(0, 0.5)
-    ax.set_xlabel('spatial frequency [px$^{-1}$] at 0.252"/px')
-    ax.set_ylabel("azimuthally averaged power (binned for display)")
-    ax.set_title(f"{case.name}: power spectra ((img - median) / std, 3x zero padding)")
+    ax.set_xlim(0, 0.5 / TRUTH_SCALE.to_value(u.arcsec))
+    ax.set_xlabel("spatial frequency [arcsec$^{-1}$]")
+    units = "(I / I$_\\mathrm{QS}$)$^2$" if case.observable == "continuum" else "G$^2$"
+    ax.set_ylabel(f"power spectral density [{units} arcsec$^2$]")
+    ax.set_title(f"{case.name}: power spectra per unit solar area (Hann window)")
     ax.legend(fontsize=8, loc="lower left")
     save_png(fig, path)

@@ -3,21 +3,33 @@
 The page is the Jinja2 template ``templates/report.html.j2`` (autoescaped)
 filled from the report's metrics document; this module only turns numbers
 into the strings the table shows and marks the best value of each column.
-Figures are linked by relative names, so the page opens from disk in any
-browser.
+
+The figures are embedded in the page as ``data:image/png;base64`` URIs, so
+the page is self-contained: it shows its figures wherever it is opened. A
+page that linked its PNGs by relative name would show broken images inside
+``snakemake --report``, which puts each result in the report on its own (a
+``data:`` URI in an ``.html`` report, a file under its own hashed folder in
+a ``.zip`` one) and shows an HTML result in an iframe; nothing lies beside
+the page there, and a figure written only when the weights have an
+uncertainty head (``uncertainty.png``) cannot even be a declared output of
+the rule. Registering each figure as a report item of its own (they are:
+``images.png``, ``spectra.png``) gives no link the page could use. The
+price is a page about 1.35 times the size of its PNGs.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from typing import Any
 
 import jinja2
 
+from enhance.errors import ReportError
 from enhance.validation.report.case import BOUNDS, FILES, METHOD_LABELS, METHODS
 
-__all__ = ["COLUMNS", "render_html"]
+__all__ = ["COLUMNS", "png_data_uri", "render_html"]
 
 #: Table columns per observable: (metrics key, header, format). The format
 #: "pct" shows a fraction in per cent with two decimals.
@@ -46,6 +58,9 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
 #: Columns where the highest value is best, and where the lowest is.
 _BEST_HIGH = frozenset({"psnr", "ssim", "pearson"})
 _BEST_LOW = frozenset({"spectrum_distance", "forward_residual"})
+
+#: First bytes of every PNG file (ISO/IEC 15948, Sect. 5.2).
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.PackageLoader("enhance.validation.report", "templates"),
@@ -84,7 +99,7 @@ def _metrics_table(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Header and rows of the metrics table: the methods, the bounds, then the truth.
 
     The best value of each column among :data:`METHODS` (bounds excluded)
-    is flagged, highest or lowest according to the metric.
+    is marked, highest or lowest according to the metric.
     """
     columns = COLUMNS[doc["observable"]]
     table = doc["methods"]
@@ -121,7 +136,20 @@ def _metrics_table(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {"header": [label for _, label, _ in columns], "rows": rows}
 
 
-def render_html(doc: Mapping[str, Any]) -> str:
+def png_data_uri(png: bytes) -> str:
+    """A ``data:image/png;base64,...`` URI holding the PNG file ``png``.
+
+    Raises
+    ------
+    ReportError
+        ``png`` does not start with the PNG signature.
+    """
+    if not png.startswith(_PNG_SIGNATURE):
+        raise ReportError("a report figure must be a PNG file; got bytes without its signature")
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def render_html(doc: Mapping[str, Any], *, figures: Mapping[str, bytes]) -> str:
     """The report page for the metrics document ``doc`` (with ``provenance``).
 
     Parameters
@@ -129,16 +157,23 @@ def render_html(doc: Mapping[str, Any]) -> str:
     doc : mapping
         The JSON document of :func:`enhance.validation.report.score.evaluate`
         plus a ``provenance`` mapping.
+    figures : mapping of str to bytes
+        The PNG files embedded in the page, by name: ``images``,
+        ``spectra`` and, when ``doc`` has an ``uncertainty`` section,
+        ``uncertainty``. A figure left out leaves its section without an
+        image.
 
     Returns
     -------
     str
-        A complete HTML5 document; every value from ``doc`` is escaped.
+        A complete, self-contained HTML5 document; every value from ``doc``
+        is escaped, every figure embedded (:func:`png_data_uri`).
     """
     return _ENVIRONMENT.get_template("report.html.j2").render(
         title=f"Enhance validation: {doc['target']} ({doc['observable']})",
         doc=doc,
         files=FILES,
+        figures={name: png_data_uri(png) for name, png in figures.items()},
         table=_metrics_table(doc),
         hmi_rows=_kv_rows(doc["hmi_input"]),
         summary_rows=_kv_rows(doc["summary"]),

@@ -73,7 +73,9 @@ def _method_metrics(
         "psnr": _finite(metrics.psnr(image, truth)),
         "ssim": _finite(metrics.ssim(image, truth)),
         "pearson": _finite(metrics.pearson(image, truth)),
-        "spectrum_distance": _finite(metrics.spectrum_distance(image, truth)),
+        "spectrum_distance": _finite(
+            metrics.spectrum_distance(image, truth, pixel_scale=TRUTH_SCALE)
+        ),
         "forward_residual": _finite(forward_residual),
     }
     if observable == "continuum":
@@ -219,6 +221,9 @@ def evaluate(
         "psf_model": case.psf_model,
         "richardson_lucy_iterations": int(rl_iterations),
         "spectrum_band_px": list(metrics.SPECTRUM_BAND),
+        "spectrum_band_arcsec": [
+            float(f) for f in metrics.spectrum_band(TRUTH_SCALE).to_value(1 / u.arcsec)
+        ],
         "quiet_sun_fraction": float(mask.mean()),
         "methods": table,
         "forward_residuals": {

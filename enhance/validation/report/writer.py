@@ -2,6 +2,9 @@
 
 Each file is written atomically (:func:`enhance.atomic.atomic_path`) and
 ``report.html`` last, so a complete page implies complete figures and JSON.
+The page embeds the figures it shows (:mod:`enhance.validation.report.page`
+says why), so it stays whole when copied alone or shown inside
+``snakemake --report``; the PNGs are also written beside it.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ def write_report(
     out_dir : path-like
         Created when missing; ``images.png``, ``spectra.png``,
         ``metrics.json`` and ``report.html`` are (re)written in it,
-        each atomically, the HTML last; with ``case.sigma`` also
-        ``uncertainty.png`` (sigma map and calibration plot).
+        each atomically, the HTML last (with the figures embedded); with
+        ``case.sigma`` also ``uncertainty.png`` (sigma map and calibration
+        plot).
     rl_iterations : int
         Richardson-Lucy iterations of the baseline.
 
@@ -75,7 +79,9 @@ def write_report(
         )
     with atomic_path(out / FILES["metrics"]) as tmp:
         tmp.write_text(json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
+    # the page embeds the PNGs just written: the same bytes as the files beside it
+    figures = {name: (out / FILES[name]).read_bytes() for name in doc["figures"]}
     with atomic_path(out / FILES["html"]) as tmp:
-        tmp.write_text(render_html(doc), encoding="utf-8")
+        tmp.write_text(render_html(doc, figures=figures), encoding="utf-8")
     log.info("wrote validation report %s", out / FILES["html"])
     return out / FILES["html"]
