@@ -9,8 +9,12 @@ inference, FITS/HDF5 I/O, JSOC acquisition and validation.
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
+DISTRIBUTION = "enhance-hmi"
+"""The name this package is installed under (``pip install enhance-hmi``)."""
+
 try:
-    __version__ = version("enhance")
+    # written at install time from git (setuptools_scm): the tag and the commits since it
+    __version__ = version(DISTRIBUTION)
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 

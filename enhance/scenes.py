@@ -64,7 +64,7 @@ SELF_SIMILAR_FACTOR = 4
 #: V/I product in ``../shared/data/hinode`` (level 0, V/I stored as int16
 #: data numbers): Blos = k V/I with k in [1.5, 3] G per data number. No
 #: literature value exists for this level-0 product. The range is a stated
-#: bracket: k = 1.5 G/DN makes its plage (90th percentile of |V/I| over
+#: bracket: k = 1.5 G/DN makes its plage (90th percentile of ``|V/I|`` over
 #: field pixels at HMI resolution, 309 DN) ~460 G, k = 3 makes its
 #: penumbrae and spots (99.9th percentile, 503 DN) ~1.5 kG, the field
 #: strengths HMI shows at its resolution in plage and in spots of

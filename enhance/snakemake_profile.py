@@ -4,9 +4,10 @@ Snakemake looks a bare profile name up in its user and site configuration
 directories (``$XDG_CONFIG_HOME/snakemake/NAME``, by default
 ``~/.config/snakemake/NAME``, then ``/etc/xdg/snakemake/NAME``), not in the
 working directory. :func:`install_slurm_profile` renders the repository's
-template ``profiles/slurm/config.v8+.yaml`` with a user's SLURM account and
-partition and writes it there as a complete directory in one rename, so
-Snakemake never sees a half-written profile. An existing profile that differs
+template ``profiles/slurm/config.v8+.yaml`` (a checkout's, or the copy an
+installed wheel carries) with a user's SLURM account and partition and
+writes it there as a complete directory in one rename, so Snakemake never
+sees a half-written profile. An existing profile that differs
 is replaced only on request, and then kept beside the new one as a backup.
 """
 
@@ -26,6 +27,7 @@ import yaml
 
 from enhance import __version__
 from enhance.errors import ConfigError, OutputError
+from enhance.repository_files import repository_path
 
 __all__ = [
     "PROFILE_FILE",
@@ -73,8 +75,8 @@ class ProfileInstall:
 
 
 def default_template() -> Path:
-    """The SLURM profile template of the repository this package was installed from."""
-    return Path(__file__).resolve().parents[1] / "profiles" / "slurm" / PROFILE_FILE
+    """The SLURM profile template: the checkout's ``profiles/slurm``, or a wheel's copy of it."""
+    return repository_path("profiles/slurm") / PROFILE_FILE
 
 
 def snakemake_profile_dirs() -> tuple[Path, Path]:
@@ -244,8 +246,9 @@ def install_slurm_profile(
         template_text = template_path.read_text()
     except OSError as exc:
         raise ConfigError(
-            f"cannot read the SLURM profile template {template_path} ({exc.strerror}); run "
-            "from a clone of the repository or pass --template profiles/slurm"
+            f"cannot read the SLURM profile template {template_path} ({exc.strerror}); "
+            "reinstall enhance-hmi (its wheel carries profiles/slurm), run from a clone of "
+            "the repository, or pass --template"
         ) from exc
     text = render_slurm_profile(template_text, account=account, partition=partition)
     text = (

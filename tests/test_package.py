@@ -156,9 +156,61 @@ def test_the_licence_and_the_citation_say_what_pyproject_says(repo_root) -> None
 
     pyproject = (repo_root / "pyproject.toml").read_text()
     licence = (repo_root / "LICENSE").read_text()
-    assert 'license = { text = "BSD-3-Clause" }' in pyproject
+    assert 'license = "BSD-3-Clause"' in pyproject and 'license-files = ["LICENSE"]' in pyproject
     assert licence.startswith("BSD 3-Clause License") and "Neither the name" in licence
     citation = yaml.safe_load((repo_root / "CITATION.cff").read_text())
     assert citation["cff-version"] == "1.2.0" and citation["license"] == "BSD-3-Clause"
     paper = citation["preferred-citation"]
     assert paper["doi"] == "10.1051/0004-6361/201731344" and paper["volume"] == 614
+
+
+def test_the_distribution_name_is_the_one_pyproject_installs(repo_root) -> None:
+    """``enhance.DISTRIBUTION`` names pyproject's project, whose metadata gives __version__."""
+    tomllib = pytest.importorskip("tomllib")
+    from importlib.metadata import version
+
+    import enhance
+
+    project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
+    assert project["name"] == enhance.DISTRIBUTION and "version" in project["dynamic"]
+    assert enhance.__version__ == version(enhance.DISTRIBUTION), "reinstall: pip install -e ."
+
+
+def test_changelog_fragments_are_named_for_towncrier(repo_root) -> None:
+    """Every file in changes/ is ``<issue or +name>.<type>.md`` with a type pyproject declares.
+
+    towncrier passes over a misnamed fragment without a word, so it would be
+    left out of the next release's changelog.
+    """
+    import re
+
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((repo_root / "pyproject.toml").read_text())["tool"]["towncrier"]
+    types = "|".join(re.escape(entry["directory"]) for entry in config["type"])
+    fragment = re.compile(rf"(\d+|\+[\w-]+)\.({types})(\.\d+)?\.md")
+    assert fragment.fullmatch("30.feature.md") and not fragment.fullmatch("30.bad.md")
+    directory = repo_root / config["directory"]
+    misnamed = [
+        path.name
+        for path in directory.iterdir()
+        if path.name != "README.md" and not fragment.fullmatch(path.name)
+    ]
+    assert misnamed == []
+    assert config["start_string"] in (repo_root / config["filename"]).read_text()
+
+
+def test_repository_path_prefers_the_wheels_copy(tmp_path, monkeypatch) -> None:
+    """A wheel's copy under enhance/data wins; without one the checkout's path is returned."""
+    from enhance import repository_files
+
+    bundled, checkout = tmp_path / "data", tmp_path / "checkout"
+    monkeypatch.setattr(repository_files, "BUNDLED_ROOT", bundled)
+    monkeypatch.setattr(repository_files, "CHECKOUT_ROOT", checkout)
+    (checkout / "profiles" / "slurm").mkdir(parents=True)
+    assert repository_files.repository_path("profiles/slurm") == checkout / "profiles" / "slurm"
+    (bundled / "profiles" / "slurm").mkdir(parents=True)
+    assert repository_files.repository_path("profiles/slurm") == bundled / "profiles" / "slurm"
+    assert repository_files.repository_path("config/examples") == checkout / "config" / "examples"
+    for outside in ("../profiles", "/etc", ""):
+        with pytest.raises(ValueError, match="not a path inside the repository"):
+            repository_files.repository_path(outside)

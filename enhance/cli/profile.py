@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     install.add_argument(
         "--template",
-        help="profile file or directory to render (default: this clone's profiles/slurm)",
+        help="profile file or directory to render (default: profiles/slurm of this clone, "
+        "or the installed package's copy)",
     )
     install.add_argument(
         "--force", action="store_true", help="replace a different profile at DEST (kept aside)"

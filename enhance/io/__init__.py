@@ -10,8 +10,7 @@ upsample_header
     Header of the 2x (or ``factor``) finer grid over the same field of view.
 write_enhanced
     Atomic FITS output with provenance keywords and HISTORY.
-rotate_north_up, infer_observable, normalise_continuum, quiet_sun_level,
-fit_limb_darkening, disk_mu
+rotate_north_up, infer_observable, normalise_continuum, quiet_sun_level, fit_limb_darkening, disk_mu
     The pieces, for callers that need them separately.
 
 This package never imports torch or drms.

@@ -50,7 +50,7 @@ def diffraction_cutoff(aperture: u.Quantity, wavelength: u.Quantity) -> float:
 def spectral_noise_sigma(image: np.ndarray, *, psf_cutoff: float, pixel_scale: float) -> float:
     """White-noise standard deviation of an image from its spectrum beyond the optics' cutoff.
 
-    |FFT|^2 of white Gaussian noise of variance sigma^2 is exponentially
+    ``|FFT|^2`` of white Gaussian noise of variance sigma^2 is exponentially
     distributed with mean ``N sigma^2`` (N pixels), so its median over the
     frequencies beyond ``psf_cutoff`` divided by ``N ln 2`` estimates
     sigma^2. Non-finite pixels are replaced by the median of the finite

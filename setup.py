@@ -1,0 +1,48 @@
+"""One build step beyond pyproject.toml: the workflow's files go into the wheel.
+
+``enhance profile install`` renders ``profiles/slurm``, and the example
+configurations in ``config/examples`` are where a user starts a run of their
+own. Both live at the top of the repository, beside ``workflow/``, where
+Snakemake and the README expect them; a wheel carries a copy of each under
+``enhance/data/`` at the same relative path (``enhance/data/profiles``,
+``enhance/data/config/examples``), and :func:`enhance.snakemake_profile.bundled_path`
+reads that copy when there is no checkout around the package. An editable
+install reads the checkout's own directories, so nothing is copied for it.
+``MANIFEST.in`` puts both directories in the sdist, from which ``python -m
+build`` makes the wheel.
+"""
+
+import shutil
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+
+# repository directory -> its place in the wheel; profiles/ must be there
+BUNDLED = {"profiles": "enhance/data/profiles", "config/examples": "enhance/data/config/examples"}
+REQUIRED = ("profiles",)
+
+
+class BuildPyWithWorkflowFiles(build_py):
+    """``build_py`` that also copies :data:`BUNDLED` into the built package."""
+
+    def run(self) -> None:
+        super().run()
+        if self.editable_mode:
+            return
+        for source, target in BUNDLED.items():
+            if not (ROOT / source).is_dir():
+                if source in REQUIRED:
+                    raise FileNotFoundError(f"{ROOT / source} is missing: the wheel needs it")
+                continue
+            shutil.copytree(
+                ROOT / source,
+                Path(self.build_lib) / target,
+                ignore=shutil.ignore_patterns("__pycache__", "*.part", "*.pyc"),
+                dirs_exist_ok=True,
+            )
+
+
+setup(cmdclass={"build_py": BuildPyWithWorkflowFiles})
