@@ -217,6 +217,15 @@ def grid_floor(when: dt.datetime, window: dt.timedelta) -> dt.datetime:
     return T_REC_EPOCH + window * ((when - T_REC_EPOCH) // window)
 
 
-def utc_timestamp() -> str:
-    """The current UTC time as ``YYYY-MM-DDThh:mm:ssZ`` (when files were written)."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def utc_timestamp(seconds: float | None = None) -> str:
+    """A UTC time as ``YYYY-MM-DDThh:mm:ssZ`` (when files were written).
+
+    ``seconds`` since the Unix epoch (say a file's or a process's start
+    time); now when None.
+    """
+    when = (
+        dt.datetime.now(dt.timezone.utc)
+        if seconds is None
+        else dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+    )
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -39,7 +39,6 @@ with :data:`EXIT_NO_LOCK`, :data:`EXIT_LIVE`, :data:`EXIT_UNKNOWN` or
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import os
 import shlex
@@ -50,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enhance.errors import EnhanceError
+from enhance.time import utc_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def _same_directory(path: str | os.PathLike[str], target: os.stat_result) -> boo
 
 
 def _iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_timestamp(seconds)
 
 
 def lock_owner(
