@@ -173,6 +173,7 @@ FULL_DISK = [
 ]
 
 
+@pytest.mark.slow
 def test_magnetogram_recipe_on_the_three_real_hmi_frames(shared_data):
     """The real-HMI goals on the central 1024^2 of the three JSOC frames, as shipped.
 
@@ -208,6 +209,7 @@ def test_magnetogram_recipe_on_the_three_real_hmi_frames(shared_data):
 NFI = "hinode/FGMG4_20110214_030443.7.cols0-879.fits"
 
 
+@pytest.mark.slow
 def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
     """Real small-scale magnetic structure: RMSE bounded against bicubic, flux against the truth.
 

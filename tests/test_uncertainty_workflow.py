@@ -49,6 +49,7 @@ def _config(tmp_path: Path, weights: dict[str, str]) -> Path:
     return config
 
 
+@pytest.mark.slow
 def test_workflow_stores_sigma_in_frames_and_cubes(tmp_path, weights):
     snakemake(tmp_path, _config(tmp_path, weights), timeout=900)
     out = tmp_path / "out"

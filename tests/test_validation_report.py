@@ -125,6 +125,7 @@ def _synthetic_frames(directory: Path, hinode: Path) -> tuple[list[Path], list[P
     return hmi, enhanced
 
 
+@pytest.mark.slow
 def test_hinode_target_recovers_pointing_error(shared_data, tmp_path):
     hmi, enhanced = _synthetic_frames(tmp_path, shared_data / HINODE)
     out = tmp_path / "report"

@@ -146,6 +146,7 @@ def frame_files(out: Path) -> dict[str, float]:
     return {p.name: p.stat().st_mtime_ns for p in out.glob("enhanced/*/*/*/*.fits")}
 
 
+@pytest.mark.slow
 def test_bad_config_fails_with_clear_message(tmp_path):
     cases = {
         "bogus: 1\n": "Additional properties are not allowed ('bogus' was unexpected)",
