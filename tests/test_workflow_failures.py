@@ -40,9 +40,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_workflow(workdir: Path, config: Path, timeout: float = 300) -> tuple[int, str]:
-    """Run the workflow with the local profile; return its exit status and output."""
+def run_workflow(workdir: Path, config: Path, *args: str, timeout: float = 300) -> tuple[int, str]:
+    """Run the workflow with the local profile (and ``args``); return its exit status and output."""
     cmd = [*SNAKEMAKE, "-s", str(SNAKEFILE), "-d", str(workdir), "--configfile", str(config)]
+    cmd += list(args)
     cmd += ["--workflow-profile", str(REPO / "profiles" / "local"), "--cores", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ENHANCE_JSOC_EMAIL": EMAIL}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)

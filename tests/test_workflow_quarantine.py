@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,15 +26,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from jsoc_standin import running_standin
-from test_workflow import SNAKEFILE, SNAKEMAKE, _make_weights, job_counts, write_config
+from test_workflow import _make_weights, job_counts
+from test_workflow_failures import remote_config, run_workflow
 
 from enhance.acquire import manifest_path, read_manifest
 from enhance.cube import TimeCube
 from enhance.workflow.quarantine import QUARANTINE_EXIT_STATUS, read_quarantine
 
-REPO = Path(__file__).resolve().parents[1]
 SERIES = "hmi.M_720s"
-EMAIL = "john.doe@example.org"
 NAN_SLOT = dt.datetime(2014, 1, 1, 0, 24)
 UNIT_SLOT = dt.datetime(2014, 1, 1, 0, 48)
 
@@ -45,28 +43,9 @@ def weights(tmp_path_factory) -> dict[str, str]:
     return _make_weights(tmp_path_factory.mktemp("weights"), n_blocks=1, width=8)
 
 
-def run_workflow(workdir: Path, config: Path, *args: str, timeout: float = 300) -> tuple[int, str]:
-    cmd = [*SNAKEMAKE, "-s", str(SNAKEFILE), "-d", str(workdir), "--configfile", str(config)]
-    cmd += list(args)
-    cmd += ["--workflow-profile", str(REPO / "profiles" / "local"), "--cores", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ENHANCE_JSOC_EMAIL": EMAIL}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
 def config_for(workdir: Path, url: str, weights: dict[str, str]) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
-    return write_config(
-        workdir / "config.yaml",
-        source=url,
-        series=[SERIES],
-        start="2014-01-01T00:00:00",
-        end="2014-01-01T01:00:00",
-        cadence="12m",
-        weights=weights,
-        output="out",
-        jsoc={"retries": 2, "retry_wait": 0.01},
-    )
+    return remote_config(workdir, url, weights)
 
 
 def cube_content(path: Path) -> tuple[list[str], np.ndarray, str]:
