@@ -23,8 +23,10 @@ from enhance.provenance import sha256_file
 from enhance.workflow.batch_job import run_batch
 from enhance.workflow.quarantine import (
     QUARANTINE_EXIT_STATUS,
+    drop_unplanned,
     read_quarantine,
     release,
+    retry_batches,
     write_batch_quarantine,
 )
 from enhance.workflow.run_status import (
@@ -166,3 +168,44 @@ def test_run_status_says_quarantine_and_causes(tmp_path, weights) -> None:
     assert [f["rule"] for f in failed["failures"]] == ["cube"]
     later = run_status(output=out, series=[SERIES], acquisition={}, success=False, started="9999")
     assert later["failures"] == []  # recorded before this run started: not this run's
+
+
+def test_a_frame_refused_for_unrecorded_bytes_is_due_once_the_manifest_holds_them(
+    tmp_path, weights
+) -> None:
+    """The server replaced the file: the refused bytes are now the recorded ones, so try them."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    changed = Path(shutil.copy(GOOD, raw / "changed.fits"))
+    old_sha = sha256_file(changed)
+    body = bytearray(changed.read_bytes())
+    body[-3000] ^= 0x01
+    changed.write_bytes(bytes(body))
+    first = _job(tmp_path, weights, [_plan(changed, "2016.07.07_01:24:00_TAI", old_sha)])
+    (entry,) = first.quarantine
+    assert entry.stage == "verify"
+    new_sha = sha256_file(changed)
+    # the acquisition now records these bytes: the batch is due, and the frame is enhanced
+    assert retry_batches(tmp_path, SERIES, {entry.t_rec: new_sha}) == []  # no file written yet
+    write_batch_quarantine(tmp_path, SERIES, BATCH, first.quarantine)
+    assert retry_batches(tmp_path, SERIES, {entry.t_rec: new_sha}) == [BATCH]
+    again = _job(
+        tmp_path,
+        weights,
+        [_plan(changed, "2016.07.07_01:24:00_TAI", new_sha)],
+        previous=first.quarantine,
+    )
+    assert [r.status for r in again.records] == ["enhanced"]
+
+
+def test_quarantine_of_batches_no_longer_planned_is_dropped(tmp_path, weights) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    nan = _all_nan_copy(raw / "nan.fits")
+    result = _job(tmp_path, weights, [_plan(nan, "2016.07.07_01:12:00_TAI")])
+    write_batch_quarantine(tmp_path, SERIES, BATCH, result.quarantine)
+    assert drop_unplanned(tmp_path, SERIES, {BATCH}) == []
+    assert len(read_quarantine(tmp_path, SERIES)) == 1
+    dropped = drop_unplanned(tmp_path, SERIES, {"20160707-0001"})  # frames_per_job changed
+    assert [e.t_rec for e in dropped] == ["2016.07.07_01:12:00_TAI"]
+    assert read_quarantine(tmp_path, SERIES) == []

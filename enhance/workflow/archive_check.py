@@ -108,7 +108,11 @@ def _raw(directory: Path, series: str, rows: list[dict[str, str]]) -> Iterator[D
         if not path.is_file():
             yield Drift("raw", series, row["t_rec"], str(path), "file is missing")
             continue
-        size, sha = path.stat().st_size, sha256_file(path)
+        try:
+            size, sha = path.stat().st_size, sha256_file(path)
+        except OSError as exc:
+            yield Drift("raw", series, row["t_rec"], str(path), f"unreadable: {exc.strerror}")
+            continue
         if str(size) != row["size"]:
             yield Drift(
                 "raw", series, row["t_rec"], str(path), f"size {size}, manifest {row['size']}"
@@ -136,8 +140,11 @@ def _enhanced(output: Path, series: str, expected: dict[str, str]) -> Iterator[D
                 yield Drift("enhanced", series, t_rec, str(path), "enhanced frame is missing")
                 continue
             problem = _fits_checksums_hold(path)
+            ext = None if problem else _image_ext(path)
+            if not problem and ext is None:
+                problem = "no ENHINSHA card: not an enhanced frame, or its header is damaged"
             if not problem:
-                made_from = str(fits.getval(path, "ENHINSHA", ext=_image_ext(path)))
+                made_from = str(fits.getval(path, "ENHINSHA", ext=ext))
                 wanted = expected.get(t_rec, "")
                 if made_from != wanted:
                     problem = (
@@ -159,9 +166,9 @@ def _frame_path(output: Path, series: str, recorded: str) -> Path:
     return output / path
 
 
-def _image_ext(path: Path) -> int:
+def _image_ext(path: Path) -> int | None:
     with fits.open(path) as hdus:
-        return next(i for i, h in enumerate(hdus) if "ENHINSHA" in h.header)
+        return next((i for i, h in enumerate(hdus) if "ENHINSHA" in h.header), None)
 
 
 def _cubes(output: Path, series: str, expected: dict[str, str]) -> Iterator[Drift | None]:

@@ -193,6 +193,7 @@ def run_batch(
             input_sha256=sha,
             settings_sha256=settings_sha256,
             weights_sha256=weights_sha256,
+            manifest_sha256=frame.sha256,
         ):
             quarantine.append(before)
             records[frame.t_rec] = FrameRecord(

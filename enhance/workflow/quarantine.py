@@ -41,6 +41,7 @@ from enhance.time import format_t_rec
 __all__ = [
     "QUARANTINE_EXIT_STATUS",
     "QuarantineEntry",
+    "drop_unplanned",
     "is_retry_due",
     "quarantine_dir",
     "read_quarantine",
@@ -169,15 +170,21 @@ def is_retry_due(
     input_sha256: str,
     settings_sha256: str | Collection[str],
     weights_sha256: str,
+    manifest_sha256: str | None = None,
 ) -> bool:
     """Whether a quarantined frame should be tried again with this input, settings and weights.
 
-    True when the input's hash differs from the refused one, or the frame
-    was tried with other settings or weights.
+    True when the input's hash differs from the refused one, the frame was
+    tried with other settings or weights, or it was refused because its
+    bytes were not the manifest's (stage ``verify``) and the manifest now
+    records exactly these bytes (``manifest_sha256``: a new version
+    fetched since).
     """
     accepted = {settings_sha256} if isinstance(settings_sha256, str) else set(settings_sha256)
+    agreed = entry.stage == "verify" and input_sha256 == manifest_sha256
     return (
-        input_sha256 != entry.input_sha256
+        agreed
+        or input_sha256 != entry.input_sha256
         or entry.settings_sha256 not in accepted
         or weights_sha256 != entry.weights_sha256
     )
@@ -189,13 +196,18 @@ def retry_batches(
     """Batches holding a quarantined frame whose acquired input is no longer the refused one.
 
     ``manifest_sha256`` maps ``T_REC`` to the sha256 the acquisition now
-    records (after it fetched quarantined frames again). A batch listed
+    records (after it fetched quarantined frames again). A frame refused
+    because its bytes were not the manifest's (stage ``verify``) is always
+    due: the acquisition has verified and recorded the file again since,
+    and its batch job tries it if the file now holds those bytes. A batch listed
     here must run again (:func:`rerun_batches`).
     """
     due = set()
     for entry in read_quarantine(output, series):
         now = manifest_sha256.get(entry.t_rec) or manifest_sha256.get(format_t_rec(entry.t_rec))
-        if now and now != entry.input_sha256:
+        # a frame refused for bytes the manifest did not record: the acquisition has
+        # verified and recorded the file again since, so its record is what counts now
+        if now and (now != entry.input_sha256 or entry.stage == "verify"):
             due.add(entry.batch)
     return sorted(due)
 
@@ -219,6 +231,22 @@ def rerun_batches(
             marker.unlink()
             removed.append(marker)
     return removed
+
+
+def drop_unplanned(
+    output: str | os.PathLike[str], series: str, planned: Collection[str]
+) -> list[QuarantineEntry]:
+    """Forget the quarantine of batches that are no longer planned (a new range or layout).
+
+    No job would ever rewrite their files, so they would hold the run's
+    exit status at 3 and be fetched again forever. Returns what was dropped.
+    """
+    dropped = []
+    for path in sorted(quarantine_dir(output, series).glob("*.json")):
+        if path.stem not in planned:
+            dropped += _read_file(path)
+            path.unlink()
+    return dropped
 
 
 def release(

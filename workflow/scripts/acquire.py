@@ -32,7 +32,12 @@ from enhance.cube import CubeLayout
 from enhance.cube.plan import batch_of, write_plan_streamed
 from enhance.errors import EnhanceError
 from enhance.time import tai_datetime
-from enhance.workflow.quarantine import read_quarantine, rerun_batches, retry_batches
+from enhance.workflow.quarantine import (
+    drop_unplanned,
+    read_quarantine,
+    rerun_batches,
+    retry_batches,
+)
 from enhance.workflow.run_status import clear_job_failure, record_job_failure
 
 snakemake = globals()["snakemake"]
@@ -91,6 +96,9 @@ periods = write_plan_streamed(
     end=end,
     batches=p.batches,
 )
+planned = {batch for batches in periods.values() for batch in batches}
+for entry in drop_unplanned(p.out_dir, series, planned):  # a new range or layout
+    logging.info("%s: its batch is no longer planned; taken out of the quarantine", entry.t_rec)
 now_sha256 = {}
 for t_rec in quarantined:  # what the acquisition now holds for each quarantined frame
     row = manifest.get(t_rec)
