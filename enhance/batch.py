@@ -85,6 +85,9 @@ class FrameOutcome:
         Wall time from the start of its read to the end of its write.
     stage : {"read", "network", "write"} or None
         The stage a failed frame failed at.
+    input_sha256 : str or None
+        sha256 of the input as it was read (what the output's ``ENHINSHA``
+        records); None when the read failed.
     """
 
     input: Path
@@ -93,6 +96,7 @@ class FrameOutcome:
     error: str | None
     seconds: float
     stage: str | None = None
+    input_sha256: str | None = None
 
 
 class _StoppedError(Exception):
@@ -411,6 +415,7 @@ def enhance_files(
         index, loaded, enhanced = job
         source, target = pairs[index]
         failure = loaded if isinstance(loaded, StageFailure) else None
+        read_sha = None if failure is not None else loaded.frame.meta.get("input_sha256")
         if failure is None:
             try:
                 write_result(loaded, enhanced, settings)
@@ -428,9 +433,10 @@ def enhance_files(
                 f"{failure.stage}: {failure.error}",
                 seconds,
                 failure.stage,
+                read_sha,
             )
         log.info("%s -> %s (%.1f s)", source.name, target, seconds)
-        return FrameOutcome(source, target, "enhanced", None, seconds)
+        return FrameOutcome(source, target, "enhanced", None, seconds, None, read_sha)
 
     try:
         return run_stages(

@@ -9,8 +9,9 @@
     the frame is in the quarantine and nothing that decides its fate has
     changed (:func:`enhance.workflow.quarantine.is_retry_due`), or it fails
     now: its raw file's sha256 is not the one the acquisition manifest
-    recorded (checked before enhancement, and again on the written frame's
-    ``ENHINSHA``), or a stage of the enhancement refused it;
+    recorded (checked before enhancement, and again on the hash the reader
+    took, which the written frame's ``ENHINSHA`` records), or a stage of the
+    enhancement refused it;
 ``enhanced``
     written now;
 ``failed``
@@ -31,8 +32,6 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from astropy.io import fits
 
 from enhance.batch import enhance_files, enhanced_frame_path, is_already_enhanced
 from enhance.cube.plan import PlannedFrame
@@ -91,18 +90,6 @@ def _file_sha256(path: str) -> tuple[str, str]:
         return sha256_file(path), ""
     except OSError as exc:
         return "", f"raw file {Path(path).name} cannot be read: {exc.strerror or exc}"
-
-
-def _written_input_sha256(path: Path) -> str:
-    """The ``ENHINSHA`` card of a written enhanced frame ("" if unreadable)."""
-    try:
-        with fits.open(path) as hdus:
-            return next(
-                (str(h.header["ENHINSHA"]) for h in hdus if "ENHINSHA" in h.header),
-                "",
-            )
-    except (OSError, ValueError):
-        return ""
 
 
 def run_batch(
@@ -229,7 +216,7 @@ def run_batch(
         if outcome.status != "enhanced":
             quarantined(frame, out, outcome.stage or "read", str(outcome.error), frame.sha256)
             continue
-        written = _written_input_sha256(out)
+        written = outcome.input_sha256 or ""  # what the reader hashed, ENHINSHA
         if written != frame.sha256:  # the raw file changed while it was being read
             out.unlink(missing_ok=True)
             quarantined(
