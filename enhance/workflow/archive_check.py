@@ -88,18 +88,34 @@ def _series_dirs(output: Path, series: Iterable[str] | None) -> list[str]:
     return wanted
 
 
-def _fits_checksums_hold(path: Path) -> str:
-    """ "" when the file's checksums hold, else the problem in a few words."""
+def _enhanced_frame_problem(path: Path, wanted: str) -> str:
+    """ "" when an enhanced frame's checksums hold and it was made from ``wanted``.
+
+    One open: the data are read (astropy verifies ``DATASUM``/``CHECKSUM``
+    as it reads them) and ``ENHINSHA`` is taken from the same headers.
+    """
+    made_from = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             with fits.open(path, checksum=True) as hdus:
                 for hdu in hdus:
                     _ = hdu.data  # a checksum is verified when the data are read
+                    if made_from is None and "ENHINSHA" in hdu.header:
+                        made_from = str(hdu.header["ENHINSHA"])
         except (OSError, ValueError) as exc:
             return f"unreadable: {exc}"
     bad = [w for w in caught if "checksum" in str(w.message).lower()]
-    return f"FITS checksum fails: {bad[0].message}" if bad else ""
+    if bad:
+        return f"FITS checksum fails: {bad[0].message}"
+    if made_from is None:
+        return "no ENHINSHA card: not an enhanced frame, or its header is damaged"
+    if made_from != wanted:
+        return (
+            f"made from input sha256 {made_from[:12]}..., the manifest holds "
+            f"{wanted[:12] or 'nothing'}..."
+        )
+    return ""
 
 
 def _raw(directory: Path, series: str, rows: list[dict[str, str]]) -> Iterator[Drift | None]:
@@ -139,18 +155,7 @@ def _enhanced(output: Path, series: str, expected: dict[str, str]) -> Iterator[D
             if not path.is_file():
                 yield Drift("enhanced", series, t_rec, str(path), "enhanced frame is missing")
                 continue
-            problem = _fits_checksums_hold(path)
-            ext = None if problem else _image_ext(path)
-            if not problem and ext is None:
-                problem = "no ENHINSHA card: not an enhanced frame, or its header is damaged"
-            if not problem:
-                made_from = str(fits.getval(path, "ENHINSHA", ext=ext))
-                wanted = expected.get(t_rec, "")
-                if made_from != wanted:
-                    problem = (
-                        f"made from input sha256 {made_from[:12]}..., the manifest holds "
-                        f"{wanted[:12] or 'nothing'}..."
-                    )
+            problem = _enhanced_frame_problem(path, expected.get(t_rec, ""))
             yield Drift("enhanced", series, t_rec, str(path), problem) if problem else None
 
 
@@ -164,11 +169,6 @@ def _frame_path(output: Path, series: str, recorded: str) -> Path:
         if parts[i : i + 2] == ("enhanced", series):
             return output.joinpath("enhanced", series, *parts[i + 2 :])
     return output / path
-
-
-def _image_ext(path: Path) -> int | None:
-    with fits.open(path) as hdus:
-        return next((i for i, h in enumerate(hdus) if "ENHINSHA" in h.header), None)
 
 
 def _cubes(output: Path, series: str, expected: dict[str, str]) -> Iterator[Drift | None]:
