@@ -4,8 +4,8 @@
 configurations in ``config/examples`` are where a user starts a run of their
 own. Both live at the top of the repository, beside ``workflow/``, where
 Snakemake and the README expect them; a wheel carries a copy of each under
-``enhance/data/`` at the same relative path (``enhance/data/profiles``,
-``enhance/data/config/examples``), and :func:`enhance.snakemake_profile.bundled_path`
+``enhance_hmi/data/`` at the same relative path (``enhance_hmi/data/profiles``,
+``enhance_hmi/data/config/examples``), and :func:`enhance_hmi.snakemake_profile.bundled_path`
 reads that copy when there is no checkout around the package. An editable
 install reads the checkout's own directories, so nothing is copied for it.
 ``MANIFEST.in`` puts both directories in the sdist, from which ``python -m
@@ -21,7 +21,10 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 
 # repository directory -> its place in the wheel; profiles/ must be there
-BUNDLED = {"profiles": "enhance/data/profiles", "config/examples": "enhance/data/config/examples"}
+BUNDLED = {
+    "profiles": "enhance_hmi/data/profiles",
+    "config/examples": "enhance_hmi/data/config/examples",
+}
 REQUIRED = ("profiles",)
 
 

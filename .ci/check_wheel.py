@@ -23,9 +23,9 @@ from pathlib import Path
 
 from astropy.io import fits
 
-import enhance
-from enhance.acquire import sample_dir
-from enhance.repository_files import BUNDLED_ROOT, repository_path
+import enhance_hmi
+from enhance_hmi.acquire import sample_dir
+from enhance_hmi.repository_files import BUNDLED_ROOT, repository_path
 
 SAMPLE = "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
 BUNDLED = ("profiles", "config/examples")
@@ -55,18 +55,18 @@ def run(*args: str) -> str:
 
 
 def main(repo: Path) -> None:
-    installed = Path(enhance.__file__).resolve()
+    installed = Path(enhance_hmi.__file__).resolve()
     check(
         installed.is_relative_to(Path(sys.prefix).resolve()),
         f"enhance was imported from {installed}, not from the venv {sys.prefix}",
     )
-    release = version(enhance.DISTRIBUTION)
-    check(enhance.__version__ == release, f"__version__ {enhance.__version__} != {release}")
+    release = version(enhance_hmi.DISTRIBUTION)
+    check(enhance_hmi.__version__ == release, f"__version__ {enhance_hmi.__version__} != {release}")
     check(
         not release.endswith(".dev0") and "unknown" not in release,
         f"version {release} is setuptools_scm's fallback: the build did not read git",
     )
-    print(f"{enhance.DISTRIBUTION} {release} from {installed.parent}")
+    print(f"{enhance_hmi.DISTRIBUTION} {release} from {installed.parent}")
 
     for relative in BUNDLED:
         source = repo / relative

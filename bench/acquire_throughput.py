@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from jsoc_standin import running_standin  # noqa: E402
 
-from enhance.acquire import AcquireOptions, JsocOptions, acquire, manifest_path  # noqa: E402
+from enhance_hmi.acquire import AcquireOptions, JsocOptions, acquire, manifest_path  # noqa: E402
 
 
 def main() -> None:

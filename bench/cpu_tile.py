@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from enhance.atomic import write_json
+from enhance_hmi.atomic import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FULLDISK = ROOT.parent / "shared" / "data" / "hmi" / "fulldisk"
@@ -32,9 +32,9 @@ FRAME = FULLDISK / "hmi.M_720s.20160707_010000_TAI.magnetogram.fits"
 
 def one_tile(path: Path, tile: int) -> dict:
     """Enhance ``path`` with ``tile`` in this process: seconds, windows, peak RSS."""
-    from enhance.heap import keep_freed_memory
-    from enhance.inference import InferenceTimings, enhance_frame
-    from enhance.io import read_hmi
+    from enhance_hmi.heap import keep_freed_memory
+    from enhance_hmi.inference import InferenceTimings, enhance_frame
+    from enhance_hmi.io import read_hmi
 
     keep_freed_memory()  # as the command line and the batch jobs run
     frame = read_hmi(path)

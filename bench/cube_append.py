@@ -1,6 +1,6 @@
 """Bytes written to append one frame to an HDF5 time cube, as the cube grows.
 
-Appends enhanced-like frames one at a time to a :class:`enhance.cube.TimeCube`
+Appends enhanced-like frames one at a time to a :class:`enhance_hmi.cube.TimeCube`
 (the workflow's worst case: one new frame per scheduled update) and, at the
 chosen cube lengths, reports what the append wrote:
 
@@ -57,8 +57,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from enhance.cube import TimeCube
-from enhance.frame import Frame
+from enhance_hmi.cube import TimeCube
+from enhance_hmi.frame import Frame
 
 
 def io_counters() -> dict[str, int]:

@@ -2,8 +2,8 @@
 
 Reads enhanced FITS frames (``enhance predict`` output, e.g. of a real JSOC
 4096x4096 magnetogram: 8192x8192 float32, 256 MiB raw, off-disk NaN) with
-:func:`enhance.cube.source.read_enhanced`, appends them to a
-:class:`enhance.cube.TimeCube` with each codec, and prints MiB per frame and
+:func:`enhance_hmi.cube.source.read_enhanced`, appends them to a
+:class:`enhance_hmi.cube.TimeCube` with each codec, and prints MiB per frame and
 the ratio to raw float32. Use it for the planning table of the README
 (storage for a date range = frames x MiB/frame). Asserts nothing.
 
@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from enhance.cube import Codec, TimeCube
-from enhance.cube.source import read_enhanced
+from enhance_hmi.cube import Codec, TimeCube
+from enhance_hmi.cube.source import read_enhanced
 
 CODECS = {
     "blosc2-zstd-1 (default)": Codec(compression="blosc2-zstd", level=1),

@@ -2,7 +2,7 @@
 
 An enhanced-like full-disk frame (2x HMI: off-disk NaN outside the solar
 disk, a smooth field plus noise inside; magnetogram-like values in gauss)
-is appended N times to a :class:`enhance.cube.TimeCube` with each codec, and
+is appended N times to a :class:`enhance_hmi.cube.TimeCube` with each codec, and
 the same frames are written with ``numpy.ndarray.tofile`` + fsync as the raw
 baseline. Prints MB/s (of raw float32 data) and the compressed size ratio
 (raw bytes / file bytes); asserts nothing.
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from enhance.cube import Codec, TimeCube
-from enhance.frame import Frame
+from enhance_hmi.cube import Codec, TimeCube
+from enhance_hmi.frame import Frame
 
 
 def synthetic_frames(size: int, count: int, seed: int = 0) -> list[Frame]:

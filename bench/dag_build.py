@@ -27,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from enhance.acquire import COLUMNS
-from enhance.cube import CubeLayout, plan_batches, write_plan
+from enhance_hmi.acquire import COLUMNS
+from enhance_hmi.cube import CubeLayout, plan_batches, write_plan
 
 REPO = Path(__file__).resolve().parents[1]
 CADENCE = {"hmi.M_720s": "12m", "hmi.Ic_45s": "45s"}

@@ -1,21 +1,21 @@
 """The real full disks end to end through the product's own stages, stage by stage.
 
 For each 4096x4096 JSOC magnetogram in ``../shared/data/hmi/fulldisk`` this
-runs the stages of :func:`enhance.pipeline.enhance_file` with the shipped
+runs the stages of :func:`enhance_hmi.pipeline.enhance_file` with the shipped
 weights and the defaults (sigma head, projection onto the input, gzip FITS)
 and then appends the written frame to a time cube with the workflow's
 default codec, timing each stage in wall seconds and in CPU seconds of the
 whole process (all threads):
 
-* ``read``: :func:`enhance.pipeline.load_frame` (decompress, rotate, checks);
+* ``read``: :func:`enhance_hmi.pipeline.load_frame` (decompress, rotate, checks);
 * ``network``: the tiled network's forward passes (with the sigma head);
 * ``projection``: the projection onto the input with its noise estimate;
-* ``quality``: :func:`enhance.pipeline.measure_quality` (the quality
+* ``quality``: :func:`enhance_hmi.pipeline.measure_quality` (the quality
   figures; the first frame of a process also tabulates the re-observation's
   transfer function);
-* ``write``: :func:`enhance.pipeline.write_result` of those figures (the
+* ``write``: :func:`enhance_hmi.pipeline.write_result` of those figures (the
   atomic FITS write);
-* ``cube``: :meth:`enhance.cube.TimeCube.append` of the written file.
+* ``cube``: :meth:`enhance_hmi.cube.TimeCube.append` of the written file.
 
 It prints the projection's iterations and residuals, the science figures of
 the output inside 0.9 R_sun (mean |B| against the input's and the network's,
@@ -27,9 +27,9 @@ removes: the per-core ceiling of an archive run):
 * ``host science``: what of the quality figures still runs on the host when
   the network, the projection with its noise estimate and the quality
   figures' array work run on a GPU
-  (:class:`enhance.inference.device_quality.TorchQualityKernels`,
-  :func:`enhance.inference.device_noise.input_noise_on`): timed as
-  :func:`enhance.io.frame_quality.frame_quality` with kernels that hand
+  (:class:`enhance_hmi.inference.device_quality.TorchQualityKernels`,
+  :func:`enhance_hmi.inference.device_noise.input_noise_on`): timed as
+  :func:`enhance_hmi.io.frame_quality.frame_quality` with kernels that hand
   back the figures the CPU path computed.
 
 The FITS frames are written as the workflow writes them (``--compression``,
@@ -53,14 +53,20 @@ from pathlib import Path
 
 import numpy as np
 
-from enhance.atomic import write_json
-from enhance.cube import Codec, TimeCube, read_enhanced
-from enhance.heap import keep_freed_memory
-from enhance.inference import InferenceTimings
-from enhance.io.frame_quality import RIPPLE_BAND, RIPPLE_RADIUS, RIPPLE_TILE, QualityKernels
-from enhance.physics.disk import SolarDisk
-from enhance.physics.spectrum import band_power
-from enhance.pipeline import EnhanceSettings, load_frame, measure_quality, run_network, write_result
+from enhance_hmi.atomic import write_json
+from enhance_hmi.cube import Codec, TimeCube, read_enhanced
+from enhance_hmi.heap import keep_freed_memory
+from enhance_hmi.inference import InferenceTimings
+from enhance_hmi.io.frame_quality import RIPPLE_BAND, RIPPLE_RADIUS, RIPPLE_TILE, QualityKernels
+from enhance_hmi.physics.disk import SolarDisk
+from enhance_hmi.physics.spectrum import band_power
+from enhance_hmi.pipeline import (
+    EnhanceSettings,
+    load_frame,
+    measure_quality,
+    run_network,
+    write_result,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FULLDISK = ROOT.parent / "shared" / "data" / "hmi" / "fulldisk"
@@ -97,7 +103,7 @@ def inside_figures(frame, enhanced) -> dict:
 class Replayed(QualityKernels):
     """Kernels that hand back figures computed beforehand: the host's share beside a GPU.
 
-    The first pass through :func:`enhance.io.frame_quality.frame_quality`
+    The first pass through :func:`enhance_hmi.io.frame_quality.frame_quality`
     computes with numpy and records each result; every later pass replays
     them in the same order.
     """

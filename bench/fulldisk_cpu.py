@@ -1,8 +1,8 @@
 """Seconds per full-disk HMI frame on the CPU: read + tiled Enhance network.
 
-Reads a real JSOC full-disk magnetogram with :func:`enhance.io.read_hmi`
+Reads a real JSOC full-disk magnetogram with :func:`enhance_hmi.io.read_hmi`
 (north up, gauss, off-disk NaN), optionally keeps a centred ``--size`` crop,
-and enhances it with :func:`enhance.inference.enhance_array` using the
+and enhances it with :func:`enhance_hmi.inference.enhance_array` using the
 paper's architecture (5 residual blocks x 64 filters, Díaz Baso & Asensio
 Ramos 2018, A&A 614, A5) with random weights: speed does not depend on the
 weight values. Windows with no finite pixel (off disk) are skipped by
@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from enhance.atomic import atomic_path
-from enhance.inference import enhance_array
-from enhance.io import read_hmi
-from enhance.model import FLOP_PER_INPUT_PIXEL, EnhanceNet
-from enhance.provenance import provenance_record, sha256_file
+from enhance_hmi.atomic import atomic_path
+from enhance_hmi.inference import enhance_array
+from enhance_hmi.io import read_hmi
+from enhance_hmi.model import FLOP_PER_INPUT_PIXEL, EnhanceNet
+from enhance_hmi.provenance import provenance_record, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = (

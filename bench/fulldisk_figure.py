@@ -6,11 +6,11 @@ input, and ``y``, the network output), and projects the output onto the
 input twice with the shipped recipe: once with every finite input pixel
 constraining it (``disk=None``, the behaviour before the projection knew the
 disk, which fits the off-limb ring) and once with the disk from the header
-(:data:`enhance.physics.disk.CONSTRAINED_RADIUS`). Panels: 128x128 input
+(:data:`enhance_hmi.physics.disk.CONSTRAINED_RADIUS`). Panels: 128x128 input
 pixels (the output's 256x256) on the disk's equator at the east limb, at
 disk centre and at the west limb; rows input (each input pixel drawn as a
 2x2 block), output with every pixel constraining, output with the disk and
-NaN beyond the limb as :func:`enhance.inference.enhance_frame` delivers it
+NaN beyond the limb as :func:`enhance_hmi.inference.enhance_frame` delivers it
 (blue); one colour scale (+-100 G).
 
 Run from the repository root (about 4 minutes with the network)::
@@ -26,12 +26,12 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from enhance.inference import enhance_frame
-from enhance.inference.consistency import project_as_recipe
-from enhance.io import read_hmi
-from enhance.model.weights import default_weights, read_sidecar
-from enhance.physics.disk import SolarDisk
-from enhance.validation.report.figures import new_figure, save_png
+from enhance_hmi.inference import enhance_frame
+from enhance_hmi.inference.consistency import project_as_recipe
+from enhance_hmi.io import read_hmi
+from enhance_hmi.model.weights import default_weights, read_sidecar
+from enhance_hmi.physics.disk import SolarDisk
+from enhance_hmi.validation.report.figures import new_figure, save_png
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = (

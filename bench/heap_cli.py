@@ -1,10 +1,10 @@
 """CPU speed of ``enhance predict`` with and without freed memory kept in the process.
 
-:func:`enhance.heap.keep_freed_memory` is a process-wide malloc setting, so
+:func:`enhance_hmi.heap.keep_freed_memory` is a process-wide malloc setting, so
 the library never makes it: the entry points do. This benchmark checks that
 the speed it buys reaches users through the command line. It cuts a centred
 crop of a real JSOC full-disk magnetogram (header adjusted, so the crop is a
-valid level-1.5 file), then runs ``python -m enhance predict`` on it with the
+valid level-1.5 file), then runs ``python -m enhance_hmi predict`` on it with the
 shipped weights on the CPU, alternating ``ENHANCE_KEEP_FREED_MEMORY=1`` and
 ``=0`` in fresh processes (the setting cannot be undone within one), and
 reports the wall time of each run (``time.perf_counter`` around the
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from enhance.atomic import atomic_path
-from enhance.provenance import provenance_record
+from enhance_hmi.atomic import atomic_path
+from enhance_hmi.provenance import provenance_record
 
 ROOT = Path(__file__).resolve().parents[1]
 FULLDISK = ROOT.parent / "shared" / "data" / "hmi" / "fulldisk"
@@ -59,7 +59,7 @@ def predict_seconds(crop: Path, output: Path, keep: bool, tile: int) -> float:
     """Wall seconds of one ``enhance predict`` process on ``crop``."""
     env = dict(os.environ, ENHANCE_KEEP_FREED_MEMORY="1" if keep else "0")
     output.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "enhance", "predict", str(crop), "-o", str(output)]
+    command = [sys.executable, "-m", "enhance_hmi", "predict", str(crop), "-o", str(output)]
     command += ["--device", "cpu", "--tile", str(tile), "--compression", "none"]
     start = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

@@ -2,11 +2,11 @@
 
 Prints, measured in this run:
 
-- the header check (:func:`enhance.io.header_limits.check_input_file`) on files
+- the header check (:func:`enhance_hmi.io.header_limits.check_input_file`) on files
   claiming 100000 x 100000 pixels (uncompressed and tile-compressed);
-- ``python -m enhance predict`` on them: exit status, wall time and peak RSS
+- ``python -m enhance_hmi predict`` on them: exit status, wall time and peak RSS
   of the whole process (start-up and imports included);
-- the tile check (:func:`enhance.io.tile_integrity.check_tiles`) on the real
+- the tile check (:func:`enhance_hmi.io.tile_integrity.check_tiles`) on the real
   full disks with DATASUM removed (``--fulldisk DIR``), against reading the
   same file's data with astropy (the ratio says what the check adds).
 
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from enhance.io.header_limits import check_input_file
-from enhance.io.tile_integrity import check_tiles
+from enhance_hmi.io.header_limits import check_input_file
+from enhance_hmi.io.tile_integrity import check_tiles
 
-SAMPLE = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "sample"
 MAGNETOGRAM = SAMPLE / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
 
 _CHILD = (
@@ -66,7 +66,7 @@ def hostile_files(folder: Path) -> dict[str, Path]:
 
 
 def cli_refusal(path: Path, out: Path) -> tuple[int, float, float]:
-    command = [sys.executable, "-m", "enhance", "predict", str(path), "-o", str(out)]
+    command = [sys.executable, "-m", "enhance_hmi", "predict", str(path), "-o", str(out)]
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, *command], capture_output=True, text=True, check=True

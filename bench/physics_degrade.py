@@ -1,4 +1,4 @@
-"""Benchmark and accuracy figures of enhance.physics (one run, prints measurements).
+"""Benchmark and accuracy figures of enhance_hmi.physics (one run, prints measurements).
 
 Usage: ``OMP_NUM_THREADS=1 python bench/physics_degrade.py``
 
@@ -17,7 +17,7 @@ import astropy.units as u
 import numpy as np
 from scipy import ndimage, optimize
 
-from enhance.physics import (
+from enhance_hmi.physics import (
     WACHTER_2012_PARAMETERS,
     WACHTER_PARAMETERS,
     airy_psf,

@@ -81,7 +81,7 @@ threading.Event().wait()
 
 _QUERY = """
 import datetime as dt, json, resource, sys, time
-from enhance.acquire import AcquireOptions, JsocOptions, acquire
+from enhance_hmi.acquire import AcquireOptions, JsocOptions, acquire
 t0 = time.perf_counter()
 manifest = acquire(
     series={series!r}, start={start!r}, end={end!r}, cadence={cadence!r},
@@ -99,11 +99,11 @@ print(json.dumps({{
 
 _PLAN = """
 import datetime as dt, json, os, resource, sqlite3, time
-from enhance.acquire import Manifest, get_series
-from enhance.acquire.timespec import snap_up
-from enhance.cube import CubeLayout
-from enhance.cube.plan import range_batches, write_plan_streamed
-from enhance.time import tai_datetime
+from enhance_hmi.acquire import Manifest, get_series
+from enhance_hmi.acquire.timespec import snap_up
+from enhance_hmi.cube import CubeLayout
+from enhance_hmi.cube.plan import range_batches, write_plan_streamed
+from enhance_hmi.time import tai_datetime
 db = sqlite3.connect({db!r})
 db.execute(
     "UPDATE rows SET state = 'verified', file = t_rec || '.fits' "
@@ -163,7 +163,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
-    from enhance.acquire import get_series
+    from enhance_hmi.acquire import get_series
 
     series = get_series(args.series)
     step = int(series.step.total_seconds())

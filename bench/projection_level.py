@@ -1,6 +1,6 @@
 """PSNR along the projection's CGLS path: the stopping level of a network's recipe.
 
-The projection onto the input (:func:`enhance.inference.consistency.project_to_observation`)
+The projection onto the input (:func:`enhance_hmi.inference.consistency.project_to_observation`)
 is CGLS started at the network output, stopped at the first iterate whose
 rms residual is at most ``tau`` times the input noise. This bench runs it
 for 0 to ``--iterations`` iterations on the **training** region of a scene
@@ -42,14 +42,14 @@ import warnings
 
 import numpy as np
 
-from enhance.errors import FieldDominatedNoiseWarning
-from enhance.inference import enhance_array
-from enhance.inference.consistency import project_to_observation
-from enhance.model import default_weights, load_weights_cached, psf_model_of
-from enhance.training import load_scenes
-from enhance.training.datasets import split_scene
-from enhance.training.pairs import degraded_pair
-from enhance.validation import metrics
+from enhance_hmi.errors import FieldDominatedNoiseWarning
+from enhance_hmi.inference import enhance_array
+from enhance_hmi.inference.consistency import project_to_observation
+from enhance_hmi.model import default_weights, load_weights_cached, psf_model_of
+from enhance_hmi.training import load_scenes
+from enhance_hmi.training.datasets import split_scene
+from enhance_hmi.training.pairs import degraded_pair
+from enhance_hmi.validation import metrics
 
 TAUS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4)
 BORDER = 8  # output pixels left out of the PSNR, as enhance evaluate does

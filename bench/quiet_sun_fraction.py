@@ -1,13 +1,13 @@
 """Quiet-Sun fraction and the two noise estimates on real magnetograms and the NFI band.
 
-Prints, per field, :func:`enhance.inference.consistency.quiet_sun_fraction`,
+Prints, per field, :func:`enhance_hmi.inference.consistency.quiet_sun_fraction`,
 the spectral and histogram-core noise estimates, and whether
-:class:`enhance.errors.FieldDominatedNoiseWarning` fires (fraction below
-:data:`enhance.inference.consistency.QUIET_SUN_FRACTION_MIN`):
+:class:`enhance_hmi.errors.FieldDominatedNoiseWarning` fires (fraction below
+:data:`enhance_hmi.inference.consistency.QUIET_SUN_FRACTION_MIN`):
 
 - the three real HMI 720 s full-disk magnetograms of ``../shared/data``,
   whole and their central 1024^2;
-- the 256^2 disk-centre samples (``enhance/data/sample``) and the 128^2
+- the 256^2 disk-centre samples (``enhance_hmi/data/sample``) and the 128^2
   active-region cut-out of ``tests/data``;
 - the held-out band of the Hinode NFI image (Blos = k V/I at k = 1.5 and 3)
   degraded to HMI with 5, 10 and 16 G white noise (the true noise), with the
@@ -46,10 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
-from enhance.errors import FieldDominatedNoiseWarning
-from enhance.inference.consistency import QUIET_SUN_FRACTION_MIN, quiet_sun_fraction
-from enhance.io import read_hmi
-from enhance.physics.noise import histogram_core_sigma, hmi_noise_sigma
+from enhance_hmi.errors import FieldDominatedNoiseWarning
+from enhance_hmi.inference.consistency import QUIET_SUN_FRACTION_MIN, quiet_sun_fraction
+from enhance_hmi.io import read_hmi
+from enhance_hmi.physics.noise import histogram_core_sigma, hmi_noise_sigma
 
 REPO = Path(__file__).resolve().parents[1]
 NFI = "hinode/FGMG4_20110214_030443.7.cols0-879.fits"
@@ -84,12 +84,12 @@ def main() -> None:
             f"HMI central 1024 {day}",
             data[ny // 2 - 512 : ny // 2 + 512, nx // 2 - 512 : nx // 2 + 512],
         )
-    for path in sorted((REPO / "enhance" / "data" / "sample").glob("*magnetogram*.fits")):
+    for path in sorted((REPO / "enhance_hmi" / "data" / "sample").glob("*magnetogram*.fits")):
         _row(f"sample {path.name.split('.')[2][:8]}", read_hmi(path).data)
     for path in sorted((REPO / "tests" / "data").glob("*crop128*magnetogram*.fits")):
         _row("active-region cut-out (tests/data)", read_hmi(path).data)
-    from enhance.model import default_weights, psf_model_of, read_sidecar
-    from enhance.training import held_out_pairs, load_scenes
+    from enhance_hmi.model import default_weights, psf_model_of, read_sidecar
+    from enhance_hmi.training import held_out_pairs, load_scenes
 
     # degraded with the HMI PSF the shipped magnetogram network was trained for
     psf = psf_model_of(read_sidecar(default_weights("magnetogram")))

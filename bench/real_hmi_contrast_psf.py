@@ -2,10 +2,10 @@
 
 The 28 cm contrast a deconvolution gives a real HMI image depends on the
 HMI PSF it assumes. This prints, for the bundled real HMI quiet-Sun cut-out
-(``enhance/data/sample/hmi_quiet_ic_cutout.fits``), the quiet-Sun rms
-contrast of the input and of :func:`enhance.validation.baselines.tikhonov`
+(``enhance_hmi/data/sample/hmi_quiet_ic_cutout.fits``), the quiet-Sun rms
+contrast of the input and of :func:`enhance_hmi.validation.baselines.tikhonov`
 (no training, a smoothness prior weighted by the discrepancy principle)
-for every model of :data:`enhance.physics.HMI_PSF_MODELS`, and, when weights
+for every model of :data:`enhance_hmi.physics.HMI_PSF_MODELS`, and, when weights
 are given, of the network output (the network was trained with one PSF
 model, named in its sidecar). An 8-pixel border of the 0.252"/px output is
 left out. One run, figures printed, nothing asserted.
@@ -19,7 +19,7 @@ which keeps the border); the network shipped before it, trained with
 
 Usage::
 
-    python bench/real_hmi_contrast_psf.py [--weights enhance/data/weights/continuum.safetensors]
+    python bench/real_hmi_contrast_psf.py [--weights enhance_hmi/data/weights/continuum.safetensors]
 """
 
 from __future__ import annotations
@@ -27,12 +27,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from enhance.io import read_hmi
-from enhance.physics import HMI_PSF_MODELS
-from enhance.validation import baselines, metrics
+from enhance_hmi.io import read_hmi
+from enhance_hmi.physics import HMI_PSF_MODELS
+from enhance_hmi.validation import baselines, metrics
 
 CUTOUT = (
-    Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample" / "hmi_quiet_ic_cutout.fits"
+    Path(__file__).resolve().parents[1]
+    / "enhance_hmi"
+    / "data"
+    / "sample"
+    / "hmi_quiet_ic_cutout.fits"
 )
 BORDER = 8
 
@@ -53,7 +57,7 @@ def main() -> None:
         deconvolved = baselines.tikhonov(data, psf_model=model)
         print(f"Tikhonov, psf_model={model}: {_contrast(deconvolved):.2f} %")
     if args.weights:
-        from enhance.inference import enhance_frame
+        from enhance_hmi.inference import enhance_frame
 
         frame = read_hmi(CUTOUT, observable="continuum")
         out = enhance_frame(frame, weights=args.weights, device="cpu", uncertainty=False)

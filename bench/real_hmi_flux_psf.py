@@ -4,10 +4,10 @@ The unsigned flux a deconvolution gives the field regions of a real HMI
 magnetogram depends on the HMI PSF it assumes, as the continuum contrast
 does (``bench/real_hmi_contrast_psf.py``). This prints, for the central
 crop of each real hmi.M_720s full-disk frame in ``../shared/data``, the
-unsigned flux of :func:`enhance.validation.baselines.tikhonov` (no training)
+unsigned flux of :func:`enhance_hmi.validation.baselines.tikhonov` (no training)
 over the field regions, divided by the input's, for every model of
-:data:`enhance.physics.HMI_PSF_MODELS`. Field regions and noise are those of
-``enhance evaluate --hmi`` (:func:`enhance.validation.metrics.field_mask`
+:data:`enhance_hmi.physics.HMI_PSF_MODELS`. Field regions and noise are those of
+``enhance evaluate --hmi`` (:func:`enhance_hmi.validation.metrics.field_mask`
 of the input, grown onto the 2x grid). One run, figures printed, nothing
 asserted.
 
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from enhance.io import read_hmi
-from enhance.physics import HMI_PIXEL_SCALE, HMI_PSF_MODELS
-from enhance.validation import baselines, metrics
+from enhance_hmi.io import read_hmi
+from enhance_hmi.physics import HMI_PIXEL_SCALE, HMI_PSF_MODELS
+from enhance_hmi.validation import baselines, metrics
 
 REPO = Path(__file__).resolve().parents[1]
 

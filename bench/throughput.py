@@ -1,11 +1,11 @@
 """End-to-end throughput of the enhance pipeline against the hardware limit.
 
 N frames go through the whole chain, staged as a batch job stages them
-(:func:`enhance.batch.run_stages`): read a JSOC FITS file
-(:func:`enhance.io.read_hmi`: decompress, north up, normalise) -> tiled
-network (:func:`enhance.inference.enhance_frame`) -> enhanced FITS
-(:func:`enhance.io.write_enhanced`) -> HDF5 time cube
-(:meth:`enhance.cube.TimeCube.append`, one append of a frame generator, as
+(:func:`enhance_hmi.batch.run_stages`): read a JSOC FITS file
+(:func:`enhance_hmi.io.read_hmi`: decompress, north up, normalise) -> tiled
+network (:func:`enhance_hmi.inference.enhance_frame`) -> enhanced FITS
+(:func:`enhance_hmi.io.write_enhanced`) -> HDF5 time cube
+(:meth:`enhance_hmi.cube.TimeCube.append`, one append of a frame generator, as
 the cube rule does). The network has the paper's architecture (5 residual
 blocks x 64 filters; Díaz Baso & Asensio Ramos 2018, A&A 614, A5) with
 random weights saved as an ordinary weights file: speed does not depend on
@@ -21,7 +21,7 @@ Reported, in one run:
   reading and writing run in their own threads, so the stages overlap and do
   not add up to the wall time; on the CPU the default is serial, because
   there the threads share the cores of the convolutions (no consistent gain
-  measured on 2 cores, see :mod:`enhance.batch`);
+  measured on 2 cores, see :mod:`enhance_hmi.batch`);
 * achieved TFLOP/s at 1.1 MFLOP per input pixel of every computed tile
   (../shared/docs/method.md; overlap included, skipped off-disk windows
   excluded), for the compute stage and end to end, as a fraction of
@@ -35,15 +35,15 @@ Reported, in one run:
 * with ``--compile``, the one-off compilation time, apart.
 
 The copies and forward passes are timed through the public
-``timings=`` hook of :func:`enhance.inference.enhance_frame`
-(:class:`enhance.inference.InferenceTimings`); the bare forward runs on the
+``timings=`` hook of :func:`enhance_hmi.inference.enhance_frame`
+(:class:`enhance_hmi.inference.InferenceTimings`); the bare forward runs on the
 windows the network saw in the first frame, captured by a forward pre-hook
-on the cached inference copy (:func:`enhance.inference.prepare_model`). The
+on the cached inference copy (:func:`enhance_hmi.inference.prepare_model`). The
 stage split synchronises the device after each timed step, which costs a
 little overlap on a GPU; compare frames/s with ``--no-split``.
 
 As a batch job does, the benchmark keeps freed memory in the process
-(:func:`enhance.heap.keep_freed_memory`); ``ENHANCE_KEEP_FREED_MEMORY=0``
+(:func:`enhance_hmi.heap.keep_freed_memory`); ``ENHANCE_KEEP_FREED_MEMORY=0``
 measures without it.
 
 Frames beyond the number of input files reuse them in turn with a new
@@ -77,12 +77,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from enhance.atomic import atomic_path
-from enhance.batch import run_stages
-from enhance.cube import Codec, TimeCube, format_t_rec, parse_t_rec
-from enhance.frame import Frame
-from enhance.heap import keep_freed_memory
-from enhance.inference import (
+from enhance_hmi.atomic import atomic_path
+from enhance_hmi.batch import run_stages
+from enhance_hmi.cube import Codec, TimeCube, format_t_rec, parse_t_rec
+from enhance_hmi.frame import Frame
+from enhance_hmi.heap import keep_freed_memory
+from enhance_hmi.inference import (
     InferenceTimings,
     autocast_dtype,
     cudnn_settings,
@@ -90,9 +90,9 @@ from enhance.inference import (
     prepare_model,
     resolve_device,
 )
-from enhance.io import read_hmi, write_enhanced
-from enhance.model import FLOP_PER_INPUT_PIXEL, EnhanceNet, load_weights_cached, save_weights
-from enhance.provenance import provenance_record
+from enhance_hmi.io import read_hmi, write_enhanced
+from enhance_hmi.model import FLOP_PER_INPUT_PIXEL, EnhanceNet, load_weights_cached, save_weights
+from enhance_hmi.provenance import provenance_record
 
 ROOT = Path(__file__).resolve().parents[1]
 FULLDISK = ROOT.parent / "shared" / "data" / "hmi" / "fulldisk"
@@ -178,7 +178,7 @@ def random_weights(directory: Path, observable: str, seed: int) -> Path:
 
 
 def run_pipeline(args: argparse.Namespace, work: Path, weights: Path, timers: Timers) -> dict:
-    """N frames through :func:`enhance.batch.run_stages`, as a batch job runs them."""
+    """N frames through :func:`enhance_hmi.batch.run_stages`, as a batch job runs them."""
     inputs = args.input
     base = parse_t_rec("2011.12.17_06:00:00_TAI")
     device = resolve_device(args.device)

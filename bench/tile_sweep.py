@@ -4,7 +4,7 @@ Issue 8 asks for "the largest tile and batch that fit" on a GPU. This bench
 runs the inference copy of the paper's network (5 residual blocks x 64
 filters, Díaz Baso & Asensio Ramos 2018, A&A 614, A5; random weights: speed
 does not depend on their values; batch norms folded, channels-last, as
-:func:`enhance.inference.array.prepare_model` makes it) on batches of random
+:func:`enhance_hmi.inference.array.prepare_model` makes it) on batches of random
 windows, for every (tile, batch) pair asked for, and reports:
 
 * input megapixels per second of the forward pass (median of ``--repeats``
@@ -39,12 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from enhance.atomic import write_json
-from enhance.heap import keep_freed_memory
-from enhance.inference import resolve_device
-from enhance.inference.array import _forward, autocast_dtype, prepare_model
-from enhance.model import FLOP_PER_INPUT_PIXEL, EnhanceNet
-from enhance.provenance import provenance_record
+from enhance_hmi.atomic import write_json
+from enhance_hmi.heap import keep_freed_memory
+from enhance_hmi.inference import resolve_device
+from enhance_hmi.inference.array import _forward, autocast_dtype, prepare_model
+from enhance_hmi.model import FLOP_PER_INPUT_PIXEL, EnhanceNet
+from enhance_hmi.provenance import provenance_record
 
 
 def _sync(device: torch.device) -> None:

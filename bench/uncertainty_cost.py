@@ -5,9 +5,9 @@ Asensio Ramos 2018, A&A 614, A5) are timed, interleaved, ``--repeats`` times
 each after one warm-up, and reported as the median wall time and the ratio to
 the plain network:
 
-* ``plain``: :func:`enhance.inference.enhance_array`, the network alone;
+* ``plain``: :func:`enhance_hmi.inference.enhance_array`, the network alone;
 * ``sigma head``: the same call with the network and its uncertainty head
-  (:class:`enhance.model.uncertainty.EnhanceWithUncertainty`; one pass gives
+  (:class:`enhance_hmi.model.uncertainty.EnhanceWithUncertainty`; one pass gives
   output and sigma), calibrated by the map of its sidecar (the head's sigma
   and the output's local spread and level, two box filters on the output, and
   the input's local spread, a 3x3 box on the input);
@@ -33,10 +33,10 @@ import time
 import numpy as np
 import torch
 
-from enhance.inference import enhance_array, resolve_device
-from enhance.model import default_weights, load_weights
-from enhance.model.uncertainty import load_uncertainty
-from enhance.provenance import provenance_record
+from enhance_hmi.inference import enhance_array, resolve_device
+from enhance_hmi.model import default_weights, load_weights
+from enhance_hmi.model.uncertainty import load_uncertainty
+from enhance_hmi.provenance import provenance_record
 
 
 def _sync(device: torch.device) -> None:

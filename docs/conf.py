@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from enhance import __version__
+from enhance_hmi import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
 

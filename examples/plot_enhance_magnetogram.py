@@ -9,16 +9,16 @@ then a zoom where the 2x finer grid and the deconvolution show.
 
 # %%
 # The sample holds 256x256 crops of real ``hmi.M_720s`` frames with their
-# JSOC headers. :func:`enhance.io.read_hmi` turns the file solar north up and
-# reads Blos in gauss; :func:`enhance.inference.enhance_frame` runs the
+# JSOC headers. :func:`enhance_hmi.io.read_hmi` turns the file solar north up and
+# reads Blos in gauss; :func:`enhance_hmi.inference.enhance_frame` runs the
 # network (on the CPU here, tiled) and projects its output onto the images
 # that give back the input when observed again by HMI.
 import matplotlib.pyplot as plt
 import numpy as np
 
-from enhance.acquire import sample_dir
-from enhance.inference import enhance_frame
-from enhance.io import read_hmi
+from enhance_hmi.acquire import sample_dir
+from enhance_hmi.inference import enhance_frame
+from enhance_hmi.io import read_hmi
 
 frame = read_hmi(sample_dir() / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits")
 enhanced = enhance_frame(frame)

@@ -2,7 +2,7 @@
 Enhance a sunpy Map
 ===================
 
-:func:`enhance.enhance_map` takes a :class:`sunpy.map.GenericMap` (or a
+:func:`enhance_hmi.enhance_map` takes a :class:`sunpy.map.GenericMap` (or a
 sequence of them) and returns Maps: north up on the 2x grid with its WCS,
 the provenance in ``.meta`` and, where the network has an uncertainty head,
 the per-pixel sigma as the Map's ``uncertainty``.
@@ -17,11 +17,11 @@ import numpy as np
 import sunpy.map
 from astropy.visualization import ImageNormalize, PercentileInterval
 
-import enhance
-from enhance.acquire import sample_dir
+import enhance_hmi
+from enhance_hmi.acquire import sample_dir
 
 hmi = sunpy.map.Map(sample_dir() / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits")
-sharper = enhance.enhance_map(hmi, uncertainty=True)
+sharper = enhance_hmi.enhance_map(hmi, uncertainty=True)
 
 for name, smap in (("input", hmi), ("output", sharper)):
     size = f"{int(smap.dimensions.x.value)}x{int(smap.dimensions.y.value)}"

@@ -15,26 +15,26 @@ import astropy.units as u
 import matplotlib.pyplot as plt
 import numpy as np
 
-from enhance.acquire import sample_dir
-from enhance.inference import enhance_frame
-from enhance.io import read_hmi
-from enhance.physics import hmi_psf
-from enhance.physics.constants import (
+from enhance_hmi.acquire import sample_dir
+from enhance_hmi.inference import enhance_frame
+from enhance_hmi.io import read_hmi
+from enhance_hmi.physics import hmi_psf
+from enhance_hmi.physics.constants import (
     ENHANCED_PIXEL_SCALE,
     HMI_APERTURE,
     HMI_PIXEL_SCALE,
     HMI_WAVELENGTH,
     TARGET_APERTURE,
 )
-from enhance.physics.noise import diffraction_cutoff
-from enhance.physics.spectrum import radial_power_spectrum
-from enhance.physics.transfer import aperture_otf, radial_otf
+from enhance_hmi.physics.noise import diffraction_cutoff
+from enhance_hmi.physics.spectrum import radial_power_spectrum
+from enhance_hmi.physics.transfer import aperture_otf, radial_otf
 
 frame = read_hmi(sample_dir() / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits")
 enhanced = enhance_frame(frame)
 
 # %%
-# :func:`~enhance.physics.spectrum.radial_power_spectrum` gives the density
+# :func:`~enhance_hmi.physics.spectrum.radial_power_spectrum` gives the density
 # per unit solar area: frequency in arcsec^-1, power in (image units)^2
 # arcsec^2. Images of one scene at 0.504"/px and 0.252"/px then share one
 # scale, and their ratio at a frequency is the squared gain the enhancement

@@ -11,7 +11,7 @@
 #   - another update holds the lock: prints one line and exits 75 (EX_TEMPFAIL),
 #     touching nothing;
 #   - a Snakemake lock is in <workdir>/.snakemake/locks: it asks
-#     `python -m enhance.workflow.run_lock <workdir>` who owns it, from the
+#     `python -m enhance_hmi.workflow.run_lock <workdir>` who owns it, from the
 #     process table (/proc): a live snakemake run of this host whose working
 #     directory (or -d/--directory) is <workdir>, that is not a dry run or an
 #     --unlock, and that started before the newest lock file was written.
@@ -65,7 +65,7 @@ if [ -n "$(ls -A "$workdir/.snakemake/locks" 2>/dev/null)" ]; then
         if [ -x "$bindir/python" ]; then python=$bindir/python; fi
     fi
     status=0
-    owner=$("$python" -m enhance.workflow.run_lock "$workdir") || status=$?
+    owner=$("$python" -m enhance_hmi.workflow.run_lock "$workdir") || status=$?
     case $status in
     0) ;; # the run that held it has ended meanwhile
     5)
@@ -77,7 +77,7 @@ if [ -n "$(ls -A "$workdir/.snakemake/locks" 2>/dev/null)" ]; then
         exit 75
         ;;
     *)
-        echo "enhance update: could not check who holds the Snakemake lock in $workdir ($python -m enhance.workflow.run_lock exited $status; set PYTHON to the python of snakemake's environment); nothing done" >&2
+        echo "enhance update: could not check who holds the Snakemake lock in $workdir ($python -m enhance_hmi.workflow.run_lock exited $status; set PYTHON to the python of snakemake's environment); nothing done" >&2
         exit 1
         ;;
     esac

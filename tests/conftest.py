@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from enhance.model import EnhanceNet
+from enhance_hmi.model import EnhanceNet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ENHANCE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -65,7 +65,7 @@ def randomised_net(seed: int = 0, **arch: int) -> EnhanceNet:
 
 def untrained_magnetogram_weights(directory: Path) -> Path:
     """A tiny untrained magnetogram network (1 block x 8 filters) saved in ``directory``."""
-    from enhance.model import save_weights
+    from enhance_hmi.model import save_weights
 
     torch.manual_seed(0)
     metadata = {

@@ -4,7 +4,7 @@ It answers ``jsoc_info`` (``series_struct``, ``rs_list``) and ``jsoc_fetch``
 (``exp_request``, ``exp_status``) under ``/cgi-bin/ajax/`` and serves the
 exported files from its root, as ``docs/jsoc.md`` (../shared/docs) describes.
 The files are real HMI FITS files: the bundled sample's real JSOC headers
-(``enhance/data/sample``) with a small centre crop of the real image, and
+(``enhance_hmi/data/sample``) with a small centre crop of the real image, and
 ``T_REC``, ``T_OBS``, ``DATE-OBS``, ``QUALITY``, ``DRMS_ID``, ``RECNUM``
 rewritten per record (fixed-width 80-byte cards, patched in place).
 
@@ -42,11 +42,11 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from enhance.acquire.series import SERIES, HmiSeries
-from enhance.acquire.timespec import parse_cadence
-from enhance.time import file_time, format_t_rec, parse_t_rec
+from enhance_hmi.acquire.series import SERIES, HmiSeries
+from enhance_hmi.acquire.timespec import parse_cadence
+from enhance_hmi.time import file_time, format_t_rec, parse_t_rec
 
-SAMPLE = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "sample"
 TEMPLATE_FILES = {
     "magnetogram": SAMPLE / "hmi.M_720s.20111217_060000_TAI.1.magnetogram.fits",
     "continuum": SAMPLE / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits",
@@ -196,7 +196,7 @@ class JsocStandin:
     # ---------------------------------------------------------------- life
     def config(self, *, check_address: bool = False) -> object:
         """A drms ServerConfig for this server (optionally with the e-mail check CGI)."""
-        from enhance.acquire._drms import drms
+        from enhance_hmi.acquire._drms import drms
 
         extra = {"cgi_check_address": "checkAddress.sh"} if check_address else {}
         return drms.ServerConfig(

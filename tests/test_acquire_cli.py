@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from jsoc_standin import running_standin
 
-from enhance.acquire import Manifest, acquire, sample_dir
-from enhance.cli import main
-from enhance.provenance import sha256_file
+from enhance_hmi.acquire import Manifest, acquire, sample_dir
+from enhance_hmi.cli import main
+from enhance_hmi.provenance import sha256_file
 
 EMAIL = "jane.roe@example.org"
 

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from jsoc_standin import running_standin
 
-from enhance.acquire import AcquireOptions, JsocOptions, acquire, read_status, status_path
-from enhance.cli import main
-from enhance.errors import ConfigError, JsocError
+from enhance_hmi.acquire import AcquireOptions, JsocOptions, acquire, read_status, status_path
+from enhance_hmi.cli import main
+from enhance_hmi.errors import ConfigError, JsocError
 
 EMAIL = "john.doe@example.org"
 RANGE = ("--start", "2014-01-01T00:00", "--end", "2014-01-01T01:00", "--cadence", "12m")

@@ -23,11 +23,18 @@ from astropy.io import fits
 from jsoc_standin import NODATA, running_standin
 from packaging.version import Version
 
-from enhance.acquire import AcquireOptions, JsocOptions, JsocSource, Manifest, acquire, get_series
-from enhance.acquire._drms import drms
-from enhance.acquire.timespec import expected_slots, record_set
-from enhance.errors import ConfigError, JsocError
-from enhance.provenance import sha256_file
+from enhance_hmi.acquire import (
+    AcquireOptions,
+    JsocOptions,
+    JsocSource,
+    Manifest,
+    acquire,
+    get_series,
+)
+from enhance_hmi.acquire._drms import drms
+from enhance_hmi.acquire.timespec import expected_slots, record_set
+from enhance_hmi.errors import ConfigError, JsocError
+from enhance_hmi.provenance import sha256_file
 
 EMAIL = "john.doe@example.org"
 M720 = get_series("hmi.M_720s")
@@ -239,7 +246,7 @@ def test_cut_download_is_retried_and_never_kept(standin, tmp_path) -> None:
     kept = Path(request.download(str(raw_dir))["download"][0])
     assert kept.stat().st_size < len(standin.file_bytes(M720, T0))
 
-    out = tmp_path / "enhance"
+    out = tmp_path / "enhance_hmi"
     standin.cut[at(12)] = 2
     manifest = run(standin, out)
     assert manifest.counts()["verified"] == 6
@@ -320,7 +327,7 @@ def test_killed_mid_download_then_rerun(standin, tmp_path) -> None:
     argv = [
         sys.executable,
         "-m",
-        "enhance",
+        "enhance_hmi",
         "fetch",
         "--series",
         "hmi.M_720s",

@@ -1,4 +1,4 @@
-"""The retry policy (enhance.acquire.retry) on every network operation, against the stand-in.
+"""The retry policy (enhance_hmi.acquire.retry) on every network operation, against the stand-in.
 
 Attempt counts, the doubling and capped waits (recorded through the ``sleep``
 hook instead of slept), which failures are retried and which end at once,
@@ -19,12 +19,12 @@ import pytest
 from jsoc_standin import running_standin
 from test_acquire_jsoc import at, key, run
 
-from enhance.acquire import JsocOptions, JsocSource, Manifest, get_series
-from enhance.acquire._drms import drms, export_error_text
-from enhance.acquire.download import DownloadTask, allowed_origins, download_all, local_name
-from enhance.acquire.retry import is_permanent, is_transient, retry_policy
-from enhance.acquire.timespec import expected_slots, record_set
-from enhance.errors import JsocError, OutputError
+from enhance_hmi.acquire import JsocOptions, JsocSource, Manifest, get_series
+from enhance_hmi.acquire._drms import drms, export_error_text
+from enhance_hmi.acquire.download import DownloadTask, allowed_origins, download_all, local_name
+from enhance_hmi.acquire.retry import is_permanent, is_transient, retry_policy
+from enhance_hmi.acquire.timespec import expected_slots, record_set
+from enhance_hmi.errors import JsocError, OutputError
 
 EMAIL = "john.doe@example.org"
 M720 = get_series("hmi.M_720s")

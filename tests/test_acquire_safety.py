@@ -27,12 +27,12 @@ from astropy.io import fits
 from jsoc_standin import running_standin
 from test_acquire_jsoc import EMAIL, M720, at, key, options, run
 
-from enhance.acquire import Manifest, acquire, sample_dir
-from enhance.acquire.download import file_url, local_name
-from enhance.acquire.lock import OutDirLockedError, out_dir_lock
-from enhance.cli import main
-from enhance.errors import ConfigError, InputError, JsocError
-from enhance.provenance import sha256_file
+from enhance_hmi.acquire import Manifest, acquire, sample_dir
+from enhance_hmi.acquire.download import file_url, local_name
+from enhance_hmi.acquire.lock import OutDirLockedError, out_dir_lock
+from enhance_hmi.cli import main
+from enhance_hmi.errors import ConfigError, InputError, JsocError
+from enhance_hmi.provenance import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 FILE_SIZE = 23040  # one stand-in file: 32 x 32 crop with the full real header
@@ -300,7 +300,7 @@ def fetch_argv(standin, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "enhance",
+        "enhance_hmi",
         "fetch",
         "--series",
         "hmi.M_720s",
@@ -351,12 +351,12 @@ def test_two_fetch_processes_on_one_out(standin, tmp_path, capsys) -> None:
 _FULL_DISK = """
 set -u
 {mount}
-{python} -m enhance fetch {args} > {log}/first.out 2> {log}/first.err
+{python} -m enhance_hmi fetch {args} > {log}/first.out 2> {log}/first.err
 echo $? > {log}/first.rc
 find {out} -maxdepth 1 -type f -printf '%s %f\\n' > {log}/first.files
 cp {out}/hmi.M_720s.manifest.csv {log}/first.manifest.csv 2>/dev/null || true
 {grow}
-{python} -m enhance fetch {args} > {log}/second.out 2> {log}/second.err
+{python} -m enhance_hmi fetch {args} > {log}/second.out 2> {log}/second.err
 echo $? > {log}/second.rc
 find {out} -maxdepth 1 -type f -printf '%s %f\\n' > {log}/second.files
 """

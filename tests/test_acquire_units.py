@@ -11,7 +11,7 @@ import astropy.units as u
 import pytest
 from astropy.io import fits
 
-from enhance.acquire import (
+from enhance_hmi.acquire import (
     COLUMNS,
     Manifest,
     QualityPolicy,
@@ -24,19 +24,19 @@ from enhance.acquire import (
     sample_dir,
     verify_fits,
 )
-from enhance.acquire.addresses import mask_email, mask_emails
-from enhance.acquire.download import DownloadTask, download_all, export_clashes, local_name
-from enhance.acquire.jsoc import ExportedFile
-from enhance.acquire.origins import (
+from enhance_hmi.acquire.addresses import mask_email, mask_emails
+from enhance_hmi.acquire.download import DownloadTask, download_all, export_clashes, local_name
+from enhance_hmi.acquire.jsoc import ExportedFile
+from enhance_hmi.acquire.origins import (
     RefusedDownloadError,
     _redirect_allowed,
     allowed_origins,
     check_url,
 )
-from enhance.acquire.timespec import record_set
-from enhance.acquire.verify import VerificationError
-from enhance.atomic import atomic_path, unique_part_path
-from enhance.errors import ConfigError, InputError, OutputError
+from enhance_hmi.acquire.timespec import record_set
+from enhance_hmi.acquire.verify import VerificationError
+from enhance_hmi.atomic import atomic_path, unique_part_path
+from enhance_hmi.errors import ConfigError, InputError, OutputError
 
 M720 = get_series("hmi.M_720s")
 SAMPLE_M = sorted(sample_dir().glob("hmi.M_720s.*.fits"))

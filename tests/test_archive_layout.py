@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from enhance.batch import enhanced_frame_path
+from enhance_hmi.batch import enhanced_frame_path
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from enhance.errors import ConfigError, InputError
-from enhance.physics import HMI_PIXEL_SCALE, HMI_WAVELENGTH
-from enhance.physics.constants import HMI_APERTURE
-from enhance.scenes import load_continuum_scene, split_scene
-from enhance.training import degraded_pair
-from enhance.validation import baselines, metrics
+from enhance_hmi.errors import ConfigError, InputError
+from enhance_hmi.physics import HMI_PIXEL_SCALE, HMI_WAVELENGTH
+from enhance_hmi.physics.constants import HMI_APERTURE
+from enhance_hmi.scenes import load_continuum_scene, split_scene
+from enhance_hmi.training import degraded_pair
+from enhance_hmi.validation import baselines, metrics
 
 SST_QS = "sst_crisp_wb8542_qs_20190801.fits"
 NOISE = 1e-3
@@ -186,14 +186,14 @@ def test_oracle_linear_refuses_mismatched_shapes_and_even_sizes():
 
 
 def _case(held_out, enhanced: np.ndarray, observable: str = "continuum"):
-    from enhance.validation.report import ValidationCase
+    from enhance_hmi.validation.report import ValidationCase
 
     noisy, _, truth = held_out
     return ValidationCase("sst held-out", observable, noisy, truth, enhanced, "SST at 28 cm")
 
 
 def test_report_scores_tikhonov_and_the_oracle_bound(held_out, tmp_path):
-    from enhance.validation.report import BOUNDS, METHODS, evaluate, write_report
+    from enhance_hmi.validation.report import BOUNDS, METHODS, evaluate, write_report
 
     assert "tikhonov" in METHODS and BOUNDS == ("oracle_linear",)
     assert "oracle_linear" not in METHODS  # a bound, never a competitor
@@ -233,9 +233,9 @@ def test_report_scores_tikhonov_and_the_oracle_bound(held_out, tmp_path):
 
 
 def test_report_scores_tikhonov_on_a_magnetogram(shared_data):
-    from enhance.scenes import load_nfi_magnetogram_scene
-    from enhance.training import held_out_pairs
-    from enhance.validation.report import ValidationCase, evaluate
+    from enhance_hmi.scenes import load_nfi_magnetogram_scene
+    from enhance_hmi.training import held_out_pairs
+    from enhance_hmi.validation.report import ValidationCase, evaluate
 
     scene = load_nfi_magnetogram_scene(
         shared_data / "hinode" / "FGMG4_20110214_030443.7.cols0-879.fits"

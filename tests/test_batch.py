@@ -1,4 +1,4 @@
-"""Many files in one process: the staged runner and :func:`enhance.batch.enhance_files`.
+"""Many files in one process: the staged runner and :func:`enhance_hmi.batch.enhance_files`.
 
 The overlap is checked by event order, not by timing: in threaded mode the
 network stage of frame 0 waits until the reader has started frame 1, which
@@ -17,20 +17,20 @@ import torch
 from astropy.io import fits
 from conftest import untrained_magnetogram_weights
 
-from enhance.batch import enhance_files, input_pixels, is_already_enhanced, run_stages
-from enhance.errors import ConfigError
-from enhance.io import read_hmi
-from enhance.pipeline import (
+from enhance_hmi.batch import enhance_files, input_pixels, is_already_enhanced, run_stages
+from enhance_hmi.errors import ConfigError
+from enhance_hmi.io import read_hmi
+from enhance_hmi.pipeline import (
     COMPILE_AUTO_MIN_PIXELS,
     EnhanceSettings,
     enhance_file,
     resolve_compile,
     settings_sha256,
 )
-from enhance.provenance import sha256_file
+from enhance_hmi.provenance import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "enhance" / "data" / "sample"
+SAMPLE = ROOT / "enhance_hmi" / "data" / "sample"
 MAGNETOGRAMS = sorted(SAMPLE.glob("hmi.M_720s.*.magnetogram.fits"))
 WAIT_S = 30.0  # generous: only a broken overlap (or a hang) ever reaches it
 
@@ -190,7 +190,7 @@ def test_compile_auto_compiles_a_cpu_job_only_where_it_pays(
     # a job above the threshold is compiled, decided once for all its frames
     pairs = [(path, tmp_path / f"{path.stem}.fits") for path in MAGNETOGRAMS[:2]]
     job = sum(input_pixels(path) for path, _ in pairs)
-    monkeypatch.setattr("enhance.pipeline.COMPILE_AUTO_MIN_PIXELS", job)
+    monkeypatch.setattr("enhance_hmi.pipeline.COMPILE_AUTO_MIN_PIXELS", job)
     monkeypatch.setattr(torch, "compile", lambda module: module)  # no 20 s compilation here
     assert [o.status for o in enhance_files(pairs, settings)] == ["enhanced"] * 2
     for _, out in pairs:

@@ -1,8 +1,8 @@
 """``enhance predict`` end to end: real CLI, real inputs, freshly initialised nets.
 
 The nets are small (``n_blocks=1, width=8``) randomly initialised
-:class:`enhance.model.EnhanceNet` instances saved with
-:func:`enhance.model.save_weights`: the point is the plumbing (reading,
+:class:`enhance_hmi.model.EnhanceNet` instances saved with
+:func:`enhance_hmi.model.save_weights`: the point is the plumbing (reading,
 weights, tiling, 2x WCS, provenance, errors), not the science, and small nets
 keep the file fast on two shared cores. Inputs: the committed crop of a real
 JSOC hmi.M_720s file, the bundled real hmi.Ic_45s continuum cut-out at
@@ -38,19 +38,19 @@ from astropy.io.fits.verify import VerifyWarning
 from conftest import require
 from sunpy.data.test import get_test_filepath
 
-from enhance.atomic import part_path
-from enhance.cli import main
-from enhance.io import read_hmi
-from enhance.model import EnhanceNet, save_weights
-from enhance.physics.disk import SolarDisk
-from enhance.provenance import sha256_file
+from enhance_hmi.atomic import part_path
+from enhance_hmi.cli import main
+from enhance_hmi.io import read_hmi
+from enhance_hmi.model import EnhanceNet, save_weights
+from enhance_hmi.physics.disk import SolarDisk
+from enhance_hmi.provenance import sha256_file
 
 DATA = Path(__file__).parent / "data"
 CROP = DATA / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
 CONTINUUM = Path(get_test_filepath("resampled_hmi.fits"))
 SAMPLE_IC = (
     Path(__file__).resolve().parents[1]
-    / "enhance"
+    / "enhance_hmi"
     / "data"
     / "sample"
     / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"
@@ -147,7 +147,7 @@ def test_predict_magnetogram_subprocess(tmp_path: Path, weights_dir: Path) -> No
         [
             sys.executable,
             "-m",
-            "enhance",
+            "enhance_hmi",
             "predict",
             str(CROP),
             "-o",
@@ -250,7 +250,7 @@ def _crop_1024(shared: Path, tmp_path: Path) -> Path:
 
 
 def _run_under_pty(argv: list[str], *, timeout: float = 300.0) -> tuple[int, str, str]:
-    """Run ``python -m enhance ARGV`` with standard error on a real pseudo-terminal.
+    """Run ``python -m enhance_hmi ARGV`` with standard error on a real pseudo-terminal.
 
     Returns (exit code, what the terminal received, standard output).
     """
@@ -258,7 +258,7 @@ def _run_under_pty(argv: list[str], *, timeout: float = 300.0) -> tuple[int, str
     # a terminal of 24 rows and 100 columns (a fresh pty reports 0x0)
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "enhance", *argv],
+        [sys.executable, "-m", "enhance_hmi", *argv],
         stdout=subprocess.PIPE,
         stderr=slave,
         stdin=subprocess.DEVNULL,
@@ -303,7 +303,7 @@ def test_predict_shows_a_progress_bar_over_windows_on_a_terminal(
     assert _without_quality_flags(screen) == ""  # the untrained network's output is flagged
     # no terminal, but asked for
     result = subprocess.run(
-        [sys.executable, "-m", "enhance", "predict", *argv, "--tile", "512", "--progress"],
+        [sys.executable, "-m", "enhance_hmi", "predict", *argv, "--tile", "512", "--progress"],
         capture_output=True,
         text=True,
         env=_env(),
@@ -325,7 +325,7 @@ def test_verbosity_before_or_after_the_subcommand(
     argv = ["predict", str(CROP), "-o", str(out), "--weights", str(weights), "--device", "cpu"]
     argv = [*flags, *argv] if where == "before" else [*argv, *flags]
     result = subprocess.run(
-        [sys.executable, "-m", "enhance", *argv],
+        [sys.executable, "-m", "enhance_hmi", *argv],
         capture_output=True,
         text=True,
         env=_env(),
@@ -502,7 +502,7 @@ def test_output_directory_without_write_permission(tmp_path: Path, weights_dir: 
     locked.mkdir()
     out = locked / "enhanced.fits"
     weights = weights_dir / "magnetogram.safetensors"
-    command = [sys.executable, "-m", "enhance", "predict", str(CROP), "-o", str(out)]
+    command = [sys.executable, "-m", "enhance_hmi", "predict", str(CROP), "-o", str(out)]
     command += ["--weights", str(weights), "--device", "cpu"]
     if os.geteuid() == 0:
         require(_read_only_bind_works(locked), "root, but no read-only bind mount (unshare -m)")
@@ -536,7 +536,7 @@ def test_bad_call_subprocess_stderr_is_one_line(tmp_path: Path, weights_dir: Pat
     """The real process: nothing but the one error line reaches stderr."""
     argv, out, expect = _bad_case("corrupt-weights", tmp_path, weights_dir)
     result = subprocess.run(
-        [sys.executable, "-m", "enhance", *argv],
+        [sys.executable, "-m", "enhance_hmi", *argv],
         capture_output=True,
         text=True,
         env=_env(),
@@ -551,9 +551,9 @@ def test_the_tile_the_help_names_is_the_default_used():
     """``--tile``'s help states the default the pipeline and the workflow use."""
     import yaml
 
-    from enhance.cli import build_parser
-    from enhance.inference.tiling import DEFAULT_TILE
-    from enhance.pipeline import EnhanceSettings
+    from enhance_hmi.cli import build_parser
+    from enhance_hmi.inference.tiling import DEFAULT_TILE
+    from enhance_hmi.pipeline import EnhanceSettings
 
     parser = build_parser()
     predict = next(
@@ -570,7 +570,7 @@ def test_the_tile_the_help_names_is_the_default_used():
 def test_warnings_are_one_line_and_a_wrong_unit_of_input_noise_is_named(tmp_path):
     """``--input-noise 10kG`` on a quiet map: one line that names the factor; no source echo."""
     sample = SAMPLE_IC.with_name("hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits")
-    argv = [sys.executable, "-m", "enhance", "predict", str(sample), "--device", "cpu"]
+    argv = [sys.executable, "-m", "enhance_hmi", "predict", str(sample), "--device", "cpu"]
     done = subprocess.run(
         [*argv, "-o", str(tmp_path / "a.fits"), "--input-noise", "10kG"],
         capture_output=True,

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from enhance.acquire import read_manifest
-from enhance.acquire.manifest import COLUMNS
-from enhance.cube.completeness import completeness_table, slot_status, write_completeness
+from enhance_hmi.acquire import read_manifest
+from enhance_hmi.acquire.manifest import COLUMNS
+from enhance_hmi.cube.completeness import completeness_table, slot_status, write_completeness
 
 
 def _manifest(path: Path, rows: list[dict[str, str]]) -> Path:

@@ -34,7 +34,7 @@ from jsoc_standin import running_standin
 from snakemake.utils import update_config, validate
 from test_profile import REPO, SNAKEFILE, SNAKEMAKE, dry_run_jobs, enhance_cli, xdg_env
 
-from enhance.time import grid_floor, tai_datetime
+from enhance_hmi.time import grid_floor, tai_datetime
 
 EXAMPLES = REPO / "config" / "examples"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"

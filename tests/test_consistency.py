@@ -9,12 +9,12 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from enhance.errors import ConfigError, InputError
-from enhance.inference.consistency import project_to_observation
-from enhance.inference.forward_model import ForwardModel
-from enhance.physics import degrade, reobserve
-from enhance.physics.transfer import hmi_given_target_transfer, reobserve_target
-from enhance.validation import baselines
+from enhance_hmi.errors import ConfigError, InputError
+from enhance_hmi.inference.consistency import project_to_observation
+from enhance_hmi.inference.forward_model import ForwardModel
+from enhance_hmi.physics import degrade, reobserve
+from enhance_hmi.physics.transfer import hmi_given_target_transfer, reobserve_target
+from enhance_hmi.validation import baselines
 
 SCALE = 0.0662 * u.arcsec
 
@@ -114,7 +114,7 @@ def test_projection_refuses_bad_arguments(scene):
         project_to_observation(np.full_like(scene.target, np.nan), scene.input)
 
 
-SAMPLE = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "sample"
 
 
 @pytest.mark.parametrize(
@@ -128,11 +128,11 @@ def test_predict_returns_an_image_consistent_with_its_input(tmp_path, name, obse
     """enhance_file projects by default, records it, and --no-consistency leaves the raw output."""
     from astropy.io import fits
 
-    from enhance.inference.consistency import recipe_noise_estimate, resolve_noise_estimate
-    from enhance.io import read_hmi
-    from enhance.model import default_weights, load_weights, psf_model_of
-    from enhance.physics.noise import histogram_core_sigma, hmi_noise_sigma
-    from enhance.pipeline import enhance_file
+    from enhance_hmi.inference.consistency import recipe_noise_estimate, resolve_noise_estimate
+    from enhance_hmi.io import read_hmi
+    from enhance_hmi.model import default_weights, load_weights, psf_model_of
+    from enhance_hmi.physics.noise import histogram_core_sigma, hmi_noise_sigma
+    from enhance_hmi.pipeline import enhance_file
 
     source = SAMPLE / name
     data = read_hmi(source, observable=observable).data.astype(np.float64)
@@ -186,7 +186,7 @@ def _synthetic_disk(seed: int = 9):
     Returns (start, observed, disk, truth_noise): the start is a consistent
     image (the 28 cm scene re-observed has the input's shape only inside).
     """
-    from enhance.physics.disk import SolarDisk
+    from enhance_hmi.physics.disk import SolarDisk
 
     rng = np.random.default_rng(seed)
     target = 50.0 * _granulation(192, seed)  # a smooth "field" at the 2x scale
@@ -229,11 +229,14 @@ def test_an_unknown_backend_is_a_config_error(scene):
 def test_a_given_input_noise_far_from_the_frames_own_is_named():
     import warnings
 
-    from enhance.errors import ImplausibleInputNoiseWarning
-    from enhance.inference.consistency import GIVEN_NOISE_FACTOR, warn_if_given_noise_implausible
-    from enhance.io import read_hmi
+    from enhance_hmi.errors import ImplausibleInputNoiseWarning
+    from enhance_hmi.inference.consistency import (
+        GIVEN_NOISE_FACTOR,
+        warn_if_given_noise_implausible,
+    )
+    from enhance_hmi.io import read_hmi
 
-    sample = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+    sample = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "sample"
     data = read_hmi(sample / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits").data
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -1,4 +1,4 @@
-"""Physical constants and pixel scales are declared once, in enhance.physics.constants.
+"""Physical constants and pixel scales are declared once, in enhance_hmi.physics.constants.
 
 Every Quantity of that module (plate scales, apertures, wavelengths, the km
 per arcsec) is looked for as a number in the code of every other module of
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import astropy.units as u
 
-import enhance.physics.constants as constants
-import enhance.pipeline
-from enhance import inference
+import enhance_hmi.physics.constants as constants
+import enhance_hmi.pipeline
+from enhance_hmi import inference
 
 PACKAGE = Path(constants.__file__).resolve().parents[1]
 
@@ -66,4 +66,4 @@ def test_no_module_redeclares_a_physical_constant(tmp_path) -> None:
 
 def test_precisions_are_one_mapping() -> None:
     assert list(inference.PRECISIONS) == ["fp32", "bf16", "fp16"]
-    assert not hasattr(enhance.pipeline, "PRECISIONS")
+    assert not hasattr(enhance_hmi.pipeline, "PRECISIONS")

@@ -1,4 +1,4 @@
-"""Tests of enhance.cube: HDF5 time cubes (atomic, idempotent append; sunpy Maps)."""
+"""Tests of enhance_hmi.cube: HDF5 time cubes (atomic, idempotent append; sunpy Maps)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ import h5py
 import numpy as np
 import pytest
 
-from enhance.cube import Codec, CubeLayout, TimeCube, format_t_rec, parse_t_rec, read_enhanced
-from enhance.errors import ConfigError, CubeError
-from enhance.frame import Frame
-from enhance.io import read_hmi, upsample_header, write_enhanced
+from enhance_hmi.cube import Codec, CubeLayout, TimeCube, format_t_rec, parse_t_rec, read_enhanced
+from enhance_hmi.errors import ConfigError, CubeError
+from enhance_hmi.frame import Frame
+from enhance_hmi.io import read_hmi, upsample_header, write_enhanced
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "enhance" / "data" / "sample" / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
+SAMPLE = (
+    REPO / "enhance_hmi" / "data" / "sample" / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
+)
 T0 = dt.datetime(2016, 7, 7, 1, 0, 0)
 
 

@@ -27,10 +27,10 @@ import pytest
 from conftest import require
 from test_cube import SAMPLE, T0, make_frame
 
-from enhance.cube import Codec, TimeCube, parse_t_rec
-from enhance.errors import CubeError
-from enhance.frame import Frame
-from enhance.io import read_hmi, write_enhanced
+from enhance_hmi.cube import Codec, TimeCube, parse_t_rec
+from enhance_hmi.errors import CubeError
+from enhance_hmi.frame import Frame
+from enhance_hmi.io import read_hmi, write_enhanced
 
 HERE = Path(__file__).resolve().parent
 CUBE_V1 = HERE / "data" / "cube_v1.h5"
@@ -80,10 +80,10 @@ APPENDER = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from test_cube import make_frame, SAMPLE
-    from enhance.io import read_hmi
-    from enhance.cube import TimeCube
-    import enhance.cube.append as append_module
-    import enhance.cube.segments as segments
+    from enhance_hmi.io import read_hmi
+    from enhance_hmi.cube import TimeCube
+    import enhance_hmi.cube.append as append_module
+    import enhance_hmi.cube.segments as segments
 
     base = read_hmi(SAMPLE)
     marker, phase = Path({marker!r}), {phase!r}
@@ -190,8 +190,8 @@ def test_random_kills_never_show_a_partial_frame(tmp_path, base):
         import sys
         sys.path.insert(0, {str(HERE)!r})
         from test_cube import make_frame, SAMPLE
-        from enhance.io import read_hmi, write_enhanced
-        from enhance.cube import TimeCube
+        from enhance_hmi.io import read_hmi, write_enhanced
+        from enhance_hmi.cube import TimeCube
         base = read_hmi(SAMPLE)
         cube = TimeCube({str(path)!r})
         for k in range(int(sys.argv[1]), 400):
@@ -367,9 +367,9 @@ FILLER = textwrap.dedent(
     import sys
     sys.path.insert(0, {tests!r})
     from test_cube import make_frame, SAMPLE
-    from enhance.io import read_hmi, write_enhanced
-    from enhance.cube import TimeCube
-    from enhance.errors import CubeError
+    from enhance_hmi.io import read_hmi, write_enhanced
+    from enhance_hmi.cube import TimeCube
+    from enhance_hmi.errors import CubeError
     base = read_hmi(SAMPLE)
     cube = TimeCube({path!r})
     try:
@@ -530,9 +530,9 @@ def test_full_disk_with_incompressible_frames_is_an_error_not_a_crash(small_file
         import datetime as dt, sys
         import numpy as np
         from astropy.io import fits
-        from enhance.cube import TimeCube
-        from enhance.errors import CubeError
-        from enhance.frame import Frame
+        from enhance_hmi.cube import TimeCube
+        from enhance_hmi.errors import CubeError
+        from enhance_hmi.frame import Frame
         cube = TimeCube({str(path)!r})
         for k in range(40):
             header = fits.Header()

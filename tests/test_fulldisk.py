@@ -13,26 +13,26 @@ import numpy as np
 import pytest
 import torch
 
-from enhance.frame import Frame
-from enhance.inference import InferenceTimings, enhance_frame
-from enhance.inference.consistency import CONSTRAINED_RADIUS, project_to_observation
-from enhance.inference.device_arrays import binary_dilation, gaussian_filter, median
-from enhance.inference.device_noise import input_noise_on, quiet_sun_fraction_on
-from enhance.inference.device_quality import TorchQualityKernels
-from enhance.inference.forward_model import (
+from enhance_hmi.frame import Frame
+from enhance_hmi.inference import InferenceTimings, enhance_frame
+from enhance_hmi.inference.consistency import CONSTRAINED_RADIUS, project_to_observation
+from enhance_hmi.inference.device_arrays import binary_dilation, gaussian_filter, median
+from enhance_hmi.inference.device_noise import input_noise_on, quiet_sun_fraction_on
+from enhance_hmi.inference.device_quality import TorchQualityKernels
+from enhance_hmi.inference.forward_model import (
     ForwardModel,
     fast_padded_length,
     reobserve_target_on,
 )
-from enhance.inference.tiling import plan_windows
-from enhance.io import read_hmi
-from enhance.io.frame_quality import frame_quality
-from enhance.io.wcs import upsample_header
-from enhance.model.weights import default_weights, load_weights
-from enhance.physics.disk import SolarDisk, constraint_region
-from enhance.physics.noise import input_noise, quiet_sun_fraction
-from enhance.physics.spectrum import band_power
-from enhance.physics.transfer import reobserve_target
+from enhance_hmi.inference.tiling import plan_windows
+from enhance_hmi.io import read_hmi
+from enhance_hmi.io.frame_quality import frame_quality
+from enhance_hmi.io.wcs import upsample_header
+from enhance_hmi.model.weights import default_weights, load_weights
+from enhance_hmi.physics.disk import SolarDisk, constraint_region
+from enhance_hmi.physics.noise import input_noise, quiet_sun_fraction
+from enhance_hmi.physics.spectrum import band_power
+from enhance_hmi.physics.transfer import reobserve_target
 
 #: Frequencies (cycles per output pixel) around HMI's Nyquist where a projection
 #: that fits the noise leaves its ripples.

@@ -15,9 +15,9 @@ import torch
 from conftest import randomised_net
 from torch import nn
 
-from enhance.inference import enhance_array, prepare_model
-from enhance.io import read_hmi
-from enhance.model.fuse import fold_batchnorm
+from enhance_hmi.inference import enhance_array, prepare_model
+from enhance_hmi.io import read_hmi
+from enhance_hmi.model.fuse import fold_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
 MAGNETOGRAM = ROOT / "tests" / "data" / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"

@@ -15,16 +15,16 @@ import torch
 from conftest import randomised_net
 from sunpy.data.test import get_test_filepath
 
-from enhance.batch import enhance_files
-from enhance.inference import enhance_array
-from enhance.io import read_hmi
-from enhance.model import save_weights
-from enhance.pipeline import EnhanceSettings
+from enhance_hmi.batch import enhance_files
+from enhance_hmi.inference import enhance_array
+from enhance_hmi.io import read_hmi
+from enhance_hmi.model import save_weights
+from enhance_hmi.pipeline import EnhanceSettings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "enhance" / "data" / "sample"
+SAMPLE = ROOT / "enhance_hmi" / "data" / "sample"
 FULL_DISK_IC = Path(get_test_filepath("resampled_hmi.fits"))  # sunpy: real, resampled
 MAGNETOGRAMS = sorted(SAMPLE.glob("hmi.M_720s.*.magnetogram.fits"))
 #: bf16 keeps 8 mantissa bits; the bound of test_inference.py (5 % of the range).
@@ -95,8 +95,8 @@ def test_gpu_projection_equals_the_numpy_path() -> None:
     The bundled limb crop, started from a 2x2 block copy (far from consistent), so
     CGLS iterates; the disk from its header leaves the off-limb ring out.
     """
-    from enhance.inference.consistency import project_to_observation
-    from enhance.physics.disk import SolarDisk
+    from enhance_hmi.inference.consistency import project_to_observation
+    from enhance_hmi.physics.disk import SolarDisk
 
     frame = read_hmi(SAMPLE / "hmi.M_720s.20190621_060000_TAI.3.magnetogram.fits")
     disk = SolarDisk.from_header(frame.header)
@@ -123,11 +123,11 @@ def test_gpu_noise_estimate_and_quality_figures_equal_the_numpy_ones() -> None:
     (the quiet-Sun contrast on a 2048^2 output) whose filters must stay
     within a few images of GPU memory.
     """
-    from enhance.inference.device_noise import input_noise_on
-    from enhance.inference.device_quality import TorchQualityKernels
-    from enhance.io.frame_quality import frame_quality
-    from enhance.physics.disk import SolarDisk, constraint_region
-    from enhance.physics.noise import input_noise
+    from enhance_hmi.inference.device_noise import input_noise_on
+    from enhance_hmi.inference.device_quality import TorchQualityKernels
+    from enhance_hmi.io.frame_quality import frame_quality
+    from enhance_hmi.physics.disk import SolarDisk, constraint_region
+    from enhance_hmi.physics.noise import input_noise
 
     frame = read_hmi(SAMPLE / "hmi.M_720s.20190621_060000_TAI.3.magnetogram.fits")
     region = constraint_region(frame.data.shape, SolarDisk.from_header(frame.header))

@@ -1,4 +1,4 @@
-"""enhance.heap: freed blocks are reused instead of faulted in again.
+"""enhance_hmi.heap: freed blocks are reused instead of faulted in again.
 
 Checked by counting minor page faults (not by timing) in a fresh Python
 process, since the malloc settings are per process and cannot be undone.
@@ -17,7 +17,7 @@ import pytest
 PROBE = r"""
 import json, resource
 import numpy as np
-from enhance.heap import keep_freed_memory
+from enhance_hmi.heap import keep_freed_memory
 
 kept = keep_freed_memory()
 
@@ -84,7 +84,7 @@ SMALL_WEIGHTS = r"""
 import tempfile
 from pathlib import Path
 import torch
-from enhance.model import EnhanceNet, save_weights
+from enhance_hmi.model import EnhanceNet, save_weights
 torch.manual_seed(0)
 work = Path(tempfile.mkdtemp())
 weights = save_weights(EnhanceNet(n_blocks=1, width=8), work / "magnetogram.safetensors", metadata={
@@ -96,9 +96,9 @@ weights = save_weights(EnhanceNet(n_blocks=1, width=8), work / "magnetogram.safe
 LIBRARY_CALLS = (
     SMALL_WEIGHTS
     + r"""
-from enhance.batch import enhance_files
-from enhance.inference import enhance_array
-from enhance.pipeline import EnhanceSettings, enhance_file
+from enhance_hmi.batch import enhance_files
+from enhance_hmi.inference import enhance_array
+from enhance_hmi.pipeline import EnhanceSettings, enhance_file
 enhance_array(np.ones((64, 64), dtype=np.float32), EnhanceNet(n_blocks=1, width=8), device="cpu")
 enhance_file(sys.argv[1], work / "one.fits", weights=weights, device="cpu", tile=64)
 settings = EnhanceSettings(weights=weights, device="cpu", tile=64)
@@ -110,7 +110,7 @@ assert [o.status for o in outcomes] == ["enhanced"], outcomes
 COMMAND = (
     SMALL_WEIGHTS
     + r"""
-from enhance.cli import main
+from enhance_hmi.cli import main
 assert main(["predict", sys.argv[1], "-o", str(work / "out.fits"), "--weights", str(weights),
              "--device", "cpu", "--tile", "64"]) == 0
 """

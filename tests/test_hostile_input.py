@@ -1,7 +1,7 @@
 """Hostile headers and corrupt compressed data are refused, real files are not.
 
 Inputs are real: the bundled JSOC crops and continuum cut-out
-(``enhance/data/sample``), the real 4096 x 4096 hmi.M_720s full disks of
+(``enhance_hmi/data/sample``), the real 4096 x 4096 hmi.M_720s full disks of
 ``../shared/data``, files served by the JSOC stand-in and fetched by the real
 drms client. Hostile variants are made by editing the fixed-width header
 cards of a real file in place (the data stay as they were) or by flipping
@@ -28,13 +28,13 @@ from astropy.io.fits.hdu.compressed._codecs import Rice1
 from jsoc_standin import running_standin
 from test_acquire_jsoc import at, key, run
 
-from enhance.acquire import Manifest
-from enhance.errors import CorruptDataError, HeaderLimitError, JsocError
-from enhance.io import read_hmi
-from enhance.io.header_limits import MAX_IMAGE_AXIS, check_input_file
-from enhance.io.tile_integrity import check_tiles
+from enhance_hmi.acquire import Manifest
+from enhance_hmi.errors import CorruptDataError, HeaderLimitError, JsocError
+from enhance_hmi.io import read_hmi
+from enhance_hmi.io.header_limits import MAX_IMAGE_AXIS, check_input_file
+from enhance_hmi.io.tile_integrity import check_tiles
 
-SAMPLE = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "sample"
 MAGNETOGRAM = SAMPLE / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"  # RICE_1, no DATASUM
 CONTINUUM = SAMPLE / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"  # GZIP_2, DATASUM
 PLAIN = SAMPLE / "hmi_quiet_ic_cutout.fits"  # uncompressed 130 x 130 float32
@@ -137,8 +137,8 @@ _MEASURE = (
 
 
 def run_predict(path: Path, out: Path) -> tuple[int, str, int, float]:
-    """``python -m enhance predict``: exit code, stderr, peak RSS (bytes) and wall seconds."""
-    command = [sys.executable, "-m", "enhance", "predict", str(path), "-o", str(out)]
+    """``python -m enhance_hmi predict``: exit code, stderr, peak RSS (bytes) and wall seconds."""
+    command = [sys.executable, "-m", "enhance_hmi", "predict", str(path), "-o", str(out)]
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _MEASURE, *command, "--device", "cpu"],

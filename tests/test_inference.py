@@ -17,15 +17,15 @@ import torch
 from conftest import randomised_net
 from sunpy.data.test import get_test_filepath
 
-from enhance.errors import (
+from enhance_hmi.errors import (
     ConfigError,
     InputError,
     NotQuietSunUnitsWarning,
     UnexpectedUnitWarning,
     WeightsError,
 )
-from enhance.frame import Frame
-from enhance.inference import (
+from enhance_hmi.frame import Frame
+from enhance_hmi.inference import (
     InferenceTimings,
     cudnn_settings,
     enhance_array,
@@ -33,14 +33,14 @@ from enhance.inference import (
     plan_windows,
     prepare_model,
 )
-from enhance.inference.tiling import axis_plan
-from enhance.io import read_hmi
-from enhance.model import EnhanceNet, save_weights
+from enhance_hmi.inference.tiling import axis_plan
+from enhance_hmi.io import read_hmi
+from enhance_hmi.model import EnhanceNet, save_weights
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "enhance" / "data" / "sample"
+SAMPLE = ROOT / "enhance_hmi" / "data" / "sample"
 MAGNETOGRAM = ROOT / "tests" / "data" / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
 QUIET_IC = SAMPLE / "hmi_quiet_ic_cutout.fits"
 FULL_DISK_IC = Path(get_test_filepath("resampled_hmi.fits"))  # sunpy: real, resampled
@@ -222,7 +222,7 @@ def test_a_failing_compiler_falls_back_to_the_eager_network(magnetogram, monkeyp
         return run
 
     monkeypatch.setattr(torch, "compile", no_compiler)
-    with caplog.at_level("WARNING", logger="enhance.inference.array"):
+    with caplog.at_level("WARNING", logger="enhance_hmi.inference.array"):
         out = enhance_array(data, model, device="cpu", tile=48, input_scale=1000.0, compile=True)
     np.testing.assert_array_equal(out, eager)
     assert "torch.compile failed (InvalidCxxCompiler" in caplog.text

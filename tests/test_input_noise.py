@@ -18,10 +18,10 @@ import pytest
 from astropy.io import fits
 from conftest import require
 
-from enhance.cli import main
-from enhance.errors import ConfigError, FieldDominatedNoiseWarning
-from enhance.inference import enhance_frame
-from enhance.inference.consistency import (
+from enhance_hmi.cli import main
+from enhance_hmi.errors import ConfigError, FieldDominatedNoiseWarning
+from enhance_hmi.inference import enhance_frame
+from enhance_hmi.inference.consistency import (
     QUIET_SUN_FRACTION_MIN,
     Projection,
     input_noise_in_data_units,
@@ -31,13 +31,13 @@ from enhance.inference.consistency import (
     resolve_noise_estimate,
     warn_if_field_dominated,
 )
-from enhance.io import read_hmi
-from enhance.model import default_weights, psf_model_of, read_sidecar
-from enhance.pipeline import EnhanceSettings
-from enhance.validation import metrics
+from enhance_hmi.io import read_hmi
+from enhance_hmi.model import default_weights, psf_model_of, read_sidecar
+from enhance_hmi.pipeline import EnhanceSettings
+from enhance_hmi.validation import metrics
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "enhance" / "data" / "sample"
+SAMPLE = REPO / "enhance_hmi" / "data" / "sample"
 HEADER_SOURCE = SAMPLE / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
 CONTINUUM = SAMPLE / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"
 NFI = "hinode/FGMG4_20110214_030443.7.cols0-879.fits"
@@ -48,7 +48,7 @@ NOISE_G = 10.0
 @pytest.fixture(scope="module")
 def nfi_band(shared_data):
     """The held-out NFI band at k = 1.5 and 3, degraded to HMI, with 10 G white noise."""
-    from enhance.training import held_out_pairs, load_scenes
+    from enhance_hmi.training import held_out_pairs, load_scenes
 
     path = shared_data / NFI
     require(path.is_file(), f"{path} not found")
@@ -103,7 +103,7 @@ def test_auto_estimate_finds_the_white_noise_where_the_histogram_core_measures_f
     The projection records the noise it stopped at (here projecting a
     bicubic upsampling; the estimate depends on the input alone).
     """
-    from enhance.validation.baselines import bicubic
+    from enhance_hmi.validation.baselines import bicubic
 
     noisy = nfi_band["k=3"]
     out = bicubic(noisy)
@@ -164,8 +164,8 @@ def test_enhance_frame_warns_only_when_it_estimates_the_noise(nfi_band, tmp_path
 
 def test_enhance_frame_measures_the_quiet_sun_fraction_once(monkeypatch):
     """The warning and the "auto" estimate share one quiet-Sun test (about 2 s on a full disk)."""
-    import enhance.inference.consistency as consistency
-    import enhance.physics.noise as noise
+    import enhance_hmi.inference.consistency as consistency
+    import enhance_hmi.physics.noise as noise
 
     calls = []
     real = noise.quiet_sun_fraction

@@ -21,16 +21,16 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from sunpy.data.test import get_test_filepath
 
-from enhance.atomic import part_path
-from enhance.errors import (
+from enhance_hmi.atomic import part_path
+from enhance_hmi.errors import (
     ConfigError,
     InputError,
     NotQuietSunUnitsWarning,
     OutputError,
     UnexpectedUnitWarning,
 )
-from enhance.frame import Frame
-from enhance.io import (
+from enhance_hmi.frame import Frame
+from enhance_hmi.io import (
     disk_mu,
     infer_observable,
     normalise_continuum,
@@ -39,7 +39,7 @@ from enhance.io import (
     upsample_header,
     write_enhanced,
 )
-from enhance.provenance import sha256_file
+from enhance_hmi.provenance import sha256_file
 
 DATA = Path(__file__).parent / "data"
 CROP = DATA / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
@@ -449,7 +449,7 @@ def test_write_refuses_header_shape_mismatch(tmp_path: Path) -> None:
 
 
 def test_read_logs_what_it_did(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="enhance.io"):
+    with caplog.at_level(logging.INFO, logger="enhance_hmi.io"):
         read_hmi(CONTINUUM)
     assert "limb darkening fitted" in caplog.text
     assert "rotated 180 deg" in caplog.text
@@ -457,7 +457,7 @@ def test_read_logs_what_it_did(caplog: pytest.LogCaptureFixture) -> None:
 
 # --------------------------------------------------------------------------- bundled sample
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "sample"
 SAMPLE_IC = SAMPLE_DIR / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"
 
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from enhance.cli import main
-from enhance.errors import WeightsError
-from enhance.model import EnhanceNet, load_weights, save_weights, sidecar_path
-from enhance.model.keras_import import (
+from enhance_hmi.cli import main
+from enhance_hmi.errors import WeightsError
+from enhance_hmi.model import EnhanceNet, load_weights, save_weights, sidecar_path
+from enhance_hmi.model.keras_import import (
     KERAS_BN_EPS,
     import_keras_weights,
     keras_to_safetensors,

@@ -1,4 +1,4 @@
-"""sunpy Maps in and out (:func:`enhance.enhance_map`), on the bundled real HMI samples."""
+"""sunpy Maps in and out (:func:`enhance_hmi.enhance_map`), on the bundled real HMI samples."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 import sunpy.map
 from astropy.nddata import StdDevUncertainty
 
-import enhance
-from enhance.errors import InputError
+import enhance_hmi
+from enhance_hmi.errors import InputError
 
-SAMPLE = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "sample"
 MAGNETOGRAMS = sorted(SAMPLE.glob("hmi.M_720s.*.magnetogram.fits"))
 
 
@@ -28,7 +28,7 @@ def _input_pixel(smap, x_out: float, y_out: float) -> tuple[float, float]:
 def test_a_map_comes_back_on_the_2x_wcs_with_observer_provenance_and_sigma():
     smap = sunpy.map.Map(MAGNETOGRAMS[1])
     assert abs(smap.meta["crota2"] - 180) < 1  # JSOC's orientation: the output is north up
-    out = enhance.enhance_map(smap, device="cpu")
+    out = enhance_hmi.enhance_map(smap, device="cpu")
     assert isinstance(out, sunpy.map.GenericMap)
     assert out.data.shape == (2 * smap.data.shape[0], 2 * smap.data.shape[1])
     assert out.unit == smap.unit == u.G
@@ -56,7 +56,7 @@ def test_a_map_comes_back_on_the_2x_wcs_with_observer_provenance_and_sigma():
 
 def test_a_sequence_is_enhanced_in_order_with_one_network():
     maps = sunpy.map.Map(MAGNETOGRAMS[:2], sequence=True)
-    out = enhance.enhance_map(maps, device="cpu", uncertainty=False)
+    out = enhance_hmi.enhance_map(maps, device="cpu", uncertainty=False)
     assert isinstance(out, sunpy.map.MapSequence) and len(out) == 2
     assert [m.date for m in out] == [m.date for m in maps]
     assert all(m.uncertainty is None for m in out)
@@ -68,6 +68,6 @@ def test_a_map_that_cannot_be_enhanced_is_one_clear_error():
         warnings.simplefilter("ignore", RuntimeWarning)  # sunpy's colour scale of all-NaN data
         blank = sunpy.map.Map(np.full(smap.data.shape, np.nan, np.float32), smap.meta)
     with pytest.raises(InputError, match=r"sunpy_map_2011\.12\.17.*no finite pixel"):
-        enhance.enhance_map(blank, device="cpu")
+        enhance_hmi.enhance_map(blank, device="cpu")
     with pytest.raises(InputError, match="no Map"):
-        enhance.enhance_map([], device="cpu")
+        enhance_hmi.enhance_map([], device="cpu")

@@ -11,8 +11,8 @@ import torch
 from conftest import randomised_net
 from torch import nn
 
-from enhance.errors import ConfigError, WeightsError
-from enhance.model import (
+from enhance_hmi.errors import ConfigError, WeightsError
+from enhance_hmi.model import (
     PAPER_ARCHITECTURE,
     EnhanceNet,
     default_weights,
@@ -198,7 +198,7 @@ def test_load_weights_cached_reuses_and_reloads(tmp_path) -> None:
 
 def test_other_devices_copy_the_checked_cpu_network(tmp_path, monkeypatch) -> None:
     """The file is read and hashed once per process, not once per device."""
-    import enhance.model.weights as weights_module
+    import enhance_hmi.model.weights as weights_module
 
     path = tmp_path / "d.safetensors"
     save_weights(tiny(seed=3), path, metadata=METADATA)
@@ -217,7 +217,7 @@ def test_other_devices_copy_the_checked_cpu_network(tmp_path, monkeypatch) -> No
 
 
 def test_check_trained_for_names_both_sides() -> None:
-    from enhance.model import check_trained_for
+    from enhance_hmi.model import check_trained_for
 
     check_trained_for(METADATA, "magnetogram", "m.safetensors", "x.fits")
     with pytest.raises(WeightsError, match=r"m.safetensors were trained for magnetogram but x"):

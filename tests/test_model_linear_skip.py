@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import randomised_net
 
-from enhance.errors import ConfigError, WeightsError
-from enhance.inference import enhance_array
-from enhance.model import EnhanceNet, load_weights, save_weights, sidecar_path
-from enhance.model.fuse import fold_batchnorm
-from enhance.model.weights import parameter_count
+from enhance_hmi.errors import ConfigError, WeightsError
+from enhance_hmi.inference import enhance_array
+from enhance_hmi.model import EnhanceNet, load_weights, save_weights, sidecar_path
+from enhance_hmi.model.fuse import fold_batchnorm
+from enhance_hmi.model.weights import parameter_count
 
 METADATA = {
     "observable": "continuum",

@@ -12,25 +12,25 @@ from pathlib import Path
 import pytest
 from conftest import require
 
-from enhance import __version__
-from enhance.atomic import atomic_path, part_path
-from enhance.cli import main
-from enhance.errors import EnhanceError, InputError, OutputError
+from enhance_hmi import __version__
+from enhance_hmi.atomic import atomic_path, part_path
+from enhance_hmi.cli import main
+from enhance_hmi.errors import EnhanceError, InputError, OutputError
 
 # module -> packages it must never import (docs/architecture.md)
 FORBIDDEN_IMPORTS = {
-    "enhance.physics": ["torch", "drms", "h5py"],
-    "enhance.io": ["torch", "drms"],
-    "enhance.acquire": ["torch"],
-    "enhance.cube": ["torch", "drms"],
-    "enhance.scenes": ["torch", "drms"],
-    "enhance.model": ["drms"],
-    "enhance.inference": ["drms"],
-    "enhance.training": ["drms"],
-    "enhance.validation": ["drms"],
-    "enhance.pipeline": ["drms"],
-    "enhance.batch": ["drms"],
-    "enhance.heap": ["torch"],
+    "enhance_hmi.physics": ["torch", "drms", "h5py"],
+    "enhance_hmi.io": ["torch", "drms"],
+    "enhance_hmi.acquire": ["torch"],
+    "enhance_hmi.cube": ["torch", "drms"],
+    "enhance_hmi.scenes": ["torch", "drms"],
+    "enhance_hmi.model": ["drms"],
+    "enhance_hmi.inference": ["drms"],
+    "enhance_hmi.training": ["drms"],
+    "enhance_hmi.validation": ["drms"],
+    "enhance_hmi.pipeline": ["drms"],
+    "enhance_hmi.batch": ["drms"],
+    "enhance_hmi.heap": ["torch"],
 }
 
 
@@ -60,7 +60,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_python_dash_m_lists_subcommands() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "enhance", "--help"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "enhance_hmi", "--help"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0
     assert "predict" in result.stdout
@@ -106,7 +106,12 @@ def test_ruff_clean(repo_root) -> None:
 
 
 #: Modules whose types mypy checks; the rest of the package joins as its errors are fixed.
-TYPED = ["enhance/workflow", "enhance/time.py", "enhance/atomic.py", "enhance/errors.py"]
+TYPED = [
+    "enhance_hmi/workflow",
+    "enhance_hmi/time.py",
+    "enhance_hmi/atomic.py",
+    "enhance_hmi/errors.py",
+]
 
 
 def test_typed_packages_pass_mypy(repo_root) -> None:
@@ -139,22 +144,22 @@ def test_import_contracts_are_kept(repo_root) -> None:
 def test_import_contracts_refuse_a_back_import(repo_root, tmp_path) -> None:
     """A copy of the package whose physics imports validation breaks the layers contract."""
     shutil.copytree(
-        repo_root / "enhance",
-        tmp_path / "enhance",
+        repo_root / "enhance_hmi",
+        tmp_path / "enhance_hmi",
         ignore=shutil.ignore_patterns("__pycache__", "data"),
     )
     shutil.copy(repo_root / "pyproject.toml", tmp_path)
-    physics = tmp_path / "enhance" / "physics" / "__init__.py"
-    physics.write_text(physics.read_text() + "from enhance.validation import metrics\n")
+    physics = tmp_path / "enhance_hmi" / "physics" / "__init__.py"
+    physics.write_text(physics.read_text() + "from enhance_hmi.validation import metrics\n")
     result = _lint_imports(tmp_path)
     assert result.returncode != 0
-    assert "enhance.physics is not allowed to import enhance.validation" in result.stdout
+    assert "enhance_hmi.physics is not allowed to import enhance_hmi.validation" in result.stdout
     assert "1 broken" in result.stdout
 
 
 def test_library_code_leaves_the_matplotlib_backend_alone():
     """Figures are drawn on their own Agg canvas; no library module switches the backend."""
-    package = Path(__file__).resolve().parents[1] / "enhance"
+    package = Path(__file__).resolve().parents[1] / "enhance_hmi"
     offenders = [
         f"{path.relative_to(package)}:{number}"
         for path in sorted(package.rglob("*.py"))
@@ -179,15 +184,17 @@ def test_the_licence_and_the_citation_say_what_pyproject_says(repo_root) -> None
 
 
 def test_the_distribution_name_is_the_one_pyproject_installs(repo_root) -> None:
-    """``enhance.DISTRIBUTION`` names pyproject's project, whose metadata gives __version__."""
+    """``enhance_hmi.DISTRIBUTION`` names pyproject's project, whose metadata gives __version__."""
     tomllib = pytest.importorskip("tomllib")
     from importlib.metadata import version
 
-    import enhance
+    import enhance_hmi
 
     project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
-    assert project["name"] == enhance.DISTRIBUTION and "version" in project["dynamic"]
-    assert enhance.__version__ == version(enhance.DISTRIBUTION), "reinstall: pip install -e ."
+    assert project["name"] == enhance_hmi.DISTRIBUTION and "version" in project["dynamic"]
+    assert enhance_hmi.__version__ == version(enhance_hmi.DISTRIBUTION), (
+        "reinstall: pip install -e ."
+    )
 
 
 def test_changelog_fragments_are_named_for_towncrier(repo_root) -> None:
@@ -214,8 +221,8 @@ def test_changelog_fragments_are_named_for_towncrier(repo_root) -> None:
 
 
 def test_repository_path_prefers_the_wheels_copy(tmp_path, monkeypatch) -> None:
-    """A wheel's copy under enhance/data wins; without one the checkout's path is returned."""
-    from enhance import repository_files
+    """A wheel's copy under enhance_hmi/data wins; without one the checkout's path is returned."""
+    from enhance_hmi import repository_files
 
     bundled, checkout = tmp_path / "data", tmp_path / "checkout"
     monkeypatch.setattr(repository_files, "BUNDLED_ROOT", bundled)

@@ -1,4 +1,4 @@
-"""Tests of enhance.physics against theory: PSFs, resampling, degrade, reobserve.
+"""Tests of enhance_hmi.physics against theory: PSFs, resampling, degrade, reobserve.
 
 Constants under test: Díaz Baso & Asensio Ramos (2018), A&A 614, A5 (eq. 1,
 Sect. 2); Wachter et al. (2012), Sol. Phys. 275, 261; Yeo et al. (2014),
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from scipy import ndimage, optimize, special
 
-from enhance.errors import CoarseTruthWarning, ConfigError, InputError
-from enhance.physics import (
+from enhance_hmi.errors import CoarseTruthWarning, ConfigError, InputError
+from enhance_hmi.physics import (
     ENHANCED_PIXEL_SCALE,
     HMI_APERTURE,
     HMI_PIXEL_SCALE,

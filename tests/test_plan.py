@@ -6,17 +6,17 @@ import datetime as dt
 
 import pytest
 
-from enhance.acquire import get_series
-from enhance.acquire.timespec import iter_slots
-from enhance.cube import CubeLayout
-from enhance.cube.plan import (
+from enhance_hmi.acquire import get_series
+from enhance_hmi.acquire.timespec import iter_slots
+from enhance_hmi.cube import CubeLayout
+from enhance_hmi.cube.plan import (
     batch_of,
     plan_batches,
     range_batches,
     read_plan,
     write_plan_streamed,
 )
-from enhance.time import format_t_rec
+from enhance_hmi.time import format_t_rec
 
 
 @pytest.mark.parametrize(

@@ -20,27 +20,27 @@ import torch
 from astropy.io import fits
 from sunpy.data.test import get_test_filepath
 
-from enhance.cli import main
-from enhance.errors import FieldDominatedNoiseWarning, InputError, WeightsError
-from enhance.inference import enhance_frame
-from enhance.io import read_hmi
-from enhance.io.plausibility import (
+from enhance_hmi.cli import main
+from enhance_hmi.errors import FieldDominatedNoiseWarning, InputError, WeightsError
+from enhance_hmi.inference import enhance_frame
+from enhance_hmi.io import read_hmi
+from enhance_hmi.io.plausibility import (
     MAX_PLAUSIBLE_BLOS,
     check_pixel_scale,
     pixel_scale_arcsec,
 )
-from enhance.model import EnhanceNet, load_weights, save_weights
-from enhance.model.weights import (
+from enhance_hmi.model import EnhanceNet, load_weights, save_weights
+from enhance_hmi.model.weights import (
     PIXEL_SCALE_KEY,
     default_weights,
     read_sidecar,
     trained_pixel_scale,
 )
-from enhance.pipeline import enhance_file
+from enhance_hmi.pipeline import enhance_file
 
 REPO = Path(__file__).resolve().parents[1]
 CROP = REPO / "tests" / "data" / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
-SAMPLE = REPO / "enhance" / "data" / "sample"
+SAMPLE = REPO / "enhance_hmi" / "data" / "sample"
 SAMPLE_IC = SAMPLE / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"
 QUIET_IC = SAMPLE / "hmi_quiet_ic_cutout.fits"
 RESAMPLED_IC = Path(get_test_filepath("resampled_hmi.fits"))
@@ -118,7 +118,7 @@ def test_pixel_scale_from_cd_matrix_and_units() -> None:
 
 def test_wrong_or_missing_pixel_scale_refused_before_compute(weights, monkeypatch) -> None:
     """enhance_frame refuses before the network runs; check_scale=False overrides."""
-    import enhance.inference.frame as frame_module
+    import enhance_hmi.inference.frame as frame_module
 
     calls = []
     real = frame_module.enhance_array
@@ -347,8 +347,8 @@ def test_shipped_sidecars_pass_the_checks() -> None:
 
 def test_batch_settings_carry_the_overrides(tmp_path: Path, weights) -> None:
     """The workflow's path (enhance_files + EnhanceSettings, config enhance.check_*)."""
-    from enhance.batch import enhance_files
-    from enhance.pipeline import EnhanceSettings
+    from enhance_hmi.batch import enhance_files
+    from enhance_hmi.pipeline import EnhanceSettings
 
     pairs = [(RESAMPLED_IC, tmp_path / "a.fits"), (SAMPLE_IC, tmp_path / "b.fits")]
     checked = enhance_files(pairs, EnhanceSettings(weights=weights["continuum"], device="cpu"))

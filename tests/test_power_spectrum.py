@@ -1,4 +1,4 @@
-"""Power spectra per unit solar area (enhance.physics.spectrum.radial_power_spectrum).
+"""Power spectra per unit solar area (enhance_hmi.physics.spectrum.radial_power_spectrum).
 
 Known answers: white noise of one variance density (variance times pixel
 area) has one flat power whatever the sampling, the integral of the density
@@ -16,11 +16,11 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from enhance.errors import ConfigError, InputError
-from enhance.physics.spectrum import radial_power_spectrum
-from enhance.validation import metrics
+from enhance_hmi.errors import ConfigError, InputError
+from enhance_hmi.physics.spectrum import radial_power_spectrum
+from enhance_hmi.validation import metrics
 
-SAMPLE = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "sample"
 #: Field of view of the white-noise images, arcsec per side.
 FIELD = 192.0
 
@@ -73,8 +73,8 @@ def test_integral_over_the_frequency_plane_is_the_variance_at_any_sampling():
 
 def test_enhanced_frame_and_its_input_agree_at_the_lowest_frequency():
     """The real quick-look case: a bundled hmi.M_720s crop and the shipped network's 2x output."""
-    from enhance.inference.frame import enhance_frame
-    from enhance.io import read_hmi
+    from enhance_hmi.inference.frame import enhance_frame
+    from enhance_hmi.io import read_hmi
 
     path = SAMPLE / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
     frame = read_hmi(path, observable="magnetogram")

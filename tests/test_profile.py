@@ -18,17 +18,17 @@ import pytest
 import yaml
 from test_workflow import REPO, SNAKEFILE, make_archive, weights  # noqa: F401 (fixture)
 
-import enhance.snakemake_profile as snakemake_profile
-from enhance.cli import main
-from enhance.errors import OutputError
-from enhance.snakemake_profile import PROFILE_FILE, install_slurm_profile
+import enhance_hmi.snakemake_profile as snakemake_profile
+from enhance_hmi.cli import main
+from enhance_hmi.errors import OutputError
+from enhance_hmi.snakemake_profile import PROFILE_FILE, install_slurm_profile
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def enhance_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "enhance", *args],
+        [sys.executable, "-m", "enhance_hmi", *args],
         capture_output=True,
         text=True,
         timeout=120,

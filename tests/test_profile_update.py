@@ -6,7 +6,7 @@ script removes it and completes the range; while an update runs, a second one
 exits 75 and touches nothing; a failed run's exit status passes through. A
 ``snakemake`` started by hand in the same directory keeps its lock (the update
 names it and exits 75) until it is killed; then the update removes the lock
-itself. :mod:`enhance.workflow.run_lock` tells the two apart: unit tests on a
+itself. :mod:`enhance_hmi.workflow.run_lock` tells the two apart: unit tests on a
 fabricated ``/proc``.
 """
 
@@ -24,8 +24,8 @@ import pytest
 import yaml
 from test_workflow import REPO, SNAKEFILE, make_archive, weights  # noqa: F401 (fixture)
 
-from enhance.cube import TimeCube
-from enhance.workflow import run_lock
+from enhance_hmi.cube import TimeCube
+from enhance_hmi.workflow import run_lock
 
 UPDATE = REPO / "profiles" / "update.sh"
 SNAKEMAKE = f"{sys.executable} -m snakemake"

@@ -17,11 +17,11 @@ from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 from conftest import untrained_magnetogram_weights
 
-from enhance.cube.plan import PlannedFrame
-from enhance.pipeline import EnhanceSettings, accepted_settings_sha256
-from enhance.provenance import sha256_file
-from enhance.workflow.batch_job import run_batch
-from enhance.workflow.quarantine import (
+from enhance_hmi.cube.plan import PlannedFrame
+from enhance_hmi.pipeline import EnhanceSettings, accepted_settings_sha256
+from enhance_hmi.provenance import sha256_file
+from enhance_hmi.workflow.batch_job import run_batch
+from enhance_hmi.workflow.quarantine import (
     QUARANTINE_EXIT_STATUS,
     drop_unplanned,
     read_quarantine,
@@ -29,7 +29,7 @@ from enhance.workflow.quarantine import (
     retry_batches,
     write_batch_quarantine,
 )
-from enhance.workflow.run_status import (
+from enhance_hmi.workflow.run_status import (
     clear_job_failure,
     record_job_failure,
     run_status,
@@ -37,7 +37,7 @@ from enhance.workflow.run_status import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "enhance" / "data" / "sample"
+SAMPLE = ROOT / "enhance_hmi" / "data" / "sample"
 GOOD = SAMPLE / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
 SERIES = "hmi.M_720s"
 BATCH = "20160707-0000"

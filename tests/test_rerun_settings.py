@@ -1,7 +1,7 @@
 """A rerun keeps a frame only when the settings that change its pixels match too.
 
-:func:`enhance.batch.is_already_enhanced` compares the input, the weights
-and the settings digest ``ENHSETSH`` (:func:`enhance.pipeline.settings_sha256`);
+:func:`enhance_hmi.batch.is_already_enhanced` compares the input, the weights
+and the settings digest ``ENHSETSH`` (:func:`enhance_hmi.pipeline.settings_sha256`);
 real sample magnetograms, real FITS files, real Snakemake runs, and the
 cube columns that record each frame's input noise.
 """
@@ -18,18 +18,20 @@ import pytest
 from astropy.io import fits
 from conftest import untrained_magnetogram_weights
 
-from enhance.batch import is_already_enhanced
-from enhance.cube import TimeCube, read_enhanced
-from enhance.pipeline import (
+from enhance_hmi.batch import is_already_enhanced
+from enhance_hmi.cube import TimeCube, read_enhanced
+from enhance_hmi.pipeline import (
     EnhanceSettings,
     accepted_settings_sha256,
     enhance_file,
     settings_sha256,
 )
-from enhance.provenance import sha256_file
+from enhance_hmi.provenance import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
-MAGNETOGRAMS = sorted((REPO / "enhance" / "data" / "sample").glob("hmi.M_720s.*.magnetogram.fits"))
+MAGNETOGRAMS = sorted(
+    (REPO / "enhance_hmi" / "data" / "sample").glob("hmi.M_720s.*.magnetogram.fits")
+)
 
 
 @pytest.fixture(scope="module")

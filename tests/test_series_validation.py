@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from enhance.cube import TimeCube, format_t_rec
-from enhance.frame import Frame
-from enhance.io import read_hmi
-from enhance.physics import degrade
-from enhance.validation.report import ValidationCase, write_report
-from enhance.validation.series_report import latest_quick_look, write_series_validation
+from enhance_hmi.cube import TimeCube, format_t_rec
+from enhance_hmi.frame import Frame
+from enhance_hmi.io import read_hmi
+from enhance_hmi.physics import degrade
+from enhance_hmi.validation.report import ValidationCase, write_report
+from enhance_hmi.validation.series_report import latest_quick_look, write_series_validation
 
 SAMPLE = (
     Path(__file__).resolve().parents[1]
-    / "enhance"
+    / "enhance_hmi"
     / "data"
     / "sample"
     / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"

@@ -24,14 +24,14 @@ import pytest
 from astropy.io import fits
 from conftest import require
 
-from enhance.inference import enhance_array
-from enhance.io import read_hmi
-from enhance.model import default_weights, load_weights, psf_model_of
-from enhance.provenance import sha256_file
-from enhance.validation import metrics
+from enhance_hmi.inference import enhance_array
+from enhance_hmi.io import read_hmi
+from enhance_hmi.model import default_weights, load_weights, psf_model_of
+from enhance_hmi.provenance import sha256_file
+from enhance_hmi.validation import metrics
 
-SHIPPED = Path(str(resources.files("enhance") / "data" / "weights"))
-SAMPLE = Path(str(resources.files("enhance") / "data" / "sample"))
+SHIPPED = Path(str(resources.files("enhance_hmi") / "data" / "weights"))
+SAMPLE = Path(str(resources.files("enhance_hmi") / "data" / "sample"))
 MAGNETOGRAM = SAMPLE / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
 QUIET = SAMPLE / "hmi_quiet_ic_cutout.fits"
 DISCREPANCY = {"continuum": 1.0, "magnetogram": 0.9}
@@ -64,7 +64,7 @@ def test_shipped_weights_are_complete_and_checksummed(observable):
 def test_predict_uses_shipped_weights_and_checks_them(tmp_path, monkeypatch):
     out = tmp_path / "out.fits"
     subprocess.run(
-        [sys.executable, "-m", "enhance", "predict", str(MAGNETOGRAM), "-o", str(out)],
+        [sys.executable, "-m", "enhance_hmi", "predict", str(MAGNETOGRAM), "-o", str(out)],
         check=True,
         capture_output=True,
         text=True,
@@ -82,7 +82,7 @@ def test_predict_uses_shipped_weights_and_checks_them(tmp_path, monkeypatch):
     (broken / "magnetogram.safetensors").write_bytes(bytes(data))
     out2 = tmp_path / "out2.fits"
     result = subprocess.run(
-        [sys.executable, "-m", "enhance", "predict", str(MAGNETOGRAM), "-o", str(out2)],
+        [sys.executable, "-m", "enhance_hmi", "predict", str(MAGNETOGRAM), "-o", str(out2)],
         capture_output=True,
         text=True,
         env={**os.environ, "ENHANCE_WEIGHTS_DIR": str(broken)},
@@ -112,8 +112,8 @@ def test_enhanced_files_and_the_projection_use_the_psf_the_network_was_trained_f
     The file names the sidecar's PSF, and the projection onto the input
     re-observes with it (another PSF gives another projected image).
     """
-    from enhance.inference.consistency import project_as_recipe
-    from enhance.pipeline import enhance_file
+    from enhance_hmi.inference.consistency import project_as_recipe
+    from enhance_hmi.pipeline import enhance_file
 
     model, meta = load_weights(default_weights("continuum"))
     assert meta["psf_model"] != "wachter"  # the default elsewhere: the check would be blind
@@ -136,7 +136,7 @@ def test_magnetogram_network_bounds_field_flux_and_does_not_add_noise():
 
     The shipped network, trained on the Hinode NFI band and a self-similar HMI
     frame, raises the flux of the magnetic features
-    (:func:`enhance.validation.metrics.field_mask`) of real HMI data by
+    (:func:`enhance_hmi.validation.metrics.field_mask`) of real HMI data by
     7.6-9.7 % on the central 1024^2 of three frames (1.079 on this crop; the
     network trained with the paper's broader PSF: 1.154; a 28 cm truth raises
     it by 3 % on the NFI held-out band). The bounds catch a network that
@@ -146,7 +146,7 @@ def test_magnetogram_network_bounds_field_flux_and_does_not_add_noise():
     """
     import astropy.units as u
 
-    from enhance.validation import baselines
+    from enhance_hmi.validation import baselines
 
     frame = read_hmi(MAGNETOGRAM, observable="magnetogram")
     model, meta = load_weights(default_weights("magnetogram"))
@@ -187,7 +187,7 @@ def test_magnetogram_recipe_on_the_three_real_hmi_frames(shared_data):
     output noise at or above the input's) or smooths the quiet-Sun field
     away.
     """
-    from enhance.validation.heldout import evaluate_hmi_magnetograms
+    from enhance_hmi.validation.heldout import evaluate_hmi_magnetograms
 
     for scene in FULL_DISK:
         require((shared_data / scene).is_file(), f"{scene} not in the shared data")
@@ -227,8 +227,8 @@ def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
     at 0.7 x the noise: 37.9 dB at k = 1.5 on draw 1, quiet-Sun residual
     0.70 x the truth's) and one that inflates or loses flux.
     """
-    from enhance.training import held_out_pairs, load_scenes
-    from enhance.validation.heldout import evaluate_over_draws
+    from enhance_hmi.training import held_out_pairs, load_scenes
+    from enhance_hmi.validation.heldout import evaluate_over_draws
 
     psf = psf_model_of(load_weights(default_weights("magnetogram"))[1])
     pairs = held_out_pairs(

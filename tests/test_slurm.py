@@ -26,7 +26,7 @@ from conftest import require
 from slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_prerequisites
 from test_workflow import REPO, SNAKEFILE, make_archive, weights  # noqa: F401 (fixture)
 
-from enhance.cube import TimeCube
+from enhance_hmi.cube import TimeCube
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -88,7 +88,7 @@ def test_workflow_on_slurm_through_the_installed_profile(tmp_path, weights, clus
     (tmp_path / "xdg").mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     install = subprocess.run(
-        [sys.executable, "-m", "enhance", "profile", "install"]
+        [sys.executable, "-m", "enhance_hmi", "profile", "install"]
         + ["--account", ACCOUNT, "--partition", PARTITION],
         capture_output=True,
         text=True,

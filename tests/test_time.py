@@ -1,4 +1,4 @@
-"""The one time model (enhance.time) and the modules that read times through it.
+"""The one time model (enhance_hmi.time) and the modules that read times through it.
 
 The acquisition, the cube layout and index, the Hinode target and the
 workflow once had a parser each; they disagreed on sub-second ``T_REC``
@@ -18,13 +18,13 @@ import pytest
 from astropy.io import fits
 from astropy.time import Time
 
-from enhance.acquire import get_series
-from enhance.acquire.timespec import snap_up
-from enhance.cube import CubeLayout, TimeCube
-from enhance.errors import ConfigError, InputError, TimeFormatError
-from enhance.frame import Frame
-from enhance.io import read_hmi
-from enhance.time import (
+from enhance_hmi.acquire import get_series
+from enhance_hmi.acquire.timespec import snap_up
+from enhance_hmi.cube import CubeLayout, TimeCube
+from enhance_hmi.errors import ConfigError, InputError, TimeFormatError
+from enhance_hmi.frame import Frame
+from enhance_hmi.io import read_hmi
+from enhance_hmi.time import (
     T_REC_EPOCH,
     file_time,
     format_t_rec,
@@ -33,10 +33,12 @@ from enhance.time import (
     parse_time,
     tai_datetime,
 )
-from enhance.validation.target import frame_time
+from enhance_hmi.validation.target import frame_time
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "enhance" / "data" / "sample" / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
+SAMPLE = (
+    REPO / "enhance_hmi" / "data" / "sample" / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
+)
 
 SUB_SECOND = "2014.01.01_06:00:00.600_TAI"
 SUB_SECOND_TAI = dt.datetime(2014, 1, 1, 6, 0, 0, 600000)
@@ -121,7 +123,7 @@ def test_date_only_string_agrees_everywhere(tmp_path) -> None:
 
 def test_tai_and_utc_agree_everywhere(tmp_path) -> None:
     """A UTC time is converted to TAI (35 s in 2014), never read as TAI or refused."""
-    from enhance.acquire import acquire
+    from enhance_hmi.acquire import acquire
 
     want = dt.datetime(2016, 7, 7, 1, 0, 0)
     utc = "2016-07-07T00:59:24Z"  # TAI - UTC = 36 s in 2016
@@ -140,7 +142,7 @@ def test_tai_and_utc_agree_everywhere(tmp_path) -> None:
         end="2016.07.07_00:59:24_UTC",
         cadence="12m",
         out_dir=tmp_path / "raw",
-        server=str(REPO / "enhance" / "data" / "sample"),
+        server=str(REPO / "enhance_hmi" / "data" / "sample"),
     )
     assert [row["t_rec"] for row in manifest] == ["2016.07.07_01:00:00_TAI"]
 
@@ -189,17 +191,20 @@ def test_slot_grid_is_the_epoch_s() -> None:
 
 
 def test_the_epoch_and_t_rec_grammar_are_defined_once() -> None:
-    """No module but enhance.time spells the T_REC epoch, a T_REC strftime or a UTC stamp."""
+    """No module but enhance_hmi.time spells the T_REC epoch, a T_REC strftime or a UTC stamp."""
     patterns = {
         "T_REC epoch": re.compile(r"datetime\(\s*1993\s*,\s*1\s*,\s*1\s*\)"),
         "T_REC format": re.compile(r"%Y\.%m\.%d_%H:%M:%S"),
         "UTC stamp": re.compile(r"%Y-%m-%dT%H:%M:%SZ"),
         "T_REC regex": re.compile(r"\\d\{4\}\)?\[\.\\-\]"),
     }
-    sources = [*sorted((REPO / "enhance").rglob("*.py")), *sorted((REPO / "workflow").rglob("*"))]
+    sources = [
+        *sorted((REPO / "enhance_hmi").rglob("*.py")),
+        *sorted((REPO / "workflow").rglob("*")),
+    ]
     found = []
     for path in sources:
-        if path == REPO / "enhance" / "time.py" or not path.is_file():
+        if path == REPO / "enhance_hmi" / "time.py" or not path.is_file():
             continue
         if path.suffix not in (".py", ".smk") and path.name != "Snakefile":
             continue

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from enhance.errors import ConfigError, InputError, TrainingError
-from enhance.model import load_weights
-from enhance.physics import reobserve
-from enhance.scenes import Scene, load_continuum_scene, parse_scene_spec, split_scene
-from enhance.training import (
+from enhance_hmi.errors import ConfigError, InputError, TrainingError
+from enhance_hmi.model import load_weights
+from enhance_hmi.physics import reobserve
+from enhance_hmi.scenes import Scene, load_continuum_scene, parse_scene_spec, split_scene
+from enhance_hmi.training import (
     PatchSampler,
     TrainConfig,
     augmented_pairs,
@@ -29,7 +29,7 @@ from enhance.training import (
     degraded_pair,
     train,
 )
-from enhance.validation.heldout import (
+from enhance_hmi.validation.heldout import (
     evaluate_over_draws,
     evaluate_pairs,
     format_table,
@@ -119,8 +119,8 @@ def test_scene_quiet_sun_level_is_read_hmis_level_at_hmi_resolution(shared_data)
     high on the granules; seen at HMI resolution it gives the mean intensity
     (INVENTORY: a quiet-Sun frame is normalised by its mean).
     """
-    from enhance.io.normalise import quiet_sun_level
-    from enhance.scenes import scene_quiet_sun_level
+    from enhance_hmi.io.normalise import quiet_sun_level
+    from enhance_hmi.scenes import scene_quiet_sun_level
 
     raw = fits.getdata(shared_data / "highres" / "muram_quiet_ic_0.0662.fits").astype(float)
     level = scene_quiet_sun_level(raw, 0.0662 * u.arcsec)
@@ -132,7 +132,7 @@ def test_scene_quiet_sun_level_is_read_hmis_level_at_hmi_resolution(shared_data)
 
 def test_held_out_twin_is_enhance_train_held_out_region(shared_data):
     """The twin's held-out scene: the same pixels, in the same units, as training's."""
-    from enhance.validation.twin import read_scene
+    from enhance_hmi.validation.twin import read_scene
 
     path = shared_data / "highres" / "sst_crisp_wb8542_spot_20200727.fits"
     held = split_scene(load_continuum_scene(path, 0.059 * u.arcsec), holdout=0.35)[1]
@@ -348,7 +348,7 @@ def test_evaluation_over_noise_draws_averages_each_draw(tmp_path, tiny_weights):
 
 def test_draw_summary_averages_only_the_draws_that_define_a_score(monkeypatch):
     """A score undefined in one draw (None) is averaged over the others, and says so."""
-    import enhance.validation.heldout as heldout
+    import enhance_hmi.validation.heldout as heldout
 
     def fake(weights, pairs, *, noise_seed, **kwargs):
         rows = [
@@ -382,7 +382,7 @@ def test_draw_summary_averages_only_the_draws_that_define_a_score(monkeypatch):
 def test_train_and_evaluate_cli(tmp_path, shared_data):
     muram = shared_data / "highres" / "muram_quiet_ic_0.0662.fits"
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "enhance"]
+    cmd = [sys.executable, "-m", "enhance_hmi"]
     common = ["--n-blocks", "1", "--width", "8", "--patch", "16", "--batch", "2"]
     common += ["--bn-recalibration", "3"]
     subprocess.run(
@@ -422,8 +422,8 @@ def test_train_and_evaluate_cli(tmp_path, shared_data):
 def test_batchnorm_recalibration_uses_exact_averages(pairs):
     import torch
 
-    from enhance.model import EnhanceNet
-    from enhance.training import recalibrate_batchnorm
+    from enhance_hmi.model import EnhanceNet
+    from enhance_hmi.training import recalibrate_batchnorm
 
     train_pairs, _ = pairs
     sampler = PatchSampler(
@@ -451,7 +451,7 @@ def test_the_bundled_held_out_truth_is_scored_whole_and_never_trained_on(tmp_pat
     """``enhance evaluate`` on the shipped truth crop (a held-out region already)."""
     from pathlib import Path
 
-    data = Path(__file__).resolve().parents[1] / "enhance" / "data"
+    data = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data"
     truth = data / "truth" / "muram_quiet_ic_heldout.fits"
     scene = load_continuum_scene(truth)
     assert scene.held_out
@@ -459,7 +459,7 @@ def test_the_bundled_held_out_truth_is_scored_whole_and_never_trained_on(tmp_pat
         build_pairs([scene], variants=1, holdout=0.35, seed=0)
     weights = data / "weights" / "continuum.safetensors"
     result = subprocess.run(
-        [sys.executable, "-m", "enhance", "evaluate", "--weights", str(weights)]
+        [sys.executable, "-m", "enhance_hmi", "evaluate", "--weights", str(weights)]
         + ["--scene", str(truth), "-o", str(tmp_path)],
         capture_output=True,
         text=True,

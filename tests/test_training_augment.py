@@ -12,24 +12,24 @@ import pytest
 from astropy.io import fits
 from scipy import ndimage
 
-from enhance.cli import main
-from enhance.errors import ConfigError, InputError
-from enhance.model import load_weights
-from enhance.scenes import (
+from enhance_hmi.cli import main
+from enhance_hmi.errors import ConfigError, InputError
+from enhance_hmi.model import load_weights
+from enhance_hmi.scenes import (
     NFI_VI_GAUSS_PER_DN,
     Scene,
     is_nfi_magnetogram,
     load_nfi_magnetogram_scene,
     split_scene,
 )
-from enhance.training import (
+from enhance_hmi.training import (
     Pair,
     PatchSampler,
     degraded_pair,
     held_out_pairs,
     load_scenes,
 )
-from enhance.training.pairs import quiet_contrast
+from enhance_hmi.training.pairs import quiet_contrast
 
 NFI = "FGMG4_20110214_030443.7.cols0-879.fits"
 

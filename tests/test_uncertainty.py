@@ -14,17 +14,17 @@ from astropy.io import fits
 from conftest import REPO_ROOT, randomised_net, require
 from numpy.lib.stride_tricks import sliding_window_view
 
-from enhance.cube.source import read_enhanced
-from enhance.errors import InputError, SigmaCalibrationMismatchWarning, WeightsError
-from enhance.inference.uncertainty import sigma_map
-from enhance.model import (
+from enhance_hmi.cube.source import read_enhanced
+from enhance_hmi.errors import InputError, SigmaCalibrationMismatchWarning, WeightsError
+from enhance_hmi.inference.uncertainty import sigma_map
+from enhance_hmi.model import (
     default_weights,
     load_weights,
     psf_model_of,
     save_weights,
     sidecar_path,
 )
-from enhance.model.uncertainty import (
+from enhance_hmi.model.uncertainty import (
     EnhanceWithUncertainty,
     SigmaCalibration,
     SigmaHead,
@@ -38,7 +38,7 @@ from enhance.model.uncertainty import (
     save_sigma_head,
     uncertainty_path,
 )
-from enhance.training.uncertainty import (
+from enhance_hmi.training.uncertainty import (
     calibrated_log_sigma,
     calibration_noise_seed,
     calibration_noisy_inputs,
@@ -46,7 +46,7 @@ from enhance.training.uncertainty import (
     gaussian_nll,
     predict_with_sigma,
 )
-from enhance.validation.calibration import (
+from enhance_hmi.validation.calibration import (
     NOMINAL_1SIGMA,
     NOMINAL_2SIGMA,
     calibration_figure,
@@ -222,8 +222,8 @@ def test_shipped_heads_match_the_shipped_networks():
 
 def test_tripled_granulation_contrast_raises_the_continuum_sigma():
     model, scale, _ = _shipped("continuum")
-    path = REPO_ROOT / "enhance" / "data" / "sample" / "hmi_quiet_ic_cutout.fits"
-    from enhance.io import read_hmi
+    path = REPO_ROOT / "enhance_hmi" / "data" / "sample" / "hmi_quiet_ic_cutout.fits"
+    from enhance_hmi.io import read_hmi
 
     data = read_hmi(path, observable="continuum").data.astype(np.float32)
     _, sigma_in = predict_with_sigma(model, data, input_scale=scale)
@@ -239,7 +239,7 @@ def test_five_times_hmi_noise_raises_the_magnetogram_sigma():
     with fits.open(path) as hdul:
         data = next(h.data for h in hdul if h.data is not None).astype(np.float32)
     data = np.nan_to_num(data)
-    from enhance.validation.baselines import spectral_noise_sigma_hmi
+    from enhance_hmi.validation.baselines import spectral_noise_sigma_hmi
 
     hmi_noise = spectral_noise_sigma_hmi(data)
     rng = np.random.default_rng(0)
@@ -349,10 +349,10 @@ def test_calibration_map_is_stored_applied_and_old_heads_read_as_one_factor(tmp_
 
 
 def _shipped_held_out(observable: str, scenes: list[str], shared: Path, *, noise_factor=1.0):
-    from enhance.inference.consistency import project_as_recipe
-    from enhance.training import load_scenes
-    from enhance.training.datasets import held_out_pairs
-    from enhance.training.uncertainty import held_out_coverage
+    from enhance_hmi.inference.consistency import project_as_recipe
+    from enhance_hmi.training import load_scenes
+    from enhance_hmi.training.datasets import held_out_pairs
+    from enhance_hmi.training.uncertainty import held_out_coverage
 
     model, scale, head_meta = _shipped(observable)
     net_meta = load_weights(default_weights(observable))[1]
@@ -405,11 +405,11 @@ def test_shipped_magnetogram_sigma_follows_five_times_the_noise_on_held_out_trut
 
 
 def test_written_sigma_is_the_calibrated_map_of_the_shipped_head(tmp_path):
-    from enhance.inference import enhance_frame
-    from enhance.io import read_hmi, write_enhanced
-    from enhance.io.sigma import read_sigma
+    from enhance_hmi.inference import enhance_frame
+    from enhance_hmi.io import read_hmi, write_enhanced
+    from enhance_hmi.io.sigma import read_sigma
 
-    path = REPO_ROOT / "enhance" / "data" / "sample" / "hmi_quiet_ic_cutout.fits"
+    path = REPO_ROOT / "enhance_hmi" / "data" / "sample" / "hmi_quiet_ic_cutout.fits"
     frame = read_hmi(path, observable="continuum")
     enhanced = enhance_frame(frame, device="cpu", uncertainty=True)
     written = write_enhanced(tmp_path / "qs.enhanced.fits", enhanced, provenance={})
@@ -431,11 +431,11 @@ def test_written_sigma_is_the_calibrated_map_of_the_shipped_head(tmp_path):
 
 
 def test_sigma_calibrated_for_the_projected_output_says_so_when_written_unprojected(tmp_path):
-    from enhance.inference import enhance_frame
-    from enhance.io import read_hmi, write_enhanced
-    from enhance.io.sigma import read_sigma
+    from enhance_hmi.inference import enhance_frame
+    from enhance_hmi.io import read_hmi, write_enhanced
+    from enhance_hmi.io.sigma import read_sigma
 
-    path = REPO_ROOT / "enhance" / "data" / "sample" / "hmi_quiet_ic_cutout.fits"
+    path = REPO_ROOT / "enhance_hmi" / "data" / "sample" / "hmi_quiet_ic_cutout.fits"
     frame = read_hmi(path, observable="continuum")
     with pytest.warns(SigmaCalibrationMismatchWarning, match="calibrated on held-out truth"):
         enhanced = enhance_frame(frame, device="cpu", uncertainty=True, consistency=False)
@@ -545,7 +545,7 @@ def test_calibration_map_is_not_extrapolated_beyond_its_fitted_range():
 
 
 def test_fitted_calibration_stores_the_percentile_range_of_its_inputs():
-    from enhance.training.uncertainty import CalibrationSample, fit_calibration
+    from enhance_hmi.training.uncertainty import CalibrationSample, fit_calibration
 
     errors, features = _regions_with_two_error_sources()
     samples = [
@@ -571,7 +571,7 @@ def test_fitted_calibration_stores_the_percentile_range_of_its_inputs():
 
 
 def test_fit_uncertainty_summary_names_the_noise_it_used_and_the_left_out_coverage(capsys):
-    from enhance.cli.fit_uncertainty import print_summary
+    from enhance_hmi.cli.fit_uncertainty import print_summary
 
     row = {"within_1sigma": 0.7, "within_2sigma": 0.95, "median_sigma": 1.0, "rmse": 1.0}
     result = {

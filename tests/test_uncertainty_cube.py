@@ -11,12 +11,12 @@ import sunpy.map
 import torch
 from conftest import REPO_ROOT, randomised_net
 
-from enhance.cube import TimeCube, read_enhanced
-from enhance.inference import enhance_frame
-from enhance.io import read_hmi, write_enhanced
-from enhance.io.sigma import SigmaMap
-from enhance.model import save_weights
-from enhance.model.uncertainty import SigmaHead, save_sigma_head, uncertainty_path
+from enhance_hmi.cube import TimeCube, read_enhanced
+from enhance_hmi.inference import enhance_frame
+from enhance_hmi.io import read_hmi, write_enhanced
+from enhance_hmi.io.sigma import SigmaMap
+from enhance_hmi.model import save_weights
+from enhance_hmi.model.uncertainty import SigmaHead, save_sigma_head, uncertainty_path
 
 MAGNETOGRAM = (
     REPO_ROOT / "tests" / "data" / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"

@@ -9,14 +9,14 @@ import torch
 from astropy.io import fits
 from conftest import REPO_ROOT, randomised_net
 
-from enhance.cli import main
-from enhance.errors import WeightsError
-from enhance.inference import enhance_array, enhance_frame
-from enhance.inference.uncertainty import enhance_array_with_uncertainty
-from enhance.io import read_hmi, write_enhanced
-from enhance.io.sigma import SIGMA_EXTNAME, read_sigma
-from enhance.model import save_weights
-from enhance.model.uncertainty import (
+from enhance_hmi.cli import main
+from enhance_hmi.errors import WeightsError
+from enhance_hmi.inference import enhance_array, enhance_frame
+from enhance_hmi.inference.uncertainty import enhance_array_with_uncertainty
+from enhance_hmi.io import read_hmi, write_enhanced
+from enhance_hmi.io.sigma import SIGMA_EXTNAME, read_sigma
+from enhance_hmi.model import save_weights
+from enhance_hmi.model.uncertainty import (
     EnhanceWithUncertainty,
     SigmaCalibration,
     SigmaHead,

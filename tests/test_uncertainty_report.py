@@ -13,9 +13,9 @@ import pytest
 import torch
 from conftest import require
 
-from enhance.cli import main
-from enhance.model import EnhanceNet, save_weights
-from enhance.model.uncertainty import SigmaHead, save_sigma_head, uncertainty_path
+from enhance_hmi.cli import main
+from enhance_hmi.model import EnhanceNet, save_weights
+from enhance_hmi.model.uncertainty import SigmaHead, save_sigma_head, uncertainty_path
 
 SCENE = Path("highres") / "muram_quiet_ic_0.0662.fits"
 

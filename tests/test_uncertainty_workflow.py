@@ -11,9 +11,9 @@ import yaml
 from astropy.io import fits
 from test_workflow import REPO, snakemake
 
-from enhance.cube import TimeCube
-from enhance.model import EnhanceNet, save_weights
-from enhance.model.uncertainty import SigmaHead, save_sigma_head, uncertainty_path
+from enhance_hmi.cube import TimeCube
+from enhance_hmi.model import EnhanceNet, save_weights
+from enhance_hmi.model.uncertainty import SigmaHead, save_sigma_head, uncertainty_path
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from enhance.validation.coalign import apply_shift, refine_shift
+from enhance_hmi.validation.coalign import apply_shift, refine_shift
 
 
 def test_recovers_injected_shift_to_0p1_px():

@@ -6,7 +6,7 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from enhance.validation.hinode import classify, read_header_text, read_hinode
+from enhance_hmi.validation.hinode import classify, read_header_text, read_hinode
 
 
 def test_nfi_magnetogram_is_read_and_flagged(shared_data):
@@ -30,8 +30,8 @@ def test_observation_times_of_real_files_in_tai(shared_data):
     from astropy.io import fits
     from astropy.time import Time
 
-    from enhance.validation.target import frame_time
-    from enhance.validation.target_grid import hinode_time
+    from enhance_hmi.validation.target import frame_time
+    from enhance_hmi.validation.target_grid import hinode_time
 
     hmi = shared_data / "hmi" / "fulldisk" / "hmi.M_720s.20160707_010000_TAI.magnetogram.fits"
     header = fits.getheader(hmi, 1)

@@ -1,4 +1,4 @@
-"""Known-answer tests for enhance.validation.metrics and baselines."""
+"""Known-answer tests for enhance_hmi.validation.metrics and baselines."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from enhance.errors import InputError
-from enhance.validation import baselines, metrics
+from enhance_hmi.errors import InputError
+from enhance_hmi.validation import baselines, metrics
 
 
 def test_power_spectrum_peaks_at_sinusoid_frequency():
@@ -76,7 +76,7 @@ def test_forward_residual_of_the_truth_adds_the_noise_and_bicubic_misses_more():
     without noise it does not re-observe to the input exactly; noise adds
     in quadrature. Bicubic, which does not deconvolve, misses by far more.
     """
-    from enhance.physics import degrade
+    from enhance_hmi.physics import degrade
 
     pair = degrade(_smooth_scene(), 0.0662 * u.arcsec)
     sigma = 3e-3
@@ -91,7 +91,7 @@ def test_forward_residual_of_the_truth_adds_the_noise_and_bicubic_misses_more():
 
 def test_relative_forward_residual_ignores_the_mean():
     """Relative form divides by the input's spread, not by an rms that includes the mean."""
-    from enhance.physics import degrade
+    from enhance_hmi.physics import degrade
 
     pair = degrade(_smooth_scene(), 0.0662 * u.arcsec)
     out = baselines.bicubic(pair.input)
@@ -104,7 +104,7 @@ def test_relative_forward_residual_ignores_the_mean():
 
 def test_forward_residual_regions():
     """Region figures use only their pixels; a missing mask or noise gives None."""
-    from enhance.physics import degrade
+    from enhance_hmi.physics import degrade
 
     pair = degrade(_smooth_scene(), 0.0662 * u.arcsec)
     out = baselines.bicubic(pair.input)
@@ -134,7 +134,7 @@ def test_baselines_shape_and_pixel_convention(fn):
 
 
 def test_richardson_lucy_handles_negative_blos_and_sharpens():
-    from enhance.physics import degrade
+    from enhance_hmi.physics import degrade
 
     rng = np.random.default_rng(5)
     truth = np.zeros((128, 128))

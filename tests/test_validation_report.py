@@ -26,15 +26,15 @@ import torch
 from astropy.io import fits
 from conftest import require
 
-from enhance.cli import main
-from enhance.errors import ReportError
-from enhance.frame import Frame
-from enhance.io import upsample_header, write_enhanced
-from enhance.model import EnhanceNet, save_weights
-from enhance.physics import degrade
-from enhance.validation.hinode import read_hinode
-from enhance.validation.report import METHODS, ValidationCase
-from enhance.validation.target import coarse_header, degraded_grid_header
+from enhance_hmi.cli import main
+from enhance_hmi.errors import ReportError
+from enhance_hmi.frame import Frame
+from enhance_hmi.io import upsample_header, write_enhanced
+from enhance_hmi.model import EnhanceNet, save_weights
+from enhance_hmi.physics import degrade
+from enhance_hmi.validation.hinode import read_hinode
+from enhance_hmi.validation.report import METHODS, ValidationCase
+from enhance_hmi.validation.target import coarse_header, degraded_grid_header
 
 SCENE = Path("highres") / "muram_quiet_ic_0.0662.fits"
 HINODE = Path("hinode") / "FGMG4_20110214_030443.7.cols0-879.fits"
@@ -201,8 +201,8 @@ def test_report_opens_in_headless_chromium(twin_report, tmp_path):
 
 def test_scoring_border_crops_every_image_and_the_forward_residual():
     """``evaluate(border=...)``: the scorer of ``enhance evaluate`` and of the reports."""
-    from enhance.validation import metrics
-    from enhance.validation.report import evaluate
+    from enhance_hmi.validation import metrics
+    from enhance_hmi.validation.report import evaluate
 
     rng = np.random.default_rng(4)
     pair = degrade(1 + 0.08 * rng.standard_normal((400, 400)), 0.0662 * u.arcsec)
@@ -239,7 +239,7 @@ def test_hinode_continuum_truth_is_in_read_hmis_quiet_sun_units(shared_data, tmp
     is put in the same units the "enhanced" frame must equal it. A level
     taken on the 28 cm truth itself (MURaM: 8.6 % contrast) would be biased.
     """
-    from enhance.io.normalise import quiet_sun_level
+    from enhance_hmi.io.normalise import quiet_sun_level
 
     header = fits.getheader(shared_data / HINODE)
     raw = fits.getdata(shared_data / SCENE).astype(np.float64)
@@ -297,8 +297,8 @@ def test_a_right_magnetogram_misses_a_noisy_input_over_quiet_sun_by_more_than_bi
     """
     from scipy import ndimage
 
-    from enhance.validation import metrics
-    from enhance.validation.report import evaluate
+    from enhance_hmi.validation import metrics
+    from enhance_hmi.validation.report import evaluate
 
     rng = np.random.default_rng(7)
     weak = ndimage.gaussian_filter(rng.standard_normal((480, 480)), 4.0)

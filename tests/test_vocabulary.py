@@ -13,9 +13,9 @@ import math
 
 import pandas as pd
 
-from enhance.cube.completeness import completeness_figure, completeness_table
-from enhance.io.frame_quality import QUALITY_KEYWORDS
-from enhance.validation.archive import quality_plot
+from enhance_hmi.cube.completeness import completeness_figure, completeness_table
+from enhance_hmi.io.frame_quality import QUALITY_KEYWORDS
+from enhance_hmi.validation.archive import quality_plot
 
 JSOC = "QUALITY bits set"
 ENHANCE = "out of tolerance"

@@ -19,8 +19,8 @@ from astropy.io import fits
 from sunpy.coordinates import Helioprojective
 from sunpy.data.test import get_test_filepath
 
-from enhance.errors import ConfigError, NotNorthUpWarning
-from enhance.io import read_hmi, rotate_north_up, upsample_header
+from enhance_hmi.errors import ConfigError, NotNorthUpWarning
+from enhance_hmi.io import read_hmi, rotate_north_up, upsample_header
 
 DATA = Path(__file__).parent / "data"
 CROP = DATA / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"

@@ -26,11 +26,11 @@ from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 from conftest import require
 
-from enhance.cube import TimeCube
+from enhance_hmi.cube import TimeCube
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
-SAMPLE = REPO / "enhance" / "data" / "sample"
+SAMPLE = REPO / "enhance_hmi" / "data" / "sample"
 SOURCE = SAMPLE / "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
 T0 = dt.datetime(2016, 7, 7, 1, 0, 0)
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -63,8 +63,8 @@ def make_archive(directory: Path, slots: list[int], *, size: int = 96) -> Path:
 def _make_weights(out: Path, **architecture: int) -> dict[str, str]:
     """Freshly initialised networks (no trained weights are needed to test the plumbing)."""
     try:
-        import enhance.inference  # noqa: F401  (the enhancement jobs need it)
-        from enhance.model import EnhanceNet, save_weights
+        import enhance_hmi.inference  # noqa: F401  (the enhancement jobs need it)
+        from enhance_hmi.model import EnhanceNet, save_weights
     except ModuleNotFoundError as exc:
         require(False, f"the network code is not installed yet ({exc})")
     import torch

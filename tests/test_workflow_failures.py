@@ -21,7 +21,7 @@ import pytest
 from jsoc_standin import running_standin
 from test_workflow import SNAKEFILE, SNAKEMAKE, _make_weights, job_counts, write_config
 
-from enhance.cube import TimeCube
+from enhance_hmi.cube import TimeCube
 
 REPO = Path(__file__).resolve().parents[1]
 EMAIL = "john.doe@example.org"

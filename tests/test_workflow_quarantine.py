@@ -29,9 +29,9 @@ from jsoc_standin import running_standin
 from test_workflow import _make_weights, job_counts
 from test_workflow_failures import remote_config, run_workflow
 
-from enhance.acquire import manifest_path, read_manifest
-from enhance.cube import TimeCube
-from enhance.workflow.quarantine import QUARANTINE_EXIT_STATUS, read_quarantine
+from enhance_hmi.acquire import manifest_path, read_manifest
+from enhance_hmi.cube import TimeCube
+from enhance_hmi.workflow.quarantine import QUARANTINE_EXIT_STATUS, read_quarantine
 
 SERIES = "hmi.M_720s"
 NAN_SLOT = dt.datetime(2014, 1, 1, 0, 24)
@@ -90,7 +90,7 @@ def test_bad_frames_are_quarantined_and_retried_once_the_server_has_good_copies(
         assert sorted(shown["t_rec"]) == sorted(causes)
         assert all(r.startswith("quarantined: ") for r in shown["reason"])
         listed = subprocess.run(
-            [sys.executable, "-m", "enhance", "quarantine", str(out)],
+            [sys.executable, "-m", "enhance_hmi", "quarantine", str(out)],
             capture_output=True,
             text=True,
         )
@@ -146,7 +146,7 @@ def test_a_raw_file_changed_after_acquisition_is_refused_reported_and_fetched_ag
         raw.write_bytes(bytes(body))
 
         verify = subprocess.run(
-            [sys.executable, "-m", "enhance", "verify", "--no-progress", str(out)],
+            [sys.executable, "-m", "enhance_hmi", "verify", "--no-progress", str(out)],
             capture_output=True,
             text=True,
         )
@@ -167,7 +167,7 @@ def test_a_raw_file_changed_after_acquisition_is_refused_reported_and_fetched_ag
         expected = manifest_sha(out)
         assert all(row["input_sha256"] == expected[row["t_rec"]] for row in cube.table())
         verify = subprocess.run(
-            [sys.executable, "-m", "enhance", "verify", "--no-progress", str(out)],
+            [sys.executable, "-m", "enhance_hmi", "verify", "--no-progress", str(out)],
             capture_output=True,
             text=True,
         )

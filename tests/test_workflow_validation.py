@@ -4,7 +4,7 @@ Real parts only: real Snakemake runs of ``workflow/Snakefile``, the real
 ``drms`` client against the JSOC stand-in on 127.0.0.1
 (``tests/jsoc_standin.py``), the real Hinode SOT/NFI magnetogram of
 ``../shared/data`` and an HMI frame made from it by the package's physics
-(:func:`enhance.physics.degrade`) with a known pointing error, the shipped
+(:func:`enhance_hmi.physics.degrade`) with a known pointing error, the shipped
 networks and the bundled real HMI frames.
 """
 
@@ -27,28 +27,28 @@ from astropy.io import fits
 from astropy.time import Time
 from jsoc_standin import JsocStandin, _crop_template
 
-from enhance.cube import TimeCube
-from enhance.physics import degrade
-from enhance.validation.hinode import read_hinode
-from enhance.validation.target import coarse_header, degraded_grid_header
+from enhance_hmi.cube import TimeCube
+from enhance_hmi.physics import degrade
+from enhance_hmi.validation.hinode import read_hinode
+from enhance_hmi.validation.target import coarse_header, degraded_grid_header
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
-SAMPLE = REPO / "enhance" / "data" / "sample"
+SAMPLE = REPO / "enhance_hmi" / "data" / "sample"
 HINODE = "hinode/FGMG4_20110214_030443.7.cols0-879.fits"
 EMAIL = "john.doe@example.org"
 #: Pointing error of the HMI frame's header, HMI pixels (dx, dy): the header
 #: says the frame lies this far from where the Hinode image puts it.
 POINTING_ERROR = (1.3, -0.9)
 #: NFI V/I to gauss of the made HMI frame (within the 1.5-3 G/DN of
-#: enhance.training.scenes.NFI_VI_GAUSS_PER_DN).
+#: enhance_hmi.training.scenes.NFI_VI_GAUSS_PER_DN).
 GAUSS_PER_DN = 2.0
 
 
 def hmi_frame_from_hinode(hinode: Path, out: Path, *, noise: float = 10.0) -> tuple[Path, Time]:
     """An hmi.M_45s-like JSOC file of the Hinode field, seen by HMI, its WCS off by POINTING_ERROR.
 
-    The Hinode image is degraded by :func:`enhance.physics.degrade` (HMI PSF,
+    The Hinode image is degraded by :func:`enhance_hmi.physics.degrade` (HMI PSF,
     0.504"/px), put in gauss and given 10 G of noise; its header is the
     0.504"/px grid nested in the Hinode grid with CRPIX moved by
     :data:`POINTING_ERROR`, the observer of the Hinode file (Earth) and the
@@ -256,7 +256,7 @@ def test_default_config_names_the_shipped_truth():
     assert config["validation"]["twins"] == [
         {"scene": "sample", "name": "muram_heldout", "observable": "continuum"}
     ]
-    from enhance.validation.shipped_truth import shipped_truth
+    from enhance_hmi.validation.shipped_truth import shipped_truth
 
     with fits.open(shipped_truth()) as hdul:
         assert hdul[0].data.shape == (640, 319) and hdul[0].header["HOLDOUT"] == 0.35

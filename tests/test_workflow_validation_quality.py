@@ -1,7 +1,7 @@
 """Per-frame quality figures: measured while a frame is enhanced, written to its header.
 
 Real parts only: the bundled real HMI frames, the shipped networks, the real
-pipeline (:func:`enhance.pipeline.enhance_file`) and FITS files read back.
+pipeline (:func:`enhance_hmi.pipeline.enhance_file`) and FITS files read back.
 The bad frames are the two the issue names: a continuum frame enhanced with
 weights of the other observable (the magnetogram network, its sidecar
 relabelled so the pipeline accepts it), and a magnetogram with heavy noise
@@ -20,17 +20,17 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from enhance.errors import ConfigError, FieldDominatedNoiseWarning
-from enhance.io.frame_quality import (
+from enhance_hmi.errors import ConfigError, FieldDominatedNoiseWarning
+from enhance_hmi.io.frame_quality import (
     QUALITY_KEYWORDS,
     QualityTolerances,
     frame_quality,
     quality_from_header,
 )
-from enhance.pipeline import enhance_file
+from enhance_hmi.pipeline import enhance_file
 
-SAMPLE = Path(__file__).resolve().parents[1] / "enhance" / "data" / "sample"
-WEIGHTS = Path(__file__).resolve().parents[1] / "enhance" / "data" / "weights"
+SAMPLE = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "sample"
+WEIGHTS = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "weights"
 CONTINUUM = SAMPLE / "hmi.Ic_45s.20140301_000130_TAI.2.continuum.fits"
 MAGNETOGRAMS = sorted(SAMPLE.glob("hmi.M_720s.*.magnetogram.fits"))
 
@@ -148,7 +148,7 @@ def test_bad_tolerances_are_one_line_config_errors():
 
 
 def test_every_cube_holds_the_per_frame_table_with_the_bad_frame_out_of_tolerance(tmp_path):
-    from enhance.cube import CubeInput, TimeCube, read_enhanced
+    from enhance_hmi.cube import CubeInput, TimeCube, read_enhanced
 
     good = [
         enhance_file(path, tmp_path / f"{path.stem}.enhanced.fits", device="cpu")
@@ -181,7 +181,7 @@ def test_every_cube_holds_the_per_frame_table_with_the_bad_frame_out_of_toleranc
 
 
 def test_the_config_key_for_frames_out_of_tolerance_keeps_its_older_name():
-    from enhance.cube import out_of_tolerance_choice
+    from enhance_hmi.cube import out_of_tolerance_choice
 
     assert out_of_tolerance_choice({}) == "keep"
     assert out_of_tolerance_choice({"out_of_tolerance": "exclude"}) == "exclude"

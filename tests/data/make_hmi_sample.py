@@ -1,4 +1,4 @@
-"""Build the small real HMI sample shipped in ``enhance/data/sample/``.
+"""Build the small real HMI sample shipped in ``enhance_hmi/data/sample/``.
 
 Sources (see ``../shared/data/INVENTORY.md``):
 
@@ -30,7 +30,7 @@ import numpy as np
 from astropy.io import fits
 
 REPO = Path(__file__).resolve().parents[2]
-OUT = REPO / "enhance" / "data" / "sample"
+OUT = REPO / "enhance_hmi" / "data" / "sample"
 MAGNETOGRAMS = (
     "hmi.M_720s.20111217_060000_TAI.magnetogram.fits",
     "hmi.M_720s.20160707_010000_TAI.magnetogram.fits",
@@ -171,7 +171,7 @@ def continuum_cutout(cutout_src: Path, header_src: Path, out_dir: Path) -> Path:
     header.add_comment(
         "The pixels were not observed at this T_REC: their source file records no "
         "observation date. Header and pixels are both real HMI; see "
-        "enhance/data/sample/README.md."
+        "enhance_hmi/data/sample/README.md."
     )
     out = out_dir / _jsoc_name(header, "hmi.Ic_45s", "continuum")
     comp = fits.CompImageHDU(
@@ -185,7 +185,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--out", type=Path, default=OUT, help="default: enhance/data/sample")
+    parser.add_argument("--out", type=Path, default=OUT, help="default: enhance_hmi/data/sample")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

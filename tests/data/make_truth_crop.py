@@ -1,13 +1,13 @@
-"""Build the 28 cm truth crop shipped in ``enhance/data/truth/``.
+"""Build the 28 cm truth crop shipped in ``enhance_hmi/data/truth/``.
 
 Source (see ``../shared/data/INVENTORY.md``): the MURaM radiative-MHD
 quiet-Sun continuum snapshot ``highres/muram_quiet_ic_0.0662.fits``
 (1000 x 1000 at 0.0662"/px, HelioML book, BSD-3-Clause). The crop is the
 central 640 rows of its held-out columns (``enhance train``'s split with
 ``holdout=0.35``, beyond the guard band:
-:func:`enhance.scenes.held_out_columns`), i.e. pixels the shipped
+:func:`enhance_hmi.scenes.held_out_columns`), i.e. pixels the shipped
 networks never saw, divided by the quiet-Sun level of the whole snapshot
-(:func:`enhance.scenes.scene_quiet_sun_level`, as ``enhance train``
+(:func:`enhance_hmi.scenes.scene_quiet_sun_level`, as ``enhance train``
 divides it) and stored as 16-bit integers with ``BSCALE`` (a step of
 ~2e-5 quiet-Sun units, 50 times below the paper's input noise of 1e-3).
 
@@ -25,7 +25,7 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 
-from enhance.scenes import held_out_columns, read_scene_image, scene_quiet_sun_level
+from enhance_hmi.scenes import held_out_columns, read_scene_image, scene_quiet_sun_level
 
 SCENE = "highres/muram_quiet_ic_0.0662.fits"
 PIXEL_SCALE = 0.0662 * u.arcsec  # MURaM grid, 48 km (INVENTORY.md)
@@ -63,7 +63,7 @@ def truth_crop(shared: Path) -> fits.PrimaryHDU:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, default=Path("enhance/data/truth"))
+    parser.add_argument("--out", type=Path, default=Path("enhance_hmi/data/truth"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     truth_crop(args.shared).writeto(args.out / NAME, overwrite=True, checksum=True)

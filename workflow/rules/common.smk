@@ -9,15 +9,18 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-import enhance.acquire as acquisition
-from enhance.acquire.timespec import snap_up
-from enhance.cube import CubeLayout, out_of_tolerance_choice
-from enhance.cube.plan import range_batches
-from enhance.errors import ConfigError
-from enhance.inference.consistency import input_noise_in_data_units, parse_input_noise
-from enhance.time import format_t_rec, grid_floor, tai_datetime, utc_timestamp
-from enhance.workflow.quarantine import read_quarantine
-from enhance.workflow.run_status import run_status, write_run_status
+import enhance_hmi.acquire as acquisition
+from enhance_hmi.acquire.timespec import snap_up
+from enhance_hmi.cube import CubeLayout, out_of_tolerance_choice
+from enhance_hmi.cube.plan import range_batches
+from enhance_hmi.errors import ConfigError
+from enhance_hmi.inference.consistency import (
+    input_noise_in_data_units,
+    parse_input_noise,
+)
+from enhance_hmi.time import format_t_rec, grid_floor, tai_datetime, utc_timestamp
+from enhance_hmi.workflow.quarantine import read_quarantine
+from enhance_hmi.workflow.run_status import run_status, write_run_status
 
 RUN_STARTED = utc_timestamp()
 

@@ -10,10 +10,10 @@
 #   Ramos 2018, A&A 614, A5, Sect. 4);
 # - Hinode targets (config `validation.hinode`): the HMI frame nearest in time
 #   is fetched from `source`, enhanced and compared with the Hinode image
-#   degraded to 28 cm (enhance.validation.hinode_targets).
+#   degraded to 28 cm (enhance_hmi.validation.hinode_targets).
 
-from enhance.validation.hinode_targets import expand_targets, read_target
-from enhance.validation.shipped_truth import resolve_scene
+from enhance_hmi.validation.hinode_targets import expand_targets, read_target
+from enhance_hmi.validation.shipped_truth import resolve_scene
 
 TWINS = {
     twin.get("name") or Path(twin["scene"]).name.split(".fits")[0]: twin
@@ -111,7 +111,7 @@ rule validation_twin:
             path for path in [config["weights"][wildcards.observable]] if path
         ],
     output:
-        # The page embeds its figures as data: URIs (enhance.validation.report.page):
+        # The page embeds its figures as data: URIs (enhance_hmi.validation.report.page):
         # `snakemake --report` shows an HTML result alone in an iframe (a data: URI, or
         # a file in its own folder of a .zip), where links to PNGs beside it break and
         # uncertainty.png, written only with an uncertainty head, cannot be an output.

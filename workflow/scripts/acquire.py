@@ -5,7 +5,7 @@ next run tries again). Files that failed every attempt or exports still
 pending are recorded in a summary marked incomplete: the verified frames are
 planned and processed, and ``acquisition_complete`` fails the run.
 
-Quarantined frames (enhance.workflow.quarantine) are fetched again; the marker
+Quarantined frames (enhance_hmi.workflow.quarantine) are fetched again; the marker
 of a batch whose quarantined frame now has other bytes is removed, so the
 batch runs again and tries it.
 """
@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from enhance.acquire import (
+from enhance_hmi.acquire import (
     AcquireOptions,
     JsocOptions,
     Manifest,
@@ -25,20 +25,20 @@ from enhance.acquire import (
     manifest_path,
     read_status,
 )
-from enhance.acquire.manifest import NEEDS_EXPORT
-from enhance.acquire.status import status_path
-from enhance.atomic import atomic_path
-from enhance.cube import CubeLayout
-from enhance.cube.plan import batch_of, write_plan_streamed
-from enhance.errors import EnhanceError
-from enhance.time import tai_datetime
-from enhance.workflow.quarantine import (
+from enhance_hmi.acquire.manifest import NEEDS_EXPORT
+from enhance_hmi.acquire.status import status_path
+from enhance_hmi.atomic import atomic_path
+from enhance_hmi.cube import CubeLayout
+from enhance_hmi.cube.plan import batch_of, write_plan_streamed
+from enhance_hmi.errors import EnhanceError
+from enhance_hmi.time import tai_datetime
+from enhance_hmi.workflow.quarantine import (
     drop_unplanned,
     read_quarantine,
     rerun_batches,
     retry_batches,
 )
-from enhance.workflow.run_status import clear_job_failure, record_job_failure
+from enhance_hmi.workflow.run_status import clear_job_failure, record_job_failure
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(

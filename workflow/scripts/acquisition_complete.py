@@ -4,7 +4,7 @@ import json
 import sys
 from pathlib import Path
 
-from enhance.atomic import atomic_path
+from enhance_hmi.atomic import atomic_path
 
 snakemake = globals()["snakemake"]
 summary = json.loads(Path(snakemake.input[0]).read_text())

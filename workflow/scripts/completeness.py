@@ -1,6 +1,6 @@
 """Rule ``completeness``: per-frame table and timeline of what became of each slot.
 
-The status rules live in :mod:`enhance.cube.completeness`; this script only
+The status rules live in :mod:`enhance_hmi.cube.completeness`; this script only
 passes the rule's inputs and outputs.
 """
 
@@ -8,8 +8,8 @@ import json
 import logging
 from pathlib import Path
 
-from enhance.acquire import manifest_path, read_manifest
-from enhance.cube.completeness import write_completeness
+from enhance_hmi.acquire import manifest_path, read_manifest
+from enhance_hmi.cube.completeness import write_completeness
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)

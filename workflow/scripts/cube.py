@@ -5,10 +5,10 @@ import logging
 import sys
 from pathlib import Path
 
-from enhance.atomic import atomic_path
-from enhance.cube import Codec, CubeInput, TimeCube
-from enhance.errors import EnhanceError
-from enhance.workflow.run_status import clear_job_failure, record_job_failure
+from enhance_hmi.atomic import atomic_path
+from enhance_hmi.cube import Codec, CubeInput, TimeCube
+from enhance_hmi.errors import EnhanceError
+from enhance_hmi.workflow.run_status import clear_job_failure, record_job_failure
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(
@@ -60,7 +60,7 @@ summary = {
     # frames out of tolerance kept out (cube.out_of_tolerance: exclude), unless an
     # earlier run cubed them
     "kept_out": source.kept_out_of([row["t_rec"] for row in table]),
-    # frames that could not be enhanced (enhance.workflow.quarantine): not in the cube
+    # frames that could not be enhanced (enhance_hmi.workflow.quarantine): not in the cube
     "quarantined": quarantined,
     "attributes": cube.attributes() if cube.exists else {},
 }

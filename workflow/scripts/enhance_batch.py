@@ -1,6 +1,6 @@
 """Rule ``enhance_batch``: enhance the frames of one batch (network loaded once).
 
-A frame that cannot be enhanced is quarantined (enhance.workflow.quarantine),
+A frame that cannot be enhanced is quarantined (enhance_hmi.workflow.quarantine),
 not fatal: the marker lists every frame with its status and the cube is built
 from the others. A failure of the whole batch (bad settings) or of the output
 side (a full disk) fails the job with one line and no marker: the next run
@@ -12,18 +12,18 @@ import logging
 import os
 import sys
 
-from enhance.atomic import atomic_path
-from enhance.cube import read_plan
-from enhance.errors import EnhanceError, OutputError
-from enhance.heap import keep_freed_memory
-from enhance.inference.consistency import parse_input_noise
-from enhance.inference.uncertainty import resolve_uncertainty
-from enhance.io.frame_quality import QualityTolerances
-from enhance.pipeline import EnhanceSettings, accepted_settings_sha256, resolve_weights
-from enhance.provenance import sha256_file
-from enhance.workflow.batch_job import run_batch
-from enhance.workflow.quarantine import read_quarantine, write_batch_quarantine
-from enhance.workflow.run_status import clear_job_failure, record_job_failure
+from enhance_hmi.atomic import atomic_path
+from enhance_hmi.cube import read_plan
+from enhance_hmi.errors import EnhanceError, OutputError
+from enhance_hmi.heap import keep_freed_memory
+from enhance_hmi.inference.consistency import parse_input_noise
+from enhance_hmi.inference.uncertainty import resolve_uncertainty
+from enhance_hmi.io.frame_quality import QualityTolerances
+from enhance_hmi.pipeline import EnhanceSettings, accepted_settings_sha256, resolve_weights
+from enhance_hmi.provenance import sha256_file
+from enhance_hmi.workflow.batch_job import run_batch
+from enhance_hmi.workflow.quarantine import read_quarantine, write_batch_quarantine
+from enhance_hmi.workflow.run_status import clear_job_failure, record_job_failure
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(

@@ -3,11 +3,11 @@
 ``validate``: quick look at the latest frame of every cube (input and
 output), the per-frame quality figures of every cube (time series and the
 frames out of tolerance), and the summaries of the twin and Hinode reports of the
-series' observable (:mod:`enhance.validation.series_report`).
+series' observable (:mod:`enhance_hmi.validation.series_report`).
 ``validation_twin``: the synthetic-twin report of one scene
-(:func:`enhance.validation.twin.run_twin`).
+(:func:`enhance_hmi.validation.twin.run_twin`).
 ``validation_hinode``: the report of one Hinode file against its co-temporal
-HMI frame (:func:`enhance.validation.hinode_targets.run_hinode_target`).
+HMI frame (:func:`enhance_hmi.validation.hinode_targets.run_hinode_target`).
 """
 
 import logging
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import astropy.units as u
 
-from enhance.errors import EnhanceError
+from enhance_hmi.errors import EnhanceError
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
@@ -24,8 +24,8 @@ logging.captureWarnings(True)  # data caveats (EnhanceWarning) go to the rule's 
 
 
 def archive_validation():
-    from enhance.acquire import get_series
-    from enhance.validation.series_report import write_series_validation
+    from enhance_hmi.acquire import get_series
+    from enhance_hmi.validation.series_report import write_series_validation
 
     series = snakemake.wildcards.series
     write_series_validation(
@@ -43,7 +43,7 @@ def archive_validation():
 
 
 def twin_report():
-    from enhance.validation.twin import run_twin
+    from enhance_hmi.validation.twin import run_twin
 
     twin = snakemake.params.twin
     crop = twin.get("crop") or snakemake.params.crop or None
@@ -64,8 +64,8 @@ def twin_report():
 
 
 def hinode_report():
-    from enhance.acquire import AcquireOptions, JsocOptions
-    from enhance.validation.hinode_targets import run_hinode_target
+    from enhance_hmi.acquire import AcquireOptions, JsocOptions
+    from enhance_hmi.validation.hinode_targets import run_hinode_target
 
     p = snakemake.params
     options = AcquireOptions(

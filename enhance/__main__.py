@@ -1,5 +1,0 @@
-"""Allow ``python -m enhance``."""
-
-from enhance.cli import main
-
-raise SystemExit(main())

@@ -1,8 +1,0 @@
-"""What the Snakemake workflow does besides calling the science: plain, tested Python.
-
-The rules and scripts in ``workflow/`` stay thin; the run's bookkeeping lives
-here: the quarantine of frames that could not be enhanced
-(:mod:`enhance.workflow.quarantine`), the run's status file
-(:mod:`enhance.workflow.run_status`) and the owner of a working directory's
-Snakemake lock (:mod:`enhance.workflow.run_lock`).
-"""

@@ -1,0 +1,203 @@
+"""``enhance predict``: enhance one HMI FITS file.
+
+Argument parsing only; the work is :func:`enhance_hmi.pipeline.enhance_file`.
+As an entry point it makes the process-wide choice the library leaves to
+its callers: freed memory stays in the process
+(:func:`enhance_hmi.heap.keep_freed_memory`; ``ENHANCE_KEEP_FREED_MEMORY=0``
+turns it off).
+Option values are taken as plain strings and validated there, so a bad
+value gives one line on standard error (argparse ``choices`` would print the
+usage as well).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from enhance_hmi.errors import ConfigError
+
+if TYPE_CHECKING:
+    import astropy.units as u
+
+__all__ = ["register", "run"]
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``predict`` subcommand."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="deconvolve and 2x super-resolve one HMI FITS file",
+        description=(
+            "Deconvolve and 2x super-resolve one HMI continuum image or magnetogram "
+            "(Diaz Baso & Asensio Ramos 2018, A&A 614, A5). The output FITS file has "
+            "a 2x WCS and provenance keywords; continuum is written in quiet-Sun "
+            "units, magnetograms in gauss."
+        ),
+    )
+    parser.add_argument("input", metavar="INPUT.fits", help="HMI FITS file (JSOC level 1.5)")
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUTPUT.fits", help="enhanced FITS file to write"
+    )
+    parser.add_argument(
+        "--observable",
+        default=None,
+        metavar="{continuum,magnetogram}",
+        help="what the input shows (default: read from the file header or name)",
+    )
+    parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda}", help="default: auto")
+    parser.add_argument(
+        "--precision", default="fp32", metavar="{fp32,bf16,fp16}", help="default: fp32"
+    )
+    parser.add_argument(
+        "--tile",
+        default=None,
+        metavar="N",
+        help="inference tile size in pixels (default 512, the fastest on a CPU)",
+    )
+    parser.add_argument(
+        "--normalize",
+        default="auto",
+        metavar="{auto,quiet-sun,none}",
+        help=(
+            "continuum normalisation: auto (limb-darkening fit on full disk, quiet-Sun "
+            "level otherwise), quiet-sun, or none (input already in quiet-Sun units)"
+        ),
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        metavar="PATH",
+        help="network weights (.safetensors + .json sidecar); default: shipped weights",
+    )
+    parser.add_argument(
+        "--compression",
+        default="gzip",
+        metavar="{gzip,rice,none}",
+        help="output: lossless gzip (default), lossy rice (noise/16 quantisation), or none",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the network with torch.compile (~20 s once, then ~10%% faster on a CPU; "
+        "worth it for full-disk frames)",
+    )
+    parser.add_argument(
+        "--no-scale-check",
+        dest="check_scale",
+        action="store_false",
+        help="enhance even if the header's pixel scale is not the one the network was "
+        "trained for (HMI's 0.504\"/px unless the weights' sidecar says otherwise), or "
+        "is missing",
+    )
+    parser.add_argument(
+        "--no-range-check",
+        dest="check_range",
+        action="store_false",
+        help="use the values as they are, even if they do not fit the observable "
+        "(e.g. |Blos| > 10 kG or negative intensities); infinite pixels and fill "
+        "values are masked regardless",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar over the network's windows on standard error "
+        "(default: shown when standard error is a terminal)",
+    )
+    parser.add_argument(
+        "--uncertainty",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write the per-pixel sigma as a SIGMA HDU (same WCS and units), from the "
+        "network's uncertainty head (default: when one is installed for the weights, as "
+        "for the shipped networks; --uncertainty makes a missing head an error)",
+    )
+    parser.add_argument(
+        "--consistency",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="project the network output onto the images that give back the input within "
+        "its noise when observed again by HMI (default: on)",
+    )
+    parser.add_argument(
+        "--input-noise",
+        default=None,
+        metavar="VALUE",
+        help="input noise (1 sigma) the projection stops at, instead of the estimate from the "
+        "input: a field for a magnetogram (e.g. 10G), quiet-Sun units for continuum "
+        "(e.g. 0.002); worth giving for active-region cut-outs, where the magnetogram "
+        "estimate falls back to the spectral level, low for correlated 720 s noise",
+    )
+    parser.set_defaults(func=run)
+
+
+def _tile(value: str) -> int:
+    try:
+        tile = int(value)
+    except ValueError as exc:
+        raise ConfigError(f"--tile must be a positive integer, got {value!r}") from exc
+    if tile <= 0:
+        raise ConfigError(f"--tile must be a positive integer, got {value!r}")
+    return tile
+
+
+def _compression(value: str) -> str | None:
+    if value not in ("gzip", "rice", "none"):
+        raise ConfigError(f"unknown --compression {value!r}; use gzip, rice or none")
+    return None if value == "none" else value
+
+
+def _input_noise(value: str | None) -> u.Quantity | None:
+    """``--input-noise`` as a Quantity; its unit is checked against the observable later."""
+    if value is None:
+        return None
+    from enhance_hmi.inference.consistency import parse_input_noise
+
+    try:
+        return parse_input_noise(value)
+    except ConfigError as exc:
+        raise ConfigError(f"--input-noise: {exc}") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``enhance predict``; return the exit code."""
+    from enhance_hmi.io.header_limits import check_input_file
+
+    # the input's headers first: a file claiming 100000 x 100000 pixels is
+    # refused before torch and the network are loaded (hundreds of MB)
+    check_input_file(args.input)
+    from enhance_hmi.inference.tiling import DEFAULT_TILE
+
+    tile = DEFAULT_TILE if args.tile is None else _tile(args.tile)
+    compression = _compression(args.compression)
+    input_noise = _input_noise(args.input_noise)
+    from enhance_hmi.heap import keep_freed_memory
+    from enhance_hmi.pipeline import enhance_file  # heavy imports only when the command runs
+
+    keep_freed_memory()  # the CPU network reuses freed activations (enhance_hmi.heap)
+    output = enhance_file(
+        args.input,
+        args.output,
+        observable=args.observable,
+        weights=args.weights,
+        device=args.device,
+        precision=args.precision,
+        tile=tile,
+        normalize=args.normalize,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        compression=compression,
+        compile=args.compile,
+        check_scale=args.check_scale,
+        check_range=args.check_range,
+        uncertainty=args.uncertainty,
+        consistency=args.consistency,
+        input_noise=input_noise,
+    )
+    log.info("wrote %s", output)
+    print(output)
+    return 0

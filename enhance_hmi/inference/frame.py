@@ -1,0 +1,239 @@
+"""Enhance a :class:`~enhance_hmi.frame.Frame`: weights, network units, 2x header."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+
+from enhance_hmi.errors import ConfigError
+from enhance_hmi.frame import Frame
+from enhance_hmi.inference.array import (
+    InferenceTimings,
+    device_name,
+    enhance_array,
+    resolve_device,
+    timed_stage,
+)
+from enhance_hmi.inference.tiling import DEFAULT_TILE
+from enhance_hmi.io.plausibility import check_pixel_scale
+from enhance_hmi.io.wcs import upsample_header
+from enhance_hmi.model.weights import (
+    check_trained_for,
+    default_weights,
+    load_weights_cached,
+    trained_pixel_scale,
+)
+from enhance_hmi.physics import psf_model_of
+from enhance_hmi.physics.disk import SolarDisk
+
+__all__ = ["enhance_frame"]
+
+log = logging.getLogger(__name__)
+
+
+def enhance_frame(
+    frame: Frame,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    tile: int = DEFAULT_TILE,
+    batch_size: int | None = None,
+    progress: bool = False,
+    compile: bool = False,
+    check_scale: bool = True,
+    timings: InferenceTimings | None = None,
+    uncertainty: bool = False,
+    consistency: bool = True,
+    input_noise: u.Quantity | None = None,
+) -> Frame:
+    """Return the enhanced frame (2x grid, same units, header with the 2x WCS).
+
+    The network is loaded once per process and weights file
+    (:func:`enhance_hmi.model.load_weights_cached`), so a job enhancing many frames
+    pays the load and checksum once.
+
+    Parameters
+    ----------
+    frame : Frame
+        Continuum in quiet-Sun units or Blos in gauss (:func:`enhance_hmi.io.read_hmi`).
+    weights : path-like, optional
+        Default: the shipped weights for ``frame.observable``.
+    device, precision, tile, batch_size, progress, compile, timings
+        See :func:`enhance_hmi.inference.enhance_array`; the progress bar is
+        labelled with the input file name.
+    check_scale : bool
+        Refuse a frame whose header pixel scale is not the one the network
+        was trained for (:func:`enhance_hmi.model.trained_pixel_scale`, within
+        :data:`enhance_hmi.io.plausibility.PIXEL_SCALE_TOLERANCE`), before any
+        compute. False: enhance it anyway.
+    uncertainty : bool
+        Also compute the per-pixel uncertainty in the same tiled pass, with
+        the network's uncertainty head (``NAME.uncertainty.safetensors``
+        beside the weights, fitted for exactly that network;
+        :mod:`enhance_hmi.model.uncertainty`). It is returned as
+        ``meta["sigma"]``, a :class:`enhance_hmi.io.sigma.SigmaMap` in the
+        output's units, which :func:`enhance_hmi.io.write_enhanced` stores as the
+        ``SIGMA`` HDU.
+    consistency : bool
+        Project the network output onto the images consistent with the
+        input within its noise (:func:`enhance_hmi.inference.consistency.project_to_observation`,
+        stopping threshold ``inference.consistency_discrepancy`` and noise
+        estimate ``inference.consistency_noise_estimate`` of the weights
+        sidecar; defaults 1 and the observable's,
+        :func:`enhance_hmi.physics.noise.noise_estimate_for`). The
+        held-out scores of the shipped networks are measured with it.
+        When the recipe estimates a magnetogram's noise (histogram core, or
+        "auto") and too little of the field is quiet Sun for the histogram
+        core, an :class:`enhance_hmi.errors.FieldDominatedNoiseWarning` says so
+        (:func:`enhance_hmi.inference.consistency.warn_if_field_dominated`).
+    input_noise : astropy.units.Quantity, optional
+        The input noise (one standard deviation) the projection stops at,
+        instead of the recipe's estimate: gauss (or any magnetic flux
+        density unit) for a magnetogram, dimensionless quiet-Sun units for
+        a continuum image. Checked before any compute.
+
+    Returns
+    -------
+    Frame
+        NaN beyond the limb (the output pixels of every input pixel whose centre lies farther than
+        one solar radius from the disk centre of the header,
+        :class:`enhance_hmi.physics.disk.SolarDisk`), in the image and its sigma: the networks and
+        the forward model describe the disk, and hmi.M_720s's off-limb values are noise the network
+        turns into artefacts. The network's windows wholly beyond the limb are not computed, and the
+        projection onto the input sees the pixels beyond the limb as missing. ``meta`` is the
+        input's plus ``weights_file``, ``weights_sha256``, ``psf_model``, ``device`` (the device
+        used, e.g. ``"cpu"`` or ``"cuda:0"``, never ``"auto"``), ``precision``, ``tile`` and
+        ``scale_checked`` (and ``sigma`` with ``uncertainty``); with ``consistency``,
+        ``consistency`` (a :class:`enhance_hmi.inference.consistency.Projection`, whose ``noise``
+        and ``noise_source`` say which input noise was used and whether it was given or estimated),
+        and, when the projection changed the image, ``network_output``, the network's output before
+        it (the per-frame ripple figure compares the two,
+        :func:`enhance_hmi.io.frame_quality.frame_quality`).
+
+    Raises
+    ------
+    WeightsError
+        No weights, a bad weights file, or weights trained for another observable;
+        with ``uncertainty``, no head fitted for these weights.
+    InputError
+        The frame's pixel scale is missing or not the network's (``check_scale``).
+    ConfigError
+        ``input_noise`` in a unit that does not fit the observable, not
+        positive, or given with ``consistency`` off.
+    """
+    path = Path(weights) if weights is not None else default_weights(frame.observable)
+    dev = resolve_device(device)
+    # The checked CPU network: enhance_array's inference copy (batch norms
+    # folded, cached per device) is the one that goes to the device.
+    model, meta = load_weights_cached(path)
+    input_name = Path(str(frame.meta.get("input_file") or "")).name
+    check_trained_for(meta, frame.observable, path, "the image")
+    if check_scale:
+        check_pixel_scale(frame.header, trained_pixel_scale(meta), path=input_name or None)
+    disk = SolarDisk.from_header(frame.header)
+    noise = None
+    if input_noise is not None and not consistency:
+        raise ConfigError(
+            "an input noise is used only by the projection onto the input, which is "
+            "off (--no-consistency, consistency=False); drop one of the two"
+        )
+    if consistency:
+        from enhance_hmi.inference import consistency as projection
+
+        estimate = projection.recipe_noise_estimate(meta)
+        region = projection.constraint_region(frame.data.shape, disk)
+        if input_noise is not None:
+            noise = projection.input_noise_in_data_units(input_noise, frame.observable)
+            projection.warn_if_given_noise_implausible(
+                frame.data,
+                noise,
+                estimate=estimate,
+                region=region,
+                unit=" G" if frame.observable == "magnetogram" else "",
+                stacklevel=3,
+            )
+    scale = float(meta["input_normalisation"].get("scale", 1.0))
+    network, head_meta = model, None
+    if uncertainty:
+        from enhance_hmi.inference.uncertainty import with_uncertainty
+
+        network, head_meta = with_uncertainty(path, model, meta)
+    # the disk's pixels only: windows wholly beyond the limb are not computed
+    on_disk = (
+        disk.inside(frame.data.shape)
+        if disk is not None and disk.holds_limb(frame.data.shape)
+        else None
+    )
+    data = enhance_array(
+        frame.data,
+        network,
+        device=dev,
+        precision=precision,
+        tile=tile,
+        batch_size=batch_size,
+        input_scale=scale,
+        progress=progress,
+        progress_label=input_name or None,
+        compile=compile,
+        timings=timings,
+        wanted=on_disk,
+    )
+    header = upsample_header(frame.header, factor=model.upscale)
+    meta_out = dict(frame.meta)
+    if head_meta is not None:
+        from enhance_hmi.inference.uncertainty import sigma_map
+
+        sigma = sigma_map(data[1], head_meta, projected=bool(consistency))
+        data, meta_out["sigma"] = data[0], sigma
+    if consistency:
+        network_output = data
+        with timed_stage(timings, "projection", dev):
+            if noise is None and frame.observable == "magnetogram" and estimate != "spectral":
+                fraction = None
+                if dev.type == "cuda":
+                    from enhance_hmi.inference.device_noise import quiet_sun_fraction_on
+
+                    fraction = quiet_sun_fraction_on(frame.data, region=region, device=dev)
+                fraction = projection.warn_if_field_dominated(
+                    frame.data,
+                    estimate=estimate,
+                    region=region,
+                    stacklevel=3,
+                    quiet_fraction=fraction,
+                )
+                estimate = projection.resolve_noise_estimate(
+                    frame.data, estimate, quiet_fraction=fraction
+                )
+            data, meta_out["consistency"] = projection.project_as_recipe(
+                data,
+                frame.data,
+                meta,
+                noise=noise,
+                noise_estimate=estimate,
+                disk=disk,
+                backend="torch" if dev.type == "cuda" else "numpy",
+                device=dev,
+            )
+        if meta_out["consistency"].iterations:
+            meta_out["network_output"] = network_output
+    if on_disk is not None:
+        # input pixels beyond the limb, each as its block of output pixels
+        beyond = np.kron(~on_disk, np.ones((model.upscale,) * 2, bool))
+        data = np.where(beyond, np.float32(np.nan), data)
+        if "sigma" in meta_out:
+            meta_out["sigma"].data[beyond] = np.nan
+    meta_out.update(
+        weights_file=path.name,
+        weights_sha256=meta["sha256"],
+        psf_model=psf_model_of(meta),
+        device=device_name(dev),
+        precision=precision,
+        tile=tile,
+        scale_checked=bool(check_scale),
+    )
+    return Frame(data=data, header=header, observable=frame.observable, meta=meta_out)
