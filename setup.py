@@ -1,15 +1,16 @@
 """One build step beyond pyproject.toml: the workflow's files go into the wheel.
 
-``enhance profile install`` renders ``profiles/slurm``, and the example
+``enhance profile install`` renders ``profiles/slurm``, the example
 configurations in ``config/examples`` are where a user starts a run of their
-own. Both live at the top of the repository, beside ``workflow/``, where
-Snakemake and the README expect them; a wheel carries a copy of each under
-``enhance_hmi/data/`` at the same relative path (``enhance_hmi/data/profiles``,
-``enhance_hmi/data/config/examples``), and :func:`enhance_hmi.snakemake_profile.bundled_path`
-reads that copy when there is no checkout around the package. An editable
-install reads the checkout's own directories, so nothing is copied for it.
-``MANIFEST.in`` puts both directories in the sdist, from which ``python -m
-build`` makes the wheel.
+own, and :class:`enhance_hmi.settings.EnhanceSettings` checks every option
+against the configuration schema in ``workflow/schemas``. They live at the
+top of the repository, beside ``workflow/``, where Snakemake and the README
+expect them; a wheel carries a copy of each under ``enhance_hmi/data/`` at the
+same relative path (``enhance_hmi/data/profiles``, ...), and
+:func:`enhance_hmi.repository_files.repository_path` reads that copy when
+there is no checkout around the package. An editable install reads the
+checkout's own directories, so nothing is copied for it. ``MANIFEST.in`` puts
+the directories in the sdist, from which ``python -m build`` makes the wheel.
 """
 
 import shutil
@@ -24,8 +25,9 @@ ROOT = Path(__file__).resolve().parent
 BUNDLED = {
     "profiles": "enhance_hmi/data/profiles",
     "config/examples": "enhance_hmi/data/config/examples",
+    "workflow/schemas": "enhance_hmi/data/workflow/schemas",
 }
-REQUIRED = ("profiles",)
+REQUIRED = ("profiles", "workflow/schemas")
 
 
 class BuildPyWithWorkflowFiles(build_py):

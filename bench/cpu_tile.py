@@ -39,7 +39,9 @@ def one_tile(path: Path, tile: int) -> dict:
     keep_freed_memory()  # as the command line and the batch jobs run
     frame = read_hmi(path)
     timings = InferenceTimings()
-    enhance_frame(frame, device="cpu", tile=tile, consistency=False, timings=timings)
+    enhance_frame(
+        frame, device="cpu", tile=tile, consistency=False, uncertainty=False, timings=timings
+    )
     return {
         "tile": tile,
         "network_s": timings.h2d_s + timings.compute_s + timings.d2h_s,

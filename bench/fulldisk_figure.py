@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> Path:
         if not np.array_equal(cached["x"], frame.data, equal_nan=True):
             raise SystemExit(f"{args.network_npz} was not made from {args.input.name}")
     else:
-        network = enhance_frame(frame, device="cpu", consistency=False).data
+        network = enhance_frame(frame, device="cpu", consistency=False, uncertainty=False).data
     meta = read_sidecar(default_weights("magnetogram"))
     disk = SolarDisk.from_header(frame.header)
     every, every_info = project_as_recipe(network, frame.data, meta)

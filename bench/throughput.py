@@ -206,6 +206,7 @@ def run_pipeline(args: argparse.Namespace, work: Path, weights: Path, timers: Ti
             tile=args.tile,
             batch_size=args.batch_size,
             compile=args.compile,
+            uncertainty=False,
             timings=inference,
         )
         total = time.perf_counter() - start

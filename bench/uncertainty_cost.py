@@ -33,7 +33,7 @@ import time
 import numpy as np
 import torch
 
-from enhance_hmi.inference import enhance_array, resolve_device
+from enhance_hmi.inference import enhance_array, enhance_array_with_sigma, resolve_device
 from enhance_hmi.model import default_weights, load_weights
 from enhance_hmi.model.uncertainty import load_uncertainty
 from enhance_hmi.provenance import provenance_record
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {"device": device, "tile": args.tile, "input_scale": scale}
     cases = {
         "plain": lambda: enhance_array(image, net, **options),
-        "sigma head": lambda: enhance_array(image, combined, **options),
+        "sigma head": lambda: enhance_array_with_sigma(image, combined, **options),
     }
     if not args.no_dihedral:
         cases["dihedral x8"] = lambda: _dihedral(image, net, **options)

@@ -113,7 +113,7 @@ def _put(q: queue.Queue, item: object, stop: threading.Event) -> None:
     raise _StoppedError
 
 
-def _get(q: queue.Queue, stop: threading.Event) -> object:
+def _get(q: queue.Queue, stop: threading.Event) -> Any:
     while not stop.is_set():
         try:
             return q.get(timeout=_POLL_S)
@@ -382,23 +382,23 @@ def enhance_files(
         from enhance_hmi.inference import resolve_device
 
         overlap = "threaded" if resolve_device(settings.device).type == "cuda" else "serial"
-    pairs = [(Path(i), Path(o)) for i, o in pairs]
+    paths = [(Path(i), Path(o)) for i, o in pairs]
     if settings.compile == "auto":  # decided once for the whole job
-        pixels = sum(input_pixels(source) for source, _ in pairs)
+        pixels = sum(input_pixels(source) for source, _ in paths)
         compile = resolve_compile("auto", settings.device, pixels)
-        log.info("compile auto: %s for %d frames of %d input pixels", compile, len(pairs), pixels)
+        log.info("compile auto: %s for %d frames of %d input pixels", compile, len(paths), pixels)
         settings = dataclasses.replace(settings, compile=compile)
     started: dict[int, float] = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(pairs), desc="frames", unit="frame")
+        bar = tqdm(total=len(paths), desc="frames", unit="frame")
 
     def read(index: int) -> tuple[int, Any]:
         started[index] = time.perf_counter()
         try:
-            return index, load_frame(*pairs[index], settings)
+            return index, load_frame(*paths[index], settings)
         except EnhanceError as exc:
             return index, StageFailure("read", exc)
 
@@ -413,7 +413,7 @@ def enhance_files(
 
     def write(job: tuple[int, Any, Any]) -> FrameOutcome:
         index, loaded, enhanced = job
-        source, target = pairs[index]
+        source, target = paths[index]
         failure = loaded if isinstance(loaded, StageFailure) else None
         read_sha = None if failure is not None else loaded.frame.meta.get("input_sha256")
         if failure is None:
@@ -440,7 +440,7 @@ def enhance_files(
 
     try:
         return run_stages(
-            range(len(pairs)),
+            range(len(paths)),
             read,
             compute,
             write,

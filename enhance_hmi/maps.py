@@ -28,7 +28,7 @@ from astropy.io.fits.verify import VerifyWarning
 from enhance_hmi.batch import enhance_files
 from enhance_hmi.cube.source import read_enhanced
 from enhance_hmi.errors import InputError
-from enhance_hmi.pipeline import EnhanceSettings
+from enhance_hmi.settings import EnhanceSettings
 
 __all__ = ["enhance_map"]
 
@@ -64,7 +64,8 @@ def enhance_map(smap: Any, *, settings: EnhanceSettings | None = None, **options
         ``uncertainty``...). The compression setting does not apply: the
         Maps are in memory.
     **options
-        Fields of :class:`enhance_hmi.pipeline.EnhanceSettings`.
+        Options that change ``settings``, by field name, as
+        :meth:`enhance_hmi.settings.EnhanceSettings.from_mapping` reads them.
 
     Returns
     -------
@@ -86,7 +87,8 @@ def enhance_map(smap: Any, *, settings: EnhanceSettings | None = None, **options
     maps = [smap] if single else list(smap)
     if not maps:
         raise InputError("no Map to enhance")
-    settings = settings or EnhanceSettings(**options)
+    settings = EnhanceSettings.from_mapping(options, base=settings) if options else settings
+    settings = settings or EnhanceSettings()
     with tempfile.TemporaryDirectory(prefix="enhance-map-") as tmp:
         folder = Path(tmp)
         pairs = []

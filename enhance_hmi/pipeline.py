@@ -18,25 +18,22 @@ import hashlib
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-import astropy.units as u
-
 from enhance_hmi.atomic import check_writable_dir
-from enhance_hmi.errors import ConfigError, InputError, OutputError, WeightsError
-from enhance_hmi.frame import OBSERVABLES, Frame
-from enhance_hmi.inference.tiling import DEFAULT_TILE
-from enhance_hmi.io import NORMALIZE_CHOICES, read_hmi, write_enhanced
+from enhance_hmi.errors import InputError, OutputError, WeightsError
+from enhance_hmi.frame import Frame
+from enhance_hmi.inference.frame import COMPILE_AUTO_MIN_PIXELS, resolve_compile
+from enhance_hmi.io import read_hmi, write_enhanced
 from enhance_hmi.io.frame_quality import (
     FrameQuality,
     QualityKernels,
-    QualityTolerances,
     frame_quality,
 )
-from enhance_hmi.io.writer import COMPRESSION_CHOICES
 from enhance_hmi.physics import psf_model_of
+from enhance_hmi.physics.noise import input_noise_in_data_units
+from enhance_hmi.settings import DEVICE_PATTERN, EnhanceSettings, validate_options
 
 __all__ = [
     "DEVICE_PATTERN",
@@ -56,51 +53,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Accepted ``device`` values: auto, cpu, cuda or cuda:N.
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-def validate_options(
-    *,
-    observable: str | None,
-    device: str,
-    precision: str,
-    tile: int,
-    normalize: str,
-) -> None:
-    """Raise :class:`ConfigError` (one sentence) for any invalid option value."""
-    if observable is not None and observable not in OBSERVABLES:
-        raise ConfigError(
-            f"unknown observable {observable!r}; use one of {', '.join(OBSERVABLES)} "
-            "(or leave it out to read it from the file)"
-        )
-    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
-    from enhance_hmi.inference import (
-        autocast_dtype,  # the precisions: enhance_hmi.inference.PRECISIONS
-    )
-
-    autocast_dtype(precision)  # ConfigError naming the accepted values
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0:
-        raise ConfigError(f"tile must be a positive number of pixels, got {tile!r}")
-    if normalize not in NORMALIZE_CHOICES:
-        raise ConfigError(
-            f"unknown normalisation {normalize!r}; use one of {', '.join(NORMALIZE_CHOICES)}"
-        )
-
-
-def _check_device(device: str) -> None:
-    if not device.startswith("cuda"):
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but no CUDA GPU is available; use cpu")
-    if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist"
-        )
 
 
 def resolve_weights(weights: str | os.PathLike[str] | None, observable: str) -> Path:
@@ -139,123 +91,6 @@ def _check_output(input_path: Path, output_path: Path) -> None:
         raise OutputError(f"output {output_path} is a directory; give a file name")
     if input_path.exists() and output_path.exists() and output_path.samefile(input_path):
         raise OutputError(f"output {output_path} would overwrite the input; choose another name")
-
-
-@dataclasses.dataclass(frozen=True)
-class EnhanceSettings:
-    """The options of one enhancement run, shared by every frame of a batch.
-
-    Attributes
-    ----------
-    observable : {"continuum", "magnetogram"}, optional
-        Read from each file when None.
-    weights : path-like, optional
-        A ``.safetensors`` weights file (with its JSON sidecar); default: the
-        shipped weights for the observable.
-    device : {"auto", "cpu", "cuda", "cuda:N"}
-    precision : {"fp32", "bf16", "fp16"}
-    tile : int
-        Inference tile size in input pixels.
-    normalize : {"auto", "quiet-sun", "none"}
-        See :func:`enhance_hmi.io.read_hmi`.
-    compression : {"gzip", "rice", None}
-        Output compression, see :func:`enhance_hmi.io.write_enhanced` (default
-        lossless gzip).
-    compile : bool or "auto"
-        Run the network through :func:`torch.compile`: a one-off
-        compilation per process, then faster forward passes
-        (:func:`enhance_hmi.inference.array.prepare_model`, figures in
-        docs/performance.md); for jobs of many full-disk frames. "auto":
-        where it pays (:func:`resolve_compile`).
-    check_scale : bool
-        Refuse frames whose pixel scale is not the network's training scale
-        (:func:`enhance_hmi.io.plausibility.check_pixel_scale`); False to enhance
-        them anyway.
-    check_range : bool
-        Refuse frames whose values do not fit the observable and mask the
-        few implausible pixels (see :func:`enhance_hmi.io.read_hmi`); False to
-        use the values as they are.
-    quality : QualityTolerances
-        Tolerances of the per-frame quality figures
-        (:func:`enhance_hmi.io.frame_quality.frame_quality`, measured in the
-        write stage and written to the header; frames out of tolerance are
-        written too).
-    uncertainty : bool or None
-        Write the per-pixel sigma (``SIGMA`` HDU) computed by the network's
-        uncertainty head: True always (no head is an error), False never,
-        None when a head fitted for these weights is installed (the shipped
-        networks have one); see
-        :func:`enhance_hmi.inference.uncertainty.resolve_uncertainty`.
-    consistency : bool
-        Project the network output onto the images consistent with the
-        input within its noise (:func:`enhance_hmi.inference.enhance_frame`);
-        the held-out scores of the shipped networks include it.
-    input_noise : astropy.units.Quantity, optional
-        Input noise the projection stops at instead of the weights'
-        estimate: gauss for magnetograms, quiet-Sun units (dimensionless)
-        for continuum (:func:`enhance_hmi.inference.consistency.input_noise_in_data_units`).
-    """
-
-    observable: str | None = None
-    weights: str | os.PathLike[str] | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-    tile: int = DEFAULT_TILE
-    normalize: str = "auto"
-    compression: str | None = "gzip"
-    compile: bool | str = False
-    check_scale: bool = True
-    check_range: bool = True
-    quality: QualityTolerances = dataclasses.field(default_factory=QualityTolerances)
-    uncertainty: bool | None = None
-    consistency: bool = True
-    input_noise: u.Quantity | None = None
-
-    def check(self) -> None:
-        """Raise :class:`ConfigError` for a bad value or a missing GPU."""
-        validate_options(
-            observable=self.observable,
-            device=self.device,
-            precision=self.precision,
-            tile=self.tile,
-            normalize=self.normalize,
-        )
-        if self.compression not in COMPRESSION_CHOICES:
-            raise ConfigError(f"unknown compression {self.compression!r}; use gzip, rice or none")
-        if self.compile not in (True, False, "auto"):
-            raise ConfigError(f"compile must be true, false or auto, got {self.compile!r}")
-        if self.input_noise is not None:
-            from enhance_hmi.inference.consistency import input_noise_in_data_units
-
-            if not self.consistency:
-                raise ConfigError(
-                    "an input noise is used only by the projection onto the input, which is "
-                    "off (--no-consistency, consistency=False); drop one of the two"
-                )
-            if self.observable is not None:
-                input_noise_in_data_units(self.input_noise, self.observable)
-        _check_device(self.device)
-
-
-#: ``compile="auto"`` compiles the network on a CPU for a job of at least this
-#: many input pixels (two 4096^2 full disks): compiling costs ~21 s once per
-#: process and makes the CPU forward passes 1.10x faster (docs/performance.md),
-#: ~12 s of a full disk's ~125 s. On a GPU "auto" does not compile until
-#: ``bench/gpu_check.sh`` has measured what it gains there.
-COMPILE_AUTO_MIN_PIXELS = 2 * 4096 * 4096
-
-
-def resolve_compile(compile: bool | str, device: str, pixels: int) -> bool:
-    """Whether to compile the network for a job of ``pixels`` input pixels on ``device``.
-
-    ``compile`` itself unless it is "auto"; "auto" compiles on a CPU when
-    the job holds at least :data:`COMPILE_AUTO_MIN_PIXELS`.
-    """
-    if compile != "auto":
-        return bool(compile)
-    from enhance_hmi.inference import resolve_device
-
-    return resolve_device(device).type == "cpu" and pixels >= COMPILE_AUTO_MIN_PIXELS
 
 
 @dataclasses.dataclass
@@ -333,16 +168,8 @@ def run_network(
     )
     enhanced = enhance_frame(
         frame,
-        weights=loaded.weights_path,
-        device=settings.device,
-        precision=settings.precision,
-        tile=settings.tile,
+        dataclasses.replace(settings, weights=loaded.weights_path, uncertainty=loaded.uncertainty),
         progress=progress,
-        compile=resolve_compile(settings.compile, settings.device, frame.data.size),
-        check_scale=settings.check_scale,
-        uncertainty=loaded.uncertainty,
-        consistency=settings.consistency,
-        input_noise=settings.input_noise,
         timings=timings,
     )
     expected = (2 * frame.data.shape[0], 2 * frame.data.shape[1])
@@ -385,7 +212,7 @@ def measure_quality(
         observable=frame.observable,
         header=frame.header,
         quality=_quality_bits(frame),
-        psf_model=psf_model_of(loaded.weights_metadata),
+        psf_model=psf_model_of(settings.recipe(loaded.weights_metadata)),
         tolerances=settings.quality,
         projection=enhanced.meta.get("consistency"),
         network_output=enhanced.meta.get("network_output"),
@@ -450,8 +277,6 @@ def _settings_digest(
 ) -> str:
     noise = None
     if settings.input_noise is not None:
-        from enhance_hmi.inference.consistency import input_noise_in_data_units
-
         noise = float(f"{input_noise_in_data_units(settings.input_noise, observable):.6g}")
     record = {
         "normalize": settings.normalize,
@@ -461,6 +286,7 @@ def _settings_digest(
         "uncertainty": bool(uncertainty),
         "consistency": bool(settings.consistency),
         "input_noise": noise,
+        **settings.output_record(),  # options added since, only where not at their default
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
@@ -520,6 +346,8 @@ def write_result(
             settings, observable=frame.observable, uncertainty=loaded.uncertainty
         ),
     }
+    for name, value in settings.provenance().items():  # every option, as HISTORY
+        provenance[f"setting {name}"] = value
     projection = enhanced.meta.get("consistency")
     if projection is not None:
         provenance["input_noise"] = float(f"{projection.noise:.5g}")
@@ -532,22 +360,10 @@ def write_result(
 def enhance_file(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
+    settings: EnhanceSettings | None = None,
     *,
-    observable: str | None = None,
-    weights: str | os.PathLike[str] | None = None,
-    device: str = "auto",
-    precision: str = "fp32",
-    tile: int = DEFAULT_TILE,
-    normalize: str = "auto",
     progress: bool = False,
-    compression: str | None = "gzip",
-    compile: bool = False,
-    check_scale: bool = True,
-    check_range: bool = True,
-    quality: QualityTolerances | None = None,
-    uncertainty: bool | None = None,
-    consistency: bool = True,
-    input_noise: u.Quantity | None = None,
+    **options: Any,
 ) -> Path:
     """Enhance one HMI FITS file and write the 2x result.
 
@@ -574,16 +390,14 @@ def enhance_file(
     ----------
     input_path, output_path : path-like
         HMI FITS file in; FITS file out (its directory must exist).
-    observable, weights, device, precision, tile, normalize, compression, compile, uncertainty
-    consistency, input_noise
-        See :class:`EnhanceSettings`.
-    check_scale, check_range
-        Plausibility checks before compute, see :class:`EnhanceSettings`.
-    quality : QualityTolerances, optional
-        Tolerances of the per-frame quality figures written to the header
-        (default :class:`~enhance_hmi.io.frame_quality.QualityTolerances`).
+    settings : EnhanceSettings, optional
+        The run's options (default: :class:`EnhanceSettings`'s defaults).
     progress : bool
         Show a progress bar (callers pass ``sys.stderr.isatty()``).
+    **options
+        Options that change ``settings``, by field name and as
+        :meth:`EnhanceSettings.from_mapping` reads them
+        (``enhance_file(a, b, tile=256, input_noise="10 G")``).
 
     Returns
     -------
@@ -599,22 +413,8 @@ def enhance_file(
     ----------
     .. [1] Díaz Baso & Asensio Ramos (2018), A&A 614, A5.
     """
-    settings = EnhanceSettings(
-        observable=observable,
-        weights=weights,
-        device=device,
-        precision=precision,
-        tile=tile,
-        normalize=normalize,
-        compression=compression,
-        compile=compile,
-        check_scale=check_scale,
-        check_range=check_range,
-        quality=quality or QualityTolerances(),
-        uncertainty=uncertainty,
-        consistency=consistency,
-        input_noise=input_noise,
-    )
+    settings = EnhanceSettings.from_mapping(options, base=settings) if options else settings
+    settings = settings or EnhanceSettings()
     settings.check()
     loaded = load_frame(input_path, output_path, settings)
     enhanced = run_network(loaded, settings, progress=progress)

@@ -39,5 +39,12 @@ def provenance_record(**extra: object) -> dict[str, str]:
     for key, value in extra.items():
         if value is None:
             continue
-        record[key] = Path(value).name if key == "input_file" else str(value)
+        record[key] = _file_name(value) if key == "input_file" else str(value)
     return record
+
+
+def _file_name(value: object) -> str:
+    """The file name of ``value``, a path (``input_file`` records no directories)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"input_file must be a path (str or os.PathLike); got {value!r}")
+    return Path(value).name

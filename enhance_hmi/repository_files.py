@@ -1,4 +1,4 @@
-"""The workflow's files that live beside the package: ``profiles/``, ``config/examples/``.
+"""The workflow's files beside the package: ``profiles/``, ``config/examples/``, the schema.
 
 In a checkout (and an editable install) they are the repository's own
 directories, next to ``workflow/``. A wheel has no repository around it, so

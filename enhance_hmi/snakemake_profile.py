@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import os
 import re
 import shutil
@@ -98,6 +99,11 @@ def snakemake_profile_dirs() -> tuple[Path, Path]:
     return Path(dirs.user_config_dir), Path(dirs.site_config_dir)
 
 
+def _indented(match: re.Match[str], line: str) -> str:
+    """``line`` behind the indentation of the matched template line."""
+    return f"{match['indent']}{line}"
+
+
 def render_slurm_profile(template_text: str, *, account: str, partition: str) -> str:
     """Return the profile text with ``slurm_account`` and ``slurm_partition`` set.
 
@@ -148,7 +154,7 @@ def render_slurm_profile(template_text: str, *, account: str, partition: str) ->
                 f"the SLURM profile template must have exactly one `{key}:` line under "
                 "default-resources"
             )
-        text = line.sub(lambda m, k=key, v=value: f"{m['indent']}{k}: \"'{v}'\"", text)
+        text = line.sub(functools.partial(_indented, line=f"{key}: \"'{value}'\""), text)
     rendered = yaml.safe_load(text)["default-resources"]
     expected = {"slurm_account": f"'{account}'", "slurm_partition": f"'{partition}'"}
     if any(rendered.get(key) != value for key, value in expected.items()):
@@ -239,6 +245,27 @@ def install_slurm_profile(
     OutputError
         ``dest`` cannot be written.
     """
+    text = _installed_text(template, account=account, partition=partition)
+    dest = Path(dest).expanduser() if dest is not None else snakemake_profile_dirs()[0] / "slurm"
+    dest = dest.absolute()
+    exists = dest.is_symlink() or dest.exists()
+    if exists and _existing_matches(dest, text):
+        return ProfileInstall(dest, "unchanged", None, _profile_argument(dest))
+    if exists and not force:
+        raise ConfigError(
+            f"{dest} already holds a different profile ({_describe(dest)}); pass --force to "
+            "replace it (the old one is kept as a backup beside it)"
+        )
+    backup = _write_profile(dest, text, replace=exists)
+    return ProfileInstall(
+        dest, "replaced" if backup else "written", backup, _profile_argument(dest)
+    )
+
+
+def _installed_text(
+    template: str | os.PathLike[str] | None, *, account: str, partition: str
+) -> str:
+    """The profile rendered from ``template`` (default: the shipped one) with its header."""
     template_path = Path(template).expanduser() if template is not None else default_template()
     if template_path.is_dir():
         template_path = template_path / PROFILE_FILE
@@ -251,21 +278,20 @@ def install_slurm_profile(
             "the repository, or pass --template"
         ) from exc
     text = render_slurm_profile(template_text, account=account, partition=partition)
-    text = (
+    return (
         f"# Installed by `enhance profile install` (enhance {__version__}) from\n"
         f"# {template_path.resolve()}\n"
         f"# Run it again with --force to change the account or partition.\n{text}"
     )
-    dest = Path(dest).expanduser() if dest is not None else snakemake_profile_dirs()[0] / "slurm"
-    dest = dest.absolute()
-    exists = dest.is_symlink() or dest.exists()
-    if exists and _existing_matches(dest, text):
-        return ProfileInstall(dest, "unchanged", None, _profile_argument(dest))
-    if exists and not force:
-        raise ConfigError(
-            f"{dest} already holds a different profile ({_describe(dest)}); pass --force to "
-            "replace it (the old one is kept as a backup beside it)"
-        )
+
+
+def _write_profile(dest: Path, text: str, *, replace: bool) -> Path | None:
+    """Write the profile directory ``dest`` atomically; the backup of the one it replaced.
+
+    The new directory is staged beside ``dest`` and renamed into place; with
+    ``replace`` the old one is first renamed to a time-stamped backup (put
+    back if the rename fails).
+    """
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
@@ -279,7 +305,7 @@ def install_slurm_profile(
             os.fsync(fh.fileno())
         staging.chmod(0o755)
         _fsync(staging)
-        if exists:
+        if replace:
             stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             backup = dest.with_name(f"{dest.name}.replaced-{stamp}-{uuid.uuid4().hex[:6]}")
             os.rename(dest, backup)  # moves a link as a link
@@ -293,6 +319,4 @@ def install_slurm_profile(
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise OutputError(f"cannot write the profile {dest}: {exc}") from exc
-    return ProfileInstall(
-        dest, "replaced" if backup else "written", backup, _profile_argument(dest)
-    )
+    return backup

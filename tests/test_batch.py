@@ -190,7 +190,7 @@ def test_compile_auto_compiles_a_cpu_job_only_where_it_pays(
     # a job above the threshold is compiled, decided once for all its frames
     pairs = [(path, tmp_path / f"{path.stem}.fits") for path in MAGNETOGRAMS[:2]]
     job = sum(input_pixels(path) for path, _ in pairs)
-    monkeypatch.setattr("enhance_hmi.pipeline.COMPILE_AUTO_MIN_PIXELS", job)
+    monkeypatch.setattr("enhance_hmi.inference.frame.COMPILE_AUTO_MIN_PIXELS", job)
     monkeypatch.setattr(torch, "compile", lambda module: module)  # no 20 s compilation here
     assert [o.status for o in enhance_files(pairs, settings)] == ["enhanced"] * 2
     for _, out in pairs:

@@ -162,23 +162,42 @@ def test_enhance_frame_warns_only_when_it_estimates_the_noise(nfi_band, tmp_path
         enhance_frame(frame, device="cpu", input_noise=NOISE_G * u.G, consistency=False)
 
 
-def test_enhance_frame_measures_the_quiet_sun_fraction_once(monkeypatch):
-    """The warning and the "auto" estimate share one quiet-Sun test (about 2 s on a full disk)."""
-    import enhance_hmi.inference.consistency as consistency
-    import enhance_hmi.physics.noise as noise
+def test_enhance_frame_decides_the_noise_estimate_once_on_the_constrained_disk():
+    """The warning and the "auto" estimate come from one quiet-Sun measurement, on the disk.
 
-    calls = []
-    real = noise.quiet_sun_fraction
+    The real 720 s cut-out (mostly quiet Sun) under a header that puts the
+    limb 90 px from its centre, with strong field added beyond the limb: on
+    the constrained disk 82 % is quiet Sun (histogram core, no warning), on
+    the whole image 33 % (spectral, warning). One measurement on the pixels
+    the projection constrains gives one answer; a second one on other
+    pixels contradicts it.
+    """
+    from dataclasses import replace
 
-    def counted(observed, **options):
-        calls.append(np.shape(observed))
-        return real(observed, **options)
+    from enhance_hmi.physics.disk import SolarDisk, constraint_region
+    from enhance_hmi.physics.noise import estimate_input_noise
 
-    monkeypatch.setattr(consistency, "quiet_sun_fraction", counted)
-    monkeypatch.setattr(noise, "quiet_sun_fraction", counted)
-    enhanced = enhance_frame(read_hmi(HEADER_SOURCE), device="cpu", uncertainty=False)
-    assert len(calls) == 1, calls
-    assert enhanced.meta["consistency"].noise_source == "histogram"  # mostly quiet Sun
+    frame = read_hmi(HEADER_SOURCE)
+    header = frame.header.copy()
+    header["RSUN_OBS"] = 90 * float(header["CDELT1"])
+    disk = SolarDisk.from_header(header)
+    ny, nx = frame.data.shape
+    rows, cols = np.mgrid[:ny, :nx]
+    field = 400.0 * np.sin(cols / 6.0) * np.cos(rows / 7.0)
+    data = np.where(disk.inside(frame.data.shape), frame.data, frame.data + field)
+    frame = replace(frame, data=data.astype(np.float32), header=header)
+    region = constraint_region(frame.data.shape, disk)
+    # the counter-case: the two sets of pixels call for different estimates
+    assert quiet_sun_fraction(frame.data) < QUIET_SUN_FRACTION_MIN
+    assert quiet_sun_fraction(frame.data, region=region) >= QUIET_SUN_FRACTION_MIN
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FieldDominatedNoiseWarning)
+        enhanced = enhance_frame(frame, device="cpu", uncertainty=False)
+    projection = enhanced.meta["consistency"]
+    assert projection.noise_source == "histogram"
+    expected = estimate_input_noise(frame.data, "histogram", region=region)
+    assert projection.noise == pytest.approx(expected, rel=1e-6)
 
 
 # --------------------------------------------------------------------------- end to end

@@ -196,19 +196,23 @@ def test_load_weights_cached_reuses_and_reloads(tmp_path) -> None:
         load_weights_cached(tmp_path / "nope.safetensors")
 
 
-def test_other_devices_copy_the_checked_cpu_network(tmp_path, monkeypatch) -> None:
-    """The file is read and hashed once per process, not once per device."""
-    import enhance_hmi.model.weights as weights_module
+def test_other_devices_copy_the_checked_cpu_network(tmp_path) -> None:
+    """Another device gets a copy of the network checked for the CPU: the disk is not read again.
 
+    After the CPU load the sidecar's sha256 is made wrong (the weights file,
+    whose inode, size and times name the version, is untouched): a fresh
+    load refuses the file, a device copy does not go back to it.
+    """
     path = tmp_path / "d.safetensors"
     save_weights(tiny(seed=3), path, metadata=METADATA)
-    hashed = []
-    real_sha = weights_module.sha256_file
-    monkeypatch.setattr(weights_module, "sha256_file", lambda p: hashed.append(p) or real_sha(p))
     cpu, meta = load_weights_cached(path)
+    sidecar = json.loads(sidecar_path(path).read_text())
+    sidecar_path(path).write_text(json.dumps({**sidecar, "sha256": "0" * 64}))
+    with pytest.raises(WeightsError, match="corrupt or was changed"):
+        load_weights(path)
     # "meta" is a real torch device without storage: it stands in for a GPU here
     other, other_meta = load_weights_cached(path, device="meta")
-    assert len(hashed) == 1 and other_meta is meta
+    assert other_meta["sha256"] == meta["sha256"] == sidecar["sha256"]
     assert other is not cpu
     assert {p.device.type for p in other.parameters()} == {"meta"}
     assert {p.device.type for p in cpu.parameters()} == {"cpu"}

@@ -379,6 +379,7 @@ def test_draw_summary_averages_only_the_draws_that_define_a_score(monkeypatch):
     assert enh["draws"] == 3
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_cli(tmp_path, shared_data):
     muram = shared_data / "highres" / "muram_quiet_ic_0.0662.fits"
     run = tmp_path / "run"

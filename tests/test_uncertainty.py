@@ -72,15 +72,28 @@ def _random_head(seed: int = 3, width: int = 4) -> SigmaHead:
     return head.eval()
 
 
+@pytest.mark.parametrize("folded", [False, True])
 @pytest.mark.parametrize("skip", [0, 9])
-def test_backbone_forward_is_the_network_forward(skip):
+def test_the_head_reads_the_features_of_the_networks_own_forward_pass(skip, folded):
+    """The uncertainty model's output is the network's, bit for bit, and its features are
+    the ones that output is made of (one forward pass, not a copy that can drift)."""
     net = randomised_net(2, n_blocks=2, width=4, linear_skip=skip)
-    x = torch.from_numpy(np.random.default_rng(0).normal(1, 0.05, (1, 1, 21, 18)).astype("f4"))
+    if folded:
+        from enhance_hmi.model.fuse import fold_batchnorm
+
+        net = fold_batchnorm(net)
+    x = torch.from_numpy(np.random.default_rng(0).normal(1, 0.05, (2, 1, 21, 18)).astype("f4"))
     with torch.no_grad():
-        out, features = backbone_forward(net, x)
         expected = net(x)
+        out, features = backbone_forward(net, x)
+        combined = EnhanceWithUncertainty(net, _random_head()).eval()(x)
+        # the output convolution (and the linear skip) of the features is the output
+        rebuilt = net.tail(features) + (net.shuffle(net.linear(x)) if skip else 0.0)
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
-    assert features.shape == (1, 4, 42, 36)
+    torch.testing.assert_close(combined[:, :1], expected, rtol=0, atol=0)
+    torch.testing.assert_close(rebuilt, expected, rtol=0, atol=0)
+    assert features.shape == (2, 4, 42, 36)
+    assert float(features.min()) >= 0.0  # after the last ReLU, as the head was trained on
 
 
 def test_combined_output_channel_zero_is_the_network_and_sigma_is_positive():
@@ -192,15 +205,49 @@ def test_calibration_figure_is_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_dihedral_prediction_of_an_equivariant_map_has_no_spread():
-    net = randomised_net(3, n_blocks=1, width=4)
-    image = np.random.default_rng(8).normal(1, 0.05, (20, 20)).astype("f4")
-    mean, spread = dihedral_prediction(net, image, input_scale=1.0)
-    assert mean.shape == spread.shape == (40, 40)
-    assert float(spread.max()) > 0  # a random network is not symmetric
+def _d4_symmetric(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with every 3x3 kernel averaged over the 8 symmetries of the square.
+
+    With reflect padding, nearest-neighbour upsampling and per-channel batch
+    norms such a network commutes with every turn and flip of its input (up
+    to float rounding).
+    """
     with torch.no_grad():
-        single = net(torch.from_numpy(image)[None, None]).numpy()[0, 0]
-    assert np.abs(mean - single).max() < 5 * float(spread.max())
+        for conv in net.modules():
+            if isinstance(conv, torch.nn.Conv2d) and conv.kernel_size == (3, 3):
+                w = conv.weight
+                images = [torch.rot90(v, k, dims=(2, 3)) for v in (w, w.flip(3)) for k in range(4)]
+                w.copy_(torch.stack(images).mean(dim=0))
+    return net
+
+
+def test_dihedral_prediction_undoes_each_symmetry_it_applies():
+    image = np.random.default_rng(8).normal(1, 0.3, (20, 24)).astype("f4")
+    # a network that commutes with the symmetries: the 8 outputs turned back agree
+    symmetric = _d4_symmetric(randomised_net(5, n_blocks=1, width=8))
+    mean, spread = dihedral_prediction(symmetric, image, input_scale=1.0)
+    with torch.no_grad():
+        single = symmetric(torch.from_numpy(image)[None, None]).numpy()[0, 0]
+    assert mean.shape == spread.shape == single.shape == (40, 48)
+    level = float(np.abs(single).max())
+    assert float(single.std()) > 0.05 * level  # the output follows the image
+    assert float(spread.max()) < 1e-5 * level, float(spread.max()) / level
+    np.testing.assert_allclose(mean, single, rtol=0, atol=1e-5 * level)
+    # any network: the ensemble itself commutes with the symmetries (the same 8
+    # passes in another order), while the single pass does not
+    net = randomised_net(5, n_blocks=1, width=8)
+    mean, spread = dihedral_prediction(net, image, input_scale=1.0)
+    level = float(np.abs(mean).max())
+    assert float(spread.max()) > 0.1 * level  # a random network is far from symmetric
+    for turned, turn_back in (
+        (np.rot90(image, 1), lambda a: np.rot90(a, -1)),
+        (np.rot90(image, 2), lambda a: np.rot90(a, 2)),
+        (image[:, ::-1], lambda a: a[:, ::-1]),
+        (np.rot90(image, 1)[::-1], lambda a: np.rot90(a[::-1], -1)),
+    ):
+        other_mean, other_spread = dihedral_prediction(net, turned.copy(), input_scale=1.0)
+        np.testing.assert_allclose(turn_back(other_mean), mean, rtol=0, atol=1e-6 * level)
+        np.testing.assert_allclose(turn_back(other_spread), spread, rtol=0, atol=1e-6 * level)
 
 
 # ---- the shipped heads on in- and out-of-distribution inputs -------------------------
@@ -572,27 +619,42 @@ def test_fitted_calibration_stores_the_percentile_range_of_its_inputs():
 
 def test_fit_uncertainty_summary_names_the_noise_it_used_and_the_left_out_coverage(capsys):
     from enhance_hmi.cli.fit_uncertainty import print_summary
+    from enhance_hmi.training.uncertainty import (
+        CalibrationFit,
+        Comparison,
+        CoverageTables,
+        UncertaintyFit,
+    )
 
     row = {"within_1sigma": 0.7, "within_2sigma": 0.95, "median_sigma": 1.0, "rmse": 1.0}
-    result = {
-        "calibration": SigmaCalibration(log_scale=0.0, exponents=(0.5, 0.2, 0.1, 0.3)),
-        "calibration_scale": 1.0,
-        "held_out_noise": 7.0,
-        "units": "G",
-        "noise_factors": (1.0, 4.0),
-        "coverage_seeds": {1.0: 5, 4.0: 105},
-        "coverage": [{**row, "region": "a"}, {**row, "region": "b"}],
-        "coverage_noisier": [{**row, "region": "a", "noise_factor": 4.0}],
-        "coverage_unprojected": [],
-        "leave_one_region_out": [{**row, "region": "a", "within_1sigma": 0.512}],
-        "alternatives": {},
-        "path": "head.safetensors",
-    }
+    calibration = SigmaCalibration(log_scale=0.0, exponents=(0.5, 0.2, 0.1, 0.3))
+    result = UncertaintyFit(
+        path=Path("head.safetensors"),
+        figure=Path("head.png"),
+        observable="magnetogram",
+        units="G",
+        input_scale=1000.0,
+        held_out_noise=7.0,
+        projected=True,
+        calibration=CalibrationFit(map=calibration, samples=[], seed=1, seeds={1.0: 1, 4.0: 101}),
+        coverage=CoverageTables(
+            rows=[{**row, "region": "a"}, {**row, "region": "b"}],
+            z_by_region={},
+            noisier=[{**row, "region": "a", "noise_factor": 4.0}],
+            unprojected=[],
+            leave_one_region_out=[{**row, "region": "a", "within_1sigma": 0.512}],
+            samples=[],
+            seeds={1.0: 5, 4.0: 105},
+        ),
+        comparison=Comparison(),
+        training={},
+        wall_seconds=1.0,
+    )
     print_summary(result)
     text = capsys.readouterr().out
     assert "input noise 7 G, noise seed 5" in text
     assert "4x the input noise (28 G, noise seed 105)" in text
-    assert "seed 2" not in text and "3x" not in text
+    assert "seed 2" not in text and "3x" not in text and "seed 101" not in text
     # the left-out coverage sits in the held-out table, beside the in-sample one
     assert "| a | 70.0 % | 95.0 % | **51.2** % | 95.0 % |" in text
     assert "| b | 70.0 % | 95.0 % | - | - |" in text

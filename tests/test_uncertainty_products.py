@@ -12,7 +12,7 @@ from conftest import REPO_ROOT, randomised_net
 from enhance_hmi.cli import main
 from enhance_hmi.errors import WeightsError
 from enhance_hmi.inference import enhance_array, enhance_frame
-from enhance_hmi.inference.uncertainty import enhance_array_with_uncertainty
+from enhance_hmi.inference.array import enhance_array_with_sigma
 from enhance_hmi.io import read_hmi, write_enhanced
 from enhance_hmi.io.sigma import SIGMA_EXTNAME, read_sigma
 from enhance_hmi.model import save_weights
@@ -76,12 +76,10 @@ def test_tiled_sigma_equals_whole_image_and_keeps_nan(calibration):
     rng = np.random.default_rng(0)
     image = rng.normal(0, 40, (90, 77)).astype(np.float32)
     image[:6, :9] = np.nan
-    whole_out, whole_sigma = enhance_array_with_uncertainty(
+    whole_out, whole_sigma = enhance_array_with_sigma(
         image, model, device="cpu", tile=512, input_scale=1000.0
     )
-    out, sigma = enhance_array_with_uncertainty(
-        image, model, device="cpu", tile=48, input_scale=1000.0
-    )
+    out, sigma = enhance_array_with_sigma(image, model, device="cpu", tile=48, input_scale=1000.0)
     np.testing.assert_allclose(sigma, whole_sigma, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out, whole_out, rtol=1e-5, atol=1e-4)
     assert np.isnan(sigma[:12, :18]).all() and np.isfinite(sigma[12:, 18:]).all()
@@ -89,7 +87,7 @@ def test_tiled_sigma_equals_whole_image_and_keeps_nan(calibration):
     plain = enhance_array(image, model.backbone, device="cpu", tile=48, input_scale=1000.0)
     np.testing.assert_allclose(out, plain, rtol=1e-5, atol=1e-4)
     # sigma needs the head's wider receptive field: the backbone's margin is not enough
-    _, short = enhance_array_with_uncertainty(
+    _, short = enhance_array_with_sigma(
         image,
         model,
         device="cpu",
@@ -156,7 +154,11 @@ def test_sigma_hdu_has_the_image_wcs_and_units(weights_dir, tmp_path):
             assert np.nanmax(np.abs(data - sigma.data)) < 0.1 * np.nanmedian(sigma.data)
     # without uncertainty there is no SIGMA HDU
     plain = enhance_frame(
-        frame, weights=weights_dir / "magnetogram.safetensors", device="cpu", input_noise=5 * u.G
+        frame,
+        weights=weights_dir / "magnetogram.safetensors",
+        device="cpu",
+        input_noise=5 * u.G,
+        uncertainty=False,
     )
     assert "sigma" not in plain.meta
     path = write_enhanced(tmp_path / "plain.fits", plain, provenance={})

@@ -15,7 +15,7 @@ References
 from __future__ import annotations
 
 from enhance_hmi.acquire.addresses import mask_email
-from enhance_hmi.acquire.fetch import EMAIL_ENV, AcquireOptions, acquire
+from enhance_hmi.acquire.fetch import EMAIL_ENV, acquire
 from enhance_hmi.acquire.gaps import GapReport, gap_report
 from enhance_hmi.acquire.jsoc import JsocOptions, JsocSource, server_config
 from enhance_hmi.acquire.local import sample_dir, scan_archive
@@ -27,6 +27,7 @@ from enhance_hmi.acquire.manifest import (
     manifest_path,
     read_manifest,
 )
+from enhance_hmi.acquire.options import AcquireOptions, acquire_options
 from enhance_hmi.acquire.quality import QUALITY_BITS, QualityPolicy, decode_quality, parse_quality
 from enhance_hmi.acquire.series import SERIES, HmiSeries, get_series
 from enhance_hmi.acquire.status import AcquisitionStatus, read_status, status_path
@@ -36,6 +37,7 @@ from enhance_hmi.acquire.verify import VerificationError, verify_fits
 __all__ = [
     "acquire",
     "AcquireOptions",
+    "acquire_options",
     "JsocOptions",
     "JsocSource",
     "EMAIL_ENV",
@@ -58,7 +60,6 @@ __all__ = [
     "HmiSeries",
     "get_series",
     "parse_cadence",
-    "parse_time",
     "expected_slots",
     "sample_dir",
     "scan_archive",

@@ -272,6 +272,9 @@ def fetch_file(
 ) -> tuple[int, str]:
     """Download ``task.url`` to ``task.dest`` through a unique ``.part`` file; verify; rename.
 
+    Long for its documentation of the download's guarantees; the body is one
+    streamed read whose checks share its running byte count and digest.
+
     Parameters
     ----------
     task : DownloadTask

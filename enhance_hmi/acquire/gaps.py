@@ -28,6 +28,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from enhance_hmi.acquire.manifest import Manifest
 from enhance_hmi.acquire.timespec import format_duration
@@ -165,6 +166,61 @@ def _chain_first(first: dt.datetime, rest: Iterator[dt.datetime]) -> Iterator[dt
     yield from rest
 
 
+class _Tally:
+    """Counts of the slots by kind, the first :data:`LISTED` of each, and the totals."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(_KINDS, 0)
+        self.listed: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+        self.present = self.verified = self.expected = 0
+        self.first: dt.datetime | None = None
+        self.last: dt.datetime | None = None
+
+    def note(self, kind: str, value: object) -> None:
+        self.counts[kind] += 1
+        if len(self.listed[kind]) < LISTED:
+            self.listed[kind].append(value)
+
+
+def _slot_lines(
+    tally: _Tally, runs: _Runs, when: dt.datetime, key: str, row: dict[str, str] | None
+) -> list[list[str]]:
+    """Tally the slot ``key`` (``row`` its manifest row, None if none); its CSV lines."""
+    if row is None:
+        tally.note("not_queried", key)
+        return [[key, "not queried", "", "", "the server was not asked about this slot (rerun)"]]
+    if row["state"] == "missing":
+        tally.note("missing", key)
+        runs.add(when)
+        return [[key, "missing", "", "", row["reason"] or "no record on the server"]]
+    tally.present += 1
+    item = {
+        "t_rec": key,
+        "quality": row["quality"],
+        "quality_bits": row["quality_bits"],
+        "reason": row["reason"],
+    }
+    statuses = []
+    if row["quality_bits"]:
+        tally.note("quality_bits_set", item)
+        statuses.append("quality_bits_set")
+    if row["state"] == "verified":
+        tally.verified += 1
+    elif row["state"] in ("skipped", "failed"):
+        tally.note(row["state"], item)
+        statuses.append(row["state"])
+    else:
+        tally.note("pending", key)
+        statuses.append("pending")
+    lines = []
+    for status in sorted(statuses):
+        reason = "not downloaded yet" if status == "pending" else row["reason"]
+        quality = "" if status == "pending" else row["quality"]
+        bits = "" if status == "pending" else row["quality_bits"]
+        lines.append([key, _WORDS.get(status, status), quality, bits, reason])
+    return lines
+
+
 def gap_report(
     manifest: Manifest,
     slots: Iterable[dt.datetime],
@@ -193,71 +249,29 @@ def gap_report(
     to ask, in the earlier one that wrote the row).
     """
     out = Path(out_dir)
-    counts = dict.fromkeys(_KINDS, 0)
-    listed: dict[str, list] = {kind: [] for kind in _KINDS}
+    tally = _Tally()
     runs = _Runs(cadence)
-    present = verified = expected = 0
-    first = last = None
-
-    def note(kind: str, value: object) -> None:
-        counts[kind] += 1
-        if len(listed[kind]) < LISTED:
-            listed[kind].append(value)
-
     csv_path = out / f"{manifest.series}.gaps.csv"
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["t_rec", "status", "quality", "quality_bits", "reason"])
         for when, key, row in _rows_at(manifest, iter(slots)):
-            expected += 1
-            first = when if first is None else first
-            last = when
-            if row is None:
-                note("not_queried", key)
-                writer.writerow(
-                    [key, "not queried", "", "", "the server was not asked about this slot (rerun)"]
-                )
-                continue
-            if row["state"] == "missing":
-                note("missing", key)
-                runs.add(when)
-                reason = row["reason"] or "no record on the server"
-                writer.writerow([key, "missing", "", "", reason])
-                continue
-            present += 1
-            item = {
-                "t_rec": key,
-                "quality": row["quality"],
-                "quality_bits": row["quality_bits"],
-                "reason": row["reason"],
-            }
-            statuses = []
-            if row["quality_bits"]:
-                note("quality_bits_set", item)
-                statuses.append("quality_bits_set")
-            if row["state"] == "verified":
-                verified += 1
-            elif row["state"] in ("skipped", "failed"):
-                note(row["state"], item)
-                statuses.append(row["state"])
-            else:
-                note("pending", key)
-                statuses.append("pending")
-            for status in sorted(statuses):
-                reason = "not downloaded yet" if status == "pending" else row["reason"]
-                quality = "" if status == "pending" else row["quality"]
-                bits = "" if status == "pending" else row["quality_bits"]
-                writer.writerow([key, _WORDS.get(status, status), quality, bits, reason])
+            tally.expected += 1
+            tally.first = when if tally.first is None else tally.first
+            tally.last = when
+            for line in _slot_lines(tally, runs, when, key, row):
+                writer.writerow(line)
     runs.close()
+    counts, listed = tally.counts, tally.listed
     counts["gaps"] = runs.count
     report = GapReport(
         series=manifest.series,
         cadence=format_duration(cadence) if cadence is not None else "as found",
-        start=format_t_rec(first) if first is not None else "",
-        end=format_t_rec(last) if last is not None else "",
-        expected=expected,
-        present=present,
-        verified=verified,
+        start=format_t_rec(tally.first) if tally.first is not None else "",
+        end=format_t_rec(tally.last) if tally.last is not None else "",
+        expected=tally.expected,
+        present=tally.present,
+        verified=tally.verified,
         counts=counts,
         missing=listed["missing"],
         not_queried=listed["not_queried"],

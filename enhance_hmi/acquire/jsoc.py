@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 
@@ -36,6 +37,7 @@ from enhance_hmi.acquire.quality import parse_quality
 from enhance_hmi.acquire.retry import (
     close_http_responses,
     is_transient,
+    never_retry,
     retry_policy,
     retry_transient,
 )
@@ -207,9 +209,21 @@ class JsocSource:
         return bool(self.config.check_supported("export"))
 
     # --------------------------------------------------------------- retries
-    def _policy(self, what: str, **kwargs: object) -> tenacity.Retrying:
+    def _policy(
+        self,
+        what: str,
+        *,
+        retry_on: Callable[[BaseException], bool] = never_retry,
+        retry_result: Callable[[Any], bool] = never_retry,
+        on_failure: Callable[[tenacity.RetryCallState, float | None], None] | None = None,
+    ) -> tenacity.Retrying:
         """The retry policy of this source: ``retries`` calls, waits doubling from
-        ``retry_wait`` up to ``poll_max_interval``."""
+        ``retry_wait`` up to ``poll_max_interval``.
+
+        ``retry_on``, ``retry_result`` and ``on_failure`` are those of
+        :func:`~enhance_hmi.acquire.retry.retry_policy` (``on_failure`` unset:
+        each failure is logged as a warning).
+        """
 
         def log_failure(state: tenacity.RetryCallState, wait: float | None) -> None:
             if wait is None or state.outcome is None or not state.outcome.failed:
@@ -230,8 +244,9 @@ class JsocSource:
             first_wait=self.options.retry_wait,
             max_wait=self.options.poll_max_interval,
             sleep=self._sleep,
-            on_failure=kwargs.pop("on_failure", log_failure),
-            **kwargs,
+            retry_on=retry_on,
+            retry_result=retry_result,
+            on_failure=log_failure if on_failure is None else on_failure,
         )
 
     def _retry(self, what: str, call: Callable[[], T]) -> T:
@@ -309,8 +324,8 @@ class JsocSource:
             ds = record_set(series, window[0], count, cadence).split("{")[0]
             frame = self._retry(
                 f"query {ds}",
-                lambda ds=ds: self.client.query(
-                    ds, key=keys, rec_index=True, convert_numeric=False
+                functools.partial(
+                    self.client.query, ds, key=keys, rec_index=True, convert_numeric=False
                 ),
             )
             found: dict[dt.datetime, QueriedRecord] = {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from typing import SupportsIndex, SupportsInt
 
 from enhance_hmi.errors import ConfigError, InputError
 
@@ -113,6 +114,8 @@ def parse_quality(value: object) -> int | None:
             value = int(text, 16) if text.lower().startswith("0x") else int(text)
         except ValueError as exc:
             raise InputError(f"QUALITY value {value!r} is neither hex nor decimal") from exc
+    if not isinstance(value, (SupportsInt, SupportsIndex, bytes, bytearray)):
+        raise InputError(f"QUALITY value {value!r} is not an integer")
     try:
         number = int(value)  # numpy integers too
     except (TypeError, ValueError) as exc:

@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
 
 import tenacity
 from tqdm import tqdm
 
-from enhance_hmi.acquire.download import allowed_origins
 from enhance_hmi.acquire.jsoc import JsocSource
-from enhance_hmi.acquire.manifest import KEYWORDS, NEEDS_EXPORT
+from enhance_hmi.acquire.manifest import KEYWORDS
 from enhance_hmi.acquire.retry import retry_policy
+from enhance_hmi.acquire.run import AcquisitionRun
 from enhance_hmi.acquire.timespec import record_set, slot_windows
 from enhance_hmi.errors import JsocError
 from enhance_hmi.time import format_t_rec, tai_datetime
-
-if TYPE_CHECKING:
-    from enhance_hmi.acquire.fetch import AcquisitionRun
 
 __all__ = ["run_remote"]
 
@@ -56,28 +52,20 @@ def run_remote(
 
     Each window is merged into the manifest as soon as it is answered, so a
     query that fails half way leaves the earlier windows recorded and the
-    later slots without a row (``not queried`` in the gap report).
+    later slots without a row (``not queried`` in the gap report). Downloads
+    come only from the origins ``run`` was made with.
     """
-    run.allowed = allowed_origins(source.config.http_download_baseurl, run.options.allow_hosts)
     t0, t1, cadence = grid
     windows = slot_windows(run.series, t0, t1, cadence, max(1, source.options.query_chunk))
     try:
         for window, found in source.query_windows(run.series, windows, cadence, KEYWORDS):
-            run.manifest.hold(format_t_rec(window[0]), format_t_rec(window[-1]))
-            for when in window:
-                rec = found.get(when)
-                if rec is None:
-                    run.merge(when, None, None, {})
-                else:
-                    run.merge(when, rec.record, rec.quality, rec.keywords)
-            run.manifest.release()  # the window's rows go to disk, not kept in memory
+            run.merge_window(window, found)
     finally:
         run.save()
     if not download:
         return
-    todo = run.manifest.rows(NEEDS_EXPORT)
     bar = tqdm(
-        total=len(todo),
+        total=run.pending_count(),
         desc=f"{run.series.name}",
         unit="file",
         disable=not run.progress,
@@ -85,10 +73,7 @@ def run_remote(
     )
     try:
         _resume(run, source, bar)
-        todo = [r for r in run.manifest.rows(NEEDS_EXPORT) if not r["request_id"]]
-        todo = run.adopt_existing(todo)
-        run.save()
-        for group in _chunks(todo, cadence, run.options.max_per_request):
+        for group in _chunks(run.rows_to_export(), cadence, run.options.max_per_request):
             count = int((group[-1] - group[0]) / cadence) + 1
             ds = record_set(run.series, group[0], count, cadence)
             _export_and_download(run, source, ds, group, bar)
@@ -98,39 +83,22 @@ def run_remote(
 
 def _resume(run: AcquisitionRun, source: JsocSource, bar: tqdm) -> None:
     """Finish the export requests a previous run recorded."""
-    by_request: dict[str, list[dict[str, str]]] = {}
-    for row in run.manifest.rows(NEEDS_EXPORT):
-        if row["request_id"] and row["request_id"] != "local":
-            by_request.setdefault(row["request_id"], []).append(row)
-    for request_id, rows in by_request.items():
+    for request_id, rows in run.requests_to_resume().items():
         log.info("resuming export request %s (%d frames)", request_id, len(rows))
         request = source.resume(request_id)
         if request is None:
             ok, message = False, "not found on the server"
         else:
             ok, message = source.wait(request)
-        if not ok:
+        if request is None or not ok:
             log.warning(
                 "export request %s cannot be resumed (%s); exporting anew", request_id, message
             )
-            for row in rows:
-                state = "flagged" if row["quality_bits"] else "queried"
-                run.manifest.update(row["t_rec"], state=state, request_id="", reason=message)
-            run.save()
+            run.requeue([row["t_rec"] for row in rows], message)
             continue
         files = source.files(request)
         run.download(files, request_id, bar)
-        listed = {format_t_rec(f.t_rec) for f in files}
-        for row in rows:
-            if row["t_rec"] not in listed and row["state"] in NEEDS_EXPORT:
-                state = "flagged" if row["quality_bits"] else "queried"
-                run.manifest.update(
-                    row["t_rec"],
-                    state=state,
-                    request_id="",
-                    reason=f"not in export request {request_id}",
-                )
-        run.save()
+        run.requeue_unlisted(rows, files, request_id)
 
 
 def _export_and_download(
@@ -153,34 +121,14 @@ def _export_and_download(
     def export_once() -> bool:
         nonlocal message
         request = source.submit_export(ds)
-        for when in group:
-            run.manifest.update(
-                format_t_rec(when), state="exported", request_id=request.id, reason=""
-            )
-        run.save()  # the id must be on disk before anything else can go wrong
+        run.mark_exported(group, request.id)
         ok, message = source.wait(request)
         if ok:
             files = source.files(request)
-            listed = {f.t_rec for f in files}
-            for when in group:
-                if when not in listed:
-                    run.manifest.update(
-                        format_t_rec(when),
-                        state="failed",
-                        reason=f"not in export request {request.id}",
-                    )
-                    run.failures.append(f"{format_t_rec(when)}: not in export {request.id}")
+            run.fail_unlisted(group, files, request.id)
             run.download(files, request.id, bar)
             return True
-        for when in group:
-            row = run.manifest.get(format_t_rec(when))
-            run.manifest.update(
-                row["t_rec"],
-                state="flagged" if row["quality_bits"] else "queried",
-                request_id="",
-                reason=message,
-            )
-        run.save()
+        run.requeue([format_t_rec(when) for when in group], message)
         return False
 
     def log_failure(state: tenacity.RetryCallState, _wait: float | None) -> None:

@@ -37,6 +37,7 @@ import tenacity
 
 __all__ = [
     "retry_policy",
+    "never_retry",
     "TRANSIENT",
     "RETRIED_HTTP_STATUSES",
     "is_permanent",
@@ -62,7 +63,8 @@ TRANSIENT = (
 RETRIED_HTTP_STATUSES = frozenset({408, 425, 429})
 
 
-def _never(_: object) -> bool:
+def never_retry(_: object) -> bool:
+    """The default condition of :func:`retry_policy`: no exception or result is retried."""
     return False
 
 
@@ -73,8 +75,8 @@ def retry_policy(
     growth: float = 2.0,
     max_wait: float = math.inf,
     deadline: float | None = None,
-    retry_on: Callable[[BaseException], bool] = _never,
-    retry_result: Callable[[Any], bool] = _never,
+    retry_on: Callable[[BaseException], bool] = never_retry,
+    retry_result: Callable[[Any], bool] = never_retry,
     stop_when: Callable[[], bool] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     on_failure: Callable[[tenacity.RetryCallState, float | None], None] | None = None,

@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from enhance_hmi.acquire import EMAIL_ENV, SERIES, AcquireOptions, JsocOptions, acquire
+from enhance_hmi.acquire import EMAIL_ENV, SERIES, acquire, acquire_options
 from enhance_hmi.acquire.download import DEFAULT_DEADLINE
 from enhance_hmi.errors import ConfigError
 
@@ -19,8 +19,11 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``fetch`` subcommand."""
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``fetch`` subcommand.
+
+    Long: one ``add_argument`` per option, each with its help text.
+    """
     parser = subparsers.add_parser(
         "fetch",
         help="download HMI frames from JSOC (drms) or a local archive, verified, with a "
@@ -109,7 +112,7 @@ def _email(args: argparse.Namespace) -> str | None:
         raise ConfigError("give --email or --email-file, not both")
     if args.email_file is not None:
         try:
-            lines = args.email_file.read_text(encoding="utf-8").split()
+            lines: list[str] = args.email_file.read_text(encoding="utf-8").split()
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read the e-mail file {args.email_file}: {exc}") from exc
         if not lines:
@@ -121,19 +124,22 @@ def _email(args: argparse.Namespace) -> str | None:
             "history; set %s or use --email-file instead",
             EMAIL_ENV,
         )
-    return args.email
+    email: str | None = args.email
+    return email
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``enhance fetch``; return the exit code."""
-    options = AcquireOptions(
-        max_per_request=args.max_per_request,
-        max_concurrent=args.max_concurrent,
-        download_deadline=args.download_deadline,
-        allow_hosts=tuple(args.allow_host),
-        jsoc=JsocOptions(
-            export_timeout=args.export_timeout, retries=args.retries, retry_wait=args.retry_wait
-        ),
+    options = acquire_options(
+        {
+            "max_per_request": args.max_per_request,
+            "max_concurrent": args.max_concurrent,
+            "download_deadline": args.download_deadline,
+            "allow_hosts": args.allow_host,
+            "export_timeout": args.export_timeout,
+            "retries": args.retries,
+            "retry_wait": args.retry_wait,
+        }
     )
     manifest = acquire(
         series=args.series,

@@ -8,13 +8,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from enhance_hmi.training.uncertainty import UncertaintyFit
 
 __all__ = ["register", "run"]
 
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``fit-uncertainty`` subcommand."""
     parser = subparsers.add_parser(
         "fit-uncertainty",
@@ -100,53 +104,54 @@ def run(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
     )
     print_summary(result)
-    log.info("wrote %s and %s", result["path"], result["figure"])
+    log.info("wrote %s and %s", result.path, result.figure)
     return 0
 
 
-def print_summary(result: dict) -> None:
+def print_summary(result: UncertaintyFit) -> None:
     """The fitted map and the coverage tables of ``fit_uncertainty``'s result, on stdout.
 
     Each table's title gives the input noise and noise seed it was measured
     with; the held-out table has the leave-one-region-out coverage beside
     the coverage of the map fitted on all regions.
     """
-    calibration = result["calibration"]
-    a, b, c, e = calibration.exponents
+    a, b, c, e = result.calibration.map.exponents
     print(
-        f"calibration map: factor {result['calibration_scale']:.4f} at the reference, "
+        f"calibration map: factor {result.calibration_scale:.4f} at the reference, "
         f"exponents head sigma {a:.3f}, output local std {b:.3f}, output local level {c:.3f}, "
         f"input local std {e:.3f}"
     )
-    noise, units = result["held_out_noise"], result["units"]
-    seeds = result["coverage_seeds"]
+    coverage = result.coverage
+    noise, units, seeds = result.held_out_noise, result.units, coverage.seeds
     nominal = f"input noise {noise:.4g} {units}, noise seed {seeds[1.0]}".replace(" ,", ",")
     _table(
         f"held-out coverage ({nominal}): fitted on all regions, and with the region left out "
         "of the fit",
-        result["coverage"],
-        left_out=result["leave_one_region_out"],
+        coverage.rows,
+        left_out=coverage.leave_one_region_out,
     )
-    for factor in (f for f in result["noise_factors"] if f != 1.0):
+    for factor in (f for f in coverage.noise_factors if f != 1.0):
         _table(
             f"{factor:g}x the input noise ({factor * noise:.4g} {units}, noise seed "
             f"{seeds[factor]})".replace(" ,", ","),
-            [r for r in result["coverage_noisier"] if r.get("noise_factor") == factor],
+            [r for r in coverage.noisier if r.get("noise_factor") == factor],
         )
-    if result["coverage_unprojected"]:
+    if coverage.unprojected:
         _table(
             f"the same sigma against the un-projected output ({nominal})",
-            result["coverage_unprojected"],
+            coverage.unprojected,
         )
-    for name, alt in result["alternatives"].items():
+    for alt in result.comparison.alternatives:
         _table(
-            f"{name} ({alt['forward_passes']} passes, scale {alt['calibration_scale']:.4f})",
-            alt["coverage"],
+            f"{alt.name} ({alt.forward_passes} passes, scale {alt.calibration_scale:.4f})",
+            alt.coverage,
         )
-    print(result["path"])
+    print(result.path)
 
 
-def _table(title: str, rows: list[dict], *, left_out: list[dict] | None = None) -> None:
+def _table(
+    title: str, rows: list[dict[str, Any]], *, left_out: list[dict[str, Any]] | None = None
+) -> None:
     """One coverage table as Markdown on stdout (bold: outside 68 +- 5 / 95 +- 3 %).
 
     With ``left_out`` (leave-one-region-out rows), their 1- and 2-sigma

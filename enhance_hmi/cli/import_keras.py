@@ -12,6 +12,7 @@ import argparse
 import logging
 
 from enhance_hmi.errors import ConfigError
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 
 __all__ = ["register", "run"]
 
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--psf-model",
-        default="wachter",
+        default=DEFAULT_PSF_MODEL,
         metavar="NAME",
         help="PSF the training inputs were degraded with (default: wachter, paper eq. 1)",
     )

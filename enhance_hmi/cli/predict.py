@@ -1,6 +1,9 @@
 """``enhance predict``: enhance one HMI FITS file.
 
-Argument parsing only; the work is :func:`enhance_hmi.pipeline.enhance_file`.
+Argument parsing only: the options whose destination is a field of
+:class:`enhance_hmi.settings.EnhanceSettings` become the run's settings
+(:func:`settings_from_arguments`); the work is
+:func:`enhance_hmi.pipeline.enhance_file`.
 As an entry point it makes the process-wide choice the library leaves to
 its callers: freed memory stays in the process
 (:func:`enhance_hmi.heap.keep_freed_memory`; ``ENHANCE_KEEP_FREED_MEMORY=0``
@@ -15,20 +18,19 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import TYPE_CHECKING
 
-from enhance_hmi.errors import ConfigError
+from enhance_hmi.settings import EnhanceSettings
 
-if TYPE_CHECKING:
-    import astropy.units as u
-
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "settings_from_arguments"]
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``predict`` subcommand."""
+    """Add the ``predict`` subcommand.
+
+    Long: one ``add_argument`` per option, each with its help text.
+    """
     parser = subparsers.add_parser(
         "predict",
         help="deconvolve and 2x super-resolve one HMI FITS file",
@@ -45,23 +47,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--observable",
-        default=None,
         metavar="{continuum,magnetogram}",
         help="what the input shows (default: read from the file header or name)",
     )
-    parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda}", help="default: auto")
-    parser.add_argument(
-        "--precision", default="fp32", metavar="{fp32,bf16,fp16}", help="default: fp32"
-    )
+    parser.add_argument("--device", metavar="{auto,cpu,cuda}", help="default: auto")
+    parser.add_argument("--precision", metavar="{fp32,bf16,fp16}", help="default: fp32")
     parser.add_argument(
         "--tile",
-        default=None,
         metavar="N",
         help="inference tile size in pixels (default 512, the fastest on a CPU)",
     )
     parser.add_argument(
         "--normalize",
-        default="auto",
         metavar="{auto,quiet-sun,none}",
         help=(
             "continuum normalisation: auto (limb-darkening fit on full disk, quiet-Sun "
@@ -70,13 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--weights",
-        default=None,
         metavar="PATH",
         help="network weights (.safetensors + .json sidecar); default: shipped weights",
     )
     parser.add_argument(
         "--compression",
-        default="gzip",
         metavar="{gzip,rice,none}",
         help="output: lossless gzip (default), lossy rice (noise/16 quantisation), or none",
     )
@@ -112,7 +107,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--uncertainty",
         action=argparse.BooleanOptionalAction,
-        default=None,
         help="write the per-pixel sigma as a SIGMA HDU (same WCS and units), from the "
         "network's uncertainty head (default: when one is installed for the weights, as "
         "for the shipped networks; --uncertainty makes a missing head an error)",
@@ -120,48 +114,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--consistency",
         action=argparse.BooleanOptionalAction,
-        default=True,
         help="project the network output onto the images that give back the input within "
         "its noise when observed again by HMI (default: on)",
     )
     parser.add_argument(
         "--input-noise",
-        default=None,
         metavar="VALUE",
         help="input noise (1 sigma) the projection stops at, instead of the estimate from the "
         "input: a field for a magnetogram (e.g. 10G), quiet-Sun units for continuum "
         "(e.g. 0.002); worth giving for active-region cut-outs, where the magnetogram "
         "estimate falls back to the spectral level, low for correlated 720 s noise",
     )
+    for action in parser._actions:  # an option left out keeps the settings' default
+        if action.dest in EnhanceSettings.option_names():
+            action.default = argparse.SUPPRESS
     parser.set_defaults(func=run)
 
 
-def _tile(value: str) -> int:
-    try:
-        tile = int(value)
-    except ValueError as exc:
-        raise ConfigError(f"--tile must be a positive integer, got {value!r}") from exc
-    if tile <= 0:
-        raise ConfigError(f"--tile must be a positive integer, got {value!r}")
-    return tile
+def settings_from_arguments(args: argparse.Namespace) -> EnhanceSettings:
+    """The :class:`~enhance_hmi.settings.EnhanceSettings` the given options describe.
+
+    Every option whose destination is a settings field, as typed; those left
+    out keep the settings' defaults. A bad value is refused naming the
+    option (``--tile must be a positive integer, got '-3'``).
+    """
+    given = {
+        name: value for name, value in vars(args).items() if name in EnhanceSettings.option_names()
+    }
+    return EnhanceSettings.from_mapping(given, label=_option_label)
 
 
-def _compression(value: str) -> str | None:
-    if value not in ("gzip", "rice", "none"):
-        raise ConfigError(f"unknown --compression {value!r}; use gzip, rice or none")
-    return None if value == "none" else value
-
-
-def _input_noise(value: str | None) -> u.Quantity | None:
-    """``--input-noise`` as a Quantity; its unit is checked against the observable later."""
-    if value is None:
-        return None
-    from enhance_hmi.inference.consistency import parse_input_noise
-
-    try:
-        return parse_input_noise(value)
-    except ConfigError as exc:
-        raise ConfigError(f"--input-noise: {exc}") from exc
+def _option_label(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -171,11 +155,7 @@ def run(args: argparse.Namespace) -> int:
     # the input's headers first: a file claiming 100000 x 100000 pixels is
     # refused before torch and the network are loaded (hundreds of MB)
     check_input_file(args.input)
-    from enhance_hmi.inference.tiling import DEFAULT_TILE
-
-    tile = DEFAULT_TILE if args.tile is None else _tile(args.tile)
-    compression = _compression(args.compression)
-    input_noise = _input_noise(args.input_noise)
+    settings = settings_from_arguments(args)
     from enhance_hmi.heap import keep_freed_memory
     from enhance_hmi.pipeline import enhance_file  # heavy imports only when the command runs
 
@@ -183,20 +163,8 @@ def run(args: argparse.Namespace) -> int:
     output = enhance_file(
         args.input,
         args.output,
-        observable=args.observable,
-        weights=args.weights,
-        device=args.device,
-        precision=args.precision,
-        tile=tile,
-        normalize=args.normalize,
+        settings,
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
-        compression=compression,
-        compile=args.compile,
-        check_scale=args.check_scale,
-        check_range=args.check_range,
-        uncertainty=args.uncertainty,
-        consistency=args.consistency,
-        input_noise=input_noise,
     )
     log.info("wrote %s", output)
     print(output)

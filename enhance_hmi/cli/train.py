@@ -9,6 +9,8 @@ import argparse
 import logging
 import sys
 
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
+
 __all__ = ["register", "run"]
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--psf", default="wachter", help="HMI PSF model of the degradation")
+    parser.add_argument(
+        "--psf",
+        default=DEFAULT_PSF_MODEL,
+        help=f"HMI PSF model of the degradation (default {DEFAULT_PSF_MODEL}, paper eq. 1)",
+    )
     parser.add_argument(
         "--noise",
         type=float,

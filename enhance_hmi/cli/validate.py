@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``validate`` subcommand."""
+    """Add the ``validate`` subcommand.
+
+    Long: one ``add_argument`` per option, each with its help text.
+    """
     parser = subparsers.add_parser(
         "validate",
         help="validation report: Enhance vs a 28 cm truth (synthetic twin or Hinode)",

@@ -150,7 +150,7 @@ def completeness_table(
         cube = in_cube.get(format_t_rec(when), "")
         figures = kept_out.get(format_t_rec(when)) if not cube else None
         cause = quarantined.get(format_t_rec(when)) if not cube else None
-        record = {key: row.get(key, "") for key in COMPLETENESS_COLUMNS}
+        record: dict[str, object] = {key: row.get(key, "") for key in COMPLETENESS_COLUMNS}
         record.update(
             cube=cube,
             status=slot_status(

@@ -48,6 +48,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -100,7 +101,7 @@ WCS_TEXT = ("CTYPE1", "CTYPE2", "CUNIT1", "CUNIT2", "DATE-OBS", "T_OBS")
 #: Variable-length UTF-8 string type of the text columns.
 TEXT = h5py.string_dtype()
 #: The small per-frame columns (dataset path -> HDF5 type), in every segment, mapped by the root.
-COLUMNS: dict[str, object] = {
+COLUMNS: dict[str, np.dtype[Any]] = {
     "t_rec": TEXT,
     "quality": np.dtype("uint32"),
     "input_file": TEXT,
@@ -282,7 +283,7 @@ def _printf_escaped(name: str) -> str:
 def _virtual_dataset(
     handle: h5py.File,
     name: str,
-    kind: object,
+    kind: np.dtype[Any],
     frame_shape: tuple[int, ...],
     listed: Listed,
     folder: str,

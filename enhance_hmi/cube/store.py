@@ -233,7 +233,7 @@ class TimeCube:
 
         with self._open() as cube:
             count = len(cube)
-            cols: dict[str, list[object]] = {
+            cols: dict[str, list[str | int | float]] = {
                 name: cube.column(name) for name in ("t_rec", "quality")
             }
             for name in QUALITY_COLUMNS:

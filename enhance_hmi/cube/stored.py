@@ -150,7 +150,7 @@ class StoredCube:
             return np.full(handle["data"].shape[1:], np.nan, dtype=np.float32)
         return handle["sigma"][int(self.row[index])]
 
-    def column(self, name: str) -> list[object]:
+    def column(self, name: str) -> list[str | int | float]:
         """The values of per-frame column ``name``, in time order (text as ``str``).
 
         Frames of segments written before the column existed get ``""`` or
@@ -172,7 +172,8 @@ class StoredCube:
             self.close()
         if np.dtype(values.dtype).kind in "OSU" or self.handle[name].dtype == TEXT:
             return [text(v) for v in values]
-        return values.tolist()
+        numbers: list[str | int | float] = values.tolist()
+        return numbers
 
     def data_options_source(self) -> h5py.Dataset:
         """The ``/data`` dataset of the newest source (its chunks and filters are reused)."""

@@ -4,6 +4,8 @@ Public API
 ----------
 enhance_array
     2-D array (physical units, NaN allowed) -> 2x array, tiled and blended.
+enhance_array_with_sigma
+    The same and the per-pixel sigma of the network's uncertainty head.
 enhance_frame
     :class:`enhance_hmi.frame.Frame` -> enhanced Frame with the 2x WCS.
 prepare_model
@@ -29,6 +31,7 @@ from enhance_hmi.inference.array import (
     autocast_dtype,
     cudnn_settings,
     enhance_array,
+    enhance_array_with_sigma,
     prepare_model,
     resolve_device,
 )
@@ -41,6 +44,7 @@ __all__ = [
     "autocast_dtype",
     "cudnn_settings",
     "enhance_array",
+    "enhance_array_with_sigma",
     "enhance_frame",
     "plan_windows",
     "prepare_model",

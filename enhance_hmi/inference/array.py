@@ -41,6 +41,7 @@ __all__ = [
     "cudnn_settings",
     "device_name",
     "enhance_array",
+    "enhance_array_with_sigma",
     "prepare_model",
     "resolve_device",
 ]
@@ -220,7 +221,9 @@ def _state_fingerprint(model: nn.Module) -> tuple:
     return tuple((t.data_ptr(), t._version) for t in model.state_dict().values())
 
 
-def prepare_model(model: EnhanceNet, device: torch.device, *, compile: bool = False) -> nn.Module:
+def prepare_model(
+    model: EnhanceNet | EnhanceWithUncertainty, device: torch.device, *, compile: bool = False
+) -> nn.Module:
     """The inference copy of ``model`` on ``device``: batch norms folded, eval mode.
 
     ``model`` itself is not changed (not even put in eval mode). The copy is
@@ -245,7 +248,8 @@ def prepare_model(model: EnhanceNet, device: torch.device, *, compile: bool = Fa
         if isinstance(model, EnhanceWithUncertainty)
         else fold_batchnorm(model)
     )
-    prepared = folded.to(device).to(memory_format=torch.channels_last)
+    # Module.to(memory_format=...) exists at run time; torch's stubs do not list it
+    prepared = folded.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if compile:
         prepared = torch.compile(prepared)
     _PREPARED.setdefault(model, {})[key] = (fingerprint, prepared)
@@ -254,7 +258,7 @@ def prepare_model(model: EnhanceNet, device: torch.device, *, compile: bool = Fa
 
 def enhance_array(
     data: np.ndarray,
-    model: EnhanceNet,
+    model: EnhanceNet | EnhanceWithUncertainty,
     *,
     device: str | torch.device = "auto",
     precision: str = "fp32",
@@ -279,9 +283,10 @@ def enhance_array(
     model : EnhanceNet or EnhanceWithUncertainty
         Not modified: the forward passes use its inference copy
         (:func:`prepare_model`, batch norms folded, always evaluation mode).
-        A network with its uncertainty head
-        (:class:`enhance_hmi.model.uncertainty.EnhanceWithUncertainty`) gives the
-        output and sigma together.
+        Of a network with its uncertainty head
+        (:class:`enhance_hmi.model.uncertainty.EnhanceWithUncertainty`) only
+        the network runs; :func:`enhance_array_with_sigma` gives the sigma
+        too.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device
         Where the network runs. During the call cuDNN's autotuner is on and
         TF32 is allowed only for bf16/fp16 (:func:`cudnn_settings`; the
@@ -334,8 +339,6 @@ def enhance_array(
     numpy.ndarray, float32, shape (2H, 2W)
         Physical units; NaN where the input was not finite (or is not
         ``wanted``). Windows with no finite wanted pixel are not computed.
-        With an uncertainty head, shape (2, 2H, 2W): the output and sigma,
-        both in physical units.
 
     Raises
     ------
@@ -344,6 +347,74 @@ def enhance_array(
         its shape.
     ConfigError
         Bad device, precision, tile or batch size.
+    """
+    if isinstance(model, EnhanceWithUncertainty):
+        model = model.backbone  # its output channel is the network's own, bit for bit
+    channels: np.ndarray = _enhance_channels(
+        data,
+        model,
+        device=device,
+        precision=precision,
+        tile=tile,
+        batch_size=batch_size,
+        input_scale=input_scale,
+        margin=margin,
+        blend=blend,
+        progress=progress,
+        progress_label=progress_label,
+        compile=compile,
+        timings=timings,
+        wanted=wanted,
+    )
+    return channels[0]
+
+
+def enhance_array_with_sigma(
+    data: np.ndarray, model: EnhanceWithUncertainty, **options: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`enhance_array` and the sigma of the network's uncertainty head, in one pass.
+
+    Parameters
+    ----------
+    data : array_like, shape (H, W)
+        As for :func:`enhance_array`.
+    model : EnhanceWithUncertainty
+        The network with its head (:mod:`enhance_hmi.model.uncertainty`).
+    **options
+        The keyword options of :func:`enhance_array`.
+
+    Returns
+    -------
+    output, sigma : numpy.ndarray, float32, shape (2H, 2W)
+        Both in physical units, NaN where :func:`enhance_array`'s output is.
+    """
+    if not isinstance(model, EnhanceWithUncertainty):
+        raise TypeError(f"expected a network with its uncertainty head, got {type(model).__name__}")
+    both = _enhance_channels(data, model, **options)
+    return both[0], both[1]
+
+
+def _enhance_channels(
+    data: np.ndarray,
+    model: EnhanceNet | EnhanceWithUncertainty,
+    *,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    tile: int = DEFAULT_TILE,
+    batch_size: int | None = None,
+    input_scale: float = 1.0,
+    margin: int | None = None,
+    blend: int = 8,
+    progress: bool = False,
+    progress_label: str | None = None,
+    compile: bool = False,
+    timings: InferenceTimings | None = None,
+    wanted: np.ndarray | None = None,
+) -> np.ndarray:
+    """The tiled pass of :func:`enhance_array`: every output channel, shape (C, 2H, 2W).
+
+    Long (~110 lines): one ``inference_mode`` block that keeps every
+    intermediate on the device; its loop over the windows is :func:`_run_windows`.
     """
     image = np.asarray(data)
     if image.ndim != 2:
@@ -419,36 +490,21 @@ def enhance_array(
         out = torch.zeros(
             (channels, factor * height, factor * width), dtype=torch.float32, device=dev
         )
-        try:
-            for batch in batches:
-                stack = torch.stack([src[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww] for w in batch])
-                with timed_stage(timings, "compute", dev):
-                    try:
-                        result = _forward(net, stack, dtype)
-                    except Exception as exc:  # noqa: BLE001 - any failure of the compiler
-                        if not compile:
-                            raise
-                        # TorchInductor needs a C++ compiler on a CPU; run the same
-                        # network eagerly (same output, the compile's speed-up lost)
-                        log.warning("torch.compile failed (%s); running the network eagerly", exc)
-                        compile = False
-                        net = prepare_model(model, dev, compile=False)
-                        result = _forward(net, stack, dtype)
-                if timings is not None:
-                    timings.windows += len(batch)
-                    timings.window_pixels += stack.numel()
-                for w, tile_out in zip(batch, result, strict=True):
-                    ys = slice(factor * w.y0, factor * (w.y0 + wh))
-                    xs = slice(factor * w.x0, factor * (w.x0 + ww))
-                    weight = torch.outer(weights_y[w.y0], weights_x[w.x0])
-                    out[:, ys, xs].addcmul_(tile_out, weight)
-                if bar is not None:
-                    if dev.type == "cuda":
-                        torch.cuda.synchronize(dev)
-                    bar.update(len(batch))
-        finally:
-            if bar is not None:
-                bar.close()
+        net = _run_windows(
+            net,
+            model,
+            src,
+            out,
+            batches,
+            (wh, ww),
+            factor,
+            dtype,
+            dev,
+            weights=(weights_y, weights_x),
+            compile=compile,
+            timings=timings,
+            bar=bar,
+        )
         norm = torch.from_numpy(norm_y.astype(np.float32)).to(dev)
         out /= norm[None, :, None]
         norm = torch.from_numpy(norm_x.astype(np.float32)).to(dev)
@@ -460,4 +516,57 @@ def enhance_array(
             blocks.masked_fill_(~computed[None, :, None, :, None], float("nan"))
         with timed_stage(timings, "d2h", dev):
             host = _to_host(out)
-        return host[0] if channels == 1 else host
+        return host
+
+
+def _run_windows(
+    net: nn.Module,
+    model: EnhanceNet | EnhanceWithUncertainty,
+    src: torch.Tensor,
+    out: torch.Tensor,
+    batches: list[list[Any]],
+    shape: tuple[int, int],
+    factor: int,
+    dtype: torch.dtype | None,
+    dev: torch.device,
+    *,
+    weights: tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]],
+    compile: bool,
+    timings: InferenceTimings | None,
+    bar: Any,
+) -> nn.Module:
+    """Run the network over every batch of windows and add each, weighted, into ``out``.
+
+    Returns the network that ran: the eager one when compiling failed
+    (TorchInductor needs a C++ compiler on a CPU; same output, the compile's
+    speed-up lost, with a logged warning).
+    """
+    (wh, ww), (weights_y, weights_x) = shape, weights
+    try:
+        for batch in batches:
+            stack = torch.stack([src[w.y0 : w.y0 + wh, w.x0 : w.x0 + ww] for w in batch])
+            with timed_stage(timings, "compute", dev):
+                try:
+                    result = _forward(net, stack, dtype)
+                except Exception as exc:  # noqa: BLE001 - any failure of the compiler
+                    if not compile:
+                        raise
+                    log.warning("torch.compile failed (%s); running the network eagerly", exc)
+                    compile = False
+                    net = prepare_model(model, dev, compile=False)
+                    result = _forward(net, stack, dtype)
+            if timings is not None:
+                timings.windows += len(batch)
+                timings.window_pixels += stack.numel()
+            for w, tile_out in zip(batch, result, strict=True):
+                ys = slice(factor * w.y0, factor * (w.y0 + wh))
+                xs = slice(factor * w.x0, factor * (w.x0 + ww))
+                out[:, ys, xs].addcmul_(tile_out, torch.outer(weights_y[w.y0], weights_x[w.x0]))
+            if bar is not None:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    return net

@@ -9,13 +9,18 @@ GPU are computed there and equal the host's figures.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 
 __all__ = ["binary_dilation", "gaussian_filter", "median", "pad_axis"]
 
 #: scipy.ndimage edge modes as numpy.pad modes of the row/column indices.
-_PAD_MODES = {"reflect": "symmetric", "mirror": "reflect"}
+_PAD_MODES: dict[str, Literal["symmetric", "reflect"]] = {
+    "reflect": "symmetric",
+    "mirror": "reflect",
+}
 
 
 def median(values: torch.Tensor) -> float:

@@ -1,4 +1,4 @@
-"""The input-noise estimate of :mod:`enhance_hmi.physics.noise`, computed with torch on a device.
+"""The torch mirror of the input-noise estimate of :mod:`enhance_hmi.physics.noise`.
 
 A frame enhanced on a GPU is projected onto its input there
 (:mod:`enhance_hmi.inference.consistency`); the noise the projection stops at,
@@ -7,10 +7,11 @@ same device, so the host runs no median or FFT of the frame. Same
 definitions, same arithmetic in float64: the spectral level beyond HMI's
 cutoff (:func:`enhance_hmi.physics.noise.spectral_noise_sigma`), the histogram
 core (:func:`enhance_hmi.physics.noise.histogram_core_sigma`) and the quiet-Sun
-fraction (:func:`enhance_hmi.physics.noise.quiet_sun_fraction`, whose 1 px
-Gaussian is scipy's: truncated at 4 sigma, the edge pixel repeated). The
-results equal the numpy ones within 1e-5 relative (tests/test_fulldisk.py
-holds them to it on the CPU).
+fraction (:func:`enhance_hmi.physics.noise.quiet_sun_fraction`, the share of
+:func:`enhance_hmi.physics.diagnostics.quiet_sun_mask` whose 1 px Gaussian is
+scipy's: truncated at 4 sigma, the edge pixel repeated). The results equal
+the numpy ones within 1e-5 relative (tests/test_fulldisk.py and
+tests/test_diagnostics.py hold them to it on the CPU).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _usable(y: torch.Tensor, region: np.ndarray | None) -> torch.Tensor:
 
 
 def _hmi_spectral_sigma(data: torch.Tensor) -> float:
-    """:func:`enhance_hmi.physics.noise.hmi_noise_sigma` of a finite 2-D float64 tensor."""
+    """The torch mirror of :func:`enhance_hmi.physics.noise.hmi_noise_sigma` (finite, float64)."""
     ny, nx = data.shape
     scale = HMI_PIXEL_SCALE.to_value(u.arcsec)
     cutoff = diffraction_cutoff(HMI_APERTURE, HMI_WAVELENGTH)
@@ -63,7 +64,7 @@ def _hmi_spectral_sigma(data: torch.Tensor) -> float:
 
 
 def _spectral_input_noise(y: torch.Tensor, usable: torch.Tensor) -> float:
-    """As :mod:`enhance_hmi.physics.noise`: central half if all usable, else all filled."""
+    """The torch mirror of the spectral input noise: central half if all usable, else all filled."""
     ny, nx = y.shape
     cy, cx = ny // 4, nx // 4
     centre = (slice(cy, ny - cy), slice(cx, nx - cx))
@@ -84,7 +85,11 @@ def _as_tensor(observed: object, device: Any) -> torch.Tensor:
 def quiet_sun_fraction_on(
     observed: object, *, region: np.ndarray | None = None, device: Any = "cpu"
 ) -> float:
-    """:func:`enhance_hmi.physics.noise.quiet_sun_fraction` computed on ``device``.
+    """The torch mirror of :func:`enhance_hmi.physics.noise.quiet_sun_fraction`, on ``device``.
+
+    Quiet: the deviation from the median, smoothed by 1 px, at most
+    :data:`~enhance_hmi.physics.noise.QUIET_THRESHOLD` spectral noise sigmas
+    (:func:`enhance_hmi.physics.diagnostics.quiet_sun_mask`, not grown).
 
     Raises
     ------
@@ -98,11 +103,11 @@ def quiet_sun_fraction_on(
     level = median(y[usable])
     noise = _spectral_input_noise(y, usable)
     smooth = gaussian_filter(torch.where(usable, y - level, 0.0), QUIET_SMOOTHING_PX)
-    return float((smooth[usable].abs() < QUIET_THRESHOLD * noise).double().mean())
+    return float((smooth[usable].abs() <= QUIET_THRESHOLD * noise).double().mean())
 
 
 def _histogram_core_sigma(values: torch.Tensor, clip: float = 3.0, rounds: int = 10) -> float:
-    """:func:`enhance_hmi.physics.noise.histogram_core_sigma` of finite 1-D float64 values."""
+    """The torch mirror of :func:`enhance_hmi.physics.noise.histogram_core_sigma` (1-D, float64)."""
     centre = median(values)
     width = MAD_TO_SIGMA * median((values - centre).abs())
     for _ in range(rounds):
@@ -126,7 +131,7 @@ def input_noise_on(
     quiet_fraction: float | None = None,
     device: Any = "cpu",
 ) -> tuple[float, str]:
-    """:func:`enhance_hmi.physics.noise.input_noise` computed on ``device``: (noise, estimate used).
+    """The torch mirror of :func:`enhance_hmi.physics.noise.input_noise`: (noise, estimate used).
 
     Parameters
     ----------

@@ -1,12 +1,14 @@
-"""The quality figures' array work with torch on the device the network ran on.
+"""The torch mirror of the quality figures' array work, on the device the network ran on.
 
 :func:`enhance_hmi.io.frame_quality.frame_quality` leaves its costly measures
 (the re-observation of the 2x output, the flux ratio, the quiet-Sun
 contrast, the ripple figure's band power) to a :class:`enhance_hmi.io.frame_quality.QualityKernels`;
 :class:`TorchQualityKernels` computes them on a device with the same
-definitions, so the host of a GPU node runs no FFT, filter or median of the
-frame. The figures equal the numpy ones within 1e-5 relative
-(tests/test_fulldisk.py holds them to it on the CPU).
+definitions (:mod:`enhance_hmi.physics.diagnostics`: the quiet-Sun mask and
+the field regions; :func:`enhance_hmi.physics.transfer.reobserve_target`),
+so the host of a GPU node runs no FFT, filter or median of the frame. The
+figures equal the numpy ones within 1e-5 relative (tests/test_fulldisk.py
+and tests/test_diagnostics.py hold them to it on the CPU).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ __all__ = ["TorchQualityKernels"]
 
 
 class TorchQualityKernels(QualityKernels):
-    """:class:`enhance_hmi.io.frame_quality.QualityKernels` computed with torch on ``device``.
+    """The torch mirror of :class:`enhance_hmi.io.frame_quality.QualityKernels`, on ``device``.
 
     Parameters
     ----------
@@ -37,7 +39,7 @@ class TorchQualityKernels(QualityKernels):
     def __init__(self, device: Any) -> None:
         self.device = torch.device(device)
 
-    def _tensor(self, values: np.ndarray, dtype: np.dtype) -> torch.Tensor:
+    def _tensor(self, values: np.ndarray, dtype: type) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(values, dtype=dtype)).to(self.device)
 
     def reobserve(self, enhanced: np.ndarray, psf_model: str) -> np.ndarray:
@@ -62,7 +64,11 @@ class TorchQualityKernels(QualityKernels):
     def flux_ratio(
         self, data: np.ndarray, enhanced: np.ndarray, noise: float, region: np.ndarray | None
     ) -> float:
-        """Mean |B| of the output over the input's field regions over the input's there."""
+        """Mean |B| of the output over the input's field regions over the input's there.
+
+        The field regions are the torch mirror of
+        :func:`enhance_hmi.physics.diagnostics.field_mask`.
+        """
         x = self._tensor(data, np.float64)
         finite = torch.isfinite(x)
         if region is not None:
@@ -82,7 +88,12 @@ class TorchQualityKernels(QualityKernels):
         return float(out[field].double().mean() / x[field].abs().mean())
 
     def quiet_contrast(self, image: np.ndarray, smooth: float) -> float:
-        """rms/mean of ``image`` over its quiet Sun (smoothing ``smooth`` pixels)."""
+        """rms/mean of ``image`` over its quiet Sun (smoothing ``smooth`` pixels).
+
+        The quiet Sun is the torch mirror of
+        :func:`enhance_hmi.physics.diagnostics.quiet_sun_mask` (continuum,
+        grown by 5 pixels, no fallback).
+        """
         values = self._tensor(image, np.float64)
         finite = torch.isfinite(values)
         if int(finite.sum()) < MIN_PIXELS:

@@ -1,24 +1,20 @@
-"""HMI's view of a 28 cm image and its exact adjoint, in numpy or in torch.
+"""The torch mirrors of the forward operator: the projection's and the re-observation.
 
-The projection onto the input (:mod:`enhance_hmi.inference.consistency`) runs
-conjugate gradients with this operator: the ``H / A`` kernel
-(:func:`enhance_hmi.physics.transfer.hmi_given_target_transfer`) applied with
-FFTs on a padded grid, then 2x2 binning; the adjoint repeats each residual
-pixel over its 2x2 block with weight 1/4 and applies the same (real, even)
-transfer function. Both backends do the same float32 arithmetic, so the
-projection gives the same image on the CPU and on the device the network
-ran on (within float32 rounding): a GPU run iterates on the GPU, with one
-copy of the frame there and one back.
-
-The padded grid is a size with small prime factors only (2, 3, 5), where
-FFTs are fastest: an FFT pair on an 8440-pixel square (2^3 x 5 x 211 per
-axis) takes 2.8x as long as on an 8640-pixel one (docs/performance.md,
-"Full disks").
+:class:`TorchForwardModel` is the torch mirror of
+:class:`enhance_hmi.physics.projection.ForwardModel` (the ``H / A`` kernel
+applied with FFTs on a padded grid, then 2x2 binning, and its exact
+adjoint), and :func:`reobserve_target_on` the torch mirror of
+:func:`enhance_hmi.physics.transfer.reobserve_target`. Both do the same
+float32 arithmetic as the numpy definitions, so the projection onto the
+input and the quality figures give the same image and figures on the CPU
+and on the device the network ran on (within float32 rounding;
+tests/test_fulldisk.py holds them to it): a GPU run iterates on the GPU,
+with one copy of the frame there and one back.
 
 References
 ----------
-.. [1] Frigo, M. & Johnson, S. G. (2005), "The design and implementation of
-   FFTW3", Proc. IEEE 93, 216 (FFT cost and smooth sizes).
+.. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), A&A 614, A5, Sect. 4
+   (forward consistency).
 """
 
 from __future__ import annotations
@@ -26,144 +22,103 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import fft as sfft
 
 from enhance_hmi.errors import InputError
+from enhance_hmi.physics.projection import ForwardModel, fast_padded_length
 from enhance_hmi.physics.transfer import (
     binnable_image,
     hmi_given_target_transfer,
     reobservation_padding,
 )
 
-__all__ = ["BACKENDS", "ForwardModel", "fast_padded_length", "reobserve_target_on"]
+__all__ = [
+    "BACKENDS",
+    "ForwardModel",
+    "TorchForwardModel",
+    "fast_padded_length",
+    "forward_model",
+    "reobserve_target_on",
+]
 
 #: The array libraries the operator runs in.
 BACKENDS = ("numpy", "torch")
 
 
-def fast_padded_length(length: int, margin: int) -> int:
-    """Smallest padded input length >= ``length + 2 margin`` whose 2x grid is 5-smooth.
+class TorchForwardModel(ForwardModel):
+    """The torch mirror of :class:`enhance_hmi.physics.projection.ForwardModel`.
+
+    The same operator and adjoint in float32 torch tensors on ``device``.
 
     Parameters
     ----------
-    length : int
-        Input pixels along the axis.
-    margin : int
-        Padding wanted on each side at least.
-
-    Returns
-    -------
-    int
-        The padded length ``m``: the operator's FFTs run on the 2x grid, so
-        ``2 m`` has no prime factor above 5.
-    """
-    fine = sfft.next_fast_len(2 * (length + 2 * margin), real=True)
-    while fine % 2:  # a 5-smooth size that is also even
-        fine = sfft.next_fast_len(fine + 1, real=True)
-    return fine // 2
-
-
-class ForwardModel:
-    """HMI's view of a 28 cm image (``H / A`` kernel, 2x2 mean) and its exact adjoint.
-
-    Works on a padded grid of ``padded`` input pixels per axis (the image
-    plus at least ``margin`` on each side; FFT-periodic on that grid),
-    float32, with numpy (scipy.fft) or torch arrays.
-
-    Parameters
-    ----------
-    shape_in : (int, int)
-        Input (0.504"/px) shape of the image, before padding.
-    margin : int
-        Input pixels of padding at least, per side.
-    psf_model : str
-        HMI PSF model (:func:`enhance_hmi.physics.hmi_psf`).
-    backend : {"numpy", "torch"}
-        The array library.
+    shape_in, margin, psf_model
+        As :class:`~enhance_hmi.physics.projection.ForwardModel`.
     device : torch.device or str, optional
-        Where torch arrays live (backend "torch"; default the CPU).
-
-    Attributes
-    ----------
-    padded : (int, int)
-        Padded input shape; ``fine`` is twice it.
-    pad_before : (int, int)
-        Padding before the image per axis (the rest goes after it).
+        Where the tensors live (default the CPU).
     """
+
+    backend = "torch"
 
     def __init__(
-        self,
-        shape_in: tuple[int, int],
-        margin: int,
-        psf_model: str,
-        *,
-        backend: str = "numpy",
-        device: Any = None,
+        self, shape_in: tuple[int, int], margin: int, psf_model: str, *, device: Any = None
     ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-        self.padded = tuple(fast_padded_length(n, margin) for n in shape_in)
-        self.pad_before = (margin, margin)
-        self.fine = (2 * self.padded[0], 2 * self.padded[1])
-        self.backend = backend
-        otf = hmi_given_target_transfer(self.fine, psf_model=psf_model)
-        if backend == "torch":
-            import torch  # the numpy backend needs no torch
+        import torch  # importing this module loads no torch; building the operator does
 
-            self._torch = torch
-            self.device = torch.device(device or "cpu")
-            self.otf: Any = torch.tensor(otf, device=self.device)  # the table is read-only
-        else:
-            self.otf = otf
+        super().__init__(shape_in, margin, psf_model)
+        self._torch = torch
+        self.device = torch.device(device or "cpu")
+        self.otf = torch.tensor(self.otf, device=self.device)  # the table is read-only
 
-    # array conversion -------------------------------------------------------------
     def array(self, values: np.ndarray) -> Any:
-        """``values`` (float32) as an array of this backend."""
+        """``values`` (float32) as a tensor on the device."""
         values = np.ascontiguousarray(values, dtype=np.float32)
-        if self.backend == "torch":
-            return self._torch.from_numpy(values).to(self.device)
-        return values
+        return self._torch.from_numpy(values).to(self.device)
 
     def to_numpy(self, values: Any) -> np.ndarray:
-        """A backend array as a float32 numpy array."""
-        if self.backend == "torch":
-            return values.detach().to("cpu").numpy()
-        return np.asarray(values, dtype=np.float32)
+        """A tensor as a float32 numpy array."""
+        out: np.ndarray = values.detach().to("cpu").numpy()
+        return out
 
     def sum_of_squares(self, values: Any) -> float:
         """Sum of squares accumulated in float64."""
-        if self.backend == "torch":
-            norm = self._torch.linalg.vector_norm(values, dtype=self._torch.float64)
-            return float(norm) ** 2
-        return float(np.sum(np.square(values), dtype=np.float64))
+        norm = self._torch.linalg.vector_norm(values, dtype=self._torch.float64)
+        return float(norm) ** 2
 
-    # the operator -----------------------------------------------------------------
     def _convolve(self, x: Any) -> Any:
-        if self.backend == "torch":
-            fft = self._torch.fft
-            return fft.irfft2(fft.rfft2(x) * self.otf, s=x.shape)
-        spectrum = sfft.rfft2(x, workers=-1) * self.otf
-        return sfft.irfft2(spectrum, s=x.shape, workers=-1).astype(np.float32, copy=False)
+        fft = self._torch.fft
+        return fft.irfft2(fft.rfft2(x) * self.otf, s=x.shape)
 
-    def forward(self, x: Any) -> Any:
-        """HMI's view of ``x`` (fine grid) on the padded input grid."""
-        blurred = self._convolve(x)
-        my, mx = blurred.shape[0] // 2, blurred.shape[1] // 2
-        return blurred.reshape(my, 2, mx, 2).mean(axis=(1, 3))
+    def _upsample(self, r: Any) -> Any:
+        return r.repeat_interleave(2, dim=0).repeat_interleave(2, dim=1) * 0.25
 
-    def adjoint(self, r: Any) -> Any:
-        """The exact adjoint of :meth:`forward` (the transfer function is real and even)."""
-        if self.backend == "torch":
-            up = r.repeat_interleave(2, dim=0).repeat_interleave(2, dim=1) * 0.25
-        else:
-            up = np.repeat(np.repeat(r, 2, axis=0), 2, axis=1) * np.float32(0.25)
-        return self._convolve(up)
+
+def forward_model(
+    shape_in: tuple[int, int],
+    margin: int,
+    psf_model: str,
+    *,
+    backend: str = "numpy",
+    device: Any = None,
+) -> ForwardModel:
+    """The projection's forward operator in ``backend`` ("numpy" or "torch" on ``device``).
+
+    Raises
+    ------
+    ValueError
+        An unknown backend.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return TorchForwardModel(shape_in, margin, psf_model, device=device)
+    return ForwardModel(shape_in, margin, psf_model)
 
 
 def reobserve_target_on(enhanced: object, *, psf_model: str, device: Any) -> np.ndarray:
-    """HMI's view of a 28 cm image, computed with torch on ``device``.
+    """The torch mirror of :func:`enhance_hmi.physics.transfer.reobserve_target`.
 
-    The arithmetic of :func:`enhance_hmi.physics.transfer.reobserve_target` (fill
+    HMI's view of a 28 cm image, computed with torch on ``device``: the
+    arithmetic of :func:`enhance_hmi.physics.transfer.reobserve_target` (fill
     non-finite pixels with the mean, mirror padding, the ``H / A`` transfer
     function, 2x2 mean, NaN for every block holding a non-finite pixel) in
     float32 on ``device``, so the quality figures of a frame enhanced on a
@@ -212,4 +167,5 @@ def reobserve_target_on(enhanced: object, *, psf_model: str, device: Any) -> np.
     binned = blurred.reshape(ny // 2, 2, nx // 2, 2).mean(dim=(1, 3)) + level
     bad = ~finite.reshape(ny // 2, 2, nx // 2, 2).all(dim=3).all(dim=1)
     binned[bad] = float("nan")
-    return binned.to("cpu", torch.float64).numpy()
+    out: np.ndarray = binned.to("cpu", torch.float64).numpy()
+    return out

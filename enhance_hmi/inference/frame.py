@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 from pathlib import Path
+from typing import Any
 
-import astropy.units as u
 import numpy as np
 
 from enhance_hmi.errors import ConfigError
@@ -15,12 +15,14 @@ from enhance_hmi.inference.array import (
     InferenceTimings,
     device_name,
     enhance_array,
+    enhance_array_with_sigma,
     resolve_device,
     timed_stage,
 )
-from enhance_hmi.inference.tiling import DEFAULT_TILE
+from enhance_hmi.inference.uncertainty import resolve_uncertainty
 from enhance_hmi.io.plausibility import check_pixel_scale
 from enhance_hmi.io.wcs import upsample_header
+from enhance_hmi.model.uncertainty import EnhanceWithUncertainty
 from enhance_hmi.model.weights import (
     check_trained_for,
     default_weights,
@@ -29,27 +31,21 @@ from enhance_hmi.model.weights import (
 )
 from enhance_hmi.physics import psf_model_of
 from enhance_hmi.physics.disk import SolarDisk
+from enhance_hmi.settings import EnhanceSettings
 
-__all__ = ["enhance_frame"]
+__all__ = ["COMPILE_AUTO_MIN_PIXELS", "enhance_frame", "resolve_compile"]
 
 log = logging.getLogger(__name__)
 
 
 def enhance_frame(
     frame: Frame,
+    settings: EnhanceSettings | None = None,
     *,
-    weights: str | os.PathLike[str] | None = None,
-    device: str = "auto",
-    precision: str = "fp32",
-    tile: int = DEFAULT_TILE,
     batch_size: int | None = None,
     progress: bool = False,
-    compile: bool = False,
-    check_scale: bool = True,
     timings: InferenceTimings | None = None,
-    uncertainty: bool = False,
-    consistency: bool = True,
-    input_noise: u.Quantity | None = None,
+    **options: Any,
 ) -> Frame:
     """Return the enhanced frame (2x grid, same units, header with the 2x WCS).
 
@@ -61,41 +57,50 @@ def enhance_frame(
     ----------
     frame : Frame
         Continuum in quiet-Sun units or Blos in gauss (:func:`enhance_hmi.io.read_hmi`).
-    weights : path-like, optional
-        Default: the shipped weights for ``frame.observable``.
-    device, precision, tile, batch_size, progress, compile, timings
+    settings : EnhanceSettings, optional
+        The run's options (:class:`enhance_hmi.settings.EnhanceSettings`); the
+        ones used here:
+
+        - ``weights``: default, the shipped weights for ``frame.observable``;
+        - ``device``, ``precision``, ``tile``, ``compile``: see
+          :func:`enhance_hmi.inference.enhance_array` (``compile="auto"``:
+          :func:`resolve_compile`);
+        - ``check_scale``: refuse a frame whose header pixel scale is not the
+          one the network was trained for
+          (:func:`enhance_hmi.model.trained_pixel_scale`, within
+          :data:`enhance_hmi.io.plausibility.PIXEL_SCALE_TOLERANCE`), before
+          any compute;
+        - ``uncertainty``: also compute the per-pixel uncertainty in the same
+          tiled pass, with the network's uncertainty head
+          (``NAME.uncertainty.safetensors`` beside the weights, fitted for
+          exactly that network; :mod:`enhance_hmi.model.uncertainty`); None:
+          when one is installed
+          (:func:`enhance_hmi.inference.uncertainty.resolve_uncertainty`). It
+          is returned as ``meta["sigma"]``, a
+          :class:`enhance_hmi.io.sigma.SigmaMap` in the output's units, which
+          :func:`enhance_hmi.io.write_enhanced` stores as the ``SIGMA`` HDU;
+        - ``consistency``: project the network output onto the images
+          consistent with the input within its noise
+          (:func:`enhance_hmi.inference.consistency.project_to_observation`,
+          stopping threshold ``inference.consistency_discrepancy`` and noise
+          estimate ``inference.consistency_noise_estimate`` of the weights
+          sidecar; defaults 1 and the observable's,
+          :func:`enhance_hmi.physics.noise.noise_estimate_for`). The held-out
+          scores of the shipped networks are measured with it. When the
+          recipe estimates a magnetogram's noise (histogram core, or "auto")
+          and too little of the field is quiet Sun for the histogram core, an
+          :class:`enhance_hmi.errors.FieldDominatedNoiseWarning` says so
+          (:func:`enhance_hmi.inference.consistency.warn_if_field_dominated`);
+        - ``input_noise``: the input noise (one standard deviation) the
+          projection stops at, instead of the recipe's estimate: gauss (or
+          any magnetic flux density unit) for a magnetogram, dimensionless
+          quiet-Sun units for a continuum image. Checked before any compute.
+    batch_size, progress, timings
         See :func:`enhance_hmi.inference.enhance_array`; the progress bar is
         labelled with the input file name.
-    check_scale : bool
-        Refuse a frame whose header pixel scale is not the one the network
-        was trained for (:func:`enhance_hmi.model.trained_pixel_scale`, within
-        :data:`enhance_hmi.io.plausibility.PIXEL_SCALE_TOLERANCE`), before any
-        compute. False: enhance it anyway.
-    uncertainty : bool
-        Also compute the per-pixel uncertainty in the same tiled pass, with
-        the network's uncertainty head (``NAME.uncertainty.safetensors``
-        beside the weights, fitted for exactly that network;
-        :mod:`enhance_hmi.model.uncertainty`). It is returned as
-        ``meta["sigma"]``, a :class:`enhance_hmi.io.sigma.SigmaMap` in the
-        output's units, which :func:`enhance_hmi.io.write_enhanced` stores as the
-        ``SIGMA`` HDU.
-    consistency : bool
-        Project the network output onto the images consistent with the
-        input within its noise (:func:`enhance_hmi.inference.consistency.project_to_observation`,
-        stopping threshold ``inference.consistency_discrepancy`` and noise
-        estimate ``inference.consistency_noise_estimate`` of the weights
-        sidecar; defaults 1 and the observable's,
-        :func:`enhance_hmi.physics.noise.noise_estimate_for`). The
-        held-out scores of the shipped networks are measured with it.
-        When the recipe estimates a magnetogram's noise (histogram core, or
-        "auto") and too little of the field is quiet Sun for the histogram
-        core, an :class:`enhance_hmi.errors.FieldDominatedNoiseWarning` says so
-        (:func:`enhance_hmi.inference.consistency.warn_if_field_dominated`).
-    input_noise : astropy.units.Quantity, optional
-        The input noise (one standard deviation) the projection stops at,
-        instead of the recipe's estimate: gauss (or any magnetic flux
-        density unit) for a magnetogram, dimensionless quiet-Sun units for
-        a continuum image. Checked before any compute.
+    **options
+        Options that change ``settings``, by field name
+        (``enhance_frame(frame, device="cpu", tile=256)``).
 
     Returns
     -------
@@ -126,99 +131,59 @@ def enhance_frame(
         ``input_noise`` in a unit that does not fit the observable, not
         positive, or given with ``consistency`` off.
     """
-    path = Path(weights) if weights is not None else default_weights(frame.observable)
-    dev = resolve_device(device)
+    settings = EnhanceSettings.from_mapping(options, base=settings) if options else settings
+    settings = settings or EnhanceSettings()
+    path = (
+        Path(settings.weights)
+        if settings.weights is not None
+        else default_weights(frame.observable)
+    )
+    dev = resolve_device(settings.device)
     # The checked CPU network: enhance_array's inference copy (batch norms
     # folded, cached per device) is the one that goes to the device.
     model, meta = load_weights_cached(path)
     input_name = Path(str(frame.meta.get("input_file") or "")).name
     check_trained_for(meta, frame.observable, path, "the image")
-    if check_scale:
+    if settings.check_scale:
         check_pixel_scale(frame.header, trained_pixel_scale(meta), path=input_name or None)
     disk = SolarDisk.from_header(frame.header)
-    noise = None
-    if input_noise is not None and not consistency:
-        raise ConfigError(
-            "an input noise is used only by the projection onto the input, which is "
-            "off (--no-consistency, consistency=False); drop one of the two"
-        )
-    if consistency:
-        from enhance_hmi.inference import consistency as projection
-
-        estimate = projection.recipe_noise_estimate(meta)
-        region = projection.constraint_region(frame.data.shape, disk)
-        if input_noise is not None:
-            noise = projection.input_noise_in_data_units(input_noise, frame.observable)
-            projection.warn_if_given_noise_implausible(
-                frame.data,
-                noise,
-                estimate=estimate,
-                region=region,
-                unit=" G" if frame.observable == "magnetogram" else "",
-                stacklevel=3,
-            )
-    scale = float(meta["input_normalisation"].get("scale", 1.0))
-    network, head_meta = model, None
-    if uncertainty:
+    recipe = settings.recipe(meta)  # the weights' recipe, as this run's options amend it
+    plan = _projection_plan(frame, settings, recipe, disk)
+    combined: EnhanceWithUncertainty | None = None  # the network with its sigma head
+    if resolve_uncertainty(settings.uncertainty, path):
         from enhance_hmi.inference.uncertainty import with_uncertainty
 
-        network, head_meta = with_uncertainty(path, model, meta)
+        combined, head_meta = with_uncertainty(path, model, meta)
     # the disk's pixels only: windows wholly beyond the limb are not computed
     on_disk = (
         disk.inside(frame.data.shape)
         if disk is not None and disk.holds_limb(frame.data.shape)
         else None
     )
-    data = enhance_array(
-        frame.data,
-        network,
+    options = dict(
         device=dev,
-        precision=precision,
-        tile=tile,
+        precision=settings.precision,
+        tile=settings.tile,
         batch_size=batch_size,
-        input_scale=scale,
+        input_scale=float(meta["input_normalisation"].get("scale", 1.0)),
         progress=progress,
         progress_label=input_name or None,
-        compile=compile,
+        compile=resolve_compile(settings.compile, settings.device, frame.data.size),
         timings=timings,
         wanted=on_disk,
     )
-    header = upsample_header(frame.header, factor=model.upscale)
     meta_out = dict(frame.meta)
-    if head_meta is not None:
+    if combined is None:
+        data = enhance_array(frame.data, model, **options)
+    else:
         from enhance_hmi.inference.uncertainty import sigma_map
 
-        sigma = sigma_map(data[1], head_meta, projected=bool(consistency))
-        data, meta_out["sigma"] = data[0], sigma
-    if consistency:
+        data, sigma = enhance_array_with_sigma(frame.data, combined, **options)
+        meta_out["sigma"] = sigma_map(sigma, head_meta, projected=plan is not None)
+    if plan is not None:
         network_output = data
         with timed_stage(timings, "projection", dev):
-            if noise is None and frame.observable == "magnetogram" and estimate != "spectral":
-                fraction = None
-                if dev.type == "cuda":
-                    from enhance_hmi.inference.device_noise import quiet_sun_fraction_on
-
-                    fraction = quiet_sun_fraction_on(frame.data, region=region, device=dev)
-                fraction = projection.warn_if_field_dominated(
-                    frame.data,
-                    estimate=estimate,
-                    region=region,
-                    stacklevel=3,
-                    quiet_fraction=fraction,
-                )
-                estimate = projection.resolve_noise_estimate(
-                    frame.data, estimate, quiet_fraction=fraction
-                )
-            data, meta_out["consistency"] = projection.project_as_recipe(
-                data,
-                frame.data,
-                meta,
-                noise=noise,
-                noise_estimate=estimate,
-                disk=disk,
-                backend="torch" if dev.type == "cuda" else "numpy",
-                device=dev,
-            )
+            data, meta_out["consistency"] = _project(frame, data, recipe, plan, disk, dev)
         if meta_out["consistency"].iterations:
             meta_out["network_output"] = network_output
     if on_disk is not None:
@@ -232,8 +197,113 @@ def enhance_frame(
         weights_sha256=meta["sha256"],
         psf_model=psf_model_of(meta),
         device=device_name(dev),
-        precision=precision,
-        tile=tile,
-        scale_checked=bool(check_scale),
+        precision=settings.precision,
+        tile=settings.tile,
+        scale_checked=bool(settings.check_scale),
     )
+    header = upsample_header(frame.header, factor=model.upscale)
     return Frame(data=data, header=header, observable=frame.observable, meta=meta_out)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ProjectionPlan:
+    """What the projection onto the input needs, settled before any compute."""
+
+    estimate: str
+    region: np.ndarray | None
+    noise: float | None
+
+
+def _projection_plan(
+    frame: Frame, settings: EnhanceSettings, meta: dict[str, Any], disk: SolarDisk | None
+) -> _ProjectionPlan | None:
+    """The projection's noise recipe and region (None with ``consistency`` off).
+
+    A given input noise is converted to the data's units and compared with
+    the data's own estimate here, so a wrong unit fails before the network
+    runs.
+    """
+    if settings.input_noise is not None and not settings.consistency:
+        raise ConfigError(
+            "an input noise is used only by the projection onto the input, which is "
+            "off (--no-consistency, consistency=False); drop one of the two"
+        )
+    if not settings.consistency:
+        return None
+    from enhance_hmi.inference import consistency as projection
+
+    estimate = projection.recipe_noise_estimate(meta)
+    region = projection.constraint_region(frame.data.shape, disk)
+    noise = None
+    if settings.input_noise is not None:
+        noise = projection.input_noise_in_data_units(settings.input_noise, frame.observable)
+        projection.warn_if_given_noise_implausible(
+            frame.data,
+            noise,
+            estimate=estimate,
+            region=region,
+            unit=" G" if frame.observable == "magnetogram" else "",
+            stacklevel=4,
+        )
+    return _ProjectionPlan(estimate=estimate, region=region, noise=noise)
+
+
+def _project(
+    frame: Frame,
+    data: np.ndarray,
+    meta: dict[str, Any],
+    plan: _ProjectionPlan,
+    disk: SolarDisk | None,
+    dev: Any,
+) -> tuple[np.ndarray, Any]:
+    """The network output projected onto the input.
+
+    See :func:`enhance_hmi.inference.consistency.project_as_recipe`.
+    """
+    from enhance_hmi.inference import consistency as projection
+
+    estimate = plan.estimate
+    if plan.noise is None and frame.observable == "magnetogram" and estimate != "spectral":
+        fraction = None
+        if dev.type == "cuda":
+            from enhance_hmi.inference.device_noise import quiet_sun_fraction_on
+
+            fraction = quiet_sun_fraction_on(frame.data, region=plan.region, device=dev)
+        fraction = projection.warn_if_field_dominated(
+            frame.data,
+            estimate=estimate,
+            region=plan.region,
+            stacklevel=4,
+            quiet_fraction=fraction,
+        )
+        estimate = projection.resolve_noise_estimate(frame.data, estimate, quiet_fraction=fraction)
+    result: tuple[np.ndarray, Any] = projection.project_as_recipe(
+        data,
+        frame.data,
+        meta,
+        noise=plan.noise,
+        noise_estimate=estimate,
+        disk=disk,
+        backend="torch" if dev.type == "cuda" else "numpy",
+        device=dev,
+    )
+    return result
+
+
+#: ``compile="auto"`` compiles the network on a CPU for a job of at least this
+#: many input pixels (two 4096^2 full disks): compiling costs ~21 s once per
+#: process and makes the CPU forward passes 1.10x faster (docs/performance.md),
+#: ~12 s of a full disk's ~125 s. On a GPU "auto" does not compile until
+#: ``bench/gpu_check.sh`` has measured what it gains there.
+COMPILE_AUTO_MIN_PIXELS = 2 * 4096 * 4096
+
+
+def resolve_compile(compile: bool | str, device: str, pixels: int) -> bool:
+    """Whether to compile the network for a job of ``pixels`` input pixels on ``device``.
+
+    ``compile`` itself unless it is "auto"; "auto" compiles on a CPU when
+    the job holds at least :data:`COMPILE_AUTO_MIN_PIXELS`.
+    """
+    if compile != "auto":
+        return bool(compile)
+    return resolve_device(device).type == "cpu" and pixels >= COMPILE_AUTO_MIN_PIXELS

@@ -107,7 +107,7 @@ def plan_windows(
     wh, starts_y = axis_plan(height, tile, overlap)
     ww, starts_x = axis_plan(width, tile, overlap)
     weights_x = {x0: axis_weight(x0, ww, width, margin, blend, factor) for x0 in starts_x}
-    windows = []
+    windows: list[Window] = []
     for y0 in starts_y:
         wy = axis_weight(y0, wh, height, margin, blend, factor)
         windows.extend(Window(y0, x0, wy, weights_x[x0]) for x0 in starts_x)

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from enhance_hmi.errors import SigmaCalibrationMismatchWarning, WeightsError
-from enhance_hmi.inference.array import enhance_array
 from enhance_hmi.io.sigma import SigmaMap
 from enhance_hmi.model.network import EnhanceNet
 from enhance_hmi.model.uncertainty import (
@@ -31,7 +30,6 @@ from enhance_hmi.model.weights import read_sidecar
 
 __all__ = [
     "check_uncertainty_available",
-    "enhance_array_with_uncertainty",
     "resolve_uncertainty",
     "sigma_map",
     "with_uncertainty",
@@ -100,7 +98,9 @@ def check_uncertainty_available(weights: str | os.PathLike[str]) -> dict[str, An
 
 
 @functools.lru_cache(maxsize=8)
-def _combined(path: str, version: tuple[int, ...], model_id: int, model: EnhanceNet, meta_sha: str):
+def _combined(
+    path: str, version: tuple[int, ...], model_id: int, model: EnhanceNet, meta_sha: str
+) -> tuple[EnhanceWithUncertainty, dict[str, Any]]:
     return load_uncertainty(path, model, {"sha256": meta_sha})
 
 
@@ -112,23 +112,11 @@ def with_uncertainty(
     See :func:`enhance_hmi.model.uncertainty.load_uncertainty` for the checks.
     """
     head = uncertainty_path(weights).resolve()
-    version = (0,)
+    version: tuple[int, ...] = (0,)
     if head.is_file():
         stat = head.stat()
         version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
     return _combined(str(Path(weights).resolve()), version, id(model), model, meta["sha256"])
-
-
-def enhance_array_with_uncertainty(
-    data: np.ndarray, model: EnhanceWithUncertainty, **options: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(enhanced, sigma)`` of a 2-D image, both float32 (2H, 2W) in physical units.
-
-    ``options`` are those of :func:`enhance_hmi.inference.enhance_array`; NaN
-    input pixels are NaN in both outputs.
-    """
-    both = enhance_array(data, model, **options)
-    return both[0], both[1]
 
 
 def _output_name(projected: bool) -> str:

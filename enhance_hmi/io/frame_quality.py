@@ -62,15 +62,23 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from scipy import ndimage
 
 from enhance_hmi.errors import ConfigError, InputError
 from enhance_hmi.io.cards import set_card
+from enhance_hmi.physics.diagnostics import (
+    FIELD_SNR,
+    QUIET_SUN_RANGE,
+    field_mask,
+    forward_residual_stats,
+    quiet_sun_mask,
+)
 from enhance_hmi.physics.disk import SolarDisk, constraint_region
 from enhance_hmi.physics.noise import input_noise, noise_estimate_for
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 from enhance_hmi.physics.spectrum import band_power
 
 __all__ = [
+    "FIELD_SNR",
     "FLAG_NAMES",
     "QUALITY_COLUMNS",
     "QUALITY_KEYWORDS",
@@ -83,11 +91,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Field regions of a magnetogram: smoothed |B| above this many noise sigmas.
-FIELD_SNR = 5.0
 #: Quiet-Sun continuum: smoothed intensity within these fractions of the median
-#: (below: penumbra and umbra; above: faculae and flares) [1]_.
-QUIET_RANGE = (0.85, 1.1)
+#: (:data:`enhance_hmi.physics.diagnostics.QUIET_SUN_RANGE`) [1]_.
+QUIET_RANGE = QUIET_SUN_RANGE
 #: Pixels too few for a figure (it is then NaN).
 MIN_PIXELS = 16
 #: Input pixels at each edge left out of the forward residual, as the
@@ -134,7 +140,7 @@ QUALITY_COLUMNS = (*QUALITY_KEYWORDS, "flags")
 
 def _pair(value: object, name: str) -> tuple[float, float]:
     try:
-        low, high = (float(v) for v in value)  # type: ignore[union-attr]
+        low, high = (float(v) for v in value)  # type: ignore[attr-defined]
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"quality tolerance {name} must be [low, high]; got {value!r}") from exc
     if not 0 <= low < high:
@@ -312,35 +318,6 @@ def _masked_fraction(data: np.ndarray, disk: SolarDisk | None) -> float:
     return float(np.mean(~np.isfinite(data[region])))
 
 
-def _input_noise(data: np.ndarray, observable: str, region: np.ndarray | None) -> float:
-    """The input noise as the projection onto the input estimates it (NaN if it cannot)."""
-    try:
-        return input_noise(data, noise_estimate_for(observable), region=region)[0]
-    except InputError:
-        return math.nan
-
-
-def _forward_residual(
-    data: np.ndarray,
-    enhanced: np.ndarray,
-    noise: float,
-    psf_model: str,
-    region: np.ndarray | None,
-    kernels: QualityKernels,
-) -> float:
-    back = np.asarray(kernels.reobserve(enhanced, psf_model), dtype=np.float64)
-    obs = data[: back.shape[0], : back.shape[1]]
-    ok = np.isfinite(back) & np.isfinite(obs)
-    edge = np.ones_like(ok)  # beyond the edge the re-observation sees a mirror image
-    edge[RESIDUAL_BORDER:-RESIDUAL_BORDER, RESIDUAL_BORDER:-RESIDUAL_BORDER] = False
-    ok &= ~edge
-    if region is not None:
-        ok &= region[: back.shape[0], : back.shape[1]]
-    if ok.sum() < MIN_PIXELS or not noise > 0:
-        return math.nan
-    return float(np.sqrt(np.mean((back[ok] - obs[ok]) ** 2)) / noise)
-
-
 def _ripple(
     enhanced: np.ndarray,
     network: np.ndarray | None,
@@ -370,7 +347,8 @@ def _block_mean(enhanced: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     ny, nx = shape
     blocks = enhanced[: 2 * ny, : 2 * nx].reshape(ny, 2, nx, 2)
     with np.errstate(invalid="ignore"):
-        return blocks.mean(axis=(1, 3))
+        means: np.ndarray = blocks.mean(axis=(1, 3))
+    return means
 
 
 class QualityKernels:
@@ -403,8 +381,7 @@ class QualityKernels:
             finite &= region
         if not noise > 0 or finite.sum() < MIN_PIXELS:
             return math.nan
-        smooth = np.abs(ndimage.gaussian_filter(np.where(finite, data, 0.0), 1.0))
-        field = ndimage.binary_dilation(smooth > FIELD_SNR * noise, iterations=2) & finite
+        field = field_mask(data, noise, snr=FIELD_SNR, grow=2, region=region)
         out = _block_mean(np.abs(enhanced), data.shape)
         field &= np.isfinite(out)
         if field.sum() < MIN_PIXELS:
@@ -412,18 +389,17 @@ class QualityKernels:
         return float(np.mean(out[field]) / np.mean(np.abs(data[field])))
 
     def quiet_contrast(self, image: np.ndarray, smooth: float) -> float:
-        """rms/mean of ``image`` over its quiet Sun (smoothing ``smooth`` pixels)."""
+        """rms/mean of ``image`` over its quiet Sun (smoothing ``smooth`` pixels).
+
+        The quiet Sun of :func:`enhance_hmi.physics.diagnostics.quiet_sun_mask`
+        (continuum, grown by 5 pixels, never falling back to the whole image).
+        """
         finite = np.isfinite(image)
         if finite.sum() < MIN_PIXELS:
             return math.nan
-        median = float(np.median(image[finite]))
-        if not median > 0:
+        if not float(np.median(image[finite])) > 0:
             return math.nan
-        filled = ndimage.gaussian_filter(np.where(finite, image, median), smooth, mode="mirror")
-        active = (filled < QUIET_RANGE[0] * median) | (filled > QUIET_RANGE[1] * median)
-        if active.any():
-            active = ndimage.binary_dilation(active, structure=np.ones((3, 3), bool), iterations=5)
-        quiet = finite & ~active
+        quiet = quiet_sun_mask(image, kind="continuum", smooth=smooth, margin=5, min_fraction=0.0)
         if quiet.sum() < MIN_PIXELS:
             return math.nan
         values = image[quiet]
@@ -437,7 +413,7 @@ def frame_quality(
     observable: str,
     header: Mapping[str, Any] | None = None,
     quality: int = 0,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
     tolerances: QualityTolerances | None = None,
     projection: Any = None,
     network_output: object | None = None,
@@ -501,10 +477,27 @@ def frame_quality(
         )
     disk = SolarDisk.from_header(header)
     region = constraint_region(x.shape, disk)
-    noise = (
-        float(projection.noise) if projection is not None else _input_noise(x, observable, region)
-    )
-    residual = _forward_residual(x, y, noise, psf_model, region, kernels)
+    if projection is not None:
+        noise = float(projection.noise)
+    else:  # as the projection would estimate it
+        try:
+            noise = input_noise(x, noise_estimate_for(observable), region=region)[0]
+        except InputError:
+            noise = math.nan
+    back = kernels.reobserve(y, psf_model)  # HMI's view of the output: the forward operator
+    try:
+        residual = forward_residual_stats(
+            None,
+            x,
+            reobserved=back,
+            noise=noise,
+            region=region,
+            border=RESIDUAL_BORDER,
+            min_pixels=MIN_PIXELS,
+        )["rms_in_noise"]
+    except InputError:  # no input pixel to compare with
+        residual = None
+    residual = math.nan if residual is None else residual
     if observable == "magnetogram":
         flux, contrast, input_contrast = kernels.flux_ratio(x, y, noise, region), math.nan, math.nan
     else:
@@ -512,7 +505,8 @@ def frame_quality(
         contrast = kernels.quiet_contrast(y, smooth=4.0)  # 2 input pixels on the 2x grid
         input_contrast = kernels.quiet_contrast(x, smooth=2.0)
     masked = _masked_fraction(x, disk)
-    ripple = _ripple(y, network_output, disk, projection, kernels)
+    network = None if network_output is None else np.asarray(network_output)
+    ripple = _ripple(y, network, disk, projection, kernels)
     flags = []
     if not residual <= tolerances.forward_residual:  # NaN (nothing re-observed) too
         flags.append("forward_residual")

@@ -55,6 +55,7 @@ import math
 import os
 import warnings
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from astropy.io import fits
 
@@ -118,7 +119,9 @@ def _fail(name: str, index: int, card: str, value: object, limit: str) -> Header
     )
 
 
-def _integer(header: fits.Header, key: str, name: str, index: int, *, default=None) -> int:
+def _integer(
+    header: fits.Header, key: str, name: str, index: int, *, default: int | None = None
+) -> int:
     """``header[key]`` as an int, refusing anything else (a bool, a float, a string)."""
     value = header.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -185,9 +188,9 @@ def tile_shape(header: fits.Header) -> list[int]:
     return [int(header.get(f"ZTILE{n}", defaults[n - 1])) for n in range(1, znaxis + 1)]
 
 
-def compression_parameters(header: fits.Header) -> dict[str, object]:
-    """``{ZNAMEn: ZVALn}`` (upper-case names) of a compressed image."""
-    params: dict[str, object] = {}
+def compression_parameters(header: fits.Header) -> dict[str, Any]:
+    """``{ZNAMEn: ZVALn}`` (upper-case names) of a compressed image (values as FITS cards)."""
+    params: dict[str, Any] = {}
     n = 1
     while f"ZNAME{n}" in header:
         params[str(header[f"ZNAME{n}"]).strip().upper()] = header.get(f"ZVAL{n}")
@@ -283,7 +286,7 @@ def data_unit_bytes(header: fits.Header) -> int:
     return abs(int(header["BITPIX"])) // 8 * count
 
 
-def _header_bytes(fh, name: str, index: int) -> bytes | None:
+def _header_bytes(fh: BinaryIO, name: str, index: int) -> bytes | None:
     """The blocks of one header up to its ``END`` card; None when the file ends first."""
     blocks = []
     while True:

@@ -39,6 +39,7 @@ from numpy.polynomial import polynomial as npoly
 
 from enhance_hmi.errors import InputError, NotQuietSunUnitsWarning
 from enhance_hmi.io.wcs import has_celestial_wcs
+from enhance_hmi.physics.noise import MAD_TO_SIGMA
 
 __all__ = [
     "DARK_FRACTION",
@@ -78,8 +79,6 @@ MAX_FIT_SAMPLES = 400_000
 #: Fewer usable on-disk pixels than this and no limb fit is attempted.
 MIN_FIT_SAMPLES = 500
 
-_MAD_TO_SIGMA = 1.4826
-
 
 def quiet_sun_level(data: np.ndarray, *, dark_fraction: float = DARK_FRACTION) -> float:
     """Return the quiet-Sun level of an image: median of the non-dark pixels.
@@ -93,6 +92,11 @@ def quiet_sun_level(data: np.ndarray, *, dark_fraction: float = DARK_FRACTION) -
     The fixed point is the median of the quiet Sun, with umbrae and penumbrae
     excluded even when they cover most of a cut-out (a plain median then
     lands in the penumbra).
+
+    This is the level that defines the quiet-Sun unit of the raw image, in
+    any intensity unit; the quiet-Sun *pixels* of an image already in those
+    units (for contrasts and noise) are
+    :func:`enhance_hmi.physics.diagnostics.quiet_sun_mask`'s.
 
     Raises
     ------
@@ -231,7 +235,7 @@ def fit_limb_darkening(
     x = mu.ravel()[index].astype(np.float64)
     y = data.ravel()[index].astype(np.float64)
     keep = np.ones(x.size, dtype=bool)
-    coefficients = np.zeros(degree + 1)
+    coefficients: np.ndarray = np.zeros(degree + 1)
     sigma = float("nan")
     iterations = 0
     while iterations < max_iter:
@@ -241,7 +245,7 @@ def fit_limb_darkening(
         with np.errstate(divide="ignore", invalid="ignore"):
             residual = y / model - 1.0
         centre = float(np.median(residual[keep]))
-        sigma = _MAD_TO_SIGMA * float(np.median(np.abs(residual[keep] - centre)))
+        sigma = MAD_TO_SIGMA * float(np.median(np.abs(residual[keep] - centre)))
         new_keep = np.isfinite(residual) & (np.abs(residual - centre) <= clip_sigma * sigma)
         if np.array_equal(new_keep, keep) or new_keep.sum() < MIN_FIT_SAMPLES:
             break

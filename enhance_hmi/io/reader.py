@@ -197,7 +197,7 @@ def observable_evidence(
 
 
 def _conflict_message(name: str, found: list[tuple[str, str]]) -> str:
-    said = {}
+    said: dict[str, str] = {}
     for observable, evidence in found:
         said.setdefault(observable, evidence)
     parts = [f"{evidence} says {observable}" for observable, evidence in said.items()]
@@ -395,6 +395,9 @@ def read_hmi(
 ) -> Frame:
     """Read an HMI continuum image or magnetogram into a north-up, normalised Frame.
 
+    Long for its documentation of every meta key, error and warning; the
+    body is a short sequence of named steps.
+
     Parameters
     ----------
     path : path-like
@@ -466,30 +469,11 @@ def read_hmi(
     .. [1] Díaz Baso & Asensio Ramos (2018), A&A 614, A5, Sect. 3.
     .. [2] Neckel & Labs (1994), Sol. Phys. 153, 91.
     """
-    if observable is not None and observable not in OBSERVABLES:
-        raise ConfigError(f"unknown observable {observable!r}; use one of {', '.join(OBSERVABLES)}")
-    if normalize not in NORMALIZE_CHOICES:
-        raise ConfigError(
-            f"unknown normalisation {normalize!r}; use one of {', '.join(NORMALIZE_CHOICES)}"
-        )
+    _check_read_options(observable, normalize)
     path = Path(path)
     check_input_file(path)  # before astropy reads or allocates anything
     check_tiles(path)  # compressed data without DATASUM: decoded and checked tile by tile
-    with contextlib.ExitStack() as stack:
-        with _astropy_damage_check(path):
-            hdul = stack.enter_context(_open_checked(path))
-            index, hdu = _image_hdu(hdul, path)
-            data = _load_data(hdu, path)
-        header = _clean_header(hdu.header, data.shape)
-        # the JSOC primary header carries nothing the image header lacks; a
-        # bare cut-out may keep its cards in the primary HDU though
-        if index > 0:
-            skip = {*STRUCTURAL_CARDS, "COMMENT", "HISTORY", ""}
-            for card in hdul[0].header.cards:
-                keyword = card.keyword
-                if keyword in skip or keyword.startswith("NAXIS") or keyword in header:
-                    continue
-                header.append(card, end=True)
+    index, data, header = _read_image(path)
     data, masked = mask_unusable(data)
     if not np.isfinite(data).any():
         raise InputError(f"{path.name} holds no finite pixel (all NaN, infinite or blank)")
@@ -502,44 +486,16 @@ def read_hmi(
 
     data, header, rotation = rotate_north_up(data, header)
     input_units = str(header.get("BUNIT", "")).strip()
-    implausible = 0
     if observable == "continuum":
-        if normalize == "none" and input_units.upper() not in _QUIET_SUN_UNITS:
-            warnings.warn(
-                f"{path.name}: BUNIT = {input_units!r}, but normalisation 'none' takes the "
-                "values as quiet-Sun units (dimensionless); use 'auto' or 'quiet-sun' to "
-                "normalise them",
-                UnexpectedUnitWarning,
-                stacklevel=2,
-            )
-        if check_range:
-            data, implausible = check_value_range(data, observable, path=path, stage="raw")
-        data, info = normalise_continuum(
-            data, header, method=normalize, limb_darkened=not _is_no_limb_dark(header, path)
+        data, info, implausible = _continuum_values(
+            data, header, path, input_units, normalize=normalize, check_range=check_range
         )
-        if check_range:
-            data, beyond = check_value_range(data, observable, path=path, stage="normalised")
-            implausible += beyond
-        if not np.isfinite(data).any():
-            raise InputError(f"{path.name} has no finite pixel left after normalisation")
     else:
-        info = {"method": "none", "factor": 1.0}
-        gauss = gauss_per_unit(input_units, path=path)
-        if gauss != 1.0:
-            data *= np.float32(gauss)
-            info["unit_conversion"] = f"{input_units} -> G (x{gauss:g})"
-            header.add_history(f"enhance: Blos converted from {input_units!r} to G (x{gauss:g})")
-            log.info("%s: Blos converted from %s to G (x%g)", path.name, input_units, gauss)
-        if check_range:
-            data, implausible = check_value_range(data, observable, path=path)
-    masked["implausible"] = implausible
-    if masked["infinite"] or masked["fill"] or implausible:
-        log.info("%s: %s", path.name, describe_masked(masked))
-        header.add_history(
-            f"enhance: input pixels masked (NaN): {masked['infinite']} infinite, "
-            f"{masked['fill']} fill values (|x| >= {FILL_VALUE_LIMIT:g}), {implausible} "
-            "outside the plausible range"
+        data, info, implausible = _magnetogram_values(
+            data, header, path, input_units, check_range=check_range
         )
+    masked["implausible"] = implausible
+    _record_masked(header, masked, path)
     info["input_units"] = input_units
     if "BUNIT" in header or observable == "continuum":
         header["BUNIT"] = HEADER_UNITS[observable]
@@ -571,3 +527,100 @@ def read_hmi(
         info["method"],
     )
     return Frame(data=data, header=header, observable=observable, meta=meta)
+
+
+def _check_read_options(observable: str | None, normalize: str) -> None:
+    """Refuse an unknown ``observable`` or ``normalize`` of :func:`read_hmi`."""
+    if observable is not None and observable not in OBSERVABLES:
+        raise ConfigError(f"unknown observable {observable!r}; use one of {', '.join(OBSERVABLES)}")
+    if normalize not in NORMALIZE_CHOICES:
+        raise ConfigError(
+            f"unknown normalisation {normalize!r}; use one of {', '.join(NORMALIZE_CHOICES)}"
+        )
+
+
+def _read_image(path: Path) -> tuple[int, np.ndarray, fits.Header]:
+    """HDU index, data and cleaned header of the image of ``path``.
+
+    The header gains the primary header's cards it lacks when the image is
+    in an extension (a bare cut-out may keep its cards in the primary HDU;
+    the JSOC primary header carries nothing the image header lacks).
+    """
+    with contextlib.ExitStack() as stack:
+        with _astropy_damage_check(path):
+            hdul = stack.enter_context(_open_checked(path))
+            index, hdu = _image_hdu(hdul, path)
+            data = _load_data(hdu, path)
+        header = _clean_header(hdu.header, data.shape)
+        if index > 0:
+            skip = {*STRUCTURAL_CARDS, "COMMENT", "HISTORY", ""}
+            for card in hdul[0].header.cards:
+                keyword = card.keyword
+                if keyword in skip or keyword.startswith("NAXIS") or keyword in header:
+                    continue
+                header.append(card, end=True)
+    return index, data, header
+
+
+def _continuum_values(
+    data: np.ndarray,
+    header: fits.Header,
+    path: Path,
+    input_units: str,
+    *,
+    normalize: str,
+    check_range: bool,
+) -> tuple[np.ndarray, dict[str, Any], int]:
+    """Normalised, range-checked continuum; its normalisation info and implausible count.
+
+    Warns with :class:`UnexpectedUnitWarning` (attributed to the caller of
+    :func:`read_hmi`) when ``normalize="none"`` meets a dimensional ``BUNIT``.
+    """
+    implausible = 0
+    if normalize == "none" and input_units.upper() not in _QUIET_SUN_UNITS:
+        warnings.warn(
+            f"{path.name}: BUNIT = {input_units!r}, but normalisation 'none' takes the "
+            "values as quiet-Sun units (dimensionless); use 'auto' or 'quiet-sun' to "
+            "normalise them",
+            UnexpectedUnitWarning,
+            stacklevel=3,
+        )
+    if check_range:
+        data, implausible = check_value_range(data, "continuum", path=path, stage="raw")
+    data, info = normalise_continuum(
+        data, header, method=normalize, limb_darkened=not _is_no_limb_dark(header, path)
+    )
+    if check_range:
+        data, beyond = check_value_range(data, "continuum", path=path, stage="normalised")
+        implausible += beyond
+    if not np.isfinite(data).any():
+        raise InputError(f"{path.name} has no finite pixel left after normalisation")
+    return data, info, implausible
+
+
+def _magnetogram_values(
+    data: np.ndarray, header: fits.Header, path: Path, input_units: str, *, check_range: bool
+) -> tuple[np.ndarray, dict[str, Any], int]:
+    """Magnetogram in gauss, range-checked; its unit-conversion info and implausible count."""
+    implausible = 0
+    info: dict[str, Any] = {"method": "none", "factor": 1.0}
+    gauss = gauss_per_unit(input_units, path=path)
+    if gauss != 1.0:
+        data *= np.float32(gauss)
+        info["unit_conversion"] = f"{input_units} -> G (x{gauss:g})"
+        header.add_history(f"enhance: Blos converted from {input_units!r} to G (x{gauss:g})")
+        log.info("%s: Blos converted from %s to G (x%g)", path.name, input_units, gauss)
+    if check_range:
+        data, implausible = check_value_range(data, "magnetogram", path=path)
+    return data, info, implausible
+
+
+def _record_masked(header: fits.Header, masked: dict[str, int], path: Path) -> None:
+    """Log and record in HISTORY the pixels masked as infinite, fill or implausible."""
+    if masked["infinite"] or masked["fill"] or masked["implausible"]:
+        log.info("%s: %s", path.name, describe_masked(masked))
+        header.add_history(
+            f"enhance: input pixels masked (NaN): {masked['infinite']} infinite, "
+            f"{masked['fill']} fill values (|x| >= {FILL_VALUE_LIMIT:g}), "
+            f"{masked['implausible']} outside the plausible range"
+        )

@@ -57,6 +57,7 @@ import os
 import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -115,7 +116,7 @@ def _gunzip_problem(buf: bytes, expected: int) -> str | None:
 class _RiceTiles:
     """Decode, re-encode and range-check the Rice tiles of one image."""
 
-    def __init__(self, header: fits.Header, params: dict[str, object]) -> None:
+    def __init__(self, header: fits.Header, params: dict[str, Any]) -> None:
         self.blocksize = int(params.get("BLOCKSIZE", 32))
         self.bytepix = int(params.get("BYTEPIX", 4))
         self.integer = int(header["ZBITPIX"]) in _INTEGER_ZBITPIX

@@ -132,6 +132,9 @@ def rotate_north_up(
     unchanged: the first with a :class:`~enhance_hmi.errors.NotNorthUpWarning`,
     the second with a log line (no WCS, no orientation to speak of).
 
+    Long for its documentation of the WCS cards it rewrites; the body is one rotation
+    and its header update.
+
     Parameters
     ----------
     data : numpy.ndarray

@@ -182,6 +182,9 @@ def write_enhanced(
 ) -> Path:
     """Write an enhanced frame to ``path`` atomically.
 
+    Long for its documentation of every card and HDU written; the body is one header
+    build and one atomic write.
+
     Parameters
     ----------
     path : path-like

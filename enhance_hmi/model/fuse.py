@@ -20,18 +20,24 @@ import copy
 import torch
 from torch import nn
 
-from enhance_hmi.model.network import EnhanceNet
+from enhance_hmi.model.network import EnhanceNet, ResidualBlock
 
 __all__ = ["fold_batchnorm"]
 
 
 def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold ``bn`` into ``conv`` in place (both already deep copies)."""
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var.detach() + bn.eps)
+    gamma, beta, mean, var = bn.weight, bn.bias, bn.running_mean, bn.running_var
+    if gamma is None or beta is None or mean is None or var is None:
+        raise ValueError(
+            "cannot fold a batch norm without affine parameters and running statistics "
+            "(built with affine=False or track_running_stats=False)"
+        )
+    scale = gamma.detach() / torch.sqrt(var.detach() + bn.eps)
     bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(scale)
     with torch.no_grad():
         conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
-        new_bias = scale * (bias - bn.running_mean.detach()) + bn.bias.detach()
+        new_bias = scale * (bias - mean.detach()) + beta.detach()
         if conv.bias is None:
             conv.bias = nn.Parameter(new_bias)
         else:
@@ -62,11 +68,15 @@ def fold_batchnorm(model: EnhanceNet) -> EnhanceNet:
         raise TypeError(f"fold_batchnorm needs an EnhanceNet, got {type(model).__name__}")
     folded = copy.deepcopy(model).eval()
     for block in folded.blocks:
+        if not isinstance(block, ResidualBlock):
+            raise TypeError(f"fold_batchnorm needs ResidualBlocks, got {type(block).__name__}")
         _fold_pair(block.conv1, block.bn1)
         _fold_pair(block.conv2, block.bn2)
-        block.bn1, block.bn2 = nn.Identity(), nn.Identity()
+        # add_module replaces the registered submodule, as attribute assignment does
+        block.add_module("bn1", nn.Identity())
+        block.add_module("bn2", nn.Identity())
     _fold_pair(folded.body_conv, folded.body_bn)
-    folded.body_bn = nn.Identity()
+    folded.add_module("body_bn", nn.Identity())
     for parameter in folded.parameters():
         parameter.requires_grad_(False)
     return folded

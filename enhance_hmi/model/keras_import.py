@@ -56,6 +56,7 @@ import torch
 from enhance_hmi.errors import WeightsError
 from enhance_hmi.model.network import EnhanceNet
 from enhance_hmi.model.weights import save_weights
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 from enhance_hmi.provenance import sha256_file
 
 __all__ = [
@@ -236,7 +237,12 @@ def _architecture(weights: KerasWeights, path: Path) -> tuple[int, int]:
     return n_blocks, int(kernel.shape[3])
 
 
-def _copy(target: torch.Tensor, value: np.ndarray, what: str, path: Path) -> None:
+def _copy(target: torch.Tensor | None, value: np.ndarray, what: str, path: Path) -> None:
+    if target is None:
+        raise WeightsError(
+            f"Keras file {path}: the network has no tensor for {what} (a layer built without "
+            "bias or batch-norm statistics); it cannot hold these weights"
+        )
     if tuple(target.shape) != value.shape:
         raise WeightsError(
             f"Keras file {path}: {what} has shape {value.shape} where the network expects "
@@ -305,7 +311,7 @@ def keras_to_safetensors(
     destination: str | os.PathLike[str],
     *,
     observable: str,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
     training_data: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:

@@ -32,6 +32,8 @@ References
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -67,7 +69,8 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.bn1(self.conv1(x)))
-        return x + self.bn2(self.conv2(y))
+        residual: torch.Tensor = self.bn2(self.conv2(y))
+        return x + residual
 
 
 class EnhanceNet(nn.Module):
@@ -137,7 +140,7 @@ class EnhanceNet(nn.Module):
             with torch.no_grad():
                 self.linear.weight.zero_()
                 self.linear.weight[:, 0, k // 2, k // 2] = 1.0
-                self.linear.bias.zero_()
+                cast(torch.Tensor, self.linear.bias).zero_()
             self.shuffle = nn.PixelShuffle(upscale)
 
     @property
@@ -169,17 +172,36 @@ class EnhanceNet(nn.Module):
         """
         return max(2 * self.n_blocks + 2 + 1, self.linear_skip // 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature maps of ``x`` (N, 1, H, W): ``(N, width, upscale H, upscale W)``.
+
+        Everything before the 1x1 output convolution: the head, the residual
+        blocks, the body with its skip, the upsampling and its 3x3
+        convolution and ReLU. The uncertainty head reads them
+        (:mod:`enhance_hmi.model.uncertainty`); :meth:`forward` is
+        :meth:`output` of them, so the two never differ.
+        """
         x0 = torch.relu(self.head(x))
         y = x0
         for block in self.blocks:
             y = block(y)
         y = x0 + self.body_bn(self.body_conv(y))
-        y = torch.relu(self.up_conv(self.up(y)))
-        y = self.tail(y)
+        return torch.relu(self.up_conv(self.up(y)))
+
+    def output(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The network output from :meth:`features` of ``x`` and ``x`` itself.
+
+        The 1x1 output convolution of the features, plus the linear skip of
+        the input when the network has one.
+        """
+        y: torch.Tensor = self.tail(features)
         if self.linear_skip:
             y = y + self.shuffle(self.linear(x))
         return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The enhanced image ``(N, 1, upscale H, upscale W)`` of ``x`` (N, 1, H, W)."""
+        return self.output(self.features(x), x)
 
     def keras_layer_order(self) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d]]:
         """Convolutions and batch norms in the order of the published Keras model.
@@ -189,7 +211,7 @@ class EnhanceNet(nn.Module):
         """
         convs: list[nn.Conv2d] = [self.head]
         bns: list[nn.BatchNorm2d] = []
-        for block in self.blocks:
+        for block in (cast(ResidualBlock, b) for b in self.blocks):
             convs += [block.conv1, block.conv2]
             bns += [block.bn1, block.bn2]
         convs += [self.body_conv, self.up_conv, self.tail]

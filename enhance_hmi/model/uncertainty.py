@@ -78,7 +78,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError
@@ -173,21 +173,14 @@ def local_noise(x: torch.Tensor) -> torch.Tensor:
 def backbone_forward(net: EnhanceNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(output, features)`` of an :class:`EnhanceNet` on ``x``.
 
-    The same computation as ``net(x)`` (checked by the tests), also returning
-    the last feature maps (``width`` channels on the output grid, after the
-    upsampling convolution and its ReLU). Works on the batch-norm-folded
-    inference copy too (its batch norms are identities).
+    ``net(x)`` and the last feature maps the head reads (``width`` channels
+    on the output grid, after the upsampling convolution and its ReLU), from
+    one pass: :meth:`EnhanceNet.features` and :meth:`EnhanceNet.output`, of
+    which ``net.forward`` is made too. Works on the batch-norm-folded
+    inference copy as well (its batch norms are identities).
     """
-    x0 = torch.relu(net.head(x))
-    y = x0
-    for block in net.blocks:
-        y = block(y)
-    y = x0 + net.body_bn(net.body_conv(y))
-    features = torch.relu(net.up_conv(net.up(y)))
-    out = net.tail(features)
-    if net.linear_skip:
-        out = out + net.shuffle(net.linear(x))
-    return out, features
+    features = net.features(x)
+    return net.output(features, x), features
 
 
 def output_structure(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -502,9 +495,9 @@ class SigmaHead(nn.Module):
             # start at sigma = the local input noise: a sensible first guess
             self.linear.weight.zero_()
             self.linear.weight[0, -1] = 1.0
-            self.linear.bias.zero_()
+            cast(torch.Tensor, self.linear.bias).zero_()
             self.out.weight.mul_(0.1)
-            self.out.bias.zero_()
+            cast(torch.Tensor, self.out.bias).zero_()
 
     @property
     def architecture(self) -> dict[str, int]:
@@ -523,7 +516,8 @@ class SigmaHead(nn.Module):
         linear = nn.functional.conv2d(features, linear_w[:, :-1], self.linear.bias)
         linear = linear + linear_w[:, -1:].reshape(1, -1, 1, 1) * noise
         hidden = torch.relu(self.mix(torch.relu(reduced)))
-        return (self.out(hidden) + linear).clamp(*LOG_SIGMA_RANGE)
+        log_sigma: torch.Tensor = self.out(hidden) + linear
+        return log_sigma.clamp(*LOG_SIGMA_RANGE)
 
 
 class EnhanceWithUncertainty(nn.Module):

@@ -298,7 +298,7 @@ def load_weights(
 
 
 @functools.lru_cache(maxsize=8)
-def _cached(path: str, version: tuple[int, ...], device: str) -> tuple[EnhanceNet, dict]:
+def _cached(path: str, version: tuple[int, ...], device: str) -> tuple[EnhanceNet, dict[str, Any]]:
     if torch.device(device).type == "cpu":
         return load_weights(path, device=device)
     # Another device: a copy of the checked CPU network, so the file is read

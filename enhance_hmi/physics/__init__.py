@@ -1,7 +1,12 @@
-"""Physics of the Enhance forward model: PSFs, degradation, resampling.
+"""Physics of the Enhance forward model: PSFs, degradation, resampling, diagnostics.
 
 Pure numpy/scipy/astropy (no torch, drms or h5py). Scales, wavelengths and
-apertures are astropy Quantities at the public boundary.
+apertures are astropy Quantities at the public boundary. The science
+diagnostics every layer measures with are defined here once: the quiet-Sun
+mask, the field regions and the forward residual
+(:mod:`enhance_hmi.physics.diagnostics`), the noise estimates
+(:mod:`enhance_hmi.physics.noise`) and the projection onto the input with
+its forward operator (:mod:`enhance_hmi.physics.projection`).
 
 References
 ----------
@@ -24,6 +29,23 @@ from enhance_hmi.physics.constants import (
 )
 from enhance_hmi.physics.convolve import BOUNDARY_MODES, convolve_fft
 from enhance_hmi.physics.degrade import DegradedPair, degrade, reobserve
+from enhance_hmi.physics.diagnostics import (
+    field_mask,
+    forward_residual,
+    forward_residual_stats,
+    quiet_sun_mask,
+)
+from enhance_hmi.physics.noise import (
+    input_noise,
+    input_noise_in_data_units,
+    parse_input_noise,
+)
+from enhance_hmi.physics.projection import (
+    ForwardModel,
+    Projection,
+    project_as_recipe,
+    project_to_observation,
+)
 from enhance_hmi.physics.psf import (
     DEFAULT_PSF_MODEL,
     HMI_PSF_MODELS,
@@ -60,4 +82,15 @@ __all__ = [
     "SOLAR_KM_PER_ARCSEC",
     "HINODE_NFI_NA_D1_WAVELENGTH",
     "HINODE_SP_WAVELENGTH",
+    "quiet_sun_mask",
+    "field_mask",
+    "forward_residual",
+    "forward_residual_stats",
+    "input_noise",
+    "parse_input_noise",
+    "input_noise_in_data_units",
+    "ForwardModel",
+    "Projection",
+    "project_to_observation",
+    "project_as_recipe",
 ]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Literal, cast, overload
 
 import numpy as np
 from scipy import fft
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: Accepted boundary modes of :func:`convolve_fft`.
 BOUNDARY_MODES = ("symmetric", "reflect", "wrap", "edge")
+#: The ``numpy.pad`` modes of :data:`BOUNDARY_MODES`.
+_PadMode = Literal["symmetric", "reflect", "wrap", "edge"]
 
 
 def _check_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -58,7 +61,28 @@ def _kernel_spectrum(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     embedded = np.zeros(shape)
     embedded[: kernel.shape[0], : kernel.shape[1]] = kernel
     embedded = np.roll(embedded, (-hy, -hx), axis=(0, 1))
-    return fft.rfft2(embedded)
+    spectrum: np.ndarray = fft.rfft2(embedded)
+    return spectrum
+
+
+@overload
+def convolve_fft(
+    image: np.ndarray,
+    kernels: np.ndarray,
+    *,
+    boundary: str = ...,
+    nan: str = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def convolve_fft(
+    image: np.ndarray,
+    kernels: Sequence[np.ndarray],
+    *,
+    boundary: str = ...,
+    nan: str = ...,
+) -> list[np.ndarray]: ...
 
 
 def convolve_fft(
@@ -102,6 +126,26 @@ def convolve_fft(
     enhance_hmi.errors.ConfigError
         Unknown ``boundary`` or ``nan`` mode, bad kernel.
     """
+    data = _check_image(image, boundary=boundary, nan=nan)
+    single = isinstance(kernels, np.ndarray)
+    if isinstance(kernels, np.ndarray):
+        ks = [_check_kernel(kernels)]
+    else:
+        ks = [_check_kernel(k) for k in kernels]
+    if not ks:
+        raise ConfigError("no kernel given to convolve_fft")
+    finite = np.isfinite(data)
+    if nan == "raise" and not finite.all():
+        raise InputError(
+            f"image has {int((~finite).sum())} NaN/infinite pixels; crop or fill them first "
+            "(or use nan='interpolate')"
+        )
+    out = _convolve_all(data, ks, cast(_PadMode, boundary))
+    return out[0] if single else out
+
+
+def _check_image(image: np.ndarray, *, boundary: str, nan: str) -> np.ndarray:
+    """``image`` as float64 after checking its shape and the ``boundary`` and ``nan`` modes."""
     data = np.asarray(image, dtype=np.float64)
     if data.ndim != 2 or data.size == 0:
         raise InputError(f"convolution needs a non-empty 2-D image; got shape {data.shape}")
@@ -109,17 +153,13 @@ def convolve_fft(
         raise ConfigError(f"unknown boundary mode {boundary!r}; choose one of {BOUNDARY_MODES}")
     if nan not in ("raise", "interpolate"):
         raise ConfigError(f"unknown nan treatment {nan!r}; choose 'raise' or 'interpolate'")
-    single = isinstance(kernels, np.ndarray)
-    ks = [_check_kernel(kernels)] if single else [_check_kernel(k) for k in kernels]
-    if not ks:
-        raise ConfigError("no kernel given to convolve_fft")
+    return data
+
+
+def _convolve_all(data: np.ndarray, ks: list[np.ndarray], boundary: _PadMode) -> list[np.ndarray]:
+    """Convolve checked ``data`` with each checked kernel of ``ks``, one image transform."""
     finite = np.isfinite(data)
     has_nan = not finite.all()
-    if has_nan and nan == "raise":
-        raise InputError(
-            f"image has {int((~finite).sum())} NaN/infinite pixels; crop or fill them first "
-            "(or use nan='interpolate')"
-        )
     hy = max(k.shape[0] // 2 for k in ks)
     hx = max(k.shape[1] // 2 for k in ks)
     pad = ((hy, hy), (hx, hx))
@@ -143,4 +183,4 @@ def convolve_fft(
             result = np.where(weight > tiny, result / np.where(weight > tiny, weight, 1.0), np.nan)
         out.append(np.ascontiguousarray(result))
     log.debug("convolved %s image with %d kernel(s), FFT %s", data.shape, len(ks), shape)
-    return out[0] if single else out
+    return out

@@ -32,6 +32,7 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import astropy.units as u
 import numpy as np
@@ -46,7 +47,7 @@ from enhance_hmi.physics.constants import (
     to_metre,
 )
 from enhance_hmi.physics.convolve import convolve_fft
-from enhance_hmi.physics.psf import airy_psf, hmi_psf
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL, airy_psf, hmi_psf
 from enhance_hmi.physics.resample import overlap_matrix, resample
 
 __all__ = ["DegradedPair", "degrade", "reobserve"]
@@ -97,7 +98,7 @@ class DegradedPair:
     boundary: str
     truth_region: tuple[slice, slice]
     truth_extent: tuple[float, float]
-    psf_parameters: dict | None = None
+    psf_parameters: dict[str, Any] | None = None
 
 
 def _as_image(image: object, name: str) -> np.ndarray:
@@ -112,16 +113,19 @@ def degrade(
     pixel_scale: u.Quantity,
     *,
     wavelength: u.Quantity = HMI_WAVELENGTH,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
     noise_sigma: float = 0.0,
     rng: np.random.Generator | int | None = None,
     target_aperture: u.Quantity = TARGET_APERTURE,
     input_scale: u.Quantity = HMI_PIXEL_SCALE,
     target_scale: u.Quantity = ENHANCED_PIXEL_SCALE,
     boundary: str = "symmetric",
-    psf_parameters: Mapping | None = None,
+    psf_parameters: Mapping[str, Any] | None = None,
 ) -> DegradedPair:
     """Make an HMI-like input and a 28 cm target from a high-resolution image.
+
+    Long for its documentation of eleven options and their physics; the body is a short
+    sequence of named steps.
 
     Parameters
     ----------
@@ -178,6 +182,60 @@ def degrade(
     .. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), A&A 614, A5, Sect. 2.
     """
     data = _as_image(truth, "truth")
+    scale, s_in, s_t = _checked_scales(
+        pixel_scale,
+        input_scale=input_scale,
+        target_scale=target_scale,
+        wavelength=wavelength,
+        target_aperture=target_aperture,
+        noise_sigma=noise_sigma,
+    )
+    step = s_in / scale  # truth pixels per input pixel
+    n_in = _input_shape(data.shape, step, scale=scale, s_in=s_in)
+    hmi = hmi_psf(pixel_scale, model=psf_model, parameters=psf_parameters)
+    airy = airy_psf(pixel_scale, aperture=target_aperture, wavelength=wavelength)
+    blurred_hmi, blurred_airy = convolve_fft(data, [hmi, airy], boundary=boundary)
+    low = _integrate(blurred_hmi, n_in, step)
+    high = _integrate(blurred_airy, (2 * n_in[0], 2 * n_in[1]), step / 2.0)
+    if noise_sigma > 0:
+        low = low + np.random.default_rng(rng).normal(0.0, noise_sigma, size=low.shape)
+    extent = (n_in[0] * step, n_in[1] * step)
+    region = (
+        slice(0, min(data.shape[0], math.ceil(extent[0] - 1e-9))),
+        slice(0, min(data.shape[1], math.ceil(extent[1] - 1e-9))),
+    )
+    log.debug("degraded %s truth -> input %s, target %s", data.shape, low.shape, high.shape)
+    return DegradedPair(
+        input=low,
+        target=high,
+        truth_scale=scale * u.arcsec,
+        input_scale=s_in * u.arcsec,
+        target_scale=s_t * u.arcsec,
+        wavelength=wavelength,
+        target_aperture=target_aperture,
+        psf_model=psf_model,
+        noise_sigma=float(noise_sigma),
+        boundary=boundary,
+        truth_region=region,
+        truth_extent=extent,
+        psf_parameters=None if psf_parameters is None else dict(psf_parameters),
+    )
+
+
+def _checked_scales(
+    pixel_scale: u.Quantity,
+    *,
+    input_scale: u.Quantity,
+    target_scale: u.Quantity,
+    wavelength: u.Quantity,
+    target_aperture: u.Quantity,
+    noise_sigma: float,
+) -> tuple[float, float, float]:
+    """Truth, input and target pixel scales in arcsec after checking :func:`degrade`'s options.
+
+    Warns with :class:`~enhance_hmi.errors.CoarseTruthWarning` (attributed to
+    the caller of :func:`degrade`) when the truth is coarser than the target.
+    """
     scale = to_arcsec(pixel_scale, "pixel_scale")
     s_in = to_arcsec(input_scale, "input_scale")
     s_t = to_arcsec(target_scale, "target_scale")
@@ -195,57 +253,38 @@ def degrade(
             f"truth pixel scale {scale:.4f} arcsec is coarser than the {s_t:.4f} arcsec "
             "target grid: the target is not a faithful 28 cm image (use a finer truth)",
             CoarseTruthWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    step = s_in / scale  # truth pixels per input pixel
-    n_in = tuple(math.floor(n / step + 1e-9) for n in data.shape)
+    return scale, s_in, s_t
+
+
+def _input_shape(
+    shape: tuple[int, ...], step: float, *, scale: float, s_in: float
+) -> tuple[int, int]:
+    """Whole input pixels of ``step`` truth pixels that fit in a truth image of ``shape``."""
+    n_in = (math.floor(shape[0] / step + 1e-9), math.floor(shape[1] / step + 1e-9))
     if min(n_in) < 1:
         raise InputError(
-            f"truth of shape {data.shape} at {scale} arcsec/px is smaller than one "
+            f"truth of shape {shape} at {scale} arcsec/px is smaller than one "
             f"{s_in} arcsec input pixel; give a larger image"
         )
-    hmi = hmi_psf(pixel_scale, model=psf_model, parameters=psf_parameters)
-    airy = airy_psf(pixel_scale, aperture=target_aperture, wavelength=wavelength)
-    blurred_hmi, blurred_airy = convolve_fft(data, [hmi, airy], boundary=boundary)
+    return n_in
 
-    def integrate(image: np.ndarray, n: tuple[int, ...], pix: float) -> np.ndarray:
-        a_y = overlap_matrix(data.shape[0], n[0], step=pix)
-        a_x = overlap_matrix(data.shape[1], n[1], step=pix)
-        return np.ascontiguousarray((a_x @ (a_y @ image).T).T)
 
-    low = integrate(blurred_hmi, n_in, step)
-    high = integrate(blurred_airy, (2 * n_in[0], 2 * n_in[1]), step / 2.0)
-    if noise_sigma > 0:
-        low = low + np.random.default_rng(rng).normal(0.0, noise_sigma, size=low.shape)
-    extent = (n_in[0] * step, n_in[1] * step)
-    region = tuple(
-        slice(0, min(n, math.ceil(e - 1e-9))) for n, e in zip(data.shape, extent, strict=True)
-    )
-    log.debug("degraded %s truth -> input %s, target %s", data.shape, low.shape, high.shape)
-    return DegradedPair(
-        input=low,
-        target=high,
-        truth_scale=scale * u.arcsec,
-        input_scale=s_in * u.arcsec,
-        target_scale=s_t * u.arcsec,
-        wavelength=wavelength,
-        target_aperture=target_aperture,
-        psf_model=psf_model,
-        noise_sigma=float(noise_sigma),
-        boundary=boundary,
-        truth_region=region,  # type: ignore[arg-type]
-        truth_extent=extent,
-        psf_parameters=None if psf_parameters is None else dict(psf_parameters),
-    )
+def _integrate(image: np.ndarray, n: tuple[int, int], pix: float) -> np.ndarray:
+    """Integrate ``image`` over an ``n``-pixel grid of ``pix`` image pixels per pixel."""
+    a_y = overlap_matrix(image.shape[0], n[0], step=pix)
+    a_x = overlap_matrix(image.shape[1], n[1], step=pix)
+    return np.ascontiguousarray((a_x @ (a_y @ image).T).T)
 
 
 def reobserve(
     enhanced: np.ndarray,
     *,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
     pixel_scale: u.Quantity = ENHANCED_PIXEL_SCALE,
     boundary: str = "symmetric",
-    psf_parameters: Mapping | None = None,
+    psf_parameters: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Forward operator: observe an enhanced image again with HMI.
 

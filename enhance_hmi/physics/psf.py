@@ -120,9 +120,14 @@ YEO_PARAMETERS: Mapping[str, tuple[float, ...]] = MappingProxyType(
 )
 #: HMI PSF model names accepted by :func:`hmi_psf` (and by ``degrade``/``reobserve``).
 HMI_PSF_MODELS = ("wachter", "wachter2012", "yeo")
-#: The model :func:`hmi_psf` uses by default, the paper's modified Wachter form
-#: (Díaz Baso & Asensio Ramos 2018, eq. 1); a network sidecar without
-#: ``psf_model`` was trained with it.
+#: The one default HMI PSF model: the paper's modified Wachter form (Díaz Baso &
+#: Asensio Ramos 2018, eq. 1), what a network sidecar without ``psf_model``
+#: was trained with, and the default of every function that takes a
+#: ``psf_model`` (degradation, re-observation, Tikhonov, the scorers, training).
+#: Wherever a network's weights are at hand their own model is used instead
+#: (:func:`psf_model_of`): the shipped networks were trained with
+#: ``"wachter2012"``, and ``enhance predict``, the workflow, ``enhance
+#: evaluate`` and the twins read it from the sidecar.
 DEFAULT_PSF_MODEL = HMI_PSF_MODELS[0]
 #: Default kernel radius of the Wachter-type HMI PSFs (encloses 98.8 %, see module notes).
 HMI_PSF_RADIUS = 30.0 * u.arcsec
@@ -141,6 +146,9 @@ _CORE_WIDTHS = 8.0
 # evaluate the oversampled grid in chunks of about this many points to bound memory
 _CHUNK_POINTS = 1 << 22
 
+#: A radial profile: PSF value at each angular distance (arcsec) of an array.
+_Profile = Callable[[np.ndarray], np.ndarray]
+
 
 def _check_size(size: object) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
@@ -156,7 +164,7 @@ def _default_size(radius_arcsec: float, scale_arcsec: float) -> int:
     return 2 * math.ceil(radius_arcsec / scale_arcsec - 1e-9) + 1
 
 
-def _pixel_means(profile: Callable[[np.ndarray], np.ndarray], scale: float, half: int, n: int):
+def _pixel_means(profile: _Profile, scale: float, half: int, n: int) -> np.ndarray:
     """Mean of ``profile`` over each pixel of a (2 half + 1)-square grid, n x n sub-samples."""
     size = 2 * half + 1
     sub = (np.arange(n) + 0.5) / n - 0.5
@@ -174,7 +182,7 @@ def _pixel_means(profile: Callable[[np.ndarray], np.ndarray], scale: float, half
 
 
 def _sample(
-    profile: Callable[[np.ndarray], np.ndarray],
+    profile: _Profile,
     scale: float,
     size: int,
     core: float,
@@ -205,7 +213,7 @@ def _sample(
     return out
 
 
-def _wachter_profile(params: Mapping[str, float], unit: float) -> Callable:
+def _wachter_profile(params: Mapping[str, Any], unit: float) -> _Profile:
     eps, w, k, W = (float(params[key]) for key in ("eps", "w", "k", "W"))
 
     def profile(theta: np.ndarray) -> np.ndarray:
@@ -215,7 +223,7 @@ def _wachter_profile(params: Mapping[str, float], unit: float) -> Callable:
     return profile
 
 
-def _yeo_profile(params: Mapping[str, tuple[float, ...]]) -> Callable:
+def _yeo_profile(params: Mapping[str, Any]) -> _Profile:
     weights = [float(v) for v in params["weights"]]
     sigmas = [float(v) for v in params["sigmas"]]
     if len(weights) != len(sigmas) or not weights:
@@ -223,16 +231,17 @@ def _yeo_profile(params: Mapping[str, tuple[float, ...]]) -> Callable:
 
     def profile(theta: np.ndarray) -> np.ndarray:
         t2 = theta**2
-        return sum(
-            wi / (2.0 * math.pi * si**2) * np.exp(-t2 / (2.0 * si**2))
-            for wi, si in zip(weights, sigmas, strict=True)
-        )
+        total = np.zeros_like(t2)
+        for wi, si in zip(weights, sigmas, strict=True):
+            total = total + wi / (2.0 * math.pi * si**2) * np.exp(-t2 / (2.0 * si**2))
+        return total
 
     return profile
 
 
-def _merge_parameters(model: str, parameters: Mapping | None) -> dict:
-    base = dict(YEO_PARAMETERS if model == "yeo" else WACHTER_PARAMETERS)
+def _merge_parameters(model: str, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    # values: floats for the Wachter models, tuples of floats for Yeo
+    base: dict[str, Any] = dict(YEO_PARAMETERS if model == "yeo" else WACHTER_PARAMETERS)
     if model == "wachter2012":
         base = dict(WACHTER_2012_PARAMETERS)
     if parameters:
@@ -256,7 +265,7 @@ def _merge_parameters(model: str, parameters: Mapping | None) -> dict:
     return base
 
 
-def _freeze(params: Mapping) -> tuple:
+def _freeze(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(
         sorted(
             (k, tuple(v) if isinstance(v, (list, tuple)) else float(v)) for k, v in params.items()
@@ -266,7 +275,12 @@ def _freeze(params: Mapping) -> tuple:
 
 @functools.lru_cache(maxsize=32)
 def _hmi_psf_cached(
-    scale: float, model: str, size: int | None, wavelength: float, aperture: float, frozen: tuple
+    scale: float,
+    model: str,
+    size: int | None,
+    wavelength: float,
+    aperture: float,
+    frozen: tuple[tuple[str, Any], ...],
 ) -> np.ndarray:
     params = dict(frozen)
     if model == "yeo":
@@ -310,7 +324,7 @@ def hmi_psf(
     size: int | None = None,
     wavelength: u.Quantity = HMI_WAVELENGTH,
     aperture: u.Quantity = HMI_APERTURE,
-    parameters: Mapping | None = None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """The HMI point spread function sampled at ``pixel_scale``.
 
@@ -372,7 +386,7 @@ def hmi_psf(
     return psf.copy()
 
 
-def _airy_profile(unit: float) -> Callable:
+def _airy_profile(unit: float) -> _Profile:
     def profile(theta: np.ndarray) -> np.ndarray:
         x = theta / unit
         safe = np.where(x == 0.0, 1.0, x)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 from scipy import sparse
@@ -81,11 +82,12 @@ def overlap_matrix(n_in: int, n_out: int, *, step: float, offset: float = 0.0) -
 
 def _pair(value: float | Sequence[float], name: str) -> tuple[float, float]:
     if np.ndim(value) == 0:
-        return float(value), float(value)  # type: ignore[arg-type]
-    values = tuple(float(v) for v in value)  # type: ignore[union-attr]
+        scalar = float(cast(float, value))
+        return scalar, scalar
+    values = tuple(float(v) for v in cast(Sequence[float], value))
     if len(values) != 2:
         raise ConfigError(f"{name} must be a number or a (y, x) pair; got {value!r}")
-    return values  # type: ignore[return-value]
+    return values[0], values[1]
 
 
 def resample(

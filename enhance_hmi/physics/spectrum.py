@@ -74,6 +74,9 @@ def radial_power_spectrum(
       they share; the per-pixel periodogram ``|F|^2 / N`` would put the image
       with pixels half the size 4x higher.
 
+    Long for its documentation of the normalisation and its units; the body is one
+    windowed FFT and one radial average.
+
     Parameters
     ----------
     image : array_like

@@ -26,6 +26,7 @@ import functools
 
 import astropy.units as u
 import numpy as np
+import numpy.typing as npt
 from scipy import fft as sfft
 
 from enhance_hmi.errors import InputError
@@ -36,7 +37,7 @@ from enhance_hmi.physics.constants import (
     to_arcsec,
     to_metre,
 )
-from enhance_hmi.physics.psf import hmi_psf
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL, hmi_psf
 
 __all__ = [
     "aperture_otf",
@@ -103,7 +104,7 @@ def _hmi_table(psf_model: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
 def hmi_given_target_transfer(
     shape: tuple[int, int],
     *,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
     pixel_scale: u.Quantity = ENHANCED_PIXEL_SCALE,
     aperture: u.Quantity = TARGET_APERTURE,
     wavelength: u.Quantity = HMI_WAVELENGTH,
@@ -144,12 +145,12 @@ def hmi_given_target_transfer(
         radius, to_metre(aperture, "aperture"), to_metre(wavelength, "wavelength")
     )
     profile = np.where(target > _FLOOR, hmi / np.maximum(target, _FLOOR), 0.0)
-    ratio = np.interp(rho, radius, profile).astype(np.float32)
+    ratio: np.ndarray = np.interp(rho, radius, profile).astype(np.float32)
     ratio.flags.writeable = False  # cached: shared by every caller with this grid
     return ratio
 
 
-def binnable_image(enhanced: object, dtype: type) -> np.ndarray:
+def binnable_image(enhanced: object, dtype: npt.DTypeLike) -> np.ndarray:
     """``enhanced`` as a 2-D array of ``dtype`` cut to even sides, ready for 2x2 binning.
 
     Raises
@@ -157,7 +158,7 @@ def binnable_image(enhanced: object, dtype: type) -> np.ndarray:
     InputError
         Not 2-D, or smaller than 2x2.
     """
-    data = np.asarray(enhanced, dtype=dtype)
+    data: np.ndarray = np.asarray(enhanced, dtype=dtype)
     if data.ndim != 2 or min(data.shape) < 2:
         raise InputError(f"enhanced image of shape {data.shape} is too small to bin 2x2")
     return data[: (data.shape[0] // 2) * 2, : (data.shape[1] // 2) * 2]
@@ -177,7 +178,7 @@ def reobservation_padding(shape: tuple[int, int], psf_model: str) -> tuple[tuple
 def reobserve_target(
     enhanced: object,
     *,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
     wavelength: u.Quantity = HMI_WAVELENGTH,
     aperture: u.Quantity = TARGET_APERTURE,
 ) -> np.ndarray:
@@ -221,7 +222,7 @@ def reobserve_target(
     )
     spectrum = sfft.rfft2(padded, workers=-1) * transfer
     blurred = sfft.irfft2(spectrum, s=padded.shape, workers=-1)[pad : pad + ny, pad : pad + nx]
-    binned = blurred.reshape(ny // 2, 2, nx // 2, 2).mean(axis=(1, 3)) + level
+    binned: np.ndarray = blurred.reshape(ny // 2, 2, nx // 2, 2).mean(axis=(1, 3)) + level
     bad = ~finite.reshape(ny // 2, 2, nx // 2, 2).all(axis=(1, 3))
     binned[bad] = np.nan
     return binned

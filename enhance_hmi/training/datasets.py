@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 from enhance_hmi.scenes import (
     Scene,
     held_out_part,
@@ -48,7 +49,7 @@ def held_out_pairs(
     scenes: Sequence[Scene],
     *,
     holdout: float,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
     gains: Sequence[float] | None = None,
 ) -> list[Pair]:
     """One noise-free degraded pair per held-out region (the split of :func:`build_pairs`).
@@ -81,7 +82,7 @@ def build_pairs(
     variants: int,
     holdout: float,
     seed: int,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
 ) -> tuple[list[Pair], list[Pair]]:
     """Split each scene by region, augment the training parts, degrade the rest.
 

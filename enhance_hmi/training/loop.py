@@ -39,6 +39,7 @@ from enhance_hmi.atomic import atomic_path
 from enhance_hmi.errors import TrainingError
 from enhance_hmi.model import EnhanceNet, save_weights
 from enhance_hmi.physics import HMI_PIXEL_SCALE
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 from enhance_hmi.training.pairs import Pair, PatchSampler
 
 __all__ = ["PAPER_RECIPE", "TrainConfig", "recalibrate_batchnorm", "train", "validation_loss"]
@@ -117,7 +118,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     max_minutes: float | None = None
     threads: int | None = None
-    psf_model: str = "wachter"
+    psf_model: str = DEFAULT_PSF_MODEL
     bn_recalibration: int = 200
     noise_range: tuple[float, float] | None = None
     contrast_range: tuple[float, float] | None = None
@@ -267,133 +268,177 @@ def train(
         return _train(config, train_pairs, val_pairs, out_dir, training_data, progress)
 
 
-def _train(
-    config: TrainConfig,
-    train_pairs: list[Pair],
-    val_pairs: list[Pair],
-    out_dir: str | os.PathLike[str],
-    training_data: list[str] | None,
-    progress: bool,
-) -> Path:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config_dict = dataclasses.asdict(config)
-    ckpt_path, csv_path = out / "checkpoint.pt", out / "loss.csv"
+@dataclasses.dataclass
+class _Run:
+    """One training run's state: what a checkpoint holds and the loop advances."""
+
+    config: TrainConfig
+    model: EnhanceNet
+    optimiser: torch.optim.Optimizer
+    rng: np.random.Generator
+    step: int = 0
+    elapsed: float = 0.0
+    rows: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    running: float | None = None
+
+    @property
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+
+#: Settings a run may change when it resumes from a checkpoint.
+_RESUMABLE = ("steps", "max_minutes", "bn_recalibration", "threads")
+
+
+def _new_run(config: TrainConfig) -> _Run:
+    """A seeded network, its optimiser and the patch generator, at step 0."""
     torch.manual_seed(config.seed)
     model = EnhanceNet(n_blocks=config.n_blocks, width=config.width, linear_skip=config.linear_skip)
     # Channels-last feature maps: faster training steps on a CPU (with the
     # freed-memory setting of the entry points, docs/performance.md). Weights
     # files are written contiguous.
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimiser = torch.optim.Adam(
-        model.parameters(), lr=config.lr, weight_decay=float(config.weight_decay)
+        model.parameters(), lr=config.lr, weight_decay=float(config.weight_decay or 0.0)
     )
-    rng = np.random.default_rng(config.seed)
-    rows: list[dict[str, float]] = []
-    step, elapsed = 0, 0.0
-    resumed_running = None
-    if ckpt_path.is_file():
-        state = torch.load(ckpt_path, weights_only=False)
-        free = ("steps", "max_minutes", "bn_recalibration", "threads")
-        stable = {k: v for k, v in config_dict.items() if k not in free}
-        saved = {k: v for k, v in state["config"].items() if k not in free}
-        if stable != saved:
-            raise TrainingError(
-                f"{ckpt_path} was written with other settings; use a new output directory"
-            )
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        step, elapsed, rows = state["step"], state["elapsed"], state["rows"]
-        resumed_running = state.get("running")
-        log.info("resuming %s at step %d", ckpt_path, step)
+    return _Run(config, model, optimiser, np.random.default_rng(config.seed))
+
+
+def _resume(run: _Run, path: Path) -> None:
+    """Load the checkpoint ``path`` into ``run``; :class:`TrainingError` if its settings differ."""
+    state = torch.load(path, weights_only=False)
+    stable = {k: v for k, v in run.config_dict.items() if k not in _RESUMABLE}
+    saved = {k: v for k, v in state["config"].items() if k not in _RESUMABLE}
+    if stable != saved:
+        raise TrainingError(f"{path} was written with other settings; use a new output directory")
+    run.model.load_state_dict(state["model"])
+    run.optimiser.load_state_dict(state["optimiser"])
+    run.rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    run.step, run.elapsed, run.rows = state["step"], state["elapsed"], state["rows"]
+    run.running = state.get("running")
+    log.info("resuming %s at step %d", path, run.step)
+
+
+def _checkpoint(run: _Run, path: Path) -> None:
+    _save_checkpoint(
+        path,
+        {
+            "config": run.config_dict,
+            "model": run.model.state_dict(),
+            "optimiser": run.optimiser.state_dict(),
+            "numpy_rng": run.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "step": run.step,
+            "elapsed": run.elapsed,
+            "rows": run.rows,
+            "running": run.running,
+        },
+    )
+
+
+def _patch_sampler(run: _Run, train_pairs: list[Pair]) -> PatchSampler:
+    config = run.config
     try:
-        sampler = PatchSampler(
+        return PatchSampler(
             train_pairs,
             patch=config.patch,
-            noise_sigma=config.noise_range or float(config.noise_sigma),
+            noise_sigma=config.noise_range or float(config.noise_sigma or 0.0),
             input_scale=config.input_scale,
-            rng=rng,
+            rng=run.rng,
             contrast=config.contrast_range,
         )
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
 
-    def checkpoint() -> None:
-        _save_checkpoint(
-            ckpt_path,
-            {
-                "config": config_dict,
-                "model": model.state_dict(),
-                "optimiser": optimiser.state_dict(),
-                "numpy_rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-                "elapsed": elapsed,
-                "rows": rows,
-                "running": running,
-            },
-        )
 
-    model.train()
-    start, running = time.monotonic() - elapsed, resumed_running
+def _optimiser_step(run: _Run, sampler: PatchSampler) -> None:
+    """One step on a fresh batch; the step count and the running mean of the loss advance."""
+    config = run.config
+    for group in run.optimiser.param_groups:
+        group["lr"] = _lr_at(config, run.step)
+    x, y = sampler.sample(config.batch)
+    run.optimiser.zero_grad(set_to_none=True)
+    loss = torch.mean((run.model(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2)
+    loss.backward()
+    run.optimiser.step()
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise TrainingError(f"loss became {value} at step {run.step}; lower the learning rate")
+    run.running = value if run.running is None else 0.95 * run.running + 0.05 * value
+    run.step += 1
+
+
+def _record(run: _Run, val_pairs: list[Pair]) -> None:
+    """The held-out loss every ``val_every`` steps and at the end; a loss row then and at step 1."""
+    config, step = run.config, run.step
+    val = float("nan")
+    if step % config.val_every == 0 or step == config.steps:
+        val = validation_loss(run.model, val_pairs, config.input_scale) if val_pairs else val
+    if step % config.val_every == 0 or step == config.steps or step == 1:
+        run.rows.append(
+            {
+                "step": step,
+                "train_loss": float(run.running or 0.0),
+                "val_loss": val,
+                "lr": _lr_at(config, step),
+                "seconds": round(run.elapsed, 2),
+            }
+        )
+        log.info("step %d loss %.4g val %.4g", step, run.running, val)
+
+
+def _optimise(
+    run: _Run, sampler: PatchSampler, val_pairs: list[Pair], ckpt_path: Path, *, progress: bool
+) -> None:
+    """Step until ``config.steps`` or ``config.max_minutes``, checkpointing as configured."""
+    config = run.config
+    run.model.train()
+    start = time.monotonic() - run.elapsed
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.steps, initial=step, desc=f"train {config.observable}", unit="step")
-    while step < config.steps:
+        bar = tqdm(
+            total=config.steps, initial=run.step, desc=f"train {config.observable}", unit="step"
+        )
+    while run.step < config.steps:
         if config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes:
-            log.info("time limit of %.1f min reached at step %d", config.max_minutes, step)
+            log.info("time limit of %.1f min reached at step %d", config.max_minutes, run.step)
             break
-        for group in optimiser.param_groups:
-            group["lr"] = _lr_at(config, step)
-        x, y = sampler.sample(config.batch)
-        optimiser.zero_grad(set_to_none=True)
-        loss = torch.mean((model(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2)
-        loss.backward()
-        optimiser.step()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingError(f"loss became {value} at step {step}; lower the learning rate")
-        running = value if running is None else 0.95 * running + 0.05 * value
-        step += 1
-        elapsed = time.monotonic() - start
+        _optimiser_step(run, sampler)
+        run.elapsed = time.monotonic() - start
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{running:.3g}")
-        val = float("nan")
-        if step % config.val_every == 0 or step == config.steps:
-            val = validation_loss(model, val_pairs, config.input_scale) if val_pairs else val
-        if step % config.val_every == 0 or step == config.steps or step == 1:
-            rows.append(
-                {
-                    "step": step,
-                    "train_loss": running,
-                    "val_loss": val,
-                    "lr": _lr_at(config, step),
-                    "seconds": round(elapsed, 2),
-                }
-            )
-            log.info("step %d loss %.4g val %.4g", step, running, val)
-        if step % config.checkpoint_every == 0:
-            checkpoint()
+            bar.set_postfix(loss=f"{run.running:.3g}")
+        _record(run, val_pairs)
+        if run.step % config.checkpoint_every == 0:
+            _checkpoint(run, ckpt_path)
     if bar is not None:
         bar.close()
-    checkpoint()
-    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as fh:
+    _checkpoint(run, ckpt_path)
+
+
+def _write_loss(rows: list[dict[str, float]], out: Path, observable: str) -> None:
+    """``loss.csv`` and ``loss.png`` in ``out``."""
+    with atomic_path(out / "loss.csv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["step", "train_loss", "val_loss", "lr", "seconds"])
         writer.writeheader()
         writer.writerows(rows)
-    _plot_loss(rows, out / "loss.png", f"Enhance {config.observable} training")
-    running_val = validation_loss(model, val_pairs, config.input_scale) if val_pairs else None
-    if config.bn_recalibration:
-        recalibrate_batchnorm(model, sampler, batches=int(config.bn_recalibration))
-    final_val = validation_loss(model, val_pairs, config.input_scale) if val_pairs else None
-    log.info("held-out MSE %s (running BN statistics) -> %s", running_val, final_val)
+    _plot_loss(rows, out / "loss.png", f"Enhance {observable} training")
+
+
+def _weights_metadata(
+    run: _Run,
+    *,
+    training_data: list[str] | None,
+    final_val: float | None,
+    running_val: float | None,
+) -> dict[str, Any]:
+    """The sidecar of the trained weights: normalisation, PSF, data and the recipe."""
+    config = run.config
     recipe = PAPER_RECIPE[config.observable]
-    metadata = {
+    return {
         "observable": config.observable,
         "input_normalisation": {
             "quantity": recipe["quantity"],
@@ -404,19 +449,47 @@ def _train(
         "input_pixel_scale_arcsec": HMI_PIXEL_SCALE.to_value("arcsec"),
         "training_data": training_data or [],
         "training": {
-            "config": config_dict,
-            "steps_done": step,
-            "patches_seen": step * config.batch,
-            "wall_seconds": round(elapsed, 1),
+            "config": run.config_dict,
+            "steps_done": run.step,
+            "patches_seen": run.step * config.batch,
+            "wall_seconds": round(run.elapsed, 1),
             "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
             "final_val_mse": final_val,
             "val_mse_before_bn_recalibration": running_val,
             "torch_version": torch.__version__,
         },
     }
+
+
+def _train(
+    config: TrainConfig,
+    train_pairs: list[Pair],
+    val_pairs: list[Pair],
+    out_dir: str | os.PathLike[str],
+    training_data: list[str] | None,
+    progress: bool,
+) -> Path:
+    """:func:`train` inside its own torch state: set up or resume, optimise, write."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    run = _new_run(config)
+    if ckpt_path.is_file():
+        _resume(run, ckpt_path)
+    sampler = _patch_sampler(run, train_pairs)
+    _optimise(run, sampler, val_pairs, ckpt_path, progress=progress)
+    _write_loss(run.rows, out, config.observable)
+    running_val = validation_loss(run.model, val_pairs, config.input_scale) if val_pairs else None
+    if config.bn_recalibration:
+        recalibrate_batchnorm(run.model, sampler, batches=int(config.bn_recalibration))
+    final_val = validation_loss(run.model, val_pairs, config.input_scale) if val_pairs else None
+    log.info("held-out MSE %s (running BN statistics) -> %s", running_val, final_val)
+    metadata = _weights_metadata(
+        run, training_data=training_data, final_val=final_val, running_val=running_val
+    )
     weights = save_weights(
-        model.eval(), out / f"{config.observable}.safetensors", metadata=metadata
+        run.model.eval(), out / f"{config.observable}.safetensors", metadata=metadata
     )
     with atomic_path(out / "train_config.json") as tmp:
-        tmp.write_text(json.dumps(config_dict, indent=2) + "\n")
+        tmp.write_text(json.dumps(run.config_dict, indent=2) + "\n")
     return weights

@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from enhance_hmi.errors import ConfigError, TrainingError
 from enhance_hmi.physics import HMI_PIXEL_SCALE, degrade
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 from enhance_hmi.scenes import Scene
 
 __all__ = ["Pair", "PatchSampler", "degraded_pair", "augmented_pairs"]
@@ -52,7 +53,7 @@ class Pair:
     gain: tuple[float, float] = (1.0, 1.0)
 
 
-def degraded_pair(scene: Scene, *, psf_model: str = "wachter", label: str = "") -> Pair:
+def degraded_pair(scene: Scene, *, psf_model: str = DEFAULT_PSF_MODEL, label: str = "") -> Pair:
     """The noise-free degradation of a whole scene (no augmentation)."""
     pair = degrade(scene.data, scene.pixel_scale, psf_model=psf_model)
     return Pair(
@@ -69,7 +70,7 @@ def augmented_pairs(
     n: int,
     *,
     rng: np.random.Generator,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
 ) -> list[Pair]:
     """``n`` degraded versions of ``scene`` at random angles and sampling phases.
 
@@ -84,7 +85,7 @@ def augmented_pairs(
     for k in range(n):
         angle = float(rng.uniform(0.0, 360.0)) if k else 0.0
         truth = scene.data
-        inside = np.ones(truth.shape)
+        inside: np.ndarray = np.ones(truth.shape)
         if angle:
             truth = ndimage.rotate(truth, angle, reshape=False, order=3, mode="mirror")
             inside = ndimage.rotate(inside, angle, reshape=False, order=1, mode="constant")
@@ -156,9 +157,9 @@ class PatchSampler:
     ) -> None:
         self.patch, self.rng = int(patch), rng
         low, high = (
-            (float(noise_sigma), float(noise_sigma))
-            if np.isscalar(noise_sigma)
-            else (float(noise_sigma[0]), float(noise_sigma[1]))
+            (float(noise_sigma[0]), float(noise_sigma[1]))
+            if isinstance(noise_sigma, tuple | list | np.ndarray)
+            else (float(noise_sigma), float(noise_sigma))
         )
         if not 0 <= low <= high:
             raise ConfigError(f"noise range must be 0 <= low <= high, got {noise_sigma}")
@@ -214,13 +215,14 @@ class PatchSampler:
             if hi != 1.0 or lo != 1.0:
                 gain = np.float32(self.rng.uniform(lo, hi))
                 x, y = x * gain, y * gain
-            if self.contrast is not None and np.isfinite(self.scene_contrast[k]):
-                c = self.rng.uniform(*self.contrast) / self.scene_contrast[k]
+            scene_contrast = self.scene_contrast[k] if self.scene_contrast is not None else np.nan
+            if self.contrast is not None and np.isfinite(scene_contrast):
+                c = self.rng.uniform(*self.contrast) / scene_contrast
                 floor = float(y.min())
                 if floor < 1.0:
                     c = min(c, 0.95 / (1.0 - floor))
-                c = np.float32(c)
-                x, y = 1 + c * (x - 1), 1 + c * (y - 1)
+                factor = np.float32(c)
+                x, y = 1 + factor * (x - 1), 1 + factor * (y - 1)
             xs[i, 0] = x + self.rng.normal(0.0, self._noise(), x.shape)
             ys[i, 0] = y
         return xs, ys

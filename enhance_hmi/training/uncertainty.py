@@ -1,37 +1,45 @@
 """Fitting the per-pixel uncertainty head of a trained network, and calibrating it.
 
-:func:`fit_uncertainty` is the one call behind ``enhance fit-uncertainty``:
+:func:`fit_uncertainty` is the one call behind ``enhance fit-uncertainty``;
+each of its steps returns a dataclass the next steps, the sidecar and the
+figure are built from:
 
-1. the scenes are split as for training (:func:`enhance_hmi.training.build_pairs`:
-   the same columns held out, the same guard band) and the training regions
-   are augmented and degraded;
-2. the :class:`~enhance_hmi.model.uncertainty.SigmaHead` is trained on patches of
-   the training regions with the Gaussian negative log-likelihood of the
-   28 cm truth around the frozen network's output, ``log sigma + (y -
-   mu)^2 / (2 sigma^2)`` [2]_. The patches get the network's own
-   augmentation (contrast range of its recipe) and an input-noise range
-   ``noise_widen`` times wider on each side than the network's, so the head
-   learns how the error grows with the noise;
-3. the head's sigma is calibrated against the output users get (the network
-   output projected onto its input, as the weights' sidecar says, by
-   default): a log-linear map of the head's sigma, of the local spread
-   and level of the network output and of the local spread of its input
-   (:class:`~enhance_hmi.model.uncertainty.SigmaCalibration`), one map fitted
-   over all held-out regions at once, at the network's input noise and 3x
-   it (one noise draw), so that the one- and two-sigma coverage of each
-   region are closest to 68.27 and 95.45 %
-   (:func:`enhance_hmi.validation.calibration.fit_log_linear`). The coverage
-   per held-out region is measured on another noise draw with the
-   calibrated module run as a user runs it, and a leave-one-region-out
-   check refits the map without each scene and measures it there;
-4. the head is written beside the network (``NAME.uncertainty.safetensors``
-   and its sidecar: the network's sha256, the map and what it was fitted
-   on, the recipe, the coverage tables), with ``NAME.uncertainty.png``
-   (z histograms and coverage curves).
-
-:func:`dihedral_prediction` is the alternative it is compared with:
-test-time averaging over the 8 rotations and flips of the square (8 forward
-passes), sigma being the spread of the 8 outputs times a fitted factor.
+1. :func:`prepare_fit` -> :class:`FitInputs`: the network, its sidecar and
+   the held-out regions, split as for training
+   (:func:`enhance_hmi.training.build_pairs`: the same columns held out, the
+   same guard band);
+2. :func:`train_head` -> :class:`TrainedHead`: the
+   :class:`~enhance_hmi.model.uncertainty.SigmaHead` trained on patches of
+   the augmented, degraded training regions with the Gaussian negative
+   log-likelihood of the 28 cm truth around the frozen network's output
+   [2]_ (:mod:`enhance_hmi.training.sigma_head`). The patches get the
+   network's own augmentation (contrast range of its recipe) and an
+   input-noise range ``noise_widen`` times wider on each side than the
+   network's, so the head learns how the error grows with the noise
+   (:func:`load_head` instead reads a head back to recalibrate it);
+3. :func:`calibrate` -> :class:`CalibrationFit`: the head's sigma calibrated
+   against the output users get (the network output projected onto its
+   input, as the weights' sidecar says, by default): a log-linear map of the
+   head's sigma, of the local spread and level of the network output and of
+   the local spread of its input
+   (:class:`~enhance_hmi.model.uncertainty.SigmaCalibration`), one map
+   fitted over all held-out regions at once, at the network's input noise
+   and 3x it (one noise draw), so that the one- and two-sigma coverage of
+   each region are closest to 68.27 and 95.45 %
+   (:mod:`enhance_hmi.training.uncertainty_calibration`);
+4. :func:`measure_coverage` -> :class:`CoverageTables`: the coverage per
+   held-out region on another noise draw, with the calibrated module run as
+   a user runs it, and a leave-one-region-out check that refits the map
+   without each scene and measures it there;
+5. :func:`compare_alternatives` -> :class:`Comparison`: one factor on the
+   head's sigma and, when asked, test-time averaging over the 8 rotations
+   and flips of the square (:func:`dihedral_prediction`: 8 forward passes,
+   sigma the spread of the 8 outputs times a fitted factor);
+6. the head is written beside the network (``NAME.uncertainty.safetensors``
+   and its sidecar, :func:`sidecar_metadata`: the network's sha256, the map
+   and what it was fitted on, the recipe, the coverage tables), with
+   ``NAME.uncertainty.png`` (:func:`write_figure`: z histograms and coverage
+   curves). :class:`UncertaintyFit` holds all of it.
 
 References
 ----------
@@ -47,8 +55,8 @@ References
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -60,18 +68,10 @@ import torch
 
 from enhance_hmi.errors import TrainingError
 from enhance_hmi.model import load_weights, psf_model_of
-from enhance_hmi.model.fuse import fold_batchnorm
 from enhance_hmi.model.network import EnhanceNet
 from enhance_hmi.model.uncertainty import (
-    CALIBRATION_INPUT_WINDOW,
-    CALIBRATION_PERCENTILES,
-    CALIBRATION_WINDOW,
-    LOG_SIGMA_RANGE,
     EnhanceWithUncertainty,
     SigmaCalibration,
-    SigmaHead,
-    backbone_forward,
-    fold_for_inference,
     load_uncertainty,
     save_sigma_head,
     uncertainty_path,
@@ -79,80 +79,122 @@ from enhance_hmi.model.uncertainty import (
 from enhance_hmi.scenes import Scene
 from enhance_hmi.training.datasets import build_pairs, held_out_pairs
 from enhance_hmi.training.pairs import Pair, PatchSampler
-from enhance_hmi.validation.calibration import (
-    calibration_figure,
-    coverage,
-    fit_log_linear,
-    fit_scale,
-    z_scores,
+from enhance_hmi.training.sigma_head import (
+    DIHEDRAL,
+    SigmaHeadConfig,
+    dihedral_prediction,
+    fit_sigma_head,
+    gaussian_nll,
+    predict_with_sigma,
 )
+from enhance_hmi.training.uncertainty_calibration import (
+    CALIBRATION_NOISE_FACTORS,
+    CalibrationSample,
+    Prediction,
+    calibrated_log_sigma,
+    calibration_noise_seed,
+    calibration_noisy_inputs,
+    calibration_samples,
+    fit_calibration,
+    held_out_coverage,
+    leave_one_region_out,
+    sample_coverage,
+    without_histogram,
+)
+from enhance_hmi.training.uncertainty_results import (
+    Alternative,
+    CalibrationFit,
+    Comparison,
+    CoverageTables,
+    TrainedHead,
+    UncertaintyFit,
+    sidecar_metadata,
+    write_figure,
+)
+from enhance_hmi.validation.calibration import fit_scale
 
 __all__ = [
     "CALIBRATION_NOISE_FACTORS",
+    "DIHEDRAL",
+    "Alternative",
+    "CalibrationFit",
     "CalibrationSample",
+    "Comparison",
+    "CoverageTables",
+    "FitInputs",
     "SigmaHeadConfig",
+    "TrainedHead",
+    "UncertaintyFit",
+    "calibrate",
+    "calibrated_log_sigma",
+    "calibration_noise_seed",
+    "calibration_noisy_inputs",
     "calibration_samples",
-    "fit_calibration",
-    "leave_one_region_out",
+    "compare_alternatives",
     "dihedral_prediction",
+    "fit_calibration",
     "fit_sigma_head",
     "fit_uncertainty",
+    "gaussian_nll",
     "held_out_coverage",
+    "leave_one_region_out",
+    "load_head",
+    "measure_coverage",
     "predict_with_sigma",
+    "prepare_fit",
+    "sidecar_metadata",
+    "train_head",
+    "write_figure",
 ]
 
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class SigmaHeadConfig:
-    """Settings of the head's fit (the defaults fit in minutes on 2 CPU cores).
+@dataclasses.dataclass(frozen=True)
+class FitInputs:
+    """What every step reads: the network, its sidecar and the held-out regions.
 
     Attributes
     ----------
-    steps, batch, patch : int
-        Optimiser steps, patches per step, input patch side.
-    lr, lr_final : float
-        Adam learning rate, cosine-decayed to ``lr_final``.
-    hidden : int
-        Channels of the head's hidden layers.
-    variants : int
-        Augmented degradations per training region.
-    holdout : float
-        Held-out column fraction (the network's split: 0.35).
-    seed : int
-    border : int
-        Target pixels left out at each patch / region edge (reflect padding).
-    noise_widen : float
-        The head's input-noise range is the network's divided / multiplied by
-        this on each side.
-    calibration_seed, coverage_seed : int
-        Noise draws on the held-out regions for the scale fit and for the
-        reported coverage.
+    weights : Path
+        The network's weights file.
+    backbone : EnhanceNet
+        The network, loaded from ``weights``.
+    meta : dict
+        Its sidecar.
+    held : list of Pair
+        One noise-free pair per held-out region (the network's split).
+    noise_range : (float, float)
+        The input-noise range the head is trained with (network units).
+    contrast : (float, float) or None
+        The network's contrast augmentation, which the head's patches get too.
+    held_out_noise : float
+        The held-out input noise at 1x (data units): the network's.
+    projected : bool
+        Calibrate and measure against the output projected onto the input.
     """
 
-    steps: int = 600
-    batch: int = 8
-    patch: int = 40
-    lr: float = 3e-3
-    lr_final: float = 1e-4
-    hidden: int = 16
-    variants: int = 6
-    holdout: float = 0.35
-    seed: int = 0
-    border: int = 8
-    noise_widen: float = 2.0
-    calibration_seed: int = 1
-    coverage_seed: int = 2
+    weights: Path
+    backbone: EnhanceNet
+    meta: dict[str, Any]
+    held: list[Pair]
+    noise_range: tuple[float, float]
+    contrast: tuple[float, float] | None
+    held_out_noise: float
+    projected: bool
 
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch", "patch", "hidden", "variants"):
-            if int(getattr(self, name)) < 1:
-                raise TrainingError(f"{name} must be a positive integer")
-        if not self.noise_widen >= 1.0:
-            raise TrainingError(f"noise_widen must be >= 1, got {self.noise_widen}")
-        if 2 * self.border >= 2 * self.patch:
-            raise TrainingError(f"border {self.border} leaves nothing of a {self.patch} patch")
+    @property
+    def input_scale(self) -> float:
+        """Network units = data units / this."""
+        return float(self.meta["input_normalisation"].get("scale", 1.0))
+
+    @property
+    def units(self) -> str:
+        """The data units (empty when the sidecar names none)."""
+        return str(self.meta["input_normalisation"].get("units") or "")
+
+
+# ---- the steps ---------------------------------------------------------------------------
 
 
 def _recipe(meta: dict[str, Any]) -> dict[str, Any]:
@@ -170,337 +212,124 @@ def _noise_range(meta: dict[str, Any], widen: float) -> tuple[float, float]:
     return low / widen, high * widen
 
 
-def _lr_at(config: SigmaHeadConfig, step: int) -> float:
-    frac = step / max(config.steps - 1, 1)
-    return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * frac))
+def prepare_fit(
+    weights: str | os.PathLike[str],
+    scenes: Sequence[Scene],
+    config: SigmaHeadConfig,
+    *,
+    projected: bool,
+) -> FitInputs:
+    """Load the network and degrade the held-out regions of ``scenes`` (:class:`FitInputs`).
+
+    Raises
+    ------
+    TrainingError
+        No scenes, scenes of another observable, or a network whose sidecar
+        records no input noise.
+    """
+    if not scenes:
+        raise TrainingError("give at least one truth scene to fit the uncertainty on")
+    backbone, meta = load_weights(weights)
+    observable = meta["observable"]
+    wrong = [s.name for s in scenes if s.observable != observable]
+    if wrong:
+        raise TrainingError(f"scenes {', '.join(wrong)} are not {observable} scenes")
+    recipe = _recipe(meta)
+    held = held_out_pairs(scenes, holdout=config.holdout, psf_model=psf_model_of(meta))
+    noise_range = _noise_range(meta, config.noise_widen)
+    scale = float(meta["input_normalisation"].get("scale", 1.0))
+    held_noise = float(recipe.get("noise_sigma") or noise_range[0] * config.noise_widen) * scale
+    return FitInputs(
+        weights=Path(weights),
+        backbone=backbone,
+        meta=meta,
+        held=held,
+        noise_range=noise_range,
+        contrast=tuple(recipe["contrast_range"]) if recipe.get("contrast_range") else None,
+        held_out_noise=held_noise,
+        projected=projected,
+    )
 
 
-def gaussian_nll(mu: torch.Tensor, log_sigma: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean Gaussian negative log-likelihood (without the constant log sqrt(2 pi))."""
-    return torch.mean(log_sigma + 0.5 * ((target - mu) * torch.exp(-log_sigma)) ** 2)
-
-
-def fit_sigma_head(
-    backbone: EnhanceNet,
-    sampler: PatchSampler,
+def train_head(
+    inputs: FitInputs,
+    scenes: Sequence[Scene],
     config: SigmaHeadConfig,
     *,
     progress: bool = False,
-) -> tuple[SigmaHead, list[float]]:
-    """Train a :class:`SigmaHead` on ``sampler``'s patches around the frozen ``backbone``.
-
-    Returns
-    -------
-    (SigmaHead, list of float)
-        The head in eval mode and the loss of every step (network units).
-    """
-    torch.manual_seed(config.seed)
-    frozen = fold_batchnorm(backbone)
-    head = SigmaHead(width=backbone.width, hidden=config.hidden, upscale=backbone.upscale)
-    optimiser = torch.optim.Adam(head.parameters(), lr=config.lr)
-    b = config.border
-    losses: list[float] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.steps, desc="sigma head", unit="step", dynamic_ncols=True)
-    head.train()
-    try:
-        for step in range(config.steps):
-            xs, ys = sampler.sample(config.batch)
-            x, y = torch.from_numpy(xs), torch.from_numpy(ys)
-            with torch.no_grad():
-                mu, features = backbone_forward(frozen, x)
-            for group in optimiser.param_groups:
-                group["lr"] = _lr_at(config, step)
-            log_sigma = head(features, x)
-            loss = gaussian_nll(mu[..., b:-b, b:-b], log_sigma[..., b:-b, b:-b], y[..., b:-b, b:-b])
-            if not torch.isfinite(loss):
-                raise TrainingError(f"the sigma head's loss is not finite at step {step}")
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss.detach()))
-            if bar is not None:
-                bar.update(1)
-                if step % 20 == 0:
-                    bar.set_postfix(nll=f"{np.mean(losses[-20:]):.3f}")
-    finally:
-        if bar is not None:
-            bar.close()
-    return head.eval(), losses
+) -> TrainedHead:
+    """Train a head on the augmented training regions of ``scenes`` (:func:`fit_sigma_head`)."""
+    train_pairs, _ = build_pairs(
+        scenes,
+        variants=config.variants,
+        holdout=config.holdout,
+        seed=config.seed,
+        psf_model=psf_model_of(inputs.meta),
+    )
+    sampler = PatchSampler(
+        train_pairs,
+        patch=config.patch,
+        noise_sigma=inputs.noise_range,
+        input_scale=inputs.input_scale,
+        rng=np.random.default_rng(config.seed),
+        contrast=inputs.contrast,
+    )
+    head, losses = fit_sigma_head(inputs.backbone, sampler, config, progress=progress)
+    return TrainedHead(head=head, losses=losses)
 
 
-def predict_with_sigma(
-    model: EnhanceWithUncertainty, data: np.ndarray, *, input_scale: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(output, sigma)`` of a small finite image in physical units, in one pass.
-
-    For held-out regions (a few hundred pixels a side); frames go through
-    tiled inference (:func:`enhance_hmi.inference.enhance_array`) instead.
-    """
-    net = fold_for_inference(model)
-    x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32) / np.float32(input_scale))
-    with torch.inference_mode():
-        out = net(x[None, None])[0].numpy() * np.float32(input_scale)
-    return out[0], out[1]
+def load_head(inputs: FitInputs, path: str | os.PathLike[str]) -> TrainedHead:
+    """A head already fitted for this network, as it is (only its calibration is refitted)."""
+    fitted, previous = load_uncertainty(inputs.weights, inputs.backbone, inputs.meta, path=path)
+    return TrainedHead(
+        head=fitted.head, losses=[float("nan")], previous_training=previous.get("training")
+    )
 
 
-#: The 8 symmetries of the square: (turns by 90 degrees, flip left-right).
-DIHEDRAL = tuple((k, f) for f in (False, True) for k in range(4))
-
-
-def dihedral_prediction(
-    backbone: EnhanceNet, data: np.ndarray, *, input_scale: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and spread of the network's outputs over the 8 symmetries of the square.
-
-    The input is turned / flipped, enhanced and turned back, 8 times (8x
-    the cost of one pass). Returns ``(mean, std)`` in physical units; the
-    spread is an uncalibrated sigma (a factor is fitted like the head's).
-    """
-    net = fold_batchnorm(backbone)
-    x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32) / np.float32(input_scale))
-    outs = []
-    with torch.inference_mode():
-        for turns, flip in DIHEDRAL:
-            t = torch.rot90(x, turns, dims=(0, 1))
-            if flip:
-                t = torch.flip(t, dims=(1,))
-            y = net(t[None, None].contiguous())[0, 0]
-            if flip:
-                y = torch.flip(y, dims=(1,))
-            outs.append(torch.rot90(y, -turns, dims=(0, 1)))
-    stack = torch.stack(outs).numpy() * np.float32(input_scale)
-    return stack.mean(axis=0), stack.std(axis=0)
-
-
-def _noisy_inputs(pairs: Sequence[Pair], sigma: float, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [p.input + rng.normal(0.0, sigma, p.input.shape).astype(np.float32) for p in pairs]
-
-
-def held_out_coverage(
-    predict: Any,
-    pairs: Sequence[Pair],
-    *,
-    noise: float,
-    seed: int,
-    border: int,
-    scale: float = 1.0,
-) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Coverage per held-out pair of the ``(output, sigma)`` that ``predict(input)`` returns.
-
-    ``noise`` (physical units) is added to each input with ``seed``; sigma
-    is multiplied by ``scale``. Returns the rows (``region`` plus
-    :func:`enhance_hmi.validation.calibration.coverage` and the median sigma)
-    and the z-scores by region.
-    """
-    rows, zs = [], {}
-    for pair, noisy in zip(pairs, _noisy_inputs(pairs, noise, seed), strict=True):
-        out, sigma = predict(noisy)
-        z = z_scores(out, pair.target, sigma * scale, border=border)
-        row = {"region": pair.label, **coverage(z)}
-        row["median_sigma"] = float(np.median(sigma * scale))
-        error = (out - pair.target)[border:-border, border:-border]
-        row["rmse"] = float(np.sqrt(np.mean(error**2)))
-        rows.append(row)
-        zs[pair.label] = z
-    return rows, zs
-
-
-#: Input-noise levels (multiples of the network's held-out noise) the calibration
-#: map is fitted on: one level cannot show how the error grows with the noise,
-#: and 3x lies inside the range the head was trained on (the network's, widened
-#: ``noise_widen`` = 2 on each side, times its upper end).
-CALIBRATION_NOISE_FACTORS = (1.0, 3.0)
-
-
-def calibration_noise_seed(seed: int, noise_factor: float) -> int:
-    """The seed of the noise drawn at ``noise_factor`` in the draw set ``seed``.
-
-    ``seed`` itself at 1x (the draw :func:`held_out_coverage` makes with it),
-    ``seed + 100 i`` at the i-th factor of :data:`CALIBRATION_NOISE_FACTORS`:
-    each level gets its own noise, not a multiple of the 1x draw.
-    """
-    if noise_factor == 1.0:
-        return int(seed)
-    factors = [f for f in CALIBRATION_NOISE_FACTORS if f != 1.0]
-    index = factors.index(noise_factor) + 1 if noise_factor in factors else len(factors) + 1
-    return int(seed) + 100 * index
-
-
-def calibration_noisy_inputs(
-    pairs: Sequence[Pair], *, noise: float, noise_factor: float, seed: int
-) -> list[np.ndarray]:
-    """The held-out inputs with white noise ``noise * noise_factor`` (physical units).
-
-    Drawn with :func:`calibration_noise_seed` of ``seed`` and the factor.
-    """
-    draw = calibration_noise_seed(seed, noise_factor)
-    return _noisy_inputs(pairs, noise * noise_factor, draw)
-
-
-@dataclasses.dataclass
-class CalibrationSample:
-    """The held-out pixels of one region and noise draw, as the calibration sees them.
-
-    ``error`` is the shipped output minus the truth, ``error_network`` the
-    un-projected network output minus the truth, and ``log_inputs`` the
-    logarithms of the map's four inputs (:data:`enhance_hmi.model.uncertainty.CALIBRATION_INPUTS`),
-    all in network units and flattened over the pixels inside ``border``.
-    """
-
-    region: str
-    group: str
-    noise_factor: float
-    seed: int
-    error: np.ndarray
-    error_network: np.ndarray
-    log_inputs: np.ndarray
-
-
-def _group(label: str) -> str:
-    """The scene a held-out pair comes from (NFI gains ``k=`` are one region)."""
-    return label.split(" k=")[0]
-
-
-def calibration_samples(
-    model: EnhanceWithUncertainty,
-    pairs: Sequence[Pair],
-    *,
-    meta: dict[str, Any],
-    noise: float,
-    noise_factor: float,
-    seed: int,
-    border: int,
-    consistency: bool,
+def _held_out_samples(
+    model: EnhanceWithUncertainty, inputs: FitInputs, *, seed: int, border: int
 ) -> list[CalibrationSample]:
-    """The errors of the shipped output and the calibration inputs on every held-out pair.
-
-    The output is the network's, projected onto its noisy input as the
-    weights' sidecar says (:func:`enhance_hmi.inference.consistency.project_as_recipe`,
-    as :func:`enhance_hmi.inference.enhance_frame` does by default) when
-    ``consistency``; the head's sigma and the local structure of the
-    network output and of its input are those the model computes before
-    its calibration.
-    """
-    from enhance_hmi.inference.consistency import project_as_recipe
-    from enhance_hmi.model.uncertainty import calibration_log_inputs
-
-    scale = float(meta["input_normalisation"].get("scale", 1.0))
-    net = fold_for_inference(model)
-    inner = (slice(border, -border or None),) * 2
-    samples = []
-    draw = calibration_noise_seed(seed, noise_factor)
-    noisy_inputs = calibration_noisy_inputs(
-        pairs, noise=noise, noise_factor=noise_factor, seed=seed
-    )
-    for pair, noisy in zip(pairs, noisy_inputs, strict=True):
-        x = torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32) / np.float32(scale))
-        with torch.inference_mode():
-            out, log_sigma = net.raw(x[None, None])
-            log_inputs = calibration_log_inputs(log_sigma, out, x[None, None])
-        network = out[0, 0].numpy() * np.float32(scale)
-        shipped = project_as_recipe(network, noisy, meta)[0] if consistency else network
-        logs = [t[0, 0].numpy()[inner].ravel() for t in log_inputs]
-        error = ((shipped - pair.target)[inner] / scale).ravel()
-        error_network = ((network - pair.target)[inner] / scale).ravel()
-        ok = np.isfinite(error) & np.isfinite(error_network)
-        ok &= np.isfinite(np.stack(logs)).all(axis=0)
-        samples.append(
-            CalibrationSample(
-                region=pair.label,
-                group=_group(pair.label),
-                noise_factor=float(noise_factor),
-                seed=draw,
-                error=error[ok].astype(np.float64),
-                error_network=error_network[ok].astype(np.float64),
-                log_inputs=np.stack(logs)[:, ok].astype(np.float64),
-            )
+    """:func:`calibration_samples` of every held-out region at every noise level, draw ``seed``."""
+    return [
+        sample
+        for factor in CALIBRATION_NOISE_FACTORS
+        for sample in calibration_samples(
+            model,
+            inputs.held,
+            meta=inputs.meta,
+            noise=inputs.held_out_noise,
+            noise_factor=factor,
+            seed=seed,
+            border=border,
+            consistency=inputs.projected,
         )
-    return samples
+    ]
 
 
-def fit_calibration(samples: Sequence[CalibrationSample]) -> SigmaCalibration:
-    """The log-linear sigma map (:class:`~enhance_hmi.model.uncertainty.SigmaCalibration`).
+def _seeds(seed: int) -> dict[float, int]:
+    return {f: calibration_noise_seed(seed, f) for f in CALIBRATION_NOISE_FACTORS}
 
-    Fitted by :func:`enhance_hmi.validation.calibration.fit_log_linear` on all
-    ``samples`` at once, each region and noise level counting once; the
-    references are the medians of the four inputs over the samples, and
-    the map is fitted inside the :data:`~enhance_hmi.model.uncertainty.CALIBRATION_PERCENTILES`
-    range of each input over the samples (stored with the map, which is
-    applied the same way: :meth:`~enhance_hmi.model.uncertainty.SigmaCalibration.log_terms`).
-    """
-    if not samples:
-        raise TrainingError("no held-out pixels to calibrate the uncertainty on")
-    pooled = np.concatenate([s.log_inputs for s in samples], axis=1)
-    log_refs = np.median(pooled, axis=1)
-    low, high = np.percentile(pooled, CALIBRATION_PERCENTILES, axis=1)
-    ranged = SigmaCalibration(
-        log_ranges=tuple((float(lo), float(hi)) for lo, hi in zip(low, high, strict=True))
-    )
-    terms = [ranged.log_terms(s.log_inputs) for s in samples]
-    # errors in units of the reference sigma (and of the head's sigma beyond its range):
-    # the map is then exp(c0 + c . centred clamped inputs)
-    log_scale, exponents = fit_log_linear(
-        [
-            s.error / np.exp(log_refs[0] + through)
-            for s, (_, through) in zip(samples, terms, strict=True)
-        ],
-        [np.stack(clamped) - log_refs[:, None] for clamped, _ in terms],
-    )
-    return SigmaCalibration(
-        log_scale=log_scale,
-        exponents=tuple(exponents),
-        references=tuple(float(np.exp(v)) for v in log_refs),
-        log_ranges=ranged.log_ranges,
+
+def calibrate(
+    model: EnhanceWithUncertainty, inputs: FitInputs, *, seed: int, border: int
+) -> CalibrationFit:
+    """Fit the calibration map of ``model``'s head on the held-out draw set ``seed``."""
+    samples = _held_out_samples(model, inputs, seed=seed, border=border)
+    return CalibrationFit(
+        map=fit_calibration(samples), samples=samples, seed=seed, seeds=_seeds(seed)
     )
 
 
-def calibrated_log_sigma(calibration: SigmaCalibration, log_inputs: np.ndarray) -> np.ndarray:
-    """log of the calibrated sigma from a sample's ``log_inputs`` (numpy twin of ``apply``)."""
-    refs = np.log(np.asarray(calibration.references, dtype=np.float64))
-    weights = np.asarray(calibration.exponents, dtype=np.float64)
-    clamped, through = calibration.log_terms(log_inputs)
-    centred = np.stack(clamped) - refs[:, None]
-    log_sigma = calibration.log_scale + refs[0] + weights @ centred + through
-    return np.clip(log_sigma, *LOG_SIGMA_RANGE)
+def _shipped_prediction(
+    model: EnhanceWithUncertainty, inputs: FitInputs, data: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The calibrated model's output and sigma, projected as enhance_frame projects."""
+    enhanced, sigma = predict_with_sigma(model, data, input_scale=inputs.input_scale)
+    if inputs.projected:
+        from enhance_hmi.inference.consistency import project_as_recipe
 
-
-def _sample_row(sample: CalibrationSample, log_sigma: np.ndarray, scale: float, *, network=False):
-    error = sample.error_network if network else sample.error
-    z = error / np.exp(log_sigma)
-    row = {"region": sample.region, "noise_factor": sample.noise_factor, **coverage(z)}
-    row["median_sigma"] = float(np.median(np.exp(log_sigma))) * scale
-    row["rmse"] = float(np.sqrt(np.mean(error**2))) * scale
-    return row
-
-
-def leave_one_region_out(
-    fit_samples: Sequence[CalibrationSample],
-    test_samples: Sequence[CalibrationSample],
-    *,
-    scale: float,
-) -> list[dict[str, Any]]:
-    """Coverage of each region under a map fitted without it (all its gains, all noise levels).
-
-    Shows how the calibration does on a scene it has not seen: the map is
-    refitted on ``fit_samples`` minus the region's scene and measured on the
-    region's ``test_samples`` (another noise draw).
-    """
-    rows = []
-    for group in dict.fromkeys(s.group for s in test_samples):
-        others = [s for s in fit_samples if s.group != group]
-        if not others:
-            continue
-        calibration = fit_calibration(others)
-        for sample in (s for s in test_samples if s.group == group):
-            row = _sample_row(sample, calibrated_log_sigma(calibration, sample.log_inputs), scale)
-            row["fitted_without"] = group
-            rows.append({k: v for k, v in row.items() if k != "histogram"})
-    return rows
+        enhanced = project_as_recipe(enhanced, data, inputs.meta)[0]
+    return enhanced, sigma
 
 
 def _summary_line(row: dict[str, Any]) -> str:
@@ -508,6 +337,145 @@ def _summary_line(row: dict[str, Any]) -> str:
         f"{row['region']}: {100 * row['within_1sigma']:.1f} % within 1 sigma, "
         f"{100 * row['within_2sigma']:.1f} % within 2 sigma"
     )
+
+
+def measure_coverage(
+    model: EnhanceWithUncertainty,
+    inputs: FitInputs,
+    calibration: CalibrationFit,
+    *,
+    seed: int,
+    border: int,
+) -> CoverageTables:
+    """The coverage tables of ``model`` (calibrated by ``calibration``) on the draw set ``seed``.
+
+    At 1x the noise the calibrated module itself, run as a user runs it;
+    above 1x and against the un-projected output from the pixels the map
+    reads; each region also under a map refitted without its scene.
+    """
+    scale = inputs.input_scale
+    rows, zs = held_out_coverage(
+        functools.partial(_shipped_prediction, model, inputs),
+        inputs.held,
+        noise=inputs.held_out_noise,
+        seed=seed,
+        border=border,
+    )
+    for row in rows:
+        log.info("%s", _summary_line(row))
+    samples = _held_out_samples(model, inputs, seed=seed, border=border)
+    nominal = [s for s in samples if s.noise_factor == 1.0]
+
+    def table(chosen: list[CalibrationSample], *, network: bool = False) -> list[dict[str, Any]]:
+        return [
+            without_histogram(
+                sample_coverage(
+                    s, calibrated_log_sigma(calibration.map, s.log_inputs), scale, network=network
+                )
+            )
+            for s in chosen
+        ]
+
+    return CoverageTables(
+        rows=rows,
+        z_by_region=zs,
+        noisier=table([s for s in samples if s.noise_factor != 1.0]),
+        unprojected=table(nominal, network=True) if inputs.projected else [],
+        leave_one_region_out=leave_one_region_out(calibration.samples, nominal, scale=scale),
+        samples=samples,
+        seeds=_seeds(seed),
+    )
+
+
+def _single_factor(
+    inputs: FitInputs, calibration: CalibrationFit, coverage: CoverageTables
+) -> Alternative:
+    """One factor on the head's sigma, fitted and measured on the map's pixels."""
+    factor = fit_scale([s.error / np.exp(s.log_inputs[0]) for s in calibration.samples])
+    single = SigmaCalibration.factor(factor)
+    rows = [
+        without_histogram(
+            sample_coverage(s, calibrated_log_sigma(single, s.log_inputs), inputs.input_scale)
+        )
+        for s in coverage.samples
+    ]
+    return Alternative("single-factor", forward_passes=1, calibration_scale=factor, coverage=rows)
+
+
+def _dihedral_spread(inputs: FitInputs, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The dihedral ensemble's mean (projected as the head's output is) and spread."""
+    mean, spread = dihedral_prediction(inputs.backbone, data, input_scale=inputs.input_scale)
+    if inputs.projected:
+        from enhance_hmi.inference.consistency import project_as_recipe
+
+        mean = project_as_recipe(mean, data, inputs.meta)[0]
+    return mean, np.maximum(spread, np.float32(1e-12))
+
+
+def _dihedral_ensemble(
+    inputs: FitInputs, calibration: CalibrationFit, coverage: CoverageTables, *, border: int
+) -> Alternative:
+    """Test-time dihedral averaging: a factor on its spread fitted and measured at 1x the noise."""
+    predict: Prediction = functools.partial(_dihedral_spread, inputs)
+    noise = inputs.held_out_noise
+    _, z_fit = held_out_coverage(
+        predict, inputs.held, noise=noise, seed=calibration.seed, border=border
+    )
+    scale = fit_scale(list(z_fit.values()))
+    rows, _ = held_out_coverage(
+        predict, inputs.held, noise=noise, seed=coverage.seeds[1.0], border=border, scale=scale
+    )
+    return Alternative(
+        "dihedral-ensemble",
+        forward_passes=8,
+        calibration_scale=scale,
+        coverage=[without_histogram(r) for r in rows],
+    )
+
+
+def compare_alternatives(
+    inputs: FitInputs,
+    calibration: CalibrationFit,
+    coverage: CoverageTables,
+    *,
+    dihedral: bool,
+    border: int,
+) -> Comparison:
+    """The alternatives to the map on the same regions and draws.
+
+    One factor on the head's sigma, and with ``dihedral`` test-time
+    averaging over the 8 symmetries of the square.
+    """
+    alternatives = [_single_factor(inputs, calibration, coverage)]
+    if dihedral:
+        alternatives.append(_dihedral_ensemble(inputs, calibration, coverage, border=border))
+    return Comparison(tuple(alternatives))
+
+
+def _training_record(
+    inputs: FitInputs,
+    trained: TrainedHead,
+    scenes: Sequence[Scene],
+    config: SigmaHeadConfig,
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """The sidecar's ``training``: the recipe of this fit, or the recalibrated head's own."""
+    return trained.previous_training or {
+        "config": dataclasses.asdict(config),
+        "noise_range_network_units": list(inputs.noise_range),
+        "contrast_range": list(inputs.contrast) if inputs.contrast else None,
+        "scenes": [s.source for s in scenes],
+        "final_nll": float(np.mean(trained.losses[-50:])),
+        "wall_seconds": round(wall_seconds, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _png_name(head: Path) -> str:
+    return head.name.replace(".safetensors", ".png")
+
+
+# ---- the whole fit -----------------------------------------------------------------------
 
 
 def fit_uncertainty(
@@ -521,8 +489,8 @@ def fit_uncertainty(
     calibrate_only: str | os.PathLike[str] | None = None,
     consistency: bool = True,
     progress: bool = False,
-) -> dict[str, Any]:
-    """Fit, calibrate and write the uncertainty head of network ``weights``.
+) -> UncertaintyFit:
+    """Fit, calibrate and write the uncertainty head of network ``weights`` (steps 1-6 above).
 
     Parameters
     ----------
@@ -530,42 +498,26 @@ def fit_uncertainty(
         The trained network (its sidecar gives the observable, input scale,
         PSF model and augmentation recipe).
     scenes : sequence of Scene
-        Truth scenes (those the network was trained on; a Hinode NFI scene
-        brings its held-out band at both ends of its calibration range).
+        Truth scenes, those the network was trained on.
     config : SigmaHeadConfig, optional
-    out : path-like, optional
-        The head's weights file; default beside the network
-        (:func:`enhance_hmi.model.uncertainty.uncertainty_path`).
-    figure : path-like, optional
-        The calibration figure (PNG); default beside the head, ``.png``.
+    out, figure : path-like, optional
+        The head's weights file, default beside the network
+        (:func:`~enhance_hmi.model.uncertainty.uncertainty_path`), and the
+        calibration PNG, default beside the head.
     compare_dihedral : bool
-        Also calibrate and score test-time dihedral averaging on the same
-        held-out regions (recorded in the sidecar as ``alternatives``).
+        Also calibrate and score test-time dihedral averaging.
     calibrate_only : path-like, optional
-        A head already fitted for this network: it is not trained again,
-        only its calibration map is refitted and its coverage measured
-        (a minute).
+        A head already fitted for this network: only its map is refitted.
     consistency : bool
-        Calibrate and measure sigma against the output projected onto the
-        input as the weights' sidecar says (what ``enhance_frame`` and
-        ``enhance predict`` ship by default); False: against the network
-        output itself.
+        Calibrate against the output projected onto the input as the
+        weights' sidecar says (what ``enhance_frame`` ships by default);
+        False: against the network output itself.
     progress : bool
         A tqdm bar over the training steps.
 
     Returns
     -------
-    dict
-        ``path`` (the head), ``figure``, ``calibration`` (the map),
-        ``calibration_scale`` (its factor at the reference point),
-        ``coverage`` (rows per held-out region, the calibrated module run
-        as a user runs it), ``coverage_noisier`` (3x the input noise),
-        ``coverage_unprojected`` (the same sigma against the un-projected
-        output), ``leave_one_region_out``, ``alternatives`` (one factor
-        on the head's sigma; the dihedral ensemble when asked), and what the
-        tables were measured with: ``held_out_noise`` (1x, data ``units``),
-        ``noise_factors`` and the noise seeds per factor
-        (``calibration_seeds``, ``coverage_seeds``).
+    UncertaintyFit
 
     Raises
     ------
@@ -573,254 +525,37 @@ def fit_uncertainty(
         No scenes, a bad network, unusable scenes.
     """
     config = config or SigmaHeadConfig()
-    if not scenes:
-        raise TrainingError("give at least one truth scene to fit the uncertainty on")
-    weights = Path(weights)
-    backbone, meta = load_weights(weights)
-    observable = meta["observable"]
-    wrong = [s.name for s in scenes if s.observable != observable]
-    if wrong:
-        raise TrainingError(f"scenes {', '.join(wrong)} are not {observable} scenes")
-    scale = float(meta["input_normalisation"].get("scale", 1.0))
-    psf = psf_model_of(meta)
-    recipe = _recipe(meta)
     started = time.monotonic()
-    held = held_out_pairs(scenes, holdout=config.holdout, psf_model=psf)
-    noise_range = _noise_range(meta, config.noise_widen)
-    contrast = tuple(recipe["contrast_range"]) if recipe.get("contrast_range") else None
-    previous_training = None
-    if calibrate_only is not None:  # the fitted head as it is: only the factor is refitted
-        fitted, previous = load_uncertainty(weights, backbone, meta, path=calibrate_only)
-        head, losses, previous_training = fitted.head, [float("nan")], previous.get("training")
+    inputs = prepare_fit(weights, scenes, config, projected=consistency)
+    if calibrate_only is not None:
+        trained = load_head(inputs, calibrate_only)
     else:
-        train_pairs, _ = build_pairs(
-            scenes,
-            variants=config.variants,
-            holdout=config.holdout,
-            seed=config.seed,
-            psf_model=psf,
-        )
-        sampler = PatchSampler(
-            train_pairs,
-            patch=config.patch,
-            noise_sigma=noise_range,
-            input_scale=scale,
-            rng=np.random.default_rng(config.seed),
-            contrast=contrast,
-        )
-        head, losses = fit_sigma_head(backbone, sampler, config, progress=progress)
-    model = EnhanceWithUncertainty(backbone, head)
-    held_noise = float(recipe.get("noise_sigma") or noise_range[0] * config.noise_widen) * scale
-
-    def samples_at(seed: int) -> list[CalibrationSample]:
-        return [
-            sample
-            for factor in CALIBRATION_NOISE_FACTORS
-            for sample in calibration_samples(
-                model,
-                held,
-                meta=meta,
-                noise=held_noise,
-                noise_factor=factor,
-                seed=seed,
-                border=config.border,
-                consistency=consistency,
-            )
-        ]
-
-    fit_samples, test_samples = (
-        samples_at(config.calibration_seed),
-        samples_at(config.coverage_seed),
+        trained = train_head(inputs, scenes, config, progress=progress)
+    model = EnhanceWithUncertainty(inputs.backbone, trained.head)
+    calibration = calibrate(model, inputs, seed=config.calibration_seed, border=config.border)
+    model.calibration = calibration.map
+    coverage = measure_coverage(
+        model, inputs, calibration, seed=config.coverage_seed, border=config.border
     )
-    calibration = fit_calibration(fit_samples)
-    model.calibration = calibration
-
-    def shipped(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The calibrated model's output and sigma, projected as enhance_frame projects."""
-        enhanced, sigma = predict_with_sigma(model, data, input_scale=scale)
-        if consistency:
-            from enhance_hmi.inference.consistency import project_as_recipe
-
-            enhanced = project_as_recipe(enhanced, data, meta)[0]
-        return enhanced, sigma
-
-    # the reported coverage: the calibrated module itself, as a user runs it
-    rows, zs = held_out_coverage(
-        shipped, held, noise=held_noise, seed=config.coverage_seed, border=config.border
+    comparison = compare_alternatives(
+        inputs, calibration, coverage, dihedral=compare_dihedral, border=config.border
     )
-    for row in rows:
-        log.info("%s", _summary_line(row))
-    by_level = {
-        factor: [s for s in test_samples if s.noise_factor == factor]
-        for factor in CALIBRATION_NOISE_FACTORS
-    }
-
-    def strip(row: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in row.items() if k != "histogram"}
-
-    noisier = [
-        strip(_sample_row(s, calibrated_log_sigma(calibration, s.log_inputs), scale))
-        for factor, level in by_level.items()
-        if factor != 1.0
-        for s in level
-    ]
-    unprojected = [
-        strip(_sample_row(s, calibrated_log_sigma(calibration, s.log_inputs), scale, network=True))
-        for s in by_level[1.0]
-    ]
-    loro = leave_one_region_out(fit_samples, by_level[1.0], scale=scale)
-    # the alternative the map is measured against: one factor on the head's sigma
-    factor = fit_scale([s.error / np.exp(s.log_inputs[0]) for s in fit_samples])
-    single = SigmaCalibration.factor(factor)
-    alternatives: dict[str, Any] = {
-        "single-factor": {
-            "forward_passes": 1,
-            "calibration_scale": factor,
-            "coverage": [
-                strip(_sample_row(s, calibrated_log_sigma(single, s.log_inputs), scale))
-                for s in test_samples
-            ],
-        }
-    }
-    if compare_dihedral:
-
-        def dihedral(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            mean, spread = dihedral_prediction(backbone, data, input_scale=scale)
-            if consistency:
-                from enhance_hmi.inference.consistency import project_as_recipe
-
-                mean = project_as_recipe(mean, data, meta)[0]
-            return mean, np.maximum(spread, np.float32(1e-12))
-
-        _, z_fit = held_out_coverage(
-            dihedral, held, noise=held_noise, seed=config.calibration_seed, border=config.border
-        )
-        alt_scale = fit_scale(list(z_fit.values()))
-        alt_rows, _ = held_out_coverage(
-            dihedral,
-            held,
-            noise=held_noise,
-            seed=config.coverage_seed,
-            border=config.border,
-            scale=alt_scale,
-        )
-        alternatives["dihedral-ensemble"] = {
-            "forward_passes": 8,
-            "calibration_scale": alt_scale,
-            "coverage": [strip(r) for r in alt_rows],
-        }
     wall = time.monotonic() - started
-    data_units = str(meta["input_normalisation"].get("units") or "")
-    path = Path(out) if out is not None else uncertainty_path(weights)
-    output = (
-        "the network output projected onto its input as the weights' inference recipe says "
-        "(enhance_hmi.inference.consistency.project_as_recipe, the enhance_frame default)"
-        if consistency
-        else "the network output (no projection)"
+    path = Path(out) if out is not None else uncertainty_path(inputs.weights)
+    fit = UncertaintyFit(
+        path=path,
+        figure=Path(figure) if figure is not None else path.with_name(_png_name(path)),
+        observable=str(inputs.meta["observable"]),
+        units=inputs.units,
+        input_scale=inputs.input_scale,
+        held_out_noise=inputs.held_out_noise,
+        projected=consistency,
+        calibration=calibration,
+        coverage=coverage,
+        comparison=comparison,
+        training=_training_record(inputs, trained, scenes, config, wall),
+        wall_seconds=wall,
     )
-    metadata = {
-        "calibration_scale": math.exp(calibration.log_scale),
-        "calibration_model": {
-            **calibration.to_dict(),
-            "output": output,
-            "projected": bool(consistency),
-            "fitted_on": [s.region for s in fit_samples if s.noise_factor == 1.0],
-            "noise": [held_noise * f / scale for f in CALIBRATION_NOISE_FACTORS],
-            "noise_in_data_units": {
-                "values": [held_noise * f for f in CALIBRATION_NOISE_FACTORS],
-                "units": data_units,
-            },
-            "noise_seed": config.calibration_seed,
-            "noise_seeds": {
-                f"{f:g}": calibration_noise_seed(config.calibration_seed, f)
-                for f in CALIBRATION_NOISE_FACTORS
-            },
-        },
-        "calibration": (
-            "log sigma = log_scale + log s_ref + a (log s - log s_ref) + b (log d - log d_ref) "
-            "+ c (log m - log m_ref) + e (log g - log g_ref), s the head's sigma, d and m the "
-            "local standard deviation and mean absolute value of the network output "
-            f"({CALIBRATION_WINDOW} px box), g the local standard deviation of the input "
-            f"({CALIBRATION_INPUT_WINDOW} input px box, repeated onto the output grid), "
-            "fitted over all held-out regions at once (no region label) so that their one- "
-            "and two-sigma coverage, each region and noise level counting once, are closest "
-            "to 68.27 and 95.45 % (noise x "
-            + ", ".join(
-                f"{f:g} seed {calibration_noise_seed(config.calibration_seed, f)}"
-                for f in CALIBRATION_NOISE_FACTORS
-            )
-            + "; each input clamped to its "
-            + "-".join(f"{q:g}" for q in CALIBRATION_PERCENTILES)
-            + " percentile range there); coverage measured on noise x "
-            + ", ".join(
-                f"{f:g} seed {calibration_noise_seed(config.coverage_seed, f)}"
-                for f in CALIBRATION_NOISE_FACTORS
-            )
-            + f", against {output}"
-        ),
-        "calibration_summary": (
-            "log-linear in head sigma, output local std/level"
-            + (
-                f", input {CALIBRATION_INPUT_WINDOW}x{CALIBRATION_INPUT_WINDOW} std"
-                if calibration.uses_input
-                else ""
-            )
-            + f"; held-out, {'projected' if consistency else 'unprojected'}"
-        ),
-        "held_out_noise": held_noise,
-        "coverage": [strip(r) for r in rows],
-        "coverage_noisier": noisier,
-        "coverage_unprojected": unprojected if consistency else [],
-        "leave_one_region_out": loro,
-        "alternatives": alternatives,
-        "training": previous_training
-        or {
-            "config": dataclasses.asdict(config),
-            "noise_range_network_units": list(noise_range),
-            "contrast_range": list(contrast) if contrast else None,
-            "scenes": [s.source for s in scenes],
-            "final_nll": float(np.mean(losses[-50:])),
-            "wall_seconds": round(wall, 1),
-            "torch_threads": torch.get_num_threads(),
-        },
-        "reference": (
-            "Nix & Weigend 1994 (Gaussian likelihood); Immerkaer 1996 (noise operator); "
-            "Kuleshov et al. 2018 (calibration by coverage); "
-            "backbone: Diaz Baso & Asensio Ramos 2018, A&A 614, A5"
-        ),
-    }
-    save_sigma_head(head, path, backbone=weights, metadata=metadata)
-    if figure is None:
-        figure = path.with_name(path.name.replace(".safetensors", ".png"))
-    a, b, c, e = calibration.exponents
-    calibration_figure(
-        rows,
-        figure,
-        title=(
-            f"{observable} sigma on held-out regions ({'projected' if consistency else 'network'}"
-            f" output; map a={a:.2f} b={b:.2f} c={c:.2f} e={e:.2f})"
-        ),
-        z_by_region=zs,
-        left_out_rows=loro,
-    )
-    return {
-        "path": path,
-        "figure": figure,
-        "calibration": calibration,
-        "calibration_scale": math.exp(calibration.log_scale),
-        "coverage": rows,
-        "coverage_noisier": noisier,
-        "coverage_unprojected": unprojected,
-        "leave_one_region_out": loro,
-        "alternatives": alternatives,
-        "held_out_noise": held_noise,
-        "units": data_units,
-        "noise_factors": CALIBRATION_NOISE_FACTORS,
-        "calibration_seeds": {
-            f: calibration_noise_seed(config.calibration_seed, f) for f in CALIBRATION_NOISE_FACTORS
-        },
-        "coverage_seeds": {
-            f: calibration_noise_seed(config.coverage_seed, f) for f in CALIBRATION_NOISE_FACTORS
-        },
-        "wall_seconds": wall,
-    }
+    save_sigma_head(trained.head, path, backbone=inputs.weights, metadata=sidecar_metadata(fit))
+    write_figure(fit)
+    return fit

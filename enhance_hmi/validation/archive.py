@@ -34,7 +34,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import astropy.units as u
 import numpy as np
@@ -44,6 +44,11 @@ from matplotlib.figure import Figure
 from enhance_hmi.io.frame_quality import QualityTolerances
 from enhance_hmi.physics.spectrum import radial_power_spectrum
 from enhance_hmi.validation.report.figures import new_figure, save_png
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.gridspec import GridSpec
+    from matplotlib.image import AxesImage
 
 __all__ = [
     "QuickLook",
@@ -92,16 +97,20 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def _extent(header: Mapping[str, Any], shape: tuple[int, int]) -> list[float]:
-    """Helioprojective extent (arcsec) of a north-up image: [x0, x1, y0, y1] of pixel edges."""
+def _extent(header: Mapping[str, Any], shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """Helioprojective extent (arcsec) of a north-up image: (x0, x1, y0, y1) of pixel edges."""
     ny, nx = shape
-    out = []
-    for axis, size in ((1, nx), (2, ny)):
-        scale = float(header.get(f"CDELT{axis}", 1.0))
-        crpix = float(header.get(f"CRPIX{axis}", (size + 1) / 2))
-        crval = float(header.get(f"CRVAL{axis}", 0.0))
-        out += [crval + (0.5 - crpix) * scale, crval + (size + 0.5 - crpix) * scale]
-    return out
+    x0, x1 = _edges(header, 1, nx)
+    y0, y1 = _edges(header, 2, ny)
+    return x0, x1, y0, y1
+
+
+def _edges(header: Mapping[str, Any], axis: int, size: int) -> tuple[float, float]:
+    """Coordinates (arcsec) of the outer pixel edges along FITS ``axis`` of ``size`` pixels."""
+    scale = float(header.get(f"CDELT{axis}", 1.0))
+    crpix = float(header.get(f"CRPIX{axis}", (size + 1) / 2))
+    crval = float(header.get(f"CRVAL{axis}", 0.0))
+    return crval + (0.5 - crpix) * scale, crval + (size + 0.5 - crpix) * scale
 
 
 def _limits(data: np.ndarray, observable: str) -> tuple[float, float, str]:
@@ -119,6 +128,83 @@ def _central(data: np.ndarray, side: int) -> np.ndarray:
     ny, nx = data.shape
     y0, x0 = max(0, (ny - side) // 2), max(0, (nx - side) // 2)
     return data[y0 : y0 + side, x0 : x0 + side]
+
+
+def _image_panels(fig: Figure, grid: GridSpec, row: int, look: QuickLook) -> AxesImage | None:
+    """Input and output of ``look`` and their zooms in ``row``; the last image drawn."""
+    low, high, cmap = _limits(look.output, look.observable)
+    when = look.output_header.get("T_REC") or look.output_header.get("T_OBS", "")
+    panels = [
+        ("HMI input", look.input, look.input_header),
+        ("Enhanced (2x)", look.output, look.output_header),
+    ]
+    image = None
+    for col, (title, data, header) in enumerate(panels):
+        ax = fig.add_subplot(grid[row, col])
+        if data is None or header is None:
+            ax.text(
+                0.5,
+                0.5,
+                "input file not found",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
+            ax.set_axis_off()
+            continue
+        extent = _extent(header, data.shape)
+        image = ax.imshow(
+            data,
+            origin="lower",
+            cmap=cmap,
+            vmin=low,
+            vmax=high,
+            extent=extent,
+            interpolation="nearest",
+        )
+        ax.set_xlabel("Tx (arcsec)")
+        ax.set_ylabel("Ty (arcsec)")
+        ax.set_title(f"{title}\n{look.label}, {when}", fontsize=9)
+        centre = ((extent[0] + extent[1]) / 2, (extent[2] + extent[3]) / 2)
+        half = ZOOM_ARCSEC / 2
+        zoom = fig.add_subplot(grid[row, 2 + col])
+        zoom.imshow(
+            data,
+            origin="lower",
+            cmap=cmap,
+            vmin=low,
+            vmax=high,
+            extent=extent,
+            interpolation="nearest",
+        )
+        zoom.set_xlim(centre[0] - half, centre[0] + half)
+        zoom.set_ylim(centre[1] - half, centre[1] + half)
+        zoom.set_title(f"zoom: {title.split(' (')[0].lower()}", fontsize=9)
+        zoom.set_xlabel("Tx (arcsec)")
+        zoom.tick_params(labelsize=7)
+    return image
+
+
+def _spectrum_panel(spec: Axes, look: QuickLook) -> None:
+    """Power spectra of the central input and output of ``look`` per unit solar area."""
+    for label, data, header, style in (
+        ("HMI input", look.input, look.input_header, "-"),
+        ("Enhanced", look.output, look.output_header, "-"),
+    ):
+        if data is None or header is None:
+            continue
+        scale = abs(float(header.get("CDELT1", 1.0))) * u.arcsec
+        side = SPECTRUM_SIDE * (2 if label == "Enhanced" else 1)
+        freq, power = radial_power_spectrum(_central(data, side), scale)
+        spec.loglog(freq.to_value(1 / u.arcsec), power.to_value(u.arcsec**2), style, label=label)
+    spec.set_xlabel("spatial frequency (arcsec$^{-1}$)")
+    spec.set_ylabel(_POWER_UNITS.get(look.observable, "power spectral density"))
+    spec.set_title(
+        f"power spectra per unit solar area ({_plural(look.frames, 'frame')} in cube)",
+        fontsize=9,
+    )
+    spec.legend(fontsize=8)
+    spec.grid(True, which="both", alpha=0.3)
 
 
 def quicklook_figure(looks: Sequence[QuickLook], path: str | os.PathLike[str]) -> Path:
@@ -140,82 +226,11 @@ def quicklook_figure(looks: Sequence[QuickLook], path: str | os.PathLike[str]) -
         ax.text(0.5, 0.5, "no cube holds a frame yet", ha="center", va="center")
         ax.set_axis_off()
     for row, look in enumerate(looks):
-        low, high, cmap = _limits(look.output, look.observable)
-        units = _UNITS.get(look.observable, "")
-        when = look.output_header.get("T_REC") or look.output_header.get("T_OBS", "")
-        panels = [
-            ("HMI input", look.input, look.input_header),
-            ("Enhanced (2x)", look.output, look.output_header),
-        ]
-        image = None
-        centre = None
-        for col, (title, data, header) in enumerate(panels):
-            ax = fig.add_subplot(grid[row, col])
-            if data is None or header is None:
-                ax.text(
-                    0.5,
-                    0.5,
-                    "input file not found",
-                    ha="center",
-                    va="center",
-                    transform=ax.transAxes,
-                )
-                ax.set_axis_off()
-                continue
-            extent = _extent(header, data.shape)
-            image = ax.imshow(
-                data,
-                origin="lower",
-                cmap=cmap,
-                vmin=low,
-                vmax=high,
-                extent=extent,
-                interpolation="nearest",
-            )
-            ax.set_xlabel("Tx (arcsec)")
-            ax.set_ylabel("Ty (arcsec)")
-            ax.set_title(f"{title}\n{look.label}, {when}", fontsize=9)
-            centre = ((extent[0] + extent[1]) / 2, (extent[2] + extent[3]) / 2)
-            half = ZOOM_ARCSEC / 2
-            zoom = fig.add_subplot(grid[row, 2 + col])
-            zoom.imshow(
-                data,
-                origin="lower",
-                cmap=cmap,
-                vmin=low,
-                vmax=high,
-                extent=extent,
-                interpolation="nearest",
-            )
-            zoom.set_xlim(centre[0] - half, centre[0] + half)
-            zoom.set_ylim(centre[1] - half, centre[1] + half)
-            zoom.set_title(f"zoom: {title.split(' (')[0].lower()}", fontsize=9)
-            zoom.set_xlabel("Tx (arcsec)")
-            zoom.tick_params(labelsize=7)
+        image = _image_panels(fig, grid, row, look)
         if image is not None:
             bar = fig.colorbar(image, ax=fig.axes[-1], fraction=0.08, pad=0.02)
-            bar.set_label(units)
-        spec = fig.add_subplot(grid[row, 4])
-        for label, data, header, style in (
-            ("HMI input", look.input, look.input_header, "-"),
-            ("Enhanced", look.output, look.output_header, "-"),
-        ):
-            if data is None or header is None:
-                continue
-            scale = abs(float(header.get("CDELT1", 1.0))) * u.arcsec
-            side = SPECTRUM_SIDE * (2 if label == "Enhanced" else 1)
-            freq, power = radial_power_spectrum(_central(data, side), scale)
-            spec.loglog(
-                freq.to_value(1 / u.arcsec), power.to_value(u.arcsec**2), style, label=label
-            )
-        spec.set_xlabel("spatial frequency (arcsec$^{-1}$)")
-        spec.set_ylabel(_POWER_UNITS.get(look.observable, "power spectral density"))
-        spec.set_title(
-            f"power spectra per unit solar area ({_plural(look.frames, 'frame')} in cube)",
-            fontsize=9,
-        )
-        spec.legend(fontsize=8)
-        spec.grid(True, which="both", alpha=0.3)
+            bar.set_label(_UNITS.get(look.observable, ""))
+        _spectrum_panel(fig.add_subplot(grid[row, 4]), look)
     save_png(fig, path, dpi=80)
     return path
 

@@ -20,6 +20,7 @@ References
 from __future__ import annotations
 
 import logging
+from typing import Literal, overload
 
 import astropy.units as u
 import numpy as np
@@ -28,7 +29,9 @@ from skimage.restoration import richardson_lucy as _skimage_rl
 
 from enhance_hmi.errors import ConfigError, InputError
 from enhance_hmi.physics import HMI_PIXEL_SCALE
-from enhance_hmi.physics.noise import hmi_noise_sigma, spectral_noise_sigma
+from enhance_hmi.physics.noise import hmi_noise_sigma as spectral_noise_sigma_hmi
+from enhance_hmi.physics.noise import spectral_noise_sigma
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 from enhance_hmi.physics.transfer import aperture_otf, radial_otf
 
 __all__ = [
@@ -94,7 +97,7 @@ def unsharp_mask(image: object, *, radius: float = 1.0, amount: float = 1.0) -> 
 def richardson_lucy(
     image: object,
     *,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
     iterations: int = 20,
     offset: float | None = None,
 ) -> np.ndarray:
@@ -126,20 +129,32 @@ def richardson_lucy(
     return _restore_nan(_upsample2(out), bad)
 
 
-def spectral_noise_sigma_hmi(image: object) -> float:
-    """Noise of an HMI image from its spectrum beyond the 14 cm cutoff.
+@overload
+def tikhonov(
+    image: object,
+    *,
+    psf_model: str = ...,
+    discrepancy: float = ...,
+    iterations: int = ...,
+    return_details: Literal[False] = ...,
+) -> np.ndarray: ...
 
-    :func:`enhance_hmi.physics.noise.hmi_noise_sigma` after the NaN fill of
-    the baselines.
-    """
-    data, _ = _image(image)
-    return hmi_noise_sigma(data)
+
+@overload
+def tikhonov(
+    image: object,
+    *,
+    psf_model: str = ...,
+    discrepancy: float = ...,
+    iterations: int = ...,
+    return_details: Literal[True],
+) -> tuple[np.ndarray, dict[str, float]]: ...
 
 
 def tikhonov(
     image: object,
     *,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
     discrepancy: float = 1.0,
     iterations: int = 40,
     return_details: bool = False,
@@ -158,7 +173,8 @@ def tikhonov(
     regularisation whose re-observed solution misses the input by
     ``discrepancy`` times the input noise (rms), found by bisection in
     log ``lam``. The noise is estimated from the input alone
-    (:func:`spectral_noise_sigma`); nothing is fitted on a truth. The
+    (:func:`enhance_hmi.physics.noise.hmi_noise_sigma`, offered here as
+    ``spectral_noise_sigma_hmi``); nothing is fitted on a truth. The
     image is extended by its mirror images to twice its size, so the
     periodic operators have no edge jumps and their adjoints are exact.
 

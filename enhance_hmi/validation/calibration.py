@@ -24,14 +24,18 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from enhance_hmi.atomic import atomic_path
 from enhance_hmi.errors import InputError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = [
     "NOMINAL_1SIGMA",
@@ -173,7 +177,7 @@ def fit_log_linear(
     errors: Sequence[np.ndarray],
     features: Sequence[np.ndarray],
     *,
-    starts: Sequence[Sequence[float]] | None = None,
+    starts: Sequence[npt.ArrayLike] | None = None,
 ) -> tuple[float, tuple[float, ...]]:
     """Fit ``log sigma = c0 + sum_i c_i f_i`` to the errors of several regions at once.
 
@@ -210,8 +214,6 @@ def fit_log_linear(
     from several starts on a few hundred thousand pixels finds its
     minimum to the 0.1 % the coverage is reported with.
     """
-    from scipy.optimize import minimize
-
     if not errors or len(errors) != len(features):
         raise InputError("fit_log_linear needs one feature array per region's errors")
     absz = [np.abs(np.asarray(e, dtype=np.float64).ravel()) for e in errors]
@@ -229,11 +231,23 @@ def fit_log_linear(
         base = np.zeros(k + 1)
         base[1] = 1.0
         starts = [base, base + 0.15, base - np.r_[0.15, 0.3, np.full(k - 1, 0.3)]]
-    best = None
-    for start in starts:
-        start = np.asarray(start, dtype=np.float64)
+    coefficients, best = _nelder_mead_from(loss, starts, k + 1)
+    log.debug("log-linear calibration %s, loss %.4g", np.round(coefficients, 4), best)
+    return float(coefficients[0]), tuple(float(v) for v in coefficients[1:])
+
+
+def _nelder_mead_from(
+    loss: Callable[[np.ndarray], float], starts: Sequence[npt.ArrayLike], n: int
+) -> tuple[np.ndarray, float]:
+    """The ``n`` coefficients of least ``loss`` found by Nelder-Mead from each of ``starts``."""
+    from scipy.optimize import minimize
+
+    best_x: np.ndarray | None = None
+    best_fun = math.inf
+    for given in starts:
+        start = np.asarray(given, dtype=np.float64)
         # a simplex wide enough to see the coverage change (it is a step function)
-        simplex = np.vstack([start, start + np.diag(np.full(k + 1, 0.2))])
+        simplex = np.vstack([start, start + np.diag(np.full(n, 0.2))])
         result = minimize(
             loss,
             start,
@@ -241,15 +255,15 @@ def fit_log_linear(
             options={
                 "xatol": 1e-4,
                 "fatol": 1e-7,
-                "maxiter": 2000 * (k + 1),
+                "maxiter": 2000 * n,
                 "initial_simplex": simplex,
             },
         )
-        if best is None or result.fun < best.fun:
-            best = result
-    coefficients = best.x
-    log.debug("log-linear calibration %s, loss %.4g", np.round(coefficients, 4), best.fun)
-    return float(coefficients[0]), tuple(float(v) for v in coefficients[1:])
+        if best_x is None or result.fun < best_fun:
+            best_x, best_fun = np.asarray(result.x), float(result.fun)
+    if best_x is None:
+        raise InputError("fit_log_linear needs at least one starting point in starts")
+    return best_x, best_fun
 
 
 def calibration_figure(
@@ -289,6 +303,23 @@ def calibration_figure(
     fig = Figure(figsize=(13.5 if left_out else 9.0, 3.6), dpi=80)
     panels = fig.subplots(1, 3 if left_out else 2)
     left, right = panels[0], panels[1]
+    _histogram_panel(left, rows, left_out)
+    _coverage_panel(right, z_by_region)
+    if left_out:
+        _left_out_panel(panels[2], rows, left_out)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def _histogram_panel(
+    ax: Axes, rows: Sequence[Mapping[str, Any]], left_out: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Z-score histogram of each region against N(0, 1), coverage in the legend."""
     centres = 0.5 * (Z_BINS[1:] + Z_BINS[:-1])
     for row in rows:
         label = (
@@ -300,40 +331,35 @@ def calibration_figure(
             one, two = 100 * out["within_1sigma"], 100 * out["within_2sigma"]
             label += f"; left out {one:.0f}/{two:.0f} %"
         label += ")"
-        left.step(centres, row["histogram"], where="mid", lw=1.0, label=label)
-    left.plot(centres, np.exp(-0.5 * centres**2) / math.sqrt(2 * math.pi), "k--", lw=1.2)
-    left.set_yscale("log")
-    left.set_ylim(1e-4, 1.0)
-    left.set_xlabel("z = (output - truth) / sigma")
-    left.set_ylabel("density")
-    left.legend(
+        ax.step(centres, row["histogram"], where="mid", lw=1.0, label=label)
+    ax.plot(centres, np.exp(-0.5 * centres**2) / math.sqrt(2 * math.pi), "k--", lw=1.2)
+    ax.set_yscale("log")
+    ax.set_ylim(1e-4, 1.0)
+    ax.set_xlabel("z = (output - truth) / sigma")
+    ax.set_ylabel("density")
+    ax.legend(
         fontsize=6,
         loc="upper right",
         title="within 1/2 sigma" + ("; region left out" if left_out else ""),
         title_fontsize=6,
     )
+
+
+def _coverage_panel(ax: Axes, z_by_region: Mapping[str, np.ndarray] | None) -> None:
+    """Observed against nominal fraction within k sigma per region (the diagonal is perfect)."""
     ks = np.linspace(0.0, 3.0, 61)
     nominal = np.array([math.erf(k / math.sqrt(2.0)) for k in ks])
     if z_by_region:
         for name, z in z_by_region.items():
             absz = np.sort(np.abs(np.asarray(z).ravel()))
             observed = np.searchsorted(absz, ks, side="right") / absz.size
-            right.plot(nominal, observed, lw=1.0, label=name[:28])
-    right.plot([0, 1], [0, 1], "k--", lw=1.0)
+            ax.plot(nominal, observed, lw=1.0, label=name[:28])
+    ax.plot([0, 1], [0, 1], "k--", lw=1.0)
     for level in (NOMINAL_1SIGMA, NOMINAL_2SIGMA):
-        right.axvline(level, color="0.8", lw=0.8)
-    right.set_xlabel("nominal fraction within k sigma")
-    right.set_ylabel("observed fraction")
-    right.set_title("coverage (k = 0..3)", fontsize=9)
-    if left_out:
-        _left_out_panel(panels[2], rows, left_out)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+        ax.axvline(level, color="0.8", lw=0.8)
+    ax.set_xlabel("nominal fraction within k sigma")
+    ax.set_ylabel("observed fraction")
+    ax.set_title("coverage (k = 0..3)", fontsize=9)
 
 
 def _short_region(name: str) -> str:

@@ -34,7 +34,7 @@ import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import astropy.units as u
 import numpy as np
@@ -194,37 +194,42 @@ def evaluate_pairs(
             psf_model=psf_model,
         )
         evaluation = report.evaluate(case, border=border)
-        doc = evaluation.metrics
-        truth_stats = doc["truth_stats"]
         for name in METHODS:
-            scores = doc["methods"][name]
-            row = {"scene": pair.label, "method": name}
-            row.update({k: scores[k] for k in _SCORES})
-            if observable == "continuum":
-                row["contrast"] = _percent(scores["rms_contrast"])
-                row["truth_contrast"] = _percent(truth_stats["rms_contrast"])
-            else:
-                row["noise_G"] = scores["noise_level_G"]
-                row["truth_noise_G"] = truth_stats["noise_level_G"]
-                row["input_noise_G"] = doc["hmi_input"]["noise_level_G"]
-                row["flux_ratio"] = scores["unsigned_flux_ratio"]
-                row["flux_ratio_500G"] = _strong_flux_ratio(
-                    evaluation.images[name], pair.target, border
-                )
-            row["forward_noise"] = doc["forward_residuals"][name]["noise"]
-            for key in (
-                "rms_in_noise",
-                "rms_field_in_noise",
-                "rms_quiet_in_noise",
-                "rms",
-                "rms_field_pixels",
-            ):
-                row[f"forward_{key}"] = doc["forward_residuals"][name][key]
-                row[f"truth_forward_{key}"] = doc["forward_residuals"]["truth"][key]
-            rows.append(row)
+            rows.append(_method_row(evaluation, name, pair, observable, border))
         images[pair.label] = {"input": noisy, **evaluation.images}
         log.info("evaluated %s", pair.label)
     return rows, images
+
+
+def _method_row(
+    evaluation: report.Evaluation, name: str, pair: HeldOutPair, observable: str, border: int
+) -> dict[str, Any]:
+    """The row of method ``name`` on the held-out ``pair``: its scores beside the truth's."""
+    doc = evaluation.metrics
+    truth_stats = doc["truth_stats"]
+    scores = doc["methods"][name]
+    row: dict[str, Any] = {"scene": pair.label, "method": name}
+    row.update({k: scores[k] for k in _SCORES})
+    if observable == "continuum":
+        row["contrast"] = _percent(scores["rms_contrast"])
+        row["truth_contrast"] = _percent(truth_stats["rms_contrast"])
+    else:
+        row["noise_G"] = scores["noise_level_G"]
+        row["truth_noise_G"] = truth_stats["noise_level_G"]
+        row["input_noise_G"] = doc["hmi_input"]["noise_level_G"]
+        row["flux_ratio"] = scores["unsigned_flux_ratio"]
+        row["flux_ratio_500G"] = _strong_flux_ratio(evaluation.images[name], pair.target, border)
+    row["forward_noise"] = doc["forward_residuals"][name]["noise"]
+    for key in (
+        "rms_in_noise",
+        "rms_field_in_noise",
+        "rms_quiet_in_noise",
+        "rms",
+        "rms_field_pixels",
+    ):
+        row[f"forward_{key}"] = doc["forward_residuals"][name][key]
+        row[f"truth_forward_{key}"] = doc["forward_residuals"]["truth"][key]
+    return row
 
 
 def evaluate_over_draws(
@@ -295,35 +300,46 @@ def evaluate_over_draws(
             raise ConfigError(
                 f"held-out regions share the label {scene!r}; give them distinct names"
             )
-        out: dict[str, Any] = {"scene": scene, "method": method}
-        psnr = [r["psnr"] for r in rows if _is_number(r["psnr"])]
-        out["psnr"] = float(np.mean(psnr)) if psnr else None
-        out["psnr_min"] = float(min(psnr)) if psnr else None
-        out["psnr_max"] = float(max(psnr)) if psnr else None
         tikhonov = {r["noise_seed"]: r["psnr"] for r in groups.get((scene, "tikhonov"), [])}
-        if method == "enhance" and tikhonov:
-            margin = [
-                r["psnr"] - tikhonov[r["noise_seed"]]
-                for r in rows
-                if _is_number(r["psnr"]) and _is_number(tikhonov.get(r["noise_seed"]))
-            ]
-            out["psnr_minus_tikhonov"] = float(np.mean(margin)) if margin else None
-            out["psnr_minus_tikhonov_min"] = float(min(margin)) if margin else None
-            out["psnr_minus_tikhonov_max"] = float(max(margin)) if margin else None
-        for key in _keys_of(rows, skip={*out, "noise_seed"}):
-            values = [r.get(key) for r in rows]
-            numbers_ = [v for v in values if _is_number(v)]
-            if numbers_:
-                out[key] = float(np.mean(numbers_))
-                if len(numbers_) < len(values):
-                    out[f"{key}_draws"] = len(numbers_)
-            else:
-                out[key] = values[0]
-                if any(v != values[0] for v in values):
-                    out[f"{key}_varies"] = True
-        out["draws"] = len(rows)
-        summary.append(out)
+        summary.append(_draw_summary(scene, method, rows, tikhonov))
     return summary, per_draw, images
+
+
+def _draw_summary(
+    scene: str, method: str, rows: Sequence[dict[str, Any]], tikhonov: dict[int, Any]
+) -> dict[str, Any]:
+    """One summary row of :func:`evaluate_over_draws` from a method's rows on a scene.
+
+    ``tikhonov`` maps each draw's seed to the Tikhonov baseline's PSNR on the
+    scene (the network's margin over it).
+    """
+    out: dict[str, Any] = {"scene": scene, "method": method}
+    psnr = [r["psnr"] for r in rows if _is_number(r["psnr"])]
+    out["psnr"] = float(np.mean(psnr)) if psnr else None
+    out["psnr_min"] = float(min(psnr)) if psnr else None
+    out["psnr_max"] = float(max(psnr)) if psnr else None
+    if method == "enhance" and tikhonov:
+        margin = [
+            r["psnr"] - tikhonov[r["noise_seed"]]
+            for r in rows
+            if _is_number(r["psnr"]) and _is_number(tikhonov.get(r["noise_seed"]))
+        ]
+        out["psnr_minus_tikhonov"] = float(np.mean(margin)) if margin else None
+        out["psnr_minus_tikhonov_min"] = float(min(margin)) if margin else None
+        out["psnr_minus_tikhonov_max"] = float(max(margin)) if margin else None
+    for key in _keys_of(rows, skip={*out, "noise_seed"}):
+        values = [r.get(key) for r in rows]
+        numbers_ = [v for v in values if _is_number(v)]
+        if numbers_:
+            out[key] = float(np.mean(numbers_))
+            if len(numbers_) < len(values):
+                out[f"{key}_draws"] = len(numbers_)
+        else:
+            out[key] = values[0]
+            if any(v != values[0] for v in values):
+                out[f"{key}_varies"] = True
+    out["draws"] = len(rows)
+    return out
 
 
 def _keys_of(
@@ -333,8 +349,8 @@ def _keys_of(
     return [k for k in dict.fromkeys(k for row in rows for k in row) if k not in skip]
 
 
-def _is_number(value: object) -> bool:
-    """A real number that is not a bool (True/False are ints in Python)."""
+def _is_number(value: object) -> TypeGuard[float]:
+    """A real number (``numbers.Real``) that is not a bool (True/False are ints in Python)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 

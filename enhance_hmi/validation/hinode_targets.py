@@ -38,9 +38,9 @@ import html
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import astropy.units as u
 import numpy as np
@@ -51,6 +51,9 @@ from enhance_hmi.errors import ConfigError, EnhanceError, InputError, ReportErro
 from enhance_hmi.provenance import provenance_record, sha256_file
 from enhance_hmi.validation.hinode import read_hinode
 from enhance_hmi.validation.target import MAX_TIME_DIFFERENCE, frame_time
+
+if TYPE_CHECKING:
+    from enhance_hmi.acquire.series import HmiSeries
 
 __all__ = [
     "DEFAULT_SERIES",
@@ -233,6 +236,9 @@ def find_cotemporal_frame(
 ) -> CotemporalFrame | None:
     """The HMI frame whose ``T_OBS`` is nearest ``target.time``, fetched into ``out_dir``.
 
+    Long for its documentation; the body is one search, one optional fetch and their
+    checks.
+
     Parameters
     ----------
     target : HinodeTarget
@@ -261,49 +267,36 @@ def find_cotemporal_frame(
     JsocError, OutputError
         The server failed, or ``out_dir`` cannot be written.
     """
-    from enhance_hmi.acquire import acquire, get_series
+    from enhance_hmi.acquire import acquire
     from enhance_hmi.acquire.manifest import NEEDS_EXPORT
 
-    hmi = get_series(series or DEFAULT_SERIES[target.observable])
-    if hmi.observable != target.observable:
-        raise ConfigError(
-            f"{target.path.name} is a {target.observable} target but {hmi.name} holds "
-            f"{hmi.observable} frames; give a {target.observable} series"
-        )
+    hmi = _target_series(target, series)
     limit = u.Quantity(max_difference, u.s)
-    step = hmi.step.total_seconds()
-    # the window in whole grid steps around the Hinode time (TAI), both ends included
-    epoch = Time("1993-01-01T00:00:00", scale="tai")
-    offset = float((target.time.tai - epoch).to_value(u.s))
-    first = epoch + (np.floor((offset - limit.value) / step) * step) * u.s
-    last = epoch + (np.ceil((offset + limit.value) / step) * step) * u.s
+    first, last = _search_window(target.time, limit, hmi.step.total_seconds())
     remote = not Path(server).is_dir()
-    window = {
+    window: dict[str, Any] = {
         "series": hmi.name,
         "start": _tai_iso(first),
         "end": _tai_iso(last),
-        "cadence": f"{int(step)}s" if remote else None,
+        "cadence": f"{int(hmi.step.total_seconds())}s" if remote else None,
         "out_dir": out_dir,
         "server": server,
         "email": email,
         "options": options,
     }
     manifest = acquire(**window, download=not remote)
-    candidates = []
     usable = ("verified",) if not remote else ("verified", *NEEDS_EXPORT)
-    for row in manifest.rows(usable):
-        when = _row_time(row)
-        if when is not None:
-            candidates.append((abs((when - target.time).to(u.s)), row, when))
-    if not candidates:
+    candidate = _nearest_record(manifest.rows(usable), target.time)
+    if candidate is None:
         log.info("%s: no %s record between %s and %s", target.name, hmi.name, first, last)
         return None
-    difference, row, when = min(candidates, key=lambda c: c[0].value)
+    difference, nearest, when = candidate
     if difference > limit:
         log.info("%s: nearest %s record is %s away", target.name, hmi.name, difference)
         return None
-    t_rec = row["t_rec"]
-    if row["state"] != "verified":
+    t_rec = nearest["t_rec"]
+    row: dict[str, str] | None = nearest
+    if nearest["state"] != "verified":
         manifest = acquire(**{**window, "start": t_rec, "end": t_rec}, download=True)
         row = manifest.get(t_rec)
     if row is None or row["state"] != "verified" or not row.get("file"):
@@ -318,6 +311,45 @@ def find_cotemporal_frame(
         t_obs=when,
         time_difference=(when - target.time).to(u.s),
     )
+
+
+def _target_series(target: HinodeTarget, series: str | None) -> HmiSeries:
+    """The HMI series to search for ``target``: ``series`` or the observable's default."""
+    from enhance_hmi.acquire import get_series
+
+    hmi = get_series(series or DEFAULT_SERIES[target.observable])
+    if hmi.observable != target.observable:
+        raise ConfigError(
+            f"{target.path.name} is a {target.observable} target but {hmi.name} holds "
+            f"{hmi.observable} frames; give a {target.observable} series"
+        )
+    return hmi
+
+
+def _nearest_record(
+    rows: Iterable[dict[str, str]], when: Time
+) -> tuple[u.Quantity, dict[str, str], Time] | None:
+    """``(|time difference|, row, its time)`` of the row nearest ``when``; None without one."""
+    candidates = []
+    for row in rows:
+        row_time = _row_time(row)
+        if row_time is not None:
+            candidates.append((abs((row_time - when).to(u.s)), row, row_time))
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: c[0].value)
+
+
+def _search_window(when: Time, limit: u.Quantity, step: float) -> tuple[Time, Time]:
+    """First and last HMI grid time (TAI, ``step`` seconds) within ``limit`` of ``when``.
+
+    The window is in whole grid steps around the Hinode time, both ends included.
+    """
+    epoch = Time("1993-01-01T00:00:00", scale="tai")
+    offset = float((when.tai - epoch).to_value(u.s))
+    first = epoch + (np.floor((offset - limit.value) / step) * step) * u.s
+    last = epoch + (np.ceil((offset + limit.value) / step) * step) * u.s
+    return first, last
 
 
 _NO_FRAME_PAGE = """<!DOCTYPE html>
@@ -358,6 +390,71 @@ def _write_entry(out: Path, doc: dict[str, Any]) -> None:
         tmp.write_text(page)
 
 
+def _no_frame_entry(
+    target: HinodeTarget,
+    out: Path,
+    *,
+    server: str,
+    series: str,
+    limit: u.Quantity,
+    strict: bool,
+) -> dict[str, Any]:
+    """Write and return the report entry of a target without an HMI frame (see ``strict``)."""
+    reason = (
+        f"no {series} frame with data within {limit.to(u.min):.1f} of the Hinode "
+        f"observation at {target.time.utc.isot} UTC in {server}"
+    )
+    doc = {
+        "target": target.name,
+        "kind": "hinode",
+        "observable": target.observable,
+        "status": NO_FRAME,
+        "reason": reason,
+        "strict": bool(strict),
+        "hinode": target.as_dict(),
+        "series": series,
+        "max_time_difference_s": float(limit.value),
+        "provenance": provenance_record(
+            kind="Hinode target",
+            hinode_file=target.path.name,
+            hinode_sha256=sha256_file(target.path),
+        ),
+    }
+    _write_entry(out, doc)
+    log.warning("%s: %s", target.name, reason)
+    if strict:
+        raise ReportError(f"{target.path.name}: {reason} (validation.strict is set)")
+    return doc
+
+
+def _enhance_found(
+    target: HinodeTarget,
+    found: CotemporalFrame,
+    out: Path,
+    *,
+    weights: str | os.PathLike[str] | None,
+    device: str,
+    tile: int,
+) -> Path:
+    """Enhance the HMI frame found for ``target`` into ``out/enhanced``; the written path."""
+    from enhance_hmi.pipeline import enhance_file
+
+    enhanced = out / "enhanced" / (found.path.name.removesuffix(".fits") + ".enhanced.fits")
+    enhanced.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        enhance_file(
+            found.path,
+            enhanced,
+            observable=target.observable,
+            weights=weights,
+            device=device,
+            tile=tile,
+        )
+    except EnhanceError as exc:
+        raise type(exc)(f"{target.name}: enhancing {found.path.name}: {exc}") from exc
+    return enhanced
+
+
 def run_hinode_target(
     path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -396,7 +493,6 @@ def run_hinode_target(
     EnhanceError
         Acquisition, enhancement or input errors, one sentence each.
     """
-    from enhance_hmi.pipeline import enhance_file
     from enhance_hmi.validation.report import write_report
     from enhance_hmi.validation.target import target_case
 
@@ -415,44 +511,10 @@ def run_hinode_target(
     )
     wanted = series or DEFAULT_SERIES[target.observable]
     if found is None:
-        reason = (
-            f"no {wanted} frame with data within {limit.to(u.min):.1f} of the Hinode "
-            f"observation at {target.time.utc.isot} UTC in {server}"
+        return _no_frame_entry(
+            target, out, server=server, series=wanted, limit=limit, strict=strict
         )
-        doc = {
-            "target": target.name,
-            "kind": "hinode",
-            "observable": target.observable,
-            "status": NO_FRAME,
-            "reason": reason,
-            "strict": bool(strict),
-            "hinode": target.as_dict(),
-            "series": wanted,
-            "max_time_difference_s": float(limit.value),
-            "provenance": provenance_record(
-                kind="Hinode target",
-                hinode_file=target.path.name,
-                hinode_sha256=sha256_file(target.path),
-            ),
-        }
-        _write_entry(out, doc)
-        log.warning("%s: %s", target.name, reason)
-        if strict:
-            raise ReportError(f"{target.path.name}: {reason} (validation.strict is set)")
-        return doc
-    enhanced = out / "enhanced" / (found.path.name.removesuffix(".fits") + ".enhanced.fits")
-    enhanced.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        enhance_file(
-            found.path,
-            enhanced,
-            observable=target.observable,
-            weights=weights,
-            device=device,
-            tile=tile,
-        )
-    except EnhanceError as exc:
-        raise type(exc)(f"{target.name}: enhancing {found.path.name}: {exc}") from exc
+    enhanced = _enhance_found(target, found, out, weights=weights, device=device, tile=tile)
     case = target_case(
         target.path,
         [enhanced],

@@ -4,6 +4,13 @@ Every metric takes plain 2-D numpy arrays on the same grid; the comparison
 metrics take the image under test first and the reference ("truth", e.g.
 Hinode degraded to a 28 cm aperture) second.
 
+The science diagnostics the scores share with the per-frame quality figures
+are defined once, in :mod:`enhance_hmi.physics.diagnostics` and
+:mod:`enhance_hmi.physics.noise`, and offered here under their names:
+:func:`quiet_sun_mask`, :func:`field_mask`, :func:`forward_residual`,
+:func:`forward_residual_stats` and :func:`noise_level`
+(:func:`enhance_hmi.physics.noise.mad_sigma`).
+
 References
 ----------
 .. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), "Enhancing SDO/HMI images
@@ -18,11 +25,17 @@ import logging
 
 import astropy.units as u
 import numpy as np
-from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from enhance_hmi.errors import InputError
 from enhance_hmi.physics.constants import ENHANCED_PIXEL_SCALE
+from enhance_hmi.physics.diagnostics import (
+    field_mask,
+    forward_residual,
+    forward_residual_stats,
+    quiet_sun_mask,
+)
+from enhance_hmi.physics.noise import mad_sigma as noise_level
 from enhance_hmi.physics.spectrum import radial_power_spectrum
 
 __all__ = [
@@ -118,64 +131,6 @@ def pearson(a: object, b: object) -> float:
     x, y = x[ok] - x[ok].mean(), y[ok] - y[ok].mean()
     den = np.sqrt(np.sum(x * x) * np.sum(y * y))
     return float(np.sum(x * y) / den) if den > 0 else float("nan")
-
-
-def quiet_sun_mask(
-    image: object,
-    *,
-    kind: str = "continuum",
-    dark_fraction: float = 0.85,
-    bright_fraction: float = 1.1,
-    field_threshold: float = 50.0,
-    margin: int = 5,
-    smooth: float = 2.0,
-    fallback: bool = True,
-) -> np.ndarray:
-    """Automatic quiet-Sun mask (True = quiet Sun).
-
-    For continuum images, pixels darker than ``dark_fraction`` x median
-    (umbra and penumbra) or brighter than ``bright_fraction`` x median (flares,
-    bright faculae) are excluded, then the excluded regions are grown by
-    ``margin`` pixels (binary dilation with a 3x3 square, i.e. a Chebyshev
-    margin) so that the penumbral edge and the moat do not leak into the
-    quiet-Sun statistics. The thresholds are applied to the image smoothed by
-    a Gaussian of ``smooth`` pixels, so that dark intergranular lanes (the
-    28 cm granulation contrast is ~7 % [1]_) are not mistaken for penumbra. For magnetograms
-    (``kind="blos"``) pixels with ``|B| > field_threshold`` G (network, plage,
-    spots) are excluded and grown by ``margin``. NaN pixels are never quiet.
-    The mask falls back to all finite pixels (with a log message) when it
-    would keep fewer than 5 % of them; with ``fallback=False`` it is then
-    all False instead (no quiet Sun), for figures that mean quiet Sun only.
-
-    References
-    ----------
-    .. [1] Díaz Baso & Asensio Ramos (2018), A&A 614, A5, Sect. 4 (quiet-Sun
-       contrast of granulation).
-    """
-    data = _image(image)
-    finite = np.isfinite(data)
-    if kind == "continuum":
-        med = float(np.median(data[finite]))
-        filled = np.where(finite, data, med)
-        if smooth > 0:
-            filled = ndimage.gaussian_filter(filled, smooth, mode="mirror")
-        active = (filled < dark_fraction * med) | (filled > bright_fraction * med)
-    elif kind == "blos":
-        with np.errstate(invalid="ignore"):
-            active = np.abs(data) > field_threshold
-    else:
-        raise InputError(f"quiet_sun_mask kind must be 'continuum' or 'blos'; got {kind!r}")
-    if margin > 0 and active.any():
-        active = ndimage.binary_dilation(
-            active, structure=np.ones((3, 3), bool), iterations=int(margin)
-        )
-    mask = finite & ~active
-    if mask.sum() < 0.05 * finite.sum():
-        if not fallback:
-            return np.zeros_like(finite)
-        log.info("quiet-Sun mask keeps < 5%% of pixels; using all finite pixels")
-        mask = finite
-    return mask
 
 
 def rms_contrast(image: object, mask: np.ndarray | None = None) -> float:
@@ -299,122 +254,6 @@ def unsigned_flux(blos: object, pixel_area: u.Quantity) -> u.Quantity:
     return (np.nansum(np.abs(data)) * u.G * area).to(u.Mx)
 
 
-def noise_level(blos: object, mask: np.ndarray | None = None) -> float:
-    """Robust standard deviation 1.4826 x MAD over ``mask`` (quiet areas)."""
-    data = _image(blos, "blos")
-    sel = np.isfinite(data) if mask is None else (np.asarray(mask, bool) & np.isfinite(data))
-    if sel.sum() < 2:
-        raise InputError("noise_level needs at least 2 finite pixels inside the mask")
-    vals = data[sel]
-    return float(1.4826 * np.median(np.abs(vals - np.median(vals))))
-
-
-def forward_residual(enhanced: object, observed: object, *, psf_model: str = "wachter") -> float:
-    """Relative forward-consistency residual over the whole field.
-
-    ``rms(R(enhanced) - observed) / std(observed)``, where ``R`` is HMI's
-    view of the enhanced 28 cm image (:func:`enhance_hmi.physics.transfer.reobserve_target`:
-    the kernel with HMI's transfer function over the 28 cm one, then 2x2
-    binning), compared with the input. A 28 cm image that is right meets
-    the input within its noise; the full HMI PSF would blur it by the 28 cm
-    aperture a second time. The
-    denominator is the rms of the input's deviation from its mean, not the
-    rms including the mean, which for continuum images (mean 1, contrast a
-    few per cent) would hide a ~25x larger residual. The paper finds 2-4 %
-    with its own normalisation [1]_. :func:`forward_residual_stats` gives
-    the same residual in the data's units and in units of the input noise,
-    per region.
-
-    References
-    ----------
-    .. [1] Díaz Baso & Asensio Ramos (2018), A&A 614, A5, Sect. 4.
-    """
-    return forward_residual_stats(enhanced, observed, psf_model=psf_model)["relative"]
-
-
-def forward_residual_stats(
-    enhanced: object,
-    observed: object,
-    *,
-    noise: float | None = None,
-    field: np.ndarray | None = None,
-    quiet: np.ndarray | None = None,
-    field_pixels: np.ndarray | None = None,
-    psf_model: str = "wachter",
-    border: int = 0,
-) -> dict[str, float | None]:
-    """The one forward-consistency residual, in data units, noise units and relative.
-
-    Parameters
-    ----------
-    enhanced : array_like
-        Enhanced image at 0.252"/px.
-    observed : array_like
-        The input at 0.504"/px.
-    noise : float, optional
-        Input noise (same units) for the ``*_in_noise`` figures.
-    field, quiet, field_pixels : numpy.ndarray of bool, optional
-        Region masks on the input grid (e.g. :func:`field_mask`,
-        :func:`quiet_sun_mask` and :func:`field_pixel_mask`).
-    psf_model : str
-    border : int
-        Input pixels left out at each edge of the rms (the re-observation
-        still uses the whole field); the scores of the validation reports
-        drop ``border // 2`` input pixels, the same area as their ``border``
-        enhanced pixels.
-
-    Returns
-    -------
-    dict
-        ``rms`` (whole field, data units), ``rms_field``, ``rms_quiet``,
-        ``rms_field_pixels``, the same divided by ``noise`` as
-        ``rms_in_noise``, ``rms_field_in_noise``, ``rms_quiet_in_noise``,
-        ``rms_field_pixels_in_noise``, ``relative``
-        (``rms / std(observed)``) and ``noise``. A region with fewer than
-        4 finite pixels, or a missing mask or noise, gives None.
-    """
-    from enhance_hmi.physics.transfer import reobserve_target
-
-    obs = _image(observed, "observed")
-    back = reobserve_target(_image(enhanced, "enhanced"), psf_model=psf_model)
-    if back.shape != obs.shape:
-        raise InputError(
-            f"re-observed enhanced image {back.shape} does not match the observed {obs.shape}"
-        )
-    ok = np.isfinite(back) & np.isfinite(obs)
-    if border < 0 or 2 * border >= min(obs.shape):
-        raise InputError(f"border {border} leaves nothing of the {obs.shape} input")
-    if border:
-        inner = np.zeros_like(ok)
-        inner[border:-border, border:-border] = True
-        ok &= inner
-    diff = back - obs
-
-    def rms(mask: np.ndarray | None) -> float | None:
-        if mask is None:
-            return None
-        sel = ok & np.asarray(mask, bool)
-        return float(np.sqrt(np.mean(diff[sel] ** 2))) if sel.sum() >= 4 else None
-
-    out: dict[str, float | None] = {
-        "rms": rms(ok),
-        "rms_field": rms(field),
-        "rms_quiet": rms(quiet),
-        "rms_field_pixels": rms(field_pixels),
-        "noise": None if noise is None else float(noise),
-    }
-    for key in ("rms", "rms_field", "rms_quiet", "rms_field_pixels"):
-        value = out[key]
-        out[f"{key}_in_noise"] = (
-            value / float(noise) if value is not None and noise and noise > 0 else None
-        )
-    spread = float(np.std(obs[ok])) if ok.sum() >= 4 else 0.0
-    out["relative"] = out["rms"] / spread if out["rms"] is not None and spread > 0 else None
-    if out["relative"] is None:
-        out["relative"] = float("nan")
-    return out
-
-
 #: Input ``|B|`` (G) above which a pixel counts as a field pixel for the forward
 #: residual: a threshold that needs no noise estimate, so it also applies
 #: where the field of view holds no quiet Sun (unlike :func:`field_mask`).
@@ -437,22 +276,8 @@ def field_pixel_mask(blos: object, *, threshold_g: float = FIELD_PIXEL_G) -> np.
         Finite pixels with ``|B| > threshold_g``.
     """
     data = _image(blos, "blos")
-    return np.isfinite(data) & (np.abs(np.nan_to_num(data)) > threshold_g)
-
-
-def field_mask(blos: object, noise: float, *, snr: float = 5.0, grow: int = 2) -> np.ndarray:
-    """Pixels with magnetic signal: ``|B|`` smoothed by 1 px above ``snr`` x noise, grown.
-
-    Unsigned flux summed over every pixel of a magnetogram is dominated in
-    quiet areas by the noise (mean ``|noise|`` = 0.8 sigma per pixel), which a
-    network that denoises removes. Flux conservation and the forward
-    residual of field regions are therefore measured over the field regions
-    found in the input (a Gaussian of 1 px, a ``snr`` threshold, ``grow``
-    pixels of dilation), on the same footprint in input and output.
-    """
-    data = _image(blos, "blos")
-    smooth = np.abs(ndimage.gaussian_filter(np.nan_to_num(data), 1.0))
-    return ndimage.binary_dilation(smooth > snr * noise, iterations=grow) & np.isfinite(data)
+    mask: np.ndarray = np.isfinite(data) & (np.abs(np.nan_to_num(data)) > threshold_g)
+    return mask
 
 
 def field_amplification(

@@ -54,11 +54,12 @@ from astropy.io import fits
 from astropy.time import Time
 
 from enhance_hmi.errors import InputError, ReportError, TimeFormatError
+from enhance_hmi.frame import Frame
 from enhance_hmi.physics import DEFAULT_PSF_MODEL, ENHANCED_PIXEL_SCALE
 from enhance_hmi.provenance import provenance_record, sha256_file
 from enhance_hmi.time import parse_time
 from enhance_hmi.validation.coalign import refine_shift
-from enhance_hmi.validation.hinode import read_hinode
+from enhance_hmi.validation.hinode import HinodeImage, read_hinode
 from enhance_hmi.validation.report import ValidationCase, write_report
 from enhance_hmi.validation.target_grid import (
     coarse_header,
@@ -175,7 +176,9 @@ def nearest_frame(
     return infos[best], (infos[best].time - when).to(u.s)
 
 
-def _hmi_input(info: FrameInfo, hmi_paths: Sequence[str | os.PathLike[str]], observable: str):
+def _hmi_input(
+    info: FrameInfo, hmi_paths: Sequence[str | os.PathLike[str]], observable: str
+) -> tuple[Frame, Path]:
     """The HMI input frame of the enhanced frame: by ENHINPUT name, else nearest in time."""
     from enhance_hmi.io import read_hmi
 
@@ -183,8 +186,8 @@ def _hmi_input(info: FrameInfo, hmi_paths: Sequence[str | os.PathLike[str]], obs
     name = str(info.header.get("ENHINPUT", "")).strip()
     chosen = next((p for p in paths if name and p.name == name), None)
     if chosen is None:
-        chosen, _ = nearest_frame(paths, info.time, max_difference=1 * u.min, what="HMI input")
-        chosen = chosen.path
+        nearest, _ = nearest_frame(paths, info.time, max_difference=1 * u.min, what="HMI input")
+        chosen = nearest.path
     frame = read_hmi(chosen, observable=observable)
     return frame, chosen
 
@@ -199,6 +202,9 @@ def target_case(
     name: str | None = None,
 ) -> ValidationCase:
     """Build the validation case of a real Hinode file against enhanced HMI frames.
+
+    Long because it chains the co-alignment's named steps and records each in the case;
+    a further split would only pass a dozen intermediates along.
 
     Parameters
     ----------
@@ -230,130 +236,51 @@ def target_case(
     ReportError
         No frame close enough in time, no overlap, observable mismatch.
     """
-    import sunpy.map
-
-    from enhance_hmi.physics import degrade, reobserve
+    from enhance_hmi.physics import degrade
 
     hinode_path = Path(hinode_path)
     image = read_hinode(hinode_path)
     if image.wavelength is None:
         raise ReportError(f"{hinode_path.name}: wavelength unknown, cannot degrade to 28 cm")
-    hin_obs = "magnetogram" if image.product in ("nfi-v/i", "sp-level2") else "continuum"
-    when = hinode_time(image)
-    if when is None:
-        raise InputError(f"{hinode_path.name} has no DATE_OBS; its time is needed to co-align")
-    info, dt = nearest_frame(enhanced_paths, when, max_difference=max_time_difference)
-    enh_obs = str(info.header.get("ENHOBS", hin_obs)).strip() or hin_obs
-    if enh_obs != hin_obs:
-        raise ReportError(
-            f"the Hinode file is a {image.product} ({hin_obs}) but {info.path.name} is an "
-            f"enhanced {enh_obs}; compare like with like"
-        )
+    hin_obs, when, info, dt = _matched_frame(
+        image, hinode_path, enhanced_paths, max_time_difference
+    )
     notes = list(image.notes)
-    data = image.data
-    bad = ~np.isfinite(data)
-    if bad.any():
-        notes.append(f"{100 * bad.mean():.2f} % of the Hinode pixels were missing and filled")
-        data = np.where(bad, np.median(data[~bad]), data)
     psf = psf_model or str(info.header.get("ENHPSF", "") or DEFAULT_PSF_MODEL)
-    pair = degrade(data, image.pixel_scale, wavelength=image.wavelength, psf_model=psf)
+    pair = degrade(
+        _filled(image.data, notes), image.pixel_scale, wavelength=image.wavelength, psf_model=psf
+    )
     fine = degraded_grid_header(image, pair.target.shape, ENHANCED_PIXEL_SCALE)
     coarse = coarse_header(fine)
     emap = crop_map(load_map(info.path), fine)
-    hmi_frame = None
-    if hmi_paths:
-        hmi_frame, hmi_path = _hmi_input(info, hmi_paths, enh_obs)
-        hmap = crop_map(
-            sunpy.map.Map(np.asarray(hmi_frame.data, np.float64), hmi_frame.header), coarse, 12
-        )
-
-    truth = pair.target
-    total = np.zeros(2)
-    history = []
-    for _ in range(4):
-        enh = reproject(emap, shifted(fine, tuple(total)))
-        ok = np.isfinite(enh) & np.isfinite(truth)
-        box = largest_box(ok)
-        found = refine_shift(truth[box], enh[box])
-        history.append([round(found.shift[0], 4), round(found.shift[1], 4)])
-        if max(abs(found.shift[0]), abs(found.shift[1])) < SHIFT_TOLERANCE:
-            break
-        total += np.asarray(found.shift)
+    hmi_input = _hmi_map(info, hmi_paths, hin_obs, coarse) if hmi_paths else None
+    enh, total, history = _coalign(emap, fine, pair.target)
+    if hmi_input is not None:
+        hmi = reproject(hmi_input[0], shifted(coarse, _pair(total), factor=2.0))
+        hmi_source = hmi_input[1]
     else:
-        enh = reproject(emap, shifted(fine, tuple(total)))
-        found = refine_shift(truth[box], enh[box])
-        history.append([round(found.shift[0], 4), round(found.shift[1], 4)])
-    if hmi_frame is not None:
-        hmi = reproject(hmap, shifted(coarse, tuple(total), factor=2.0))
-        hmi_source = hmi_path.name
-    else:
-        filled = np.where(np.isfinite(enh), enh, np.nanmedian(enh))
-        hmi = reobserve(filled, psf_model=psf)
-        hmi[~np.isfinite(enh[::2, ::2])] = np.nan
+        hmi = _reobserved_enhanced(enh, psf, notes)
         hmi_source = "enhanced frame re-observed with the HMI PSF (no HMI input given)"
-        notes.append(
-            "No HMI input frame was given: the baselines start from the enhanced frame "
-            "re-observed with the HMI PSF, and the forward residual is not meaningful."
-        )
-    ok = np.isfinite(enh) & np.isfinite(truth) & np.kron(np.isfinite(hmi), np.ones((2, 2), bool))
-    box = largest_box(ok)
-    cbox = (slice(box[0].start // 2, box[0].stop // 2), slice(box[1].start // 2, box[1].stop // 2))
-    truth, enh, hmi = truth[box], enh[box], hmi[cbox]
-    calibration: dict[str, Any]
-    if hin_obs == "continuum":
-        from enhance_hmi.io.normalise import quiet_sun_level
-
-        # The level of the same field seen at HMI resolution, as enhance train
-        # and read_hmi measure it (the estimator is tuned for HMI's contrast).
-        level = quiet_sun_level(pair.input[cbox])
-        truth = truth / level
-        calibration = {
-            "method": "divided by the quiet-Sun level of the field at HMI resolution",
-            "factor": level,
-        }
-    elif image.product == "nfi-v/i":
-        low = pair.input[cbox]
-        gain, offset = np.polyfit(low.ravel(), hmi.ravel(), 1)
-        truth = gain * truth + offset
-        calibration = {
-            "method": 'linear fit of Hinode through the HMI PSF (0.504"/px) to the HMI input',
-            "gain_G": float(gain),
-            "offset_G": float(offset),
-        }
-        notes.append(f"NFI V/I mapped to gauss by a linear fit: {gain:.4g} G per unit V/I.")
-    else:
-        calibration = {"method": "none (SOT/SP Blos in gauss)"}
+    box, cbox = _overlap(enh, pair.target, hmi)
+    enh, hmi = enh[box], hmi[cbox]
+    truth, calibration = _calibrated_truth(
+        pair.target[box], pair.input[cbox], hmi, image.product, hin_obs, notes
+    )
     if abs(dt) > 5 * u.min:
         notes.append(
             f"HMI and Hinode are {abs(dt).to(u.min):.1f} apart: granulation evolves in "
             "~5-10 min, expect lower correlations."
         )
-    scale = ENHANCED_PIXEL_SCALE.to_value(u.arcsec)
     alignment = {
         "enhanced_file": info.path.name,
         "hmi_input": hmi_source,
         "hinode_time": when.utc.isot,
         "enhanced_time": info.time.utc.isot,
         "time_difference_s": float(dt.to_value(u.s)),
-        "shift_applied_px": [round(float(v), 4) for v in total],
-        "shift_applied_arcsec": [round(float(v) * scale, 4) for v in total],
-        "shift_axes": '(dy, dx) along the Hinode image axes, enhanced pixels (0.252")',
-        "residual_shift_px": history[-1],
-        "refinement_history_px": history,
-        "overlap_box_yx": [box[0].start, box[0].stop, box[1].start, box[1].stop],
+        **_shift_record(total, history, box),
         "calibration": calibration,
     }
     log.info("co-aligned %s with %s: shift %s px", info.path.name, hinode_path.name, total)
-    prov = provenance_record(
-        kind="Hinode target",
-        hinode_file=hinode_path.name,
-        hinode_sha256=sha256_file(hinode_path),
-        enhanced_file=info.path.name,
-        enhanced_sha256=sha256_file(info.path),
-        weights_sha256=info.header.get("ENHWSHA"),
-        enhanced_by=info.header.get("ENHVERS"),
-        psf_model=psf,
-    )
     context = {
         "hinode_product": image.product,
         "hinode_pixel_scale_arcsec": float(image.pixel_scale.to_value(u.arcsec)),
@@ -369,11 +296,176 @@ def target_case(
         truth_label=f"Hinode {image.product} degraded to 28 cm",
         kind="hinode",
         psf_model=psf,
-        provenance=prov,
+        provenance=_target_provenance(hinode_path, info, psf),
         notes=notes,
         alignment=alignment,
         context=context,
     )
+
+
+def _matched_frame(
+    image: HinodeImage,
+    hinode_path: Path,
+    enhanced_paths: Sequence[str | os.PathLike[str]],
+    max_time_difference: u.Quantity,
+) -> tuple[str, Time, FrameInfo, u.Quantity]:
+    """Observable and time of the Hinode image, the enhanced frame nearest it and the offset."""
+    hin_obs = "magnetogram" if image.product in ("nfi-v/i", "sp-level2") else "continuum"
+    when = hinode_time(image)
+    if when is None:
+        raise InputError(f"{hinode_path.name} has no DATE_OBS; its time is needed to co-align")
+    info, dt = nearest_frame(enhanced_paths, when, max_difference=max_time_difference)
+    enh_obs = str(info.header.get("ENHOBS", hin_obs)).strip() or hin_obs
+    if enh_obs != hin_obs:
+        raise ReportError(
+            f"the Hinode file is a {image.product} ({hin_obs}) but {info.path.name} is an "
+            f"enhanced {enh_obs}; compare like with like"
+        )
+    return hin_obs, when, info, dt
+
+
+def _shift_record(
+    total: np.ndarray, history: list[list[float]], box: tuple[slice, slice]
+) -> dict[str, Any]:
+    """The co-alignment's entries of the case's ``alignment``: shifts and the overlap box."""
+    scale = ENHANCED_PIXEL_SCALE.to_value(u.arcsec)
+    return {
+        "shift_applied_px": [round(float(v), 4) for v in total],
+        "shift_applied_arcsec": [round(float(v) * scale, 4) for v in total],
+        "shift_axes": '(dy, dx) along the Hinode image axes, enhanced pixels (0.252")',
+        "residual_shift_px": history[-1],
+        "refinement_history_px": history,
+        "overlap_box_yx": [box[0].start, box[0].stop, box[1].start, box[1].stop],
+    }
+
+
+def _hmi_map(
+    info: FrameInfo, hmi_paths: Sequence[str | os.PathLike[str]], observable: str, grid: fits.Header
+) -> tuple[Any, str]:
+    """The HMI input of the enhanced frame as a map cropped to ``grid``, and its file name."""
+    import sunpy.map
+
+    frame, path = _hmi_input(info, hmi_paths, observable)
+    data = np.asarray(frame.data, np.float64)
+    return crop_map(sunpy.map.Map(data, frame.header), grid, 12), path.name
+
+
+def _overlap(
+    enh: np.ndarray, truth: np.ndarray, hmi: np.ndarray
+) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """The largest box where all three images are finite, on the 0.252" and 0.504" grids."""
+    ok = np.isfinite(enh) & np.isfinite(truth) & np.kron(np.isfinite(hmi), np.ones((2, 2), bool))
+    box = largest_box(ok)
+    cbox = (slice(box[0].start // 2, box[0].stop // 2), slice(box[1].start // 2, box[1].stop // 2))
+    return box, cbox
+
+
+def _target_provenance(hinode_path: Path, info: FrameInfo, psf: str) -> dict[str, str]:
+    """Provenance of a Hinode case: both files with their sha256, the weights, the PSF."""
+    return provenance_record(
+        kind="Hinode target",
+        hinode_file=hinode_path.name,
+        hinode_sha256=sha256_file(hinode_path),
+        enhanced_file=info.path.name,
+        enhanced_sha256=sha256_file(info.path),
+        weights_sha256=info.header.get("ENHWSHA"),
+        enhanced_by=info.header.get("ENHVERS"),
+        psf_model=psf,
+    )
+
+
+def _pair(shift: np.ndarray) -> tuple[float, float]:
+    """A (dy, dx) shift array as the pair of floats the grid headers take."""
+    return float(shift[0]), float(shift[1])
+
+
+def _filled(data: np.ndarray, notes: list[str]) -> np.ndarray:
+    """``data`` with missing (non-finite) pixels set to the median, noted in ``notes``."""
+    bad = ~np.isfinite(data)
+    if bad.any():
+        notes.append(f"{100 * bad.mean():.2f} % of the Hinode pixels were missing and filled")
+        data = np.where(bad, np.median(data[~bad]), data)
+    return data
+
+
+def _coalign(
+    emap: Any, fine: fits.Header, truth: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[list[float]]]:
+    """The enhanced map on the truth's grid after up to four shift refinements.
+
+    Returns the reprojected enhanced image, the total (dy, dx) shift applied
+    in enhanced pixels and the shift found at each step (the last one is the
+    residual shift).
+    """
+    total = np.zeros(2)
+    history = []
+    for _ in range(4):
+        enh = reproject(emap, shifted(fine, _pair(total)))
+        ok = np.isfinite(enh) & np.isfinite(truth)
+        box = largest_box(ok)
+        found = refine_shift(truth[box], enh[box])
+        history.append([round(found.shift[0], 4), round(found.shift[1], 4)])
+        if max(abs(found.shift[0]), abs(found.shift[1])) < SHIFT_TOLERANCE:
+            break
+        total += np.asarray(found.shift)
+    else:
+        enh = reproject(emap, shifted(fine, _pair(total)))
+        found = refine_shift(truth[box], enh[box])
+        history.append([round(found.shift[0], 4), round(found.shift[1], 4)])
+    return enh, total, history
+
+
+def _reobserved_enhanced(enh: np.ndarray, psf: str, notes: list[str]) -> np.ndarray:
+    """The enhanced image seen by HMI: the stand-in input when no HMI frame is given."""
+    from enhance_hmi.physics import reobserve
+
+    filled = np.where(np.isfinite(enh), enh, np.nanmedian(enh))
+    hmi = reobserve(filled, psf_model=psf)
+    hmi[~np.isfinite(enh[::2, ::2])] = np.nan
+    notes.append(
+        "No HMI input frame was given: the baselines start from the enhanced frame "
+        "re-observed with the HMI PSF, and the forward residual is not meaningful."
+    )
+    return hmi
+
+
+def _calibrated_truth(
+    truth: np.ndarray,
+    low: np.ndarray,
+    hmi: np.ndarray,
+    product: str,
+    observable: str,
+    notes: list[str],
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The truth in the units of the enhanced frame, and how it was calibrated.
+
+    ``low`` is the Hinode field through the HMI PSF at 0.504"/px and ``hmi``
+    the HMI input over the same box.
+    """
+    calibration: dict[str, Any]
+    if observable == "continuum":
+        from enhance_hmi.io.normalise import quiet_sun_level
+
+        # The level of the same field seen at HMI resolution, as enhance train
+        # and read_hmi measure it (the estimator is tuned for HMI's contrast).
+        level = quiet_sun_level(low)
+        truth = truth / level
+        calibration = {
+            "method": "divided by the quiet-Sun level of the field at HMI resolution",
+            "factor": level,
+        }
+    elif product == "nfi-v/i":
+        gain, offset = np.polyfit(low.ravel(), hmi.ravel(), 1)
+        truth = gain * truth + offset
+        calibration = {
+            "method": 'linear fit of Hinode through the HMI PSF (0.504"/px) to the HMI input',
+            "gain_G": float(gain),
+            "offset_G": float(offset),
+        }
+        notes.append(f"NFI V/I mapped to gauss by a linear fit: {gain:.4g} G per unit V/I.")
+    else:
+        calibration = {"method": "none (SOT/SP Blos in gauss)"}
+    return truth, calibration
 
 
 def run_target(

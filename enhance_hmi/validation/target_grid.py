@@ -194,7 +194,7 @@ def largest_box(ok: np.ndarray) -> tuple[slice, slice]:
             "left": 1 - box[:, 0].mean(),
             "right": 1 - box[:, -1].mean(),
         }
-        worst = max(bad, key=bad.get)
+        worst = max(bad, key=bad.__getitem__)
         if worst == "bottom":
             y0 += 1
         elif worst == "top":

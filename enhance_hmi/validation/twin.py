@@ -30,7 +30,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import astropy.units as u
 import numpy as np
@@ -39,6 +39,7 @@ from astropy.io import fits
 from enhance_hmi.errors import ConfigError, InputError
 from enhance_hmi.frame import OBSERVABLES
 from enhance_hmi.physics import HMI_WAVELENGTH
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 from enhance_hmi.provenance import provenance_record, sha256_file
 from enhance_hmi.scenes import (
     held_out_columns,
@@ -47,6 +48,10 @@ from enhance_hmi.scenes import (
     scene_quiet_sun_level,
 )
 from enhance_hmi.validation.report import ValidationCase, write_report
+
+if TYPE_CHECKING:
+    from enhance_hmi.model import EnhanceNet
+    from enhance_hmi.model.uncertainty import EnhanceWithUncertainty
 
 __all__ = ["TwinScene", "read_scene", "twin_case", "run_twin", "PAPER_NOISE"]
 
@@ -127,20 +132,10 @@ def read_scene(
     if holdout is not None:
         x_offset = held_out_columns(data.shape[1], scale, float(holdout))[1]
         data = data[:, x_offset:]
-    if crop is not None:
-        crop = int(crop)
-        ny, nx = data.shape
-        if crop < 16 or crop > min(ny, nx):
-            raise InputError(
-                f"crop {crop} does not fit the {ny}x{nx} scene {path.name}; use 16..{min(ny, nx)}"
-            )
-        y0, x0 = (ny - crop) // 2, (nx - crop) // 2
-        data = data[y0 : y0 + crop, x0 : x0 + crop]
-        region = [y0, y0 + crop, x_offset + x0, x_offset + x0 + crop]
-    else:
-        region = [0, data.shape[0], x_offset, x_offset + data.shape[1]]
+    data, region = _central_crop(data, crop, x_offset=x_offset, name=path.name)
     if not np.isfinite(data).all():
         raise InputError(f"scene {path.name} has non-finite pixels in the region used")
+    norm: dict[str, Any]
     if observable == "continuum":
         level = whole_level if whole_level is not None else scene_quiet_sun_level(data, scale)
         data = data / level
@@ -160,13 +155,34 @@ def read_scene(
     )
 
 
+def _central_crop(
+    data: np.ndarray, crop: int | None, *, x_offset: int, name: str
+) -> tuple[np.ndarray, list[int]]:
+    """The central ``crop`` square of ``data`` (all of it for None) and its region in the scene.
+
+    The region is ``[y0, y1, x0, x1]`` in the pixels of the scene, whose
+    first ``x_offset`` columns were cut off before ``data``.
+    """
+    if crop is None:
+        return data, [0, data.shape[0], x_offset, x_offset + data.shape[1]]
+    crop = int(crop)
+    ny, nx = data.shape
+    if crop < 16 or crop > min(ny, nx):
+        raise InputError(
+            f"crop {crop} does not fit the {ny}x{nx} scene {name}; use 16..{min(ny, nx)}"
+        )
+    y0, x0 = (ny - crop) // 2, (nx - crop) // 2
+    region = [y0, y0 + crop, x_offset + x0, x_offset + x0 + crop]
+    return data[y0 : y0 + crop, x0 : x0 + crop], region
+
+
 def twin_case(
     scene: TwinScene,
     model: Any,
     *,
     observable: str = "continuum",
     input_scale: float = 1.0,
-    psf_model: str = "wachter",
+    psf_model: str = DEFAULT_PSF_MODEL,
     noise_sigma: float | None = None,
     seed: int = 0,
     wavelength: u.Quantity = HMI_WAVELENGTH,
@@ -176,6 +192,9 @@ def twin_case(
     weights_info: dict[str, Any] | None = None,
 ) -> ValidationCase:
     """Degrade ``scene``, enhance the HMI-like input with ``model``, build the case.
+
+    Long for its documentation of twelve options; the body is one degradation, one
+    enhancement and the case record.
 
     Parameters
     ----------
@@ -204,7 +223,8 @@ def twin_case(
     weights_info : dict, optional
         Weights provenance (file, sha256) for the report.
     """
-    from enhance_hmi.inference import enhance_array
+    from enhance_hmi.inference import enhance_array, enhance_array_with_sigma
+    from enhance_hmi.model.uncertainty import EnhanceWithUncertainty
     from enhance_hmi.physics import degrade
 
     sigma = PAPER_NOISE[observable] if noise_sigma is None else float(noise_sigma)
@@ -216,40 +236,14 @@ def twin_case(
         noise_sigma=sigma,
         rng=seed,
     )
-    enhanced = enhance_array(pair.input, model, device=device, tile=tile, input_scale=input_scale)
-    sigma = None
-    if enhanced.ndim == 3:  # a network with its uncertainty head: output and sigma
-        enhanced, sigma = enhanced
-    weights_info = dict(weights_info or {})
-    prov = provenance_record(
-        kind="synthetic twin",
-        scene_file=scene.path.name,
-        scene_sha256=sha256_file(scene.path),
-        psf_model=psf_model,
-        **weights_info,
-    )
-    context = {
-        "scene": scene.path.name,
-        "scene_pixel_scale_arcsec": float(scene.pixel_scale.to_value(u.arcsec)),
-        "scene_region_yx": scene.normalisation.get("region_yx"),
-        "normalisation": scene.normalisation.get("method"),
-        "normalisation_factor": float(scene.normalisation.get("factor", 1.0)),
-        "input_noise_sigma": sigma,
-        "noise_seed": int(seed),
-        "truth_aperture_m": float(pair.target_aperture.to_value(u.m)),
-        "truth_wavelength_AA": float(u.Quantity(wavelength).to_value(u.AA)),
-        "input_scale": float(input_scale),
-    }
-    notes = [
-        "Synthetic twin: the HMI-like input and the 28 cm truth are both made from the "
-        "scene by enhance_hmi.physics.degrade; this proves the machinery, real Hinode "
-        "targets test the physics.",
-    ]
-    header_wave = scene.header.get("WAVELNTH")
-    if header_wave and abs(float(header_wave) - HMI_WAVELENGTH.to_value(u.AA)) > 100:
-        notes.append(
-            f"The scene was observed at {float(header_wave):.0f} Å, not 6173 Å: its "
-            "granulation contrast differs from the HMI line's (e.g. lower at 8542 Å)."
+    predicted_sigma = None
+    if isinstance(model, EnhanceWithUncertainty):  # the network with its head: output and sigma
+        enhanced, predicted_sigma = enhance_array_with_sigma(
+            pair.input, model, device=device, tile=tile, input_scale=input_scale
+        )
+    else:
+        enhanced = enhance_array(
+            pair.input, model, device=device, tile=tile, input_scale=input_scale
         )
     return ValidationCase(
         name=name or scene.path.stem,
@@ -257,14 +251,47 @@ def twin_case(
         hmi=pair.input,
         truth=pair.target,
         enhanced=enhanced,
-        sigma=sigma,
+        sigma=predicted_sigma,
         truth_label="scene degraded to 28 cm",
         kind="twin",
         psf_model=psf_model,
-        provenance=prov,
-        notes=notes,
-        context=context,
+        provenance=provenance_record(
+            kind="synthetic twin",
+            scene_file=scene.path.name,
+            scene_sha256=sha256_file(scene.path),
+            psf_model=psf_model,
+            **(weights_info or {}),
+        ),
+        notes=_twin_notes(scene.header),
+        context={
+            "scene": scene.path.name,
+            "scene_pixel_scale_arcsec": float(scene.pixel_scale.to_value(u.arcsec)),
+            "scene_region_yx": scene.normalisation.get("region_yx"),
+            "normalisation": scene.normalisation.get("method"),
+            "normalisation_factor": float(scene.normalisation.get("factor", 1.0)),
+            "input_noise_sigma": sigma,
+            "noise_seed": int(seed),
+            "truth_aperture_m": float(pair.target_aperture.to_value(u.m)),
+            "truth_wavelength_AA": float(u.Quantity(wavelength).to_value(u.AA)),
+            "input_scale": float(input_scale),
+        },
     )
+
+
+def _twin_notes(header: fits.Header) -> list[str]:
+    """The report's notes on a twin: what it proves, and a scene seen in another line."""
+    notes = [
+        "Synthetic twin: the HMI-like input and the 28 cm truth are both made from the "
+        "scene by enhance_hmi.physics.degrade; this proves the machinery, real Hinode "
+        "targets test the physics.",
+    ]
+    header_wave = header.get("WAVELNTH")
+    if header_wave and abs(float(header_wave) - HMI_WAVELENGTH.to_value(u.AA)) > 100:
+        notes.append(
+            f"The scene was observed at {float(header_wave):.0f} Å, not 6173 Å: its "
+            "granulation contrast differs from the HMI line's (e.g. lower at 8542 Å)."
+        )
+    return notes
 
 
 def run_twin(
@@ -300,11 +327,12 @@ def run_twin(
     from enhance_hmi.pipeline import resolve_weights
 
     path = resolve_weights(weights, observable or "continuum")
-    model, meta = load_weights(path)
+    network, meta = load_weights(path)
     from enhance_hmi.inference.uncertainty import resolve_uncertainty, with_uncertainty
 
+    model: EnhanceNet | EnhanceWithUncertainty = network
     if resolve_uncertainty(None, path):  # the report then shows sigma and its calibration
-        model, _ = with_uncertainty(path, model, meta)
+        model, _ = with_uncertainty(path, network, meta)
     obs = observable or str(meta.get("observable", "continuum"))
     if meta.get("observable") not in (None, obs):
         raise ConfigError(

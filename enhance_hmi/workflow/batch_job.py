@@ -139,61 +139,99 @@ def run_batch(
         failure is quarantined.
     """
     shas = sorted(settings_sha256)
-    recorded_settings = shas[0] if shas else ""
-    earlier = {entry.t_rec: entry for entry in previous}
-    records: dict[str, FrameRecord] = {}
-    quarantine: list[QuarantineEntry] = []
+    book = _BatchBook(
+        batch=batch,
+        weights_sha256=weights_sha256,
+        settings_sha256=settings_sha256,
+        recorded_settings=shas[0] if shas else "",
+        earlier={entry.t_rec: entry for entry in previous},
+    )
     todo: list[tuple[PlannedFrame, Path]] = []
+    for frame in frames:
+        out = book.triage(frame, enhanced_frame_path(frames_dir, frame.t_rec, frame.file))
+        if out is not None:
+            todo.append((frame, out))
+    outcomes = enhance_files(
+        [(frame.file, out) for frame, out in todo], settings, **dict(stage_options or {})
+    )
+    for (frame, out), outcome in zip(todo, outcomes, strict=True):
+        book.settle(frame, out, outcome)
+    ordered = [book.records[frame.t_rec] for frame in frames]
+    return BatchResult(ordered, sorted(book.quarantine, key=lambda entry: entry.t_rec))
 
-    def quarantined(frame: PlannedFrame, out: Path, stage: str, cause: str, sha: str) -> None:
-        entry = QuarantineEntry(
-            t_rec=frame.t_rec,
-            batch=batch,
-            input=frame.file,
-            input_sha256=sha,
-            manifest_sha256=frame.sha256,
-            stage=stage,
-            cause=cause,
-            settings_sha256=recorded_settings,
-            weights_sha256=weights_sha256,
-            quarantined=utc_timestamp(),
+
+@dataclasses.dataclass
+class _BatchBook:
+    """What :func:`run_batch` knows of each frame: its record, and the batch's quarantine."""
+
+    batch: str
+    weights_sha256: str
+    settings_sha256: Collection[str]
+    recorded_settings: str
+    earlier: dict[str, QuarantineEntry]
+    records: dict[str, FrameRecord] = dataclasses.field(default_factory=dict)
+    quarantine: list[QuarantineEntry] = dataclasses.field(default_factory=list)
+
+    def quarantined(self, frame: PlannedFrame, out: Path, stage: str, cause: str, sha: str) -> None:
+        """Quarantine ``frame`` at ``stage`` for ``cause`` (its input hashed as ``sha``)."""
+        self.quarantine.append(
+            QuarantineEntry(
+                t_rec=frame.t_rec,
+                batch=self.batch,
+                input=frame.file,
+                input_sha256=sha,
+                manifest_sha256=frame.sha256,
+                stage=stage,
+                cause=cause,
+                settings_sha256=self.recorded_settings,
+                weights_sha256=self.weights_sha256,
+                quarantined=utc_timestamp(),
+            )
         )
-        quarantine.append(entry)
-        records[frame.t_rec] = FrameRecord(
+        self.records[frame.t_rec] = FrameRecord(
             frame.t_rec, frame.file, sha, str(out), "quarantined", cause
         )
         log.warning("%s quarantined: %s", frame.t_rec, cause)
 
-    for frame in frames:
-        out = enhanced_frame_path(frames_dir, frame.t_rec, frame.file)
+    def triage(self, frame: PlannedFrame, out: Path) -> Path | None:
+        """``out`` when ``frame`` must be enhanced; None when it is kept or stays quarantined.
+
+        Kept: already enhanced from the same input, weights and settings.
+        Quarantined: refused before with the same input and settings
+        (:func:`~enhance_hmi.workflow.quarantine.is_retry_due`), or a raw
+        file unreadable or changed since the manifest recorded it.
+        """
         out.parent.mkdir(parents=True, exist_ok=True)
-        if is_already_enhanced(out, frame.sha256, weights_sha256, settings_sha256=settings_sha256):
-            records[frame.t_rec] = FrameRecord(
+        if is_already_enhanced(
+            out, frame.sha256, self.weights_sha256, settings_sha256=self.settings_sha256
+        ):
+            self.records[frame.t_rec] = FrameRecord(
                 frame.t_rec, frame.file, frame.sha256, str(out), "kept"
             )
             log.info("%s kept -> %s", frame.t_rec, out)
-            continue
+            return None
         sha, unreadable = _file_sha256(frame.file)
-        before = earlier.get(frame.t_rec)
+        before = self.earlier.get(frame.t_rec)
         if before is not None and not is_retry_due(
             before,
             input_sha256=sha,
-            settings_sha256=settings_sha256,
-            weights_sha256=weights_sha256,
+            settings_sha256=self.settings_sha256,
+            weights_sha256=self.weights_sha256,
             manifest_sha256=frame.sha256,
         ):
-            quarantine.append(before)
-            records[frame.t_rec] = FrameRecord(
+            self.quarantine.append(before)
+            self.records[frame.t_rec] = FrameRecord(
                 frame.t_rec, frame.file, sha, str(out), "quarantined", before.cause
             )
             log.info(
                 "%s stays quarantined (same input and settings): %s", frame.t_rec, before.cause
             )
-            continue
+            return None
         if unreadable:
-            quarantined(frame, out, "verify", unreadable, sha)
-        elif sha != frame.sha256:
-            quarantined(
+            self.quarantined(frame, out, "verify", unreadable, sha)
+            return None
+        if sha != frame.sha256:
+            self.quarantined(
                 frame,
                 out,
                 "verify",
@@ -201,25 +239,23 @@ def run_batch(
                 f"{sha[:12]}..., the manifest recorded {frame.sha256[:12]}...)",
                 sha,
             )
-        else:
-            todo.append((frame, out))
+            return None
+        return out
 
-    outcomes = enhance_files(
-        [(frame.file, out) for frame, out in todo], settings, **dict(stage_options or {})
-    )
-    for (frame, out), outcome in zip(todo, outcomes, strict=True):
+    def settle(self, frame: PlannedFrame, out: Path, outcome: Any) -> None:
+        """Record what enhancing ``frame`` gave: enhanced, quarantined, or failed to write."""
         if outcome.status != "enhanced" and outcome.stage == "write":
-            records[frame.t_rec] = FrameRecord(
+            self.records[frame.t_rec] = FrameRecord(
                 frame.t_rec, frame.file, frame.sha256, str(out), "failed", str(outcome.error)
             )
-            continue
+            return
         if outcome.status != "enhanced":
-            quarantined(frame, out, outcome.stage or "read", str(outcome.error), frame.sha256)
-            continue
+            self.quarantined(frame, out, outcome.stage or "read", str(outcome.error), frame.sha256)
+            return
         written = outcome.input_sha256 or ""  # what the reader hashed, ENHINSHA
         if written != frame.sha256:  # the raw file changed while it was being read
             out.unlink(missing_ok=True)
-            quarantined(
+            self.quarantined(
                 frame,
                 out,
                 "verify",
@@ -227,9 +263,7 @@ def run_batch(
                 f"{written[:12]}..., the manifest recorded {frame.sha256[:12]}...)",
                 written,
             )
-            continue
-        records[frame.t_rec] = FrameRecord(
+            return
+        self.records[frame.t_rec] = FrameRecord(
             frame.t_rec, frame.file, frame.sha256, str(out), "enhanced"
         )
-    ordered = [records[frame.t_rec] for frame in frames]
-    return BatchResult(ordered, sorted(quarantine, key=lambda entry: entry.t_rec))

@@ -6,12 +6,13 @@ when it ran, whether it succeeded, its exit status, the one-line reason, and
 for each series the acquisition status, the quarantined frames with their
 causes and the jobs that failed with theirs.
 
-Causes come from what the package's jobs write, not from Snakemake's log: a
-job that fails on purpose (an :class:`enhance_hmi.errors.EnhanceError`) records
-its one-line cause with :func:`record_job_failure` and clears it when a
-later attempt succeeds (:func:`clear_job_failure`). Snakemake's log is read
-only to count failed jobs per rule, which covers jobs that died without a
-word (killed, out of memory).
+Causes come from what the package's jobs write, never from Snakemake's log:
+a job that fails on purpose (an :class:`enhance_hmi.errors.EnhanceError`)
+records its one-line cause with :func:`record_job_failure`, once per attempt,
+and clears it when a later attempt succeeds (:func:`clear_job_failure`). The
+failed attempts per rule (``failed_rules``) are counted from those records;
+a job that died without a word (killed, out of memory) leaves none, and the
+run's reason then says only that the workflow stopped with an error.
 
 Exit status
 -----------
@@ -40,6 +41,7 @@ from enhance_hmi.workflow.quarantine import QUARANTINE_EXIT_STATUS, read_quarant
 __all__ = [
     "MAX_LISTED",
     "clear_job_failure",
+    "failed_attempts",
     "job_failures",
     "record_job_failure",
     "run_status",
@@ -55,14 +57,26 @@ def _failure_file(output: str | os.PathLike[str], rule: str, job: str) -> Path:
     return Path(output) / "status" / "failures" / f"{name}.json"
 
 
-def record_job_failure(output: str | os.PathLike[str], rule: str, job: str, cause: str) -> None:
-    """Record that one job of ``rule`` (``job`` names its wildcards) failed with ``cause``.
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
-    Best effort: a disk too full to hold the record does not hide the
-    job's own failure.
+
+def record_job_failure(output: str | os.PathLike[str], rule: str, job: str, cause: str) -> None:
+    """Record that one attempt of a job of ``rule`` (``job`` names its wildcards) failed.
+
+    The record keeps the last ``cause`` and the time of every attempt that
+    failed since the job last succeeded. Best effort: a disk too full to
+    hold the record does not hide the job's own failure.
     """
     path = _failure_file(output, rule, job)
-    record = {"rule": rule, "job": job, "cause": cause, "time": utc_timestamp()}
+    now = utc_timestamp()
+    earlier = _read_record(path) or {}
+    attempts = [*earlier.get("attempts", []), now]
+    record = {"rule": rule, "job": job, "cause": cause, "time": now, "attempts": attempts}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
@@ -76,29 +90,24 @@ def clear_job_failure(output: str | os.PathLike[str], rule: str, job: str) -> No
     _failure_file(output, rule, job).unlink(missing_ok=True)
 
 
-def job_failures(output: str | os.PathLike[str], since: str | None = None) -> list[dict[str, str]]:
-    """Failures recorded by jobs (since ``since``, a UTC ISO time), oldest first."""
+def job_failures(output: str | os.PathLike[str], since: str | None = None) -> list[dict[str, Any]]:
+    """Failures recorded by jobs (last failed since ``since``, a UTC ISO time), oldest first."""
     records = []
     for path in sorted((Path(output) / "status" / "failures").glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if since is None or record.get("time", "") >= since:
+        record = _read_record(path)
+        if record is not None and (since is None or record.get("time", "") >= since):
             records.append(record)
-    return sorted(records, key=lambda record: record.get("time", ""))
+    return sorted(records, key=lambda record: str(record.get("time", "")))
 
 
-def _failed_rules(logs: Iterable[str]) -> dict[str, int]:
-    """Failed jobs per rule, from the run log's error lines (one per failed job)."""
+def failed_attempts(failures: Iterable[Mapping[str, Any]], since: str = "") -> dict[str, int]:
+    """Failed attempts per rule since ``since`` (a UTC ISO time), from the jobs' records."""
     counts: dict[str, int] = {}
-    for path in logs:
-        try:
-            text = Path(path).read_text(errors="replace")
-        except OSError:
-            continue
-        for name in re.findall(r"^Error in rule\s(\w+):", text, re.MULTILINE):
-            counts[name] = counts.get(name, 0) + 1
+    for record in failures:
+        times = record.get("attempts") or [record.get("time", "")]
+        count = sum(1 for when in times if when >= since)
+        if count:
+            counts[record["rule"]] = counts.get(record["rule"], 0) + count
     return counts
 
 
@@ -128,7 +137,7 @@ def run_status(
         When the run started (UTC ISO): failures recorded before are not
         this run's.
     logs : iterable of str
-        Snakemake's log files.
+        Snakemake's log files, listed in the status for the reader (not read).
     config_sha256 : str
         Digest of the run's configuration.
     """
@@ -138,7 +147,7 @@ def run_status(
     }
     quarantined = {name: rows for name, rows in quarantined.items() if rows}
     failures = [] if success else job_failures(output, since=started)
-    failed = {} if success else _failed_rules(logs)
+    failed = failed_attempts(failures, since=started)
     incomplete = [s for s in acquisition.values() if not s.get("complete")]
     held = sum(len(rows) for rows in quarantined.values())
     if success:
@@ -154,8 +163,6 @@ def run_status(
             reason = (
                 "failed jobs: " + "; ".join(listed) + (f"; and {more} more" if more > 0 else "")
             )
-        elif failed:
-            reason = "failed jobs: " + ", ".join(f"{n} x{c}" for n, c in sorted(failed.items()))
         else:
             reason = "the workflow stopped with an error"
     if held:

@@ -24,7 +24,7 @@ checkpoint acquire:
     params:
         out_dir=lambda wildcards: OUT,
         source=SOURCE,
-        start=format_t_rec(START) if START else None,
+        start=RUN.start_t_rec(),
         end=lambda wildcards: resolved_end(wildcards.series),
         cadence=config["cadence"],
         quality_policy=config["quality_policy"],
@@ -47,12 +47,14 @@ rule acquisition_complete:
         f"{OUT}/logs/acquire/{{series}}.{{key}}.complete.log",
     conda:
         "../../envs/enhance.yaml"
+    params:
+        out_dir=lambda wildcards: OUT,
     script:
         "../scripts/acquisition_complete.py"
 
 
 # Every run that gets to execute jobs leaves <output>/status.json for monitoring
-# (finish_run in common.smk) and ends with its one-line summary; a run that
+# (finish_run in common.smk, from what the jobs recorded) and ends with its one-line summary; a run that
 # finished but holds quarantined frames exits 3.
 onsuccess:
     finish_run(True, log)

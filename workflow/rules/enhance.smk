@@ -3,6 +3,8 @@
 # and weights (a killed or extended batch resumes where it stopped). A frame
 # that cannot be enhanced is quarantined (<output>/quarantine/), not fatal.
 
+from enhance_hmi.settings import EnhanceSettings
+
 
 rule enhance_batch:
     input:
@@ -22,22 +24,9 @@ rule enhance_batch:
         out_dir=lambda wildcards: OUT,
         frames_dir=lambda wildcards: f"{OUT}/enhanced/{wildcards.series}",
         observable=lambda wildcards: SERIES[wildcards.series].observable,
-        weights=lambda wildcards: weights_for(wildcards.series),
-        device=config["enhance"]["device"],
-        precision=config["enhance"]["precision"],
-        tile=config["enhance"]["tile"],
-        normalize=config["enhance"]["normalize"],
-        overlap=config["enhance"]["overlap"],
-        prefetch=config["enhance"]["prefetch"],
-        readers=config["enhance"]["readers"],
-        writers=config["enhance"]["writers"],
-        compression=config["enhance"]["compression"],
-        compile=config["enhance"]["compile"],
-        check_scale=config["enhance"]["check_scale"],
-        check_range=config["enhance"]["check_range"],
-        uncertainty=config["enhance"]["uncertainty"],
-        consistency=config["enhance"]["consistency"],
-        input_noise=lambda wildcards: input_noise_for(wildcards.series),
-        quality=config["validation"]["frame_quality"],
+        # the whole of what enhance_hmi.settings.EnhanceSettings.from_config reads
+        settings=lambda wildcards: EnhanceSettings.config_section(
+            config, SERIES[wildcards.series].observable
+        ),
     script:
         "../scripts/enhance_batch.py"

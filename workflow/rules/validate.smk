@@ -212,6 +212,7 @@ rule validation_hinode:
         mem_mb=config["resources"]["mem_mb"],
         runtime=config["resources"]["runtime"],
     params:
+        out_dir=lambda wildcards: OUT,
         source=SOURCE,
         series=lambda wildcards: config["validation"]["hinode_series"][
             HINODE[wildcards.target].observable

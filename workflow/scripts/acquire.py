@@ -17,10 +17,9 @@ import sys
 from pathlib import Path
 
 from enhance_hmi.acquire import (
-    AcquireOptions,
-    JsocOptions,
     Manifest,
     acquire,
+    acquire_options,
     get_series,
     manifest_path,
     read_status,
@@ -58,13 +57,7 @@ try:
         out_dir=p.raw_dir,
         server=p.source,
         quality_policy=p.quality_policy,
-        options=AcquireOptions(
-            jsoc=JsocOptions(
-                retries=p.jsoc["retries"],
-                retry_wait=p.jsoc["retry_wait"],
-                export_timeout=p.jsoc["export_timeout"],
-            )
-        ),
+        options=acquire_options(p.jsoc),
         refetch=quarantined,
     )
 except EnhanceError as exc:

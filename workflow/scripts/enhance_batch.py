@@ -16,11 +16,10 @@ from enhance_hmi.atomic import atomic_path
 from enhance_hmi.cube import read_plan
 from enhance_hmi.errors import EnhanceError, OutputError
 from enhance_hmi.heap import keep_freed_memory
-from enhance_hmi.inference.consistency import parse_input_noise
 from enhance_hmi.inference.uncertainty import resolve_uncertainty
-from enhance_hmi.io.frame_quality import QualityTolerances
-from enhance_hmi.pipeline import EnhanceSettings, accepted_settings_sha256, resolve_weights
+from enhance_hmi.pipeline import accepted_settings_sha256, resolve_weights
 from enhance_hmi.provenance import sha256_file
+from enhance_hmi.settings import EnhanceSettings
 from enhance_hmi.workflow.batch_job import run_batch
 from enhance_hmi.workflow.quarantine import read_quarantine, write_batch_quarantine
 from enhance_hmi.workflow.run_status import clear_job_failure, record_job_failure
@@ -40,24 +39,11 @@ log.info(
     os.environ.get("SLURM_JOB_GPUS", ""),
 )
 try:
-    weights = resolve_weights(p.weights, p.observable)
+    settings = EnhanceSettings.from_config(p.settings, p.observable)
+    weights = resolve_weights(settings.weights, p.observable)
     weights_sha = sha256_file(weights)
-    settings = EnhanceSettings(
-        observable=p.observable,
-        weights=weights,
-        device=p.device,
-        precision=p.precision,
-        tile=p.tile,
-        normalize=p.normalize,
-        compile=p.compile,
-        check_scale=p.check_scale,
-        check_range=p.check_range,
-        uncertainty=None if p.uncertainty == "auto" else bool(p.uncertainty),
-        consistency=bool(p.consistency),
-        input_noise=None if p.input_noise is None else parse_input_noise(p.input_noise),
-        compression=None if p.compression == "none" else p.compression,
-        quality=QualityTolerances.from_mapping(p.quality),
-    )
+    settings = settings.replace(weights=weights)
+    job = p.settings["enhance"]  # how the job is run: threads around the network
     result = run_batch(
         read_plan(snakemake.input[0]),
         batch=batch,
@@ -70,12 +56,7 @@ try:
             uncertainty=resolve_uncertainty(settings.uncertainty, weights),
         ),
         previous=read_quarantine(p.out_dir, series, batch),
-        stage_options={
-            "overlap": p.overlap,
-            "prefetch": p.prefetch,
-            "readers": p.readers,
-            "writers": p.writers,
-        },
+        stage_options={key: job[key] for key in ("overlap", "prefetch", "readers", "writers")},
     )
     write_batch_quarantine(p.out_dir, series, batch, result.quarantine)
     if result.write_failures:  # the output side (a full disk...): no marker, a rerun retries

@@ -64,17 +64,12 @@ def twin_report():
 
 
 def hinode_report():
-    from enhance_hmi.acquire import AcquireOptions, JsocOptions
+    from enhance_hmi.acquire import acquire_options
     from enhance_hmi.validation.hinode_targets import run_hinode_target
+    from enhance_hmi.workflow.run_status import clear_job_failure, record_job_failure
 
     p = snakemake.params
-    options = AcquireOptions(
-        jsoc=JsocOptions(
-            retries=p.jsoc["retries"],
-            retry_wait=p.jsoc["retry_wait"],
-            export_timeout=p.jsoc["export_timeout"],
-        )
-    )
+    target = snakemake.wildcards.target
     try:
         doc = run_hinode_target(
             snakemake.input.hinode,
@@ -86,14 +81,16 @@ def hinode_report():
             device=p.device,
             tile=p.tile,
             strict=p.strict,
-            options=options,
+            options=acquire_options(p.jsoc),
         )
     except EnhanceError as exc:
         error = " ".join(str(exc).split())
         logging.error("Hinode validation failed: %s", error)
-        print(f"enhance: validation {snakemake.wildcards.target}: {error}", file=sys.stderr)
+        record_job_failure(p.out_dir, "validation_hinode", target, error)
+        print(f"enhance: validation {target}: {error}", file=sys.stderr)
         sys.exit(1)
-    logging.info("Hinode target %s: %s", snakemake.wildcards.target, doc["status"])
+    clear_job_failure(p.out_dir, "validation_hinode", target)
+    logging.info("Hinode target %s: %s", target, doc["status"])
 
 
 if snakemake.rule == "validation_twin":

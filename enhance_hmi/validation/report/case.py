@@ -25,6 +25,7 @@ import numpy as np
 from enhance_hmi.errors import ReportError
 from enhance_hmi.frame import OBSERVABLES
 from enhance_hmi.physics import ENHANCED_PIXEL_SCALE, SOLAR_KM_PER_ARCSEC
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 
 __all__ = [
     "ARCSEC_KM",
@@ -117,7 +118,7 @@ class ValidationCase:
     enhanced: np.ndarray
     truth_label: str
     kind: str = "twin"
-    psf_model: str = "wachter"
+    psf_model: str = DEFAULT_PSF_MODEL
     provenance: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     alignment: dict[str, Any] | None = None

@@ -18,6 +18,7 @@ References
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import astropy.units as u
 import numpy as np
@@ -43,7 +44,12 @@ __all__ = ["SPECTRUM_PAD", "images_figure", "new_figure", "save_png", "spectra_f
 SPECTRUM_PAD = 3
 
 
-def new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
+def new_figure(
+    width: float,
+    height: float,
+    *,
+    layout: Literal["constrained", "compressed", "tight"] | None = "constrained",
+) -> Figure:
     """A figure of ``width`` x ``height`` inches at 100 dpi on its own Agg canvas."""
     fig = Figure(figsize=(width, height), dpi=100, layout=layout)
     FigureCanvasAgg(fig)

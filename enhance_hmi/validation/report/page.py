@@ -103,7 +103,7 @@ def _metrics_table(doc: Mapping[str, Any]) -> dict[str, Any]:
     """
     columns = COLUMNS[doc["observable"]]
     table = doc["methods"]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for method in (*METHODS, *BOUNDS):
         cells = []
         for key, _, fmt in columns:

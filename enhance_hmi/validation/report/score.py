@@ -24,6 +24,7 @@ References
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import astropy.units as u
@@ -57,7 +58,7 @@ def _finite(value: float | None) -> float | None:
 def _coarse_mask(mask: np.ndarray) -> np.ndarray:
     """Quiet on the 0.504"/px grid: all 2x2 fine pixels quiet."""
     ny, nx = mask.shape[0] // 2, mask.shape[1] // 2
-    return mask[: 2 * ny, : 2 * nx].reshape(ny, 2, nx, 2).all(axis=(1, 3))
+    return np.asarray(mask[: 2 * ny, : 2 * nx].reshape(ny, 2, nx, 2).all(axis=(1, 3)))
 
 
 def _method_metrics(
@@ -66,7 +67,7 @@ def _method_metrics(
     observable: str,
     mask: np.ndarray,
     truth_stats: dict[str, Any],
-    forward_residual: float,
+    forward_residual: float | None,
 ) -> dict[str, float | None]:
     """The scores of one method's image against the truth (one table row)."""
     out: dict[str, float | None] = {
@@ -107,6 +108,9 @@ def evaluate(
 ) -> Evaluation:
     """Compute the baselines and every metric of ``case`` against its truth.
 
+    Long because it assembles the flat metrics document; the scores come from named
+    steps, and a further split would only pass the document's parts along.
+
     Parameters
     ----------
     case : ValidationCase
@@ -134,13 +138,8 @@ def evaluate(
     ----------
     .. [1] Díaz Baso & Asensio Ramos (2018), A&A 614, A5, Sect. 4.
     """
-    border = int(border)
-    if border < 0 or border % 2 or min(case.truth.shape) - 2 * border < 8:
-        raise ReportError(
-            f"border must be an even number of pixels leaving at least 8; got {border} "
-            f"for a {case.truth.shape} truth"
-        )
-    images = {
+    border = _checked_border(border, case.truth.shape)
+    images: dict[str, np.ndarray] = {
         "bicubic": baselines.bicubic(case.hmi),
         "unsharp": baselines.unsharp_mask(case.hmi),
         "richardson_lucy": baselines.richardson_lucy(
@@ -153,48 +152,11 @@ def evaluate(
     truth, hmi = _inner(case.truth, border), _inner(case.hmi, border // 2)
     kind = "continuum" if case.observable == "continuum" else "blos"
     mask = metrics.quiet_sun_mask(truth, kind=kind)
-    coarse = _coarse_mask(mask)
-    # forward residual: inside the border, in the input's noise, per region of the input;
-    # the quiet-Sun figure only where there is quiet Sun, the noise over the mask's
-    # fallback to every finite pixel otherwise (what quiet_sun_mask returns by default)
-    quiet_only = metrics.quiet_sun_mask(case.hmi, kind=kind, fallback=False)
-    quiet_in = quiet_only if quiet_only.any() else np.isfinite(case.hmi)
-    if case.observable == "continuum":
-        noise_in = baselines.spectral_noise_sigma_hmi(case.hmi)
-        field_in = ~quiet_in
-    else:
-        noise_in = metrics.noise_level(case.hmi, quiet_in)
-        field_in = metrics.field_mask(case.hmi, noise_in)
-    pixels_in = None if case.observable == "continuum" else metrics.field_pixel_mask(case.hmi)
-    residual_stats = {
-        name: metrics.forward_residual_stats(
-            image,
-            case.hmi,
-            noise=noise_in,
-            field=field_in,
-            quiet=quiet_only if quiet_only.any() else None,
-            field_pixels=pixels_in,
-            psf_model=case.psf_model,
-            border=border // 2,
-        )
-        for name, image in [*images.items(), ("truth", case.truth)]
-    }
+    residual_stats = _forward_residual_stats(case, images, kind=kind, border=border)
     residuals = {name: stats["relative"] for name, stats in residual_stats.items()}
-    truth_stats: dict[str, Any] = {"forward_residual": _finite(residuals["truth"])}
-    hmi_stats: dict[str, Any] = {}
-    if case.observable == "continuum":
-        truth_stats["rms_contrast"] = _finite(metrics.rms_contrast(truth, mask))
-        truth_stats["umbral_intensity"] = _finite(metrics.umbral_intensity(truth))
-        hmi_stats["rms_contrast"] = _finite(metrics.rms_contrast(hmi, coarse))
-    else:
-        flux = metrics.unsigned_flux(truth, metrics.solar_pixel_area(TRUTH_SCALE)).to_value(u.Mx)
-        truth_stats["unsigned_flux_Mx"] = _finite(flux)
-        truth_stats["noise_level_G"] = _finite(metrics.noise_level(truth, mask))
-        hmi_flux = metrics.unsigned_flux(hmi, metrics.solar_pixel_area(2 * TRUTH_SCALE)).to_value(
-            u.Mx
-        )
-        hmi_stats["unsigned_flux_Mx"] = _finite(hmi_flux)
-        hmi_stats["noise_level_G"] = _finite(metrics.noise_level(hmi, coarse))
+    truth_stats, hmi_stats = _reference_stats(
+        truth, hmi, mask, case.observable, truth_residual=residuals["truth"]
+    )
     table = {
         m: _method_metrics(
             _inner(images[m], border), truth, case.observable, mask, truth_stats, residuals[m]
@@ -207,7 +169,6 @@ def evaluate(
                 _inner(images["enhance"], border), _inner(images["bicubic"], border)
             )
         )
-    summary = _summary(table, case.observable)
     doc = {
         "target": case.name,
         "kind": case.kind,
@@ -232,13 +193,86 @@ def evaluate(
         },
         "truth_stats": truth_stats,
         "hmi_input": hmi_stats,
-        "summary": summary,
+        "summary": _summary(table, case.observable),
         "alignment": case.alignment,
         "context": case.context,
         "notes": list(case.notes),
     }
     images["truth"] = case.truth
     return Evaluation(images=images, metrics=doc, quiet_mask=mask)
+
+
+def _checked_border(border: int, shape: tuple[int, ...]) -> int:
+    """``border`` as an int, refused unless even, >= 0 and leaving 8 pixels of ``shape``."""
+    border = int(border)
+    if border < 0 or border % 2 or min(shape) - 2 * border < 8:
+        raise ReportError(
+            f"border must be an even number of pixels leaving at least 8; got {border} "
+            f"for a {shape} truth"
+        )
+    return border
+
+
+def _forward_residual_stats(
+    case: ValidationCase, images: Mapping[str, np.ndarray], *, kind: str, border: int
+) -> dict[str, dict[str, float | None]]:
+    """Forward residual statistics of each image and of the truth against the HMI input.
+
+    Inside the border, in the input's noise, per region of the input; the
+    quiet-Sun figure only where there is quiet Sun, the noise over the mask's
+    fallback to every finite pixel otherwise (what ``quiet_sun_mask`` returns
+    by default).
+    """
+    quiet_only = metrics.quiet_sun_mask(case.hmi, kind=kind, fallback=False)
+    quiet_in = quiet_only if quiet_only.any() else np.isfinite(case.hmi)
+    if case.observable == "continuum":
+        noise_in = baselines.spectral_noise_sigma_hmi(case.hmi)
+        field_in = ~quiet_in
+    else:
+        noise_in = metrics.noise_level(case.hmi, quiet_in)
+        field_in = metrics.field_mask(case.hmi, noise_in)
+    pixels_in = None if case.observable == "continuum" else metrics.field_pixel_mask(case.hmi)
+    return {
+        name: metrics.forward_residual_stats(
+            image,
+            case.hmi,
+            noise=noise_in,
+            field=field_in,
+            quiet=quiet_only if quiet_only.any() else None,
+            field_pixels=pixels_in,
+            psf_model=case.psf_model,
+            border=border // 2,
+        )
+        for name, image in [*images.items(), ("truth", case.truth)]
+    }
+
+
+def _reference_stats(
+    truth: np.ndarray,
+    hmi: np.ndarray,
+    mask: np.ndarray,
+    observable: str,
+    *,
+    truth_residual: float | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scored statistics of the truth and of the HMI input (quiet Sun: ``mask``)."""
+    coarse = _coarse_mask(mask)
+    truth_stats: dict[str, Any] = {"forward_residual": _finite(truth_residual)}
+    hmi_stats: dict[str, Any] = {}
+    if observable == "continuum":
+        truth_stats["rms_contrast"] = _finite(metrics.rms_contrast(truth, mask))
+        truth_stats["umbral_intensity"] = _finite(metrics.umbral_intensity(truth))
+        hmi_stats["rms_contrast"] = _finite(metrics.rms_contrast(hmi, coarse))
+    else:
+        flux = metrics.unsigned_flux(truth, metrics.solar_pixel_area(TRUTH_SCALE)).to_value(u.Mx)
+        truth_stats["unsigned_flux_Mx"] = _finite(flux)
+        truth_stats["noise_level_G"] = _finite(metrics.noise_level(truth, mask))
+        hmi_flux = metrics.unsigned_flux(hmi, metrics.solar_pixel_area(2 * TRUTH_SCALE)).to_value(
+            u.Mx
+        )
+        hmi_stats["unsigned_flux_Mx"] = _finite(hmi_flux)
+        hmi_stats["noise_level_G"] = _finite(metrics.noise_level(hmi, coarse))
+    return truth_stats, hmi_stats
 
 
 def _summary(table: dict[str, dict[str, Any]], observable: str) -> dict[str, Any]:
@@ -252,7 +286,7 @@ def _summary(table: dict[str, dict[str, Any]], observable: str) -> dict[str, Any
         vals = {m: table[m][key] for m in METHODS if table[m][key] is not None}
         if not vals:
             return None
-        return (max if higher else min)(vals, key=vals.get)
+        return (max if higher else min)(vals, key=vals.__getitem__)
 
     def beats(key: str, higher: bool, rivals: tuple[str, ...]) -> bool | None:
         mine = table["enhance"][key]

@@ -1,0 +1,193 @@
+"""EnhanceSettings is the one currency: the command line, the configuration and Python agree."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import astropy.units as u
+import pytest
+
+from enhance_hmi.cli import build_parser
+from enhance_hmi.cli.predict import settings_from_arguments
+from enhance_hmi.errors import ConfigError
+from enhance_hmi.io.frame_quality import QualityTolerances
+from enhance_hmi.pipeline import settings_sha256
+from enhance_hmi.settings import JOB_KEYS, EnhanceSettings, config_schema
+
+
+def predict_settings(*options: str) -> EnhanceSettings:
+    args = build_parser("predict").parse_args(["predict", "in.fits", "-o", "out.fits", *options])
+    return settings_from_arguments(args)
+
+
+def config_settings(enhance: dict, observable: str = "magnetogram", **sections) -> EnhanceSettings:
+    return EnhanceSettings.from_config({"enhance": enhance, **sections}, observable)
+
+
+def test_the_three_routes_give_the_same_settings(tmp_path) -> None:
+    weights = tmp_path / "net.safetensors"
+    weights.write_bytes(b"")
+    cli = predict_settings(
+        "--observable",
+        "magnetogram",
+        "--tile",
+        "256",
+        "--device",
+        "cpu",
+        "--compression",
+        "none",
+        "--no-uncertainty",
+        "--input-noise",
+        "8G",
+        "--no-range-check",
+        "--weights",
+        str(weights),
+    )
+    config = config_settings(
+        {
+            "tile": 256,
+            "device": "cpu",
+            "compression": "none",
+            "compile": False,
+            "uncertainty": False,
+            "check_range": False,
+            "input_noise": {"magnetogram": "8 G", "continuum": 0.002},
+            "frames_per_job": 7,  # a job's key, not a setting
+        },
+        weights={"magnetogram": str(weights)},
+    )
+    python = EnhanceSettings(
+        observable="magnetogram",
+        weights=str(weights),
+        tile=256,
+        device="cpu",
+        compression=None,
+        uncertainty=False,
+        check_range=False,
+        input_noise=8 * u.G,
+    )
+    assert cli == python
+    assert config == python
+    assert (
+        EnhanceSettings.from_mapping(
+            {"observable": "magnetogram", "weights": str(weights), "tile": "256", "device": "cpu"}
+            | {"compression": "none", "uncertainty": "false", "check_range": "false"}
+            | {"input_noise": "8 G"}
+        )
+        == python
+    )
+
+
+def test_options_left_out_keep_the_defaults_of_each_route() -> None:
+    assert predict_settings() == EnhanceSettings()
+    # the archive's defaults are the schema's: plain frames, compile where it pays
+    archive = config_settings({})
+    assert archive.compression is None and archive.compile == "auto"
+    assert archive.observable == "magnetogram" and archive.weights is None
+    assert archive.quality == QualityTolerances()
+
+
+@pytest.mark.parametrize(
+    ("option", "cli", "config_value", "message"),
+    [
+        ("tile", "-3", -3, "must be a positive integer"),
+        ("tile", "8", 8, "less than the minimum of 16"),
+        ("compression", "zip", "zip", "zip"),
+        ("device", "tpu", "tpu", "unknown device 'tpu'"),
+        ("precision", "fp8", "fp8", "unknown precision 'fp8'"),
+        ("input_noise", "10 parsecs", "10 parsecs", "input-noise"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_option_as_written(
+    option, cli, config_value, message
+) -> None:
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(ConfigError, match=message) as raised:
+        predict_settings(flag, cli)
+    if option in ("tile", "compression", "input_noise"):
+        assert flag in str(raised.value)
+    value = {"magnetogram": config_value} if option == "input_noise" else config_value
+    with pytest.raises(ConfigError) as raised:
+        config_settings({option: value})
+    assert message.replace("input-noise", "input_noise") in str(raised.value) or (
+        option in ("device", "precision")
+    )
+    if option in ("tile", "compression", "input_noise"):
+        assert f"enhance.{option}" in str(raised.value)
+
+
+def test_unknown_options_and_wrong_units_are_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown option tiles"):
+        EnhanceSettings.from_mapping({"tiles": 256})
+    with pytest.raises(ConfigError, match="enhance.input_noise"):
+        config_settings({"input_noise": {"magnetogram": 0.002}})  # no unit for a field
+    with pytest.raises(ConfigError, match="validation.frame_quality"):
+        config_settings({}, validation={"frame_quality": {"ripples": 2}})
+
+
+def test_replace_reads_text_like_from_mapping() -> None:
+    settings = EnhanceSettings(observable="magnetogram").replace(input_noise="5 G", tile="128")
+    assert settings.input_noise == 5 * u.G and settings.tile == 128
+    assert settings.observable == "magnetogram"
+
+
+def test_every_option_is_recorded_and_a_new_default_keeps_the_archive_digests() -> None:
+    settings = EnhanceSettings(tile=256, input_noise=3 * u.G)
+    record = settings.provenance()
+    assert set(record) == set(EnhanceSettings.option_names())
+    assert record["tile"] == "256" and record["input_noise"] == "3.0 G"
+    assert record["weights"] == "default"
+    # the digest of default settings is the one frames already in the archive carry
+    assert settings_sha256(EnhanceSettings(), observable="magnetogram", uncertainty=False) == (
+        settings_sha256(EnhanceSettings(tile=64), observable="magnetogram", uncertainty=False)
+    )
+    assert EnhanceSettings().output_record() == {}
+
+
+def test_the_schema_knows_every_configurable_option() -> None:
+    properties = config_schema()["properties"]["enhance"]["properties"]
+    read_elsewhere = {"observable", "weights", "quality"}  # series, weights:, validation:
+    assert set(EnhanceSettings.option_names()) - read_elsewhere <= set(properties)
+    assert set(properties) - set(EnhanceSettings.option_names()) == set(JOB_KEYS)
+
+
+def test_building_settings_from_a_configuration_loads_no_torch() -> None:
+    code = (
+        "import sys\n"
+        "from enhance_hmi.settings import EnhanceSettings\n"
+        "EnhanceSettings.from_config({'enhance': {'tile': 256}}, 'continuum')\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_recipe_amends_a_copy_of_the_weights_sidecar() -> None:
+    """Options tied to a sidecar key replace it in the recipe the run reads; None keeps it."""
+    told = dataclasses.make_dataclass(
+        "Told",
+        [
+            (
+                "psf",
+                str | None,
+                dataclasses.field(default=None, metadata={"sidecar": ("psf_model",)}),
+            ),
+            (
+                "level",
+                float | None,
+                dataclasses.field(
+                    default=None, metadata={"sidecar": ("inference", "consistency_discrepancy")}
+                ),
+            ),
+        ],
+        bases=(EnhanceSettings,),
+        frozen=True,
+    )
+    sidecar = {"psf_model": "wachter2012", "inference": {"consistency_discrepancy": 1.0}}
+    assert EnhanceSettings().recipe(sidecar) == sidecar
+    assert told().recipe(sidecar) == sidecar
+    amended = told(psf="yeo", level=0.9).recipe(sidecar)
+    assert amended == {"psf_model": "yeo", "inference": {"consistency_discrepancy": 0.9}}
+    assert sidecar["inference"]["consistency_discrepancy"] == 1.0  # the sidecar is not changed
