@@ -48,6 +48,7 @@ from enhance_hmi.io.frame_quality import QualityTolerances
 from enhance_hmi.io.reader import NORMALIZE_CHOICES
 from enhance_hmi.io.writer import COMPRESSION_CHOICES
 from enhance_hmi.physics.noise import input_noise_in_data_units, parse_input_noise
+from enhance_hmi.physics.psf import HMI_PSF_MODELS
 
 __all__ = [
     "COMPILE_CHOICES",
@@ -191,6 +192,13 @@ class EnhanceSettings:
         Input noise the projection stops at instead of the weights'
         estimate: gauss for magnetograms, quiet-Sun units (dimensionless)
         for continuum (:func:`enhance_hmi.physics.noise.input_noise_in_data_units`).
+    psf_model : {"wachter", "wachter2012", "yeo"}, optional
+        The HMI PSF of the forward model the projection onto the input and
+        the per-frame quality figures observe the output with
+        (:data:`enhance_hmi.physics.psf.HMI_PSF_MODELS`): for a user who
+        holds another of the published HMI PSFs to be the true one. None
+        (default): the model the network was trained for (its sidecar's
+        ``psf_model``, ``ENHPSF``). The network itself is not told.
     """
 
     observable: str | None = None
@@ -207,6 +215,9 @@ class EnhanceSettings:
     uncertainty: bool | None = None
     consistency: bool = True
     input_noise: u.Quantity | None = None
+    psf_model: str | None = dataclasses.field(
+        default=None, metadata={"output": True, "sidecar": ("psf_model",)}
+    )
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -334,6 +345,10 @@ class EnhanceSettings:
         )
         if self.compression not in COMPRESSION_CHOICES:
             raise ConfigError(f"unknown compression {self.compression!r}; use gzip, rice or none")
+        if self.psf_model is not None and self.psf_model not in HMI_PSF_MODELS:
+            raise ConfigError(
+                f"unknown psf_model {self.psf_model!r}; use one of {', '.join(HMI_PSF_MODELS)}"
+            )
         if self.compile not in COMPILE_CHOICES or not isinstance(self.compile, (bool, str)):
             raise ConfigError(f"compile must be true, false or auto, got {self.compile!r}")
         if self.input_noise is not None:

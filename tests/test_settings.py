@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import astropy.units as u
+import numpy as np
 import pytest
 
 from enhance_hmi.cli import build_parser
@@ -15,6 +17,8 @@ from enhance_hmi.errors import ConfigError
 from enhance_hmi.io.frame_quality import QualityTolerances
 from enhance_hmi.pipeline import settings_sha256
 from enhance_hmi.settings import JOB_KEYS, EnhanceSettings, config_schema
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def predict_settings(*options: str) -> EnhanceSettings:
@@ -191,3 +195,34 @@ def test_recipe_amends_a_copy_of_the_weights_sidecar() -> None:
     amended = told(psf="yeo", level=0.9).recipe(sidecar)
     assert amended == {"psf_model": "yeo", "inference": {"consistency_discrepancy": 0.9}}
     assert sidecar["inference"]["consistency_discrepancy"] == 1.0  # the sidecar is not changed
+
+
+def test_the_forward_model_choice_reaches_the_projection_the_header_and_the_digest(
+    tmp_path,
+) -> None:
+    """``psf_model``: the option added in one field, its schema entry and its flag."""
+    from astropy.io import fits
+
+    from enhance_hmi.pipeline import enhance_file
+
+    assert predict_settings("--psf-model", "yeo").psf_model == "yeo"
+    assert config_settings({"psf_model": "wachter"}).psf_model == "wachter"
+    with pytest.raises(ConfigError, match="unknown psf_model 'gauss'; use one of wachter"):
+        predict_settings("--psf-model", "gauss")
+    with pytest.raises(ConfigError, match="unknown psf_model 'gauss'"):
+        EnhanceSettings(psf_model="gauss").check()
+    crop = REPO / "tests" / "data" / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
+    settings = EnhanceSettings(device="cpu", tile=64, uncertainty=False, input_noise=2 * u.G)
+    own = enhance_file(crop, tmp_path / "own.fits", settings)
+    told = enhance_file(crop, tmp_path / "yeo.fits", settings.replace(psf_model="yeo"))
+    with fits.open(own) as a, fits.open(told) as b:
+        history = "\n".join(str(card) for card in b[1].header["HISTORY"])
+        assert "setting psf_model: yeo" in history
+        assert a[1].header["ENHPSF"] == b[1].header["ENHPSF"]  # the network's own, both
+        assert a[1].header["ENHSETSH"] != b[1].header["ENHSETSH"]  # a rerun redoes it
+        assert a[1].header["ENHSETSH"] == settings_sha256(
+            settings, observable="magnetogram", uncertainty=False
+        )
+        # the projection re-observes with the Yeo PSF: another image, same input noise
+        assert not np.array_equal(a[1].data, b[1].data)
+        assert a[1].header["ENHNOISE"] == b[1].header["ENHNOISE"]

@@ -125,6 +125,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(e.g. 0.002); worth giving for active-region cut-outs, where the magnetogram "
         "estimate falls back to the spectral level, low for correlated 720 s noise",
     )
+    parser.add_argument(
+        "--psf-model",
+        metavar="{wachter,wachter2012,yeo}",
+        help="HMI PSF of the forward model the projection onto the input and the quality "
+        "figures use (default: the one the network was trained for, wachter2012 for the "
+        "shipped networks)",
+    )
     for action in parser._actions:  # an option left out keeps the settings' default
         if action.dest in EnhanceSettings.option_names():
             action.default = argparse.SUPPRESS
