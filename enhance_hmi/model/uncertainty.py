@@ -89,7 +89,7 @@ from enhance_hmi import __version__
 from enhance_hmi.atomic import atomic_path
 from enhance_hmi.errors import InputError, WeightsError
 from enhance_hmi.model.network import EnhanceNet
-from enhance_hmi.model.weights import read_sidecar, sidecar_path
+from enhance_hmi.model.weights import read_sidecar, sidecar_path, write_sidecar
 from enhance_hmi.provenance import sha256_file
 
 __all__ = [
@@ -632,8 +632,7 @@ def save_sigma_head(
         sha256=sha256_file(path),
         weights_file=path.name,
     )
-    with atomic_path(sidecar_path(path)) as tmp:
-        tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n")
+    write_sidecar(path, sidecar)
     log.info("wrote %s (for network %s…)", path, net_meta["sha256"][:12])
     return path
 

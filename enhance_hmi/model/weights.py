@@ -77,6 +77,14 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
     return Path(path).with_suffix(".json")
 
 
+def write_sidecar(path: str | os.PathLike[str], sidecar: dict[str, Any]) -> Path:
+    """Write the JSON sidecar of weights file ``path`` atomically (sorted keys, indented)."""
+    target = sidecar_path(path)
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n")
+    return target
+
+
 def save_weights(
     model: EnhanceNet, path: str | os.PathLike[str], *, metadata: Mapping[str, Any]
 ) -> Path:
@@ -118,8 +126,7 @@ def save_weights(
         sha256=sha256_file(path),
         weights_file=path.name,
     )
-    with atomic_path(sidecar_path(path)) as tmp:
-        tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n")
+    write_sidecar(path, sidecar)
     log.info("wrote %s (sha256 %s…)", path, sidecar["sha256"][:12])
     return path
 

@@ -252,6 +252,31 @@ def field_mask(
     return field
 
 
+def inside(valid: np.ndarray, *, border: int, region: np.ndarray | None = None) -> np.ndarray:
+    """``valid`` without ``border`` pixels at each edge and outside ``region``.
+
+    The pixels a comparison with the input may use: at the edges the
+    forward operator sees the image's mirror image, not the Sun, and
+    ``region`` (:func:`enhance_hmi.physics.disk.constraint_region`) keeps
+    the disk.
+
+    Raises
+    ------
+    InputError
+        A border that leaves nothing of the image.
+    """
+    if border < 0 or 2 * border >= min(valid.shape):
+        raise InputError(f"border {border} leaves nothing of the {valid.shape} input")
+    valid = np.array(valid, dtype=bool)
+    if border:
+        inner = np.zeros_like(valid)
+        inner[border:-border, border:-border] = True
+        valid &= inner
+    if region is not None:
+        valid &= np.asarray(region, dtype=bool)
+    return valid
+
+
 def forward_residual_stats(
     enhanced: object,
     observed: object,
@@ -335,15 +360,7 @@ def forward_residual_stats(
         raise InputError(
             f"re-observed enhanced image {back.shape} does not match the observed {obs.shape}"
         )
-    ok = np.isfinite(back) & np.isfinite(obs)
-    if border < 0 or 2 * border >= min(obs.shape):
-        raise InputError(f"border {border} leaves nothing of the {obs.shape} input")
-    if border:
-        inner = np.zeros_like(ok)
-        inner[border:-border, border:-border] = True
-        ok &= inner
-    if region is not None:
-        ok &= np.asarray(region, dtype=bool)
+    ok = inside(np.isfinite(back) & np.isfinite(obs), border=border, region=region)
     diff = back - obs
 
     def rms(mask: np.ndarray | None) -> float | None:

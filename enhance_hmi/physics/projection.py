@@ -55,6 +55,7 @@ from scipy import fft as sfft
 
 from enhance_hmi.errors import ConfigError, InputError
 from enhance_hmi.physics.constants import ENHANCED_PIXEL_SCALE
+from enhance_hmi.physics.diagnostics import inside
 from enhance_hmi.physics.disk import CONSTRAINED_RADIUS, SolarDisk, constraint_region
 from enhance_hmi.physics.noise import check_noise_estimate, input_noise, noise_estimate_for
 from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL, hmi_psf, psf_model_of
@@ -422,15 +423,7 @@ def _constraining_pixels(
         A border that leaves nothing, or no pixel left.
     """
     block_bad = bad_x.reshape(y.shape[0], 2, y.shape[1], 2).any(axis=(1, 3))
-    valid: np.ndarray = np.isfinite(y) & ~block_bad
-    if border < 0 or 2 * border >= min(y.shape):
-        raise InputError(f"border {border} leaves nothing of the {y.shape} input")
-    if border:
-        inner = np.zeros_like(valid)
-        inner[border:-border, border:-border] = True
-        valid &= inner
-    if region is not None:
-        valid &= region
+    valid = inside(np.isfinite(y) & ~block_bad, border=border, region=region)
     if not valid.any():
         raise InputError("projection needs pixels valid in both the input and the output")
     return valid

@@ -153,30 +153,22 @@ def _image_panels(fig: Figure, grid: GridSpec, row: int, look: QuickLook) -> Axe
             ax.set_axis_off()
             continue
         extent = _extent(header, data.shape)
-        image = ax.imshow(
-            data,
-            origin="lower",
-            cmap=cmap,
-            vmin=low,
-            vmax=high,
-            extent=extent,
-            interpolation="nearest",
-        )
+        shown: dict[str, Any] = {
+            "origin": "lower",
+            "cmap": cmap,
+            "vmin": low,
+            "vmax": high,
+            "extent": extent,
+            "interpolation": "nearest",
+        }
+        image = ax.imshow(data, **shown)
         ax.set_xlabel("Tx (arcsec)")
         ax.set_ylabel("Ty (arcsec)")
         ax.set_title(f"{title}\n{look.label}, {when}", fontsize=9)
         centre = ((extent[0] + extent[1]) / 2, (extent[2] + extent[3]) / 2)
         half = ZOOM_ARCSEC / 2
         zoom = fig.add_subplot(grid[row, 2 + col])
-        zoom.imshow(
-            data,
-            origin="lower",
-            cmap=cmap,
-            vmin=low,
-            vmax=high,
-            extent=extent,
-            interpolation="nearest",
-        )
+        zoom.imshow(data, **shown)
         zoom.set_xlim(centre[0] - half, centre[0] + half)
         zoom.set_ylim(centre[1] - half, centre[1] + half)
         zoom.set_title(f"zoom: {title.split(' (')[0].lower()}", fontsize=9)
