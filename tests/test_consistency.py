@@ -118,7 +118,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "sample"
 
 
 @pytest.mark.parametrize(
-    "name, observable",
+    ("name", "observable"),
     [
         ("hmi_quiet_ic_cutout.fits", "continuum"),
         ("hmi.M_720s.20111217_060000_TAI.1.magnetogram.fits", "magnetogram"),

@@ -75,8 +75,11 @@ class GapReport:
     provenance: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def summary_line(self) -> str:
-        """One line for the log: expected, present, verified, missing, QUALITY bits set,
-        skipped, and, when there are any, failed, not queried and not yet downloaded."""
+        """One line for the log, the counts of each status.
+
+        Expected, present, verified, missing, QUALITY bits set, skipped, and,
+        when there are any, failed, not queried and not yet downloaded.
+        """
         c = self.counts
         parts = [
             f"{self.series} {self.start} .. {self.end} @ {self.cadence}:",

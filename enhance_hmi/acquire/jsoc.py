@@ -217,8 +217,10 @@ class JsocSource:
         retry_result: Callable[[Any], bool] = never_retry,
         on_failure: Callable[[tenacity.RetryCallState, float | None], None] | None = None,
     ) -> tenacity.Retrying:
-        """The retry policy of this source: ``retries`` calls, waits doubling from
-        ``retry_wait`` up to ``poll_max_interval``.
+        """The retry policy of this source.
+
+        ``retries`` calls, waits doubling from ``retry_wait`` up to
+        ``poll_max_interval``.
 
         ``retry_on``, ``retry_result`` and ``on_failure`` are those of
         :func:`~enhance_hmi.acquire.retry.retry_policy` (``on_failure`` unset:

@@ -325,8 +325,10 @@ class Manifest:
         return self._select("WHERE t_rec BETWEEN ? AND ?", (first, last))
 
     def get(self, t_rec: str) -> dict[str, str] | None:
-        """The row of ``t_rec`` (a live dict until :meth:`release`; change it with
-        :meth:`update`)."""
+        """The row of ``t_rec``.
+
+        A live dict until :meth:`release`; change it with :meth:`update`.
+        """
         row = self._live.get(t_rec)
         if row is None:
             if self._window is not None and self._window[0] <= t_rec <= self._window[1]:

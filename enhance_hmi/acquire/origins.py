@@ -141,6 +141,7 @@ class CheckedRedirects(urllib.request.HTTPRedirectHandler):
         self.allowed = allowed
 
     def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001, ANN201
+        """Refuse a redirect to a host that is not allowed; follow the others."""
         # checked before urllib's own scheme test, which raises an HTTPError (refused at once
         # too, but without saying which origin was refused)
         target = headers.get("location") or headers.get("uri")

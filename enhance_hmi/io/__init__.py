@@ -1,5 +1,7 @@
-"""FITS input/output of HMI frames: reading, north-up rotation, quiet-Sun
-normalisation, the 2x output WCS and writing enhanced frames with provenance.
+"""FITS input/output of HMI frames.
+
+Reading, north-up rotation, quiet-Sun normalisation, the 2x output WCS and
+writing enhanced frames with provenance.
 
 Public API
 ----------

@@ -84,8 +84,10 @@ def _wrap_deg(angle: float) -> float:
 
 
 def has_celestial_wcs(header: fits.Header) -> bool:
-    """Return True when ``header`` holds a 2-D helioprojective (or other
-    celestial) WCS: ``CTYPE1``/``CTYPE2`` and a pixel scale."""
+    """Return True when ``header`` holds a 2-D celestial WCS.
+
+    Helioprojective or other: ``CTYPE1``/``CTYPE2`` and a pixel scale.
+    """
     ctypes = (str(header.get("CTYPE1", "")).strip(), str(header.get("CTYPE2", "")).strip())
     if not all(ctypes):
         return False

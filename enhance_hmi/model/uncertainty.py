@@ -582,6 +582,7 @@ class EnhanceWithUncertainty(nn.Module):
         return out, self.head(features, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's output and sigma as two channels, shape (N, 2, 2H, 2W)."""
         out, log_sigma = self.raw(x)
         sigma = self.calibration.apply(log_sigma, out, x) * self.calibration_scale
         return torch.cat([out, sigma], dim=1)

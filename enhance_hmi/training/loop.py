@@ -149,6 +149,7 @@ class TrainConfig:
 
     @property
     def input_scale(self) -> float:
+        """Network units = physical / this (the paper's recipe for the observable)."""
         return float(PAPER_RECIPE[self.observable]["input_scale"])
 
 

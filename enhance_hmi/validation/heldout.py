@@ -420,7 +420,6 @@ def evaluate_hmi_magnetograms(
     finds the flux roughly conserved and Richardson-Lucy adding ~80 G of
     noise where Enhance adds none [1]_.
     """
-
     from enhance_hmi.io import read_hmi
 
     model, meta = load_weights_cached(weights)

@@ -52,6 +52,7 @@ class Drift:
     problem: str
 
     def line(self) -> str:
+        """The drift in one line: kind, series, slot, problem and path."""
         return f"{self.kind} {self.series} {self.t_rec}: {self.problem} ({self.path})"
 
 
@@ -66,9 +67,11 @@ class ArchiveReport:
 
     @property
     def clean(self) -> bool:
+        """Whether nothing drifted."""
         return not self.drifts
 
     def summary_line(self) -> str:
+        """What was checked and what drifted, in one line."""
         counts = ", ".join(f"{n} {kind}" for kind, n in self.checked.items())
         verdict = "all match" if self.clean else f"{len(self.drifts)} drifted"
         return f"checked {counts}: {verdict}"
@@ -89,7 +92,7 @@ def _series_dirs(output: Path, series: Iterable[str] | None) -> list[str]:
 
 
 def _enhanced_frame_problem(path: Path, wanted: str) -> str:
-    """ "" when an enhanced frame's checksums hold and it was made from ``wanted``.
+    """The empty string when an enhanced frame's checksums hold and it was made from ``wanted``.
 
     One open: the data are read (astropy verifies ``DATASUM``/``CHECKSUM``
     as it reads them) and ``ENHINSHA`` is taken from the same headers.

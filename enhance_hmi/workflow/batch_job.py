@@ -57,6 +57,7 @@ class FrameRecord:
     cause: str = ""
 
     def as_dict(self) -> dict[str, str]:
+        """The record as the batch marker stores it."""
         return dataclasses.asdict(self)
 
 
@@ -73,6 +74,7 @@ class BatchResult:
         return [record for record in self.records if record.status == "failed"]
 
     def count(self, status: str) -> int:
+        """How many frames of the batch have ``status``."""
         return sum(record.status == status for record in self.records)
 
     def marker(self, weights_sha256: str) -> dict[str, Any]:

@@ -100,6 +100,7 @@ class QuarantineEntry:
     quarantined: str
 
     def as_dict(self) -> dict[str, str]:
+        """The entry as the quarantine file stores it."""
         return dataclasses.asdict(self)
 
     def summary_line(self) -> str:
