@@ -28,7 +28,7 @@ from enhance_hmi.acquire import sample_dir
 from enhance_hmi.repository_files import BUNDLED_ROOT, repository_path
 
 SAMPLE = "hmi.M_720s.20160707_010000_TAI.3.magnetogram.fits"
-BUNDLED = ("profiles", "config/examples")
+BUNDLED = ("profiles", "config/examples", "workflow/schemas")
 
 
 def check(condition: bool, message: str) -> None:
