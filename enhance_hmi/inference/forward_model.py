@@ -51,7 +51,7 @@ class TorchForwardModel(ForwardModel):
 
     Parameters
     ----------
-    shape_in, margin, psf_model
+    shape_in, margin, psf_model, pixel_integration
         As :class:`~enhance_hmi.physics.projection.ForwardModel`.
     device : torch.device or str, optional
         Where the tensors live (default the CPU).
@@ -60,11 +60,17 @@ class TorchForwardModel(ForwardModel):
     backend = "torch"
 
     def __init__(
-        self, shape_in: tuple[int, int], margin: int, psf_model: str, *, device: Any = None
+        self,
+        shape_in: tuple[int, int],
+        margin: int,
+        psf_model: str,
+        *,
+        pixel_integration: bool = True,
+        device: Any = None,
     ) -> None:
         import torch  # importing this module loads no torch; building the operator does
 
-        super().__init__(shape_in, margin, psf_model)
+        super().__init__(shape_in, margin, psf_model, pixel_integration=pixel_integration)
         self._torch = torch
         self.device = torch.device(device or "cpu")
         self.otf = torch.tensor(self.otf, device=self.device)  # the table is read-only

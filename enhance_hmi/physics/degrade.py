@@ -4,7 +4,9 @@
 Sect. 2: from a high-resolution "truth" image it makes
 
 * the **input**, what HMI would record: truth convolved with the HMI PSF,
-  integrated over 0.504" pixels, plus Gaussian noise;
+  integrated over 0.504" pixels (or, with ``pixel_integration=False``, for
+  a PSF that already includes the CCD pixel, sampled at the pixel centres),
+  plus Gaussian noise;
 * the **target**, what a diffraction-limited 28 cm telescope would record:
   truth convolved with the Airy PSF (28 cm, 6173 Å by default), integrated
   over 0.252" pixels.
@@ -36,6 +38,8 @@ from typing import Any
 
 import astropy.units as u
 import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage
 
 from enhance_hmi.errors import CoarseTruthWarning, ConfigError, InputError
 from enhance_hmi.physics.constants import (
@@ -49,6 +53,7 @@ from enhance_hmi.physics.constants import (
 from enhance_hmi.physics.convolve import convolve_fft
 from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL, airy_psf, hmi_psf
 from enhance_hmi.physics.resample import overlap_matrix, resample
+from enhance_hmi.physics.transfer import point_sampling_gain
 
 __all__ = ["DegradedPair", "degrade", "reobserve"]
 
@@ -84,6 +89,9 @@ class DegradedPair:
         / truth_scale``, measured from the outer corner of truth pixel (0, 0).
     psf_parameters : dict or None
         Overrides of the HMI PSF parameters, if any.
+    pixel_integration : bool
+        True: the input integrates the PSF-convolved truth over each 0.504"
+        pixel; False: it samples it at the pixel centres.
     """
 
     input: np.ndarray
@@ -99,6 +107,7 @@ class DegradedPair:
     truth_region: tuple[slice, slice]
     truth_extent: tuple[float, float]
     psf_parameters: dict[str, Any] | None = None
+    pixel_integration: bool = True
 
 
 def _as_image(image: object, name: str) -> np.ndarray:
@@ -121,10 +130,11 @@ def degrade(
     target_scale: u.Quantity = ENHANCED_PIXEL_SCALE,
     boundary: str = "symmetric",
     psf_parameters: Mapping[str, Any] | None = None,
+    pixel_integration: bool = True,
 ) -> DegradedPair:
     """Make an HMI-like input and a 28 cm target from a high-resolution image.
 
-    Long for its documentation of eleven options and their physics; the body is a short
+    Long for its documentation of twelve options and their physics; the body is a short
     sequence of named steps.
 
     Parameters
@@ -157,6 +167,14 @@ def degrade(
     psf_parameters : mapping, optional
         Overrides of the HMI PSF model parameters (see
         :func:`~enhance_hmi.physics.psf.hmi_psf`).
+    pixel_integration : bool
+        True (default): the HMI PSF does not include the CCD pixel, so the
+        PSF-convolved truth is integrated over each 0.504" pixel. False: the
+        measured PSF already includes the pixel's own integration, so the
+        PSF-convolved truth is sampled at the input pixel centres (cubic
+        spline interpolation of the truth-grid image, which the HMI PSF has
+        made smooth on the truth's scale). See
+        :mod:`enhance_hmi.physics.forward_family`.
 
     Returns
     -------
@@ -195,7 +213,11 @@ def degrade(
     hmi = hmi_psf(pixel_scale, model=psf_model, parameters=psf_parameters)
     airy = airy_psf(pixel_scale, aperture=target_aperture, wavelength=wavelength)
     blurred_hmi, blurred_airy = convolve_fft(data, [hmi, airy], boundary=boundary)
-    low = _integrate(blurred_hmi, n_in, step)
+    low = (
+        _integrate(blurred_hmi, n_in, step)
+        if pixel_integration
+        else _sample(blurred_hmi, n_in, step)
+    )
     high = _integrate(blurred_airy, (2 * n_in[0], 2 * n_in[1]), step / 2.0)
     if noise_sigma > 0:
         low = low + np.random.default_rng(rng).normal(0.0, noise_sigma, size=low.shape)
@@ -219,6 +241,7 @@ def degrade(
         truth_region=region,
         truth_extent=extent,
         psf_parameters=None if psf_parameters is None else dict(psf_parameters),
+        pixel_integration=bool(pixel_integration),
     )
 
 
@@ -278,6 +301,37 @@ def _integrate(image: np.ndarray, n: tuple[int, int], pix: float) -> np.ndarray:
     return np.ascontiguousarray((a_x @ (a_y @ image).T).T)
 
 
+def _sample(image: np.ndarray, n: tuple[int, int], pix: float) -> np.ndarray:
+    """Sample ``image`` at the centres of an ``n``-pixel grid of ``pix`` image pixels per pixel.
+
+    The grid starts at the outer corner of image pixel (0, 0), as in
+    :func:`_integrate`: pixel ``i``'s centre is at image index
+    ``(i + 1/2) pix - 1/2``.
+    """
+    yy = (np.arange(n[0]) + 0.5) * pix - 0.5
+    xx = (np.arange(n[1]) + 0.5) * pix - 0.5
+    coords = np.meshgrid(yy, xx, indexing="ij")
+    sampled: np.ndarray = ndimage.map_coordinates(image, coords, order=3, mode="mirror")
+    return sampled
+
+
+def _unpixelate(blurred: np.ndarray, scale: float) -> np.ndarray:
+    """Divide the 0.504" pixel out of a 0.252"/px image that will be binned 2x2.
+
+    Multiplies the spectrum by :func:`~enhance_hmi.physics.transfer.point_sampling_gain`
+    on a mirror-extended grid (twice the image per axis, so the periodic
+    FFT has no edge jumps), so that the 2x2 binning that follows samples
+    the image at the 0.504" pixel centres instead of integrating over them.
+    """
+    ny, nx = blurred.shape
+    mirrored = np.pad(blurred, ((0, ny), (0, nx)), mode="symmetric")
+    fy = np.fft.fftfreq(2 * ny, d=scale)[:, None]
+    fx = np.fft.rfftfreq(2 * nx, d=scale)[None, :]
+    spectrum = sfft.rfft2(mirrored) * point_sampling_gain(fy, fx, pixel_scale=2 * scale * u.arcsec)
+    out: np.ndarray = sfft.irfft2(spectrum, s=mirrored.shape)[:ny, :nx]
+    return out
+
+
 def reobserve(
     enhanced: np.ndarray,
     *,
@@ -285,6 +339,7 @@ def reobserve(
     pixel_scale: u.Quantity = ENHANCED_PIXEL_SCALE,
     boundary: str = "symmetric",
     psf_parameters: Mapping[str, Any] | None = None,
+    pixel_integration: bool = True,
 ) -> np.ndarray:
     """Forward operator: observe an enhanced image again with HMI.
 
@@ -307,6 +362,11 @@ def reobserve(
     psf_parameters : mapping, optional
         Overrides of the HMI PSF model parameters (see
         :func:`~enhance_hmi.physics.psf.hmi_psf`).
+    pixel_integration : bool
+        True (default): the 2x2 binning integrates over the 0.504" pixel.
+        False: the PSF already includes the pixel, and the binned image
+        samples the PSF-convolved image at the pixel centres
+        (:func:`~enhance_hmi.physics.transfer.point_sampling_gain`).
 
     Returns
     -------
@@ -326,5 +386,7 @@ def reobserve(
         raise InputError("enhanced image has no finite pixels; nothing to re-observe")
     psf = hmi_psf(pixel_scale, model=psf_model, parameters=psf_parameters)
     blurred = convolve_fft(data, psf, boundary=boundary, nan="interpolate")
+    if not pixel_integration:
+        blurred = _unpixelate(blurred, to_arcsec(pixel_scale, "pixel_scale"))
     blurred[~finite] = np.nan
     return resample(blurred, factor=0.5)

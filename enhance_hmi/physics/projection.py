@@ -131,6 +131,10 @@ class ForwardModel:
         Input pixels of padding at least, per side.
     psf_model : str
         HMI PSF model (:func:`enhance_hmi.physics.hmi_psf`).
+    pixel_integration : bool
+        True (default): the binning integrates over the 0.504" pixel; False:
+        the PSF already includes the pixel and the operator point-samples
+        (:func:`enhance_hmi.physics.transfer.hmi_given_target_transfer`).
 
     Attributes
     ----------
@@ -145,14 +149,23 @@ class ForwardModel:
     #: The array library of the arrays this operator takes and returns.
     backend = "numpy"
 
-    def __init__(self, shape_in: tuple[int, int], margin: int, psf_model: str) -> None:
+    def __init__(
+        self,
+        shape_in: tuple[int, int],
+        margin: int,
+        psf_model: str,
+        *,
+        pixel_integration: bool = True,
+    ) -> None:
         self.padded = (
             fast_padded_length(shape_in[0], margin),
             fast_padded_length(shape_in[1], margin),
         )
         self.pad_before = (margin, margin)
         self.fine = (2 * self.padded[0], 2 * self.padded[1])
-        self.otf: Any = hmi_given_target_transfer(self.fine, psf_model=psf_model)
+        self.otf: Any = hmi_given_target_transfer(
+            self.fine, psf_model=psf_model, pixel_integration=pixel_integration
+        )
 
     # array conversion -------------------------------------------------------------
     def array(self, values: np.ndarray) -> Any:
@@ -187,8 +200,9 @@ class ForwardModel:
         return self._convolve(self._upsample(r))
 
 
-#: Builds the operator of a projection: ``(input shape, margin, psf_model) -> ForwardModel``.
-OperatorFactory = Callable[[tuple[int, int], int, str], ForwardModel]
+#: Builds the operator of a projection: ``(input shape, margin, psf_model,
+#: pixel_integration=...) -> ForwardModel``.
+OperatorFactory = Callable[..., ForwardModel]
 #: Estimates the input noise: ``(image, estimate, region=...) -> (noise, estimate used)``,
 #: as :func:`enhance_hmi.physics.noise.input_noise`.
 NoiseEstimator = Callable[..., tuple[float, str]]
@@ -252,6 +266,7 @@ def project_to_observation(
     discrepancy: float = 1.1,
     max_iterations: int = 25,
     psf_model: str = DEFAULT_PSF_MODEL,
+    pixel_integration: bool = True,
     border: int = 2,
     noise_estimate: str = "spectral",
     disk: SolarDisk | None = None,
@@ -285,6 +300,9 @@ def project_to_observation(
         of itself: more iterations would fit what the data do not resolve.
     psf_model : str
         HMI PSF model (:func:`enhance_hmi.physics.hmi_psf`).
+    pixel_integration : bool
+        Whether the forward operator integrates over the HMI pixel (default)
+        or point-samples (a PSF that includes the pixel; :class:`ForwardModel`).
     border : int
         Input pixels at each edge of the image that do not constrain the
         solution: beyond the edge the operator sees the image's mirror
@@ -360,7 +378,12 @@ def project_to_observation(
         raise InputError(f"projection needs a positive input noise; got {noise}")
 
     kernel_half = hmi_psf(ENHANCED_PIXEL_SCALE, model=psf_model).shape[0] // 2
-    model = operator((y.shape[0], y.shape[1]), kernel_half // 2 + 2, psf_model)
+    model = operator(
+        (y.shape[0], y.shape[1]),
+        kernel_half // 2 + 2,
+        psf_model,
+        pixel_integration=pixel_integration,
+    )
     (by, bx), (py, px) = model.pad_before, model.padded
     pad_in = ((by, py - y.shape[0] - by), (bx, px - y.shape[1] - bx))
     pad_out = tuple((2 * lo, 2 * hi) for lo, hi in pad_in)
@@ -486,7 +509,8 @@ def project_as_recipe(
     ``meta`` is the network's sidecar: ``inference.consistency_discrepancy``
     (default 1), ``inference.consistency_noise_estimate`` (default
     :func:`enhance_hmi.physics.noise.noise_estimate_for` its observable,
-    :func:`recipe_noise_estimate`) and ``psf_model``. ``noise`` (input
+    :func:`recipe_noise_estimate`), ``psf_model`` and ``pixel_integration``
+    (default True). ``noise`` (input
     units) replaces the estimate when given; ``noise_estimate`` replaces
     the recipe's estimate (a caller that has already resolved "auto" for
     this input, :func:`enhance_hmi.physics.noise.resolve_noise_estimate`,
@@ -502,6 +526,7 @@ def project_as_recipe(
         noise=noise,
         discrepancy=float(recipe.get("consistency_discrepancy", 1.0)),
         psf_model=psf_model_of(meta),
+        pixel_integration=bool(meta.get("pixel_integration", True)),
         noise_estimate=noise_estimate or recipe_noise_estimate(meta),
         disk=disk,
         operator=operator,

@@ -37,6 +37,14 @@ Models
     asymmetry lost). Prefer ``"wachter2012"`` or ``"wachter"`` unless these
     are checked against Yeo et al. (2014), Sect. 2 and Table 1.
 
+    The fourth weight is 0.0467, not 0.00467 (a figure quoted elsewhere):
+    the weights of a normalised PSF must sum to 1, whether read as light
+    fractions (the integral) or as amplitudes at the centre (the peak).
+    With 0.0467 they sum to 0.9997, 1 within the rounding of three
+    significant figures; with 0.00467 to 0.958, 4 % short. This is the
+    normalisation argument, not a reading of Yeo et al.'s table, which the
+    texts available here (abstract and front matter) do not include.
+
 Default extents
 ---------------
 The Wachter tail falls as theta^-3, so a large share of the light (44 % for
@@ -112,6 +120,7 @@ WACHTER_2012_PARAMETERS: Mapping[str, float] = MappingProxyType(
 )
 #: Yeo et al. (2014) five-Gaussian PSF ([3]_, as quoted in [1]_): light fractions of
 #: unit-integral Gaussians and their sigma in arcsec; azimuthal modulation omitted.
+#: The fourth weight is 0.0467 (the weights then sum to 1; see the module notes).
 YEO_PARAMETERS: Mapping[str, tuple[float, ...]] = MappingProxyType(
     {
         "weights": (0.641, 0.211, 0.066, 0.0467, 0.035),

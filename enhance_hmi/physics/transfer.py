@@ -32,6 +32,7 @@ from scipy import fft as sfft
 from enhance_hmi.errors import InputError
 from enhance_hmi.physics.constants import (
     ENHANCED_PIXEL_SCALE,
+    HMI_PIXEL_SCALE,
     HMI_WAVELENGTH,
     TARGET_APERTURE,
     to_arcsec,
@@ -43,6 +44,7 @@ __all__ = [
     "aperture_otf",
     "binnable_image",
     "hmi_given_target_transfer",
+    "point_sampling_gain",
     "radial_otf",
     "reobservation_padding",
     "reobserve_target",
@@ -55,6 +57,10 @@ _FINE = 4
 #: ``A`` below this is treated as zero in ``H / A`` (only beyond ~1.9
 #: cycles/arcsec, where ``H`` is already < 1e-4).
 _FLOOR = 0.05
+#: Floor of the HMI pixel's transfer function (``sinc(fy p) sinc(fx p)``, p =
+#: 0.504") divided out by :func:`point_sampling_gain`: it falls below this only
+#: beyond ~1.8 cycles/arcsec, where the HMI OTF is < 5e-5 for every PSF model.
+_PIXEL_FLOOR = 0.1
 #: Samples of the radial profile of ``H / A`` read off for every grid frequency
 #: (linear interpolation between them changes the table by < 3e-5).
 _RADIAL_SAMPLES = 1 << 16
@@ -94,6 +100,42 @@ def aperture_otf(freq: np.ndarray, aperture_m: float, wavelength_m: float) -> np
     return (2 / np.pi) * (np.arccos(q) - q * np.sqrt(1 - q**2))
 
 
+def point_sampling_gain(
+    fy: np.ndarray, fx: np.ndarray, *, pixel_scale: u.Quantity = HMI_PIXEL_SCALE
+) -> np.ndarray:
+    """Filter that turns a pixel-integrating 2x2-binning operator into a point-sampling one.
+
+    An operator on the 0.252"/px grid that ends by averaging 2x2 blocks
+    integrates the image over each 0.504" HMI pixel: its transfer function
+    carries the pixel's ``sinc(fy p) sinc(fx p)`` (p = 0.504"), the transfer
+    function of a square pixel [2]_. If the measured HMI PSF already includes
+    the CCD pixel's own integration (the published PSFs [3]_ were fitted to
+    pixelated HMI images, so either reading is plausible), the HMI image is
+    the PSF-convolved sky *sampled* at the pixel centres, and the pixel must
+    not be applied twice: multiplying the operator's transfer function by
+    this gain divides the pixel's out (floored at 0.1, reached only where
+    the HMI OTF is negligible).
+
+    Parameters
+    ----------
+    fy, fx : numpy.ndarray
+        Frequencies in cycles per arcsec (broadcastable).
+    pixel_scale : `~astropy.units.Quantity`
+        The HMI pixel (0.504").
+
+    Returns
+    -------
+    numpy.ndarray
+        ``1 / max(sinc(fy p) sinc(fx p), 0.1)``, broadcast over ``fy`` and ``fx``.
+    """
+    p = to_arcsec(pixel_scale, "pixel_scale")
+    pixel = np.sinc(np.asarray(fy, dtype=np.float64) * p) * np.sinc(
+        np.asarray(fx, dtype=np.float64) * p
+    )
+    gain: np.ndarray = 1.0 / np.maximum(pixel, _PIXEL_FLOOR)
+    return gain
+
+
 @functools.lru_cache(maxsize=8)
 def _hmi_table(psf_model: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
     fine = scale / _FINE
@@ -108,6 +150,7 @@ def hmi_given_target_transfer(
     pixel_scale: u.Quantity = ENHANCED_PIXEL_SCALE,
     aperture: u.Quantity = TARGET_APERTURE,
     wavelength: u.Quantity = HMI_WAVELENGTH,
+    pixel_integration: bool = True,
 ) -> np.ndarray:
     """Transfer function ``H / A`` from a 28 cm image to HMI's view, for real FFTs.
 
@@ -122,6 +165,11 @@ def hmi_given_target_transfer(
     aperture, wavelength : `~astropy.units.Quantity`
         The target telescope of ``A`` (28 cm; the wavelength the target was
         made at, 6173 Å for HMI-trained networks).
+    pixel_integration : bool
+        True (default): the HMI PSF does not include the CCD pixel, and the
+        2x2 binning that follows integrates over the 0.504" pixel. False: the
+        PSF already includes it, and the table carries
+        :func:`point_sampling_gain` so that the binning point-samples.
 
     Returns
     -------
@@ -145,7 +193,10 @@ def hmi_given_target_transfer(
         radius, to_metre(aperture, "aperture"), to_metre(wavelength, "wavelength")
     )
     profile = np.where(target > _FLOOR, hmi / np.maximum(target, _FLOOR), 0.0)
-    ratio: np.ndarray = np.interp(rho, radius, profile).astype(np.float32)
+    if pixel_integration:
+        ratio: np.ndarray = np.interp(rho, radius, profile).astype(np.float32)
+    else:
+        ratio = (np.interp(rho, radius, profile) * point_sampling_gain(fy, fx)).astype(np.float32)
     ratio.flags.writeable = False  # cached: shared by every caller with this grid
     return ratio
 
@@ -181,6 +232,7 @@ def reobserve_target(
     psf_model: str = DEFAULT_PSF_MODEL,
     wavelength: u.Quantity = HMI_WAVELENGTH,
     aperture: u.Quantity = TARGET_APERTURE,
+    pixel_integration: bool = True,
 ) -> np.ndarray:
     """HMI's view of a 28 cm image on the 0.252"/px grid, at 0.504"/px.
 
@@ -194,7 +246,7 @@ def reobserve_target(
     ----------
     enhanced : array_like
         2-D enhanced image (continuum or Blos; any units).
-    psf_model, wavelength, aperture
+    psf_model, wavelength, aperture, pixel_integration
         See :func:`hmi_given_target_transfer`.
 
     Returns
@@ -218,7 +270,11 @@ def reobserve_target(
     (pad, after_y), (_, after_x) = reobservation_padding((ny, nx), psf_model)
     padded = np.pad(filled, ((pad, after_y), (pad, after_x)), mode="symmetric")
     transfer = hmi_given_target_transfer(
-        padded.shape, psf_model=psf_model, aperture=aperture, wavelength=wavelength
+        padded.shape,
+        psf_model=psf_model,
+        aperture=aperture,
+        wavelength=wavelength,
+        pixel_integration=pixel_integration,
     )
     spectrum = sfft.rfft2(padded, workers=-1) * transfer
     blurred = sfft.irfft2(spectrum, s=padded.shape, workers=-1)[pad : pad + ny, pad : pad + nx]

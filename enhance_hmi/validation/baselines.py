@@ -32,7 +32,7 @@ from enhance_hmi.physics import HMI_PIXEL_SCALE
 from enhance_hmi.physics.noise import hmi_noise_sigma as spectral_noise_sigma_hmi
 from enhance_hmi.physics.noise import spectral_noise_sigma
 from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
-from enhance_hmi.physics.transfer import aperture_otf, radial_otf
+from enhance_hmi.physics.transfer import aperture_otf, point_sampling_gain, radial_otf
 
 __all__ = [
     "bicubic",
@@ -134,6 +134,7 @@ def tikhonov(
     image: object,
     *,
     psf_model: str = ...,
+    pixel_integration: bool = ...,
     discrepancy: float = ...,
     iterations: int = ...,
     return_details: Literal[False] = ...,
@@ -145,6 +146,7 @@ def tikhonov(
     image: object,
     *,
     psf_model: str = ...,
+    pixel_integration: bool = ...,
     discrepancy: float = ...,
     iterations: int = ...,
     return_details: Literal[True],
@@ -155,6 +157,7 @@ def tikhonov(
     image: object,
     *,
     psf_model: str = DEFAULT_PSF_MODEL,
+    pixel_integration: bool = True,
     discrepancy: float = 1.0,
     iterations: int = 40,
     return_details: bool = False,
@@ -184,6 +187,11 @@ def tikhonov(
         HMI-like image at 0.504"/px (continuum or Blos; any units).
     psf_model : str
         HMI PSF model (:func:`enhance_hmi.physics.hmi_psf`).
+    pixel_integration : bool
+        True (default): ``R`` integrates over the 0.504" pixel (the 2x2
+        binning of the 0.252" pixels); False: the PSF already includes the
+        pixel and ``R`` point-samples
+        (:func:`enhance_hmi.physics.transfer.point_sampling_gain`).
     discrepancy : float
         Target residual in units of the estimated noise.
     iterations : int
@@ -218,6 +226,8 @@ def tikhonov(
     fine = scale / 4
     freq, otf = radial_otf(hmi_psf(fine * u.arcsec, model=psf_model), fine)
     blur = np.interp(rho, freq, otf, right=0.0) * np.sinc(fy * scale) * np.sinc(fx * scale)
+    if not pixel_integration:
+        blur = blur * point_sampling_gain(fy, fx, pixel_scale=2 * scale * u.arcsec)
     target = aperture_otf(rho, TARGET_APERTURE.to_value(u.m), wavelength)
     roughness = (2 * np.sin(np.pi * fy * scale)) ** 2 + (2 * np.sin(np.pi * fx * scale)) ** 2
 

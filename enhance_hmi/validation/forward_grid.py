@@ -1,0 +1,297 @@
+"""The forward-model grid: each held-out region degraded by every member of the family.
+
+The true HMI forward model is uncertain (which PSF; whether it includes the
+CCD pixel: :mod:`enhance_hmi.physics.forward_family`). A network trained
+under one member meets data made by another, while a classical method can
+be told the member. For every held-out region and every member asked for,
+the region's truth is degraded with that member (one noise draw, the same
+for every member) and these methods are scored against its 28 cm target:
+
+``network_default``
+    the network as ``enhance predict`` runs it (its projection onto the
+    input uses the forward model of its weights);
+``tikhonov_told``
+    Tikhonov deconvolution (:func:`enhance_hmi.validation.baselines.tikhonov`)
+    with the member's own PSF and pixel choice;
+``tikhonov_default``
+    Tikhonov with the weights' PSF and the default pixel choice (what a
+    user who is told nothing would run);
+``bicubic``
+    2x cubic interpolation;
+``oracle_linear``
+    the least-squares linear 2x filter fitted on the truth
+    (:func:`~enhance_hmi.validation.baselines.oracle_linear`): a bound for
+    linear methods, not a method.
+
+A network that is told the member does not exist yet: :data:`NOTES` says so
+in every table. Continuum is scored by PSNR (dB; higher is better),
+magnetograms by RMSE (gauss; lower is better), over the target less an
+8-pixel border.
+
+References
+----------
+.. [1] Díaz Baso, C. J. & Asensio Ramos, A. (2018), "Enhancing SDO/HMI images
+   using deep learning", A&A 614, A5, Sect. 4.
+.. [2] Tikhonov, A. N. & Arsenin, V. Y. (1977), *Solutions of Ill-posed
+   Problems*, Winston.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from enhance_hmi.atomic import atomic_path
+from enhance_hmi.model import load_weights_cached, read_sidecar
+from enhance_hmi.physics import degrade
+from enhance_hmi.physics.forward_family import ForwardModelSpec, forward_model_of
+from enhance_hmi.provenance import provenance_record
+from enhance_hmi.scenes import Scene, held_out_part
+from enhance_hmi.validation import baselines, metrics
+from enhance_hmi.validation.heldout import _network_output
+from enhance_hmi.validation.report.figures import new_figure, save_png
+
+__all__ = [
+    "GRID_METHODS",
+    "NOTES",
+    "evaluate_forward_grid",
+    "format_grid_table",
+    "write_forward_grid",
+]
+
+log = logging.getLogger(__name__)
+
+#: The methods of the grid, in column order.
+GRID_METHODS = (
+    "network_default",
+    "tikhonov_told",
+    "tikhonov_default",
+    "bicubic",
+    "oracle_linear",
+)
+#: What every grid table says beside its numbers.
+NOTES = (
+    "network_told is not in the table: no network yet takes the forward model as an "
+    "input, so none can be told the member.",
+    "oracle_linear is the linear 2x filter fitted on the truth: a bound for linear "
+    "methods, not a method.",
+    "tikhonov_default uses the weights' PSF with pixel integration (the default); "
+    "tikhonov_told the member's own PSF and pixel choice.",
+)
+
+
+def _regions(scenes: Sequence[Scene], holdout: float) -> list[tuple[str, Scene, float]]:
+    """(label, held-out part, calibration factor) of every region, as ``enhance train`` splits."""
+    out = []
+    for scene in scenes:
+        part = held_out_part(scene, holdout=holdout)
+        if scene.gain == (1.0, 1.0):
+            out.append((part.name, part, 1.0))
+        else:
+            out += [(f"{part.name} k={k:g}", part, float(k)) for k in scene.gain]
+    return out
+
+
+def _score(image: np.ndarray, truth: np.ndarray, observable: str, border: int) -> float:
+    """PSNR (dB) for continuum, RMSE (truth units) for magnetograms, inside ``border``."""
+    inner = (slice(border, -border), slice(border, -border)) if border else (slice(None),) * 2
+    img = np.asarray(image, dtype=np.float64)[inner]
+    ref = np.asarray(truth, dtype=np.float64)[inner]
+    if observable == "continuum":
+        return metrics.psnr(img, ref)
+    ok = np.isfinite(img) & np.isfinite(ref)
+    return float(np.sqrt(np.mean((img[ok] - ref[ok]) ** 2)))
+
+
+def evaluate_forward_grid(
+    weights: str | os.PathLike[str],
+    scenes: Sequence[Scene],
+    members: Sequence[ForwardModelSpec],
+    *,
+    holdout: float = 0.35,
+    noise_sigma: float | None = None,
+    noise_seed: int = 1,
+    border: int = 8,
+    consistency: bool = True,
+) -> list[dict[str, Any]]:
+    """Score every method of :data:`GRID_METHODS` on every (region, member) cell.
+
+    Parameters
+    ----------
+    weights : path-like
+        Network weights (the ``network_default`` column; their sidecar's
+        PSF sets ``tikhonov_default``).
+    scenes : sequence of Scene
+        Truth scenes; the held-out region of each is used
+        (:func:`enhance_hmi.scenes.held_out_part`), one region per
+        calibration factor for a scene known up to one.
+    members : sequence of ForwardModelSpec
+        Forward models to degrade with (rows).
+    holdout : float
+        Held-out column fraction (as trained).
+    noise_sigma : float, optional
+        Input noise in network units; default the weights' training noise.
+    noise_seed : int
+        Seed of the input noise; every member of a region gets the same draw.
+    border : int
+        Target pixels left out at each edge before scoring.
+    consistency : bool
+        Project the network output onto its input, as ``enhance predict`` does.
+
+    Returns
+    -------
+    list of dict
+        One row per (region, member): ``scene``, ``forward_model``,
+        ``score`` ("psnr_dB" or "rmse"), one value per method, and the
+        network's margin over ``tikhonov_told`` and ``oracle_linear``
+        (``network_minus_*`` in dB for PSNR; ``network_over_*`` RMSE ratios).
+    """
+    model, meta = load_weights_cached(weights)
+    scale = float(meta["input_normalisation"]["scale"])
+    if noise_sigma is None:
+        noise_sigma = float(meta.get("training", {}).get("config", {}).get("noise_sigma", 0.0))
+    sigma = float(noise_sigma) * scale
+    observable = str(meta["observable"])
+    default = ForwardModelSpec(forward_model_of(meta).psf_model, True)
+    rows = []
+    for label, part, gain in _regions(scenes, holdout):
+        for member in members:
+            pair = degrade(part.data, part.pixel_scale, **member.options())
+            target = (pair.target * gain).astype(np.float32)
+            clean = (pair.input * gain).astype(np.float32)
+            rng = np.random.default_rng(noise_seed)
+            noisy = clean + rng.normal(0.0, sigma, clean.shape).astype(np.float32)
+            told = baselines.tikhonov(noisy, **member.options())
+            images = {
+                "network_default": _network_output(noisy, model, meta, scale, consistency),
+                "tikhonov_told": told,
+                "tikhonov_default": (
+                    told if member == default else baselines.tikhonov(noisy, **default.options())
+                ),
+                "bicubic": baselines.bicubic(noisy),
+                "oracle_linear": baselines.oracle_linear(noisy, target),
+            }
+            row: dict[str, Any] = {
+                "scene": label,
+                "forward_model": member.name,
+                "score": "psnr_dB" if observable == "continuum" else "rmse",
+            }
+            row.update({k: _score(v, target, observable, border) for k, v in images.items()})
+            net = row["network_default"]
+            for ref in ("tikhonov_told", "oracle_linear"):
+                if observable == "continuum":
+                    row[f"network_minus_{ref}"] = net - row[ref]
+                else:
+                    row[f"network_over_{ref}"] = net / row[ref] if row[ref] > 0 else None
+            rows.append(row)
+            log.info("forward grid: %s under %s", label, member.name)
+    return rows
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(k for row in rows for k in row))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def format_grid_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The grid as a Markdown table (rows: region x member; columns: methods), and the notes."""
+    keys = _columns(rows)
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cell(row.get(k)) for k in keys) + " |" for row in rows]
+    lines += ["", *(f"- {note}" for note in NOTES)]
+    return "\n".join(lines)
+
+
+def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+#: Figure of :func:`write_forward_grid`: inches per member (width) and per panel (height).
+_INCHES_PER_MEMBER = 1.1
+_PANEL_INCHES = 3.2
+
+
+def _figure(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """Per region: each method's score against the member (top), the network's margin (bottom)."""
+    scenes = list(dict.fromkeys(row["scene"] for row in rows))
+    members = list(dict.fromkeys(row["forward_model"] for row in rows))
+    width = max(6.0, _INCHES_PER_MEMBER * len(members)) * len(scenes)
+    fig = new_figure(width, 2 * _PANEL_INCHES, layout="tight")
+    axes = fig.subplots(2, len(scenes), squeeze=False)
+    continuum = rows[0]["score"] == "psnr_dB"
+    margin = "network_minus_tikhonov_told" if continuum else "network_over_tikhonov_told"
+    x = np.arange(len(members))
+    for c, scene in enumerate(scenes):
+        by_member = {r["forward_model"]: r for r in rows if r["scene"] == scene}
+        ax = axes[0, c]
+        for method in GRID_METHODS:
+            values = [by_member[m][method] if m in by_member else np.nan for m in members]
+            ax.plot(x, values, marker="o", label=method)
+        ax.set_title(scene, fontsize=9)
+        ax.set_ylabel("PSNR (dB)" if continuum else "RMSE", fontsize=8)
+        ax.set_xticks(x, [""] * len(members))
+        if c == 0:
+            ax.legend(fontsize=7)
+        ax = axes[1, c]
+        values = [
+            np.nan if by_member.get(m, {}).get(margin) is None else by_member[m][margin]
+            for m in members
+        ]
+        good = [(v >= 0) if continuum else (v <= 1) for v in values]
+        ax.bar(x, values, color=["tab:green" if g else "tab:red" for g in good])
+        ax.axhline(0.0 if continuum else 1.0, color="k", lw=0.8)
+        ax.set_ylabel(
+            "network - Tikhonov told (dB)" if continuum else "network / Tikhonov told", fontsize=8
+        )
+        ax.set_xticks(x, members, rotation=45, ha="right", fontsize=7)
+    fig.suptitle(title)
+    save_png(fig, path, dpi=80)
+
+
+def write_forward_grid(
+    out_dir: str | os.PathLike[str],
+    *,
+    weights: str | os.PathLike[str],
+    rows: Sequence[dict[str, Any]],
+) -> dict[str, Path]:
+    """Write ``forward_grid.csv``, ``.md``, ``.json`` (with provenance) and ``.png`` atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = read_sidecar(weights)
+    paths = {
+        "csv": out / "forward_grid.csv",
+        "table": out / "forward_grid.md",
+        "json": out / "forward_grid.json",
+        "figure": out / "forward_grid.png",
+    }
+    record = {
+        "provenance": provenance_record(weights_sha256=meta["sha256"], weights=Path(weights).name),
+        "methods": list(GRID_METHODS),
+        "notes": list(NOTES),
+        "rows": list(rows),
+    }
+    with atomic_path(paths["csv"]) as tmp:
+        tmp.write_text(_csv_text(rows))
+    with atomic_path(paths["table"]) as tmp:
+        tmp.write_text(format_grid_table(rows) + "\n")
+    with atomic_path(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    _figure(rows, paths["figure"], f"{meta['observable']}: held-out regions x forward models")
+    return paths
