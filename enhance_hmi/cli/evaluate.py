@@ -29,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "truth's own). Optionally real HMI checks. Writes evaluation.json, "
             "evaluation.md and evaluation.png. With --forward-models, also degrades each "
             "held-out region with every named HMI forward model (PSF x pixel integration) and "
-            "scores the network, Tikhonov told that model, Tikhonov with the default, bicubic "
-            "and the linear bound: forward_grid.csv/.md/.json/.png."
+            "scores the network (as shipped, and told the model: its input harmonised to the "
+            "model it was trained for), Tikhonov told that model, Tikhonov with the default, "
+            "bicubic and the linear bound: forward_grid.csv/.md/.json/.png."
         ),
     )
     parser.add_argument(

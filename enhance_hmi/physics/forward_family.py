@@ -51,6 +51,7 @@ References
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -187,12 +188,50 @@ class ForwardModelSpec:
         """
         f = np.asarray(u.Quantity(frequency).to_value(1 / u.arcsec), dtype=np.float64)
         p = to_arcsec(HMI_PIXEL_SCALE, "pixel_scale")
-        fine = p / _MTF_OVERSAMPLE
-        freq, otf = radial_otf(hmi_psf(fine * u.arcsec, model=self.psf_model), fine)
+        freq, otf = _psf_otf_table(self.psf_model)
         out: np.ndarray = np.interp(np.abs(f), freq, otf, right=0.0)
         if self.pixel_integration:
             out = out * np.abs(np.sinc(f * p))
         return out
+
+    def otf(self, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+        """The member's 2-D transfer function at frequencies ``(fy, fx)`` (cycles/arcsec).
+
+        The PSF's transfer function (the PSF models are radially symmetric,
+        so it is a function of ``hypot(fy, fx)``, tabulated from the PSF
+        sampled at 1/8 of the HMI pixel), times the square 0.504" pixel's
+        separable ``sinc(fy p) sinc(fx p)`` when the member integrates over
+        the pixel ([5]_). Real and positive inside the HMI Nyquist
+        frequency (the pixel's sinc first vanishes at ``1 / p``, twice it).
+
+        Parameters
+        ----------
+        fy, fx : numpy.ndarray
+            Frequencies along the two axes (broadcastable), cycles per arcsec.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, broadcast over ``fy`` and ``fx``; 1 at zero frequency.
+        """
+        fy = np.asarray(fy, dtype=np.float64)
+        fx = np.asarray(fx, dtype=np.float64)
+        freq, table = _psf_otf_table(self.psf_model)
+        out: np.ndarray = np.interp(np.hypot(fy, fx), freq, table, right=0.0)
+        if self.pixel_integration:
+            p = to_arcsec(HMI_PIXEL_SCALE, "pixel_scale")
+            out = out * np.sinc(fy * p) * np.sinc(fx * p)
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def _psf_otf_table(psf_model: str) -> tuple[np.ndarray, np.ndarray]:
+    """Radial transfer function of an HMI PSF model: (frequency in cycles/arcsec, OTF)."""
+    fine = to_arcsec(HMI_PIXEL_SCALE, "pixel_scale") / _MTF_OVERSAMPLE
+    freq, otf = radial_otf(hmi_psf(fine * u.arcsec, model=psf_model), fine)
+    freq.flags.writeable = False  # cached: shared by every caller
+    otf.flags.writeable = False
+    return freq, otf
 
 
 #: The member that holds when nothing else is said: the project's default PSF,
