@@ -193,12 +193,25 @@ class EnhanceSettings:
         estimate: gauss for magnetograms, quiet-Sun units (dimensionless)
         for continuum (:func:`enhance_hmi.physics.noise.input_noise_in_data_units`).
     psf_model : {"wachter", "wachter2012", "yeo"}, optional
-        The HMI PSF of the forward model the projection onto the input and
-        the per-frame quality figures observe the output with
-        (:data:`enhance_hmi.physics.psf.HMI_PSF_MODELS`): for a user who
-        holds another of the published HMI PSFs to be the true one. None
-        (default): the model the network was trained for (its sidecar's
-        ``psf_model``, ``ENHPSF``). The network itself is not told.
+        The HMI PSF of the forward model the data were made with, as the
+        user holds it (:data:`enhance_hmi.physics.psf.HMI_PSF_MODELS`).
+        None (default): the model the network was trained for (its
+        sidecar's ``psf_model``, ``ENHPSF``).
+    pixel_integration : bool, optional
+        Whether that forward model integrates over the 0.504" CCD pixel
+        (True) or the measured PSF already includes the pixel's response
+        and the image samples it at pixel centres (False)
+        (:class:`enhance_hmi.physics.forward_family.ForwardModelSpec`).
+        None (default): the network's own (True for the shipped networks).
+
+        When ``psf_model`` and ``pixel_integration`` name another member of
+        the family than the network was trained for, the network is told:
+        its input is first harmonised to its own member
+        (:func:`enhance_hmi.physics.harmonise.harmonise`, a Wiener-regularised
+        ratio of the two transfer functions), the projection onto the
+        (unfiltered) input uses the told member, and the per-frame quality
+        figures its PSF (their re-observation integrates over the pixel)
+        (docs/forward_models.md).
     """
 
     observable: str | None = None
@@ -217,6 +230,9 @@ class EnhanceSettings:
     input_noise: u.Quantity | None = None
     psf_model: str | None = dataclasses.field(
         default=None, metadata={"output": True, "sidecar": ("psf_model",)}
+    )
+    pixel_integration: bool | None = dataclasses.field(
+        default=None, metadata={"output": True, "sidecar": ("pixel_integration",)}
     )
 
     # ------------------------------------------------------------ building
@@ -504,6 +520,8 @@ def _convert(name: str, value: Any, *, observable: str | None, label: Callable[[
         return _tile(value, label)
     if name == "compression":
         return _compression(value, label)
+    if name == "pixel_integration":
+        return _flag(name, value, label)
     if name in ("check_scale", "check_range", "consistency"):
         return bool(_flag(name, value, label)) if value is not None else True
     if name in ("uncertainty", "compile"):

@@ -115,7 +115,7 @@ def test_tour_runs_as_written(tmp_path):
         print(f"not run: {command}\n  because it {reason}")
     script = "set -x\n" + "\n".join(c for c in commands if c not in skipped) + "\n"
     home = tmp_path / "home"
-    home.mkdir()
+    (home / ".config").mkdir(parents=True)  # a real home has one; astropy warns without it
     env = {
         **os.environ,
         # the interpreter running the tests, and its `enhance` command, first

@@ -226,3 +226,29 @@ def test_the_forward_model_choice_reaches_the_projection_the_header_and_the_dige
         # the projection re-observes with the Yeo PSF: another image, same input noise
         assert not np.array_equal(a[1].data, b[1].data)
         assert a[1].header["ENHNOISE"] == b[1].header["ENHNOISE"]
+
+
+def test_a_told_forward_model_harmonises_the_input_and_the_own_one_changes_nothing(
+    tmp_path,
+) -> None:
+    """Telling the network its own member is the default, bit for bit; another harmonises."""
+    from astropy.io import fits
+
+    from enhance_hmi.pipeline import enhance_file
+
+    crop = REPO / "tests" / "data" / "hmi.M_720s.20111217_060000_TAI.crop128.magnetogram.fits"
+    settings = EnhanceSettings(device="cpu", tile=64, uncertainty=False, consistency=False)
+    own = enhance_file(crop, tmp_path / "own.fits", settings)
+    named = enhance_file(
+        crop,
+        tmp_path / "named.fits",
+        settings.replace(psf_model="wachter2012", pixel_integration=True),
+    )
+    point = enhance_file(crop, tmp_path / "point.fits", settings.replace(pixel_integration=False))
+    assert predict_settings("--no-pixel-integration").pixel_integration is False
+    with fits.open(own) as a, fits.open(named) as b, fits.open(point) as c:
+        np.testing.assert_array_equal(a[1].data, b[1].data)
+        # no projection here: the difference is the harmonised input alone
+        assert not np.array_equal(a[1].data, c[1].data)
+        history = "\n".join(str(card) for card in c[1].header["HISTORY"])
+        assert "setting pixel_integration: False" in history

@@ -128,9 +128,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--psf-model",
         metavar="{wachter,wachter2012,yeo}",
-        help="HMI PSF of the forward model the projection onto the input and the quality "
-        "figures use (default: the one the network was trained for, wachter2012 for the "
+        help="HMI PSF the data were made with; another than the network's tells it: its "
+        "input is harmonised to its own, and the projection and the quality figures use "
+        "this one (default: the one the network was trained for, wachter2012 for the "
         "shipped networks)",
+    )
+    parser.add_argument(
+        "--pixel-integration",
+        action=argparse.BooleanOptionalAction,
+        help="whether that forward model integrates over the CCD pixel (default: as the "
+        "network was trained, yes for the shipped networks); --no-pixel-integration: the "
+        "measured PSF already includes the pixel",
     )
     for action in parser._actions:  # an option left out keeps the settings' default
         if action.dest in EnhanceSettings.option_names():

@@ -31,6 +31,8 @@ from enhance_hmi.model.weights import (
 )
 from enhance_hmi.physics import psf_model_of
 from enhance_hmi.physics.disk import SolarDisk
+from enhance_hmi.physics.forward_family import forward_model_of
+from enhance_hmi.physics.harmonise import harmonise
 from enhance_hmi.settings import EnhanceSettings
 
 __all__ = ["COMPILE_AUTO_MIN_PIXELS", "enhance_frame", "resolve_compile"]
@@ -149,6 +151,7 @@ def enhance_frame(
     disk = SolarDisk.from_header(frame.header)
     recipe = settings.recipe(meta)  # the weights' recipe, as this run's options amend it
     plan = _projection_plan(frame, settings, recipe, disk)
+    network_input = _told_input(frame, meta, recipe, plan, disk)
     combined: EnhanceWithUncertainty | None = None  # the network with its sigma head
     if resolve_uncertainty(settings.uncertainty, path):
         from enhance_hmi.inference.uncertainty import with_uncertainty
@@ -174,11 +177,11 @@ def enhance_frame(
     )
     meta_out = dict(frame.meta)
     if combined is None:
-        data = enhance_array(frame.data, model, **options)
+        data = enhance_array(network_input, model, **options)
     else:
         from enhance_hmi.inference.uncertainty import sigma_map
 
-        data, sigma = enhance_array_with_sigma(frame.data, combined, **options)
+        data, sigma = enhance_array_with_sigma(network_input, combined, **options)
         meta_out["sigma"] = sigma_map(sigma, head_meta, projected=plan is not None)
     if plan is not None:
         network_output = data
@@ -203,6 +206,39 @@ def enhance_frame(
     )
     header = upsample_header(frame.header, factor=model.upscale)
     return Frame(data=data, header=header, observable=frame.observable, meta=meta_out)
+
+
+def _told_input(
+    frame: Frame,
+    meta: dict[str, Any],
+    recipe: dict[str, Any],
+    plan: _ProjectionPlan | None,
+    disk: SolarDisk | None,
+) -> np.ndarray:
+    """The network's input: the frame's data, harmonised when the run tells another forward model.
+
+    The told member is the recipe's (:meth:`EnhanceSettings.recipe`: the
+    ``psf_model`` and ``pixel_integration`` options over the sidecar's); the
+    trained one the sidecar's. When they differ, the data are filtered to
+    look as made under the trained member
+    (:func:`enhance_hmi.physics.harmonise.harmonise`) with the input noise
+    the projection uses (given, or estimated over the constrained disk).
+    """
+    told, trained = forward_model_of(recipe), forward_model_of(meta)
+    if told == trained:
+        return frame.data
+    if plan is not None and plan.noise is not None:
+        noise = plan.noise
+    else:
+        from enhance_hmi.physics.disk import constraint_region
+        from enhance_hmi.physics.noise import input_noise
+        from enhance_hmi.physics.projection import recipe_noise_estimate
+
+        region = constraint_region(frame.data.shape, disk)
+        noise, _ = input_noise(frame.data, recipe_noise_estimate(recipe), region=region)
+    log.info("told forward model %s (network trained for %s): input harmonised", told, trained)
+    harmonised: np.ndarray = harmonise(frame.data, told=told, trained=trained, noise=noise)
+    return harmonised.astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)

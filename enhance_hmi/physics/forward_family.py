@@ -240,8 +240,11 @@ DEFAULT_FORWARD_MODEL = ForwardModelSpec()
 
 
 def family() -> tuple[ForwardModelSpec, ...]:
-    """Every member: each PSF model of :data:`~enhance_hmi.physics.psf.HMI_PSF_MODELS`,
-    integrated over the pixel and point-sampled (pixel first)."""
+    """Every member of the family, pixel-integrated first.
+
+    Each PSF model of :data:`~enhance_hmi.physics.psf.HMI_PSF_MODELS`,
+    integrated over the pixel and point-sampled.
+    """
     return tuple(
         ForwardModelSpec(psf, integrate) for psf in HMI_PSF_MODELS for integrate in (True, False)
     )
