@@ -343,7 +343,9 @@ def write_result(
             enhanced.meta.get("consistency"), " G" if frame.observable == "magnetogram" else ""
         ),
         "settings_sha256": settings_sha256(
-            settings, observable=frame.observable, uncertainty=loaded.uncertainty
+            settings.for_weights(metadata),
+            observable=frame.observable,
+            uncertainty=loaded.uncertainty,
         ),
     }
     for name, value in settings.provenance().items():  # every option, as HISTORY

@@ -48,7 +48,7 @@ from enhance_hmi.io.frame_quality import QualityTolerances
 from enhance_hmi.io.reader import NORMALIZE_CHOICES
 from enhance_hmi.io.writer import COMPRESSION_CHOICES
 from enhance_hmi.physics.noise import input_noise_in_data_units, parse_input_noise
-from enhance_hmi.physics.psf import HMI_PSF_MODELS
+from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL, HMI_PSF_MODELS
 
 __all__ = [
     "COMPILE_CHOICES",
@@ -71,6 +71,9 @@ COMPILE_CHOICES = (True, False, "auto")
 #: Default inference tile in input pixels: the fastest on a CPU for a full
 #: disk (``bench/cpu_tile.py``, docs/performance.md).
 DEFAULT_TILE = 512
+
+#: The smallest inference tile (input pixels), as the configuration schema says.
+MIN_TILE = 16
 
 #: Keys of the configuration's ``enhance:`` section that schedule a job rather
 #: than change what a frame becomes: frames per job and the threads that read
@@ -126,8 +129,8 @@ def validate_options(
         raise ConfigError(
             f"unknown precision {precision!r}; use one of {', '.join(PRECISION_CHOICES)}"
         )
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0:
-        raise ConfigError(f"tile must be a positive number of pixels, got {tile!r}")
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_TILE:
+        raise ConfigError(f"tile must be at least {MIN_TILE} pixels, got {tile!r}")
     if normalize not in NORMALIZE_CHOICES:
         raise ConfigError(
             f"unknown normalisation {normalize!r}; use one of {', '.join(NORMALIZE_CHOICES)}"
@@ -229,10 +232,12 @@ class EnhanceSettings:
     consistency: bool = True
     input_noise: u.Quantity | None = None
     psf_model: str | None = dataclasses.field(
-        default=None, metadata={"output": True, "sidecar": ("psf_model",)}
+        default=None,
+        metadata={"output": True, "sidecar": ("psf_model",), "unset": DEFAULT_PSF_MODEL},
     )
     pixel_integration: bool | None = dataclasses.field(
-        default=None, metadata={"output": True, "sidecar": ("pixel_integration",)}
+        default=None,
+        metadata={"output": True, "sidecar": ("pixel_integration",), "unset": True},
     )
 
     # ------------------------------------------------------------ building
@@ -361,6 +366,13 @@ class EnhanceSettings:
         )
         if self.compression not in COMPRESSION_CHOICES:
             raise ConfigError(f"unknown compression {self.compression!r}; use gzip, rice or none")
+        for name in ("check_scale", "check_range", "consistency"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.pixel_integration is not None and not isinstance(self.pixel_integration, bool):
+            raise ConfigError(
+                f"pixel_integration must be true, false or null, got {self.pixel_integration!r}"
+            )
         if self.psf_model is not None and self.psf_model not in HMI_PSF_MODELS:
             raise ConfigError(
                 f"unknown psf_model {self.psf_model!r}; use one of {', '.join(HMI_PSF_MODELS)}"
@@ -403,6 +415,29 @@ class EnhanceSettings:
                 entry = entry.setdefault(key, {})
             entry[keys[-1]] = value
         return amended
+
+    def for_weights(self, sidecar: Mapping[str, Any]) -> EnhanceSettings:
+        """These settings with every sidecar-tied option that repeats the sidecar set to None.
+
+        ``psf_model="wachter2012"`` for a network trained with it tells it
+        nothing: the output is the default's, bit for bit, so its settings
+        digest (:func:`enhance_hmi.pipeline.settings_sha256`) must be the
+        default's too, or an archive would be redone for nothing. A key the
+        sidecar lacks reads as the field's ``metadata["unset"]`` (what a
+        network without it was trained with).
+        """
+        changes: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            keys = field.metadata.get("sidecar")
+            value = getattr(self, field.name)
+            if not keys or value is None:
+                continue
+            entry: Any = sidecar
+            for key in keys:
+                entry = entry.get(key) if isinstance(entry, Mapping) else None
+            if value == (field.metadata.get("unset") if entry is None else entry):
+                changes[field.name] = None
+        return dataclasses.replace(self, **changes) if changes else self
 
     # ------------------------------------------------------------ records
     def provenance(self) -> dict[str, str]:
@@ -482,6 +517,8 @@ def _tile(value: Any, label: Callable[[str], str]) -> int:
         raise ConfigError(f"{label('tile')} must be a positive integer, got {value!r}") from exc
     if tile <= 0 or tile != value and str(value).strip() != str(tile):
         raise ConfigError(f"{label('tile')} must be a positive integer, got {value!r}")
+    if tile < MIN_TILE:
+        raise ConfigError(f"{label('tile')} must be at least {MIN_TILE} pixels, got {value!r}")
     return tile
 
 

@@ -97,7 +97,7 @@ def test_options_left_out_keep_the_defaults_of_each_route() -> None:
     ("option", "cli", "config_value", "message"),
     [
         ("tile", "-3", -3, "must be a positive integer"),
-        ("tile", "8", 8, "less than the minimum of 16"),
+        ("tile", "8", 8, "at least 16"),
         ("compression", "zip", "zip", "zip"),
         ("device", "tpu", "tpu", "unknown device 'tpu'"),
         ("precision", "fp8", "fp8", "unknown precision 'fp8'"),
@@ -252,3 +252,29 @@ def test_a_told_forward_model_harmonises_the_input_and_the_own_one_changes_nothi
         assert not np.array_equal(a[1].data, c[1].data)
         history = "\n".join(str(card) for card in c[1].header["HISTORY"])
         assert "setting pixel_integration: False" in history
+
+
+def test_python_values_are_checked_as_the_other_routes_check_them() -> None:
+    """A constructor value the command line or the configuration would refuse is refused."""
+    for bad in (
+        {"pixel_integration": "no"},
+        {"check_scale": "no"},
+        {"consistency": 1},
+        {"tile": 8},
+    ):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            EnhanceSettings(**bad).validate()
+
+
+def test_telling_the_network_its_own_forward_model_keeps_the_settings_digest() -> None:
+    """Naming the member a network was trained for changes nothing, digest included."""
+    sidecar = {"psf_model": "wachter2012"}  # no pixel_integration key: it integrated
+    own = EnhanceSettings(psf_model="wachter2012", pixel_integration=True)
+    assert own.for_weights(sidecar) == EnhanceSettings()
+    other = EnhanceSettings(psf_model="yeo", pixel_integration=True)
+    assert other.for_weights(sidecar) == EnhanceSettings(psf_model="yeo")
+    assert EnhanceSettings(pixel_integration=False).for_weights(sidecar).pixel_integration is False
+    digest = {"observable": "magnetogram", "uncertainty": False}
+    assert settings_sha256(own.for_weights(sidecar), **digest) == settings_sha256(
+        EnhanceSettings(), **digest
+    )

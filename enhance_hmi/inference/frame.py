@@ -279,7 +279,7 @@ def _projection_plan(
             estimate=estimate,
             region=region,
             unit=" G" if frame.observable == "magnetogram" else "",
-            stacklevel=4,
+            stacklevel=3,  # it adds one of its own: the warning names enhance_frame's caller
         )
     return _ProjectionPlan(estimate=estimate, region=region, noise=noise)
 

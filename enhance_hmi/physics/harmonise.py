@@ -193,7 +193,7 @@ def harmonise(
         raise InputError("harmonise needs at least 16 finite pixels")
     filled = np.where(finite, data, float(np.median(data[finite])))
     scale = to_arcsec(pixel_scale, "pixel_scale")
-    frequency, power = radial_power_spectrum(filled, pixel_scale)
+    frequency, power = radial_power_spectrum(_spectrum_region(filled, finite), pixel_scale)
     noise_power = float(noise) ** 2 * scale**2
     fraction = np.clip(1.0 - noise_power / np.maximum(power.to_value(u.arcsec**2), 1e-300), 0, 1)
     ny, nx = data.shape
@@ -219,3 +219,21 @@ def harmonise(
         float(gain.max()),
     )
     return out
+
+
+def _spectrum_region(filled: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """Where the input's own power spectrum is measured: all of it, or its central half.
+
+    An image with non-finite pixels (a full disk's off-limb NaN) is filled
+    with the median, and the step between the fill and the limb would add
+    power at every frequency, so the filter would treat noise as signal
+    (a synthetic full disk told yeo: 2.9x the noise at disk centre). Such an
+    image is measured on its central half, which lies on the disk, when that
+    is all finite (as :func:`enhance_hmi.physics.noise.spectral_noise_sigma`
+    chooses); an image without non-finite pixels is measured whole.
+    """
+    if finite.all():
+        return filled
+    ny, nx = filled.shape
+    centre = (slice(ny // 4, ny // 4 + ny // 2), slice(nx // 4, nx // 4 + nx // 2))
+    return filled[centre] if finite[centre].all() else filled

@@ -17,6 +17,7 @@ from enhance_hmi.cube import read_plan
 from enhance_hmi.errors import EnhanceError, OutputError
 from enhance_hmi.heap import keep_freed_memory
 from enhance_hmi.inference.uncertainty import resolve_uncertainty
+from enhance_hmi.model import read_sidecar
 from enhance_hmi.pipeline import accepted_settings_sha256, resolve_weights
 from enhance_hmi.provenance import sha256_file
 from enhance_hmi.settings import EnhanceSettings
@@ -51,7 +52,7 @@ try:
         settings=settings,
         weights_sha256=weights_sha,
         settings_sha256=accepted_settings_sha256(
-            settings,
+            settings.for_weights(read_sidecar(weights)),  # what the frames' ENHSETSH say
             observable=p.observable,
             uncertainty=resolve_uncertainty(settings.uncertainty, weights),
         ),
