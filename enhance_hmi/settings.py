@@ -36,7 +36,7 @@ import dataclasses
 import functools
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -393,6 +393,14 @@ class EnhanceSettings:
         self.validate()
         _check_device(self.device)
 
+    def _sidecar_options(self) -> Iterator[tuple[dataclasses.Field[Any], tuple[str, ...], Any]]:
+        """Each set option tied to a sidecar key (``metadata["sidecar"]``): field, keys, value."""
+        for field in dataclasses.fields(self):
+            keys = field.metadata.get("sidecar")
+            value = getattr(self, field.name)
+            if keys and value is not None:
+                yield field, keys, value
+
     def recipe(self, sidecar: Mapping[str, Any]) -> dict[str, Any]:
         """The weights' sidecar as this run reads it: the network's recipe, amended by the options.
 
@@ -405,11 +413,7 @@ class EnhanceSettings:
         sidecar itself is not changed.
         """
         amended = copy.deepcopy(dict(sidecar))
-        for field in dataclasses.fields(self):
-            keys = field.metadata.get("sidecar")
-            value = getattr(self, field.name)
-            if not keys or value is None:
-                continue
+        for _, keys, value in self._sidecar_options():
             entry = amended
             for key in keys[:-1]:
                 entry = entry.setdefault(key, {})
@@ -427,11 +431,7 @@ class EnhanceSettings:
         network without it was trained with).
         """
         changes: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            keys = field.metadata.get("sidecar")
-            value = getattr(self, field.name)
-            if not keys or value is None:
-                continue
+        for field, keys, value in self._sidecar_options():
             entry: Any = sidecar
             for key in keys:
                 entry = entry.get(key) if isinstance(entry, Mapping) else None

@@ -30,9 +30,11 @@ from enhance_hmi.model.weights import (
     trained_pixel_scale,
 )
 from enhance_hmi.physics import psf_model_of
-from enhance_hmi.physics.disk import SolarDisk
+from enhance_hmi.physics.disk import SolarDisk, constraint_region
 from enhance_hmi.physics.forward_family import forward_model_of
 from enhance_hmi.physics.harmonise import harmonise
+from enhance_hmi.physics.noise import input_noise
+from enhance_hmi.physics.projection import recipe_noise_estimate
 from enhance_hmi.settings import EnhanceSettings
 
 __all__ = ["COMPILE_AUTO_MIN_PIXELS", "enhance_frame", "resolve_compile"]
@@ -229,11 +231,9 @@ def _told_input(
         return frame.data
     if plan is not None and plan.noise is not None:
         noise = plan.noise
+    elif plan is not None:  # the projection's own recipe and region, settled already
+        noise, _ = input_noise(frame.data, plan.estimate, region=plan.region)
     else:
-        from enhance_hmi.physics.disk import constraint_region
-        from enhance_hmi.physics.noise import input_noise
-        from enhance_hmi.physics.projection import recipe_noise_estimate
-
         region = constraint_region(frame.data.shape, disk)
         noise, _ = input_noise(frame.data, recipe_noise_estimate(recipe), region=region)
     log.info("told forward model %s (network trained for %s): input harmonised", told, trained)

@@ -56,8 +56,6 @@ from typing import Any
 import numpy as np
 
 from enhance_hmi.atomic import atomic_path
-from enhance_hmi.inference import enhance_array
-from enhance_hmi.inference.consistency import project_as_recipe
 from enhance_hmi.model import load_weights_cached, read_sidecar
 from enhance_hmi.physics import degrade
 from enhance_hmi.physics.forward_family import ForwardModelSpec, forward_model_of
@@ -67,7 +65,7 @@ from enhance_hmi.physics.projection import recipe_noise_estimate
 from enhance_hmi.provenance import provenance_record
 from enhance_hmi.scenes import Scene, held_out_part
 from enhance_hmi.validation import baselines, metrics
-from enhance_hmi.validation.heldout import _network_output
+from enhance_hmi.validation.heldout import network_output
 from enhance_hmi.validation.report.figures import new_figure, save_png
 
 __all__ = [
@@ -137,11 +135,7 @@ def _network_told(
     noise, _ = input_noise(noisy, recipe_noise_estimate(told_meta))
     trained = forward_model_of(meta)
     ready = harmonise(noisy, told=member, trained=trained, noise=noise).astype(np.float32)
-    out = enhance_array(ready, model, device="cpu", input_scale=scale, tile=512)
-    if not consistency:
-        return out
-    projected, _ = project_as_recipe(out, noisy, told_meta)
-    return projected
+    return network_output(noisy, model, told_meta, scale, consistency, network_input=ready)
 
 
 def evaluate_forward_grid(
@@ -205,7 +199,7 @@ def evaluate_forward_grid(
             rng = np.random.default_rng(noise_seed)
             noisy = clean + rng.normal(0.0, sigma, clean.shape).astype(np.float32)
             told = baselines.tikhonov(noisy, **member.options())
-            net = _network_output(noisy, model, meta, scale, consistency)
+            net = network_output(noisy, model, meta, scale, consistency)
             images = {
                 "network_default": net,
                 "network_told": (

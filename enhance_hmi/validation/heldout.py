@@ -102,21 +102,27 @@ def _percent(fraction: float | None) -> float | None:
     return None if fraction is None else 100.0 * fraction
 
 
-def _network_output(
+def network_output(
     data: np.ndarray,
     model: Any,
     meta: dict,
     scale: float,
     consistency: bool,
     header: Any = None,
+    *,
+    network_input: np.ndarray | None = None,
 ) -> np.ndarray:
     """The network's output for ``data`` on the CPU, projected onto the data if asked.
 
     The projection is the one :func:`enhance_hmi.inference.enhance_frame`
-    applies (:func:`enhance_hmi.inference.consistency.project_as_recipe`, with
-    the disk of ``header`` when it has one).
+    applies (:func:`enhance_hmi.inference.consistency.project_as_recipe` with
+    the recipe ``meta``, and the disk of ``header`` when it has one). The
+    network runs on ``network_input`` when given (``data`` harmonised to
+    another forward model, :mod:`enhance_hmi.validation.forward_grid`), the
+    projection always onto ``data``.
     """
-    out = enhance_array(data, model, device="cpu", input_scale=scale, tile=512)
+    source = data if network_input is None else network_input
+    out = enhance_array(source, model, device="cpu", input_scale=scale, tile=512)
     if not consistency:
         return out
     projected, _ = project_as_recipe(out, data, meta, disk=SolarDisk.from_header(header))
@@ -189,7 +195,7 @@ def evaluate_pairs(
             observable=observable,
             hmi=noisy,
             truth=pair.target,
-            enhanced=_network_output(noisy, model, meta, scale, consistency),
+            enhanced=network_output(noisy, model, meta, scale, consistency),
             truth_label="held-out region degraded to 28 cm",
             psf_model=psf_model,
         )
@@ -378,7 +384,7 @@ def evaluate_hmi_continuum(
 
     frame = read_hmi(path, observable="continuum")
     model, meta = load_weights_cached(weights)
-    out = _network_output(frame.data, model, meta, 1.0, consistency, frame.header)
+    out = network_output(frame.data, model, meta, 1.0, consistency, frame.header)
     psf_model = psf_model_of(meta)
     rl = baselines.richardson_lucy(frame.data, psf_model=psf_model)
     contrast = {}
@@ -430,7 +436,7 @@ def evaluate_hmi_magnetograms(
         size = min(crop, ny, nx)
         y0, x0 = (ny - size) // 2, (nx - size) // 2
         data = np.asarray(frame.data[y0 : y0 + size, x0 : x0 + size], dtype=np.float32)
-        out = _network_output(data, model, meta, 1000.0, consistency)
+        out = network_output(data, model, meta, 1000.0, consistency)
         psf_model = psf_model_of(meta)
         rl = baselines.richardson_lucy(data, psf_model=psf_model)
         bic = baselines.bicubic(data)
