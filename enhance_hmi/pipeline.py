@@ -343,7 +343,7 @@ def write_result(
             enhanced.meta.get("consistency"), " G" if frame.observable == "magnetogram" else ""
         ),
         "settings_sha256": settings_sha256(
-            settings.for_weights(metadata),
+            settings.for_weights(metadata, sigma=bool(loaded.uncertainty)),
             observable=frame.observable,
             uncertainty=loaded.uncertainty,
         ),

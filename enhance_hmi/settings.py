@@ -195,7 +195,7 @@ class EnhanceSettings:
         Input noise the projection stops at instead of the weights'
         estimate: gauss for magnetograms, quiet-Sun units (dimensionless)
         for continuum (:func:`enhance_hmi.physics.noise.input_noise_in_data_units`).
-    psf_model : {"wachter", "wachter2012", "yeo"}, optional
+    psf_model : {"wachter", "wachter2012", "yeo", "airy14"}, optional
         The HMI PSF of the forward model the data were made with, as the
         user holds it (:data:`enhance_hmi.physics.psf.HMI_PSF_MODELS`).
         None (default): the model the network was trained for (its
@@ -401,6 +401,16 @@ class EnhanceSettings:
             if keys and value is not None:
                 yield field, keys, value
 
+    @property
+    def tells_forward_model(self) -> bool:
+        """Whether the run was told the HMI forward model (``psf_model`` or ``pixel_integration``).
+
+        A run told nothing gets a sigma widened for the whole family
+        (:class:`enhance_hmi.model.uncertainty.FamilySigma`); naming the
+        network's own member says it is known, and its sigma is not widened.
+        """
+        return self.psf_model is not None or self.pixel_integration is not None
+
     def recipe(self, sidecar: Mapping[str, Any]) -> dict[str, Any]:
         """The weights' sidecar as this run reads it: the network's recipe, amended by the options.
 
@@ -420,16 +430,22 @@ class EnhanceSettings:
             entry[keys[-1]] = value
         return amended
 
-    def for_weights(self, sidecar: Mapping[str, Any]) -> EnhanceSettings:
+    def for_weights(self, sidecar: Mapping[str, Any], *, sigma: bool = False) -> EnhanceSettings:
         """These settings with every sidecar-tied option that repeats the sidecar set to None.
 
-        ``psf_model="wachter2012"`` for a network trained with it tells it
-        nothing: the output is the default's, bit for bit, so its settings
-        digest (:func:`enhance_hmi.pipeline.settings_sha256`) must be the
-        default's too, or an archive would be redone for nothing. A key the
-        sidecar lacks reads as the field's ``metadata["unset"]`` (what a
-        network without it was trained with).
+        ``psf_model="wachter2012"`` for a network trained with it changes
+        no output pixel: without sigma (``uncertainty=False``) the frame is
+        the default's, bit for bit, so its settings digest
+        (:func:`enhance_hmi.pipeline.settings_sha256`) must be the default's
+        too, or an archive would be redone for nothing. With sigma the two
+        differ (told its own member, sigma is not widened for the family:
+        :attr:`tells_forward_model`), and so do their digests: ``sigma``
+        says whether the frames carry one (the resolved ``uncertainty``).
+        A key the sidecar lacks reads as the field's ``metadata["unset"]``
+        (what a network without it was trained with).
         """
+        if sigma:
+            return self
         changes: dict[str, Any] = {}
         for field, keys, value in self._sidecar_options():
             entry: Any = sidecar

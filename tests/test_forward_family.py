@@ -11,9 +11,13 @@ from enhance_hmi.errors import ConfigError
 from enhance_hmi.physics import HMI_PIXEL_SCALE, HMI_PSF_MODELS, degrade, reobserve
 from enhance_hmi.physics.convolve import convolve_fft
 from enhance_hmi.physics.forward_family import (
+    BOUND_PSF_MODELS,
     DEFAULT_FORWARD_MODEL,
+    FAMILY_RATIO_FLOOR,
+    PLAUSIBLE_PSF_MODELS,
     ForwardModelSpec,
     family,
+    family_error_variance,
     forward_model_of,
     parse_forward_models,
 )
@@ -33,7 +37,9 @@ def _truth(shape=(360, 340), seed=0):
 
 def test_family_names_round_trip():
     members = family()
-    assert len(members) == 2 * len(HMI_PSF_MODELS)
+    assert len(members) == 2 * len(PLAUSIBLE_PSF_MODELS)
+    assert {m.psf_model for m in family(bounds=True)} == set(HMI_PSF_MODELS)
+    assert all(m.psf_model not in BOUND_PSF_MODELS for m in members)
     assert len({m.name for m in members}) == len(members)
     for member in members:
         assert ForwardModelSpec.from_name(member.name) == member
@@ -41,6 +47,7 @@ def test_family_names_round_trip():
     assert ForwardModelSpec.from_name("wachter2012") == ForwardModelSpec("wachter2012", True)
     assert ForwardModelSpec.from_name("yeo+point").pixel_integration is False
     assert parse_forward_models("all") == members
+    assert parse_forward_models("all,airy14+point")[-1] == ForwardModelSpec("airy14", False)
     assert parse_forward_models(["wachter+point,yeo", "wachter+point"]) == (
         ForwardModelSpec("wachter", False),
         ForwardModelSpec("yeo", True),
@@ -53,6 +60,21 @@ def test_family_names_round_trip():
 def test_unknown_members_are_refused(name):
     with pytest.raises(ConfigError):
         parse_forward_models(name)
+
+
+def test_the_diffraction_bound_is_sharper_than_every_fit_at_mid_frequencies():
+    """airy14 is the 14 cm Airy PSF: its MTF at 0.4 cycles/arcsec is above every fitted PSF's."""
+    f = np.array([0.0, 0.4]) / u.arcsec
+    bound = ForwardModelSpec("airy14", True).mtf(f)
+    assert bound[0] == pytest.approx(1.0)
+    for member in family():
+        if member.pixel_integration:
+            assert member.mtf(f)[1] < bound[1] - 0.1
+    # no wavelength-independent shortcut: the PSF is an Airy pattern of the 14 cm aperture
+    psf = hmi_psf(0.0504 * u.arcsec, model="airy14", size=201)
+    row = psf[100, 100:]
+    first_dark = 1.22 * 6173e-10 / 0.14 * 206264.806 / 0.0504
+    assert np.argmin(row[:40]) == pytest.approx(first_dark, abs=1.0)
 
 
 def test_norton_2025_says_why_it_is_missing():
@@ -152,3 +174,39 @@ def test_point_sampling_agrees_between_degrade_and_the_transfer_function(psf_mod
         miss_same = np.std((same - pair.input)[inner])
         miss_other = np.std((other - pair.input)[inner])
         assert miss_same < 0.1 * miss_other
+
+
+def test_family_error_variance_is_the_member_transfer_ratio_on_a_sinusoid():
+    """((T_k - T_T) T_k / (T_k^2 + floor))^2 / 2 times the amplitude^2, for one frequency.
+
+    Told the member (harmonised with weight w), the error is what the
+    harmonisation left: (1 - w)(T_k - T_T) R T_k / ((R T_k)^2 + floor),
+    R T_k = w T_T + (1 - w) T_k; none where w = 1.
+    """
+    n, scale = 256, HMI_PIXEL_SCALE.to_value(u.arcsec) / 2
+    cycles = 40  # 40 cycles over 256 output pixels: 0.62 cycles/arcsec
+    x = np.arange(n) * scale
+    f = cycles / (n * scale)
+    image = 1.0 + 0.1 * np.cos(2 * np.pi * f * x)[None, :] * np.ones((n, 1))
+    trained, member = ForwardModelSpec("wachter2012", True), ForwardModelSpec("yeo", True)
+    variance = family_error_variance(image, trained=trained, members=[member])
+    t_t, t_k = trained.otf(np.zeros(1), np.array([f]))[0], member.otf(np.zeros(1), np.array([f]))[0]
+    gain = (t_k - t_t) * t_k / (t_k**2 + FAMILY_RATIO_FLOOR)
+    assert abs(gain) > 0.1  # yeo is blurrier than wachter2012 there: a real error
+    np.testing.assert_allclose(np.median(variance), 0.01 * gain**2 / 2, rtol=0.02)
+    grid = np.array([0.0, 5.0])
+    for w in (0.5, 1.0):
+        told = family_error_variance(
+            image, trained=trained, members=[member], signal_fraction=(grid, np.full(2, w))
+        )
+        seen = w * t_t + (1 - w) * t_k
+        left = (1 - w) * (t_k - t_t) * seen / (seen**2 + FAMILY_RATIO_FLOOR)
+        np.testing.assert_allclose(np.median(told), 0.01 * left**2 / 2, rtol=0.02, atol=1e-12)
+    # the trained member adds nothing; a flat image has no error under any member
+    assert np.all(family_error_variance(image, trained=trained, members=[trained]) == 0)
+    assert np.abs(family_error_variance(np.ones((64, 64)), trained=trained)).max() < 1e-12
+    # non-finite pixels stay NaN and do not spread
+    holed = image.copy()
+    holed[:10] = np.nan
+    out = family_error_variance(holed, trained=trained)
+    assert np.isnan(out[:10]).all() and np.isfinite(out[10:]).all()

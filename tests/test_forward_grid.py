@@ -103,3 +103,23 @@ def test_write_forward_grid(grid, tmp_path):
 def test_sidecar_psf_is_the_default_members(grid):
     default, _, _ = grid
     assert default.psf_model == psf_model_of(read_sidecar(WEIGHTS))
+
+
+def test_the_grid_scores_each_noise_level_as_its_own_rows(tmp_path):
+    """Two levels (720 s and 45 s continuum): one row per (member, level), noisier is worse."""
+    from enhance_hmi.cli.evaluate import grid_noise_levels
+
+    scene = load_continuum_scene(shipped_truth(), None)
+    scene = dataclasses.replace(scene, data=scene.data[:320])
+    member = forward_model_of(read_sidecar(WEIGHTS))
+    levels = grid_noise_levels("cadences", "continuum")
+    assert levels == [7e-4, 4e-3]
+    rows = evaluate_forward_grid(WEIGHTS, [scene], [member], noise_sigma=levels)
+    assert [(r["forward_model"], r["noise"]) for r in rows] == [(member.name, n) for n in levels]
+    quiet, noisy = rows
+    for method in ("network_default", "tikhonov_told", "bicubic"):
+        assert noisy[method] < quiet[method], method
+    paths = write_forward_grid(tmp_path, weights=WEIGHTS, rows=rows)
+    header = paths["table"].read_text().splitlines()[0]
+    assert "noise" in [column.strip() for column in header.split("|")]
+    assert paths["figure"].stat().st_size > 1000

@@ -267,7 +267,11 @@ def test_python_values_are_checked_as_the_other_routes_check_them() -> None:
 
 
 def test_telling_the_network_its_own_forward_model_keeps_the_settings_digest() -> None:
-    """Naming the member a network was trained for changes nothing, digest included."""
+    """Naming the member a network was trained for changes no pixel: without sigma, same digest.
+
+    With sigma it does change the frame (told, sigma is not widened for the
+    forward-model family), so the digest differs.
+    """
     sidecar = {"psf_model": "wachter2012"}  # no pixel_integration key: it integrated
     own = EnhanceSettings(psf_model="wachter2012", pixel_integration=True)
     assert own.for_weights(sidecar) == EnhanceSettings()
@@ -278,3 +282,9 @@ def test_telling_the_network_its_own_forward_model_keeps_the_settings_digest() -
     assert settings_sha256(own.for_weights(sidecar), **digest) == settings_sha256(
         EnhanceSettings(), **digest
     )
+    with_sigma = {"observable": "magnetogram", "uncertainty": True}
+    assert own.for_weights(sidecar, sigma=True) == own
+    assert settings_sha256(own.for_weights(sidecar, sigma=True), **with_sigma) != settings_sha256(
+        EnhanceSettings(), **with_sigma
+    )
+    assert own.tells_forward_model and not EnhanceSettings().tells_forward_model

@@ -471,3 +471,35 @@ def test_the_bundled_held_out_truth_is_scored_whole_and_never_trained_on(tmp_pat
     rows = {row["method"]: row for row in record["held_out"]}
     assert set(rows) >= {"bicubic", "tikhonov", "enhance", "oracle_linear"}
     assert {row["scene"] for row in rows.values()} == {"muram_quiet_ic_heldout[held-out]"}
+
+
+def test_a_warm_start_reproduces_its_source_and_may_add_identity_blocks(tmp_path, tiny_weights):
+    """``init_weights``: step 0 computes the source's image, with more residual blocks too."""
+    import torch
+
+    from enhance_hmi.model.network import deepened
+    from enhance_hmi.training.loop import _new_run
+
+    weights, _ = tiny_weights
+    source, _meta = load_weights(weights)
+    x = torch.from_numpy(np.random.default_rng(3).normal(1.0, 0.05, (1, 1, 20, 20)).astype("f4"))
+    for blocks in (1, 3):
+        config = TrainConfig(
+            observable="continuum",
+            steps=2,
+            init_weights=str(weights),
+            **{**TINY, "n_blocks": blocks},
+        )
+        model = _new_run(config).model.eval()
+        assert model.n_blocks == blocks
+        with torch.no_grad():
+            np.testing.assert_allclose(model(x).numpy(), source(x).numpy(), rtol=0, atol=2e-5)
+    # each added block starts with a zero last batch-norm scale: its residual is zero
+    grown = deepened(source, 2)
+    assert float(grown.blocks[1].bn2.weight.detach().abs().max()) == 0.0
+    with pytest.raises(TrainingError, match="n_blocks may only grow"):
+        _new_run(
+            TrainConfig(observable="continuum", init_weights=str(weights), **{**TINY, "width": 4})
+        )
+    with pytest.raises(TrainingError, match="cannot start from"):
+        _new_run(TrainConfig(observable="continuum", init_weights=str(tmp_path / "none"), **TINY))

@@ -458,7 +458,8 @@ def test_written_sigma_is_the_calibrated_map_of_the_shipped_head(tmp_path):
 
     path = REPO_ROOT / "enhance_hmi" / "data" / "sample" / "hmi_quiet_ic_cutout.fits"
     frame = read_hmi(path, observable="continuum")
-    enhanced = enhance_frame(frame, device="cpu", uncertainty=True)
+    # told its own forward model: the head's map alone (told nothing adds the family)
+    enhanced = enhance_frame(frame, device="cpu", uncertainty=True, psf_model="wachter2012")
     written = write_enhanced(tmp_path / "qs.enhanced.fits", enhanced, provenance={})
     sigma, header = read_sigma(written)
     model, scale, head_meta = _shipped("continuum")
@@ -475,6 +476,45 @@ def test_written_sigma_is_the_calibrated_map_of_the_shipped_head(tmp_path):
     # the calibration's digest is written and read back as the cube reads the frame
     assert header["ENHSGCSH"] == calibration_digest(head_meta)
     assert read_enhanced(written).meta["sigma"].calibration_sha256 == header["ENHSGCSH"]
+
+
+def test_sigma_allows_for_what_the_run_was_told_about_the_forward_model(tmp_path):
+    """Told nothing: the family's spread added; told a member: that member's; told its own: none."""
+    from enhance_hmi.inference import enhance_frame
+    from enhance_hmi.io import read_hmi, write_enhanced
+    from enhance_hmi.io.sigma import read_sigma
+    from enhance_hmi.model.uncertainty import family_sigma_of
+    from enhance_hmi.physics.forward_family import (
+        ForwardModelSpec,
+        family,
+        family_error_variance,
+    )
+
+    path = REPO_ROOT / "enhance_hmi" / "data" / "sample" / "hmi_quiet_ic_cutout.fits"
+    frame = read_hmi(path, observable="continuum")
+    _, _, head_meta = _shipped("continuum")
+    fit = family_sigma_of(head_meta)
+    assert fit is not None and fit.trained == "wachter2012+pixel"
+    assert fit.untold_kappa > 1 and set(fit.told_kappas) == {
+        m.name for m in family() if m.name != fit.trained
+    }
+    own = enhance_frame(frame, device="cpu", uncertainty=True, psf_model="wachter2012")
+    untold = enhance_frame(frame, device="cpu", uncertainty=True)
+    np.testing.assert_array_equal(own.data, untold.data)  # the same image
+    s_own, s_untold = own.meta["sigma"].data, untold.meta["sigma"].data
+    variance = family_error_variance(untold.data, trained=ForwardModelSpec.from_name(fit.trained))
+    np.testing.assert_allclose(
+        s_untold, np.sqrt(s_own.astype(float) ** 2 + fit.untold_kappa**2 * variance), rtol=1e-4
+    )
+    assert np.median(s_untold / s_own) > 1.2  # not knowing the PSF is a real uncertainty here
+    yeo = enhance_frame(frame, device="cpu", uncertainty=True, psf_model="yeo")
+    assert "told yeo+pixel" in yeo.meta["sigma"].forward_model
+    assert fit.told_kappas["yeo+pixel"] > 0
+    assert np.median(yeo.meta["sigma"].data / s_own) > 1.0  # what harmonising left
+    written = write_enhanced(tmp_path / "untold.enhanced.fits", untold, provenance={})
+    _, header = read_sigma(written)
+    assert header["ENHSGFWD"].startswith("not told: family spread (kappa")
+    assert read_enhanced(written).meta["sigma"].forward_model == header["ENHSGFWD"]
 
 
 def test_sigma_calibrated_for_the_projected_output_says_so_when_written_unprojected(tmp_path):

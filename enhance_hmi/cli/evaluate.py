@@ -83,7 +83,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME[,NAME...]",
         help="forward models to degrade the held-out regions with (repeat or comma-separate; "
         "'all' for the whole family): <psf>+pixel or <psf>+point, psf one of wachter, "
-        "wachter2012, yeo (enhance_hmi.physics.forward_family)",
+        "wachter2012, yeo, airy14 (enhance_hmi.physics.forward_family)",
+    )
+    parser.add_argument(
+        "--grid-noise",
+        default=None,
+        metavar="LEVEL[,LEVEL...]",
+        help="input noise levels of the forward-model grid, each its own rows: numbers in "
+        "network units, or the cadences 720s and 45s (enhance_hmi.physics.noise.CADENCE_NOISE; "
+        "'cadences' for both); default --noise",
     )
     parser.add_argument("-o", "--out", required=True, metavar="DIR", help="output directory")
     parser.set_defaults(func=run)
@@ -97,6 +105,38 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def grid_noise_levels(text: str | None, observable: str) -> list[float]:
+    """The ``--grid-noise`` levels in network units (empty: none given).
+
+    Raises
+    ------
+    ConfigError
+        A word that is neither a number nor a cadence.
+    """
+    from enhance_hmi.errors import ConfigError
+    from enhance_hmi.physics.noise import CADENCE_NOISE
+
+    cadences = CADENCE_NOISE[observable]
+    levels: list[float] = []
+    for word in (w.strip() for w in (text or "").split(",") if w.strip()):
+        if word == "cadences":
+            levels += list(cadences.values())
+        elif word in cadences:
+            levels.append(cadences[word])
+        else:
+            try:
+                value = float(word)
+            except ValueError:
+                value = -1.0
+            if not value > 0:
+                raise ConfigError(
+                    f"--grid-noise takes positive numbers or {', '.join(cadences)} or "
+                    f"'cadences'; got {word!r}"
+                )
+            levels.append(value)
+    return list(dict.fromkeys(levels))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
             scenes,
             members,
             holdout=args.holdout,
-            noise_sigma=args.noise,
+            noise_sigma=grid_noise_levels(args.grid_noise, observable) or args.noise,
             consistency=args.consistency,
         )
         grid_paths = write_forward_grid(args.out, weights=args.weights, rows=grid)

@@ -127,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--psf-model",
-        metavar="{wachter,wachter2012,yeo}",
+        metavar="{wachter,wachter2012,yeo,airy14}",
         help="HMI PSF the data were made with; another than the network's tells it: its "
         "input is harmonised to its own, and the projection and the quality figures use "
         "this one (default: the one the network was trained for, wachter2012 for the "

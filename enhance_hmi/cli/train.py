@@ -94,6 +94,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=200,
         help="batches for the final batch-norm statistics (0: keep the running ones)",
     )
+    parser.add_argument(
+        "--init",
+        metavar="WEIGHTS",
+        default=None,
+        help="start from this weights file (same width and linear skip; a larger "
+        "--n-blocks adds blocks that start as the identity)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -124,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         noise_range=tuple(args.noise_range) if args.noise_range else None,
         contrast_range=tuple(args.contrast_range) if args.contrast_range else None,
         linear_skip=args.linear_skip,
+        init_weights=args.init,
     )
     scenes = load_scenes(args.scene, args.observable)
     train_pairs, held_pairs = build_pairs(

@@ -100,6 +100,7 @@ def _sigma_map(hdu: fits.ImageHDU) -> SigmaMap:
         weights_file=str(values["weights_file"]),
         weights_sha256=str(values["weights_sha256"]),
         calibration_sha256=str(values["calibration_sha256"]),
+        forward_model=str(values["forward_model"]),
     )
 
 

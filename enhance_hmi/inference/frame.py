@@ -32,7 +32,7 @@ from enhance_hmi.model.weights import (
 from enhance_hmi.physics import psf_model_of
 from enhance_hmi.physics.disk import SolarDisk, constraint_region
 from enhance_hmi.physics.forward_family import forward_model_of
-from enhance_hmi.physics.harmonise import harmonise
+from enhance_hmi.physics.harmonise import harmonise, signal_fraction
 from enhance_hmi.physics.noise import input_noise
 from enhance_hmi.physics.projection import recipe_noise_estimate
 from enhance_hmi.settings import EnhanceSettings
@@ -153,7 +153,7 @@ def enhance_frame(
     disk = SolarDisk.from_header(frame.header)
     recipe = settings.recipe(meta)  # the weights' recipe, as this run's options amend it
     plan = _projection_plan(frame, settings, recipe, disk)
-    network_input = _told_input(frame, meta, recipe, plan, disk)
+    network_input, fraction = _told_input(frame, meta, recipe, plan, disk)
     combined: EnhanceWithUncertainty | None = None  # the network with its sigma head
     if resolve_uncertainty(settings.uncertainty, path):
         from enhance_hmi.inference.uncertainty import with_uncertainty
@@ -191,6 +191,13 @@ def enhance_frame(
             data, meta_out["consistency"] = _project(frame, data, recipe, plan, disk, dev)
         if meta_out["consistency"].iterations:
             meta_out["network_output"] = network_output
+    if "sigma" in meta_out:
+        from enhance_hmi.inference.uncertainty import allow_for_forward_model
+
+        told = forward_model_of(recipe).name if settings.tells_forward_model else None
+        meta_out["sigma"] = allow_for_forward_model(
+            meta_out["sigma"], data, head_meta, told, fraction
+        )
     if on_disk is not None:
         # input pixels beyond the limb, each as its block of output pixels
         beyond = np.kron(~on_disk, np.ones((model.upscale,) * 2, bool))
@@ -216,7 +223,7 @@ def _told_input(
     recipe: dict[str, Any],
     plan: _ProjectionPlan | None,
     disk: SolarDisk | None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """The network's input: the frame's data, harmonised when the run tells another forward model.
 
     The told member is the recipe's (:meth:`EnhanceSettings.recipe`: the
@@ -225,10 +232,13 @@ def _told_input(
     look as made under the trained member
     (:func:`enhance_hmi.physics.harmonise.harmonise`) with the input noise
     the projection uses (given, or estimated over the constrained disk).
+    Returned with the harmonisation's weight against frequency
+    (:func:`enhance_hmi.physics.harmonise.signal_fraction`; None when not
+    harmonised), which the sigma of a told run reads.
     """
     told, trained = forward_model_of(recipe), forward_model_of(meta)
     if told == trained:
-        return frame.data
+        return frame.data, None
     if plan is not None and plan.noise is not None:
         noise = plan.noise
     elif plan is not None:  # the projection's own recipe and region, settled already
@@ -238,7 +248,7 @@ def _told_input(
         noise, _ = input_noise(frame.data, recipe_noise_estimate(recipe), region=region)
     log.info("told forward model %s (network trained for %s): input harmonised", told, trained)
     harmonised: np.ndarray = harmonise(frame.data, told=told, trained=trained, noise=noise)
-    return harmonised.astype(np.float32)
+    return harmonised.astype(np.float32), signal_fraction(frame.data, noise=noise)
 
 
 @dataclasses.dataclass(frozen=True)

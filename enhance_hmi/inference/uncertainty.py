@@ -8,6 +8,7 @@ one extra small head per window, not another pass of the network.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -23,12 +24,14 @@ from enhance_hmi.model.network import EnhanceNet
 from enhance_hmi.model.uncertainty import (
     EnhanceWithUncertainty,
     calibration_digest,
+    family_sigma_of,
     load_uncertainty,
     uncertainty_path,
 )
 from enhance_hmi.model.weights import read_sidecar
 
 __all__ = [
+    "allow_for_forward_model",
     "check_uncertainty_available",
     "resolve_uncertainty",
     "sigma_map",
@@ -180,3 +183,46 @@ def sigma_map(
         weights_sha256=str(head_meta.get("sha256", "")),
         calibration_sha256=calibration_digest(head_meta),
     )
+
+
+def allow_for_forward_model(
+    sigma: SigmaMap,
+    output: np.ndarray,
+    head_meta: dict[str, Any],
+    told: str | None,
+    signal_fraction: tuple[np.ndarray, np.ndarray] | None = None,
+) -> SigmaMap:
+    """``sigma`` widened for what the run was told about the HMI forward model.
+
+    Applies the head's :class:`~enhance_hmi.model.uncertainty.FamilySigma`
+    (``calibration_model.forward_family`` of its sidecar): told a member
+    (``told``, its name), that member's error variance of ``output``
+    added with its weight; told nothing (None), the whole family's. A head
+    calibrated without the family returns ``sigma`` unchanged.
+
+    Parameters
+    ----------
+    sigma : SigmaMap
+        The head's calibrated sigma of ``output``.
+    output : numpy.ndarray
+        The enhanced image (projected, as shipped).
+    head_meta : dict
+        The head's sidecar.
+    told : str or None
+        The member the run was told, or None.
+    signal_fraction : (numpy.ndarray, numpy.ndarray), optional
+        The harmonisation's weight of the told run's input
+        (:func:`enhance_hmi.physics.harmonise.signal_fraction`); None when
+        the input was not harmonised.
+    """
+    fit = family_sigma_of(head_meta)
+    if fit is None:
+        return sigma
+    data = fit.apply(sigma.data, output, told, signal_fraction)
+    data[~np.isfinite(sigma.data)] = np.nan
+    if told is None:
+        note = f"not told: family spread (kappa {fit.untold_kappa:g})"
+    else:
+        note = f"told {told} (kappa {fit.kappa_for(told):g})"
+    log.info("sigma for the forward model %s", note)
+    return dataclasses.replace(sigma, data=data, forward_model=note)

@@ -33,6 +33,7 @@ SIGMA_KEYWORDS: dict[str, tuple[str, str]] = {
     "weights_file": ("ENHSGWTS", "uncertainty head weights file"),
     "weights_sha256": ("ENHSGSHA", "sha256 of the uncertainty head weights"),
     "calibration_sha256": ("ENHSGCSH", "sha256 of the calibration (head sidecar JSON)"),
+    "forward_model": ("ENHSGFWD", "HMI forward model sigma allows for"),
 }
 
 
@@ -60,6 +61,11 @@ class SigmaMap:
         sha256 of the calibration in the head's sidecar
         (:func:`enhance_hmi.model.uncertainty.calibration_digest`): it changes when
         the map is refitted, the weights' sha256 does not.
+    forward_model : str
+        What sigma allows for about the HMI forward model: the member the run
+        was told (``"told wachter+pixel (kappa 1.2)"``), or ``"not told:
+        family spread (kappa 2.7)"`` (:class:`enhance_hmi.model.uncertainty.FamilySigma`);
+        empty for a head calibrated without the family.
     """
 
     data: np.ndarray
@@ -69,6 +75,7 @@ class SigmaMap:
     weights_file: str = ""
     weights_sha256: str = ""
     calibration_sha256: str = ""
+    forward_model: str = ""
 
 
 def sigma_header(image_header: fits.Header, sigma: SigmaMap) -> fits.Header:

@@ -39,7 +39,7 @@ from torch import nn
 
 from enhance_hmi.errors import ConfigError
 
-__all__ = ["EnhanceNet", "FLOP_PER_INPUT_PIXEL", "PAPER_ARCHITECTURE", "TORCH_BN_EPS"]
+__all__ = ["EnhanceNet", "FLOP_PER_INPUT_PIXEL", "PAPER_ARCHITECTURE", "TORCH_BN_EPS", "deepened"]
 
 #: Default depth and width: five residual blocks of 64 filters (paper Sect. 3).
 PAPER_ARCHITECTURE: dict[str, int] = {"n_blocks": 5, "width": 64, "upscale": 2}
@@ -217,3 +217,47 @@ class EnhanceNet(nn.Module):
         convs += [self.body_conv, self.up_conv, self.tail]
         bns.append(self.body_bn)
         return convs, bns
+
+
+def deepened(source: EnhanceNet, n_blocks: int) -> EnhanceNet:
+    """A copy of ``source`` with ``n_blocks`` residual blocks that computes the same image.
+
+    The first ``source.n_blocks`` blocks and every other layer are copied;
+    each added block's last batch norm has zero scale and shift, so its
+    residual is zero and the block passes its input through (the zero-γ
+    initialisation of Goyal et al. 2017, arXiv:1706.02677, Sect. 5.1). Training
+    then starts from the source network's output instead of from scratch.
+
+    Parameters
+    ----------
+    source : EnhanceNet
+        The trained network.
+    n_blocks : int
+        Residual blocks of the copy, at least ``source.n_blocks``.
+
+    Returns
+    -------
+    EnhanceNet
+        A new network on the CPU, in the source's training mode.
+
+    Raises
+    ------
+    ConfigError
+        ``n_blocks`` is smaller than the source's.
+    """
+    if n_blocks < source.n_blocks:
+        raise ConfigError(f"cannot deepen a {source.n_blocks}-block network to {n_blocks} blocks")
+    grown = EnhanceNet(
+        n_blocks=int(n_blocks),
+        width=source.width,
+        upscale=source.upscale,
+        bn_eps=source.bn_eps,
+        linear_skip=source.linear_skip,
+    )
+    grown.load_state_dict(source.state_dict(), strict=False)
+    with torch.no_grad():
+        for block in list(grown.blocks)[source.n_blocks :]:
+            bn = cast(ResidualBlock, block).bn2
+            bn.weight.zero_()
+            bn.bias.zero_()
+    return grown.train(source.training)

@@ -78,8 +78,10 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, cast
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -95,11 +97,13 @@ from enhance_hmi.provenance import sha256_file
 __all__ = [
     "METHOD",
     "EnhanceWithUncertainty",
+    "FamilySigma",
     "SigmaCalibration",
     "SigmaHead",
     "backbone_forward",
     "calibration_digest",
     "calibration_of",
+    "family_sigma_of",
     "fold_for_inference",
     "calibration_log_inputs",
     "input_structure",
@@ -674,6 +678,113 @@ def _read_head_sidecar(path: Path) -> dict[str, Any]:
     if "calibration_model" in meta:
         SigmaCalibration.from_dict(meta["calibration_model"], source=f"sidecar {side}")
     return meta
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilySigma:
+    """How the calibrated sigma follows what the run was told about the forward model.
+
+    The head and its map are calibrated on held-out data made with the
+    member the network was trained for. Under another member of the HMI
+    forward-model family (:mod:`enhance_hmi.physics.forward_family`) the
+    error grows, so sigma grows with it:
+
+    * told a member (``enhance predict --psf-model/--[no-]pixel-integration``,
+      the network's own included): ``sqrt(sigma^2 + k_m^2 v_m)`` with ``v_m``
+      that member's error variance of the output (what harmonising the
+      input left, weighted by its signal fraction;
+      :func:`enhance_hmi.physics.forward_family.family_error_variance` with
+      the member alone) and ``k_m`` its weight (:attr:`told_kappas`;
+      none for the trained member), fitted so that the member's held-out
+      coverage is closest to 68.27 / 95.45 %;
+    * told nothing: ``sqrt(sigma^2 + untold_kappa^2 v)`` with ``v`` the
+      family's error variance of the output
+      (:func:`enhance_hmi.physics.forward_family.family_error_variance`),
+      ``untold_kappa`` the smallest weight that keeps every plausible member
+      at or above the coverage floor (60 / 90 %) on held-out data.
+
+    Attributes
+    ----------
+    trained : str
+        The member the network was trained for (its name).
+    told_kappas : mapping of str to float
+        Weight of its own error variance for each member told (by name).
+    untold_kappa : float
+        Weight of the family term when nothing was told.
+    """
+
+    trained: str
+    told_kappas: Mapping[str, float]
+    untold_kappa: float
+
+    def kappa_for(self, member: str) -> float:
+        """The weight of ``member``'s error variance when it was told.
+
+        0 for the trained member; a member without a fitted weight (a bound
+        such as ``airy14+pixel``) gets the largest fitted one: its coverage
+        was never measured.
+        """
+        if member == self.trained:
+            return 0.0
+        if member in self.told_kappas:
+            return float(self.told_kappas[member])
+        return max([0.0, *(float(v) for v in self.told_kappas.values())])
+
+    def apply(
+        self,
+        sigma: np.ndarray,
+        output: np.ndarray,
+        told: str | None,
+        signal_fraction: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """The sigma of an output (both physical units) for a run told ``told`` (None: nothing).
+
+        ``signal_fraction``: the harmonisation's weight of a told run's input
+        (:func:`enhance_hmi.physics.harmonise.signal_fraction`); the told
+        member's error is what the harmonisation left.
+        """
+        from enhance_hmi.physics.forward_family import ForwardModelSpec, family_error_variance
+
+        trained = ForwardModelSpec.from_name(self.trained)
+        if told is None:
+            kappa = self.untold_kappa
+            variance = family_error_variance(output, trained=trained)
+        else:
+            kappa = self.kappa_for(told)
+            if kappa == 0.0:
+                return np.asarray(sigma, dtype=np.float32)
+            member = ForwardModelSpec.from_name(told)
+            variance = family_error_variance(
+                output, trained=trained, members=[member], signal_fraction=signal_fraction
+            )
+        widened = np.sqrt(np.asarray(sigma, np.float64) ** 2 + kappa**2 * variance)
+        return widened.astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``forward_family`` entry of the sidecar's ``calibration_model``."""
+        return {
+            "trained": self.trained,
+            "told_kappas": {k: float(v) for k, v in self.told_kappas.items()},
+            "untold_kappa": float(self.untold_kappa),
+        }
+
+    @classmethod
+    def from_dict(cls, entry: Mapping[str, Any]) -> FamilySigma:
+        """Read a ``forward_family`` entry; :class:`WeightsError` if it is malformed."""
+        try:
+            kappas = {str(k): float(v) for k, v in dict(entry["told_kappas"]).items()}
+            kappa = float(entry["untold_kappa"])
+            if any(not v >= 0 for v in [kappa, *kappas.values()]):
+                raise ValueError("a negative weight")
+            return cls(str(entry["trained"]), MappingProxyType(kappas), kappa)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightsError(f"calibration_model.forward_family is malformed ({exc})") from exc
+
+
+def family_sigma_of(meta: Mapping[str, Any]) -> FamilySigma | None:
+    """The :class:`FamilySigma` of a head sidecar, None when it was not fitted."""
+    entry = meta.get("calibration_model", {}).get("forward_family")
+    return None if entry is None else FamilySigma.from_dict(entry)
 
 
 def calibration_of(meta: Mapping[str, Any]) -> tuple[SigmaCalibration, float]:

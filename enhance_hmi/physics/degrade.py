@@ -147,7 +147,7 @@ def degrade(
     wavelength : `~astropy.units.Quantity`
         Wavelength of the target's Airy PSF (6173 Å; 6684 Å for Hinode
         SOT/BFI red continuum). The HMI PSF of the input is always at 6173 Å.
-    psf_model : {"wachter", "wachter2012", "yeo"}
+    psf_model : {"wachter", "wachter2012", "yeo", "airy14"}
         HMI PSF model of the input.
     noise_sigma : float
         Standard deviation of the Gaussian noise added to the input, in the
@@ -353,7 +353,7 @@ def reobserve(
         2-D image at ``pixel_scale``. NaN pixels (e.g. off-disk) are left out
         of the convolution (normalised convolution) and every output pixel
         whose 2x2 block holds a NaN is NaN.
-    psf_model : {"wachter", "wachter2012", "yeo"}
+    psf_model : {"wachter", "wachter2012", "yeo", "airy14"}
         HMI PSF model.
     pixel_scale : `~astropy.units.Quantity`
         Pixel scale of ``enhanced`` (0.252").

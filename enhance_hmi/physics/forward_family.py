@@ -6,7 +6,14 @@ family fixes both:
 * **the PSF**: the modified Wachter form of Díaz Baso & Asensio Ramos (2018)
   ([1]_, ``"wachter"``), Wachter et al. (2012)'s own parameters ([2]_,
   ``"wachter2012"``) or the five-Gaussian PSF of Yeo et al. (2014) ([3]_,
-  ``"yeo"``); see :func:`enhance_hmi.physics.psf.hmi_psf`;
+  ``"yeo"``); see :func:`enhance_hmi.physics.psf.hmi_psf`. These are the
+  *plausible* PSFs (:data:`PLAUSIBLE_PSF_MODELS`), each fitted to HMI data.
+  The diffraction limit of the 14 cm aperture (``"airy14"``) is offered as a
+  bound (:data:`BOUND_PSF_MODELS`): no HMI measurement supports it (the
+  fits above lose more contrast at mid frequencies, MTF 0.40-0.31 at 0.4
+  cycles per arcsec against its 0.52), but it shows how a method fares
+  when HMI is sharper than believed. :func:`family` lists the plausible
+  members; a bound member is scored only when named;
 * **whether the measured PSF already includes the CCD pixel's own
   integration**. If it does not (``pixel_integration=True``, the project's
   default and what the shipped networks were trained with), the HMI image is
@@ -67,10 +74,15 @@ from enhance_hmi.physics.transfer import radial_otf
 
 __all__ = [
     "DEFAULT_FORWARD_MODEL",
+    "FAMILY_RATIO_FLOOR",
+    "FAMILY_WINDOW",
     "MISSING_MODELS",
+    "PLAUSIBLE_PSF_MODELS",
+    "BOUND_PSF_MODELS",
     "SAMPLING_NAMES",
     "ForwardModelSpec",
     "family",
+    "family_error_variance",
     "forward_model_of",
     "parse_forward_models",
 ]
@@ -78,6 +90,13 @@ __all__ = [
 #: The name part of each pixel choice: ``True`` integrates over the pixel,
 #: ``False`` samples at the pixel centre.
 SAMPLING_NAMES: Mapping[bool, str] = MappingProxyType({True: "pixel", False: "point"})
+
+#: PSF models fitted to HMI data: the members :func:`family` lists.
+PLAUSIBLE_PSF_MODELS: tuple[str, ...] = ("wachter", "wachter2012", "yeo")
+#: PSF models offered as bounds, not as beliefs (see the module notes).
+BOUND_PSF_MODELS: tuple[str, ...] = tuple(
+    m for m in HMI_PSF_MODELS if m not in PLAUSIBLE_PSF_MODELS
+)
 
 #: PSF models a user may name that the family cannot offer, and why.
 MISSING_MODELS: Mapping[str, str] = MappingProxyType(
@@ -154,7 +173,7 @@ class ForwardModelSpec:
         if psf in MISSING_MODELS:
             raise ConfigError(MISSING_MODELS[psf])
         if psf not in HMI_PSF_MODELS or (sampling and sampling not in choices):
-            members = ", ".join(spec.name for spec in family())
+            members = ", ".join(spec.name for spec in family(bounds=True))
             raise ConfigError(f"unknown forward model {text!r}; use one of {members} (or 'all')")
         return cls(psf, choices[sampling] if sampling else True)
 
@@ -239,19 +258,22 @@ def _psf_otf_table(psf_model: str) -> tuple[np.ndarray, np.ndarray]:
 DEFAULT_FORWARD_MODEL = ForwardModelSpec()
 
 
-def family() -> tuple[ForwardModelSpec, ...]:
-    """Every member of the family, pixel-integrated first.
+def family(*, bounds: bool = False) -> tuple[ForwardModelSpec, ...]:
+    """Every plausible member of the family, pixel-integrated first.
 
-    Each PSF model of :data:`~enhance_hmi.physics.psf.HMI_PSF_MODELS`,
-    integrated over the pixel and point-sampled.
+    Each PSF model of :data:`PLAUSIBLE_PSF_MODELS`, integrated over the
+    pixel and point-sampled; with ``bounds``, also those of
+    :data:`BOUND_PSF_MODELS` after them.
     """
-    return tuple(
-        ForwardModelSpec(psf, integrate) for psf in HMI_PSF_MODELS for integrate in (True, False)
-    )
+    models = PLAUSIBLE_PSF_MODELS + (BOUND_PSF_MODELS if bounds else ())
+    return tuple(ForwardModelSpec(psf, integrate) for psf in models for integrate in (True, False))
 
 
 def parse_forward_models(names: str | Iterable[str]) -> tuple[ForwardModelSpec, ...]:
     """Members from names: a list, comma-separated text, or ``"all"`` for :func:`family`.
+
+    ``"all"`` means the plausible members; a bound member (``airy14+pixel``)
+    is included only when named.
 
     Duplicates are dropped, order kept.
 
@@ -280,3 +302,97 @@ def forward_model_of(meta: Mapping[str, Any]) -> ForwardModelSpec:
     far was trained with pixel-integrated inputs).
     """
     return ForwardModelSpec(psf_model_of(meta), bool(meta.get("pixel_integration", True)))
+
+
+#: Regularisation of ``T_T / T_k`` in :func:`family_error_variance`: the
+#: ratio is ``T_T T_k / (T_k^2 + FAMILY_RATIO_FLOOR)``, bounded where a
+#: member's transfer function vanishes.
+FAMILY_RATIO_FLOOR = 1e-3
+#: Side of the box (output pixels) over which :func:`family_error_variance`
+#: averages the squared error images (the 9x9 window of the sigma map's
+#: local output structure, :func:`enhance_hmi.model.uncertainty.output_structure`).
+FAMILY_WINDOW = 9
+
+
+def family_error_variance(
+    output: np.ndarray,
+    *,
+    trained: ForwardModelSpec,
+    members: Iterable[ForwardModelSpec] | None = None,
+    pixel_scale: u.Quantity = HMI_PIXEL_SCALE / 2,
+    window: int = FAMILY_WINDOW,
+    signal_fraction: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The local error variance of an output if the data came from another member.
+
+    A network trained for member ``T`` that meets data made by member ``k``
+    deconvolves ``T_k S`` as if it were ``T_T S``: where it inverts ``T_T``
+    its output is ``O = (T_k / T_T) S``, so its error is
+    ``O - S = (1 - T_T / T_k) O``. This is computed from the output itself
+    for every member ``k`` of ``members`` (the plausible :func:`family` by
+    default; ``trained`` itself adds nothing), squared, averaged over the
+    members and over a ``window`` x ``window`` box. It is a linear estimate
+    of what not knowing the forward model costs, for the sigma of a run
+    that was told nothing; where the network does not invert ``T_T``
+    (frequencies the noise dominates) it overestimates, and the calibration
+    scales it (:class:`enhance_hmi.model.uncertainty.FamilySigma`).
+
+    Told member ``k``, the input was harmonised first
+    (:func:`enhance_hmi.physics.harmonise.harmonise`, weight ``w`` at each
+    frequency, ``signal_fraction``): the network then sees ``R T_k S`` with
+    ``R T_k = w T_T + (1 - w) T_k``, and the error is
+    ``(1 - w)(T_k - T_T) / (w T_T + (1 - w) T_k)`` times the output: what
+    the harmonisation left, nothing where the signal dominates.
+
+    Parameters
+    ----------
+    output : numpy.ndarray
+        The enhanced image (2-D; non-finite pixels are filled with the
+        median for the transform and are NaN in the result).
+    trained : ForwardModelSpec
+        The member the network was trained for.
+    members : iterable of ForwardModelSpec, optional
+        The members the data may have come from; default :func:`family`.
+    pixel_scale : `~astropy.units.Quantity`
+        The output's pixel (0.252").
+    window : int
+        Box side of the local average, output pixels.
+    signal_fraction : (numpy.ndarray, numpy.ndarray), optional
+        The harmonisation's weight against radial frequency (cycles per
+        arcsec, increasing; :func:`enhance_hmi.physics.harmonise.signal_fraction`
+        of the input), held constant beyond its ends: the error left after
+        harmonising. None: the input was not harmonised.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, the output's shape, in the output's units squared.
+    """
+    from scipy import fft as sfft
+    from scipy import ndimage
+
+    data = np.asarray(output, dtype=np.float64)
+    finite = np.isfinite(data)
+    fill = float(np.median(data[finite])) if finite.any() else 0.0
+    filled = np.where(finite, data, fill) - fill
+    scale = to_arcsec(pixel_scale, "pixel_scale")
+    fy = np.fft.fftfreq(data.shape[0], d=scale)[:, None]
+    fx = np.fft.rfftfreq(data.shape[1], d=scale)[None, :]
+    spectrum = sfft.rfft2(filled.astype(np.float32), workers=-1)
+    t_trained = trained.otf(fy, fx)
+    weight = (
+        np.zeros(1)
+        if signal_fraction is None
+        else np.interp(np.hypot(fy, fx), signal_fraction[0], signal_fraction[1])
+    )
+    others = [m for m in (family() if members is None else members) if m != trained]
+    total = np.zeros(data.shape, dtype=np.float32)
+    for member in others:
+        t_member = member.otf(fy, fx)
+        seen = weight * t_trained + (1.0 - weight) * t_member  # R T_k
+        gain = (1.0 - weight) * (t_member - t_trained) * seen / (seen**2 + FAMILY_RATIO_FLOOR)
+        error = sfft.irfft2(spectrum * gain.astype(np.float32), s=data.shape, workers=-1)
+        total += ndimage.uniform_filter(error * error, size=window, mode="reflect")
+    variance = total / max(len(others), 1)
+    variance[~finite] = np.nan
+    return variance

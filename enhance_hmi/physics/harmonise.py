@@ -67,7 +67,7 @@ from enhance_hmi.physics.constants import HMI_PIXEL_SCALE, to_arcsec
 from enhance_hmi.physics.forward_family import ForwardModelSpec
 from enhance_hmi.physics.spectrum import radial_power_spectrum
 
-__all__ = ["HARMONISE_FORMS", "MAX_GAIN", "harmonise", "harmonising_filter"]
+__all__ = ["HARMONISE_FORMS", "MAX_GAIN", "harmonise", "harmonising_filter", "signal_fraction"]
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +189,8 @@ def harmonise(
     if told == trained:
         return data
     finite = np.isfinite(data)
-    if finite.sum() < 16:
-        raise InputError("harmonise needs at least 16 finite pixels")
-    filled = np.where(finite, data, float(np.median(data[finite])))
-    scale = to_arcsec(pixel_scale, "pixel_scale")
-    frequency, power = radial_power_spectrum(_spectrum_region(filled, finite), pixel_scale)
-    noise_power = float(noise) ** 2 * scale**2
-    fraction = np.clip(1.0 - noise_power / np.maximum(power.to_value(u.arcsec**2), 1e-300), 0, 1)
+    filled = np.where(finite, data, float(np.median(data[finite]))) if finite.any() else data
+    frequency, fraction = signal_fraction(data, noise=noise, pixel_scale=pixel_scale)
     ny, nx = data.shape
     mirrored = np.pad(filled, ((0, ny), (0, nx)), mode="symmetric")
     gain = harmonising_filter(
@@ -203,7 +198,7 @@ def harmonise(
         told=told,
         trained=trained,
         pixel_scale=pixel_scale,
-        frequency=frequency.to_value(1 / u.arcsec),
+        frequency=frequency,
         signal_fraction=fraction,
         max_gain=max_gain,
         form=form,
@@ -219,6 +214,40 @@ def harmonise(
         float(gain.max()),
     )
     return out
+
+
+def signal_fraction(
+    image: object, *, noise: float, pixel_scale: u.Quantity = HMI_PIXEL_SCALE
+) -> tuple[np.ndarray, np.ndarray]:
+    """``max(1 - P_N / P_Y, 0)`` of an input against radial frequency: the filter's weight.
+
+    ``P_Y`` is the input's radially averaged power spectrum (measured on its
+    central half when it has non-finite pixels, :func:`_spectrum_region`)
+    and ``P_N = noise^2 p^2`` that of white noise; see the module's
+    docstring. :func:`harmonise` builds its filter with it, and the sigma of
+    a told run (:class:`enhance_hmi.model.uncertainty.FamilySigma`) weighs
+    what the filter left with it.
+
+    Returns
+    -------
+    frequency, fraction : numpy.ndarray
+        Cycles per arcsec (increasing) and the weight in [0, 1] at each.
+
+    Raises
+    ------
+    enhance_hmi.errors.InputError
+        Fewer than 16 finite pixels.
+    """
+    data = np.asarray(image, dtype=np.float64)
+    finite = np.isfinite(data)
+    if finite.sum() < 16:
+        raise InputError("harmonise needs at least 16 finite pixels")
+    filled = np.where(finite, data, float(np.median(data[finite])))
+    scale = to_arcsec(pixel_scale, "pixel_scale")
+    frequency, power = radial_power_spectrum(_spectrum_region(filled, finite), pixel_scale)
+    noise_power = float(noise) ** 2 * scale**2
+    fraction = np.clip(1.0 - noise_power / np.maximum(power.to_value(u.arcsec**2), 1e-300), 0, 1)
+    return frequency.to_value(1 / u.arcsec), fraction
 
 
 def _spectrum_region(filled: np.ndarray, finite: np.ndarray) -> np.ndarray:

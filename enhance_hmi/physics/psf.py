@@ -18,6 +18,12 @@ Models
     with D = 0.14 m, lambda = 6173 Å, eps = 0.1, w = 2.0, k = 3, W = 3.4.
 ``"wachter2012"``
     The same form with Wachter et al.'s own values w = 1.8, W = 3.
+``"airy14"``
+    The diffraction limit of HMI's 14 cm aperture at 6173 Å (Schou et al.
+    2012 [5]_ for the aperture): an Airy PSF with no aberration and no stray
+    light. No fit to HMI data gives it; it is the sharpest PSF HMI can have,
+    the family's bound on the narrow side (the fits above have wider cores
+    and stray-light wings).
 ``"yeo"``
     Yeo et al. (2014): a sum of five concentric Gaussians,
     ``sum_i w_i / (2 pi sigma_i^2) exp(-theta^2 / (2 sigma_i^2))``, with weights
@@ -70,6 +76,9 @@ References
    apparent properties of solar surface phenomena", A&A 561, A22.
 .. [4] Born, M. & Wolf, E., "Principles of Optics", Sect. 8.5.2 (Fraunhofer
    diffraction at a circular aperture; encircled energy).
+.. [5] Schou, J., Scherrer, P. H., Bush, R. I. et al. (2012), "Design and
+   ground calibration of the Helioseismic and Magnetic Imager (HMI)
+   instrument on the Solar Dynamics Observatory (SDO)", Sol. Phys. 275, 229.
 """
 
 from __future__ import annotations
@@ -128,7 +137,7 @@ YEO_PARAMETERS: Mapping[str, tuple[float, ...]] = MappingProxyType(
     }
 )
 #: HMI PSF model names accepted by :func:`hmi_psf` (and by ``degrade``/``reobserve``).
-HMI_PSF_MODELS = ("wachter", "wachter2012", "yeo")
+HMI_PSF_MODELS = ("wachter", "wachter2012", "yeo", "airy14")
 #: The one default HMI PSF model: the paper's modified Wachter form (Díaz Baso &
 #: Asensio Ramos 2018, eq. 1), what a network sidecar without ``psf_model``
 #: was trained with, and the default of every function that takes a
@@ -249,6 +258,12 @@ def _yeo_profile(params: Mapping[str, Any]) -> _Profile:
 
 
 def _merge_parameters(model: str, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    if model == "airy14":
+        if parameters:
+            raise ConfigError(
+                "the 'airy14' HMI PSF has no parameters (its aperture and wavelength are arguments)"
+            )
+        return {}
     # values: floats for the Wachter models, tuples of floats for Yeo
     base: dict[str, Any] = dict(YEO_PARAMETERS if model == "yeo" else WACHTER_PARAMETERS)
     if model == "wachter2012":
@@ -292,6 +307,13 @@ def _hmi_psf_cached(
     frozen: tuple[tuple[str, Any], ...],
 ) -> np.ndarray:
     params = dict(frozen)
+    if model == "airy14":
+        unit = wavelength / (math.pi * aperture) * _ARCSEC_PER_RAD
+        lam_over_d = math.pi * unit
+        n = _default_size(HMI_PSF_RADIUS.to_value(u.arcsec), scale) if size is None else size
+        psf = _sample(_airy_profile(unit), scale, n, lam_over_d)
+        psf.flags.writeable = False
+        return psf
     if model == "yeo":
         profile = _yeo_profile(params)
         core = min(float(s) for s in params["sigmas"])
@@ -341,7 +363,7 @@ def hmi_psf(
     ----------
     pixel_scale : `~astropy.units.Quantity`
         Angular size of one pixel of the grid (e.g. ``0.504 * u.arcsec``).
-    model : {"wachter", "wachter2012", "yeo"}
+    model : {"wachter", "wachter2012", "yeo", "airy14"}
         ``"wachter"``: modified Wachter et al. (2012) form, eq. 1 of [1]_, with
         eps = 0.1, w = 2.0, k = 3, W = 3.4 (the paper's choice, default).
         ``"wachter2012"``: same form with Wachter's w = 1.8, W = 3 ([2]_).
@@ -349,10 +371,13 @@ def hmi_psf(
         azimuthal modulation, weights read as light fractions (empirical, in
         arcsec: ``wavelength`` and ``aperture`` do not apply; see the module
         notes for what was verified).
+        ``"airy14"``: the diffraction-limited Airy PSF of the 14 cm aperture
+        (no aberration, no stray light; the family's narrow bound).
     size : int, optional
         Odd side length in pixels. Default: radius :data:`HMI_PSF_RADIUS`
         (30", 98.8 % of the light of the untruncated paper PSF) for the Wachter
-        models, :data:`YEO_PSF_RADIUS` (60", 99.8 %) for Yeo.
+        models and ``"airy14"`` (33 lambda/D, 99.7 %), :data:`YEO_PSF_RADIUS`
+        (60", 99.8 %) for Yeo.
     wavelength, aperture : `~astropy.units.Quantity`
         lambda and D in r = pi D theta / lambda (Wachter models); default
         6173 Å and 0.14 m ([1]_).

@@ -36,8 +36,9 @@ import numpy as np
 import torch
 
 from enhance_hmi.atomic import atomic_path
-from enhance_hmi.errors import TrainingError
-from enhance_hmi.model import EnhanceNet, save_weights
+from enhance_hmi.errors import TrainingError, WeightsError
+from enhance_hmi.model import EnhanceNet, load_weights, save_weights
+from enhance_hmi.model.network import deepened
 from enhance_hmi.physics import HMI_PIXEL_SCALE
 from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 from enhance_hmi.training.pairs import Pair, PatchSampler
@@ -101,6 +102,12 @@ class TrainConfig:
         recomputed after training (:func:`recalibrate_batchnorm`; 0: keep the
         running averages). Not in the paper; it lowered the held-out MSE of
         the continuum network at step 1900 from 3.7e-3 to 3.6e-4.
+    init_weights : str or None
+        A weights file to start from instead of a random network (a warm
+        start across sessions). Its width, upscale and linear skip must match;
+        a deeper ``n_blocks`` adds residual blocks that start as the identity
+        (:func:`enhance_hmi.model.network.deepened`), so step 0 reproduces the
+        file's output. Its sidecar's ``psf_model`` need not match.
     """
 
     observable: str = "continuum"
@@ -123,6 +130,7 @@ class TrainConfig:
     noise_range: tuple[float, float] | None = None
     contrast_range: tuple[float, float] | None = None
     linear_skip: int = 0
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.observable not in PAPER_RECIPE:
@@ -295,6 +303,8 @@ def _new_run(config: TrainConfig) -> _Run:
     """A seeded network, its optimiser and the patch generator, at step 0."""
     torch.manual_seed(config.seed)
     model = EnhanceNet(n_blocks=config.n_blocks, width=config.width, linear_skip=config.linear_skip)
+    if config.init_weights is not None:
+        model = _warm_start(model, config.init_weights)
     # Channels-last feature maps: faster training steps on a CPU (with the
     # freed-memory setting of the entry points, docs/performance.md). Weights
     # files are written contiguous.
@@ -303,6 +313,23 @@ def _new_run(config: TrainConfig) -> _Run:
         model.parameters(), lr=config.lr, weight_decay=float(config.weight_decay or 0.0)
     )
     return _Run(config, model, optimiser, np.random.default_rng(config.seed))
+
+
+def _warm_start(model: EnhanceNet, path: str) -> EnhanceNet:
+    """``model``'s architecture, starting from the network in ``path`` (see ``init_weights``)."""
+    try:
+        source, _meta = load_weights(path)
+    except WeightsError as exc:
+        raise TrainingError(f"cannot start from {path}: {exc}") from exc
+    wanted = {k: v for k, v in model.architecture.items() if k != "n_blocks"}
+    found = {k: v for k, v in source.architecture.items() if k != "n_blocks"}
+    if wanted != found or source.n_blocks > model.n_blocks:
+        raise TrainingError(
+            f"cannot start a {model.architecture} network from {path} ({source.architecture}): "
+            "width, upscale and linear skip must match and n_blocks may only grow"
+        )
+    log.info("starting from %s (%d -> %d blocks)", path, source.n_blocks, model.n_blocks)
+    return deepened(source.train(), model.n_blocks)
 
 
 def _resume(run: _Run, path: Path) -> None:

@@ -35,6 +35,11 @@ figure are built from:
    head's sigma and, when asked, test-time averaging over the 8 rotations
    and flips of the square (:func:`dihedral_prediction`: 8 forward passes,
    sigma the spread of the 8 outputs times a fitted factor);
+5b. :func:`~enhance_hmi.training.family_calibration.calibrate_family` ->
+   :class:`~enhance_hmi.training.family_calibration.FamilyFit`: how sigma
+   follows what a run is told about the HMI forward model (a factor per
+   member told, the family's spread when told nothing), with its
+   leave-one-scene-out check;
 6. the head is written beside the network (``NAME.uncertainty.safetensors``
    and its sidecar, :func:`sidecar_metadata`: the network's sha256, the map
    and what it was fitted on, the recipe, the coverage tables), with
@@ -78,6 +83,7 @@ from enhance_hmi.model.uncertainty import (
 )
 from enhance_hmi.scenes import Scene
 from enhance_hmi.training.datasets import build_pairs, held_out_pairs
+from enhance_hmi.training.family_calibration import calibrate_family
 from enhance_hmi.training.pairs import Pair, PatchSampler
 from enhance_hmi.training.sigma_head import (
     DIHEDRAL,
@@ -489,6 +495,7 @@ def fit_uncertainty(
     calibrate_only: str | os.PathLike[str] | None = None,
     consistency: bool = True,
     progress: bool = False,
+    forward_family: bool = True,
 ) -> UncertaintyFit:
     """Fit, calibrate and write the uncertainty head of network ``weights`` (steps 1-6 above).
 
@@ -514,6 +521,10 @@ def fit_uncertainty(
         False: against the network output itself.
     progress : bool
         A tqdm bar over the training steps.
+    forward_family : bool
+        Also fit how sigma follows what a run is told about the HMI forward
+        model, over the plausible family
+        (:func:`enhance_hmi.training.family_calibration.calibrate_family`).
 
     Returns
     -------
@@ -540,6 +551,18 @@ def fit_uncertainty(
     comparison = compare_alternatives(
         inputs, calibration, coverage, dihedral=compare_dihedral, border=config.border
     )
+    family = None
+    if forward_family:
+        family = calibrate_family(
+            model,
+            inputs.meta,
+            scenes,
+            holdout=config.holdout,
+            noise=inputs.held_out_noise,
+            seeds=(config.calibration_seed, config.coverage_seed),
+            border=config.border,
+            projected=consistency,
+        )
     wall = time.monotonic() - started
     path = Path(out) if out is not None else uncertainty_path(inputs.weights)
     fit = UncertaintyFit(
@@ -555,6 +578,7 @@ def fit_uncertainty(
         comparison=comparison,
         training=_training_record(inputs, trained, scenes, config, wall),
         wall_seconds=wall,
+        family=family,
     )
     save_sigma_head(trained.head, path, backbone=inputs.weights, metadata=sidecar_metadata(fit))
     write_figure(fit)

@@ -23,6 +23,7 @@ from enhance_hmi.model.uncertainty import (
     SigmaCalibration,
     SigmaHead,
 )
+from enhance_hmi.training.family_calibration import FamilyFit
 from enhance_hmi.training.uncertainty_calibration import CalibrationSample, without_histogram
 from enhance_hmi.validation.calibration import calibration_figure
 
@@ -173,6 +174,9 @@ class UncertaintyFit:
     training : dict
         The sidecar's ``training`` record.
     wall_seconds : float
+    family : FamilyFit or None
+        How sigma follows what a run is told about the forward model
+        (:mod:`enhance_hmi.training.family_calibration`); None: not fitted.
     """
 
     path: Path
@@ -187,6 +191,7 @@ class UncertaintyFit:
     comparison: Comparison
     training: dict[str, Any]
     wall_seconds: float
+    family: FamilyFit | None = None
 
     @property
     def calibration_scale(self) -> float:
@@ -249,6 +254,7 @@ def _calibration_model(fit: UncertaintyFit) -> dict[str, Any]:
         "noise_in_data_units": {"values": noise, "units": fit.units},
         "noise_seed": fit.calibration.seed,
         "noise_seeds": {f"{f:g}": seed for f, seed in fit.calibration.seeds.items()},
+        **({"forward_family": fit.family.to_dict()} if fit.family is not None else {}),
     }
 
 
@@ -269,6 +275,14 @@ def sidecar_metadata(fit: UncertaintyFit) -> dict[str, Any]:
         "coverage_unprojected": fit.coverage.unprojected,
         "leave_one_region_out": fit.coverage.leave_one_region_out,
         "alternatives": fit.comparison.to_dict(),
+        **(
+            {
+                "forward_family_coverage": fit.family.coverage,
+                "forward_family_leave_one_scene_out": fit.family.leave_one_scene_out,
+            }
+            if fit.family is not None
+            else {}
+        ),
         "training": fit.training,
         "reference": REFERENCE,
     }

@@ -144,7 +144,7 @@ def evaluate_forward_grid(
     members: Sequence[ForwardModelSpec],
     *,
     holdout: float = 0.35,
-    noise_sigma: float | None = None,
+    noise_sigma: float | Sequence[float] | None = None,
     noise_seed: int = 1,
     border: int = 8,
     consistency: bool = True,
@@ -164,10 +164,13 @@ def evaluate_forward_grid(
         Forward models to degrade with (rows).
     holdout : float
         Held-out column fraction (as trained).
-    noise_sigma : float, optional
-        Input noise in network units; default the weights' training noise.
+    noise_sigma : float or sequence of float, optional
+        Input noise in network units, one level or several (each its own
+        set of rows, e.g. :data:`~enhance_hmi.physics.noise.CADENCE_NOISE`);
+        default the weights' training noise.
     noise_seed : int
-        Seed of the input noise; every member of a region gets the same draw.
+        Seed of the input noise; every member of a region gets the same draw
+        (scaled to each level).
     border : int
         Target pixels left out at each edge before scoring.
     consistency : bool
@@ -176,9 +179,10 @@ def evaluate_forward_grid(
     Returns
     -------
     list of dict
-        One row per (region, member): ``scene``, ``forward_model``,
-        ``score`` ("psnr_dB" or "rmse"), one value per method, and the
-        margins of ``network_default`` (``network_*``) and ``network_told``
+        One row per (region, member, noise level): ``scene``,
+        ``forward_model``, ``noise`` (network units), ``score`` ("psnr_dB"
+        or "rmse"), one value per method, and the margins of
+        ``network_default`` (``network_*``) and ``network_told``
         (``network_told_*``) over ``tikhonov_told`` and ``oracle_linear``
         (``*_minus_*`` in dB for PSNR; ``*_over_*`` RMSE ratios).
     """
@@ -186,49 +190,66 @@ def evaluate_forward_grid(
     scale = float(meta["input_normalisation"]["scale"])
     if noise_sigma is None:
         noise_sigma = float(meta.get("training", {}).get("config", {}).get("noise_sigma", 0.0))
-    sigma = float(noise_sigma) * scale
-    observable = str(meta["observable"])
-    trained = forward_model_of(meta)
-    default = ForwardModelSpec(trained.psf_model, True)
-    rows = []
+    levels = (
+        [float(noise_sigma)]
+        if isinstance(noise_sigma, (int, float))
+        else [float(n) for n in noise_sigma]
+    )
+    rows: list[dict[str, Any]] = []
     for label, part, gain in _regions(scenes, holdout):
         for member in members:
             pair = degrade(part.data, part.pixel_scale, **member.options())
             target = (pair.target * gain).astype(np.float32)
             clean = (pair.input * gain).astype(np.float32)
-            rng = np.random.default_rng(noise_seed)
-            noisy = clean + rng.normal(0.0, sigma, clean.shape).astype(np.float32)
-            told = baselines.tikhonov(noisy, **member.options())
-            net = network_output(noisy, model, meta, scale, consistency)
-            images = {
-                "network_default": net,
-                "network_told": (
-                    net
-                    if member == trained
-                    else _network_told(noisy, member, model, meta, scale, consistency)
-                ),
-                "tikhonov_told": told,
-                "tikhonov_default": (
-                    told if member == default else baselines.tikhonov(noisy, **default.options())
-                ),
-                "bicubic": baselines.bicubic(noisy),
-                "oracle_linear": baselines.oracle_linear(noisy, target),
-            }
-            row: dict[str, Any] = {
-                "scene": label,
-                "forward_model": member.name,
-                "score": "psnr_dB" if observable == "continuum" else "rmse",
-            }
-            row.update({k: _score(v, target, observable, border) for k, v in images.items()})
-            for method, name in (("network_default", "network"), ("network_told", "network_told")):
-                for ref in ("tikhonov_told", "oracle_linear"):
-                    if observable == "continuum":
-                        row[f"{name}_minus_{ref}"] = row[method] - row[ref]
-                    else:
-                        row[f"{name}_over_{ref}"] = row[method] / row[ref] if row[ref] > 0 else None
-            rows.append(row)
-            log.info("forward grid: %s under %s", label, member.name)
+            draw = np.random.default_rng(noise_seed).normal(0.0, 1.0, clean.shape)
+            for level in levels:
+                noisy = clean + (draw * level * scale).astype(np.float32)
+                row = {"scene": label, "forward_model": member.name, "noise": level}
+                row.update(_cell_scores(noisy, target, member, model, meta, consistency, border))
+                rows.append(row)
+                log.info("forward grid: %s under %s, noise %g", label, member.name, level)
     return rows
+
+
+def _cell_scores(
+    noisy: np.ndarray,
+    target: np.ndarray,
+    member: ForwardModelSpec,
+    model: Any,
+    meta: dict[str, Any],
+    consistency: bool,
+    border: int,
+) -> dict[str, Any]:
+    """The scores of every method of :data:`GRID_METHODS` on one cell, and the network's margins."""
+    scale = float(meta["input_normalisation"]["scale"])
+    observable = str(meta["observable"])
+    trained = forward_model_of(meta)
+    default = ForwardModelSpec(trained.psf_model, True)
+    told = baselines.tikhonov(noisy, **member.options())
+    net = network_output(noisy, model, meta, scale, consistency)
+    images = {
+        "network_default": net,
+        "network_told": (
+            net
+            if member == trained
+            else _network_told(noisy, member, model, meta, scale, consistency)
+        ),
+        "tikhonov_told": told,
+        "tikhonov_default": (
+            told if member == default else baselines.tikhonov(noisy, **default.options())
+        ),
+        "bicubic": baselines.bicubic(noisy),
+        "oracle_linear": baselines.oracle_linear(noisy, target),
+    }
+    row: dict[str, Any] = {"score": "psnr_dB" if observable == "continuum" else "rmse"}
+    row.update({k: _score(v, target, observable, border) for k, v in images.items()})
+    for method, name in (("network_default", "network"), ("network_told", "network_told")):
+        for ref in ("tikhonov_told", "oracle_linear"):
+            if observable == "continuum":
+                row[f"{name}_minus_{ref}"] = row[method] - row[ref]
+            else:
+                row[f"{name}_over_{ref}"] = row[method] / row[ref] if row[ref] > 0 else None
+    return row
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -264,8 +285,8 @@ _PANEL_INCHES = 3.2
 
 
 def _figure(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """Per region: each method's score against the member (top), the network's margin (bottom)."""
-    scenes = list(dict.fromkeys(row["scene"] for row in rows))
+    """Per region and noise level: each method's score against the member (top), the margin."""
+    scenes = list(dict.fromkeys((row["scene"], row.get("noise")) for row in rows))
     members = list(dict.fromkeys(row["forward_model"] for row in rows))
     width = max(6.0, _INCHES_PER_MEMBER * len(members)) * len(scenes)
     fig = new_figure(width, 2 * _PANEL_INCHES, layout="tight")
@@ -273,13 +294,15 @@ def _figure(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     continuum = rows[0]["score"] == "psnr_dB"
     margin = "network_minus_tikhonov_told" if continuum else "network_over_tikhonov_told"
     x = np.arange(len(members))
-    for c, scene in enumerate(scenes):
-        by_member = {r["forward_model"]: r for r in rows if r["scene"] == scene}
+    for c, (scene, noise) in enumerate(scenes):
+        by_member = {
+            r["forward_model"]: r for r in rows if (r["scene"], r.get("noise")) == (scene, noise)
+        }
         ax = axes[0, c]
         for method in GRID_METHODS:
             values = [by_member[m][method] if m in by_member else np.nan for m in members]
             ax.plot(x, values, marker="o", label=method)
-        ax.set_title(scene, fontsize=9)
+        ax.set_title(scene if noise is None else f"{scene}, noise {noise:g}", fontsize=9)
         ax.set_ylabel("PSNR (dB)" if continuum else "RMSE", fontsize=8)
         ax.set_xticks(x, [""] * len(members))
         if c == 0:

@@ -44,6 +44,7 @@ try:
     weights = resolve_weights(settings.weights, p.observable)
     weights_sha = sha256_file(weights)
     settings = settings.replace(weights=weights)
+    sigma = resolve_uncertainty(settings.uncertainty, weights)
     job = p.settings["enhance"]  # how the job is run: threads around the network
     result = run_batch(
         read_plan(snakemake.input[0]),
@@ -52,9 +53,9 @@ try:
         settings=settings,
         weights_sha256=weights_sha,
         settings_sha256=accepted_settings_sha256(
-            settings.for_weights(read_sidecar(weights)),  # what the frames' ENHSETSH say
+            settings.for_weights(read_sidecar(weights), sigma=sigma),  # what ENHSETSH say
             observable=p.observable,
-            uncertainty=resolve_uncertainty(settings.uncertainty, weights),
+            uncertainty=sigma,
         ),
         previous=read_quarantine(p.out_dir, series, batch),
         stage_options={key: job[key] for key in ("overlap", "prefetch", "readers", "writers")},
