@@ -271,3 +271,76 @@ def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
             assert bicubic_qs < truth_qs
             assert 0.8 * truth_qs < qs < 1.2 * truth_qs, row["scene"]
     assert any("k=1.5" in scene for scene in quiet_checked), quiet_checked
+
+
+HIGHRES = [
+    "highres/muram_quiet_ic_0.0662.fits",
+    "highres/sst_crisp_wb8542_qs_20190801.fits",
+    "highres/sst_crisp_wb8542_spot_20200727.fits",
+]
+
+
+def _highres_scenes(shared_data):
+    from enhance_hmi.training import load_scenes
+
+    for scene in HIGHRES:
+        require((shared_data / scene).is_file(), f"{scene} not in the shared data")
+    return load_scenes([str(shared_data / s) for s in HIGHRES], "continuum")
+
+
+@pytest.mark.slow
+def test_continuum_network_told_the_forward_model_on_the_held_out_scenes(shared_data):
+    """The forward-model grid at the 720 s noise, bounded from both sides (docs/forward_models.md).
+
+    Measured (shipped network, noise 7e-4, seed 1): told - Tikhonov told +0.89 to
+    +1.90 dB, told - linear bound -0.13 to +0.55 dB, default - Tikhonov with the
+    default PSF +0.65 to +1.54 dB over these members. A network that is not told
+    (the default under yeo+pixel: -2.3 to -1.4 dB against Tikhonov told) fails
+    the first bound; one that beats the linear bound by a wide margin would be
+    scoring on its training data.
+    """
+    from enhance_hmi.physics.forward_family import ForwardModelSpec
+    from enhance_hmi.validation.forward_grid import evaluate_forward_grid
+
+    members = [ForwardModelSpec.from_name(n) for n in ("wachter2012", "yeo", "wachter+point")]
+    rows = evaluate_forward_grid(
+        default_weights("continuum"), _highres_scenes(shared_data), members, noise_sigma=7e-4
+    )
+    assert len(rows) == 9
+    for row in rows:
+        cell = (row["scene"], row["forward_model"])
+        assert 0.6 < row["network_told_minus_tikhonov_told"] < 2.3, cell
+        assert -0.4 < row["network_told_minus_oracle_linear"] < 0.8, cell
+        assert 0.3 < row["network_default"] - row["tikhonov_default"] < 2.0, cell
+
+
+@pytest.mark.slow
+def test_continuum_sigma_over_the_forward_model_family_with_each_scene_left_out(shared_data):
+    """The head's family calibration refitted without each scene and measured on it.
+
+    Measured (``enhance fit-uncertainty --calibrate-only``, 1x noise, fit draw 1,
+    measured on draw 2): told the member, 63.6-74.4 % within 1 sigma and
+    92.3-96.6 % within 2; told nothing, 60.6-99.9 % / 93.0-100 % (the trained
+    member over-covered: its sigma allows for every member). Without the family
+    term (kappa 0) told nothing fell to 21-34 % under yeo+pixel.
+    """
+    from enhance_hmi.model.uncertainty import load_uncertainty
+    from enhance_hmi.physics.forward_family import forward_model_of
+    from enhance_hmi.training.family_calibration import family_cells, leave_one_scene_out
+
+    weights = default_weights("continuum")
+    net, meta = load_weights(weights)
+    model, _ = load_uncertainty(weights, net, meta)
+    scenes = _highres_scenes(shared_data)
+    options = dict(holdout=0.35, noise=1e-3, border=8, noise_factors=(1.0,))
+    fit_cells = family_cells(model, meta, scenes, seed=1, **options)
+    measured = family_cells(model, meta, scenes, seed=2, **options)
+    rows = leave_one_scene_out(fit_cells, measured, forward_model_of(meta).name)
+    assert len(rows) == 18
+    for row in rows:
+        cell = (row["region"], row["member"])
+        assert 0.60 < row["told_within_1sigma"] < 0.78, cell
+        assert 0.90 < row["told_within_2sigma"] < 0.99, cell
+        assert row["untold_within_1sigma"] > 0.57 and row["untold_within_2sigma"] > 0.90, cell
+    trained = [r for r in rows if r["member"] == forward_model_of(meta).name]
+    assert all(r["untold_within_1sigma"] > 0.9 for r in trained)  # the family term is there
