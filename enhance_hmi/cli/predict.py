@@ -131,7 +131,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="HMI PSF the data were made with; another than the network's tells it: its "
         "input is harmonised to its own, and the projection and the quality figures use "
         "this one (default: the one the network was trained for, wachter2012 for the "
-        "shipped networks)",
+        "shipped networks). Naming any, the network's own included, gives the sigma for that "
+        "forward model; naming none, sigma allows for every plausible one",
     )
     parser.add_argument(
         "--pixel-integration",
