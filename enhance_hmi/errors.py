@@ -33,6 +33,7 @@ __all__ = [
     "NotQuietSunUnitsWarning",
     "CoarseTruthWarning",
     "FieldDominatedNoiseWarning",
+    "FamilyFloorWarning",
 ]
 
 
@@ -139,6 +140,17 @@ class ImplausibleInputNoiseWarning(EnhanceWarning):
     More than :data:`enhance_hmi.inference.consistency.GIVEN_NOISE_FACTOR` times
     above it, the projection onto the input barely acts; as far below, it
     fits the input's noise. Usually a wrong unit (``10 kG`` for ``10 G``).
+    """
+
+
+class FamilyFloorWarning(EnhanceWarning):
+    """No weight of the family's spread keeps every held-out cell at the coverage floor.
+
+    ``enhance fit-uncertainty`` fits the weight of the forward-model family's
+    error variance (:mod:`enhance_hmi.training.family_calibration`) as the
+    smallest that keeps every region, member and noise level at or above
+    60 / 90 % coverage; when even the largest weight tried does not, that
+    weight is kept and sigma told nothing is under-covered somewhere.
     """
 
 

@@ -230,7 +230,13 @@ def _quality_bits(frame: Frame) -> int:
         return 0
 
 
-def settings_sha256(settings: EnhanceSettings, *, observable: str, uncertainty: bool) -> str:
+def settings_sha256(
+    settings: EnhanceSettings,
+    *,
+    observable: str,
+    uncertainty: bool,
+    sigma_calibration: str | None = None,
+) -> str:
     """sha256 of the settings that change what an enhanced file holds, beside input and weights.
 
     Covers the normalisation, the range check (it masks pixels), the
@@ -243,7 +249,10 @@ def settings_sha256(settings: EnhanceSettings, *, observable: str, uncertainty: 
     agree). Left out: how the same computation is scheduled (device, tile,
     compile, threads), the pixel-scale check (it refuses frames, it does not
     change them) and the quality tolerances (they judge frames, they do not
-    change pixels). :func:`write_result` records it as ``ENHSETSH``;
+    change pixels). With a ``SIGMA`` HDU, ``sigma_calibration`` (the head's
+    :func:`~enhance_hmi.model.uncertainty.calibration_digest`, ``ENHSGCSH``)
+    is covered too: a refitted calibration changes the sigma of every frame.
+    :func:`write_result` records it as ``ENHSETSH``;
     :func:`enhance_hmi.batch.is_already_enhanced` compares it.
 
     Raises
@@ -254,11 +263,17 @@ def settings_sha256(settings: EnhanceSettings, *, observable: str, uncertainty: 
     lossy = settings.compression == "rice"
     # the lossless modes hold the same pixels, so they share one record
     # (gzip's), and a frame written with either is kept by a run with the other
-    return _settings_digest(settings, observable, uncertainty, "rice" if lossy else "gzip")
+    return _settings_digest(
+        settings, observable, uncertainty, "rice" if lossy else "gzip", sigma_calibration
+    )
 
 
 def accepted_settings_sha256(
-    settings: EnhanceSettings, *, observable: str, uncertainty: bool
+    settings: EnhanceSettings,
+    *,
+    observable: str,
+    uncertainty: bool,
+    sigma_calibration: str | None = None,
 ) -> frozenset[str]:
     """Every ``ENHSETSH`` of a frame that holds what ``settings`` would write.
 
@@ -266,14 +281,25 @@ def accepted_settings_sha256(
     plain (uncompressed) frame written while plain and gzip frames had
     records of their own, so such frames are kept rather than redone.
     """
-    digests = {settings_sha256(settings, observable=observable, uncertainty=uncertainty)}
+    digests = {
+        settings_sha256(
+            settings,
+            observable=observable,
+            uncertainty=uncertainty,
+            sigma_calibration=sigma_calibration,
+        )
+    }
     if settings.compression != "rice":
-        digests.add(_settings_digest(settings, observable, uncertainty, None))
+        digests.add(_settings_digest(settings, observable, uncertainty, None, sigma_calibration))
     return frozenset(digests)
 
 
 def _settings_digest(
-    settings: EnhanceSettings, observable: str, uncertainty: bool, compression: str | None
+    settings: EnhanceSettings,
+    observable: str,
+    uncertainty: bool,
+    compression: str | None,
+    sigma_calibration: str | None = None,
 ) -> str:
     noise = None
     if settings.input_noise is not None:
@@ -288,6 +314,8 @@ def _settings_digest(
         "input_noise": noise,
         **settings.output_record(),  # options added since, only where not at their default
     }
+    if uncertainty and sigma_calibration:  # added since: frames without sigma keep theirs
+        record["sigma_calibration"] = sigma_calibration
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
@@ -346,6 +374,9 @@ def write_result(
             settings.for_weights(metadata, sigma=bool(loaded.uncertainty)),
             observable=frame.observable,
             uncertainty=loaded.uncertainty,
+            sigma_calibration=(
+                enhanced.meta["sigma"].calibration_sha256 if "sigma" in enhanced.meta else None
+            ),
         ),
     }
     for name, value in settings.provenance().items():  # every option, as HISTORY

@@ -403,13 +403,16 @@ class EnhanceSettings:
 
     @property
     def tells_forward_model(self) -> bool:
-        """Whether the run was told the HMI forward model (``psf_model`` or ``pixel_integration``).
+        """Whether the run names the HMI forward model's PSF (``psf_model``).
 
-        A run told nothing gets a sigma widened for the whole family
-        (:class:`enhance_hmi.model.uncertainty.FamilySigma`); naming the
-        network's own member says it is known, and its sigma is not widened.
+        A run that names none gets a sigma widened for the whole family
+        (:class:`enhance_hmi.model.uncertainty.FamilySigma`), even if it sets
+        ``pixel_integration``: the PSF, the larger unknown, was not said.
+        Naming a PSF (the network's own included) says the member is known
+        (with ``pixel_integration``, or the network's pixel choice), and its
+        sigma is widened only for what harmonising the input left.
         """
-        return self.psf_model is not None or self.pixel_integration is not None
+        return self.psf_model is not None
 
     def recipe(self, sidecar: Mapping[str, Any]) -> dict[str, Any]:
         """The weights' sidecar as this run reads it: the network's recipe, amended by the options.

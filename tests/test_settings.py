@@ -288,3 +288,5 @@ def test_telling_the_network_its_own_forward_model_keeps_the_settings_digest() -
         EnhanceSettings(), **with_sigma
     )
     assert own.tells_forward_model and not EnhanceSettings().tells_forward_model
+    # the pixel choice alone does not name the PSF: sigma stays widened for the family
+    assert not EnhanceSettings(pixel_integration=False).tells_forward_model

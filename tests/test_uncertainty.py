@@ -741,3 +741,28 @@ def test_a_map_of_the_first_three_inputs_is_read_with_no_power_on_the_input_stru
         SigmaCalibration.from_dict(entry)
     with pytest.raises(InputError, match="pass x"):
         SigmaCalibration.from_dict({**entry, "input_window": 3}).apply(log_s, out)
+
+
+def test_the_settings_digest_of_a_frame_with_sigma_covers_the_heads_calibration(tmp_path):
+    """ENHSETSH holds the head's calibration (ENHSGCSH): a refitted head redoes the frames."""
+    from enhance_hmi.io.sigma import read_sigma
+    from enhance_hmi.pipeline import enhance_file, settings_sha256
+    from enhance_hmi.settings import EnhanceSettings
+
+    sample = REPO_ROOT / "enhance_hmi" / "data" / "sample"
+    source = next(sample.glob("hmi.M_720s.*.magnetogram.fits"))
+    settings = EnhanceSettings(device="cpu", uncertainty=True, tile=64)
+    written = enhance_file(source, tmp_path / "m.fits", settings)
+    _, sigma_header = read_sigma(written)
+    with fits.open(written) as hdul:
+        digest = hdul[1].header["ENHSETSH"]
+    _, _, head_meta = _shipped("magnetogram")
+    assert sigma_header["ENHSGCSH"] == calibration_digest(head_meta)
+    record = dict(observable="magnetogram", uncertainty=True)
+    meta = load_weights(default_weights("magnetogram"))[1]
+    mine = settings.for_weights(meta, sigma=True)
+    assert digest == settings_sha256(mine, sigma_calibration=sigma_header["ENHSGCSH"], **record)
+    assert digest != settings_sha256(mine, sigma_calibration="0" * 64, **record)
+    # without sigma the calibration does not enter: frames made without it keep their digest
+    off = dict(observable="magnetogram", uncertainty=False)
+    assert settings_sha256(mine, sigma_calibration="0" * 64, **off) == settings_sha256(mine, **off)

@@ -64,8 +64,11 @@ def test_sigma_survives_the_cube_round_trip(tmp_path):
     meta = {k: v for k, v in first.meta.items() if k != "sigma"}
     meta["t_rec"], meta["input_sha256"] = header["T_REC"], "0" * 64
     second = dataclasses.replace(first, header=header, meta=meta)
+    note = "not told: family spread (kappa 2.85)"  # ENHSGFWD, as read from the file
+    first.meta["sigma"] = dataclasses.replace(first.meta["sigma"], forward_model=note)
     cube = TimeCube(tmp_path / "cube.h5")
     assert cube.append([first, second]) == 2
+    assert [row["sigma_forward_model"] for row in cube.table()] == [note, ""]
     end = "2011.12.17_06:05:00_TAI"
     data_maps = cube.read_maps(end=end)
     sigma_maps = cube.read_maps(end=end, dataset="sigma")

@@ -108,6 +108,12 @@ def _float_or_nan(value: str) -> float:
         return float("nan")
 
 
+def _sigma_forward_model(frame: Frame) -> str:
+    """``ENHSGFWD`` of the frame's sigma ("" without sigma)."""
+    sigma = frame.meta.get("sigma")
+    return str(getattr(sigma, "forward_model", "") or "")
+
+
 def _frame_columns(frame: Frame, key: str) -> dict[str, object]:
     """The per-frame column values (:data:`~enhance_hmi.cube.segments.COLUMNS`) of ``frame``."""
     header = frame.header
@@ -119,6 +125,7 @@ def _frame_columns(frame: Frame, key: str) -> dict[str, object]:
         "weights_sha256": meta_value(frame, "weights_sha256", "ENHWSHA"),
         "input_noise": _float_or_nan(meta_value(frame, "input_noise", "ENHNOISE")),
         "input_noise_source": meta_value(frame, "input_noise_source", "ENHNSRC"),
+        "sigma_forward_model": _sigma_forward_model(frame),
     }
     for name in WCS_NUMERIC:
         try:

@@ -111,6 +111,9 @@ COLUMNS: dict[str, np.dtype[Any]] = {
     # data's units) and where it came from (ENHNSRC); NaN / "" without a projection
     "input_noise": np.dtype("float64"),
     "input_noise_source": TEXT,
+    # what the frame's sigma allows for about the HMI forward model (ENHSGFWD of
+    # its SIGMA HDU); "" without sigma or with a head calibrated without the family
+    "sigma_forward_model": TEXT,
     **{f"wcs/{key}": np.dtype("float64") for key in WCS_NUMERIC},
     **{f"wcs/{key}": TEXT for key in WCS_TEXT},
     # per-frame quality figures (enhance_hmi.io.frame_quality), NaN / "" when not measured

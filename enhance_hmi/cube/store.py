@@ -16,6 +16,10 @@ root reads as one HDF5 file::
     /input_noise     (time,) float64  input noise sigma of the projection onto the
                      input (ENHNOISE, the data's units; NaN without one)
     /input_noise_source  (time,) str  given, histogram or spectral (ENHNSRC)
+    /sigma_forward_model  (time,) str  what the sigma allows for about the HMI
+                     forward model (ENHSGFWD; "" without sigma)
+    /sigma_forward_model  (time,) str  what the sigma allows for about the HMI
+                     forward model (ENHSGFWD; "" without sigma)
     /wcs/<KEY>       (time,)       WCS and observer keywords, one per key
     /segment, /segment_row, /segment_files, /segment_frames
                      where each listed frame is stored (the tail's frames
@@ -198,12 +202,19 @@ class TimeCube:
         input (``ENHNOISE``, the data's units) and ``input_noise_source`` where it
         came from (``ENHNSRC``: given, histogram or spectral); NaN and "" for
         frames made without the projection or stored before the columns existed.
+        ``sigma_forward_model`` is what the frame's sigma allows for about the
+        HMI forward model (``ENHSGFWD``: the member told, or the family's
+        spread); "" without sigma or for frames stored before the column.
         """
         names = ("t_rec", "quality", "input_file", "input_sha256", "weights_sha256")
         with self._open() as cube:
             cols = {name: cube.column(name) for name in names}
             count = len(cols["t_rec"])
-            for name, missing in (("input_noise", float("nan")), ("input_noise_source", "")):
+            for name, missing in (
+                ("input_noise", float("nan")),
+                ("input_noise_source", ""),
+                ("sigma_forward_model", ""),
+            ):
                 try:
                     cols[name] = cube.column(name)
                 except KeyError:  # a cube of a layout before the column existed
@@ -217,6 +228,7 @@ class TimeCube:
                 "weights_sha256": str(cols["weights_sha256"][i]),
                 "input_noise": float(cols["input_noise"][i]),
                 "input_noise_source": str(cols["input_noise_source"][i]),
+                "sigma_forward_model": str(cols["sigma_forward_model"][i]),
             }
             for i in range(count)
         ]

@@ -247,8 +247,11 @@ def _told_input(
         region = constraint_region(frame.data.shape, disk)
         noise, _ = input_noise(frame.data, recipe_noise_estimate(recipe), region=region)
     log.info("told forward model %s (network trained for %s): input harmonised", told, trained)
-    harmonised: np.ndarray = harmonise(frame.data, told=told, trained=trained, noise=noise)
-    return harmonised.astype(np.float32), signal_fraction(frame.data, noise=noise)
+    fraction = signal_fraction(frame.data, noise=noise)
+    harmonised: np.ndarray = harmonise(
+        frame.data, told=told, trained=trained, noise=noise, fraction=fraction
+    )
+    return harmonised.astype(np.float32), fraction
 
 
 @dataclasses.dataclass(frozen=True)

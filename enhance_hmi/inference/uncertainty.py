@@ -33,6 +33,7 @@ from enhance_hmi.model.weights import read_sidecar
 __all__ = [
     "allow_for_forward_model",
     "check_uncertainty_available",
+    "sigma_calibration_digest",
     "resolve_uncertainty",
     "sigma_map",
     "with_uncertainty",
@@ -120,6 +121,15 @@ def with_uncertainty(
         stat = head.stat()
         version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
     return _combined(str(Path(weights).resolve()), version, id(model), model, meta["sha256"])
+
+
+def sigma_calibration_digest(weights: str | os.PathLike[str]) -> str:
+    """The ``ENHSGCSH`` frames enhanced with ``weights`` and sigma get, read before any compute.
+
+    :func:`~enhance_hmi.model.uncertainty.calibration_digest` of the head's
+    sidecar (checked as :func:`check_uncertainty_available` checks it).
+    """
+    return calibration_digest(check_uncertainty_available(weights))
 
 
 def _output_name(projected: bool) -> str:

@@ -254,7 +254,13 @@ def deepened(source: EnhanceNet, n_blocks: int) -> EnhanceNet:
         bn_eps=source.bn_eps,
         linear_skip=source.linear_skip,
     )
-    grown.load_state_dict(source.state_dict(), strict=False)
+    result = grown.load_state_dict(source.state_dict(), strict=False)
+    added = {f"blocks.{i}." for i in range(source.n_blocks, int(n_blocks))}
+    stray = [k for k in result.missing_keys if not any(k.startswith(p) for p in added)]
+    if stray or result.unexpected_keys:
+        raise ConfigError(
+            f"cannot deepen: keys {stray + list(result.unexpected_keys)} do not match"
+        )
     with torch.no_grad():
         for block in list(grown.blocks)[source.n_blocks :]:
             bn = cast(ResidualBlock, block).bn2

@@ -701,7 +701,8 @@ class FamilySigma:
       family's error variance of the output
       (:func:`enhance_hmi.physics.forward_family.family_error_variance`),
       ``untold_kappa`` the smallest weight that keeps every plausible member
-      at or above the coverage floor (60 / 90 %) on held-out data.
+      at or above the coverage floor (60 / 90 %) on held-out data, with a
+      margin (:data:`enhance_hmi.training.family_calibration.FLOOR_MARGIN`).
 
     Attributes
     ----------

@@ -74,6 +74,7 @@ from enhance_hmi.physics.transfer import radial_otf
 
 __all__ = [
     "DEFAULT_FORWARD_MODEL",
+    "FAMILY_MARGIN",
     "FAMILY_RATIO_FLOOR",
     "FAMILY_WINDOW",
     "MISSING_MODELS",
@@ -312,6 +313,10 @@ FAMILY_RATIO_FLOOR = 1e-3
 #: averages the squared error images (the 9x9 window of the sigma map's
 #: local output structure, :func:`enhance_hmi.model.uncertainty.output_structure`).
 FAMILY_WINDOW = 9
+#: Output pixels mirrored onto each edge before the transform (at most the
+#: image's side), 16": the jump where the periodic transform wraps lands in
+#: the margin, beyond the core of the error kernel (a few arcsec).
+FAMILY_MARGIN = 64
 
 
 def family_error_variance(
@@ -371,28 +376,37 @@ def family_error_variance(
     from scipy import fft as sfft
     from scipy import ndimage
 
-    data = np.asarray(output, dtype=np.float64)
+    data = np.asarray(output, dtype=np.float32)
     finite = np.isfinite(data)
     fill = float(np.median(data[finite])) if finite.any() else 0.0
-    filled = np.where(finite, data, fill) - fill
+    filled = np.where(finite, data, np.float32(fill)) - np.float32(fill)
+    # mirrored margins, so the periodic transform sees no jump at the edges
+    margin = min(FAMILY_MARGIN, *data.shape)
+    padded = np.pad(filled, margin, mode="symmetric")
+    del filled
     scale = to_arcsec(pixel_scale, "pixel_scale")
-    fy = np.fft.fftfreq(data.shape[0], d=scale)[:, None]
-    fx = np.fft.rfftfreq(data.shape[1], d=scale)[None, :]
-    spectrum = sfft.rfft2(filled.astype(np.float32), workers=-1)
-    t_trained = trained.otf(fy, fx)
+    fy = np.fft.fftfreq(padded.shape[0], d=scale)[:, None]
+    fx = np.fft.rfftfreq(padded.shape[1], d=scale)[None, :]
+    spectrum = sfft.rfft2(padded, workers=-1)
+    t_trained = trained.otf(fy, fx).astype(np.float32)
     weight = (
-        np.zeros(1)
+        np.float32(0.0)
         if signal_fraction is None
-        else np.interp(np.hypot(fy, fx), signal_fraction[0], signal_fraction[1])
+        else np.interp(np.hypot(fy, fx), signal_fraction[0], signal_fraction[1]).astype(np.float32)
     )
     others = [m for m in (family() if members is None else members) if m != trained]
-    total = np.zeros(data.shape, dtype=np.float32)
+    total = np.zeros(padded.shape, dtype=np.float32)
     for member in others:
-        t_member = member.otf(fy, fx)
+        t_member = member.otf(fy, fx).astype(np.float32)
         seen = weight * t_trained + (1.0 - weight) * t_member  # R T_k
         gain = (1.0 - weight) * (t_member - t_trained) * seen / (seen**2 + FAMILY_RATIO_FLOOR)
-        error = sfft.irfft2(spectrum * gain.astype(np.float32), s=data.shape, workers=-1)
-        total += ndimage.uniform_filter(error * error, size=window, mode="reflect")
-    variance = total / max(len(others), 1)
+        error = sfft.irfft2(spectrum * gain, s=padded.shape, workers=-1)
+        total += error * error
+    inner = (slice(margin, margin + data.shape[0]), slice(margin, margin + data.shape[1]))
+    total = total[inner]
+    # the box average is linear: one pass over the sum of the members' squares
+    variance: np.ndarray = ndimage.uniform_filter(
+        total / max(len(others), 1), size=window, mode="reflect"
+    )
     variance[~finite] = np.nan
     return variance

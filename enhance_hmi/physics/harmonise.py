@@ -142,6 +142,7 @@ def harmonise(
     pixel_scale: u.Quantity = HMI_PIXEL_SCALE,
     max_gain: float = MAX_GAIN,
     form: str = "same_noise",
+    fraction: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Filter an HMI input made under member ``told`` so that it looks made under ``trained``.
 
@@ -167,6 +168,9 @@ def harmonise(
         The input's pixel (0.504").
     max_gain, form
         See :func:`harmonising_filter`.
+    fraction : (numpy.ndarray, numpy.ndarray), optional
+        :func:`signal_fraction` of ``image`` with ``noise``, when the caller
+        has it already; computed here otherwise.
 
     Returns
     -------
@@ -190,7 +194,11 @@ def harmonise(
         return data
     finite = np.isfinite(data)
     filled = np.where(finite, data, float(np.median(data[finite]))) if finite.any() else data
-    frequency, fraction = signal_fraction(data, noise=noise, pixel_scale=pixel_scale)
+    frequency, weight = (
+        signal_fraction(data, noise=noise, pixel_scale=pixel_scale)
+        if fraction is None
+        else fraction
+    )
     ny, nx = data.shape
     mirrored = np.pad(filled, ((0, ny), (0, nx)), mode="symmetric")
     gain = harmonising_filter(
@@ -199,7 +207,7 @@ def harmonise(
         trained=trained,
         pixel_scale=pixel_scale,
         frequency=frequency,
-        signal_fraction=fraction,
+        signal_fraction=weight,
         max_gain=max_gain,
         form=form,
     )

@@ -69,12 +69,13 @@ __all__ = [
 
 #: Input noise of real HMI frames by cadence, in network units (continuum:
 #: quiet-Sun units; Blos: kG), for scoring at the noise of each product.
-#: Magnetograms: ~10 G at 720 s and ~15 G at 45 s (the project's method notes;
-#: 10 G is the noise Díaz Baso & Asensio Ramos 2018 trained with). Continuum: the ends
-#: of the range the shipped network was trained over, 7e-4 (720 s) and 4e-3
-#: (45 s): a 720 s value averages about 16 times the exposure of a 45 s one
-#: (noise / 4), and Immerkær's estimator gives 3.9e-3 on the bundled real HMI
-#: quiet-Sun cut-out (an upper bound: it includes some granulation).
+#: Magnetograms: ~15 G at 45 s (the JSOC series description of hmi.M_45s) and
+#: ~10 G at 720 s (the noise Díaz Baso & Asensio Ramos 2018 trained with).
+#: Continuum: no published per-cadence figure was found; 7e-4 and 4e-3 are the
+#: ends of the range the shipped network was trained over, which spans both
+#: (Immerkær's estimator gives 3.9e-3 on the bundled real HMI quiet-Sun
+#: cut-out, an upper bound: it includes some granulation; a 720 s frame
+#: averages many 45 s exposures).
 CADENCE_NOISE: Mapping[str, Mapping[str, float]] = MappingProxyType(
     {
         "continuum": MappingProxyType({"720s": 7e-4, "45s": 4e-3}),

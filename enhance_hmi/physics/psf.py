@@ -376,7 +376,7 @@ def hmi_psf(
     size : int, optional
         Odd side length in pixels. Default: radius :data:`HMI_PSF_RADIUS`
         (30", 98.8 % of the light of the untruncated paper PSF) for the Wachter
-        models and ``"airy14"`` (33 lambda/D, 99.7 %), :data:`YEO_PSF_RADIUS`
+        models and ``"airy14"`` (33 lambda/D, 99.4 %), :data:`YEO_PSF_RADIUS`
         (60", 99.8 %) for Yeo.
     wavelength, aperture : `~astropy.units.Quantity`
         lambda and D in r = pi D theta / lambda (Wachter models); default

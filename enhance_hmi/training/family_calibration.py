@@ -31,11 +31,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from enhance_hmi.errors import FamilyFloorWarning
 from enhance_hmi.inference.consistency import project_as_recipe
 from enhance_hmi.model.uncertainty import EnhanceWithUncertainty, FamilySigma
 from enhance_hmi.physics import degrade
@@ -80,7 +82,7 @@ log = logging.getLogger(__name__)
 UNTOLD_FLOOR = (0.60, 0.90)
 #: How far above :data:`UNTOLD_FLOOR` the fit keeps the regions it sees: the
 #: fit's noise draw is not the measurement's, and a scene it never saw may
-#: need more (with 1 point, MURaM left out fell to 56 % under yeo+pixel).
+#: need more (docs/forward_models.md).
 FLOOR_MARGIN = 0.03
 #: The weights ``kappa`` tried (the smallest that holds the floor is kept).
 KAPPA_GRID = np.round(np.arange(0.0, 8.0001, 0.05), 2)
@@ -268,7 +270,13 @@ def fit_family_sigma(cells: Sequence[FamilyCell], trained: str) -> FamilySigma:
             kappa = float(candidate)
             break
     else:
-        log.warning("no weight up to %g keeps every member at the floor", kappa)
+        warnings.warn(
+            f"no weight of the family's spread up to {kappa:g} keeps every held-out cell at "
+            f"{UNTOLD_FLOOR[0]:.0%} / {UNTOLD_FLOOR[1]:.0%}; sigma told nothing is "
+            "under-covered there",
+            FamilyFloorWarning,
+            stacklevel=2,
+        )
     return FamilySigma(trained=trained, told_kappas=kappas, untold_kappa=kappa)
 
 

@@ -191,9 +191,9 @@ def evaluate_forward_grid(
     if noise_sigma is None:
         noise_sigma = float(meta.get("training", {}).get("config", {}).get("noise_sigma", 0.0))
     levels = (
-        [float(noise_sigma)]
-        if isinstance(noise_sigma, (int, float))
-        else [float(n) for n in noise_sigma]
+        [float(noise_sigma)]  # type: ignore[arg-type]
+        if np.ndim(noise_sigma) == 0
+        else [float(n) for n in noise_sigma]  # type: ignore[union-attr]
     )
     rows: list[dict[str, Any]] = []
     for label, part, gain in _regions(scenes, holdout):

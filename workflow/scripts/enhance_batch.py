@@ -16,7 +16,7 @@ from enhance_hmi.atomic import atomic_path
 from enhance_hmi.cube import read_plan
 from enhance_hmi.errors import EnhanceError, OutputError
 from enhance_hmi.heap import keep_freed_memory
-from enhance_hmi.inference.uncertainty import resolve_uncertainty
+from enhance_hmi.inference.uncertainty import resolve_uncertainty, sigma_calibration_digest
 from enhance_hmi.model import read_sidecar
 from enhance_hmi.pipeline import accepted_settings_sha256, resolve_weights
 from enhance_hmi.provenance import sha256_file
@@ -56,6 +56,7 @@ try:
             settings.for_weights(read_sidecar(weights), sigma=sigma),  # what ENHSETSH say
             observable=p.observable,
             uncertainty=sigma,
+            sigma_calibration=sigma_calibration_digest(weights) if sigma else None,
         ),
         previous=read_quarantine(p.out_dir, series, batch),
         stage_options={key: job[key] for key in ("overlap", "prefetch", "readers", "writers")},
