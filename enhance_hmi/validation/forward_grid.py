@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import os
@@ -284,41 +285,59 @@ _INCHES_PER_MEMBER = 1.1
 _PANEL_INCHES = 3.2
 
 
+def _margins(by_member: dict[str, dict[str, Any]], members: list[str], key: str) -> list[float]:
+    """``key`` of each member's row (NaN where missing)."""
+    return [
+        np.nan if by_member.get(m, {}).get(key) is None else float(by_member[m][key])
+        for m in members
+    ]
+
+
 def _figure(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """Per region and noise level: each method's score against the member (top), the margin."""
-    scenes = list(dict.fromkeys((row["scene"], row.get("noise")) for row in rows))
+    """Regions as columns; per noise level a row of scores and a row of margins.
+
+    Scores: each method against the member. Margins against Tikhonov told
+    the member: the network told it (bars; green where ahead) and the
+    network as shipped (black dots).
+    """
+    scenes = list(dict.fromkeys(row["scene"] for row in rows))
+    levels = list(dict.fromkeys(row.get("noise") for row in rows))
     members = list(dict.fromkeys(row["forward_model"] for row in rows))
-    width = max(6.0, _INCHES_PER_MEMBER * len(members)) * len(scenes)
-    fig = new_figure(width, 2 * _PANEL_INCHES, layout="tight")
-    axes = fig.subplots(2, len(scenes), squeeze=False)
+    width = max(5.0, _INCHES_PER_MEMBER * len(members)) * len(scenes)
+    fig = new_figure(width, 2 * _PANEL_INCHES * len(levels), layout="tight")
+    axes = fig.subplots(2 * len(levels), len(scenes), squeeze=False)
     continuum = rows[0]["score"] == "psnr_dB"
-    margin = "network_minus_tikhonov_told" if continuum else "network_over_tikhonov_told"
+    told, shipped = (
+        ("network_told_minus_tikhonov_told", "network_minus_tikhonov_told")
+        if continuum
+        else ("network_told_over_tikhonov_told", "network_over_tikhonov_told")
+    )
     x = np.arange(len(members))
-    for c, (scene, noise) in enumerate(scenes):
+    for (level_index, noise), (c, scene) in itertools.product(enumerate(levels), enumerate(scenes)):
         by_member = {
             r["forward_model"]: r for r in rows if (r["scene"], r.get("noise")) == (scene, noise)
         }
-        ax = axes[0, c]
+        ax = axes[2 * level_index, c]
         for method in GRID_METHODS:
             values = [by_member[m][method] if m in by_member else np.nan for m in members]
             ax.plot(x, values, marker="o", label=method)
         ax.set_title(scene if noise is None else f"{scene}, noise {noise:g}", fontsize=9)
         ax.set_ylabel("PSNR (dB)" if continuum else "RMSE", fontsize=8)
         ax.set_xticks(x, [""] * len(members))
-        if c == 0:
+        if c == 0 and level_index == 0:
             ax.legend(fontsize=7)
-        ax = axes[1, c]
-        values = [
-            np.nan if by_member.get(m, {}).get(margin) is None else by_member[m][margin]
-            for m in members
-        ]
+        ax = axes[2 * level_index + 1, c]
+        values = _margins(by_member, members, told)
         good = [(v >= 0) if continuum else (v <= 1) for v in values]
-        ax.bar(x, values, color=["tab:green" if g else "tab:red" for g in good])
+        ax.bar(x, values, color=["tab:green" if g else "tab:red" for g in good], label="told")
+        ax.plot(x, _margins(by_member, members, shipped), "k.", label="not told")
         ax.axhline(0.0 if continuum else 1.0, color="k", lw=0.8)
         ax.set_ylabel(
             "network - Tikhonov told (dB)" if continuum else "network / Tikhonov told", fontsize=8
         )
         ax.set_xticks(x, members, rotation=45, ha="right", fontsize=7)
+        if c == 0 and level_index == 0:
+            ax.legend(fontsize=7)
     fig.suptitle(title)
     save_png(fig, path, dpi=80)
 
