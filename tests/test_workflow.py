@@ -290,11 +290,12 @@ def test_frames_out_of_tolerance_kept_out_of_the_cube_when_the_config_says_so(tm
 
 
 @pytest.mark.slow
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupted_run_resumes_without_redoing(tmp_path, paper_weights):
-    # eight frames in one batch: the interruption after the first written frame
-    # lands while the batch still has frames to write, even on a loaded machine
-    # (with four, CI once saw all four written before SIGINT took effect)
-    archive = make_archive(tmp_path / "archive", list(range(8)), size=256)
+    archive = make_archive(tmp_path / "archive", list(range(4)), size=256)
     config = write_config(
         tmp_path / "c.yaml",
         source=str(archive),
@@ -317,7 +318,13 @@ def test_interrupted_run_resumes_without_redoing(tmp_path, paper_weights):
         "1",
     ]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        # a suite started in the background by a shell inherits SIGINT ignored, and
+        # so would snakemake: give it the default, as a terminal's Ctrl-C finds it
+        preexec_fn=_default_sigint,
     )
     out = tmp_path / "out"
     try:
@@ -333,11 +340,11 @@ def test_interrupted_run_resumes_without_redoing(tmp_path, paper_weights):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     first = frame_files(out)
-    assert 1 <= len(first) < 8, "the interruption came too late to test a resume"
+    assert 1 <= len(first) < 4, "the interruption came too late to test a resume"
     assert not list(out.glob("enhanced/*/batches/*.json"))  # the batch did not complete
     snakemake(tmp_path, config)
     after = frame_files(out)
-    assert len(after) == 8
+    assert len(after) == 4
     assert all(after[name] == mtime for name, mtime in first.items())
     cube = TimeCube(out / "cubes" / "hmi.M_720s" / "20160707.h5")
-    assert len(cube.times()) == 8
+    assert len(cube.times()) == 4
