@@ -20,6 +20,12 @@ from enhance_hmi.model import EnhanceNet
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ENHANCE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+#: The high-resolution continuum truth scenes of ../shared/data (relative paths).
+CONTINUUM_SCENES = (
+    "highres/muram_quiet_ic_0.0662.fits",
+    "highres/sst_crisp_wb8542_qs_20190801.fits",
+    "highres/sst_crisp_wb8542_spot_20200727.fits",
+)
 
 
 def require(condition: bool, reason: str) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import require
+from conftest import CONTINUUM_SCENES, require
 
 from enhance_hmi.inference import enhance_array
 from enhance_hmi.io import read_hmi
@@ -273,19 +273,12 @@ def test_magnetogram_network_on_the_hinode_nfi_held_out_band(shared_data):
     assert any("k=1.5" in scene for scene in quiet_checked), quiet_checked
 
 
-HIGHRES = [
-    "highres/muram_quiet_ic_0.0662.fits",
-    "highres/sst_crisp_wb8542_qs_20190801.fits",
-    "highres/sst_crisp_wb8542_spot_20200727.fits",
-]
-
-
 def _highres_scenes(shared_data):
     from enhance_hmi.training import load_scenes
 
-    for scene in HIGHRES:
+    for scene in CONTINUUM_SCENES:
         require((shared_data / scene).is_file(), f"{scene} not in the shared data")
-    return load_scenes([str(shared_data / s) for s in HIGHRES], "continuum")
+    return load_scenes([str(shared_data / s) for s in CONTINUUM_SCENES], "continuum")
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from astropy.io import fits
-from conftest import REPO_ROOT, randomised_net, require
+from conftest import CONTINUUM_SCENES, REPO_ROOT, randomised_net, require
 from numpy.lib.stride_tricks import sliding_window_view
 
 from enhance_hmi.cube.source import read_enhanced
@@ -419,17 +419,10 @@ def _shipped_held_out(observable: str, scenes: list[str], shared: Path, *, noise
     return rows, head_meta
 
 
-CONTINUUM_SCENES = [
-    "highres/muram_quiet_ic_0.0662.fits",
-    "highres/sst_crisp_wb8542_qs_20190801.fits",
-    "highres/sst_crisp_wb8542_spot_20200727.fits",
-]
-
-
 def test_shipped_continuum_sigma_is_calibrated_for_the_projected_output(shared_data):
     for path in CONTINUUM_SCENES:
         require((shared_data / path).is_file(), f"{path} not in the shared data")
-    rows, head_meta = _shipped_held_out("continuum", CONTINUUM_SCENES, shared_data)
+    rows, head_meta = _shipped_held_out("continuum", list(CONTINUUM_SCENES), shared_data)
     assert head_meta["calibration_model"]["projected"] is True
     recorded = {r["region"]: r for r in head_meta["coverage"]}
     for row in rows:

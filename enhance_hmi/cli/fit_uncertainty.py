@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--forward-family",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also fit how sigma follows the HMI forward model a run is told: a factor per "
+        help="also fit how sigma follows the HMI forward model a run is told: a weight per "
         "member told, the family's spread when told nothing (default: on)",
     )
     parser.set_defaults(func=run)

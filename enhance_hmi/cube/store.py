@@ -18,8 +18,6 @@ root reads as one HDF5 file::
     /input_noise_source  (time,) str  given, histogram or spectral (ENHNSRC)
     /sigma_forward_model  (time,) str  what the sigma allows for about the HMI
                      forward model (ENHSGFWD; "" without sigma)
-    /sigma_forward_model  (time,) str  what the sigma allows for about the HMI
-                     forward model (ENHSGFWD; "" without sigma)
     /wcs/<KEY>       (time,)       WCS and observer keywords, one per key
     /segment, /segment_row, /segment_files, /segment_frames
                      where each listed frame is stored (the tail's frames

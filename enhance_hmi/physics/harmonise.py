@@ -192,12 +192,9 @@ def harmonise(
         raise ConfigError(f"noise must be a finite number >= 0; got {noise!r}")
     if told == trained:
         return data
-    finite = np.isfinite(data)
-    filled = np.where(finite, data, float(np.median(data[finite]))) if finite.any() else data
+    filled, finite = _median_filled(data)
     frequency, weight = (
-        signal_fraction(data, noise=noise, pixel_scale=pixel_scale)
-        if fraction is None
-        else fraction
+        _signal_fraction(filled, finite, noise, pixel_scale) if fraction is None else fraction
     )
     ny, nx = data.shape
     mirrored = np.pad(filled, ((0, ny), (0, nx)), mode="symmetric")
@@ -246,11 +243,28 @@ def signal_fraction(
     enhance_hmi.errors.InputError
         Fewer than 16 finite pixels.
     """
-    data = np.asarray(image, dtype=np.float64)
+    filled, finite = _median_filled(np.asarray(image, dtype=np.float64))
+    return _signal_fraction(filled, finite, noise, pixel_scale)
+
+
+def _median_filled(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` with its non-finite pixels set to the median of the others, and the finite mask.
+
+    Raises
+    ------
+    enhance_hmi.errors.InputError
+        Fewer than 16 finite pixels.
+    """
     finite = np.isfinite(data)
     if finite.sum() < 16:
         raise InputError("harmonise needs at least 16 finite pixels")
-    filled = np.where(finite, data, float(np.median(data[finite])))
+    return np.where(finite, data, float(np.median(data[finite]))), finite
+
+
+def _signal_fraction(
+    filled: np.ndarray, finite: np.ndarray, noise: float, pixel_scale: u.Quantity
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`signal_fraction` of an image already filled by :func:`_median_filled`."""
     scale = to_arcsec(pixel_scale, "pixel_scale")
     frequency, power = radial_power_spectrum(_spectrum_region(filled, finite), pixel_scale)
     noise_power = float(noise) ** 2 * scale**2

@@ -56,12 +56,7 @@ from enhance_hmi.training.uncertainty_calibration import (
     CALIBRATION_NOISE_FACTORS,
     calibration_noise_seed,
 )
-from enhance_hmi.validation.calibration import (
-    COVERAGE_TOLERANCE,
-    NOMINAL_1SIGMA,
-    NOMINAL_2SIGMA,
-    coverage,
-)
+from enhance_hmi.validation.calibration import coverage, coverage_miss
 
 __all__ = [
     "FLOOR_MARGIN",
@@ -241,18 +236,10 @@ def _told_kappa(cells: Sequence[FamilyCell]) -> float:
     misses of 68.27 / 95.45 % in units of their tolerance, over
     :data:`KAPPA_GRID`.
     """
-    tol1, tol2 = COVERAGE_TOLERANCE
-    losses = []
-    for kappa in KAPPA_GRID:
-        covers = [_covers(_told_z(c, float(kappa))) for c in cells]
-        losses.append(
-            np.mean(
-                [
-                    ((c1 - NOMINAL_1SIGMA) / tol1) ** 2 + ((c2 - NOMINAL_2SIGMA) / tol2) ** 2
-                    for c1, c2 in covers
-                ]
-            )
-        )
+    losses = [
+        np.mean([coverage_miss(*_covers(_told_z(c, float(kappa)))) for c in cells])
+        for kappa in KAPPA_GRID
+    ]
     return float(KAPPA_GRID[int(np.argmin(losses))])
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "Z_BINS",
     "calibration_figure",
     "coverage",
+    "coverage_miss",
     "fit_log_linear",
     "fit_scale",
     "uncertainty_figure",
@@ -116,6 +117,18 @@ def coverage(z: np.ndarray) -> dict[str, Any]:
 COVERAGE_TOLERANCE = (0.05, 0.03)
 
 
+def coverage_miss(within_1sigma: Any, within_2sigma: Any) -> Any:
+    """The squared misses of 68.27 / 95.45 % in units of :data:`COVERAGE_TOLERANCE`, summed.
+
+    Works on numbers or arrays (fractions, not per cent): the loss
+    :func:`fit_scale` minimises per region.
+    """
+    tol1, tol2 = COVERAGE_TOLERANCE
+    return ((within_1sigma - NOMINAL_1SIGMA) / tol1) ** 2 + (
+        (within_2sigma - NOMINAL_2SIGMA) / tol2
+    ) ** 2
+
+
 def fit_scale(z_by_region: Sequence[np.ndarray]) -> float:
     """The one factor ``s`` on sigma that brings both coverages closest to nominal.
 
@@ -132,14 +145,13 @@ def fit_scale(z_by_region: Sequence[np.ndarray]) -> float:
     regions = [np.sort(z) for z in regions if z.size]
     if not regions:
         raise InputError("no z-scores to fit a calibration scale on")
-    tol1, tol2 = COVERAGE_TOLERANCE
 
     def loss(scales: np.ndarray) -> np.ndarray:
         total = np.zeros_like(scales)
         for z in regions:
             c1 = np.searchsorted(z, scales, side="right") / z.size
             c2 = np.searchsorted(z, 2 * scales, side="right") / z.size
-            total += ((c1 - NOMINAL_1SIGMA) / tol1) ** 2 + ((c2 - NOMINAL_2SIGMA) / tol2) ** 2
+            total += coverage_miss(c1, c2)
         return total / len(regions)
 
     median = float(np.median(np.concatenate(regions))) / 0.6745 or 1.0
