@@ -46,6 +46,7 @@ References
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,12 @@ log = logging.getLogger(__name__)
 #: An iteration that lowers the residual by less than this fraction of it
 #: ends the projection (the remaining misfit is not one the data resolve).
 STALL_FRACTION = 0.01
+
+#: Where a CGLS step would take the residual below the discrepancy goal, the
+#: step is shortened to end at this fraction of the goal (just inside it), not
+#: at the step's own minimum: the first step's minimum can lie far below the
+#: goal, and the excess is noise put back into the image.
+GOAL_LANDING = 0.999
 
 #: Where the noise of a :class:`Projection` came from ("auto" resolves to one of the two).
 NOISE_SOURCES = ("given", "spectral", "histogram")
@@ -467,7 +474,11 @@ def _cgls(
 
     Stops at ``goal`` (the discrepancy principle), after ``max_iterations``,
     or when an iteration lowers the residual by less than
-    :data:`STALL_FRACTION` of itself. Returns the residual rms, the
+    :data:`STALL_FRACTION` of itself. A step whose minimum lies below the
+    goal is shortened to end on it (:data:`GOAL_LANDING`): along the step
+    the squared residual is ``|r|^2 - 2 t gamma + t^2 |q|^2`` (CGLS keeps
+    ``<r, q> = gamma``), so the shortest step that reaches the goal is the
+    smaller root of that quadratic. Returns the residual rms, the
     iterations done and whether they stalled.
     """
     iterations = 0
@@ -480,10 +491,17 @@ def _cgls(
         if qq <= 0:
             break
         alpha = gamma / qq
+        rr = model.sum_of_squares(r)
+        target = rr * (GOAL_LANDING * goal / res) ** 2
+        landing = rr - gamma * alpha < target
+        if landing:
+            alpha = (gamma - math.sqrt(max(gamma * gamma - qq * (rr - target), 0.0))) / qq
         x += alpha * p
         r -= alpha * q
         iterations += 1
         previous, res = res, rms(r)
+        if landing:
+            break
         if res > goal and previous - res < STALL_FRACTION * previous:
             return res, iterations, True
         s = model.adjoint(weight * r)
