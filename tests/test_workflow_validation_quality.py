@@ -69,7 +69,9 @@ def test_good_frames_carry_their_figures_and_are_within_tolerance(tmp_path):
         header = _header(out)
         figures = quality_from_header(header)
         assert figures["flags"] == "", (path.name, figures)
-        assert 0.5 < figures["forward_residual"] < 20, (path.name, figures)
+        # in units of the input noise: 0.49-0.9 here (the 28 cm truth's is 0.65-0.96 on
+        # the held-out scenes); far below would mean an output fitted to the noise
+        assert 0.4 < figures["forward_residual"] < 20, (path.name, figures)
         assert figures["masked_fraction"] == 0.0
         if "continuum" in path.name:
             # the paper: ~7 % at 28 cm against HMI's ~3.7 %
@@ -99,12 +101,13 @@ def test_continuum_enhanced_with_magnetogram_weights_is_out_of_tolerance(tmp_pat
     assert _header(out)["ENHNSRC"] == "spectral"
     figures = quality_from_header(_header(out))
     assert out.is_file()  # out of tolerance, never dropped
-    # the projection must change such an output far (15 iterations) to fit its input: the
-    # ripple figure is out of tolerance; what is left of the misfit (8.7 x the noise, 0.7 with the
-    # continuum weights) is within the forward-residual tolerance once the projection ran
+    # the projection must change such an output far to fit its input: the ripple figure is
+    # out of tolerance; what is left of the misfit (1.7 x the noise with the magnetogram network
+    # of 2026-12-07, 8.7 with the one before; 0.7 with the continuum weights) is within the
+    # forward-residual tolerance once the projection ran
     assert figures["flags"].split(",") == ["ripple"]
     assert figures["ripple"] > 10 * QualityTolerances().ripple
-    assert 5 < figures["forward_residual"] < QualityTolerances().forward_residual
+    assert 1.2 < figures["forward_residual"] < QualityTolerances().forward_residual
 
 
 def test_heavily_noised_magnetogram_is_out_of_tolerance(tmp_path):

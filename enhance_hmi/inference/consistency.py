@@ -45,6 +45,7 @@ from enhance_hmi.physics.noise import (
     warn_if_given_noise_implausible,
 )
 from enhance_hmi.physics.projection import (
+    GOAL_LANDING,
     NOISE_SOURCES,
     STALL_FRACTION,
     Projection,
@@ -55,6 +56,7 @@ __all__ = [
     "BACKENDS",
     "CONSTRAINED_RADIUS",
     "GIVEN_NOISE_FACTOR",
+    "GOAL_LANDING",
     "NOISE_ESTIMATES",
     "NOISE_SOURCES",
     "QUIET_SUN_FRACTION_MIN",

@@ -7,8 +7,9 @@ input within its noise [1]_. A network fills in detail it learned; nothing in a
 single forward pass forces it to agree with the particular input. The
 projection here makes it agree: starting from the network output ``x0`` it
 runs conjugate-gradient least squares (CGLS) on ``min ||R x - y||`` and
-stops, by the discrepancy principle [2]_, at the first iterate whose
-residual is within ``discrepancy`` times the input noise. CGLS started
+stops, by the discrepancy principle [2]_, when its residual reaches
+``discrepancy`` times the input noise (the step that would pass that goal
+is shortened to end on it, :data:`GOAL_LANDING`). CGLS started
 at ``x0`` changes ``x0`` only inside the Krylov space of ``R^T R``, the
 directions the data determine best (large scales first), and early
 stopping keeps it from fitting the noise; the detail the data cannot
@@ -63,6 +64,7 @@ from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL, hmi_psf, psf_model_of
 from enhance_hmi.physics.transfer import hmi_given_target_transfer
 
 __all__ = [
+    "GOAL_LANDING",
     "NOISE_SOURCES",
     "STALL_FRACTION",
     "ForwardModel",
@@ -477,8 +479,8 @@ def _cgls(
     :data:`STALL_FRACTION` of itself. A step whose minimum lies below the
     goal is shortened to end on it (:data:`GOAL_LANDING`): along the step
     the squared residual is ``|r|^2 - 2 t gamma + t^2 |q|^2`` (CGLS keeps
-    ``<r, q> = gamma``), so the shortest step that reaches the goal is the
-    smaller root of that quadratic. Returns the residual rms, the
+    ``<r, q> = gamma``), so the step that ends on ``GOAL_LANDING`` x the
+    goal is the smaller root of that quadratic. Returns the residual rms, the
     iterations done and whether they stalled.
     """
     iterations = 0
@@ -500,7 +502,7 @@ def _cgls(
         r -= alpha * q
         iterations += 1
         previous, res = res, rms(r)
-        if landing:
+        if landing and res <= goal:
             break
         if res > goal and previous - res < STALL_FRACTION * previous:
             return res, iterations, True
