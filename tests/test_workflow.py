@@ -289,11 +289,11 @@ def test_frames_out_of_tolerance_kept_out_of_the_cube_when_the_config_says_so(tm
     )
 
 
-@pytest.mark.slow
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_redoing(tmp_path, paper_weights):
     archive = make_archive(tmp_path / "archive", list(range(4)), size=256)
     config = write_config(

@@ -487,14 +487,16 @@ def _cgls(
     s = model.adjoint(weight * r)
     p = s  # neither is changed in place: both are rebound below
     gamma = model.sum_of_squares(s)
+    # rms(r)^2 times this is |r|^2: the squared residual follows from res, no second sum
+    count = model.sum_of_squares(r) / res**2
+    target = count * (GOAL_LANDING * goal) ** 2
     while iterations < max_iterations and res > goal and gamma > 0:
         q = weight * model.forward(p)
         qq = model.sum_of_squares(q)
         if qq <= 0:
             break
         alpha = gamma / qq
-        rr = model.sum_of_squares(r)
-        target = rr * (GOAL_LANDING * goal / res) ** 2
+        rr = count * res**2
         landing = rr - gamma * alpha < target
         if landing:
             alpha = (gamma - math.sqrt(max(gamma * gamma - qq * (rr - target), 0.0))) / qq
