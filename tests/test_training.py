@@ -8,6 +8,7 @@ science, which the shipped weights' evaluation measures.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -503,3 +504,86 @@ def test_a_warm_start_reproduces_its_source_and_may_add_identity_blocks(tmp_path
         )
     with pytest.raises(TrainingError, match="cannot start from"):
         _new_run(TrainConfig(observable="continuum", init_weights=str(tmp_path / "none"), **TINY))
+
+
+def test_a_warm_start_carries_its_sources_history_and_inference_recipe(
+    tmp_path, pairs, tiny_weights
+):
+    """Two chained warm starts: the sidecar traces each run back to step 0, keeps ``inference``."""
+    from enhance_hmi.model.weights import read_sidecar, write_sidecar
+
+    train_pairs, held = pairs
+    source, _ = tiny_weights
+    first_source = tmp_path / "source" / "continuum.safetensors"
+    first_source.parent.mkdir()
+    first_source.write_bytes(source.read_bytes())
+    meta = read_sidecar(source)
+    meta["inference"] = {"consistency_discrepancy": 0.8}
+    write_sidecar(first_source, meta)
+
+    def warm(init, out, steps):
+        config = TrainConfig(
+            observable="continuum", steps=steps, seed=1, init_weights=str(init), **TINY
+        )
+        return train(config, train_pairs, held, tmp_path / out)
+
+    second = warm(first_source, "second", 2)
+    third = warm(second, "third", 4)
+    first_meta, second_meta, third_meta = (read_sidecar(p) for p in (source, second, third))
+    assert "history" not in first_meta["training"]
+    history = third_meta["training"]["history"]
+    assert [entry["steps"] for entry in history] == [[0, 2], [2, 4], [4, 8]]
+    assert [entry.get("sha256_at_end") for entry in history] == [
+        first_meta["sha256"],
+        second_meta["sha256"],
+        None,
+    ]
+    assert third_meta["training"]["steps_done_total"] == 8
+    assert third_meta["training"]["steps_done"] == 4
+    assert third_meta["inference"] == {"consistency_discrepancy": 0.8}
+    assert second_meta["inference"] == {"consistency_discrepancy": 0.8}
+    # a network trained from scratch has neither
+    assert "inference" not in first_meta and "steps_done_total" not in first_meta["training"]
+
+
+def test_scene_weights_set_the_share_of_patches_each_scene_gives():
+    """``build_pairs(weights=...)``: equal areas weighted 1 and 3 give 1/4 and 3/4 of patches."""
+    scenes = [_scene(0), _scene(1)]
+    scenes[1] = dataclasses.replace(scenes[1], data=scenes[1].data + 1.0)  # mean 2, not 1
+    train_pairs, _ = build_pairs(scenes, variants=1, holdout=0.35, seed=0, weights=[1.0, 3.0])
+    assert [p.weight for p in train_pairs] == [1.0, 3.0]
+    sampler = PatchSampler(
+        train_pairs, patch=16, noise_sigma=0.0, input_scale=1.0, rng=np.random.default_rng(0)
+    )
+    inputs, _ = sampler.sample(2000)
+    from_second = float(np.mean(inputs.mean(axis=(1, 2, 3)) > 1.5))
+    assert from_second == pytest.approx(0.75, abs=0.03)
+    unweighted, _ = build_pairs(scenes, variants=1, holdout=0.35, seed=0)
+    even = PatchSampler(
+        unweighted, patch=16, noise_sigma=0.0, input_scale=1.0, rng=np.random.default_rng(0)
+    )
+    assert float(np.mean(even.sample(2000)[0].mean(axis=(1, 2, 3)) > 1.5)) == pytest.approx(
+        0.5, abs=0.03
+    )
+    for bad in ([1.0], [1.0, 0.0], [1.0, float("nan")]):
+        with pytest.raises(ConfigError, match="one positive, finite weight per scene"):
+            build_pairs(scenes, variants=1, holdout=0.35, seed=0, weights=bad)
+
+
+def test_train_cli_refuses_scene_weights_that_do_not_match_the_scenes(tmp_path):
+    """One ``--scene-weight`` per ``--scene``: otherwise a one-line error and a failed exit."""
+    from pathlib import Path
+
+    truth = Path(__file__).resolve().parents[1] / "enhance_hmi" / "data" / "truth"
+    result = subprocess.run(
+        [sys.executable, "-m", "enhance_hmi", "train", "--observable", "continuum"]
+        + ["--scene", str(truth / "muram_quiet_ic_heldout.fits")]
+        + ["--scene-weight", "1", "--scene-weight", "3", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "one positive, finite weight per scene (1 scenes)" in lines[0]
+    assert not (tmp_path / "run" / "continuum.safetensors").exists()

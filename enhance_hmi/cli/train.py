@@ -40,6 +40,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "CDELT1 or :ARCSEC. Magnetogram: an HMI full-disk magnetogram used self-similarly"
         ),
     )
+    parser.add_argument(
+        "--scene-weight",
+        action="append",
+        type=float,
+        default=None,
+        metavar="W",
+        help="one per --scene, in order: patches are drawn in proportion to each scene's "
+        "training area times W (default 1 each)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=8)
@@ -99,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="WEIGHTS",
         default=None,
         help="start from this weights file (same width and linear skip; a larger "
-        "--n-blocks adds blocks that start as the identity)",
+        "--n-blocks adds blocks that start as the identity); the new sidecar keeps its "
+        "inference settings and extends its training history",
     )
     parser.set_defaults(func=run)
 
@@ -135,12 +145,25 @@ def run(args: argparse.Namespace) -> int:
     )
     scenes = load_scenes(args.scene, args.observable)
     train_pairs, held_pairs = build_pairs(
-        scenes, variants=args.variants, holdout=args.holdout, seed=args.seed, psf_model=args.psf
+        scenes,
+        variants=args.variants,
+        holdout=args.holdout,
+        seed=args.seed,
+        psf_model=args.psf,
+        weights=args.scene_weight,
     )
-    sources = [s.source for s in scenes] + [
-        f"held out: right {args.holdout:.0%} of the columns of each scene",
-        f"{args.variants} augmented degradations of each training region",
+    weighted = [
+        f"{s.name}: patches drawn in proportion to its training area x {w:g}"
+        for s, w in zip(scenes, args.scene_weight or [], strict=False)
     ]
+    sources = (
+        [s.source for s in scenes]
+        + weighted
+        + [
+            f"held out: right {args.holdout:.0%} of the columns of each scene",
+            f"{args.variants} augmented degradations of each training region",
+        ]
+    )
     weights = train(
         config,
         train_pairs,

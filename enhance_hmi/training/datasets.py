@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
 import numpy as np
 
+from enhance_hmi.errors import ConfigError
 from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 from enhance_hmi.scenes import (
     Scene,
@@ -83,19 +85,37 @@ def build_pairs(
     holdout: float,
     seed: int,
     psf_model: str = DEFAULT_PSF_MODEL,
+    weights: Sequence[float] | None = None,
 ) -> tuple[list[Pair], list[Pair]]:
     """Split each scene by region, augment the training parts, degrade the rest.
+
+    Parameters
+    ----------
+    weights : sequence of float, optional
+        One per scene: training patches are drawn from each scene in
+        proportion to its training area times its weight (default 1 each).
 
     Returns
     -------
     (train_pairs, held_out_pairs)
         ``variants`` augmented pairs per scene for training; one noise-free
         pair per held-out region.
+
+    Raises
+    ------
+    ConfigError
+        ``weights`` not one per scene, or a weight not positive and finite.
     """
+    weights = [1.0] * len(scenes) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(scenes) or not all(0 < w < float("inf") for w in weights):
+        raise ConfigError(
+            f"give one positive, finite weight per scene ({len(scenes)} scenes); got {weights}"
+        )
     rng = np.random.default_rng(seed)
     train_pairs = []
-    for scene in scenes:
+    for scene, weight in zip(scenes, weights, strict=True):
         train_part = split_scene(scene, holdout=holdout)[0]
-        train_pairs += augmented_pairs(train_part, variants, rng=rng, psf_model=psf_model)
-        log.info("%s: %d training variants", scene.name, variants)
+        augmented = augmented_pairs(train_part, variants, rng=rng, psf_model=psf_model)
+        train_pairs += [dataclasses.replace(pair, weight=weight) for pair in augmented]
+        log.info("%s: %d training variants, weight %g", scene.name, variants, weight)
     return train_pairs, held_out_pairs(scenes, holdout=holdout, psf_model=psf_model)

@@ -289,6 +289,7 @@ class _Run:
     elapsed: float = 0.0
     rows: list[dict[str, float]] = dataclasses.field(default_factory=list)
     running: float | None = None
+    source_meta: dict[str, Any] | None = None
 
     @property
     def config_dict(self) -> dict[str, Any]:
@@ -303,8 +304,9 @@ def _new_run(config: TrainConfig) -> _Run:
     """A seeded network, its optimiser and the patch generator, at step 0."""
     torch.manual_seed(config.seed)
     model = EnhanceNet(n_blocks=config.n_blocks, width=config.width, linear_skip=config.linear_skip)
+    source_meta = None
     if config.init_weights is not None:
-        model = _warm_start(model, config.init_weights)
+        model, source_meta = _warm_start(model, config.init_weights)
     # Channels-last feature maps: faster training steps on a CPU (with the
     # freed-memory setting of the entry points, docs/performance.md). Weights
     # files are written contiguous.
@@ -312,13 +314,15 @@ def _new_run(config: TrainConfig) -> _Run:
     optimiser = torch.optim.Adam(
         model.parameters(), lr=config.lr, weight_decay=float(config.weight_decay or 0.0)
     )
-    return _Run(config, model, optimiser, np.random.default_rng(config.seed))
+    return _Run(
+        config, model, optimiser, np.random.default_rng(config.seed), source_meta=source_meta
+    )
 
 
-def _warm_start(model: EnhanceNet, path: str) -> EnhanceNet:
-    """``model``'s architecture, starting from the network in ``path`` (see ``init_weights``)."""
+def _warm_start(model: EnhanceNet, path: str) -> tuple[EnhanceNet, dict[str, Any]]:
+    """``model``'s architecture from the network in ``path``, and that network's sidecar."""
     try:
-        source, _meta = load_weights(path)
+        source, meta = load_weights(path)
     except WeightsError as exc:
         raise TrainingError(f"cannot start from {path}: {exc}") from exc
     wanted = {k: v for k, v in model.architecture.items() if k != "n_blocks"}
@@ -329,7 +333,37 @@ def _warm_start(model: EnhanceNet, path: str) -> EnhanceNet:
             "width, upscale and linear skip must match and n_blocks may only grow"
         )
     log.info("starting from %s (%d -> %d blocks)", path, source.n_blocks, model.n_blocks)
-    return deepened(source.train(), model.n_blocks)
+    return deepened(source.train(), model.n_blocks), dict(meta)
+
+
+def _lineage(source: dict[str, Any], config: TrainConfig, steps_done: int) -> dict[str, Any]:
+    """The training history of a warm-started network: its source's, then this run.
+
+    Each entry of ``history`` gives the cumulative step range of one run, its
+    PSF model and, for every run but this one, the sha256 of the network it
+    ended with, so the shipped weights can be traced back through every
+    warm start. A source without a history counts as one run from step 0.
+    """
+    trained = source.get("training", {})
+    done_before = int(trained.get("steps_done_total", trained.get("steps_done", 0)))
+    history = [dict(entry) for entry in trained.get("history", [])]
+    if not history or history[-1]["steps"][1] != done_before:
+        history.append(
+            {
+                "steps": [done_before - int(trained.get("steps_done", 0)), done_before],
+                "psf_model": source.get("psf_model"),
+            }
+        )
+    history[-1].setdefault("sha256_at_end", source.get("sha256"))
+    history.append(
+        {
+            "steps": [done_before, done_before + steps_done],
+            "psf_model": config.psf_model,
+            "note": f"warm start from {Path(str(config.init_weights)).name} "
+            f"(sha256 {str(source.get('sha256'))[:12]}); this run's config is `config`",
+        }
+    )
+    return {"history": history, "steps_done_total": done_before + steps_done}
 
 
 def _resume(run: _Run, path: Path) -> None:
@@ -466,7 +500,7 @@ def _weights_metadata(
     """The sidecar of the trained weights: normalisation, PSF, data and the recipe."""
     config = run.config
     recipe = PAPER_RECIPE[config.observable]
-    return {
+    metadata: dict[str, Any] = {
         "observable": config.observable,
         "input_normalisation": {
             "quantity": recipe["quantity"],
@@ -487,6 +521,13 @@ def _weights_metadata(
             "torch_version": torch.__version__,
         },
     }
+    if run.source_meta is not None:
+        # A warm start keeps its source's inference recipe (the projection's
+        # settings were chosen for this lineage) and extends its history.
+        metadata["training"].update(_lineage(run.source_meta, config, run.step))
+        if "inference" in run.source_meta:
+            metadata["inference"] = run.source_meta["inference"]
+    return metadata
 
 
 def _train(

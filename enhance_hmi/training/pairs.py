@@ -43,7 +43,8 @@ class Pair:
     patches never include invented pixels. ``gain`` is the range of the
     calibration factor from the truth's data units to physical units (1, 1
     when the truth is calibrated); :class:`PatchSampler` draws one factor per
-    patch from it.
+    patch from it. ``weight`` multiplies the share of patches drawn from the
+    pair (its area sets the share otherwise).
     """
 
     input: np.ndarray
@@ -51,6 +52,7 @@ class Pair:
     valid: np.ndarray
     label: str
     gain: tuple[float, float] = (1.0, 1.0)
+    weight: float = 1.0
 
 
 def degraded_pair(scene: Scene, *, psf_model: str = DEFAULT_PSF_MODEL, label: str = "") -> Pair:
@@ -184,7 +186,7 @@ class PatchSampler:
                 shifted[: ok.shape[0] - self.patch + 1, : ok.shape[1] - self.patch + 1]
             )
             self.corners.append(np.stack([ys, xs], axis=1))
-        counts = np.array([len(c) for c in self.corners], dtype=float)
+        counts = np.array([len(c) * p.weight for c, p in zip(self.corners, pairs, strict=True)])
         if counts.sum() == 0:
             raise TrainingError(
                 f"no valid {patch}x{patch} patch in any pair; use a smaller patch or larger scenes"
