@@ -568,6 +568,9 @@ def test_scene_weights_set_the_share_of_patches_each_scene_gives():
     for bad in ([1.0], [1.0, 0.0], [1.0, float("nan")]):
         with pytest.raises(ConfigError, match="one positive, finite weight per scene"):
             build_pairs(scenes, variants=1, holdout=0.35, seed=0, weights=bad)
+    zero = [dataclasses.replace(p, weight=0.0) for p in train_pairs]
+    with pytest.raises(ConfigError, match="pair weights must be positive and finite"):
+        PatchSampler(zero, patch=16, noise_sigma=0.0, input_scale=1.0, rng=np.random.default_rng(0))
 
 
 def test_train_cli_refuses_scene_weights_that_do_not_match_the_scenes(tmp_path):
@@ -585,5 +588,42 @@ def test_train_cli_refuses_scene_weights_that_do_not_match_the_scenes(tmp_path):
     )
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "one positive, finite weight per scene (1 scenes)" in lines[0]
+    assert len(lines) == 1 and "one --scene-weight per --scene (1 scenes); got 2" in lines[0]
     assert not (tmp_path / "run" / "continuum.safetensors").exists()
+
+
+def test_a_warm_start_refuses_another_observable_an_untraceable_history_and_a_changed_source(
+    tmp_path, pairs, tiny_weights
+):
+    """The source must be a network of the same observable whose history can be read,
+    and a resumed run must find the same source it started from."""
+    from enhance_hmi.model.weights import read_sidecar, write_sidecar
+    from enhance_hmi.training.loop import _new_run
+
+    train_pairs, held = pairs
+    source, _ = tiny_weights
+    copy = tmp_path / "src" / "continuum.safetensors"
+    copy.parent.mkdir()
+    copy.write_bytes(source.read_bytes())
+    meta = read_sidecar(source)
+    write_sidecar(copy, {**meta, "observable": "magnetogram"})
+    with pytest.raises(TrainingError, match="a magnetogram network"):
+        _new_run(TrainConfig(observable="continuum", init_weights=str(copy), **TINY))
+    write_sidecar(copy, {**meta, "training": {**meta["training"], "history": [{"note": "x"}]}})
+    with pytest.raises(TrainingError, match="cannot read the training history"):
+        _new_run(TrainConfig(observable="continuum", init_weights=str(copy), **TINY))
+    # a run started from one network does not resume from another at the same path
+    write_sidecar(copy, meta)
+    config = TrainConfig(observable="continuum", steps=2, init_weights=str(copy), **TINY)
+    train(config, train_pairs, held, tmp_path / "run")
+    other = train(
+        TrainConfig(observable="continuum", steps=2, seed=5, **TINY),
+        train_pairs,
+        held,
+        tmp_path / "other",
+    )
+    copy.write_bytes(other.read_bytes())
+    write_sidecar(copy, read_sidecar(other))
+    more = dataclasses.replace(config, steps=4)
+    with pytest.raises(TrainingError, match="started from a network of sha256"):
+        train(more, train_pairs, held, tmp_path / "run")

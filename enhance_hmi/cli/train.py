@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 
+from enhance_hmi.errors import ConfigError
 from enhance_hmi.physics.psf import DEFAULT_PSF_MODEL
 
 __all__ = ["register", "run"]
@@ -143,6 +144,11 @@ def run(args: argparse.Namespace) -> int:
         linear_skip=args.linear_skip,
         init_weights=args.init,
     )
+    if args.scene_weight is not None and len(args.scene_weight) != len(args.scene):
+        raise ConfigError(
+            f"give one --scene-weight per --scene ({len(args.scene)} scenes); "
+            f"got {len(args.scene_weight)}"
+        )
     scenes = load_scenes(args.scene, args.observable)
     train_pairs, held_pairs = build_pairs(
         scenes,

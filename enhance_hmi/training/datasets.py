@@ -91,6 +91,16 @@ def build_pairs(
 
     Parameters
     ----------
+    scenes : sequence of Scene
+    variants : int
+        Augmented degradations of each scene's training region
+        (:func:`~enhance_hmi.training.pairs.augmented_pairs`).
+    holdout : float
+        Fraction of each scene's columns held out (:func:`~enhance_hmi.scenes.split_scene`).
+    seed : int
+        Seed of the augmentations.
+    psf_model : str
+        HMI PSF of the degradation.
     weights : sequence of float, optional
         One per scene: training patches are drawn from each scene in
         proportion to its training area times its weight (default 1 each).

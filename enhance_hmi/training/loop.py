@@ -306,7 +306,8 @@ def _new_run(config: TrainConfig) -> _Run:
     model = EnhanceNet(n_blocks=config.n_blocks, width=config.width, linear_skip=config.linear_skip)
     source_meta = None
     if config.init_weights is not None:
-        model, source_meta = _warm_start(model, config.init_weights)
+        model, source_meta = _warm_start(model, config.init_weights, config.observable)
+        _lineage(source_meta, config, 0)  # a sidecar it cannot trace fails now, not at the end
     # Channels-last feature maps: faster training steps on a CPU (with the
     # freed-memory setting of the entry points, docs/performance.md). Weights
     # files are written contiguous.
@@ -319,12 +320,16 @@ def _new_run(config: TrainConfig) -> _Run:
     )
 
 
-def _warm_start(model: EnhanceNet, path: str) -> tuple[EnhanceNet, dict[str, Any]]:
-    """``model``'s architecture from the network in ``path``, and that network's sidecar."""
+def _warm_start(model: EnhanceNet, path: str, observable: str) -> tuple[EnhanceNet, dict[str, Any]]:
+    """``model``'s architecture from the ``observable`` network in ``path``, and its sidecar."""
     try:
         source, meta = load_weights(path)
     except WeightsError as exc:
         raise TrainingError(f"cannot start from {path}: {exc}") from exc
+    if meta.get("observable") != observable:
+        raise TrainingError(
+            f"cannot start a {observable} network from {path}, a {meta.get('observable')} network"
+        )
     wanted = {k: v for k, v in model.architecture.items() if k != "n_blocks"}
     found = {k: v for k, v in source.architecture.items() if k != "n_blocks"}
     if wanted != found or source.n_blocks > model.n_blocks:
@@ -343,16 +348,38 @@ def _lineage(source: dict[str, Any], config: TrainConfig, steps_done: int) -> di
     PSF model and, for every run but this one, the sha256 of the network it
     ended with, so the shipped weights can be traced back through every
     warm start. A source without a history counts as one run from step 0.
+
+    Raises
+    ------
+    TrainingError
+        The source's ``training`` record cannot be read as step counts and
+        a list of runs with ``steps`` ranges.
     """
-    trained = source.get("training", {})
-    done_before = int(trained.get("steps_done_total", trained.get("steps_done", 0)))
-    history = [dict(entry) for entry in trained.get("history", [])]
-    if not history or history[-1]["steps"][1] != done_before:
+    source_training = source.get("training", {})
+    try:
+        done_before = int(
+            source_training.get("steps_done_total", source_training.get("steps_done", 0))
+        )
+        done_last = int(source_training.get("steps_done", 0))
+        history = [dict(entry) for entry in source_training.get("history", [])]
+        last_end = int(history[-1]["steps"][1]) if history else None
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        raise TrainingError(
+            f"cannot read the training history of {config.init_weights}'s sidecar: {exc!r}"
+        ) from exc
+    if last_end != done_before:
+        if history:
+            log.warning(
+                "the history of %s ends at step %d, its steps_done_total is %d: its last "
+                "run is recorded as steps %d-%d",
+                config.init_weights,
+                last_end,
+                done_before,
+                done_before - done_last,
+                done_before,
+            )
         history.append(
-            {
-                "steps": [done_before - int(trained.get("steps_done", 0)), done_before],
-                "psf_model": source.get("psf_model"),
-            }
+            {"steps": [done_before - done_last, done_before], "psf_model": source.get("psf_model")}
         )
     history[-1].setdefault("sha256_at_end", source.get("sha256"))
     history.append(
@@ -373,6 +400,12 @@ def _resume(run: _Run, path: Path) -> None:
     saved = {k: v for k, v in state["config"].items() if k not in _RESUMABLE}
     if stable != saved:
         raise TrainingError(f"{path} was written with other settings; use a new output directory")
+    source_sha = (run.source_meta or {}).get("sha256")
+    if state.get("source_sha256", source_sha) != source_sha:
+        raise TrainingError(
+            f"{path} started from a network of sha256 {str(state['source_sha256'])[:12]}, but "
+            f"{run.config.init_weights} is now {str(source_sha)[:12]}; use a new output directory"
+        )
     run.model.load_state_dict(state["model"])
     run.optimiser.load_state_dict(state["optimiser"])
     run.rng.bit_generator.state = state["numpy_rng"]
@@ -395,6 +428,7 @@ def _checkpoint(run: _Run, path: Path) -> None:
             "elapsed": run.elapsed,
             "rows": run.rows,
             "running": run.running,
+            "source_sha256": (run.source_meta or {}).get("sha256"),
         },
     )
 

@@ -186,7 +186,10 @@ class PatchSampler:
                 shifted[: ok.shape[0] - self.patch + 1, : ok.shape[1] - self.patch + 1]
             )
             self.corners.append(np.stack([ys, xs], axis=1))
-        counts = np.array([len(c) * p.weight for c, p in zip(self.corners, pairs, strict=True)])
+        weights = np.array([p.weight for p in pairs], dtype=float)
+        if not np.all(np.isfinite(weights) & (weights > 0)):
+            raise ConfigError(f"pair weights must be positive and finite, got {weights.tolist()}")
+        counts = np.array([len(c) for c in self.corners]) * weights
         if counts.sum() == 0:
             raise TrainingError(
                 f"no valid {patch}x{patch} patch in any pair; use a smaller patch or larger scenes"
