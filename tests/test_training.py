@@ -506,6 +506,16 @@ def test_a_warm_start_reproduces_its_source_and_may_add_identity_blocks(tmp_path
         _new_run(TrainConfig(observable="continuum", init_weights=str(tmp_path / "none"), **TINY))
 
 
+def _copied_weights(weights, directory):
+    """A copy of ``weights`` in ``directory`` (without its sidecar) and the sidecar's content."""
+    from enhance_hmi.model.weights import read_sidecar
+
+    directory.mkdir()
+    copy = directory / weights.name
+    copy.write_bytes(weights.read_bytes())
+    return copy, read_sidecar(weights)
+
+
 def test_a_warm_start_carries_its_sources_history_and_inference_recipe(
     tmp_path, pairs, tiny_weights
 ):
@@ -514,10 +524,7 @@ def test_a_warm_start_carries_its_sources_history_and_inference_recipe(
 
     train_pairs, held = pairs
     source, _ = tiny_weights
-    first_source = tmp_path / "source" / "continuum.safetensors"
-    first_source.parent.mkdir()
-    first_source.write_bytes(source.read_bytes())
-    meta = read_sidecar(source)
+    first_source, meta = _copied_weights(source, tmp_path / "source")
     meta["inference"] = {"consistency_discrepancy": 0.8}
     write_sidecar(first_source, meta)
 
@@ -602,10 +609,7 @@ def test_a_warm_start_refuses_another_observable_an_untraceable_history_and_a_ch
 
     train_pairs, held = pairs
     source, _ = tiny_weights
-    copy = tmp_path / "src" / "continuum.safetensors"
-    copy.parent.mkdir()
-    copy.write_bytes(source.read_bytes())
-    meta = read_sidecar(source)
+    copy, meta = _copied_weights(source, tmp_path / "src")
     write_sidecar(copy, {**meta, "observable": "magnetogram"})
     with pytest.raises(TrainingError, match="a magnetogram network"):
         _new_run(TrainConfig(observable="continuum", init_weights=str(copy), **TINY))
