@@ -39,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import warnings
 
 import numpy as np
@@ -57,7 +58,7 @@ from enhance_hmi.training.uncertainty import calibrate, load_head, prepare_fit
 from enhance_hmi.training.uncertainty_calibration import (
     CalibrationSample,
     calibrated_log_sigma,
-    fit_calibration,
+    calibration_references,
     sample_coverage,
 )
 from enhance_hmi.validation.calibration import fit_log_linear
@@ -74,9 +75,9 @@ FORMS = {
 
 def fit_form(samples: list[CalibrationSample], fitted: tuple[int, ...]) -> SigmaCalibration:
     """The map with only the ``fitted`` exponents free (the head's is 1 when not fitted)."""
-    full = fit_calibration(samples)  # the references and the input ranges
-    refs = np.log(np.asarray(full.references))
-    terms = [full.log_terms(s.log_inputs) for s in samples]
+    start_map = calibration_references(samples)
+    refs = np.log(np.asarray(start_map.references))
+    terms = [start_map.log_terms(s.log_inputs) for s in samples]
     errors, features = [], []
     for sample, (clamped, through) in zip(samples, terms, strict=True):
         centred = np.stack(clamped) - refs[:, None]
@@ -88,12 +89,7 @@ def fit_form(samples: list[CalibrationSample], fitted: tuple[int, ...]) -> Sigma
     exponents = [0.0 if 0 in fitted else 1.0] + [0.0] * (len(CALIBRATION_INPUTS) - 1)
     for index, value in zip(fitted, free, strict=True):
         exponents[index] = value
-    return SigmaCalibration(
-        log_scale=log_scale,
-        exponents=tuple(exponents),
-        references=full.references,
-        log_ranges=full.log_ranges,
-    )
+    return dataclasses.replace(start_map, log_scale=log_scale, exponents=tuple(exponents))
 
 
 def _line(sample: CalibrationSample, calibration: SigmaCalibration, scale: float) -> str:

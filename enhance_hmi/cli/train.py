@@ -158,13 +158,13 @@ def run(args: argparse.Namespace) -> int:
         psf_model=args.psf,
         weights=args.scene_weight,
     )
-    weighted = [
+    weight_notes = [
         f"{s.name}: patches drawn in proportion to its training area x {w:g}"
-        for s, w in zip(scenes, args.scene_weight or [], strict=False)
+        for s, w in zip(scenes, args.scene_weight or [], strict=args.scene_weight is not None)
     ]
     sources = (
         [s.source for s in scenes]
-        + weighted
+        + weight_notes
         + [
             f"held out: right {args.holdout:.0%} of the columns of each scene",
             f"{args.variants} augmented degradations of each training region",

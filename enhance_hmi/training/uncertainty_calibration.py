@@ -44,6 +44,7 @@ __all__ = [
     "Prediction",
     "calibrated_log_sigma",
     "calibration_noise_seed",
+    "calibration_references",
     "calibration_noisy_inputs",
     "calibration_samples",
     "fit_calibration",
@@ -215,14 +216,8 @@ def fit_calibration(samples: Sequence[CalibrationSample]) -> SigmaCalibration:
     range of each input over the samples (stored with the map, which is
     applied the same way: :meth:`~enhance_hmi.model.uncertainty.SigmaCalibration.log_terms`).
     """
-    if not samples:
-        raise TrainingError("no held-out pixels to calibrate the uncertainty on")
-    pooled = np.concatenate([s.log_inputs for s in samples], axis=1)
-    log_refs = np.median(pooled, axis=1)
-    low, high = np.percentile(pooled, CALIBRATION_PERCENTILES, axis=1)
-    ranged = SigmaCalibration(
-        log_ranges=tuple((float(lo), float(hi)) for lo, hi in zip(low, high, strict=True))
-    )
+    ranged = calibration_references(samples)
+    log_refs = np.log(np.asarray(ranged.references))
     terms = [ranged.log_terms(s.log_inputs) for s in samples]
     # errors in units of the reference sigma (and of the head's sigma beyond its range):
     # the map is then exp(c0 + c . centred clamped inputs)
@@ -233,11 +228,29 @@ def fit_calibration(samples: Sequence[CalibrationSample]) -> SigmaCalibration:
         ],
         [np.stack(clamped) - log_refs[:, None] for clamped, _ in terms],
     )
+    return dataclasses.replace(ranged, log_scale=log_scale, exponents=tuple(exponents))
+
+
+def calibration_references(samples: Sequence[CalibrationSample]) -> SigmaCalibration:
+    """The uncalibrated map of ``samples``: their references and input ranges, power 1 on sigma.
+
+    The references are the medians of the four inputs over the samples, the
+    ranges their :data:`~enhance_hmi.model.uncertainty.CALIBRATION_PERCENTILES`
+    (what :func:`fit_calibration` fits inside); the factor is 1 and the other
+    exponents 0.
+
+    Raises
+    ------
+    TrainingError
+        No samples.
+    """
+    if not samples:
+        raise TrainingError("no held-out pixels to calibrate the uncertainty on")
+    pooled = np.concatenate([s.log_inputs for s in samples], axis=1)
+    low, high = np.percentile(pooled, CALIBRATION_PERCENTILES, axis=1)
     return SigmaCalibration(
-        log_scale=log_scale,
-        exponents=tuple(exponents),
-        references=tuple(float(np.exp(v)) for v in log_refs),
-        log_ranges=ranged.log_ranges,
+        references=tuple(float(np.exp(v)) for v in np.median(pooled, axis=1)),
+        log_ranges=tuple((float(lo), float(hi)) for lo, hi in zip(low, high, strict=True)),
     )
 
 
