@@ -363,6 +363,7 @@ def write_result(
         "device": enhanced.meta.get("device", settings.device),  # the one used, not "auto"
         "precision": settings.precision,
         "tile": settings.tile,
+        "symmetries": settings.symmetries,
         "compiled": resolve_compile(settings.compile, settings.device, frame.data.size),
         "scale_check": "on" if settings.check_scale else "off (by request)",
         "range_check": "on" if settings.check_range else "off (by request)",

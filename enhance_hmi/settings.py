@@ -56,6 +56,7 @@ __all__ = [
     "DEVICE_PATTERN",
     "JOB_KEYS",
     "PRECISION_CHOICES",
+    "SYMMETRY_COUNTS",
     "EnhanceSettings",
     "config_schema",
     "validate_options",
@@ -63,6 +64,13 @@ __all__ = [
 
 #: Accepted ``device`` values: auto, cpu, cuda or cuda:N.
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+#: The numbers of symmetries the network may be averaged over, per observable
+#: (:func:`enhance_hmi.inference.symmetry.symmetry_group`, ``symmetries``).
+SYMMETRY_COUNTS: dict[str, tuple[int, ...]] = {
+    "continuum": (1, 2, 4, 8),
+    "magnetogram": (1, 2, 4, 8, 16),
+}
+
 #: Inference precisions (:func:`enhance_hmi.inference.autocast_dtype` maps them to dtypes).
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 #: ``compile`` values: always, never, or where it pays
@@ -200,6 +208,13 @@ class EnhanceSettings:
         user holds it (:data:`enhance_hmi.physics.psf.HMI_PSF_MODELS`).
         None (default): the model the network was trained for (its
         sidecar's ``psf_model``, ``ENHPSF``).
+    symmetries : int
+        Average the network over this many symmetries of the forward model
+        (:func:`enhance_hmi.inference.symmetry.symmetry_group`: turns and
+        mirror images, and for magnetograms the sign of the field), one
+        pass each: 1 (default, one pass, as trained), 2, 4 or 8; 16 for
+        magnetograms. Gains and costs in docs/model_card.md ("Averaging over
+        symmetries").
     pixel_integration : bool, optional
         Whether that forward model integrates over the 0.504" CCD pixel
         (True) or the measured PSF already includes the pixel's response
@@ -239,6 +254,7 @@ class EnhanceSettings:
         default=None,
         metadata={"output": True, "sidecar": ("pixel_integration",), "unset": True},
     )
+    symmetries: int = _output(1)
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -377,6 +393,7 @@ class EnhanceSettings:
             raise ConfigError(
                 f"unknown psf_model {self.psf_model!r}; use one of {', '.join(HMI_PSF_MODELS)}"
             )
+        _check_symmetries(self.symmetries, self.observable)
         if self.compile not in COMPILE_CHOICES or not isinstance(self.compile, (bool, str)):
             raise ConfigError(f"compile must be true, false or auto, got {self.compile!r}")
         if self.input_noise is not None:
@@ -541,6 +558,30 @@ def _tile(value: Any, label: Callable[[str], str]) -> int:
     return tile
 
 
+def _symmetries(value: Any, label: Callable[[str], str]) -> int:
+    counts = sorted({n for ns in SYMMETRY_COUNTS.values() for n in ns})
+    message = f"{label('symmetries')} must be one of {', '.join(map(str, counts))}, got {value!r}"
+    if isinstance(value, bool):
+        raise ConfigError(message)
+    try:
+        count = int(str(value).strip())
+    except ValueError as exc:
+        raise ConfigError(message) from exc
+    if count not in counts:
+        raise ConfigError(message)
+    return count
+
+
+def _check_symmetries(count: int, observable: str | None) -> None:
+    """A count :func:`enhance_hmi.inference.symmetry.symmetry_group` offers (for the observable)."""
+    counts = SYMMETRY_COUNTS.get(observable or "magnetogram", ())
+    if isinstance(count, bool) or count not in counts:
+        where = f" for {observable}" if observable else ""
+        raise ConfigError(
+            f"symmetries must be one of {', '.join(map(str, counts))}{where}, got {count!r}"
+        )
+
+
 def _compression(value: Any, label: Callable[[str], str]) -> str | None:
     if value is None or value == "none":
         return None
@@ -576,6 +617,8 @@ def _convert(name: str, value: Any, *, observable: str | None, label: Callable[[
         return _tile(value, label)
     if name == "compression":
         return _compression(value, label)
+    if name == "symmetries":
+        return _symmetries(value, label)
     if name == "pixel_integration":
         return _flag(name, value, label)
     if name in ("check_scale", "check_range", "consistency"):

@@ -118,6 +118,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "its noise when observed again by HMI (default: on)",
     )
     parser.add_argument(
+        "--symmetries",
+        metavar="N",
+        help="average the network over N symmetries of the forward model, one pass each: "
+        "1 (default, as trained), 2, 4 or 8 (turns and mirror images; for magnetograms "
+        "first the sign of the field, and 16); 2 costs twice the network's time",
+    )
+    parser.add_argument(
         "--input-noise",
         metavar="VALUE",
         help="input noise (1 sigma) the projection stops at, instead of the estimate from the "

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from enhance_hmi.errors import ConfigError, InputError
+from enhance_hmi.inference.symmetry import Symmetry
 from enhance_hmi.inference.tiling import DEFAULT_TILE, plan_windows
 from enhance_hmi.model.fuse import fold_batchnorm
 from enhance_hmi.model.network import EnhanceNet
@@ -272,6 +273,7 @@ def enhance_array(
     compile: bool = False,
     timings: InferenceTimings | None = None,
     wanted: np.ndarray | None = None,
+    symmetries: Sequence[Symmetry] = (),
 ) -> np.ndarray:
     """Deconvolve and super-resolve a 2-D image with ``model``.
 
@@ -333,6 +335,10 @@ def enhance_array(
         on the disk: :meth:`enhance_hmi.physics.disk.SolarDisk.inside`). Windows
         without a finite wanted pixel are not computed, and the output
         pixels of unwanted input pixels are NaN; default every pixel.
+    symmetries : sequence of Symmetry
+        Average the network over these symmetries of the forward model
+        (:func:`enhance_hmi.inference.symmetry.symmetry_group`): one pass
+        per symmetry, each turned back; default one pass, as trained.
 
     Returns
     -------
@@ -350,9 +356,10 @@ def enhance_array(
     """
     if isinstance(model, EnhanceWithUncertainty):
         model = model.backbone  # its output channel is the network's own, bit for bit
-    channels: np.ndarray = _enhance_channels(
+    channels: np.ndarray = _averaged_channels(
         data,
         model,
+        symmetries,
         device=device,
         precision=precision,
         tile=tile,
@@ -381,7 +388,9 @@ def enhance_array_with_sigma(
     model : EnhanceWithUncertainty
         The network with its head (:mod:`enhance_hmi.model.uncertainty`).
     **options
-        The keyword options of :func:`enhance_array`.
+        The keyword options of :func:`enhance_array`. With ``symmetries``
+        the sigma is the mean of the head's over the passes too (the head
+        was calibrated on one pass, so it is then on the wide side).
 
     Returns
     -------
@@ -390,8 +399,47 @@ def enhance_array_with_sigma(
     """
     if not isinstance(model, EnhanceWithUncertainty):
         raise TypeError(f"expected a network with its uncertainty head, got {type(model).__name__}")
-    both = _enhance_channels(data, model, **options)
+    symmetries = options.pop("symmetries", ())
+    both = _averaged_channels(data, model, symmetries, **options)
     return both[0], both[1]
+
+
+def _averaged_channels(
+    data: np.ndarray,
+    model: EnhanceNet | EnhanceWithUncertainty,
+    symmetries: Sequence[Symmetry],
+    **options: Any,
+) -> np.ndarray:
+    """:func:`_enhance_channels`, averaged over ``symmetries`` (one pass when none).
+
+    Channel 0 (the field or intensity) changes sign with a symmetry that
+    negates the input; the others (sigma) do not.
+    """
+    if len(symmetries) <= 1 and all(s == Symmetry() for s in symmetries):
+        return _enhance_channels(data, model, **options)
+    image = np.asarray(data)
+    if image.ndim != 2:
+        raise InputError(f"expected a 2-D image, got shape {image.shape}")
+    wanted = options.pop("wanted", None)
+    label = options.pop("progress_label", None) or "enhance"
+
+    def one_pass(k: int) -> np.ndarray:
+        symmetry = symmetries[k]
+        turned = Symmetry(symmetry.turns, symmetry.mirror)  # the mask has no sign
+        channels = _enhance_channels(
+            symmetry.apply(image),
+            model,
+            wanted=None if wanted is None else turned.apply(wanted),
+            progress_label=f"{label} {k + 1}/{len(symmetries)}",
+            **options,
+        )
+        return np.stack([symmetry.undo(c, signed=i == 0) for i, c in enumerate(channels)])
+
+    total = one_pass(0).astype(np.float32, copy=False)
+    for k in range(1, len(symmetries)):
+        total += one_pass(k)
+    total /= np.float32(len(symmetries))
+    return total
 
 
 def _enhance_channels(

@@ -19,6 +19,7 @@ from enhance_hmi.inference.array import (
     resolve_device,
     timed_stage,
 )
+from enhance_hmi.inference.symmetry import symmetry_group
 from enhance_hmi.inference.uncertainty import resolve_uncertainty
 from enhance_hmi.io.plausibility import check_pixel_scale
 from enhance_hmi.io.wcs import upsample_header
@@ -176,6 +177,7 @@ def enhance_frame(
         compile=resolve_compile(settings.compile, settings.device, frame.data.size),
         timings=timings,
         wanted=on_disk,
+        symmetries=symmetry_group(settings.symmetries, frame.observable),
     )
     meta_out = dict(frame.meta)
     if combined is None:
@@ -211,6 +213,7 @@ def enhance_frame(
         device=device_name(dev),
         precision=settings.precision,
         tile=settings.tile,
+        symmetries=settings.symmetries,
         scale_checked=bool(settings.check_scale),
     )
     header = upsample_header(frame.header, factor=model.upscale)

@@ -68,6 +68,7 @@ PROVENANCE_KEYWORDS: dict[str, tuple[str, str]] = {
     "device": ("ENHDEV", "inference device"),
     "precision": ("ENHPREC", "inference precision"),
     "tile": ("ENHTILE", "inference tile size (input pixels)"),
+    "symmetries": ("ENHSYMM", "network passes averaged over symmetries"),
     "input_noise": ("ENHNOISE", "input noise sigma (ENHUNIT) of the projection"),
     "input_noise_source": ("ENHNSRC", "ENHNOISE given, or histogram/spectral estimate"),
     "settings_sha256": ("ENHSETSH", "sha256 of the settings that change the output"),
