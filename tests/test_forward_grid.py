@@ -123,3 +123,18 @@ def test_the_grid_scores_each_noise_level_as_its_own_rows(tmp_path):
     header = paths["table"].read_text().splitlines()[0]
     assert "noise" in [column.strip() for column in header.split("|")]
     assert paths["figure"].stat().st_size > 1000
+
+
+def test_averaging_over_symmetries_changes_only_the_network_and_is_recorded(grid, tmp_path):
+    """``--symmetries 2``: the network columns move, every classical one is the same."""
+    default, _, rows = grid
+    scene = load_continuum_scene(shipped_truth(), None)
+    scene = dataclasses.replace(scene, data=scene.data[:320])
+    averaged = evaluate_forward_grid(WEIGHTS, [scene], [default], symmetries=2)[0]
+    single = rows[0]
+    for method in ("tikhonov_told", "tikhonov_default", "bicubic", "oracle_linear"):
+        assert averaged[method] == single[method], method
+    assert averaged["network_default"] != single["network_default"]
+    assert abs(averaged["network_default"] - single["network_default"]) < 1.0  # dB
+    paths = write_forward_grid(tmp_path, weights=WEIGHTS, rows=[averaged], symmetries=2)
+    assert json.loads(paths["json"].read_text())["provenance"]["symmetries"] == "2"

@@ -147,6 +147,8 @@ def test_tour_runs_as_written(tmp_path):
         "continuum.fits": "spectral",
         "given_noise.fits": "given",
     }
+    with fits.open(tmp_path / "two_passes.fits") as hdul:
+        assert [h.header["ENHSYMM"] for h in hdul if "ENHSYMM" in h.header][0] == "2"
     assert (tmp_path / "archive" / "hmi.M_720s.manifest.csv").is_file()
     assert (home / ".config" / "snakemake" / "slurm" / "config.v8+.yaml").is_file()
     assert (tmp_path / "runs" / "demo" / "magnetogram.safetensors").is_file()

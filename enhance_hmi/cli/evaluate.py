@@ -64,6 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "does (default: on)",
     )
     parser.add_argument(
+        "--symmetries",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="average the network over N symmetries of the forward model, as enhance predict "
+        "--symmetries does (default: 1, one pass)",
+    )
+    parser.add_argument(
         "--noise",
         type=float,
         default=None,
@@ -145,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
 
     keep_freed_memory()  # the CPU network reuses freed activations (enhance_hmi.heap)
     from enhance_hmi.errors import ConfigError
+    from enhance_hmi.inference.symmetry import symmetry_group
     from enhance_hmi.model import psf_model_of, read_sidecar
     from enhance_hmi.training import held_out_pairs, load_scenes
     from enhance_hmi.validation.heldout import (
@@ -162,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     members = parse_forward_models(args.forward_models) if args.forward_models else ()
     sidecar = read_sidecar(args.weights)
     observable = sidecar["observable"]
+    symmetry_group(args.symmetries, observable)  # a count without a group: refused before work
     scenes = load_scenes(args.scene, observable)
     pairs = held_out_pairs(scenes, holdout=args.holdout, psf_model=psf_model_of(sidecar))
     rows, per_draw, images = evaluate_over_draws(
@@ -170,20 +180,33 @@ def run(args: argparse.Namespace) -> int:
         draws=args.draws,
         noise_sigma=args.noise,
         consistency=args.consistency,
+        symmetries=args.symmetries,
     )
     hmi = None
     if args.hmi:
         if observable == "continuum":
             hmi = [
-                evaluate_hmi_continuum(args.weights, p, consistency=args.consistency)
+                evaluate_hmi_continuum(
+                    args.weights, p, consistency=args.consistency, symmetries=args.symmetries
+                )
                 for p in args.hmi
             ]
         else:
             hmi = evaluate_hmi_magnetograms(
-                args.weights, args.hmi, crop=args.crop, consistency=args.consistency
+                args.weights,
+                args.hmi,
+                crop=args.crop,
+                consistency=args.consistency,
+                symmetries=args.symmetries,
             )
     paths = write_evaluation(
-        args.out, weights=args.weights, rows=rows, images=images, hmi=hmi, per_draw=per_draw
+        args.out,
+        weights=args.weights,
+        rows=rows,
+        images=images,
+        hmi=hmi,
+        per_draw=per_draw,
+        symmetries=args.symmetries,
     )
     print(format_table(rows))
     if hmi:
@@ -205,8 +228,11 @@ def run(args: argparse.Namespace) -> int:
             holdout=args.holdout,
             noise_sigma=grid_noise_levels(args.grid_noise, observable) or args.noise,
             consistency=args.consistency,
+            symmetries=args.symmetries,
         )
-        grid_paths = write_forward_grid(args.out, weights=args.weights, rows=grid)
+        grid_paths = write_forward_grid(
+            args.out, weights=args.weights, rows=grid, symmetries=args.symmetries
+        )
         print(format_grid_table(grid))
         log.info("wrote %s", ", ".join(str(p) for p in grid_paths.values()))
     return 0

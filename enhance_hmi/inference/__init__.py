@@ -14,6 +14,9 @@ cudnn_settings
     cuDNN's process-wide flags set for a ``with`` block and restored after it.
 InferenceTimings
     Seconds per stage and windows computed, for benchmarks.
+symmetry_group
+    The symmetries of the forward model the network may be averaged over
+    (``symmetries=`` of :func:`enhance_array`, :mod:`enhance_hmi.inference.symmetry`).
 resolve_device, autocast_dtype, plan_windows
     The pieces.
 
@@ -36,11 +39,13 @@ from enhance_hmi.inference.array import (
     resolve_device,
 )
 from enhance_hmi.inference.frame import enhance_frame
+from enhance_hmi.inference.symmetry import Symmetry, symmetry_group
 from enhance_hmi.inference.tiling import plan_windows
 
 __all__ = [
     "PRECISIONS",
     "InferenceTimings",
+    "Symmetry",
     "autocast_dtype",
     "cudnn_settings",
     "enhance_array",
@@ -49,4 +54,5 @@ __all__ = [
     "plan_windows",
     "prepare_model",
     "resolve_device",
+    "symmetry_group",
 ]

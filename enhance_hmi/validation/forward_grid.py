@@ -130,13 +130,16 @@ def _network_told(
     meta: dict[str, Any],
     scale: float,
     consistency: bool,
+    symmetries: int = 1,
 ) -> np.ndarray:
     """The network told ``member``: harmonised input, projection with the member's forward model."""
     told_meta = {**meta, **member.options()}
     noise, _ = input_noise(noisy, recipe_noise_estimate(told_meta))
     trained = forward_model_of(meta)
     ready = harmonise(noisy, told=member, trained=trained, noise=noise).astype(np.float32)
-    return network_output(noisy, model, told_meta, scale, consistency, network_input=ready)
+    return network_output(
+        noisy, model, told_meta, scale, consistency, network_input=ready, symmetries=symmetries
+    )
 
 
 def evaluate_forward_grid(
@@ -149,6 +152,7 @@ def evaluate_forward_grid(
     noise_seed: int = 1,
     border: int = 8,
     consistency: bool = True,
+    symmetries: int = 1,
 ) -> list[dict[str, Any]]:
     """Score every method of :data:`GRID_METHODS` on every (region, member) cell.
 
@@ -176,6 +180,9 @@ def evaluate_forward_grid(
         Target pixels left out at each edge before scoring.
     consistency : bool
         Project the network output onto its input, as ``enhance predict`` does.
+    symmetries : int
+        Average the network over that many symmetries, as ``enhance predict
+        --symmetries`` does (:func:`enhance_hmi.inference.symmetry.symmetry_group`).
 
     Returns
     -------
@@ -206,7 +213,11 @@ def evaluate_forward_grid(
             for level in levels:
                 noisy = clean + (draw * level * scale).astype(np.float32)
                 row = {"scene": label, "forward_model": member.name, "noise": level}
-                row.update(_cell_scores(noisy, target, member, model, meta, consistency, border))
+                row.update(
+                    _cell_scores(
+                        noisy, target, member, model, meta, consistency, border, symmetries
+                    )
+                )
                 rows.append(row)
                 log.info("forward grid: %s under %s, noise %g", label, member.name, level)
     return rows
@@ -220,6 +231,7 @@ def _cell_scores(
     meta: dict[str, Any],
     consistency: bool,
     border: int,
+    symmetries: int = 1,
 ) -> dict[str, Any]:
     """The scores of every method of :data:`GRID_METHODS` on one cell, and the network's margins."""
     scale = float(meta["input_normalisation"]["scale"])
@@ -227,13 +239,13 @@ def _cell_scores(
     trained = forward_model_of(meta)
     default = ForwardModelSpec(trained.psf_model, True)
     told = baselines.tikhonov(noisy, **member.options())
-    net = network_output(noisy, model, meta, scale, consistency)
+    net = network_output(noisy, model, meta, scale, consistency, symmetries=symmetries)
     images = {
         "network_default": net,
         "network_told": (
             net
             if member == trained
-            else _network_told(noisy, member, model, meta, scale, consistency)
+            else _network_told(noisy, member, model, meta, scale, consistency, symmetries)
         ),
         "tikhonov_told": told,
         "tikhonov_default": (
@@ -347,8 +359,12 @@ def write_forward_grid(
     *,
     weights: str | os.PathLike[str],
     rows: Sequence[dict[str, Any]],
+    symmetries: int = 1,
 ) -> dict[str, Path]:
-    """Write ``forward_grid.csv``, ``.md``, ``.json`` (with provenance) and ``.png`` atomically."""
+    """Write ``forward_grid.csv``, ``.md``, ``.json`` (with provenance) and ``.png`` atomically.
+
+    ``symmetries`` (the network's passes, as evaluated) goes to the provenance.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = read_sidecar(weights)
@@ -359,7 +375,9 @@ def write_forward_grid(
         "figure": out / "forward_grid.png",
     }
     record = {
-        "provenance": provenance_record(weights_sha256=meta["sha256"], weights=Path(weights).name),
+        "provenance": provenance_record(
+            weights_sha256=meta["sha256"], weights=Path(weights).name, symmetries=symmetries
+        ),
         "methods": list(GRID_METHODS),
         "notes": list(NOTES),
         "rows": list(rows),

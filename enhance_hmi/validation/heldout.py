@@ -44,6 +44,7 @@ from enhance_hmi.atomic import atomic_path
 from enhance_hmi.errors import ConfigError
 from enhance_hmi.inference import enhance_array
 from enhance_hmi.inference.consistency import project_as_recipe
+from enhance_hmi.inference.symmetry import symmetry_group
 from enhance_hmi.model import load_weights_cached, psf_model_of
 from enhance_hmi.physics import ENHANCED_PIXEL_SCALE, HMI_PIXEL_SCALE, degrade
 from enhance_hmi.physics.disk import SolarDisk
@@ -115,6 +116,7 @@ def network_output(
     header: Any = None,
     *,
     network_input: np.ndarray | None = None,
+    symmetries: int = 1,
 ) -> np.ndarray:
     """The network's output for ``data`` on the CPU, projected onto the data if asked.
 
@@ -123,10 +125,13 @@ def network_output(
     the recipe ``meta``, and the disk of ``header`` when it has one). The
     network runs on ``network_input`` when given (``data`` harmonised to
     another forward model, :mod:`enhance_hmi.validation.forward_grid`), the
-    projection always onto ``data``.
+    projection always onto ``data``. ``symmetries``: the network averaged
+    over that many symmetries (:func:`enhance_hmi.inference.symmetry.symmetry_group`
+    of the sidecar's observable), as ``enhance predict --symmetries`` does.
     """
     source = data if network_input is None else network_input
-    out = enhance_array(source, model, device="cpu", input_scale=scale, tile=512)
+    group = symmetry_group(symmetries, str(meta["observable"]))
+    out = enhance_array(source, model, device="cpu", input_scale=scale, tile=512, symmetries=group)
     if not consistency:
         return out
     projected, _ = project_as_recipe(out, data, meta, disk=SolarDisk.from_header(header))
@@ -141,6 +146,7 @@ def evaluate_pairs(
     noise_sigma: float | None = None,
     border: int = 8,
     consistency: bool = True,
+    symmetries: int = 1,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
     """Score every method on every held-out pair.
 
@@ -199,7 +205,7 @@ def evaluate_pairs(
             observable=observable,
             hmi=noisy,
             truth=pair.target,
-            enhanced=network_output(noisy, model, meta, scale, consistency),
+            enhanced=network_output(noisy, model, meta, scale, consistency, symmetries=symmetries),
             truth_label="held-out region degraded to 28 cm",
             psf_model=psf_model,
         )
@@ -250,6 +256,7 @@ def evaluate_over_draws(
     noise_sigma: float | None = None,
     border: int = 8,
     consistency: bool = True,
+    symmetries: int = 1,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
     """:func:`evaluate_pairs` on ``draws`` noise realisations (seeds 1 to ``draws``).
 
@@ -260,7 +267,7 @@ def evaluate_over_draws(
 
     Parameters
     ----------
-    weights, pairs, noise_sigma, border, consistency
+    weights, pairs, noise_sigma, border, consistency, symmetries
         As for :func:`evaluate_pairs`.
     draws : int
         Number of noise realisations; draw ``i`` uses ``noise_seed=i``, so
@@ -297,6 +304,7 @@ def evaluate_over_draws(
             noise_sigma=noise_sigma,
             border=border,
             consistency=consistency,
+            symmetries=symmetries,
         )
         per_draw.extend({**row, "noise_seed": seed} for row in rows)
         if seed == 1:
@@ -374,7 +382,11 @@ def _strong_flux_ratio(image: np.ndarray, truth: np.ndarray, border: int) -> flo
 
 
 def evaluate_hmi_continuum(
-    weights: str | os.PathLike[str], path: str | os.PathLike[str], *, consistency: bool = True
+    weights: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    consistency: bool = True,
+    symmetries: int = 1,
 ) -> dict[str, Any]:
     """Quiet-Sun contrast of a real HMI continuum image before/after enhancement.
 
@@ -388,7 +400,9 @@ def evaluate_hmi_continuum(
 
     frame = read_hmi(path, observable="continuum")
     model, meta = load_weights_cached(weights)
-    out = network_output(frame.data, model, meta, 1.0, consistency, frame.header)
+    out = network_output(
+        frame.data, model, meta, 1.0, consistency, frame.header, symmetries=symmetries
+    )
     psf_model = psf_model_of(meta)
     rl = baselines.richardson_lucy(frame.data, psf_model=psf_model)
     contrast = {}
@@ -417,6 +431,7 @@ def evaluate_hmi_magnetograms(
     *,
     crop: int = 1024,
     consistency: bool = True,
+    symmetries: int = 1,
 ) -> list[dict[str, Any]]:
     """Unsigned flux and quiet-Sun noise on real HMI magnetograms.
 
@@ -447,7 +462,7 @@ def evaluate_hmi_magnetograms(
         size = min(crop, ny, nx)
         y0, x0 = (ny - size) // 2, (nx - size) // 2
         data = np.asarray(frame.data[y0 : y0 + size, x0 : x0 + size], dtype=np.float32)
-        out = network_output(data, model, meta, 1000.0, consistency)
+        out = network_output(data, model, meta, 1000.0, consistency, symmetries=symmetries)
         psf_model = psf_model_of(meta)
         rl = baselines.richardson_lucy(data, psf_model=psf_model)
         bic = baselines.bicubic(data)
@@ -460,7 +475,7 @@ def evaluate_hmi_magnetograms(
         flux_in = metrics.unsigned_flux(data, pix_in)
         flux_field_in = metrics.unsigned_flux(np.where(field_in, data, 0.0), pix_in)
         reference = self_similar_field_flux(
-            data, model, meta, noise=noise_in, consistency=consistency
+            data, model, meta, noise=noise_in, consistency=consistency, symmetries=symmetries
         )
 
         row = {
@@ -519,6 +534,7 @@ def self_similar_field_flux(
     noise: float,
     seed: int = 1,
     consistency: bool = True,
+    symmetries: int = 1,
 ) -> dict[str, float]:
     """The field-region flux a correct enhancement gives a real magnetogram, on its own view.
 
@@ -552,7 +568,7 @@ def self_similar_field_flux(
     view = pair.input.astype(np.float32)
     noise_view = metrics.noise_level(view, metrics.quiet_sun_mask(view, kind="blos"))
     field_in = metrics.field_mask(view, noise_view)
-    out = network_output(view, model, meta, 1000.0, consistency)
+    out = network_output(view, model, meta, 1000.0, consistency, symmetries=symmetries)
     return {
         "truth": _field_flux_ratio(pair.target, field_in, view),
         "enhance": _field_flux_ratio(out, field_in, view),
@@ -630,11 +646,13 @@ def write_evaluation(
     images: dict[str, dict[str, np.ndarray]],
     hmi: dict[str, Any] | list | None = None,
     per_draw: Sequence[dict[str, Any]] | None = None,
+    symmetries: int = 1,
 ) -> dict[str, Path]:
     """Write ``evaluation.json``, ``evaluation.md`` and ``evaluation.png``.
 
     ``rows`` are the held-out scores (over several noise draws: their
-    means, :func:`evaluate_over_draws`), ``per_draw`` every draw's rows.
+    means, :func:`evaluate_over_draws`), ``per_draw`` every draw's rows;
+    ``symmetries`` (the network's passes) goes to the provenance.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -642,7 +660,9 @@ def write_evaluation(
 
     meta = read_sidecar(weights)
     record = {
-        "provenance": provenance_record(weights_sha256=meta["sha256"], weights=Path(weights).name),
+        "provenance": provenance_record(
+            weights_sha256=meta["sha256"], weights=Path(weights).name, symmetries=symmetries
+        ),
         "held_out": list(rows),
         "held_out_draws": list(per_draw) if per_draw is not None else None,
         "real_hmi": hmi,
