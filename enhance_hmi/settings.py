@@ -64,12 +64,9 @@ __all__ = [
 
 #: Accepted ``device`` values: auto, cpu, cuda or cuda:N.
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-#: The numbers of symmetries the network may be averaged over, per observable
+#: The numbers of symmetries the network may be averaged over
 #: (:func:`enhance_hmi.inference.symmetry.symmetry_group`, ``symmetries``).
-SYMMETRY_COUNTS: dict[str, tuple[int, ...]] = {
-    "continuum": (1, 2, 4, 8),
-    "magnetogram": (1, 2, 4, 8, 16),
-}
+SYMMETRY_COUNTS: tuple[int, ...] = (1, 2, 4, 8)
 
 #: Inference precisions (:func:`enhance_hmi.inference.autocast_dtype` maps them to dtypes).
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")
@@ -211,10 +208,9 @@ class EnhanceSettings:
     symmetries : int
         Average the network over this many symmetries of the forward model
         (:func:`enhance_hmi.inference.symmetry.symmetry_group`: turns and
-        mirror images, and for magnetograms the sign of the field), one
-        pass each: 1 (default, one pass, as trained), 2, 4 or 8; 16 for
-        magnetograms. Gains and costs in docs/model_card.md ("Averaging over
-        symmetries").
+        mirror images, and for magnetograms first the sign of the field),
+        one pass each: 1 (default, one pass, as trained), 2, 4 or 8. Gains
+        and costs in docs/model_card.md ("Averaging over symmetries").
     pixel_integration : bool, optional
         Whether that forward model integrates over the 0.504" CCD pixel
         (True) or the measured PSF already includes the pixel's response
@@ -393,7 +389,11 @@ class EnhanceSettings:
             raise ConfigError(
                 f"unknown psf_model {self.psf_model!r}; use one of {', '.join(HMI_PSF_MODELS)}"
             )
-        _check_symmetries(self.symmetries, self.observable)
+        if not _is_count(self.symmetries):
+            raise ConfigError(
+                f"symmetries must be one of {', '.join(map(str, SYMMETRY_COUNTS))}, "
+                f"got {self.symmetries!r}"
+            )
         if self.compile not in COMPILE_CHOICES or not isinstance(self.compile, (bool, str)):
             raise ConfigError(f"compile must be true, false or auto, got {self.compile!r}")
         if self.input_noise is not None:
@@ -558,28 +558,18 @@ def _tile(value: Any, label: Callable[[str], str]) -> int:
     return tile
 
 
+def _is_count(value: Any) -> bool:
+    """Whether ``value`` is a Python int (not a bool) of :data:`SYMMETRY_COUNTS`."""
+    return type(value) is int and value in SYMMETRY_COUNTS
+
+
 def _symmetries(value: Any, label: Callable[[str], str]) -> int:
-    counts = sorted({n for ns in SYMMETRY_COUNTS.values() for n in ns})
-    message = f"{label('symmetries')} must be one of {', '.join(map(str, counts))}, got {value!r}"
-    if isinstance(value, bool):
+    counts = ", ".join(map(str, SYMMETRY_COUNTS))
+    message = f"{label('symmetries')} must be one of {counts}, got {value!r}"
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) not in SYMMETRY_COUNTS:
         raise ConfigError(message)
-    try:
-        count = int(str(value).strip())
-    except ValueError as exc:
-        raise ConfigError(message) from exc
-    if count not in counts:
-        raise ConfigError(message)
-    return count
-
-
-def _check_symmetries(count: int, observable: str | None) -> None:
-    """A count :func:`enhance_hmi.inference.symmetry.symmetry_group` offers (for the observable)."""
-    counts = SYMMETRY_COUNTS.get(observable or "magnetogram", ())
-    if isinstance(count, bool) or count not in counts:
-        where = f" for {observable}" if observable else ""
-        raise ConfigError(
-            f"symmetries must be one of {', '.join(map(str, counts))}{where}, got {count!r}"
-        )
+    return int(text)
 
 
 def _compression(value: Any, label: Callable[[str], str]) -> str | None:

@@ -2,7 +2,8 @@
 
 The groups are nested, each count a whole group; the averaged network is
 then exactly equivariant to its group (turns, mirror images and, for
-magnetograms, the sign of the field), which one pass is not; ``enhance
+magnetograms, the sign of the field), which one pass is not; the sigma
+channel is averaged without a sign; ``enhance
 predict --symmetries`` records the count in the header and the settings
 digest, and refuses a count the observable has no group for.
 """
@@ -35,7 +36,7 @@ def _key(image: np.ndarray) -> bytes:
 def test_each_count_is_a_group_and_each_symmetry_is_undone(observable):
     rng = np.random.default_rng(0)
     image = rng.standard_normal((5, 7)).astype(np.float32)  # no symmetry of its own
-    for count in SYMMETRY_COUNTS[observable]:
+    for count in SYMMETRY_COUNTS:
         group = symmetry_group(count, observable)
         assert group[0] == Symmetry() and len(set(group)) == count
         images = {_key(g.apply(image)) for g in group}
@@ -49,15 +50,29 @@ def test_each_count_is_a_group_and_each_symmetry_is_undone(observable):
 
 
 def test_a_count_without_a_group_is_refused_in_one_line():
-    with pytest.raises(ConfigError, match="symmetries for continuum must be one of 1, 2, 4, 8"):
-        symmetry_group(16, "continuum")
-    with pytest.raises(ConfigError, match="symmetries must be one of 1, 2, 4, 8, 16, got '3'"):
-        EnhanceSettings.from_mapping({"symmetries": "3"})
-    with pytest.raises(ConfigError, match="must be one of 1, 2, 4, 8 for continuum, got 16"):
-        EnhanceSettings(observable="continuum", symmetries=16).validate()
-    assert EnhanceSettings.from_mapping({"symmetries": "4"}).symmetries == 4
+    with pytest.raises(ConfigError, match="symmetries must be one of 1, 2, 4, 8, got 16"):
+        symmetry_group(16, "magnetogram")
+    with pytest.raises(ConfigError, match="symmetries must be one of 1, 2, 4, 8, got 2.0"):
+        symmetry_group(2.0, "continuum")  # type: ignore[arg-type]
+    for bad in ("3", "2.0", True, 16):
+        with pytest.raises(ConfigError, match=r"^symmetries must be one of 1, 2, 4, 8, got "):
+            EnhanceSettings.from_mapping({"symmetries": bad})
+    for bad in (2.0, np.int64(2), True):
+        with pytest.raises(ConfigError, match="symmetries must be one of 1, 2, 4, 8"):
+            EnhanceSettings(symmetries=bad).validate()
+    for given in ("4", 4, np.int64(4)):
+        settings = EnhanceSettings.from_mapping({"symmetries": given})
+        assert type(settings.symmetries) is int and settings.symmetries == 4
     assert EnhanceSettings(symmetries=2).output_record() == {"symmetries": 2}
     assert "symmetries" not in EnhanceSettings().output_record()  # archives keep their digest
+    # the workflow's one key holds for every observable it checks
+    config = {"enhance": {"symmetries": 8}}
+    for observable in ("continuum", "magnetogram"):
+        assert EnhanceSettings.from_config(config, observable).symmetries == 8
+    with pytest.raises(ConfigError, match="^enhance.symmetries must be one of 1, 2, 4, 8, got 16$"):
+        EnhanceSettings.from_config({"enhance": {"symmetries": 16}}, "magnetogram")
+    with pytest.raises(TypeError, match="symmetries must be Symmetry objects"):
+        enhance_array(np.zeros((8, 8), np.float32), EnhanceNet(n_blocks=1, width=4), symmetries=2)
 
 
 def test_the_averaged_network_is_exactly_equivariant_and_one_pass_is_not():
@@ -67,7 +82,7 @@ def test_the_averaged_network_is_exactly_equivariant_and_one_pass_is_not():
     data = (300 * rng.standard_normal((40, 52))).astype(np.float32)  # not square
     data[:6, :9] = np.nan  # off-disk pixels
     options = {"device": "cpu", "input_scale": 1000.0, "tile": 64}
-    group = symmetry_group(16, "magnetogram")
+    group = symmetry_group(8, "magnetogram")  # quarter turns and the sign
 
     def run(image, symmetries=()):
         return enhance_array(np.ascontiguousarray(image), net, symmetries=symmetries, **options)
@@ -80,6 +95,9 @@ def test_the_averaged_network_is_exactly_equivariant_and_one_pass_is_not():
         # enhancing the mapped input gives the mapped output, to rounding
         mapped = run(g.apply(data), group)
         np.testing.assert_allclose(mapped, g.apply(averaged), atol=1e-5 * scale, equal_nan=True)
+    turned = Symmetry(turns=1, mirror=True)  # not in the group: one pass and the mean both miss
+    mirrored = run(turned.apply(data), group)
+    assert np.nanmax(np.abs(mirrored - turned.apply(averaged))) > 1e-3 * scale
     turned = Symmetry(turns=1)
     assert np.nanmax(np.abs(run(turned.apply(data)) - turned.apply(one))) > 1e-2 * scale
     assert np.nanmax(np.abs(run(-data) + one)) > 1e-2 * scale
@@ -88,6 +106,30 @@ def test_the_averaged_network_is_exactly_equivariant_and_one_pass_is_not():
     wanted[:, 40:] = False
     kept = enhance_array(data, net, symmetries=group, wanted=wanted, **options)
     assert np.isnan(kept[:, 80:]).all() and np.isfinite(kept[12:, :80]).all()
+
+
+def test_the_sigma_is_averaged_over_the_passes_and_keeps_its_sign():
+    """The head's sigma does not change sign with the field: the mean of the passes' sigmas."""
+    from enhance_hmi.inference import enhance_array_with_sigma
+    from enhance_hmi.model.uncertainty import EnhanceWithUncertainty, SigmaHead
+
+    torch.manual_seed(0)
+    head = SigmaHead(width=8, hidden=3)
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.add_(0.2 * torch.randn(parameter.shape))
+    model = EnhanceWithUncertainty(EnhanceNet(n_blocks=1, width=8).eval(), head.eval())
+    data = (300 * np.random.default_rng(2).standard_normal((24, 30))).astype(np.float32)
+    options = {"device": "cpu", "input_scale": 1000.0}
+    group = symmetry_group(2, "magnetogram")
+    out, sigma = enhance_array_with_sigma(data, model, symmetries=group, **options)
+    out_p, sigma_p = enhance_array_with_sigma(data, model, **options)
+    out_m, sigma_m = enhance_array_with_sigma(-data, model, **options)
+    np.testing.assert_allclose(out, (out_p - out_m) / 2, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(sigma, (sigma_p + sigma_m) / 2, rtol=1e-5, atol=1e-5)
+    assert np.all(sigma > 0) and np.abs(sigma_p - sigma_m).max() > 1e-3 * sigma.mean()
+    _, sigma_neg = enhance_array_with_sigma(-data, model, symmetries=group, **options)
+    np.testing.assert_allclose(sigma_neg, sigma, rtol=1e-5, atol=1e-5)
 
 
 def _weights(path: Path, observable: str) -> Path:
@@ -121,9 +163,7 @@ def test_predict_records_the_symmetries_and_refuses_a_count_without_a_group(tmp_
     assert np.nanmax(np.abs(d2 - d1)) > 0.1
     capsys.readouterr()
     out = tmp_path / "refused.fits"
-    code = main(["predict", str(CROP), "-o", str(out), *common, "--symmetries", "32"])
+    code = main(["predict", str(CROP), "-o", str(out), *common, "--symmetries", "16"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and not out.exists()
-    assert err == (
-        "enhance predict: error: --symmetries must be one of 1, 2, 4, 8, 16, got '32'"
-    ), err
+    assert err == "enhance predict: error: --symmetries must be one of 1, 2, 4, 8, got '16'", err

@@ -122,7 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="average the network over N symmetries of the forward model, one pass each: "
         "1 (default, as trained), 2, 4 or 8 (turns and mirror images; for magnetograms "
-        "first the sign of the field, and 16); 2 costs twice the network's time",
+        "first the sign of the field); 2 costs twice the network's time",
     )
     parser.add_argument(
         "--input-noise",

@@ -6,7 +6,9 @@ there, windows are cut, run through the network (batch norms folded into the
 convolutions, :func:`enhance_hmi.model.fuse.fold_batchnorm`) and blended into the
 2x image there, and the finished image comes back once. On a GPU the host
 therefore only launches work, and a frame costs two transfers (64 MiB in,
-256 MiB out for a 4096x4096 HMI frame) instead of two per window.
+256 MiB out for a 4096x4096 HMI frame) instead of two per window. Averaged
+over N symmetries (``symmetries=``) a frame makes N such round trips, and
+the turning back and averaging run on the host.
 
 References
 ----------
@@ -415,6 +417,11 @@ def _averaged_channels(
     Channel 0 (the field or intensity) changes sign with a symmetry that
     negates the input; the others (sigma) do not.
     """
+    if not isinstance(symmetries, Sequence) or not all(isinstance(s, Symmetry) for s in symmetries):
+        raise TypeError(
+            "symmetries must be Symmetry objects (enhance_hmi.inference.symmetry_group), "
+            f"got {symmetries!r}"
+        )
     if len(symmetries) <= 1 and all(s == Symmetry() for s in symmetries):
         return _enhance_channels(data, model, **options)
     image = np.asarray(data)

@@ -117,8 +117,9 @@ def enhance_frame(
         turns into artefacts. The network's windows wholly beyond the limb are not computed, and the
         projection onto the input sees the pixels beyond the limb as missing. ``meta`` is the
         input's plus ``weights_file``, ``weights_sha256``, ``psf_model``, ``device`` (the device
-        used, e.g. ``"cpu"`` or ``"cuda:0"``, never ``"auto"``), ``precision``, ``tile`` and
-        ``scale_checked`` (and ``sigma`` with ``uncertainty``); with ``consistency``,
+        used, e.g. ``"cpu"`` or ``"cuda:0"``, never ``"auto"``), ``precision``, ``tile``,
+        ``symmetries`` (the network's passes averaged) and ``scale_checked`` (and ``sigma`` with
+        ``uncertainty``); with ``consistency``,
         ``consistency`` (a :class:`enhance_hmi.inference.consistency.Projection`, whose ``noise``
         and ``noise_source`` say which input noise was used and whether it was given or estimated),
         and, when the projection changed the image, ``network_output``, the network's output before

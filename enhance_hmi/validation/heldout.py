@@ -165,6 +165,12 @@ def evaluate_pairs(
         Even number of target pixels dropped at each edge before scoring
         (edge handling is not what is compared); the forward residual is
         measured on the whole field.
+    consistency : bool
+        Project the network's output onto its input, as ``enhance predict`` does.
+    symmetries : int
+        Average the network over that many symmetries of the forward model
+        (:func:`enhance_hmi.inference.symmetry.symmetry_group`), as ``enhance
+        predict --symmetries`` does.
 
     Returns
     -------
@@ -550,6 +556,19 @@ def self_similar_field_flux(
     its recipe. Structure is self-similar over the factor only roughly
     (finer real structure would cancel more flux in HMI's view), so the
     truth's ratio is a reference for the frame's field content, not a bound.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Blos (G) of a real HMI crop at 0.504"/px, on the disk (NaN read as 0).
+    model, meta
+        The network and its sidecar (:func:`enhance_hmi.model.load_weights_cached`).
+    noise : float
+        Gaussian noise (G) added to the view: the frame's own.
+    seed : int
+        Seed of that noise.
+    consistency, symmetries
+        The recipe the network runs with, as in :func:`network_output`.
 
     Returns
     -------
