@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import torch
 from astropy.io import fits
+from conftest import untrained_magnetogram_weights
 
 from enhance_hmi.cli import main
 from enhance_hmi.errors import ConfigError
 from enhance_hmi.inference import enhance_array
 from enhance_hmi.inference.symmetry import Symmetry, symmetry_group
-from enhance_hmi.model import EnhanceNet, save_weights
+from enhance_hmi.model import EnhanceNet
 from enhance_hmi.settings import SYMMETRY_COUNTS, EnhanceSettings
 
 DATA = Path(__file__).parent / "data"
@@ -132,23 +133,8 @@ def test_the_sigma_is_averaged_over_the_passes_and_keeps_its_sign():
     np.testing.assert_allclose(sigma_neg, sigma, rtol=1e-5, atol=1e-5)
 
 
-def _weights(path: Path, observable: str) -> Path:
-    torch.manual_seed(0)
-    metadata = {
-        "observable": observable,
-        "input_normalisation": {
-            "quantity": "Blos" if observable == "magnetogram" else "continuum intensity",
-            "units": "G" if observable == "magnetogram" else "quiet-Sun intensity",
-            "scale": 1000.0 if observable == "magnetogram" else 1.0,
-        },
-        "psf_model": "wachter",
-        "training_data": "untrained: random initialisation (test)",
-    }
-    return Path(save_weights(EnhanceNet(n_blocks=1, width=8), path, metadata=metadata))
-
-
 def test_predict_records_the_symmetries_and_refuses_a_count_without_a_group(tmp_path, capsys):
-    weights = _weights(tmp_path / "magnetogram.safetensors", "magnetogram")
+    weights = untrained_magnetogram_weights(tmp_path)
     common = ["--weights", str(weights), "--device", "cpu", "--input-noise", "5G"]
     outputs = {}
     for count in ("1", "2"):
