@@ -391,8 +391,9 @@ def enhance_array_with_sigma(
         The network with its head (:mod:`enhance_hmi.model.uncertainty`).
     **options
         The keyword options of :func:`enhance_array`. With ``symmetries``
-        the sigma is the mean of the head's over the passes too (the head
-        was calibrated on one pass, so it is then on the wide side).
+        the sigma is the mean of the head's over the passes too; the head
+        was calibrated on one pass (its coverage when averaged:
+        docs/model_card.md, "Averaging over symmetries").
 
     Returns
     -------
