@@ -58,6 +58,7 @@ __all__ = [
     "PRECISION_CHOICES",
     "SYMMETRY_COUNTS",
     "EnhanceSettings",
+    "check_symmetries",
     "config_schema",
     "validate_options",
 ]
@@ -389,11 +390,7 @@ class EnhanceSettings:
             raise ConfigError(
                 f"unknown psf_model {self.psf_model!r}; use one of {', '.join(HMI_PSF_MODELS)}"
             )
-        if not _is_count(self.symmetries):
-            raise ConfigError(
-                f"symmetries must be one of {', '.join(map(str, SYMMETRY_COUNTS))}, "
-                f"got {self.symmetries!r}"
-            )
+        check_symmetries(self.symmetries)
         if self.compile not in COMPILE_CHOICES or not isinstance(self.compile, (bool, str)):
             raise ConfigError(f"compile must be true, false or auto, got {self.compile!r}")
         if self.input_noise is not None:
@@ -558,9 +555,18 @@ def _tile(value: Any, label: Callable[[str], str]) -> int:
     return tile
 
 
-def _is_count(value: Any) -> bool:
-    """Whether ``value`` is a Python int (not a bool) of :data:`SYMMETRY_COUNTS`."""
-    return type(value) is int and value in SYMMETRY_COUNTS
+def check_symmetries(count: Any) -> None:
+    """Refuse a ``symmetries`` count that is not a Python int of :data:`SYMMETRY_COUNTS`.
+
+    Raises
+    ------
+    ConfigError
+        Any other value (a bool, a float, a NumPy integer, text).
+    """
+    if type(count) is not int or count not in SYMMETRY_COUNTS:
+        raise ConfigError(
+            f"symmetries must be one of {', '.join(map(str, SYMMETRY_COUNTS))}, got {count!r}"
+        )
 
 
 def _symmetries(value: Any, label: Callable[[str], str]) -> int:

@@ -5,7 +5,7 @@ then exactly equivariant to its group (turns, mirror images and, for
 magnetograms, the sign of the field), which one pass is not; the sigma
 channel is averaged without a sign; ``enhance
 predict --symmetries`` records the count in the header and the settings
-digest, and refuses a count the observable has no group for.
+digest, and refuses a count that is not a group's.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from enhance_hmi.errors import ConfigError
-from enhance_hmi.settings import SYMMETRY_COUNTS
+from enhance_hmi.settings import check_symmetries
 
 __all__ = ["Symmetry", "symmetry_group"]
 
@@ -118,9 +118,6 @@ def symmetry_group(count: int, observable: str) -> tuple[Symmetry, ...]:
     """
     if observable not in ("continuum", "magnetogram"):
         raise ConfigError(f"unknown observable {observable!r}; use continuum or magnetogram")
-    if type(count) is not int or count not in SYMMETRY_COUNTS:
-        raise ConfigError(
-            f"symmetries must be one of {', '.join(map(str, SYMMETRY_COUNTS))}, got {count!r}"
-        )
+    check_symmetries(count)
     members = _SIGNED if observable == "magnetogram" else _GEOMETRIC
     return members[:count]
