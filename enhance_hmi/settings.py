@@ -555,8 +555,10 @@ def _tile(value: Any, label: Callable[[str], str]) -> int:
     return tile
 
 
-def check_symmetries(count: Any) -> None:
+def check_symmetries(count: Any, *, name: str = "symmetries") -> None:
     """Refuse a ``symmetries`` count that is not a Python int of :data:`SYMMETRY_COUNTS`.
+
+    ``name`` is what the message calls the value (e.g. ``--symmetries``).
 
     Raises
     ------
@@ -565,7 +567,7 @@ def check_symmetries(count: Any) -> None:
     """
     if type(count) is not int or count not in SYMMETRY_COUNTS:
         raise ConfigError(
-            f"symmetries must be one of {', '.join(map(str, SYMMETRY_COUNTS))}, got {count!r}"
+            f"{name} must be one of {', '.join(map(str, SYMMETRY_COUNTS))}, got {count!r}"
         )
 
 

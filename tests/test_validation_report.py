@@ -97,6 +97,31 @@ def test_twin_report_files_metrics_and_links(twin_report):
     assert not list(twin_report.glob("*.part"))
 
 
+def test_twin_report_runs_the_network_averaged_over_symmetries(
+    shared_data, weights, twin_report, tmp_path, capsys
+):
+    """``--symmetries 2``: the report scores the averaged network and says so."""
+    out = tmp_path / "report"
+    argv = ["validate", "--twin", str(shared_data / SCENE), "--pixel-scale", "0.0662"]
+    argv += ["--weights", str(weights), "--crop", "192", "--device", "cpu"]
+    assert main([*argv, "-o", str(out), "--symmetries", "2"]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    one_pass = json.loads((twin_report / "metrics.json").read_text())
+    assert doc["context"]["symmetries"] == 2 and one_pass["context"]["symmetries"] == 1
+    assert doc["provenance"]["symmetries"] == "2"
+    # the random network is not equivariant to a half turn: the mean is another image
+    # (its score moves by ~2e-4 dB; the same pass twice gives the same bits)
+    psnr_change = doc["methods"]["enhance"]["psnr"] - one_pass["methods"]["enhance"]["psnr"]
+    assert abs(psnr_change) > 2e-5, psnr_change
+    assert doc["methods"]["bicubic"] == one_pass["methods"]["bicubic"]
+    capsys.readouterr()
+    refused = tmp_path / "refused"
+    assert main([*argv, "-o", str(refused), "--symmetries", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "enhance validate: error: --symmetries must be one of 1, 2, 4, 8, got 3", err
+    assert not refused.exists()
+
+
 def _synthetic_frames(directory: Path, hinode: Path) -> tuple[list[Path], list[Path]]:
     """HMI-like and enhanced frames made from the Hinode image, one at its time."""
     image = read_hinode(hinode)

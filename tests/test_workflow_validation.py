@@ -163,6 +163,8 @@ def test_hinode_targets_fetch_their_hmi_frame_and_report(shared_data, tmp_path):
             "output": "out",
             "jsoc": {"retries": 2, "retry_wait": 0.01},
             "validation": {"twins": [], "hinode": [str(hinode), str(far)]},
+            # the report runs the network as the run does: averaged over the sign of the field
+            "enhance": {"device": "cpu", "tile": 128, "frames_per_job": 4, "symmetries": 2},
         }
         config = write_config(tmp_path / "config.yaml", **base)
         code, output = run_workflow(tmp_path, config)
@@ -178,6 +180,11 @@ def test_hinode_targets_fetch_their_hmi_frame_and_report(shared_data, tmp_path):
         methods = doc["methods"]
         assert methods["enhance"]["psnr"] > methods["bicubic"]["psnr"]
         assert (out / "validation/hinode" / hinode.stem / "images.png").stat().st_size > 10_000
+        assert doc["context"]["symmetries"] == 2
+        (enhanced,) = (out / "validation/hinode" / hinode.stem / "enhanced").glob("*.fits")
+        with fits.open(enhanced) as hdul:
+            image = next(h for h in hdul if h.header.get("NAXIS") == 2)
+            assert str(image.header["ENHSYMM"]) == "2"
         # the far file: an entry, not a crash
         entry = json.loads((out / "validation/hinode/FGMG4_far/metrics.json").read_text())
         assert entry["status"] == "no HMI frame" and "within 30.0 min" in entry["reason"]

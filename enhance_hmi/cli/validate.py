@@ -89,6 +89,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     twin.add_argument("--seed", default="0", metavar="N", help="noise seed (default 0)")
     twin.add_argument("--device", default="auto", metavar="{auto,cpu,cuda}", help="default: auto")
     twin.add_argument("--tile", default="256", metavar="N", help="inference tile (default 256)")
+    twin.add_argument(
+        "--symmetries",
+        default="1",
+        metavar="N",
+        help="average the network over N symmetries of the forward model, as enhance predict "
+        "--symmetries does: 1 (default, one pass), 2, 4 or 8",
+    )
     real = parser.add_argument_group("Hinode target")
     real.add_argument(
         "--enhanced",
@@ -141,7 +148,12 @@ def run(args: argparse.Namespace) -> int:
         noise = _number(args.noise, "--noise", minimum=0.0)
         seed = _number(args.seed, "--seed", int, 0)
         tile = _number(args.tile, "--tile", int, 16)
+        from enhance_hmi.settings import check_symmetries
         from enhance_hmi.validation.twin import run_twin
+
+        text = str(args.symmetries).strip()
+        check_symmetries(int(text) if text.isdigit() else text, name="--symmetries")
+        symmetries = int(text)
 
         html = run_twin(
             args.twin,
@@ -156,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             tile=tile,
             name=args.name,
+            symmetries=symmetries,
         )
     else:
         if not args.enhanced:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from enhance_hmi.errors import TrainingError
+from enhance_hmi.inference.symmetry import symmetry_group
 from enhance_hmi.model.fuse import fold_batchnorm
 from enhance_hmi.model.network import EnhanceNet
 from enhance_hmi.model.uncertainty import (
@@ -172,8 +173,9 @@ def predict_with_sigma(
     return out[0], out[1]
 
 
-#: The 8 symmetries of the square: (turns by 90 degrees, flip left-right).
-DIHEDRAL = tuple((k, f) for f in (False, True) for k in range(4))
+#: The 8 symmetries of the square (quarter turns and mirror images), as
+#: :func:`enhance_hmi.inference.symmetry_group` gives them for a continuum image.
+DIHEDRAL = symmetry_group(8, "continuum")
 
 
 def dihedral_prediction(
@@ -181,21 +183,17 @@ def dihedral_prediction(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and spread of the network's outputs over the 8 symmetries of the square.
 
-    The input is turned / flipped, enhanced and turned back, 8 times (8x
-    the cost of one pass). Returns ``(mean, std)`` in physical units; the
-    spread is an uncalibrated sigma (a factor is fitted like the head's).
+    The input is mapped by each of :data:`DIHEDRAL`, enhanced and mapped back
+    (:meth:`enhance_hmi.inference.Symmetry.undo`), 8 times (8x the cost of
+    one pass). Returns ``(mean, std)`` in physical units; the spread is an
+    uncalibrated sigma (a factor is fitted like the head's).
     """
     net = fold_batchnorm(backbone)
-    x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32) / np.float32(input_scale))
+    x = np.asarray(data, dtype=np.float32) / np.float32(input_scale)
     outs = []
     with torch.inference_mode():
-        for turns, flip in DIHEDRAL:
-            t = torch.rot90(x, turns, dims=(0, 1))
-            if flip:
-                t = torch.flip(t, dims=(1,))
-            y = net(t[None, None].contiguous())[0, 0]
-            if flip:
-                y = torch.flip(y, dims=(1,))
-            outs.append(torch.rot90(y, -turns, dims=(0, 1)))
-    stack = torch.stack(outs).numpy() * np.float32(input_scale)
+        for symmetry in DIHEDRAL:
+            y = net(torch.from_numpy(symmetry.apply(x))[None, None])[0, 0].numpy()
+            outs.append(symmetry.undo(y))
+    stack = np.stack(outs) * np.float32(input_scale)
     return stack.mean(axis=0), stack.std(axis=0)

@@ -435,6 +435,7 @@ def _enhance_found(
     weights: str | os.PathLike[str] | None,
     device: str,
     tile: int,
+    symmetries: int,
 ) -> Path:
     """Enhance the HMI frame found for ``target`` into ``out/enhanced``; the written path."""
     from enhance_hmi.pipeline import enhance_file
@@ -449,6 +450,7 @@ def _enhance_found(
             weights=weights,
             device=device,
             tile=tile,
+            symmetries=symmetries,
         )
     except EnhanceError as exc:
         raise type(exc)(f"{target.name}: enhancing {found.path.name}: {exc}") from exc
@@ -468,12 +470,15 @@ def run_hinode_target(
     strict: bool = False,
     email: str | None = None,
     options: Any = None,
+    symmetries: int = 1,
 ) -> dict[str, Any]:
     """Validate the run's network on one Hinode file; write its report in ``out_dir``.
 
     Steps: :func:`read_target`, :func:`find_cotemporal_frame` (into
     ``out_dir/hmi``), :func:`enhance_hmi.pipeline.enhance_file` (into
-    ``out_dir/enhanced``), :func:`enhance_hmi.validation.target.target_case` and
+    ``out_dir/enhanced``, the network averaged over ``symmetries`` symmetries
+    as ``enhance predict --symmetries`` does; the enhanced file's header
+    records it as ``ENHSYMM``), :func:`enhance_hmi.validation.target.target_case` and
     :func:`enhance_hmi.validation.report.write_report` (``report.html``,
     ``metrics.json``, ``images.png``, ``spectra.png``).
 
@@ -514,7 +519,9 @@ def run_hinode_target(
         return _no_frame_entry(
             target, out, server=server, series=wanted, limit=limit, strict=strict
         )
-    enhanced = _enhance_found(target, found, out, weights=weights, device=device, tile=tile)
+    enhanced = _enhance_found(
+        target, found, out, weights=weights, device=device, tile=tile, symmetries=symmetries
+    )
     case = target_case(
         target.path,
         [enhanced],
@@ -528,6 +535,7 @@ def run_hinode_target(
             "hmi_t_rec": found.t_rec,
             "hinode_center_arcsec": list(target.center),
             "hinode_fov_arcsec": list(target.fov),
+            "symmetries": int(symmetries),
         }
     )
     write_report(case, out)

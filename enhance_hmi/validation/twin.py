@@ -190,6 +190,7 @@ def twin_case(
     tile: int = 256,
     name: str | None = None,
     weights_info: dict[str, Any] | None = None,
+    symmetries: int = 1,
 ) -> ValidationCase:
     """Degrade ``scene``, enhance the HMI-like input with ``model``, build the case.
 
@@ -222,8 +223,13 @@ def twin_case(
         Target name; default the scene's file stem.
     weights_info : dict, optional
         Weights provenance (file, sha256) for the report.
+    symmetries : int
+        Average the network over this many symmetries of the forward model
+        (:func:`enhance_hmi.inference.symmetry.symmetry_group`), as ``enhance
+        predict --symmetries`` does; recorded in the report's context and
+        provenance.
     """
-    from enhance_hmi.inference import enhance_array, enhance_array_with_sigma
+    from enhance_hmi.inference import enhance_array, enhance_array_with_sigma, symmetry_group
     from enhance_hmi.model.uncertainty import EnhanceWithUncertainty
     from enhance_hmi.physics import degrade
 
@@ -236,14 +242,15 @@ def twin_case(
         noise_sigma=sigma,
         rng=seed,
     )
+    group = symmetry_group(symmetries, observable)
     predicted_sigma = None
     if isinstance(model, EnhanceWithUncertainty):  # the network with its head: output and sigma
         enhanced, predicted_sigma = enhance_array_with_sigma(
-            pair.input, model, device=device, tile=tile, input_scale=input_scale
+            pair.input, model, device=device, tile=tile, input_scale=input_scale, symmetries=group
         )
     else:
         enhanced = enhance_array(
-            pair.input, model, device=device, tile=tile, input_scale=input_scale
+            pair.input, model, device=device, tile=tile, input_scale=input_scale, symmetries=group
         )
     return ValidationCase(
         name=name or scene.path.stem,
@@ -260,6 +267,7 @@ def twin_case(
             scene_file=scene.path.name,
             scene_sha256=sha256_file(scene.path),
             psf_model=psf_model,
+            symmetries=len(group),
             **(weights_info or {}),
         ),
         notes=_twin_notes(scene.header),
@@ -274,6 +282,7 @@ def twin_case(
             "truth_aperture_m": float(pair.target_aperture.to_value(u.m)),
             "truth_wavelength_AA": float(u.Quantity(wavelength).to_value(u.AA)),
             "input_scale": float(input_scale),
+            "symmetries": len(group),
         },
     )
 
@@ -308,12 +317,14 @@ def run_twin(
     device: str = "auto",
     tile: int = 256,
     name: str | None = None,
+    symmetries: int = 1,
 ) -> Path:
     """Read a scene, load weights, build the twin and write its report.
 
     ``observable`` defaults to the weights' observable; the HMI PSF model and
-    the input scale come from the weights sidecar. Returns the
-    ``report.html`` path.
+    the input scale come from the weights sidecar; ``symmetries`` as for
+    :func:`twin_case` (the workflow passes ``enhance.symmetries``). Returns
+    the ``report.html`` path.
 
     Raises
     ------
@@ -354,6 +365,7 @@ def run_twin(
         device=device,
         tile=tile,
         name=name,
+        symmetries=symmetries,
         weights_info={
             "weights_file": path.name,
             "weights_sha256": meta.get("sha256"),

@@ -160,6 +160,7 @@ rule validation_twin:
         seed=config["validation"]["seed"],
         device=config["enhance"]["device"],
         tile=config["enhance"]["tile"],
+        symmetries=config["enhance"]["symmetries"],
     script:
         "../scripts/validate.py"
 
@@ -222,5 +223,6 @@ rule validation_hinode:
         jsoc=config["jsoc"],
         device=config["enhance"]["device"],
         tile=config["enhance"]["tile"],
+        symmetries=config["enhance"]["symmetries"],
     script:
         "../scripts/validate.py"

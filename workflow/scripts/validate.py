@@ -60,6 +60,7 @@ def twin_report():
         device=snakemake.params.device,
         tile=snakemake.params.tile,
         name=snakemake.wildcards.twin,
+        symmetries=snakemake.params.symmetries,
     )
 
 
@@ -82,6 +83,7 @@ def hinode_report():
             tile=p.tile,
             strict=p.strict,
             options=acquire_options(p.jsoc),
+            symmetries=p.symmetries,
         )
     except EnhanceError as exc:
         error = " ".join(str(exc).split())
