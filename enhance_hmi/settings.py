@@ -558,7 +558,12 @@ def _tile(value: Any, label: Callable[[str], str]) -> int:
 def check_symmetries(count: Any, *, name: str = "symmetries") -> None:
     """Refuse a ``symmetries`` count that is not a Python int of :data:`SYMMETRY_COUNTS`.
 
-    ``name`` is what the message calls the value (e.g. ``--symmetries``).
+    Parameters
+    ----------
+    count : object
+        The count to check.
+    name : str
+        What the message calls the value (e.g. ``--symmetries`` on a command line).
 
     Raises
     ------

@@ -112,6 +112,7 @@ def test_twin_report_runs_the_network_averaged_over_symmetries(
     # the random network is not equivariant to a half turn: the mean is another image
     # (its score moves by ~2e-4 dB; the same pass twice gives the same bits)
     psnr_change = doc["methods"]["enhance"]["psnr"] - one_pass["methods"]["enhance"]["psnr"]
+    # (this checks the plumbing; that each pass is turned back is tests/test_symmetry.py's)
     assert abs(psnr_change) > 2e-5, psnr_change
     assert doc["methods"]["bicubic"] == one_pass["methods"]["bicubic"]
     capsys.readouterr()
@@ -119,6 +120,10 @@ def test_twin_report_runs_the_network_averaged_over_symmetries(
     assert main([*argv, "-o", str(refused), "--symmetries", "3"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "enhance validate: error: --symmetries must be one of 1, 2, 4, 8, got 3", err
+    assert not refused.exists()
+    hinode = ["validate", "--hinode", str(shared_data / HINODE), "--enhanced", "any.fits"]
+    assert main([*hinode, "-o", str(refused), "--symmetries", "2"]) == 2
+    assert "--symmetries goes with --twin" in capsys.readouterr().err
     assert not refused.exists()
 
 

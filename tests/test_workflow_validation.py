@@ -180,7 +180,7 @@ def test_hinode_targets_fetch_their_hmi_frame_and_report(shared_data, tmp_path):
         methods = doc["methods"]
         assert methods["enhance"]["psnr"] > methods["bicubic"]["psnr"]
         assert (out / "validation/hinode" / hinode.stem / "images.png").stat().st_size > 10_000
-        assert doc["context"]["symmetries"] == 2
+        assert doc["context"]["symmetries"] == 2 and doc["provenance"]["symmetries"] == "2"
         (enhanced,) = (out / "validation/hinode" / hinode.stem / "enhanced").glob("*.fits")
         with fits.open(enhanced) as hdul:
             image = next(h for h in hdul if h.header.get("NAXIS") == 2)

@@ -171,6 +171,11 @@ def run(args: argparse.Namespace) -> int:
             symmetries=symmetries,
         )
     else:
+        if str(args.symmetries).strip() != "1":
+            raise ConfigError(
+                "--symmetries goes with --twin; with --hinode the enhanced frames say how they "
+                "were made (ENHSYMM)"
+            )
         if not args.enhanced:
             raise ConfigError("--hinode needs --enhanced FRAME... (enhanced HMI FITS files)")
         max_dt = _number(args.max_dt, "--max-dt", minimum=0.0)

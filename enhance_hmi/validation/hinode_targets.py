@@ -49,6 +49,7 @@ from astropy.time import Time
 from enhance_hmi.atomic import atomic_path
 from enhance_hmi.errors import ConfigError, EnhanceError, InputError, ReportError
 from enhance_hmi.provenance import provenance_record, sha256_file
+from enhance_hmi.settings import check_symmetries
 from enhance_hmi.validation.hinode import read_hinode
 from enhance_hmi.validation.target import MAX_TIME_DIFFERENCE, frame_time
 
@@ -495,12 +496,15 @@ def run_hinode_target(
     ReportError
         ``strict`` and no HMI frame within ``max_difference`` (the entry is
         written first), or the co-alignment failed.
+    ConfigError
+        ``symmetries`` is not one of 1, 2, 4, 8 (before anything is fetched).
     EnhanceError
         Acquisition, enhancement or input errors, one sentence each.
     """
     from enhance_hmi.validation.report import write_report
     from enhance_hmi.validation.target import target_case
 
+    check_symmetries(symmetries)  # before the HMI frame is fetched
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = read_target(path)

@@ -361,7 +361,10 @@ def _overlap(
 
 
 def _target_provenance(hinode_path: Path, info: FrameInfo, psf: str) -> dict[str, str]:
-    """Provenance of a Hinode case: both files with their sha256, the weights, the PSF."""
+    """Provenance of a Hinode case: both files with their sha256, the weights, the PSF.
+
+    Also the network's symmetry count (``ENHSYMM`` of the enhanced file, when written).
+    """
     return provenance_record(
         kind="Hinode target",
         hinode_file=hinode_path.name,
@@ -371,6 +374,7 @@ def _target_provenance(hinode_path: Path, info: FrameInfo, psf: str) -> dict[str
         weights_sha256=info.header.get("ENHWSHA"),
         enhanced_by=info.header.get("ENHVERS"),
         psf_model=psf,
+        symmetries=info.header.get("ENHSYMM"),
     )
 
 

@@ -47,6 +47,7 @@ from enhance_hmi.scenes import (
     scene_pixel_scale,
     scene_quiet_sun_level,
 )
+from enhance_hmi.settings import check_symmetries
 from enhance_hmi.validation.report import ValidationCase, write_report
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ def twin_case(
 ) -> ValidationCase:
     """Degrade ``scene``, enhance the HMI-like input with ``model``, build the case.
 
-    Long for its documentation of twelve options; the body is one degradation, one
+    Long for its documentation of thirteen options; the body is one degradation, one
     enhancement and the case record.
 
     Parameters
@@ -332,10 +333,13 @@ def run_twin(
         The weights are missing or corrupt (no trained weights installed and
         ``weights`` not given).
     ConfigError
-        The weights are for another observable than ``observable``.
+        The weights are for another observable than ``observable``, or
+        ``symmetries`` is not one of 1, 2, 4, 8.
     """
     from enhance_hmi.model import load_weights, psf_model_of
     from enhance_hmi.pipeline import resolve_weights
+
+    check_symmetries(symmetries)  # before any weights or scene are read
 
     path = resolve_weights(weights, observable or "continuum")
     network, meta = load_weights(path)
