@@ -539,7 +539,7 @@ def run_hinode_target(
             "hmi_t_rec": found.t_rec,
             "hinode_center_arcsec": list(target.center),
             "hinode_fov_arcsec": list(target.fov),
-            "symmetries": int(symmetries),
+            "symmetries": symmetries,
         }
     )
     write_report(case, out)

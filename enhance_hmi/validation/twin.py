@@ -268,7 +268,7 @@ def twin_case(
             scene_file=scene.path.name,
             scene_sha256=sha256_file(scene.path),
             psf_model=psf_model,
-            symmetries=len(group),
+            symmetries=symmetries,
             **(weights_info or {}),
         ),
         notes=_twin_notes(scene.header),
@@ -283,7 +283,7 @@ def twin_case(
             "truth_aperture_m": float(pair.target_aperture.to_value(u.m)),
             "truth_wavelength_AA": float(u.Quantity(wavelength).to_value(u.AA)),
             "input_scale": float(input_scale),
-            "symmetries": len(group),
+            "symmetries": symmetries,
         },
     )
 
